@@ -1,0 +1,71 @@
+// The one way the service reaches ClickHouse: `@clickhouse/client-web`, pointed either at a
+// server (`CLICKHOUSE_URL`) or, by default, at the embedded engine through an in-process fetch.
+import { createClient, type ClickHouseClient } from "@clickhouse/client-web";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { ChdbEngine } from "./embedded/chdb-engine.ts";
+import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
+
+export interface ClickHouseOptions {
+  /** Server URL; when absent the embedded engine under `dataDir` is used. */
+  url?: string;
+  database: string;
+  user?: string;
+  password?: string;
+  dataDir?: string;
+  embeddedLanes?: number;
+  requestTimeoutMs?: number;
+}
+
+/** A client plus what is needed to shut its backing down. */
+export interface ClickHouse {
+  client: ClickHouseClient;
+  /** The embedded engine, when there is no server. */
+  engine: ChdbEngine | undefined;
+  close(): Promise<void>;
+}
+
+const engines = new Map<string, ChdbEngine>();
+
+/** Opens (or reuses: one per process and directory) the embedded engine under `dataDir`. */
+export function embeddedEngine(dataDir: string, lanes = 4): ChdbEngine {
+  const dir = join(dataDir, "clickhouse");
+  let engine = engines.get(dir);
+  if (!engine) {
+    mkdirSync(dir, { recursive: true });
+    engine = ChdbEngine.open(dir, lanes);
+    engines.set(dir, engine);
+  }
+  return engine;
+}
+
+/** Builds the client. `database` is the client's default database for every statement. */
+export function createClickHouse(opts: ClickHouseOptions): ClickHouse {
+  const common = {
+    database: opts.database,
+    username: opts.user ?? "default",
+    password: opts.password ?? "",
+    request_timeout: opts.requestTimeoutMs ?? 60_000,
+    clickhouse_settings: { date_time_output_format: "iso" as const, output_format_json_quote_64bit_integers: 0 as const },
+  };
+  if (opts.url) {
+    const client = createClient({ ...common, url: opts.url });
+    return { client, engine: undefined, close: () => client.close() };
+  }
+  if (!opts.dataDir) throw new Error("createClickHouse: either url or dataDir is required");
+  const engine = embeddedEngine(opts.dataDir, opts.embeddedLanes);
+  const client = createClient({
+    ...common,
+    url: "http://embedded.clickhouse",
+    fetch: createClickHouseHttpHandler(engine) as typeof fetch,
+  });
+  // The engine is per process and may be shared (tests), so closing the client leaves it open.
+  return { client, engine, close: () => client.close() };
+}
+
+/** Closes every embedded engine this process opened (last step of shutdown). */
+export async function closeEmbeddedEngines(): Promise<void> {
+  const all = [...engines.values()];
+  engines.clear();
+  await Promise.all(all.map((e) => e.close()));
+}

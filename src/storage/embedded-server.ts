@@ -1,0 +1,38 @@
+// `npm run clickhouse`: the embedded engine served as a ClickHouse HTTP endpoint on loopback, so
+// a service process can use it through CLICKHOUSE_URL and a fault test can stop and restart it.
+// Usage: bun src/storage/embedded-server.ts [--port 8123] [--host 127.0.0.1] [--data ./data]
+import { parseArgs } from "node:util";
+import { closeEmbeddedEngines, embeddedEngine } from "./clickhouse.ts";
+import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
+
+const { values } = parseArgs({
+  options: {
+    port: { type: "string", default: "8123" },
+    host: { type: "string", default: "127.0.0.1" },
+    data: { type: "string", default: "./data" },
+    lanes: { type: "string", default: "4" },
+  },
+});
+const port = Number(values.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`--port: expected a port number, got ${JSON.stringify(values.port)}`);
+  process.exit(2);
+}
+const handler = createClickHouseHttpHandler(embeddedEngine(values.data, Number(values.lanes) || 4));
+const server = Bun.serve({
+  port,
+  hostname: values.host,
+  maxRequestBodySize: 1024 * 1024 * 1024,
+  idleTimeout: 255,
+  fetch: (req) => handler(req),
+});
+console.log(JSON.stringify({ msg: "embedded clickhouse listening", url: `http://${values.host}:${server.port}`, data: values.data }));
+
+async function shutdown(): Promise<void> {
+  // Stop taking requests, let running ones finish, then close the engine's connections.
+  await server.stop();
+  await closeEmbeddedEngines();
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown());
+process.on("SIGINT", () => void shutdown());

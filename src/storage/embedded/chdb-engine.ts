@@ -1,0 +1,244 @@
+// The embedded ClickHouse engine (libchdb through the `chdb` package), shared by one process.
+//
+// libchdb binds one data directory per process, and one chdb connection runs one query at a
+// time while several connections on the same directory run in parallel. So the engine opens a
+// small pool of connections ("lanes") and gives each request a lane to itself for its whole
+// run: session state a request changes (settings, current database) is put right on the lane
+// before the next request runs there, so nothing leaks from one request into another.
+//
+// Query parameters are handed to the engine exactly as the HTTP interface receives them (the
+// `param_*` text), through chdb's native binding: chdb's JS wrapper re-escapes string values,
+// which would change what `Array`/`Map` parameters mean.
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { Session } from "chdb";
+
+const require = createRequire(import.meta.url);
+
+/** chdb's native addon (the functions its own `Session` calls), typed for what we use. */
+interface ChdbNative {
+  QueryAsyncConnection(conn: unknown, sql: string, format: string, params?: Record<string, string>): Promise<NativeResult>;
+  InsertRawAsyncConnection(conn: unknown, prefix: string, data: Uint8Array, countLines: boolean): Promise<NativeInsertResult>;
+  StreamQuery(conn: unknown, sql: string, format: string, params?: Record<string, string>): unknown;
+  StreamFetch(handle: unknown): Promise<{ bytes: Uint8Array; numRows: number; done: boolean }>;
+  StreamCancel(handle: unknown): void;
+}
+interface NativeResult { bytes: Uint8Array; elapsed: number; rowsRead: number; bytesRead: number }
+interface NativeInsertResult { elapsed: number; rowsWritten: number; bytesWritten: number }
+
+const chdbRoot = dirname(require.resolve("chdb"));
+const native: ChdbNative = require(join(chdbRoot, "dist", "loader.js")).loadNative();
+
+/** One request to the engine, in the terms of the ClickHouse HTTP interface. */
+export interface EngineRequest {
+  sql: string;
+  /** Raw `param_*` values, as received (tab-separated escaping still applied). */
+  params?: Record<string, string>;
+  /** Settings to apply for this request only. */
+  settings?: Record<string, string>;
+  database?: string;
+  format: string;
+  /** Insert data; `sql` is then the `INSERT ... FORMAT X` prefix. */
+  data?: Uint8Array;
+}
+
+/** Counters of one finished request, in the shape of `X-ClickHouse-Summary`. */
+export interface EngineSummary {
+  readRows: number;
+  readBytes: number;
+  writtenRows: number;
+  writtenBytes: number;
+  resultRows: number;
+  resultBytes: number;
+  elapsedNs: number;
+}
+
+export type EngineOutput =
+  | { kind: "buffer"; bytes: Uint8Array; summary: EngineSummary }
+  | { kind: "stream"; first: Uint8Array; rest: ReadableStream<Uint8Array>; summary: EngineSummary };
+
+interface Lane {
+  session: Session;
+  tail: Promise<unknown>;
+  pending: number;
+  database: string;
+  settings: Map<string, string>;
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A stream nobody reads for this long is cancelled, so its lane cannot stay blocked. */
+const STREAM_IDLE_MS = 60_000;
+
+export class ChdbEngine {
+  readonly #lanes: Lane[];
+  #closed = false;
+
+  private constructor(readonly dataDir: string, laneCount: number) {
+    this.#lanes = Array.from({ length: laneCount }, () => ({
+      session: new Session(dataDir),
+      tail: Promise.resolve(),
+      pending: 0,
+      database: "default",
+      settings: new Map(),
+    }));
+  }
+
+  /** Opens the engine on `dataDir` with `lanes` parallel connections. */
+  static open(dataDir: string, lanes = 4): ChdbEngine {
+    return new ChdbEngine(dataDir, lanes);
+  }
+
+  /** Runs one request on a free lane. Results of reads may come back as a stream. */
+  run(req: EngineRequest, opts: { stream?: boolean } = {}): Promise<EngineOutput> {
+    if (this.#closed) return Promise.reject(new Error("Code: 999. DB::Exception: embedded engine is closed. (ENGINE_CLOSED)"));
+    const lane = this.#pickLane();
+    lane.pending++;
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    const started = lane.tail.then(async () => {
+      await this.#prepareLane(lane, req);
+      return opts.stream ? this.#stream(lane, req, release) : this.#buffered(lane, req);
+    });
+    // The lane is free again when the request is over; a stream ends it later, on its own.
+    lane.tail = started.then(
+      (out) => (out.kind === "stream" ? done : undefined),
+      () => undefined,
+    ).finally(() => lane.pending--);
+    return started;
+  }
+
+  /** Closes every lane after the requests already queued on it. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all(this.#lanes.map((l) => l.tail));
+    for (const l of this.#lanes) l.session.close();
+  }
+
+  #pickLane(): Lane {
+    let best = this.#lanes[0]!;
+    for (const l of this.#lanes) if (l.pending < best.pending) best = l;
+    return best;
+  }
+
+  /** Puts the lane's database and settings where this request wants them. */
+  async #prepareLane(lane: Lane, req: EngineRequest): Promise<void> {
+    const conn = lane.session.connection;
+    const database = req.database || "default";
+    if (database !== lane.database) {
+      if (!IDENT.test(database)) throw new Error(`Code: 81. DB::Exception: Database ${database} does not exist. (UNKNOWN_DATABASE)`);
+      await native.QueryAsyncConnection(conn, `USE \`${database}\``, "TSV");
+      lane.database = database;
+    }
+    const wanted = req.settings ?? {};
+    const changes: string[] = [];
+    for (const name of lane.settings.keys()) {
+      if (!(name in wanted)) changes.push(`${name} = DEFAULT`);
+    }
+    for (const [name, value] of Object.entries(wanted)) {
+      if (lane.settings.get(name) === value) continue;
+      if (!IDENT.test(name)) throw new Error(`Code: 115. DB::Exception: Unknown setting '${name}'. (UNKNOWN_SETTING)`);
+      changes.push(`${name} = ${sqlLiteral(value)}`);
+    }
+    if (changes.length === 0) return;
+    // Forget the lane's settings first: if the SET fails half-way, the next request resets all.
+    const previous = new Map(lane.settings);
+    lane.settings = new Map([...previous, ...Object.keys(wanted).map((k) => [k, "\u0000unknown"] as [string, string])]);
+    await native.QueryAsyncConnection(conn, `SET ${changes.join(", ")}`, "TSV");
+    lane.settings = new Map(Object.entries(wanted));
+  }
+
+  async #buffered(lane: Lane, req: EngineRequest): Promise<EngineOutput> {
+    const conn = lane.session.connection;
+    if (req.data && !req.params) {
+      const r = await native.InsertRawAsyncConnection(conn, req.sql, req.data, false);
+      return { kind: "buffer", bytes: new Uint8Array(0), summary: writeSummary(r, req.data.byteLength) };
+    }
+    const sql = req.data ? `${req.sql}\n${new TextDecoder().decode(req.data)}` : req.sql;
+    const r = await native.QueryAsyncConnection(conn, sql, req.format, nonEmpty(req.params));
+    const bytes = new Uint8Array(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
+    return {
+      kind: "buffer",
+      bytes,
+      summary: {
+        readRows: r.rowsRead, readBytes: r.bytesRead, writtenRows: 0, writtenBytes: 0,
+        resultRows: 0, resultBytes: bytes.byteLength, elapsedNs: Math.round(r.elapsed * 1e9),
+      },
+    };
+  }
+
+  /** Starts a streamed read; the first chunk is fetched here so errors surface as a status. */
+  async #stream(lane: Lane, req: EngineRequest, release: () => void): Promise<EngineOutput> {
+    const started = performance.now();
+    const handle = native.StreamQuery(lane.session.connection, req.sql, req.format, nonEmpty(req.params));
+    let first: { bytes: Uint8Array; numRows: number; done: boolean };
+    try {
+      first = await native.StreamFetch(handle);
+    } catch (err) {
+      native.StreamCancel(handle);
+      throw err;
+    }
+    const summary: EngineSummary = {
+      readRows: first.numRows, readBytes: first.bytes.byteLength, writtenRows: 0, writtenBytes: 0,
+      resultRows: first.numRows, resultBytes: first.bytes.byteLength, elapsedNs: 0,
+    };
+    const firstBytes = new Uint8Array(first.bytes.buffer, first.bytes.byteOffset, first.bytes.byteLength);
+    if (first.done) {
+      native.StreamCancel(handle);
+      release();
+      summary.elapsedNs = Math.round((performance.now() - started) * 1e6);
+      return { kind: "buffer", bytes: firstBytes, summary };
+    }
+    let finished = false;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(idle);
+      native.StreamCancel(handle);
+      release();
+    };
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(finish, STREAM_IDLE_MS);
+    };
+    armIdle();
+    const rest = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (finished) return controller.close();
+        armIdle();
+        try {
+          const chunk = await native.StreamFetch(handle);
+          if (chunk.done) {
+            finish();
+            controller.close();
+          } else {
+            controller.enqueue(new Uint8Array(chunk.bytes.buffer, chunk.bytes.byteOffset, chunk.bytes.byteLength));
+          }
+        } catch (err) {
+          finish();
+          controller.error(err);
+        }
+      },
+      cancel: finish,
+    }, { highWaterMark: 0 });
+    return { kind: "stream", first: firstBytes, rest, summary };
+  }
+}
+
+function writeSummary(r: NativeInsertResult, sent: number): EngineSummary {
+  return {
+    readRows: r.rowsWritten, readBytes: sent, writtenRows: r.rowsWritten, writtenBytes: r.bytesWritten,
+    resultRows: 0, resultBytes: 0, elapsedNs: Math.round(r.elapsed * 1e9),
+  };
+}
+
+function nonEmpty(params: Record<string, string> | undefined): Record<string, string> | undefined {
+  return params && Object.keys(params).length > 0 ? params : undefined;
+}
+
+/** A setting value as a SQL literal: numbers stay numbers, everything else is a quoted string. */
+function sqlLiteral(value: string): string {
+  if (/^-?\d+(\.\d+)?$/.test(value)) return value;
+  return `'${value.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+}

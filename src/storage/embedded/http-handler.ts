@@ -1,0 +1,172 @@
+// The ClickHouse HTTP interface, implemented over the embedded engine. `@clickhouse/client-web`
+// takes this as its `fetch`, so the service's production code path (client-web, formats,
+// `{name:Type}` parameters, insert settings, error codes) runs unchanged against chdb; the same
+// handler served on a TCP port (`npm run clickhouse`) is a local "ClickHouse over HTTP".
+import type { ChdbEngine, EngineOutput, EngineSummary } from "./chdb-engine.ts";
+
+/** URL parameters that belong to the HTTP layer; every other unknown one is a setting. */
+const HTTP_PARAMS = new Set([
+  "query", "database", "default_format", "query_id", "session_id", "session_timeout", "session_check",
+  "role", "user", "password", "quota_key", "compress", "decompress", "buffer_size", "wait_end_of_query",
+  "enable_http_compression", "send_progress_in_http_headers", "add_http_cors_header",
+  "http_headers_progress_interval_ms", "http_zlib_compression_level", "http_response_buffer_size",
+  "http_wait_end_of_query", "http_write_exception_in_output_format",
+  "http_native_compression_disable_checksumming_on_decompress", "client_protocol_version",
+]);
+/** Statements whose results may be large; they stream instead of being buffered. */
+const READ_STATEMENT = /^(?:\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*(select|with|show|describe|desc|explain|exists)\b/i;
+const INSERT_STATEMENT = /^(?:\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*insert\b/i;
+const VERSION = "26.7 (embedded chdb)";
+
+/** Builds a `fetch`-shaped function that answers ClickHouse HTTP requests from `engine`. */
+export function createClickHouseHttpHandler(engine: ChdbEngine): (input: RequestInfo | URL, init?: RequestInit) => Promise<Response> {
+  return async (input, init) => {
+    const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+    try {
+      return await handle(engine, request);
+    } catch (err) {
+      return errorResponse(err);
+    }
+  };
+}
+
+async function handle(engine: ChdbEngine, request: Request): Promise<Response> {
+  const url = new URL(request.url);
+  if (url.pathname === "/ping" || (url.pathname === "/" && request.method !== "POST" && !url.searchParams.has("query"))) {
+    return new Response("Ok.\n", { headers: { "Content-Type": "text/plain; charset=UTF-8" } });
+  }
+  if (url.pathname !== "/") {
+    return clickhouseError(404, 0, `There is no handle ${url.pathname}`, "UNKNOWN_HANDLER");
+  }
+  const params: Record<string, string> = {};
+  const settings: Record<string, string> = {};
+  for (const [name, value] of url.searchParams) {
+    if (name.startsWith("param_")) params[name.slice(6)] = value;
+    else if (!HTTP_PARAMS.has(name)) settings[name] = value;
+  }
+  let urlQuery = url.searchParams.get("query");
+  let body: Uint8Array | undefined;
+  const contentType = request.headers.get("content-type") ?? "";
+  if (contentType.startsWith("multipart/form-data")) {
+    // client-web moves long parameter lists into a multipart body.
+    const form = await request.formData();
+    for (const [name, value] of form) {
+      if (typeof value !== "string") continue;
+      if (name === "query") urlQuery = value;
+      else if (name.startsWith("param_")) params[name.slice(6)] = value;
+    }
+  } else if (request.body) {
+    const stream = request.headers.get("content-encoding") === "gzip"
+      ? request.body.pipeThrough(new DecompressionStream("gzip"))
+      : request.body;
+    body = new Uint8Array(await new Response(stream).arrayBuffer());
+    if (body.byteLength === 0) body = undefined;
+  }
+  const queryId = url.searchParams.get("query_id") || crypto.randomUUID();
+  const format = url.searchParams.get("default_format") || "TabSeparated";
+  const database = url.searchParams.get("database") ?? undefined;
+
+  let sql: string;
+  let data: Uint8Array | undefined;
+  if (urlQuery !== null) {
+    sql = urlQuery;
+    if (body && INSERT_STATEMENT.test(urlQuery)) data = body;
+    else if (body) sql = `${urlQuery}\n${new TextDecoder().decode(body)}`;
+  } else if (body) {
+    sql = new TextDecoder().decode(body);
+  } else {
+    return clickhouseError(400, 62, "Empty query", "SYNTAX_ERROR");
+  }
+  if (sql.trim() === "") return clickhouseError(400, 62, "Empty query", "SYNTAX_ERROR");
+
+  const stream = !data && READ_STATEMENT.test(sql);
+  const out = await engine.run({ sql, params, settings, database, format, data }, { stream });
+  return successResponse(out, queryId, sql, format);
+}
+
+function successResponse(out: EngineOutput, queryId: string, sql: string, defaultFormat: string): Response {
+  const format = explicitFormat(sql) ?? defaultFormat;
+  const headers = new Headers({
+    "Content-Type": contentTypeOf(format),
+    "X-ClickHouse-Query-Id": queryId,
+    "X-ClickHouse-Format": format,
+    "X-ClickHouse-Timezone": "UTC",
+    "X-ClickHouse-Server-Display-Name": "embedded",
+    "X-ClickHouse-Summary": summaryHeader(out.summary),
+  });
+  if (out.kind === "buffer") return new Response(out.bytes, { headers });
+  const { first, rest } = out;
+  const reader = rest.getReader();
+  let sentFirst = false;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sentFirst) {
+        sentFirst = true;
+        controller.enqueue(first);
+        return;
+      }
+      try {
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        // Headers are gone already: like the real server, report the error inside the body.
+        controller.enqueue(new TextEncoder().encode(`\n${messageOf(err)}\n`));
+        controller.close();
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+  return new Response(body, { headers });
+}
+
+function summaryHeader(s: EngineSummary): string {
+  return JSON.stringify({
+    read_rows: String(s.readRows), read_bytes: String(s.readBytes),
+    written_rows: String(s.writtenRows), written_bytes: String(s.writtenBytes),
+    total_rows_to_read: "0", result_rows: String(s.resultRows), result_bytes: String(s.resultBytes),
+    elapsed_ns: String(s.elapsedNs),
+  });
+}
+
+function explicitFormat(sql: string): string | undefined {
+  return /\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$/i.exec(sql)?.[1];
+}
+
+function contentTypeOf(format: string): string {
+  if (format.startsWith("JSON")) return "application/json; charset=UTF-8";
+  if (format.startsWith("TabSeparated") || format.startsWith("TSV")) return "text/tab-separated-values; charset=UTF-8";
+  if (format.startsWith("CSV")) return "text/csv; charset=UTF-8";
+  return "text/plain; charset=UTF-8";
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Maps an engine error to the status the ClickHouse server would send. */
+function statusOf(code: number): number {
+  if ([60, 81, 83].includes(code)) return 404;
+  if ([516, 192, 194].includes(code)) return 401;
+  if ([497].includes(code)) return 403;
+  if ([62, 6, 26, 27, 36, 38, 41, 43, 44, 46, 47, 53, 62, 69, 70, 72, 115, 117, 130, 131, 386, 456, 457].includes(code)) return 400;
+  return 500;
+}
+
+function errorResponse(err: unknown): Response {
+  const message = messageOf(err);
+  const match = /Code: (\d+)\./.exec(message);
+  const code = match ? Number(match[1]) : 1001;
+  const text = match ? message : `Code: 1001. DB::Exception: ${message}. (STD_EXCEPTION)`;
+  return new Response(`${text} (version ${VERSION})\n`, {
+    status: statusOf(code),
+    headers: { "Content-Type": "text/plain; charset=UTF-8", "X-ClickHouse-Exception-Code": String(code) },
+  });
+}
+
+function clickhouseError(status: number, code: number, message: string, type: string): Response {
+  return new Response(`Code: ${code}. DB::Exception: ${message}. (${type}) (version ${VERSION})\n`, {
+    status,
+    headers: { "Content-Type": "text/plain; charset=UTF-8", "X-ClickHouse-Exception-Code": String(code) },
+  });
+}
