@@ -1,0 +1,25 @@
+// The one embedded ClickHouse engine a test run shares (libchdb binds one data directory per
+// process). Tests isolate themselves by database name.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClickHouse, type ClickHouse } from "../../src/storage/clickhouse.ts";
+
+let dataDir: string | undefined;
+
+/** The data directory of the shared engine (TEST_DATA_DIR from the preload, else a temp dir). */
+export function testDataDir(): string {
+  dataDir ??= process.env.TEST_DATA_DIR ?? mkdtempSync(join(tmpdir(), "analytics-test-"));
+  return dataDir;
+}
+
+let counter = 0;
+/** A database name no other test uses. */
+export function uniqueDatabase(prefix = "t"): string {
+  return `${prefix}_${process.pid}_${Date.now().toString(36)}_${counter++}`;
+}
+
+/** A client-web client on the shared embedded engine, defaulting to `database`. */
+export function testClickHouse(database = "default"): ClickHouse {
+  return createClickHouse({ database, dataDir: testDataDir() });
+}
