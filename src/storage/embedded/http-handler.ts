@@ -94,7 +94,7 @@ function successResponse(out: EngineOutput, queryId: string, sql: string, defaul
     "X-ClickHouse-Server-Display-Name": "embedded",
     "X-ClickHouse-Summary": summaryHeader(out.summary),
   });
-  if (out.kind === "buffer") return new Response(out.bytes, { headers });
+  if (out.kind === "buffer") return new Response(out.bytes as Uint8Array<ArrayBuffer>, { headers });
   const { first, rest } = out;
   const reader = rest.getReader();
   let sentFirst = false;

@@ -1,0 +1,66 @@
+// Builds the Hono app from its dependencies. Web-standard APIs only (Request, Response, fetch,
+// Web Crypto): Bun-specific code stays in main.ts and the disk spool, so the same app can be
+// mounted on another runtime.
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { ApiError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import type { Metrics } from "./ops/metrics.ts";
+import type { App, AppEnv } from "./http/app-env.ts";
+import { requestId } from "./http/request-id.ts";
+import { accessLog } from "./http/access-log.ts";
+import { registerOpsRoutes, type Readiness } from "./ops/ops-routes.ts";
+
+/** Everything the routes need, built once by the composition root (main.ts or a test). */
+export interface AppDeps {
+  logger: Logger;
+  metrics: Metrics;
+  readiness: Readiness;
+  /** Route modules register themselves here; each gets the app and its own dependencies. */
+  routes?: ReadonlyArray<(app: App) => void>;
+}
+
+/** The HTTP application: middleware, every route, and the one error handler. */
+export function buildApp(deps: AppDeps): App {
+  const app = new Hono<AppEnv>();
+  app.use("*", requestId());
+  app.use("*", accessLog(deps.logger, deps.metrics));
+  registerOpsRoutes(app, deps);
+  for (const register of deps.routes ?? []) register(app);
+
+  app.notFound((c) => {
+    throw new ApiError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`);
+  });
+  app.onError((err, c) => {
+    const requestId = c.get("requestId") ?? crypto.randomUUID();
+    const apiError = toApiError(err);
+    if (apiError.status >= 500) {
+      deps.logger.error("request failed", { request_id: requestId, error: err instanceof Error ? err.stack ?? err.message : String(err) });
+    } else {
+      deps.metrics.clientErrors.inc({ code: apiError.code });
+    }
+    const headers: Record<string, string> = { "X-Request-Id": requestId };
+    if (apiError.extra.retryAfterSeconds !== undefined) headers["Retry-After"] = String(apiError.extra.retryAfterSeconds);
+    return c.json(
+      {
+        error: { code: apiError.code, message: apiError.message, ...(apiError.extra.issues ? { issues: apiError.extra.issues } : {}) },
+        request_id: requestId,
+      },
+      apiError.status as 400,
+      headers,
+    );
+  });
+  return app;
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof HTTPException) {
+    const status = err.status;
+    if (status === 413) return new ApiError("payload_too_large", err.message || "Request body too large");
+    if (status === 404) return new ApiError("not_found", err.message || "Not found");
+    if (status === 401) return new ApiError("unauthorized", err.message || "Unauthorized");
+    if (status < 500) return new ApiError("invalid_body", err.message || "Bad request");
+  }
+  return new ApiError("internal", "Internal error; the request id identifies it in the logs");
+}

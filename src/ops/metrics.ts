@@ -1,0 +1,44 @@
+// Every Prometheus metric the service exports, defined in one place (prom-client).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** The metric handles the parts of the service update; built once by the composition root. */
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: "http_requests_total", help: "HTTP requests by route and status",
+      labelNames: ["method", "route", "status"] as const, registers,
+    }),
+    httpDuration: new Histogram({
+      name: "http_request_duration_seconds", help: "HTTP request duration by route",
+      labelNames: ["route"] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5], registers,
+    }),
+    clientErrors: new Counter({
+      name: "http_client_errors_total", help: "4xx answers by error code", labelNames: ["code"] as const, registers,
+    }),
+    ingestItems: new Counter({
+      name: "ingest_items_total", help: "Ingested items by type and outcome (accepted, or the drop reason)",
+      labelNames: ["type", "outcome"] as const, registers,
+    }),
+    spoolBytes: new Gauge({ name: "spool_bytes", help: "Bytes in the durable spool", registers }),
+    spoolSegments: new Gauge({ name: "spool_segments", help: "Segments in the durable spool", registers }),
+    spoolCorruptTails: new Counter({ name: "spool_corrupt_tails_total", help: "Corrupt spool tails set aside", registers }),
+    flushDuration: new Histogram({
+      name: "flush_duration_seconds", help: "Duration of one spool segment flush to ClickHouse",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers,
+    }),
+    flushRows: new Counter({
+      name: "flush_rows_total", help: "Rows inserted into ClickHouse by table", labelNames: ["table"] as const, registers,
+    }),
+    insertErrors: new Counter({ name: "clickhouse_insert_errors_total", help: "Failed ClickHouse inserts", registers }),
+    cacheRequests: new Counter({
+      name: "cache_requests_total", help: "Query cache lookups by route and result",
+      labelNames: ["route", "result"] as const, registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
