@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS analytics_db.sessions
     user_id         String,
     started_at      DateTime64(3, 'UTC'),
     ended_at        DateTime64(3, 'UTC'),
-    duration_s      UInt32,
+    duration_s      UInt32,  -- whole seconds, for display
+    duration_ms     UInt64,  -- exact: sums and averages use this
     pageviews       UInt32,
     events          UInt32,
     items           UInt32,
