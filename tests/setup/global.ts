@@ -11,12 +11,28 @@
  * fallback, when the process exits.
  */
 import { afterAll } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { shutdownValkey, startValkey, ValkeyMissingError } from "./valkey.ts";
 
-const dataDir = mkdtempSync(join(tmpdir(), "analytics-test-data-"));
+/** Scratch directories of earlier runs that were killed (SIGKILL) before they could clean up. */
+function sweepStaleDirs(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const pid = Number(/^analytics-test-(?:valkey|data)-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ESRCH") {
+        rmSync(join(tmpdir(), name), { recursive: true, force: true });
+      }
+    }
+  }
+}
+sweepStaleDirs();
+
+const dataDir = mkdtempSync(join(tmpdir(), `analytics-test-data-${process.pid}-`));
 process.env.TEST_DATA_DIR = dataDir;
 
 function removeDataDir(): void {

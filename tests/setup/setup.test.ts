@@ -22,6 +22,9 @@ function client(options: { db?: number; retry?: boolean } = {}): Redis {
     enableOfflineQueue: options.retry ?? false,
     retryStrategy: options.retry ? () => 50 : () => null,
   });
+  // Connection errors while the server is down are expected here; the commands' own promises
+  // report what matters.
+  redis.on("error", () => {});
   clients.push(redis);
   return redis;
 }

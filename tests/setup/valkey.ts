@@ -164,7 +164,7 @@ function serialised<T>(task: () => Promise<T>): Promise<T> {
 
 async function launch(port: number): Promise<Subprocess> {
   const binary = findBinary();
-  const dir = (state.dir ??= mkdtempSync(join(tmpdir(), "analytics-test-valkey-")));
+  const dir = (state.dir ??= mkdtempSync(join(tmpdir(), `analytics-test-valkey-${process.pid}-`)));
   const args = [
     binary,
     "--port", String(port),
