@@ -1,0 +1,22 @@
+import { isbot } from "isbot";
+import { MAX_USER_AGENT_LENGTH } from "./user-agent.ts";
+
+// isbot already knows these today; listed here too so that traffic from scripts stays out of the
+// numbers even if a future isbot release narrows its list. Matched at the start of the UA only,
+// where a library puts its name: a browser UA that merely mentions one further on is not a script.
+const HTTP_LIBRARIES =
+  /^(curl|wget|python-requests|python-urllib|python-httpx|aiohttp|go-http-client|axios|node-fetch|undici|okhttp|java|apache-httpclient|libwww-perl|postmanruntime|guzzlehttp|ruby|faraday|httpie|deno|bun|node)\b/i;
+
+/**
+ * True when the user agent is a crawler, a headless browser, or an HTTP library; bot items are
+ * dropped with reason `bot` and never counted as traffic.
+ *
+ * An empty or missing user agent counts as a bot: every browser sends one, and the clients that
+ * send none are scripts and headless tools. A caller that knows better (a secret server key, whose
+ * items may carry no user agent at all) should skip this check rather than pass a made-up UA.
+ */
+export function detectBot(ua: string | null | undefined): boolean {
+  const text = (ua ?? "").trim().slice(0, MAX_USER_AGENT_LENGTH);
+  if (text === "") return true;
+  return HTTP_LIBRARIES.test(text) || isbot(text);
+}

@@ -1,0 +1,86 @@
+export interface Utm {
+  source: string;
+  medium: string;
+  campaign: string;
+  term: string;
+  content: string;
+}
+
+export interface PageUrlParts {
+  hostname: string;
+  path: string;
+  utm: Utm;
+}
+
+export const MAX_PATH_LENGTH = 1024;
+export const MAX_UTM_LENGTH = 256;
+
+function parseUrl(text: string): URL | null {
+  // URL.parse would do, but it is newer than some runtimes this code targets.
+  try {
+    return new URL(text.trim());
+  } catch {
+    return null;
+  }
+}
+
+/** Host as shown in reports: lowercase (URL already does that), no "www.", no DNS root dot. */
+function siteHost(url: URL): string {
+  return url.hostname.replace(/\.$/, "").replace(/^www\./, "");
+}
+
+function normalisePath(pathname: string): string {
+  let path = pathname.replace(/\/{2,}/g, "/");
+  if (path.length > 1 && path.endsWith("/")) path = path.slice(0, -1);
+  if (path.length > MAX_PATH_LENGTH) {
+    // Cutting inside a percent escape ("%E2%8") would leave text that no decoder accepts.
+    path = path.slice(0, MAX_PATH_LENGTH).replace(/%[0-9A-Fa-f]?$/, "");
+  }
+  return path;
+}
+
+function utmValue(params: URLSearchParams, name: string): string {
+  return (params.get(name) ?? "").trim().slice(0, MAX_UTM_LENGTH).trim();
+}
+
+/**
+ * Host, normalised path and UTM parameters of a page URL; null unless it is an absolute http(s)
+ * URL. The path keeps URL's percent-encoding (decoding could merge distinct paths or produce
+ * invalid text) and drops query and fragment, so one page is one row in top pages.
+ */
+export function parsePageUrl(url: string): PageUrlParts | null {
+  const parsed = parseUrl(url);
+  if (parsed === null || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) return null;
+  const params = parsed.searchParams;
+  return {
+    hostname: siteHost(parsed),
+    path: normalisePath(parsed.pathname),
+    utm: {
+      source: utmValue(params, "utm_source"),
+      medium: utmValue(params, "utm_medium"),
+      campaign: utmValue(params, "utm_campaign"),
+      term: utmValue(params, "utm_term"),
+      content: utmValue(params, "utm_content"),
+    },
+  };
+}
+
+/**
+ * The referrer's host without a leading "www." (no port), or '' for an empty or unparsable
+ * referrer. Any scheme with a host counts: Android apps refer as "android-app://com.google.android.gm".
+ */
+export function referrerDomain(referrer: string): string {
+  if (referrer.trim() === "") return "";
+  const parsed = parseUrl(referrer);
+  return parsed === null ? "" : siteHost(parsed);
+}
+
+/**
+ * True when the referrer is the page's own site (an internal link): such a visit is direct
+ * traffic, so the caller stores '' as its referrer domain. Both sides are compared normalised.
+ */
+export function isSelfReferral(referrerDomain: string, pageHostname: string): boolean {
+  const normalise = (host: string) => host.trim().toLowerCase().replace(/\.$/, "").replace(/^www\./, "");
+  const referrer = normalise(referrerDomain);
+  return referrer !== "" && referrer === normalise(pageHostname);
+}

@@ -1,0 +1,73 @@
+import Bowser from "bowser";
+
+export type Device = "desktop" | "mobile" | "tablet" | "other";
+
+export interface UserAgentInfo {
+  readonly device: Device;
+  readonly browser: string;
+  readonly os: string;
+}
+
+/** Longest user agent that is parsed; real ones are far shorter, and regexes cost per character. */
+export const MAX_USER_AGENT_LENGTH = 512;
+const DEFAULT_CACHE_ENTRIES = 10_000;
+const UNKNOWN = "Unknown";
+
+// Bowser's names, shortened to what dashboards show. Names not listed are kept as Bowser spells them.
+const BROWSER_NAMES: Readonly<Record<string, string>> = {
+  "Microsoft Edge": "Edge",
+  "Samsung Internet for Android": "Samsung Internet",
+  "NAVER Whale Browser": "Whale",
+  "Yandex Browser": "Yandex",
+};
+
+// Bowser falls back to the UA's first token for unknown clients ("Mozilla", "MyApp/1.2 CFNetwork");
+// only names it actually detects are kept, so the browser column does not fill with noise.
+const KNOWN_BROWSERS = new Set<string>(Object.values(Bowser.BROWSER_MAP));
+const KNOWN_OSES = new Set<string>(Object.values(Bowser.OS_MAP));
+
+const UNKNOWN_AGENT: UserAgentInfo = Object.freeze({ device: "other", browser: UNKNOWN, os: UNKNOWN });
+
+function deviceOf(platformType: string | undefined): Device {
+  if (platformType === "desktop" || platformType === "mobile" || platformType === "tablet") return platformType;
+  return "other"; // tv, bot, or nothing detected
+}
+
+function parseUncached(ua: string): UserAgentInfo {
+  const parsed = Bowser.parse(ua);
+  const browserName = parsed.browser.name;
+  const osName = parsed.os.name;
+  const browser =
+    browserName !== undefined && KNOWN_BROWSERS.has(browserName) && browserName !== "Generic"
+      ? (BROWSER_NAMES[browserName] ?? browserName)
+      : UNKNOWN;
+  const os = osName !== undefined && KNOWN_OSES.has(osName) ? osName : UNKNOWN;
+  return Object.freeze({ device: deviceOf(parsed.platform.type), browser, os });
+}
+
+/**
+ * A user-agent parser memoised in a bounded LRU map: the same few hundred user agents make up
+ * most traffic, and parsing one runs dozens of regexes.
+ */
+export function createUserAgentParser(maxEntries = DEFAULT_CACHE_ENTRIES): (ua: string) => UserAgentInfo {
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError("maxEntries must be a positive integer");
+  // A Map iterates in insertion order, so re-inserting on a hit keeps the oldest entry first.
+  const cache = new Map<string, UserAgentInfo>();
+  return function parseUserAgent(ua: string): UserAgentInfo {
+    const key = ua.trim().slice(0, MAX_USER_AGENT_LENGTH);
+    if (key === "") return UNKNOWN_AGENT;
+    const hit = cache.get(key);
+    if (hit !== undefined) {
+      cache.delete(key);
+      cache.set(key, hit);
+      return hit;
+    }
+    const info = parseUncached(key);
+    cache.set(key, info);
+    if (cache.size > maxEntries) cache.delete(cache.keys().next().value!);
+    return info;
+  };
+}
+
+/** Device type, browser and OS of a user agent; 'Unknown' (device 'other') for what is not recognised. */
+export const parseUserAgent: (ua: string) => UserAgentInfo = createUserAgentParser();

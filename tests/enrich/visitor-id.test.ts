@@ -1,0 +1,57 @@
+import { describe, expect, test } from "bun:test";
+import { createHash, createHmac } from "node:crypto";
+import { anonymousVisitorId, visitorId } from "../../src/ingest/enrich/visitor-id.ts";
+
+const SALT = new Uint8Array(32).map((_, i) => i);
+const OTHER_SALT = new Uint8Array(32).map((_, i) => 255 - i);
+const UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+
+describe("visitorId", () => {
+  test("is HMAC-SHA-256(salt, service NUL ip NUL ua), first 16 bytes in hex", async () => {
+    // node:crypto as an independent reference for the Web Crypto implementation.
+    const expected = createHmac("sha256", SALT).update(`shop\u00008.8.8.8\u0000${UA}`).digest("hex").slice(0, 32);
+    const id = await visitorId(SALT, "shop", "8.8.8.8", UA);
+    expect(id).toBe(expected);
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  test("is stable for the same inputs and changes with each of them", async () => {
+    const base = await visitorId(SALT, "shop", "8.8.8.8", UA);
+    expect(await visitorId(SALT, "shop", "8.8.8.8", UA)).toBe(base);
+    const variants = await Promise.all([
+      visitorId(OTHER_SALT, "shop", "8.8.8.8", UA),
+      visitorId(SALT, "blog", "8.8.8.8", UA),
+      visitorId(SALT, "shop", "8.8.4.4", UA),
+      visitorId(SALT, "shop", "8.8.8.8", `${UA} `),
+    ]);
+    expect(new Set([base, ...variants]).size).toBe(5);
+  });
+
+  test("fields cannot run into each other", async () => {
+    expect(await visitorId(SALT, "ab", "1.2.3.4", "x")).not.toBe(await visitorId(SALT, "a", "b1.2.3.4", "x"));
+  });
+
+  test("a salt copy with the same bytes gives the same id (the key cache is by identity)", async () => {
+    expect(await visitorId(new Uint8Array(SALT), "shop", "::1", UA)).toBe(await visitorId(SALT, "shop", "::1", UA));
+  });
+
+  test("refuses a salt too short to be a secret", async () => {
+    await expect(visitorId(new Uint8Array(8), "shop", "8.8.8.8", UA)).rejects.toThrow(RangeError);
+  });
+});
+
+describe("anonymousVisitorId", () => {
+  test("is 'a:' + the first 30 hex chars of SHA-256(service NUL anonymous_id)", async () => {
+    const expected = createHash("sha256").update("shop\u0000visitor-123").digest("hex").slice(0, 30);
+    const id = await anonymousVisitorId("shop", "visitor-123");
+    expect(id).toBe(`a:${expected}`);
+    expect(id).toHaveLength(32);
+  });
+
+  test("is deterministic and scoped to the service", async () => {
+    const id = await anonymousVisitorId("shop", "visitor-123");
+    expect(await anonymousVisitorId("shop", "visitor-123")).toBe(id);
+    expect(await anonymousVisitorId("blog", "visitor-123")).not.toBe(id);
+    expect(await anonymousVisitorId("shop", "visitor-124")).not.toBe(id);
+  });
+});
