@@ -25,6 +25,13 @@ export interface ClickHouse {
   close(): Promise<void>;
 }
 
+/** A row that is already one line of JSON: inserted as is, without parsing it again. */
+export class RawJsonRow {
+  constructor(readonly json: string) {}
+}
+
+const stringify = (value: unknown): string => (value instanceof RawJsonRow ? value.json : JSON.stringify(value));
+
 const engines = new Map<string, ChdbEngine>();
 
 /** Opens (or reuses: one per process and directory) the embedded engine under `dataDir`. */
@@ -47,6 +54,7 @@ export function createClickHouse(opts: ClickHouseOptions): ClickHouse {
     password: opts.password ?? "",
     request_timeout: opts.requestTimeoutMs ?? 60_000,
     clickhouse_settings: { date_time_output_format: "iso" as const, output_format_json_quote_64bit_integers: 0 as const },
+    json: { parse: JSON.parse, stringify },
   };
   if (opts.url) {
     const client = createClient({ ...common, url: opts.url });

@@ -1,0 +1,174 @@
+// Builds every dependency of the service once, from the config, and tears them down in order.
+// main.ts serves the result; tests build the same graph against their own database and Valkey.
+import Redis from "ioredis";
+import { join } from "node:path";
+import { buildApp } from "./app.ts";
+import { ClickHouseKeyStore } from "./auth/key-store.ts";
+import { adminAuth, ingestAuth } from "./auth/middleware.ts";
+import { ingestCors } from "./auth/ingest-cors.ts";
+import { registerKeyRoutes } from "./auth/key-routes.ts";
+import { resolveRootToken } from "./auth/root-token.ts";
+import type { Config } from "./config.ts";
+import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
+import { createCountryLookup } from "./ingest/enrich/country.ts";
+import { createMemorySaltStore, createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
+import { ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
+import { registerIngestRoutes } from "./ingest/routes.ts";
+import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
+import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-store.ts";
+import { warmUp } from "./ingest/warm-up.ts";
+import { directWriter, spoolSink, spoolWriter } from "./ingest/writers.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { createMetrics, type Metrics } from "./ops/metrics.ts";
+import { createBatcher } from "./spool/batcher.ts";
+import { openSpool } from "./spool/spool.ts";
+import { createClickHouse } from "./storage/clickhouse.ts";
+import type { Touched } from "./storage/insert-rows.ts";
+import { migrate, pendingMigrations } from "./storage/migrate.ts";
+import { createQueryParts } from "./compose-query.ts";
+
+import type { App, AppEnv } from "./http/app-env.ts";
+import type { Context } from "hono";
+
+export interface Service {
+  app: App;
+  logger: Logger;
+  metrics: Metrics;
+  /** Flushes the spool into ClickHouse now (tests, benchmarks). */
+  flush(): Promise<void>;
+  /** Stops the parts in order: drain the spool, close it, stop refreshers, close Valkey and ClickHouse. */
+  close(): Promise<void>;
+}
+
+export interface ComposeOptions {
+  logger?: Logger;
+  metrics?: Metrics;
+  /** The peer address of a request's connection (runtime-specific). */
+  socketIp?: (c: Context<AppEnv>) => string | undefined;
+  /** Apply pending migrations at start (default: only with the embedded engine). */
+  migrate?: boolean;
+}
+
+/** Builds the service from `config`. */
+export async function composeService(config: Config, opts: ComposeOptions = {}): Promise<Service> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const metrics = opts.metrics ?? createMetrics({ defaultMetrics: true });
+  const ch = config.clickhouse;
+  const embedded = ch.url === undefined;
+  const clickhouse = createClickHouse({
+    url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: config.dataDir, embeddedLanes: ch.embeddedLanes,
+  });
+  const adminClickHouse = createClickHouse({
+    url: ch.url, database: "default", user: ch.user, password: ch.password, dataDir: config.dataDir, embeddedLanes: ch.embeddedLanes,
+  });
+  // Against a real server, migrations are an explicit step (npm run migrate); embedded, they run here.
+  if (opts.migrate ?? embedded) {
+    const applied = await migrate(adminClickHouse.client, { database: ch.database });
+    if (applied.length > 0) logger.info("migrations applied", { files: applied.map((a) => a.file) });
+  }
+
+  const redis = config.valkey
+    ? new Redis(config.valkey.url, {
+        db: config.valkey.db,
+        password: config.valkey.password,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        commandTimeout: 1000,
+      })
+    : undefined;
+  redis?.on("error", (err) => logger.warn("valkey error", { error: err.message }));
+
+  const rootToken = resolveRootToken(config);
+  if (rootToken.generatedAt) logger.info("root token generated", { file: rootToken.generatedAt });
+  const keyStore = new ClickHouseKeyStore({
+    client: clickhouse.client,
+    onError: (err, during) => logger.warn("key store error", { during, error: String(err) }),
+  });
+  await keyStore.start();
+
+  const query = createQueryParts({ client: clickhouse.client, redis, keyStore, rootToken: rootToken.token, metrics, logger });
+  const invalidate = (touched: Touched) => {
+    for (const [service, dates] of touched) void query.cache.invalidate(service, [...dates]).catch(() => undefined);
+  };
+
+  const spool = await openSpool({ dir: join(config.dataDir, "spool"), capBytes: config.spool.maxBytes, fsync: config.spool.fsync, logger });
+  const batcher = config.ackMode === "spool"
+    ? createBatcher({
+        spool,
+        sink: spoolSink(clickhouse.client, metrics, invalidate),
+        flushIntervalMs: config.flushIntervalMs,
+        logger,
+        metrics: { sinkError: () => undefined },
+      })
+    : undefined;
+  const writer = config.ackMode === "spool" ? spoolWriter(spool, config.spool.maxBytes) : directWriter(clickhouse.client, ch.waitForAsyncInsert, invalidate);
+
+  const stateStore = redis ? valkeyStateStore(redis) : memoryStateStore();
+  const dedup = redis ? valkeyDedup(redis) : memoryDedup();
+  const lookupCountry = createCountryLookup({ onLoadError: (err) => logger.warn("country database not loaded", { error: String(err) }) });
+  lookupCountry("8.8.8.8"); // load the ~8 MB database now, not on the first request
+  if (!redis) {
+    // In-process state died with the previous process: rebuild it from what ClickHouse holds,
+    // after the spool left by that process is in ClickHouse too.
+    await batcher?.flush().catch((err) => logger.warn("replay before warm-up failed", { error: String(err) }));
+    const warmed = await warmUp(clickhouse.client, stateStore, dedup);
+    logger.info("state warmed up", warmed);
+  }
+  const ingestDeps: IngestorDeps = {
+    sessionizer: new Sessionizer(stateStore),
+    dedup,
+    writer,
+    metrics,
+    salts: redis ? createValkeySaltStore(redis) : createMemorySaltStore(),
+    lookupCountry,
+  };
+
+  const app = buildApp({
+    logger,
+    metrics,
+    readiness: async () => {
+      const reasons: string[] = [];
+      const ping = await clickhouse.client.ping();
+      if (!ping.success) reasons.push(`clickhouse: ${ping.error.message}`);
+      else {
+        const pending = await pendingMigrations(adminClickHouse.client, { database: ch.database }).catch((e) => [`? (${e})`]);
+        if (pending.length > 0) reasons.push(`schema: pending migrations ${pending.join(", ")}`);
+      }
+      metrics.spoolBytes.set(spool.bytes());
+      metrics.spoolSegments.set(spool.segments());
+      if (spool.bytes() >= config.spool.maxBytes) reasons.push("spool: at its cap while ClickHouse catches up");
+      return reasons;
+    },
+    routes: [
+      (a) => registerKeyRoutes(a, { store: keyStore, rootToken: rootToken.token }),
+      (a) => registerIngestRoutes(a, {
+        store: keyStore,
+        auth: ingestAuth(keyStore, { rootToken: rootToken.token }),
+        cors: ingestCors(keyStore),
+        ingest: (ctx, raws, type) => ingestItems(ingestDeps, ctx, raws, type),
+        trustProxy: config.trustProxy,
+        socketIp: opts.socketIp ?? (() => undefined),
+      }),
+      (a) => query.register(a, adminAuth(keyStore, { rootToken: rootToken.token })),
+    ],
+  });
+
+  return {
+    app,
+    logger,
+    metrics,
+    flush: async () => {
+      await batcher?.flush();
+    },
+    close: async () => {
+      const drained = batcher ? await batcher.close() : true;
+      await spool.close();
+      logger.info("spool closed", { drained });
+      await keyStore.stop();
+      await query.close();
+      redis?.disconnect();
+      await clickhouse.close();
+      await adminClickHouse.close();
+    },
+  };
+}

@@ -1,0 +1,116 @@
+// One ingest request, start to finish: enrich every item, drop duplicates, place items in
+// sessions, and hand the rows to the writer (the durable spool, or ClickHouse directly). The
+// answer lists what was accepted and what was dropped, by index and reason.
+import type { Metrics } from "../ops/metrics.ts";
+import type { EventDedup } from "./dedup.ts";
+import { Drop, enrichItem, type EnrichedItem, type PipelineDeps, type RequestContext } from "./pipeline.ts";
+import { itemRecord, sessionRecords } from "./rows.ts";
+import type { ItemType } from "./schemas.ts";
+import type { Placement, Sessionizer } from "./sessions/sessionizer.ts";
+
+/** Where accepted rows go. `write` resolving is what a 202 promises. */
+export interface RowWriter {
+  /** Throws ApiError('unavailable') when the writer cannot take `bytes` more right now. */
+  assertRoom(bytes: number): void;
+  write(records: string[]): Promise<void>;
+}
+
+export interface IngestorDeps extends PipelineDeps {
+  sessionizer: Sessionizer;
+  dedup: EventDedup;
+  writer: RowWriter;
+  metrics: Metrics;
+}
+
+export interface DroppedItem {
+  index: number;
+  reason: string;
+  message: string;
+}
+
+export interface IngestResult {
+  accepted: number;
+  dropped: DroppedItem[];
+  /** The event id of each accepted item, in input order. */
+  event_ids: string[];
+  /** Session id of each accepted item, in input order. */
+  session_ids: string[];
+}
+
+/** Rough bytes per item in the spool, to refuse before any state changes when it is full. */
+const BYTES_PER_ITEM = 1024;
+
+/** Ingests `raws` for the key's service. `type` is set by the single-item routes. */
+export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws: readonly unknown[], type?: ItemType): Promise<IngestResult> {
+  deps.writer.assertRoom(raws.length * BYTES_PER_ITEM);
+  const dropped: DroppedItem[] = [];
+  const drop = (index: number, itemType: string, d: Drop) => {
+    dropped.push({ index, reason: d.reason, message: d.message });
+    deps.metrics.ingestItems.inc({ type: itemType, outcome: d.reason });
+  };
+
+  const enriched: EnrichedItem[] = [];
+  const results = await Promise.all(raws.map((raw, i) => enrichItem(raw, i, type, ctx, deps)));
+  results.forEach((r, i) => {
+    if (r instanceof Drop) drop(i, typeOf(raws[i], type), r);
+    else enriched.push(r);
+  });
+
+  const keys = enriched.map((e) => `${e.serviceId}:${e.eventId}`);
+  const fresh = await deps.dedup.claim(keys);
+  const kept: EnrichedItem[] = [];
+  const claimed: string[] = [];
+  enriched.forEach((e, i) => {
+    if (fresh[i]) {
+      kept.push(e);
+      claimed.push(keys[i]!);
+    } else {
+      drop(e.index, e.type, new Drop("duplicate", `event_id ${e.eventId} was already received`));
+    }
+  });
+
+  try {
+    const placements: Placement[] = kept.map((e) => ({
+      serviceId: e.serviceId,
+      visitorId: e.visitorId,
+      sessionId: e.clientSessionId,
+      touch: {
+        time: e.time,
+        kind: e.type,
+        path: e.path,
+        conversion: e.item.type === "event" && e.item.conversion === true,
+        userId: e.userId,
+        attrs: {
+          hostname: e.hostname, referrer: e.referrer, referrer_domain: e.referrerDomain,
+          utm_source: e.utm.source, utm_medium: e.utm.medium, utm_campaign: e.utm.campaign,
+          utm_term: e.utm.term, utm_content: e.utm.content,
+          device: e.device, browser: e.browser, os: e.os, country: e.country,
+          screen_width: e.item.type === "session" ? e.item.screen?.width ?? 0 : 0,
+          screen_height: e.item.type === "session" ? e.item.screen?.height ?? 0 : 0,
+          language: e.item.type === "session" ? e.item.language ?? "" : "",
+          timezone: e.item.type === "session" ? e.item.timezone ?? "" : "",
+        },
+      },
+    }));
+    const assignment = placements.length > 0 ? await deps.sessionizer.assign(placements) : { sessionIds: [], changes: [] };
+    const records: string[] = [];
+    kept.forEach((e, i) => {
+      const record = itemRecord(e, assignment.sessionIds[i]!);
+      if (record) records.push(record);
+    });
+    for (const change of assignment.changes) records.push(...sessionRecords(change));
+    if (records.length > 0) await deps.writer.write(records);
+    for (const e of kept) deps.metrics.ingestItems.inc({ type: e.type, outcome: "accepted" });
+    dropped.sort((a, b) => a.index - b.index);
+    return { accepted: kept.length, dropped, event_ids: kept.map((e) => e.eventId), session_ids: assignment.sessionIds };
+  } catch (err) {
+    await deps.dedup.release(claimed).catch(() => undefined);
+    throw err;
+  }
+}
+
+function typeOf(raw: unknown, type: ItemType | undefined): string {
+  if (type) return type;
+  const t = (raw as { type?: unknown } | null)?.type;
+  return typeof t === "string" && ["session", "pageview", "event", "funnel", "error", "vitals"].includes(t) ? t : "unknown";
+}

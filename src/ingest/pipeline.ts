@@ -1,0 +1,161 @@
+// Ingestion as a named list of small steps (after Plausible's ingestion/event.ex). Each step reads
+// and extends one item's context and may drop the item with a named reason; a dropped item stops
+// there. The steps are pure but for the salt and country look-ups passed in.
+import * as v from "valibot";
+import { detectBot } from "./enrich/bot.ts";
+import { clientIp } from "./enrich/client-ip.ts";
+import { countryFromHeaders, type CountryLookup } from "./enrich/country.ts";
+import { errorFingerprint } from "./enrich/error-fingerprint.ts";
+import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
+import { isSelfReferral, parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
+import { parseUserAgent } from "./enrich/user-agent.ts";
+import { anonymousVisitorId, visitorId } from "./enrich/visitor-id.ts";
+import { ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
+
+/** Why an item was not accepted (API.md: at least invalid, bot, duplicate). */
+export type DropReason = "invalid" | "forbidden" | "bot" | "duplicate";
+
+export class Drop {
+  constructor(readonly reason: DropReason, readonly message: string) {}
+}
+
+/** What the request tells about every item in it. */
+export interface RequestContext {
+  serviceId: string;
+  keyType: "public" | "secret";
+  headers: Headers;
+  socketIp: string | undefined;
+  receivedAt: number;
+  trustProxy: boolean;
+}
+
+/** An accepted item with everything derived from it. */
+export interface EnrichedItem {
+  index: number;
+  type: ItemType;
+  item: Item;
+  serviceId: string;
+  eventId: string;
+  time: number;
+  receivedAt: number;
+  clientSessionId: string | undefined;
+  userId: string;
+  visitorId: string;
+  url: string;
+  path: string;
+  hostname: string;
+  referrer: string;
+  referrerDomain: string;
+  utm: Utm;
+  device: string;
+  browser: string;
+  os: string;
+  country: string;
+  fingerprint: string;
+}
+
+export interface PipelineDeps {
+  salts: SaltStore;
+  lookupCountry: CountryLookup;
+}
+
+const BACKFILL_MS = 30 * 24 * 60 * 60 * 1000;
+const AHEAD_MS = 5 * 60 * 1000;
+const NO_UTM: Utm = { source: "", medium: "", campaign: "", term: "", content: "" };
+
+/** Step 1: the item matches its type's schema. */
+export function validateItem(raw: unknown, type: ItemType | undefined): Item | Drop {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return new Drop("invalid", "an item must be a JSON object");
+  const t = (type ?? (raw as { type?: unknown }).type) as ItemType;
+  const schema = ITEM_SCHEMAS[t];
+  if (!schema || !Object.hasOwn(ITEM_SCHEMAS, t)) {
+    return new Drop("invalid", `type must be one of ${Object.keys(ITEM_SCHEMAS).join(", ")}`);
+  }
+  const parsed = v.safeParse(schema, raw);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    const path = (issue.path ?? []).map((p) => String(p.key)).join(".");
+    return new Drop("invalid", path ? `${path}: ${issue.message}` : issue.message);
+  }
+  return { ...parsed.output, type: t } as Item;
+}
+
+/** Step 2: the key may set what the item sets (public keys: no ip, user_agent, timestamp). */
+export function authorizeItem(item: Item, ctx: RequestContext): Drop | undefined {
+  if (item.service_id !== undefined && item.service_id !== ctx.serviceId) {
+    return new Drop("forbidden", `service_id ${item.service_id} is not the key's service (${ctx.serviceId})`);
+  }
+  if (ctx.keyType === "public") {
+    for (const field of ["ip", "user_agent", "timestamp"] as const) {
+      if (item[field] !== undefined) return new Drop("forbidden", `${field} can only be set with a secret key`);
+    }
+  }
+  return undefined;
+}
+
+/** Step 3: item time — the secret key's timestamp (30 days back to 5 minutes ahead) or arrival. */
+export function itemTime(item: Item, ctx: RequestContext): number | Drop {
+  if (item.timestamp === undefined) return ctx.receivedAt;
+  const time = typeof item.timestamp === "number" ? item.timestamp : Date.parse(item.timestamp);
+  if (time < ctx.receivedAt - BACKFILL_MS || time > ctx.receivedAt + AHEAD_MS) {
+    return new Drop("invalid", "timestamp must be within the last 30 days and at most 5 minutes ahead");
+  }
+  return time;
+}
+
+/** Runs every step for one raw item; an EnrichedItem or the Drop that stopped it. */
+export async function enrichItem(raw: unknown, index: number, type: ItemType | undefined, ctx: RequestContext, deps: PipelineDeps): Promise<EnrichedItem | Drop> {
+  const item = validateItem(raw, type);
+  if (item instanceof Drop) return item;
+  const denied = authorizeItem(item, ctx);
+  if (denied) return denied;
+  const time = itemTime(item, ctx);
+  if (time instanceof Drop) return time;
+
+  // Server keys speak for their own clients: their items carry the client's IP and user agent.
+  // Without a user agent a server item is not a browser hit, so the bot check does not apply.
+  const fromServer = ctx.keyType === "secret";
+  const ua = fromServer ? item.user_agent ?? "" : ctx.headers.get("user-agent") ?? "";
+  if ((!fromServer || ua !== "") && detectBot(ua)) return new Drop("bot", "the user agent is a bot or a script");
+  const ip = fromServer && item.ip ? item.ip : clientIp(ctx.headers, ctx.socketIp, ctx.trustProxy);
+  const headerCountry = fromServer && item.ip ? null : countryFromHeaders(ctx.headers, ctx.trustProxy);
+  const agent = parseUserAgent(ua);
+
+  const page = item.url ? parsePageUrl(item.url) : null;
+  const refDomain = item.referrer ? referrerDomain(item.referrer) : "";
+  const selfReferral = page !== null && isSelfReferral(refDomain, page.hostname);
+  let utm = page?.utm ?? NO_UTM;
+  if (item.type === "session") {
+    utm = {
+      source: item.utm_source ?? utm.source, medium: item.utm_medium ?? utm.medium, campaign: item.utm_campaign ?? utm.campaign,
+      term: item.utm_term ?? utm.term, content: item.utm_content ?? utm.content,
+    };
+  }
+  const visitor = item.anonymous_id
+    ? await anonymousVisitorId(ctx.serviceId, item.anonymous_id)
+    : await visitorId(await deps.salts.saltFor(utcDay(time)), ctx.serviceId, ip, ua);
+
+  return {
+    index,
+    type: item.type,
+    item,
+    serviceId: ctx.serviceId,
+    eventId: item.event_id?.toLowerCase() ?? crypto.randomUUID(),
+    time,
+    receivedAt: ctx.receivedAt,
+    clientSessionId: item.session_id,
+    userId: item.user_id ?? "",
+    visitorId: visitor,
+    url: item.url ?? "",
+    path: page?.path ?? "",
+    hostname: page?.hostname ?? "",
+    referrer: selfReferral ? "" : item.referrer ?? "",
+    referrerDomain: selfReferral ? "" : refDomain,
+    utm,
+    device: agent.device,
+    browser: agent.browser,
+    os: agent.os,
+    country: headerCountry ?? deps.lookupCountry(ip) ?? "",
+    fingerprint: item.type === "error" ? errorFingerprint(item.message, item.stack, item.source) : "",
+  };
+}

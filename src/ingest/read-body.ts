@@ -1,0 +1,86 @@
+// Reads an ingest body under a byte limit, before any parsing: JSON or text/plain holding JSON
+// (sendBeacon and keepalive fetch send text/plain to avoid a CORS preflight), optionally gzip.
+// The limit applies to the bytes on the wire and again to the bytes after decompression, so a
+// chunked body or a compression bomb is cut off at the limit instead of being buffered.
+import { ApiError } from "../errors.ts";
+
+const ACCEPTED_TYPES = ["application/json", "text/plain", "application/csp-report"];
+
+/** Parses the request body as JSON after enforcing content type, encoding and size. */
+export async function readJsonBody(request: Request, limitBytes: number): Promise<unknown> {
+  const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "" && !ACCEPTED_TYPES.includes(type)) {
+    throw new ApiError("unsupported_media_type", `Content-Type ${type} is not accepted; send application/json or text/plain holding JSON`);
+  }
+  const encoding = (request.headers.get("content-encoding") ?? "identity").trim().toLowerCase();
+  if (encoding !== "identity" && encoding !== "gzip") {
+    throw new ApiError("unsupported_media_type", `Content-Encoding ${encoding} is not accepted; send gzip or no encoding`);
+  }
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > limitBytes) throw tooLarge(limitBytes);
+  if (!request.body) throw new ApiError("invalid_body", "The request has no body; send a JSON object");
+
+  let bytes: Uint8Array;
+  try {
+    if (declared !== null && encoding === "identity") {
+      // The common case: a declared, already-checked length; read it in one go.
+      bytes = new Uint8Array(await request.arrayBuffer());
+      if (bytes.byteLength > limitBytes) throw tooLarge(limitBytes);
+    } else {
+      let stream: ReadableStream<Uint8Array> = request.body.pipeThrough(limitStream(limitBytes));
+      if (encoding === "gzip") stream = stream.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>).pipeThrough(limitStream(limitBytes));
+      bytes = await collect(stream);
+    }
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError("invalid_body", "The body could not be read (bad gzip data or a broken upload)");
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ApiError("invalid_body", "The body is not valid UTF-8");
+  }
+  if (text.trim() === "") throw new ApiError("invalid_body", "The body is empty; send a JSON object");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError("invalid_body", "The body is not valid JSON");
+  }
+}
+
+function tooLarge(limit: number): ApiError {
+  return new ApiError("payload_too_large", `The body is larger than ${limit} bytes (after decompression too); split it into smaller requests`);
+}
+
+/** Passes bytes through until more than `limit` went by, then fails the stream with a 413. */
+function limitStream(limit: number): TransformStream<Uint8Array, Uint8Array> {
+  let seen = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      seen += chunk.byteLength;
+      if (seen > limit) controller.error(tooLarge(limit));
+      else controller.enqueue(chunk);
+    },
+  });
+}
+
+async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    total += value.byteLength;
+  }
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.byteLength;
+  }
+  return out;
+}

@@ -1,0 +1,78 @@
+// The ingest routes: POST /v1/ingest/{session,pageview,event,batch}. They read the body under its
+// limit, authenticate (header, query or body key), validate, and hand the items to the ingestor.
+// A bad single item is a 400; a bad batch item is dropped with its index and reason.
+import type { Context, MiddlewareHandler } from "hono";
+import * as v from "valibot";
+import { resolveBodyKey } from "../auth/middleware.ts";
+import type { KeyStore } from "../auth/key-store.ts";
+import { ApiError, toIssues } from "../errors.ts";
+import type { App, AppEnv } from "../http/app-env.ts";
+import type { IngestResult } from "./ingestor.ts";
+import type { RequestContext } from "./pipeline.ts";
+import { authorizeItem } from "./pipeline.ts";
+import { readJsonBody } from "./read-body.ts";
+import { BatchBody, ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
+
+/** Body limits (API.md): checked before parsing, on the wire and after decompression. */
+export const SINGLE_LIMIT_BYTES = 64 * 1024;
+export const BATCH_LIMIT_BYTES = 1024 * 1024;
+
+export interface IngestRouteDeps {
+  store: KeyStore;
+  auth: MiddlewareHandler<AppEnv>;
+  cors: MiddlewareHandler<AppEnv>;
+  ingest: (ctx: RequestContext, raws: readonly unknown[], type?: ItemType) => Promise<IngestResult>;
+  trustProxy: boolean;
+  /** The peer address of the connection (runtime-specific; undefined when unknown). */
+  socketIp: (c: Context<AppEnv>) => string | undefined;
+  now?: () => number;
+}
+
+/** Registers the four ingest routes (and their CORS preflights). */
+export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
+  const now = deps.now ?? Date.now;
+  app.use("/v1/ingest/*", deps.cors);
+  app.use("/v1/ingest/*", deps.auth);
+
+  const context = async (c: Context<AppEnv>, bodyKey: unknown): Promise<RequestContext> => {
+    const principal = await resolveBodyKey(c, deps.store, bodyKey);
+    return {
+      serviceId: principal.serviceId,
+      keyType: principal.type,
+      headers: c.req.raw.headers,
+      socketIp: deps.socketIp(c),
+      receivedAt: now(),
+      trustProxy: deps.trustProxy,
+    };
+  };
+
+  for (const type of ["session", "pageview", "event"] as const) {
+    app.post(`/v1/ingest/${type}`, async (c) => {
+      const body = await readJsonBody(c.req.raw, SINGLE_LIMIT_BYTES);
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        throw new ApiError("invalid_body", "The body must be a JSON object");
+      }
+      const ctx = await context(c, (body as { key?: unknown }).key);
+      const parsed = v.safeParse(ITEM_SCHEMAS[type], body);
+      if (!parsed.success) {
+        throw new ApiError("invalid_body", `The ${type} is not valid: ${parsed.issues[0].message}`, { issues: toIssues(parsed.issues) });
+      }
+      const denied = authorizeItem({ ...parsed.output, type } as Item, ctx);
+      if (denied) throw new ApiError("forbidden", denied.message);
+      const result = await deps.ingest(ctx, [body], type);
+      const { session_ids, ...answer } = result;
+      return c.json(type === "session" ? { ...answer, session_id: session_ids[0] } : answer, 202);
+    });
+  }
+
+  app.post("/v1/ingest/batch", async (c) => {
+    const body = await readJsonBody(c.req.raw, BATCH_LIMIT_BYTES);
+    const parsed = v.safeParse(BatchBody, body);
+    if (!parsed.success) {
+      throw new ApiError("invalid_body", `The batch is not valid: ${parsed.issues[0].message}`, { issues: toIssues(parsed.issues) });
+    }
+    const ctx = await context(c, parsed.output.key);
+    const { session_ids: _, ...answer } = await deps.ingest(ctx, parsed.output.items);
+    return c.json(answer, 202);
+  });
+}

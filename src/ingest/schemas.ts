@@ -1,0 +1,155 @@
+// The ingest contract: one valibot schema per item type. These schemas are the only source of
+// truth for validation, for the TypeScript types (InferOutput) and for the OpenAPI document.
+import * as v from "valibot";
+
+const MAX_URL = 2048;
+
+const httpUrl = v.pipe(
+  v.string(),
+  v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
+  v.check((s) => /^https?:\/\//i.test(s) && URL.canParse(s), "must be an absolute http(s) URL"),
+);
+/** Referrers may be any URL (android-app://…) or empty for direct traffic. */
+const referrer = v.pipe(
+  v.string(),
+  v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
+  v.check((s) => s === "" || URL.canParse(s), "must be a URL or empty"),
+);
+/** ISO 8601 with an offset, or epoch milliseconds. */
+const time = v.union(
+  [
+    v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(8.64e15)),
+    v.pipe(
+      v.string(),
+      v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i, "must be ISO 8601 with an offset"),
+      v.check((s) => !Number.isNaN(Date.parse(s)), "must be a valid time"),
+    ),
+  ],
+  "must be an ISO 8601 time with an offset or epoch milliseconds",
+);
+const propertyValue = v.union(
+  [v.pipe(v.string(), v.maxLength(512, "must be at most 512 characters")), v.pipe(v.number(), v.finite()), v.boolean(), v.null()],
+  "must be a string (≤ 512), a number, a boolean or null",
+);
+const properties = v.pipe(
+  v.record(v.pipe(v.string(), v.minLength(1), v.maxLength(64, "keys must be at most 64 characters")), propertyValue),
+  v.check((o) => Object.keys(o).length <= 50, "must have at most 50 keys"),
+);
+const str = (max: number) => v.pipe(v.string(), v.maxLength(max, `must be at most ${max} characters`));
+const nonEmpty = (max: number) => v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(max, `must be at most ${max} characters`));
+const ms = v.pipe(v.number(), v.finite(), v.minValue(0, "must be ≥ 0"), v.maxValue(3_600_000, "must be ≤ 3600000"));
+
+/** Fields every item may carry (API.md "Fields every item may carry"). */
+const common = {
+  event_id: v.optional(v.pipe(v.string(), v.uuid("must be a UUID"))),
+  session_id: v.optional(nonEmpty(64)),
+  anonymous_id: v.optional(nonEmpty(128)),
+  user_id: v.optional(str(128)),
+  timestamp: v.optional(time),
+  url: v.optional(httpUrl),
+  referrer: v.optional(referrer),
+  properties: v.optional(properties),
+  ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"))),
+  user_agent: v.optional(str(1024)),
+  service_id: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"))),
+};
+
+export const SessionItem = v.object({
+  ...common,
+  type: v.optional(v.literal("session")),
+  utm_source: v.optional(str(256)),
+  utm_medium: v.optional(str(256)),
+  utm_campaign: v.optional(str(256)),
+  utm_term: v.optional(str(256)),
+  utm_content: v.optional(str(256)),
+  screen: v.optional(v.object({
+    width: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)),
+    height: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)),
+  })),
+  language: v.optional(str(35)),
+  timezone: v.optional(str(64)),
+});
+
+export const PageviewItem = v.object({ ...common, type: v.optional(v.literal("pageview")), url: httpUrl, title: v.optional(str(512)) });
+
+export const EventItem = v.object({
+  ...common,
+  type: v.optional(v.literal("event")),
+  name: nonEmpty(120),
+  conversion: v.optional(v.boolean()),
+});
+
+export const FunnelItem = v.object({
+  ...common,
+  type: v.optional(v.literal("funnel")),
+  funnel: nonEmpty(64),
+  step: v.pipe(v.number(), v.integer("must be an integer"), v.minValue(1, "must be 1–20"), v.maxValue(20, "must be 1–20")),
+  step_name: v.optional(str(120)),
+});
+
+export const ErrorItem = v.object({
+  ...common,
+  type: v.optional(v.literal("error")),
+  message: nonEmpty(1024),
+  stack: v.optional(str(16 * 1024)),
+  source: v.optional(str(MAX_URL)),
+  line: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(4294967295))),
+  column: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(4294967295))),
+});
+
+export const VitalsItem = v.pipe(
+  v.object({
+    ...common,
+    type: v.optional(v.literal("vitals")),
+    url: httpUrl,
+    lcp: v.optional(ms),
+    inp: v.optional(ms),
+    fcp: v.optional(ms),
+    ttfb: v.optional(ms),
+    cls: v.optional(v.pipe(v.number(), v.finite(), v.minValue(0, "must be ≥ 0"), v.maxValue(100, "must be ≤ 100"))),
+  }),
+  v.check((i) => [i.lcp, i.inp, i.fcp, i.ttfb, i.cls].some((x) => x !== undefined), "must carry at least one of lcp, inp, cls, fcp, ttfb"),
+);
+
+export const ITEM_SCHEMAS = {
+  session: SessionItem,
+  pageview: PageviewItem,
+  event: EventItem,
+  funnel: FunnelItem,
+  error: ErrorItem,
+  vitals: VitalsItem,
+} as const;
+
+export type ItemType = keyof typeof ITEM_SCHEMAS;
+export const ITEM_TYPES = Object.keys(ITEM_SCHEMAS) as ItemType[];
+
+/** A validated item of one of the six types, tagged with its type. */
+export type Item = { [K in ItemType]: v.InferOutput<(typeof ITEM_SCHEMAS)[K]> & { type: K } }[ItemType];
+
+/** `POST /v1/ingest/batch`: 1–500 items; each item is validated on its own (a bad one is dropped). */
+export const BatchBody = v.object({
+  items: v.pipe(
+    v.array(v.unknown(), "items must be an array"),
+    v.minLength(1, "items must hold 1 to 500 items"),
+    v.maxLength(500, "items must hold 1 to 500 items"),
+  ),
+  key: v.optional(v.string()),
+});
+
+/** The batch item shape for the OpenAPI document (validation itself goes item by item). */
+export const BatchItemDoc = v.variant("type", [
+  v.object({ ...SessionItem.entries, type: v.literal("session") }),
+  v.object({ ...PageviewItem.entries, type: v.literal("pageview") }),
+  v.object({ ...EventItem.entries, type: v.literal("event") }),
+  v.object({ ...FunnelItem.entries, type: v.literal("funnel") }),
+  v.object({ ...ErrorItem.entries, type: v.literal("error") }),
+  v.object({ ...VitalsItem.pipe[0].entries, type: v.literal("vitals") }),
+]);
+
+/** The 202 answer of every ingest route. */
+export const IngestResponse = v.object({
+  accepted: v.number(),
+  dropped: v.array(v.object({ index: v.number(), reason: v.string(), message: v.string() })),
+  event_ids: v.array(v.string()),
+  session_id: v.optional(v.string()),
+});

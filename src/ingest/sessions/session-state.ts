@@ -1,0 +1,145 @@
+// What a session is, as pure data and pure transitions (API.md "Sessions and metrics").
+// Every item of a session is a "touch": it extends the session's time span, and page views,
+// custom events and conversions change its counters. Attributes come from the earliest item.
+
+/** A gap of this much or more between two items of a visitor starts a new session. */
+export const IDLE_MS = 30 * 60 * 1000;
+
+/** Session attributes taken from the session's earliest item. */
+export interface SessionAttributes {
+  hostname: string;
+  referrer: string;
+  referrer_domain: string;
+  utm_source: string;
+  utm_medium: string;
+  utm_campaign: string;
+  utm_term: string;
+  utm_content: string;
+  device: string;
+  browser: string;
+  os: string;
+  country: string;
+  screen_width: number;
+  screen_height: number;
+  language: string;
+  timezone: string;
+}
+
+/** What one item contributes to its session. */
+export interface Touch {
+  time: number;
+  kind: "session" | "pageview" | "event" | "funnel" | "error" | "vitals";
+  /** Normalised path of the item's URL, or "" when it has none. */
+  path: string;
+  conversion: boolean;
+  userId: string;
+  attrs: SessionAttributes;
+}
+
+export interface SessionState {
+  service_id: string;
+  session_id: string;
+  visitor_id: string;
+  user_id: string;
+  started_at: number;
+  ended_at: number;
+  pageviews: number;
+  events: number;
+  items: number;
+  converted: boolean;
+  entry_path: string;
+  /** Time of the item that gave entry_path (the earliest item with a URL). */
+  entry_at: number;
+  exit_path: string;
+  /** Time of the last page view (exit_path), 0 when there is none. */
+  exit_at: number;
+  attrs: SessionAttributes;
+  version: number;
+}
+
+/** entry_at before any item with a URL (JSON-safe, unlike Infinity). */
+const NO_ENTRY = Number.MAX_SAFE_INTEGER;
+
+/** A new session whose first item is `touch`. */
+export function openSession(serviceId: string, sessionId: string, visitorId: string, touch: Touch): SessionState {
+  const base: SessionState = {
+    service_id: serviceId,
+    session_id: sessionId,
+    visitor_id: visitorId,
+    user_id: "",
+    started_at: touch.time,
+    ended_at: touch.time,
+    pageviews: 0,
+    events: 0,
+    items: 0,
+    converted: false,
+    entry_path: "",
+    entry_at: NO_ENTRY,
+    exit_path: "",
+    exit_at: 0,
+    attrs: touch.attrs,
+    version: 0,
+  };
+  return applyTouch(base, touch);
+}
+
+/** The session after one more item. Out-of-order items are placed by their own time. */
+export function applyTouch(s: SessionState, t: Touch): SessionState {
+  const next: SessionState = { ...s, version: s.version + 1, items: s.items + 1 };
+  if (t.time < s.started_at) {
+    next.started_at = t.time;
+    next.attrs = t.attrs;
+  }
+  if (t.time > s.ended_at) next.ended_at = t.time;
+  if (t.kind === "pageview") {
+    next.pageviews++;
+    if (t.time >= s.exit_at) {
+      next.exit_path = t.path;
+      next.exit_at = t.time;
+    }
+  }
+  if (t.kind === "event") {
+    next.events++;
+    if (t.conversion) next.converted = true;
+  }
+  if (t.path !== "" && t.time < s.entry_at) {
+    next.entry_path = t.path;
+    next.entry_at = t.time;
+  }
+  if (t.userId !== "") next.user_id = t.userId;
+  return next;
+}
+
+/** Bounce: exactly one page view and no custom event. */
+export function isBounce(s: SessionState): boolean {
+  return s.pageviews === 1 && s.events === 0;
+}
+
+/** A recent session of a visitor, enough to tell which session a new item belongs to. */
+export interface SessionSpan {
+  id: string;
+  first: number;
+  last: number;
+}
+
+/** The visitor's session an item at `time` belongs to: less than IDLE_MS from its span. */
+export function findSpan(spans: readonly SessionSpan[], time: number): SessionSpan | undefined {
+  let best: SessionSpan | undefined;
+  for (const span of spans) {
+    if (time - span.last < IDLE_MS && span.first - time < IDLE_MS) {
+      if (!best || span.last > best.last) best = span;
+    }
+  }
+  return best;
+}
+
+/** Spans kept per visitor: the most recent few are enough to place late items. */
+export const MAX_SPANS = 8;
+
+/** The visitor's spans after `session` changed, newest first, capped. */
+export function updateSpans(spans: readonly SessionSpan[], session: SessionState): SessionSpan[] {
+  const others = spans.filter((s) => s.id !== session.session_id);
+  const updated = [{ id: session.session_id, first: session.started_at, last: session.ended_at }, ...others];
+  updated.sort((a, b) => b.last - a.last);
+  return updated.slice(0, MAX_SPANS);
+}

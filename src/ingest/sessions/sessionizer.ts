@@ -1,0 +1,117 @@
+// Assigns every item to a session and computes the session's new state, for a whole request at
+// once: read the visitors' recent sessions, place each item (in time order), then write every
+// changed state back with one compare-and-set. The result also says which session rows to write:
+// a cancel row for each session's previous state and a row for its new state.
+import {
+  applyTouch, findSpan, openSession, updateSpans,
+  type SessionSpan, type SessionState, type Touch,
+} from "./session-state.ts";
+import type { StateStore, StateWrite } from "./state-store.ts";
+
+/** One item to place: whose it is, and what it does to its session. */
+export interface Placement {
+  serviceId: string;
+  visitorId: string;
+  /** The client's own session id: it always wins over the 30-minute rule. */
+  sessionId?: string;
+  touch: Touch;
+}
+
+export interface SessionChange {
+  before: SessionState | undefined;
+  after: SessionState;
+}
+
+export interface Assignment {
+  /** The session id of each placement, in input order. */
+  sessionIds: string[];
+  /** Sessions this request changed, with their state before and after. */
+  changes: SessionChange[];
+}
+
+/** Keep session state this long after its last change (late and back-filled items find it). */
+export const STATE_TTL_MS = 2 * 60 * 60 * 1000;
+const MAX_ATTEMPTS = 8;
+
+const visitorKey = (svc: string, visitor: string) => `v:${svc}:${visitor}`;
+const sessionKey = (svc: string, session: string) => `s:${svc}:${session}`;
+
+export class Sessionizer {
+  constructor(
+    private readonly store: StateStore,
+    private readonly newId: () => string = () => crypto.randomUUID(),
+  ) {}
+
+  /** Places every item; retries when another instance changed the same visitors meanwhile. */
+  async assign(placements: readonly Placement[]): Promise<Assignment> {
+    for (let attempt = 1; ; attempt++) {
+      const result = await this.#attempt(placements);
+      if (result) return result;
+      if (attempt >= MAX_ATTEMPTS) throw new Error("session state kept changing under this request");
+    }
+  }
+
+  async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
+    const visitorKeys = new Set<string>();
+    const sessionKeys = new Set<string>();
+    for (const p of placements) {
+      if (p.sessionId) sessionKeys.add(sessionKey(p.serviceId, p.sessionId));
+      else visitorKeys.add(visitorKey(p.serviceId, p.visitorId));
+    }
+    const loaded = await this.store.load([...visitorKeys]);
+    for (const [key, value] of loaded) {
+      if (!value) continue;
+      const svc = key.slice(2, key.indexOf(":", 2));
+      for (const span of JSON.parse(value) as SessionSpan[]) sessionKeys.add(sessionKey(svc, span.id));
+    }
+    for (const [k, v] of await this.store.load([...sessionKeys].filter((k) => !loaded.has(k)))) loaded.set(k, v);
+
+    const spans = new Map<string, SessionSpan[]>();
+    const states = new Map<string, SessionState | undefined>();
+    const before = new Map<string, SessionState | undefined>();
+    const getState = (key: string) => {
+      if (!states.has(key)) {
+        const raw = loaded.get(key);
+        const state = raw ? (JSON.parse(raw) as SessionState) : undefined;
+        states.set(key, state);
+        before.set(key, state);
+      }
+      return states.get(key);
+    };
+
+    // Time order, so the 30-minute rule sees items as they happened (stable for equal times).
+    const order = placements.map((_, i) => i).sort((a, b) => placements[a]!.touch.time - placements[b]!.touch.time || a - b);
+    const sessionIds: string[] = new Array(placements.length);
+    for (const i of order) {
+      const p = placements[i]!;
+      const vKey = visitorKey(p.serviceId, p.visitorId);
+      let id = p.sessionId;
+      if (!id) {
+        const list = spans.get(vKey) ?? JSON.parse(loaded.get(vKey) ?? "[]");
+        id = findSpan(list, p.touch.time)?.id ?? this.newId();
+        spans.set(vKey, list);
+      }
+      const sKey = sessionKey(p.serviceId, id);
+      const current = getState(sKey);
+      const next = current ? applyTouch(current, p.touch) : openSession(p.serviceId, id, p.visitorId, p.touch);
+      states.set(sKey, next);
+      // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
+      if (!p.sessionId) spans.set(vKey, updateSpans(spans.get(vKey)!, next));
+      sessionIds[i] = id;
+    }
+
+    const writes: StateWrite[] = [];
+    const changes: SessionChange[] = [];
+    for (const [key, after] of states) {
+      if (!after) continue;
+      writes.push({ key, expected: loaded.get(key) ?? null, next: JSON.stringify(after) });
+      changes.push({ before: before.get(key), after });
+    }
+    for (const [key, list] of spans) {
+      const next = JSON.stringify(list);
+      if (next !== (loaded.get(key) ?? "[]")) writes.push({ key, expected: loaded.get(key) ?? null, next });
+    }
+    const ok = await this.store.commit(writes, STATE_TTL_MS);
+    return ok ? { sessionIds, changes } : undefined;
+  }
+}

@@ -1,0 +1,69 @@
+// Rebuilds in-process ingest state after a restart (used when there is no Valkey): the event ids
+// seen recently, so client retries stay duplicates, and the state of recently active sessions,
+// so a session that was going on when the process stopped goes on instead of starting anew.
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
+import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
+import { STATE_TTL_MS } from "./sessions/sessionizer.ts";
+import type { StateStore } from "./sessions/state-store.ts";
+
+const ITEM_TABLES = ["events", "page_views", "funnel_events", "errors", "web_vitals"];
+const MAX_IDS = 2_000_000;
+
+interface SessionRow {
+  service_id: string; session_id: string; visitor_id: string; user_id: string;
+  started_at: string; ended_at: string; pageviews: number; events: number; items: number;
+  converted: number; entry_path: string; exit_path: string; exit_at: string; version: number;
+  hostname: string; referrer: string; referrer_domain: string; utm_source: string; utm_medium: string;
+  utm_campaign: string; utm_term: string; utm_content: string; device: string; browser: string; os: string;
+  country: string; screen_width: number; screen_height: number; language: string; timezone: string;
+}
+
+/** Loads recent event ids into `dedup` and recent session states into `store`. */
+export async function warmUp(client: ClickHouseClient, store: StateStore, dedup: EventDedup): Promise<{ eventIds: number; sessions: number }> {
+  const idQuery = ITEM_TABLES.map(
+    (t) => `SELECT concat(service_id, ':', toString(event_id)) AS k, received_at FROM ${t} WHERE received_at > now64(3) - toIntervalMillisecond({window:UInt64})`,
+  ).join(" UNION ALL ");
+  const ids = await (await client.query({
+    query: `SELECT k FROM (${idQuery}) ORDER BY received_at DESC LIMIT {max:UInt32}`,
+    query_params: { window: DEDUP_WINDOW_MS, max: MAX_IDS },
+    format: "JSONCompactEachRow",
+  })).json<[string]>();
+  await dedup.remember(ids.map((r) => r[0]));
+
+  // The latest state of each session changed within the state TTL (cancelled states collapse).
+  const rows = await (await client.query({
+    query: `SELECT * EXCEPT (sign, updated_at, duration_s, duration_ms, is_bounce) FROM sessions FINAL
+            WHERE sign = 1 AND (service_id, session_id) IN (
+              SELECT service_id, session_id FROM sessions WHERE updated_at > now64(3) - toIntervalMillisecond({ttl:UInt64}))`,
+    query_params: { ttl: STATE_TTL_MS },
+    format: "JSONEachRow",
+  })).json<SessionRow>();
+  const spans = new Map<string, SessionSpan[]>();
+  const writes = [];
+  for (const r of rows) {
+    const state = toState(r);
+    writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: JSON.stringify(state) });
+    const vKey = `v:${r.service_id}:${r.visitor_id}`;
+    spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state));
+  }
+  for (const [key, list] of spans) writes.push({ key, expected: null, next: JSON.stringify(list) });
+  await store.commit(writes, STATE_TTL_MS);
+  return { eventIds: ids.length, sessions: rows.length };
+}
+
+function toState(r: SessionRow): SessionState {
+  const ms = (s: string) => Date.parse(s);
+  return {
+    service_id: r.service_id, session_id: r.session_id, visitor_id: r.visitor_id, user_id: r.user_id,
+    started_at: ms(r.started_at), ended_at: ms(r.ended_at), pageviews: r.pageviews, events: r.events, items: r.items,
+    converted: r.converted === 1, entry_path: r.entry_path, entry_at: ms(r.started_at), exit_path: r.exit_path,
+    exit_at: ms(r.exit_at), version: r.version,
+    attrs: {
+      hostname: r.hostname, referrer: r.referrer, referrer_domain: r.referrer_domain, utm_source: r.utm_source,
+      utm_medium: r.utm_medium, utm_campaign: r.utm_campaign, utm_term: r.utm_term, utm_content: r.utm_content,
+      device: r.device, browser: r.browser, os: r.os, country: r.country, screen_width: r.screen_width,
+      screen_height: r.screen_height, language: r.language, timezone: r.timezone,
+    },
+  };
+}

@@ -1,0 +1,66 @@
+// The two places accepted rows can go before the 202:
+// - the durable spool (default): on local disk with group commit; the batcher flushes it later;
+// - ClickHouse directly (ACK_MODE=insert, for deployments without a local disk): async insert,
+//   acknowledged once ClickHouse took it (and flushed it, with CLICKHOUSE_WAIT_FOR_ASYNC_INSERT).
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { ApiError } from "../errors.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import type { Sink } from "../spool/batcher.ts";
+import { SpoolFullError, type Spool } from "../spool/spool.ts";
+import { insertRecords, type Touched } from "../storage/insert-rows.ts";
+import type { RowWriter } from "./ingestor.ts";
+
+const RETRY_AFTER_SECONDS = 5;
+
+function unavailable(message: string): ApiError {
+  return new ApiError("unavailable", message, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+}
+
+/** Rows go to the spool; a full spool answers 503 before any state changes. */
+export function spoolWriter(spool: Spool, capBytes: number): RowWriter {
+  return {
+    assertRoom(bytes) {
+      if (spool.bytes() + bytes > capBytes) throw unavailable("The ingest buffer is full while ClickHouse catches up; retry later");
+    },
+    async write(records) {
+      try {
+        await spool.append(records);
+      } catch (err) {
+        if (err instanceof SpoolFullError) throw unavailable("The ingest buffer is full while ClickHouse catches up; retry later");
+        throw err;
+      }
+    },
+  };
+}
+
+/** Rows go straight to ClickHouse (async insert); an insert failure answers 503. */
+export function directWriter(client: ClickHouseClient, wait: boolean, onTouched: (t: Touched) => void): RowWriter {
+  return {
+    assertRoom() {},
+    async write(records) {
+      try {
+        const { touched } = await insertRecords(client, records, { async: { wait } });
+        onTouched(touched);
+      } catch {
+        throw unavailable("ClickHouse did not take the rows; retry later");
+      }
+    },
+  };
+}
+
+/** The batcher's sink: one spool segment into ClickHouse, deduplicated by the segment's token. */
+export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched: (t: Touched) => void): Sink {
+  const decoder = new TextDecoder();
+  return async ({ records, token }) => {
+    const started = performance.now();
+    try {
+      const { rows, touched } = await insertRecords(client, records.map((r) => decoder.decode(r)), { token });
+      for (const [table, n] of rows) metrics.flushRows.inc({ table }, n);
+      metrics.flushDuration.observe((performance.now() - started) / 1000);
+      onTouched(touched);
+    } catch (err) {
+      metrics.insertErrors.inc();
+      throw err;
+    }
+  };
+}

@@ -1,0 +1,45 @@
+// The entry point: parse config, compose the service, serve it with Bun, and shut down in order.
+// Bun-specific code lives here (Bun.serve, signals, the socket address) so app.ts stays portable.
+import { getConnInfo } from "hono/bun";
+import { composeService } from "./compose.ts";
+import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { closeEmbeddedEngines } from "./storage/clickhouse.ts";
+
+let config: Config;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    console.error(`configuration error: ${err.message}`);
+    process.exit(2);
+  }
+  throw err;
+}
+
+const service = await composeService(config, { socketIp: (c) => getConnInfo(c).remote.address });
+const { app, logger } = service;
+const server = Bun.serve({
+  port: config.port,
+  hostname: config.host,
+  // Above the largest ingest body (1 MiB) so the app's own limit answers with the contract's 413.
+  maxRequestBodySize: 2 * 1024 * 1024,
+  fetch: (req, srv) => app.fetch(req, { server: srv }),
+});
+logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode });
+
+// Shutdown order: stop accepting (in-flight requests finish), drain the spool into ClickHouse,
+// close the spool, stop the key refresher, then close Valkey and ClickHouse (the engine last).
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info("shutting down", { signal });
+  const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs + 5000);
+  await server.stop();
+  await service.close();
+  await closeEmbeddedEngines();
+  clearTimeout(force);
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
