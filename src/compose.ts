@@ -47,6 +47,8 @@ export interface ComposeOptions {
   socketIp?: (c: Context<AppEnv>) => string | undefined;
   /** Apply pending migrations at start (default: only with the embedded engine). */
   migrate?: boolean;
+  /** Where the embedded engine keeps its data (default DATA_DIR); tests share one engine. */
+  engineDataDir?: string;
 }
 
 /** Builds the service from `config`. */
@@ -56,10 +58,10 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const ch = config.clickhouse;
   const embedded = ch.url === undefined;
   const clickhouse = createClickHouse({
-    url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: config.dataDir, embeddedLanes: ch.embeddedLanes,
+    url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes,
   });
   const adminClickHouse = createClickHouse({
-    url: ch.url, database: "default", user: ch.user, password: ch.password, dataDir: config.dataDir, embeddedLanes: ch.embeddedLanes,
+    url: ch.url, database: "default", user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes,
   });
   // Against a real server, migrations are an explicit step (npm run migrate); embedded, they run here.
   if (opts.migrate ?? embedded) {
