@@ -1,0 +1,105 @@
+// What a spool looks like on disk: segment names, listing, directory fsync, and setting bad bytes aside.
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { decodeFrames } from "./frame.ts";
+
+/** A segment file; `bytes` is its size on disk (it shrinks if a bad tail is set aside). */
+export interface SegmentRef {
+  readonly seq: number;
+  readonly name: string;
+  readonly path: string;
+  bytes: number;
+}
+
+/** Where set-aside bytes go, inside the spool directory. */
+export const CORRUPT_DIR = "corrupt";
+
+const NAME = /^seg-(\d{16})\.log$/;
+
+/** File name of segment `seq`: `seg-<16-digit zero-padded seq>.log`, so names sort like numbers. */
+export function segmentName(seq: number): string {
+  return `seg-${String(seq).padStart(16, "0")}.log`;
+}
+
+/** Segment files in `dir`, oldest first. */
+export async function listSegments(dir: string): Promise<SegmentRef[]> {
+  const refs: SegmentRef[] = [];
+  for (const name of await readdir(dir)) {
+    const match = NAME.exec(name);
+    if (!match) continue;
+    const file = path.join(dir, name);
+    refs.push({ seq: Number(match[1]), name, path: file, bytes: (await stat(file)).size });
+  }
+  return refs.sort((a, b) => a.seq - b.seq);
+}
+
+/** fsyncs a directory so that files created or renamed in it survive a power loss. */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+// Explicit open/write/datasync: `writeFile`'s `flush` option is not honoured by every runtime.
+async function writeDurable(file: string, bytes: Uint8Array): Promise<void> {
+  const fh = await open(file, "w");
+  try {
+    await fh.writeFile(bytes);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Stable random id of this spool directory, so dedup tokens of two spools never collide. */
+export async function spoolId(dir: string): Promise<string> {
+  const file = path.join(dir, "spool.id");
+  const existing = await readFile(file, "utf8").catch(() => "");
+  if (/^[0-9a-f]{16}$/.test(existing.trim())) return existing.trim();
+  const id = randomBytes(8).toString("hex");
+  await writeDurable(file, Buffer.from(id));
+  await syncDir(dir);
+  return id;
+}
+
+/** A segment's verified content; `setAside` names the file that received a bad tail, if any. */
+export interface Verified {
+  records: Uint8Array[];
+  content: Uint8Array;
+  setAside?: { file: string; bytes: number; problem: string };
+}
+
+/**
+ * Reads a segment and checks every frame. From the first bad frame on, the bytes are copied to
+ * corrupt/ (durably) and only then cut off the segment, so a crash in between loses nothing and a
+ * later read neither finds nor reports the same damage again.
+ */
+export async function readVerified(dir: string, ref: SegmentRef): Promise<Verified> {
+  // A segment someone deleted by hand reads as empty, so the batcher drops it instead of retrying forever.
+  const bytes = await readFile(ref.path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return Buffer.alloc(0);
+    throw error;
+  });
+  const { records, goodBytes, problem } = decodeFrames(bytes);
+  const content = bytes.subarray(0, goodBytes);
+  if (problem === undefined) return { records, content };
+
+  const corruptDir = path.join(dir, CORRUPT_DIR);
+  await mkdir(corruptDir, { recursive: true });
+  const file = path.join(corruptDir, `${ref.name}.${goodBytes}.bad`);
+  await writeDurable(file, bytes.subarray(goodBytes));
+  await syncDir(corruptDir);
+  const fh = await open(ref.path, "r+");
+  try {
+    await fh.truncate(goodBytes);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  ref.bytes = goodBytes;
+  return { records, content, setAside: { file, bytes: bytes.byteLength - goodBytes, problem } };
+}

@@ -1,0 +1,197 @@
+// Durable write-ahead spool: an append-only, checksummed, segmented log on local disk. A 202 waits
+// on `append`, so appends are group-committed (see group-commit.ts).
+// Measured (Bun 1.4.5, this 2-core VM, ext4, fdatasync ≈ 0.1 ms; 3 s runs, 3 rounds; a quick script,
+// not committed): 100-byte records, fsync on: 64 concurrent callers 250k–290k appends/s (64 appends
+// per fdatasync, p50 0.2 ms, p99 0.8–1.5 ms); 256 callers 290k–470k/s; 1 caller 4k–8k/s (one
+// fdatasync each). Async FileHandle write+datasync was chosen over writeSync+fdatasyncSync in a
+// microtask: the sync pair wins a closed loop (~430k vs ~320k/s raw) but blocks the event loop, so
+// in an open-loop server model (20 µs CPU per request) async acks ~43k/s vs ~28k/s, and with a
+// 2 ms fsync (a real disk) ~43k/s vs ~3k/s.
+import { mkdir, unlink } from "node:fs/promises";
+import path from "node:path";
+import { encodeFrames } from "./frame.ts";
+import { createGroupCommit } from "./group-commit.ts";
+import { listSegments, readVerified, spoolId, CORRUPT_DIR, type SegmentRef } from "./segment-files.ts";
+import { createSegmentWriter, SegmentBrokenError, type SegmentWriter } from "./segment-writer.ts";
+
+export type { SegmentRef } from "./segment-files.ts";
+
+/** Thrown by `append` when the new bytes would take the spool past `capBytes`; nothing was written. */
+export class SpoolFullError extends Error {
+  readonly code = "SPOOL_FULL";
+  constructor(readonly bytes: number, readonly capBytes: number) {
+    super(`spool full: ${bytes} bytes would exceed the cap of ${capBytes}`);
+    this.name = "SpoolFullError";
+  }
+}
+
+/** Console-compatible logger; the spool and the batcher only log rare events. */
+export interface SpoolLogger {
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** Options of `openSpool`; `fsync: false` is for tests and throwaway data only. */
+export interface SpoolOptions {
+  dir: string;
+  capBytes: number;
+  segmentBytes?: number;
+  fsync?: boolean;
+  logger?: SpoolLogger;
+}
+
+/** The spool: appends become durable, sealed segments are read back and removed once delivered. */
+export interface Spool {
+  readonly id: string; // stable per directory, part of every dedup token
+  readonly dir: string;
+  readonly fsyncs: number; // fdatasyncs issued for appends (group commit makes this << appends)
+  readonly corruptTails: number; // bad tails set aside into corrupt/ since open
+  append(records: readonly (Uint8Array | string)[]): Promise<void>; // resolves once fdatasync'd
+  seal(): Promise<void>; // rolls the active segment if it has records
+  sealedSegments(): SegmentRef[]; // oldest first
+  readSegment(ref: SegmentRef): Promise<Uint8Array[]>; // verified; a bad tail is set aside
+  remove(ref: SegmentRef): Promise<void>; // only once the sink confirmed the segment
+  bytes(): number; // segment bytes on disk, sealed + active: what the cap is checked against
+  segments(): number; // sealed segments, plus the active one if it has records
+  activeBytes(): number;
+  onCommit(listener: (activeBytes: number) => void): () => void; // after each group commit
+  close(): Promise<void>; // commits what is queued, then closes the file
+}
+
+/** Opens (or creates) the spool in `dir`, recovering the segment a previous process was writing. */
+export async function openSpool(options: SpoolOptions): Promise<Spool> {
+  const { dir, capBytes, segmentBytes = 8 * 1024 * 1024, fsync = true, logger = console } = options;
+  await mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
+  const id = await spoolId(dir);
+  let fsyncs = 0;
+  let corruptTails = 0;
+
+  const sealed = await listSegments(dir); // oldest first; whatever a previous process left is sealed now
+  let sealedBytes = sealed.reduce((sum, ref) => sum + ref.bytes, 0);
+
+  async function verify(ref: SegmentRef): Promise<Uint8Array[]> {
+    const before = ref.bytes;
+    const { records, setAside } = await readVerified(dir, ref);
+    if (setAside) {
+      corruptTails++;
+      sealedBytes -= before - ref.bytes;
+      logger.warn("spool: corrupt tail set aside", { segment: ref.name, keptRecords: records.length, ...setAside });
+    }
+    return records;
+  }
+
+  const createSegment = (seq: number) => createSegmentWriter(dir, seq, fsync);
+
+  // Only the last written segment can have a torn tail (the previous process died writing it), so
+  // only it is checked now; the others are checked when read. Empty segments go, but only after the
+  // new active one exists: the newest name is the high-water mark that keeps sequence numbers, and
+  // with them dedup tokens, from ever being reused.
+  const lastWritten = sealed.findLast((ref) => ref.bytes > 0);
+  if (lastWritten) await verify(lastWritten);
+  let active: SegmentWriter | null = await createSegment((sealed.at(-1)?.seq ?? 0) + 1);
+  for (const ref of sealed.filter((r) => r.bytes === 0)) {
+    await unlink(ref.path);
+    sealed.splice(sealed.indexOf(ref), 1);
+  }
+  let queuedBytes = 0; // accepted but not yet on disk; counts against the cap
+  let broken: unknown = null; // a SegmentBrokenError: appends are refused from then on
+  let closed = false;
+  const listeners = new Set<(activeBytes: number) => void>();
+
+  async function commit(frames: Uint8Array): Promise<void> {
+    try {
+      if (broken || !active) throw broken ?? new Error("spool: closed");
+      await active.append(frames);
+      if (fsync) fsyncs++;
+    } catch (error) {
+      logger.error("spool: write failed", { segment: active?.ref.name, error: String(error) });
+      if (error instanceof SegmentBrokenError) broken = error;
+      throw error;
+    } finally {
+      queuedBytes -= frames.byteLength;
+    }
+  }
+
+  // The new segment is opened first and the bookkeeping switch has no await in it, so appends that
+  // arrive during a roll simply queue and the cap arithmetic never sees a segment twice. If the
+  // new segment cannot be created, the old one stays active and the caller sees the error.
+  async function roll(current: SegmentWriter): Promise<void> {
+    const next = await createSegment(current.ref.seq + 1);
+    await current.close().catch((error) => logger.warn("spool: close failed", { error: String(error) }));
+    sealed.push(current.ref);
+    sealedBytes += current.ref.bytes;
+    active = next;
+  }
+
+  async function afterCommit(): Promise<void> {
+    if (!active) return;
+    for (const listener of listeners) {
+      try {
+        listener(active.ref.bytes);
+      } catch (error) {
+        logger.error("spool: commit listener threw", { error: String(error) });
+      }
+    }
+    if (active.ref.bytes >= segmentBytes) {
+      await roll(active).catch((error) => logger.error("spool: cannot roll segment", { error: String(error) }));
+    }
+  }
+
+  const group = createGroupCommit(commit, afterCommit);
+
+  return {
+    id,
+    dir,
+    get fsyncs() { return fsyncs; },
+    get corruptTails() { return corruptTails; },
+    append(records) {
+      if (closed || broken || !active) return Promise.reject(closed ? new Error("spool: closed") : broken);
+      if (records.length === 0) return Promise.resolve();
+      let frames: Uint8Array;
+      try {
+        frames = encodeFrames(records);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const total = sealedBytes + active.ref.bytes + queuedBytes + frames.byteLength;
+      if (total > capBytes) return Promise.reject(new SpoolFullError(total, capBytes));
+      queuedBytes += frames.byteLength;
+      return group.submit(frames);
+    },
+    seal() {
+      return group.exclusive(async () => {
+        if (active && active.ref.bytes > 0) await roll(active);
+      });
+    },
+    sealedSegments: () => [...sealed],
+    async readSegment(ref) {
+      if (!sealed.includes(ref)) throw new Error(`spool: ${ref.name} is not a sealed segment of this spool`);
+      return verify(ref);
+    },
+    async remove(ref) {
+      const index = sealed.indexOf(ref);
+      if (index < 0) return;
+      await unlink(ref.path).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== "ENOENT") throw error; // already gone is what we wanted
+      });
+      sealed.splice(index, 1);
+      sealedBytes -= ref.bytes;
+    },
+    bytes: () => sealedBytes + (active?.ref.bytes ?? 0),
+    segments: () => sealed.length + (active && active.ref.bytes > 0 ? 1 : 0),
+    activeBytes: () => active?.ref.bytes ?? 0,
+    onCommit(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      closed = true; // refuses new appends; queued ones still commit
+      await group.idle();
+      const last = active;
+      active = null;
+      if (!last) return;
+      await last.close(); // the next open seals it, or, if empty, keeps it only as the high-water mark
+    },
+  };
+}

@@ -1,0 +1,195 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { backoffDelay, createBatcher, type SinkBatch } from "../../src/spool/batcher.ts";
+import { openSpool, type Spool } from "../../src/spool/spool.ts";
+import { recordingLogger, removeTempDirs, segmentFiles, tempDir, texts } from "./support.ts";
+
+afterEach(removeTempDirs);
+
+const MiB = 1024 * 1024;
+const NEVER = 3_600_000; // timers never fire during a test: passes come from flush()
+const NO_RETRY = { baseMs: NEVER, maxMs: NEVER };
+
+/** A sink that fails its first `failures` calls, remembers every call, and delivers the rest. */
+function flakySink(failures = 0) {
+  const calls: { token: string; records: string[]; ok: boolean }[] = [];
+  const delivered: string[] = [];
+  let active = 0;
+  let maxActive = 0;
+  const sink = async (batch: SinkBatch) => {
+    maxActive = Math.max(maxActive, ++active);
+    await Promise.resolve();
+    active--;
+    const ok = calls.filter((c) => !c.ok).length >= failures;
+    calls.push({ token: batch.token, records: texts(batch.records), ok });
+    if (!ok) throw new Error("sink down");
+    delivered.push(...texts(batch.records));
+  };
+  return { sink, calls, delivered, maxActive: () => maxActive };
+}
+
+async function freshSpool(dir = tempDir()): Promise<Spool> {
+  return openSpool({ dir, capBytes: 16 * MiB, logger: recordingLogger() });
+}
+
+describe("delivery", () => {
+  test("append, flush: the sink gets every record once, in order, and the segment is removed", async () => {
+    const spool = await freshSpool();
+    const { sink, delivered, calls } = flakySink();
+    const flushed: number[] = [];
+    const batcher = createBatcher({ spool, sink, flushIntervalMs: NEVER, logger: recordingLogger(), onFlushed: (r) => flushed.push(r.length) });
+    const ids = Array.from({ length: 500 }, (_, i) => `e${i}`);
+    await Promise.all(ids.map((id) => spool.append([id])));
+    await batcher.flush();
+    expect(delivered).toEqual(ids);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]!.token).toMatch(new RegExp(`^spool-${spool.id}-\\d+-[0-9a-f]{8}$`));
+    expect(flushed).toEqual([500]);
+    expect(spool.sealedSegments()).toHaveLength(0);
+    expect(segmentFiles(spool.dir)).toHaveLength(1); // only the (empty) active segment
+    expect(batcher.stats()).toMatchObject({ flushes: 1, rowsFlushed: 500, sinkErrors: 0, pendingSegments: 0, pendingBytes: 0 });
+    await batcher.close();
+    await spool.close();
+  });
+
+  test("several segments go oldest first, one at a time, each with its own token", async () => {
+    const spool = await openSpool({ dir: tempDir(), capBytes: MiB, segmentBytes: 40, logger: recordingLogger() });
+    const { sink, delivered, calls, maxActive } = flakySink();
+    const batcher = createBatcher({ spool, sink, flushIntervalMs: NEVER, logger: recordingLogger() });
+    const ids = Array.from({ length: 30 }, (_, i) => `record-${i}`);
+    for (const id of ids) await spool.append([id]);
+    await batcher.flush();
+    expect(delivered).toEqual(ids);
+    expect(calls.length).toBeGreaterThan(5);
+    expect(new Set(calls.map((c) => c.token)).size).toBe(calls.length);
+    expect(maxActive()).toBe(1);
+    await batcher.close();
+    await spool.close();
+  });
+
+  test("a flush called while another runs still covers what was appended before it", async () => {
+    const spool = await freshSpool();
+    const { sink, delivered } = flakySink();
+    const batcher = createBatcher({ spool, sink, flushIntervalMs: NEVER, logger: recordingLogger() });
+    await spool.append(["first"]);
+    const one = batcher.flush();
+    await spool.append(["second"]);
+    const two = batcher.flush();
+    await Promise.all([one, two]);
+    expect(delivered).toEqual(["first", "second"]);
+    await batcher.close();
+    await spool.close();
+  });
+
+  test("reaching sealBytes starts a pass without waiting for the timer", async () => {
+    const spool = await freshSpool();
+    let resolveDelivered!: () => void;
+    const arrived = new Promise<void>((r) => (resolveDelivered = r));
+    const batcher = createBatcher({ spool, sink: async () => resolveDelivered(), flushIntervalMs: NEVER, sealBytes: 1000, logger: recordingLogger() });
+    await batcher.flush(); // the start-up pass, so the next one can only come from size
+    for (let i = 0; i < 20; i++) await spool.append(["x".repeat(92)]);
+    await arrived;
+    await batcher.close();
+    await spool.close();
+  });
+});
+
+describe("sink failures", () => {
+  test("failing N times then succeeding: flush rejects N times, the token never changes, rows arrive once", async () => {
+    const spool = await freshSpool();
+    const { sink, delivered, calls } = flakySink(3);
+    const logger = recordingLogger();
+    const seen = { errors: 0, flushed: [] as number[][] };
+    const metrics = { sinkError: () => void seen.errors++, flushed: (rows: number, bytes: number, ms: number) => void seen.flushed.push([rows, bytes, ms]) };
+    const batcher = createBatcher({ spool, sink, flushIntervalMs: NEVER, backoff: NO_RETRY, logger, metrics });
+    await batcher.flush(); // the start-up pass: nothing to replay, no sink call
+    await spool.append(["a", "b", "c"]);
+    for (let i = 0; i < 3; i++) await expect(batcher.flush()).rejects.toThrow("sink down");
+    expect(spool.sealedSegments()).toHaveLength(1); // kept while the sink fails
+    expect(batcher.stats()).toMatchObject({ sinkErrors: 3, failureStreak: 3, flushes: 0 });
+    await batcher.flush();
+    expect(delivered).toEqual(["a", "b", "c"]);
+    expect(new Set(calls.map((c) => c.token)).size).toBe(1);
+    expect(calls).toHaveLength(4);
+    expect(logger.lines.filter((l) => l.level === "warn")).toHaveLength(1); // once per streak
+    expect(batcher.stats()).toMatchObject({ failureStreak: 0, flushes: 1, rowsFlushed: 3, pendingSegments: 0 });
+    expect(seen.errors).toBe(3);
+    expect(seen.flushed).toHaveLength(1);
+    expect(seen.flushed[0]!.slice(0, 2)).toEqual([3, 3 * 9]);
+    expect(seen.flushed[0]![2]).toBeGreaterThanOrEqual(0);
+    await batcher.close();
+    await spool.close();
+  });
+
+  test("after a failure the batcher retries by itself with backoff", async () => {
+    const spool = await freshSpool();
+    const { sink, calls } = flakySink(4);
+    let done!: (records: Uint8Array[]) => void;
+    const flushed = new Promise<Uint8Array[]>((r) => (done = r));
+    const batcher = createBatcher({ spool, sink, flushIntervalMs: NEVER, backoff: { baseMs: 1, maxMs: 4 }, logger: recordingLogger(), onFlushed: (r) => done(r) });
+    await spool.append(["retry me"]);
+    await expect(batcher.flush()).rejects.toThrow("sink down");
+    expect(texts(await flushed)).toEqual(["retry me"]);
+    expect(calls.map((c) => c.ok)).toEqual([false, false, false, false, true]);
+    expect(new Set(calls.map((c) => c.token)).size).toBe(1);
+    await batcher.close();
+    await spool.close();
+  });
+
+  test("backoff is full jitter over a capped exponential", () => {
+    const backoff = { baseMs: 200, maxMs: 10_000 };
+    expect(backoffDelay(1, backoff, () => 0.999)).toBeCloseTo(199.8);
+    expect(backoffDelay(3, backoff, () => 0.5)).toBe(400);
+    expect(backoffDelay(30, backoff, () => 0.999)).toBeCloseTo(9990);
+    expect(backoffDelay(5, backoff, () => 0)).toBe(0);
+  });
+});
+
+describe("start and stop", () => {
+  test("segments left by a previous process are replayed first, with the token they had", async () => {
+    const dir = tempDir();
+    const before = await freshSpool(dir);
+    const failing = flakySink(Infinity);
+    const first = createBatcher({ spool: before, sink: failing.sink, flushIntervalMs: NEVER, backoff: NO_RETRY, drainTimeoutMs: 10, logger: recordingLogger() });
+    await first.flush();
+    await before.append(["old-1", "old-2"]);
+    await expect(first.flush()).rejects.toThrow();
+    expect(await first.close()).toBe(false); // no retry before the deadline: the segment stays on disk
+    await before.close();
+
+    const after = await freshSpool(dir);
+    const { sink, delivered, calls } = flakySink();
+    const batcher = createBatcher({ spool: after, sink, flushIntervalMs: NEVER, logger: recordingLogger() });
+    await after.append(["new-1"]);
+    await batcher.flush();
+    expect(delivered).toEqual(["old-1", "old-2", "new-1"]);
+    expect(calls[0]!.token).toBe(failing.calls[0]!.token);
+    await batcher.close();
+    await after.close();
+  });
+
+  test("close seals and drains what is left", async () => {
+    const spool = await freshSpool();
+    const { sink, delivered } = flakySink();
+    const batcher = createBatcher({ spool, sink, flushIntervalMs: NEVER, logger: recordingLogger() });
+    await spool.append(["last words"]);
+    expect(await batcher.close()).toBe(true);
+    expect(delivered).toEqual(["last words"]);
+    await expect(batcher.flush()).rejects.toThrow("closed");
+    await spool.close();
+  });
+
+  test("close gives up after drainTimeoutMs on a hanging sink and leaves the segment on disk", async () => {
+    const dir = tempDir();
+    const spool = await freshSpool(dir);
+    const logger = recordingLogger();
+    const batcher = createBatcher({ spool, sink: () => new Promise(() => {}), flushIntervalMs: NEVER, drainTimeoutMs: 20, logger });
+    await spool.append(["stuck"]);
+    expect(await batcher.close()).toBe(false);
+    expect(logger.lines.some((l) => l.message.includes("left for the next start"))).toBe(true);
+    await spool.close();
+    const reopened = await freshSpool(dir);
+    const [ref] = reopened.sealedSegments();
+    expect(texts(await reopened.readSegment(ref!))).toEqual(["stuck"]);
+    await reopened.close();
+  });
+});
