@@ -24,7 +24,9 @@ export function spoolWriter(spool: Spool, capBytes: number): RowWriter {
     },
     async write(records) {
       try {
-        await spool.append(records);
+        // One spool record per request: a crash can never keep half of it (say, a session's
+        // cancel row without its new state). JSON lines hold no raw newline, so "\n" splits them.
+        await spool.append([records.join("\n")]);
       } catch (err) {
         if (err instanceof SpoolFullError) throw unavailable("The ingest buffer is full while ClickHouse catches up; retry later");
         throw err;
@@ -54,7 +56,8 @@ export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched:
   return async ({ records, token }) => {
     const started = performance.now();
     try {
-      const { rows, touched } = await insertRecords(client, records.map((r) => decoder.decode(r)), { token });
+      const lines = records.flatMap((r) => decoder.decode(r).split("\n"));
+      const { rows, touched } = await insertRecords(client, lines, { token });
       for (const [table, n] of rows) metrics.flushRows.inc({ table }, n);
       metrics.flushDuration.observe((performance.now() - started) / 1000);
       onTouched(touched);

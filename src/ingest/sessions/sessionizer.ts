@@ -31,7 +31,7 @@ export interface Assignment {
 
 /** Keep session state this long after its last change (late and back-filled items find it). */
 export const STATE_TTL_MS = 2 * 60 * 60 * 1000;
-const MAX_ATTEMPTS = 8;
+const MAX_ATTEMPTS = 16;
 
 const visitorKey = (svc: string, visitor: string) => `v:${svc}:${visitor}`;
 const sessionKey = (svc: string, session: string) => `s:${svc}:${session}`;
@@ -48,6 +48,8 @@ export class Sessionizer {
       const result = await this.#attempt(placements);
       if (result) return result;
       if (attempt >= MAX_ATTEMPTS) throw new Error("session state kept changing under this request");
+      // Many writers on one visitor: spread the retries out (full jitter, capped at 64 ms).
+      await new Promise((r) => setTimeout(r, Math.random() * 2 ** Math.min(attempt, 6)));
     }
   }
 

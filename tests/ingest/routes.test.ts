@@ -1,0 +1,187 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { gzipSync } from "node:zlib";
+import { testClickHouse } from "../helpers/clickhouse.ts";
+import { startTestService, type TestService } from "../helpers/service.ts";
+
+const CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+const IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+
+let svc: TestService;
+let secret: string;
+let publicKey: string;
+const ch = () => testClickHouse(svc.database).client;
+
+async function rows<T>(query: string, params: Record<string, unknown> = {}): Promise<T[]> {
+  return (await ch().query({ query, query_params: params, format: "JSONEachRow" })).json<T>();
+}
+
+function post(path: string, body: unknown, headers: Record<string, string> = {}, key = secret): Promise<Response> {
+  return Promise.resolve(svc.app.request(path, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", ...headers },
+    body: typeof body === "string" || body instanceof Uint8Array ? (body as BodyInit) : JSON.stringify(body),
+  }));
+}
+
+beforeAll(async () => {
+  svc = await startTestService();
+  secret = await svc.key({ type: "secret", service_id: "shop" });
+  publicKey = await svc.key({ type: "public", service_id: "shop", origins: ["https://shop.example"] });
+});
+afterAll(() => svc.dispose());
+
+describe("happy paths", () => {
+  test("every item type lands in its table with the enriched columns filled", async () => {
+    const base = { user_agent: CHROME, ip: "8.8.8.8", anonymous_id: "anon-1", user_id: "u-1" };
+    const t = Date.now() - 60_000;
+    const res = await post("/v1/ingest/batch", {
+      items: [
+        { type: "session", ...base, timestamp: t, url: "https://www.shop.example/landing?utm_source=news&utm_medium=email", referrer: "https://www.google.com/search?q=x", screen: { width: 1920, height: 1080 }, language: "de-DE" },
+        { type: "pageview", ...base, timestamp: t + 1000, url: "https://shop.example/products/1?ref=x#top", title: "Product" },
+        { type: "event", ...base, timestamp: t + 2000, name: "add_to_cart", properties: { sku: "A1", qty: 2, gift: false, note: null } },
+        { type: "funnel", ...base, timestamp: t + 3000, funnel: "checkout", step: 1, step_name: "cart" },
+        { type: "error", ...base, timestamp: t + 4000, message: "TypeError: x is undefined (id 12345)", stack: "at foo (app.js:1:2)", source: "https://shop.example/app.js", line: 1, column: 2 },
+        { type: "vitals", ...base, timestamp: t + 5000, url: "https://shop.example/products/1", lcp: 2100, cls: 0.12 },
+      ],
+    });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { accepted: number; dropped: unknown[]; event_ids: string[] };
+    expect(body.accepted).toBe(6);
+    expect(body.dropped).toEqual([]);
+    await svc.flush();
+
+    const [pv] = await rows<Record<string, unknown>>("SELECT * FROM page_views");
+    expect(pv).toMatchObject({
+      service_id: "shop", path: "/products/1", hostname: "shop.example", title: "Product", device: "desktop",
+      browser: "Chrome", os: "Windows", country: "US", user_id: "u-1",
+    });
+    const [ev] = await rows<Record<string, string>>("SELECT * FROM events");
+    expect(ev!.name).toBe("add_to_cart");
+    expect(JSON.parse(ev!.properties!)).toEqual({ sku: "A1", qty: 2, gift: false, note: null });
+    expect(ev!.event_id).toBe(body.event_ids[2]!);
+    const [fu] = await rows<Record<string, unknown>>("SELECT funnel, step, step_name FROM funnel_events");
+    expect(fu).toEqual({ funnel: "checkout", step: 1, step_name: "cart" });
+    const [er] = await rows<Record<string, string>>("SELECT fingerprint, message, line FROM errors");
+    expect(er!.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    const [vi] = await rows<Record<string, unknown>>("SELECT path, lcp, cls, inp FROM web_vitals");
+    expect(vi).toEqual({ path: "/products/1", lcp: 2100, cls: 0.12, inp: null });
+
+    const sessions = await rows<Record<string, unknown>>(
+      `SELECT session_id, sum(sign) AS n, sum(sign * pageviews) AS pageviews, sum(sign * events) AS events,
+              sum(sign * is_bounce) AS bounces, sum(sign * duration_ms) AS duration_ms,
+              argMax(entry_path, version) AS entry_path, argMax(exit_path, version) AS exit_path,
+              argMax(utm_source, version) AS utm_source, argMax(utm_medium, version) AS utm_medium,
+              argMax(referrer_domain, version) AS referrer_domain, argMax(screen_width, version) AS screen_width,
+              argMax(language, version) AS language
+       FROM sessions GROUP BY session_id HAVING n > 0`,
+    );
+    expect(sessions).toHaveLength(1);
+    expect(sessions[0]).toMatchObject({
+      n: 1, pageviews: 1, events: 1, bounces: 0, duration_ms: 5000, entry_path: "/landing", exit_path: "/products/1",
+      utm_source: "news", utm_medium: "email", referrer_domain: "google.com", screen_width: 1920, language: "de-DE",
+    });
+    // Every item row carries the session's id.
+    const sid = sessions[0]!.session_id;
+    for (const table of ["page_views", "events", "funnel_events", "errors", "web_vitals"]) {
+      const [r] = await rows<{ s: string }>(`SELECT any(session_id) AS s FROM ${table}`);
+      expect(r!.s).toBe(sid as string);
+    }
+  });
+
+  test("single routes answer 202 with the event id; the session route also answers its session id", async () => {
+    const s = await post("/v1/ingest/session", { url: "https://shop.example/", user_agent: IPHONE, ip: "1.1.1.1" });
+    expect(s.status).toBe(202);
+    const sb = (await s.json()) as { session_id: string; event_ids: string[] };
+    expect(sb.session_id).toBeString();
+    const pv = await post("/v1/ingest/pageview", { url: "https://shop.example/p", user_agent: IPHONE, ip: "1.1.1.1", session_id: sb.session_id });
+    expect(pv.status).toBe(202);
+    const ev = await post("/v1/ingest/event", { name: "signup", conversion: true, user_agent: IPHONE, ip: "1.1.1.1", session_id: sb.session_id });
+    expect(((await ev.json()) as { accepted: number }).accepted).toBe(1);
+    await svc.flush();
+    const [row] = await rows<Record<string, number>>(
+      "SELECT sum(sign * pageviews) AS pv, sum(sign * converted) AS conv, sum(sign) AS n FROM sessions WHERE session_id = {s:String}",
+      { s: sb.session_id },
+    );
+    expect(row).toEqual({ pv: 1, conv: 1, n: 1 });
+  });
+
+  test("text/plain bodies (sendBeacon) and gzip bodies are accepted; the public key may come in the query", async () => {
+    const beacon = await svc.app.request(`/v1/ingest/pageview?key=${publicKey}`, {
+      method: "POST",
+      headers: { "Content-Type": "text/plain;charset=UTF-8", "User-Agent": CHROME, Origin: "https://shop.example" },
+      body: JSON.stringify({ url: "https://shop.example/beacon" }),
+    });
+    expect(beacon.status).toBe(202);
+    expect(beacon.headers.get("access-control-allow-origin")).toBe("https://shop.example");
+    const zipped = await post("/v1/ingest/batch", gzipSync(JSON.stringify({ items: [{ type: "event", name: "zip", user_agent: CHROME, ip: "9.9.9.9" }] })), { "Content-Encoding": "gzip" });
+    expect(zipped.status).toBe(202);
+    expect(((await zipped.json()) as { accepted: number }).accepted).toBe(1);
+  });
+});
+
+describe("drops and errors", () => {
+  test("a repeated event_id is stored once and dropped as duplicate", async () => {
+    const id = crypto.randomUUID();
+    const item = { event_id: id, name: "dup", user_agent: CHROME, ip: "8.8.4.4" };
+    expect(((await (await post("/v1/ingest/event", item)).json()) as { accepted: number }).accepted).toBe(1);
+    const again = (await (await post("/v1/ingest/batch", { items: [{ type: "event", ...item }, { type: "event", ...item }] })).json()) as { accepted: number; dropped: { reason: string }[] };
+    expect(again.accepted).toBe(0);
+    expect(again.dropped.map((d) => d.reason)).toEqual(["duplicate", "duplicate"]);
+    await svc.flush();
+    const [row] = await rows<{ n: number }>("SELECT count() AS n FROM events WHERE event_id = {id:UUID}", { id });
+    expect(row!.n).toBe(1);
+  });
+
+  test("bots are dropped with reason bot and never stored", async () => {
+    const res = await post("/v1/ingest/batch", { items: [{ type: "pageview", url: "https://shop.example/bot", user_agent: "Googlebot/2.1 (+http://www.google.com/bot.html)", ip: "66.249.66.1" }] });
+    const body = (await res.json()) as { accepted: number; dropped: { index: number; reason: string }[] };
+    expect(body).toMatchObject({ accepted: 0, dropped: [{ index: 0, reason: "bot" }] });
+    await svc.flush();
+    const [row] = await rows<{ n: number }>("SELECT count() AS n FROM page_views WHERE path = '/bot'");
+    expect(row!.n).toBe(0);
+  });
+
+  test("a bad batch item is dropped with its index; the rest are kept", async () => {
+    const res = await post("/v1/ingest/batch", {
+      items: [
+        { type: "event", name: "ok-1", user_agent: CHROME, ip: "8.8.8.8" },
+        { type: "event", name: "" },
+        { type: "funnel", funnel: "f", step: 21 },
+        { type: "pageview", url: "javascript:alert(1)" },
+        "not an object",
+        { type: "event", name: "ok-2", user_agent: CHROME, ip: "8.8.8.8" },
+      ],
+    });
+    const body = (await res.json()) as { accepted: number; dropped: { index: number; reason: string; message: string }[] };
+    expect(res.status).toBe(202);
+    expect(body.accepted).toBe(2);
+    expect(body.dropped.map((d) => [d.index, d.reason])).toEqual([[1, "invalid"], [2, "invalid"], [3, "invalid"], [4, "invalid"]]);
+    expect(body.dropped[1]!.message).toContain("step");
+  });
+
+  test("a single bad item is a 400 invalid_body naming the field; the body limits answer 413", async () => {
+    const bad = await post("/v1/ingest/event", { name: 42 });
+    expect(bad.status).toBe(400);
+    const err = (await bad.json()) as { error: { code: string; issues: { path: string }[] }; request_id: string };
+    expect(err.error.code).toBe("invalid_body");
+    expect(err.error.issues[0]!.path).toBe("name");
+    expect(err.request_id).toBe(bad.headers.get("x-request-id")!);
+    const big = await post("/v1/ingest/event", { name: "x", properties: { a: "y".repeat(500) }, pad: "z".repeat(70_000) });
+    expect(big.status).toBe(413);
+    const tooMany = await post("/v1/ingest/batch", { items: Array.from({ length: 501 }, () => ({ type: "event", name: "x" })) });
+    expect(tooMany.status).toBe(400);
+    expect(((await tooMany.json()) as { error: { code: string } }).error.code).toBe("invalid_body");
+  });
+
+  test("a secret key's timestamp must be within 30 days back and 5 minutes ahead", async () => {
+    const old = await post("/v1/ingest/event", { name: "old", timestamp: Date.now() - 31 * 86_400_000, user_agent: CHROME, ip: "8.8.8.8" });
+    expect(old.status).toBe(202);
+    expect(((await old.json()) as { dropped: { reason: string }[] }).dropped[0]!.reason).toBe("invalid");
+  });
+
+  test("a body service_id other than the key's is refused with 403", async () => {
+    const res = await post("/v1/ingest/event", { name: "x", service_id: "blog", user_agent: CHROME, ip: "8.8.8.8" });
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("forbidden");
+  });
+});

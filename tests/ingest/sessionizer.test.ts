@@ -1,0 +1,130 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import Redis from "ioredis";
+import { IDLE_MS, type SessionAttributes, type Touch } from "../../src/ingest/sessions/session-state.ts";
+import { Sessionizer, type Placement } from "../../src/ingest/sessions/sessionizer.ts";
+import { memoryStateStore, valkeyStateStore, type StateStore } from "../../src/ingest/sessions/state-store.ts";
+import { freeDbPrefix, valkeyUrl } from "../setup/valkey.ts";
+
+const T0 = Date.parse("2026-03-29T00:40:00Z");
+const MIN = 60_000;
+const attrs = (over: Partial<SessionAttributes> = {}): SessionAttributes => ({
+  hostname: "shop.example", referrer: "", referrer_domain: "", utm_source: "", utm_medium: "", utm_campaign: "",
+  utm_term: "", utm_content: "", device: "desktop", browser: "Firefox", os: "Linux", country: "DE",
+  screen_width: 0, screen_height: 0, language: "", timezone: "", ...over,
+});
+const touch = (time: number, kind: Touch["kind"], path = "", over: Partial<Touch> = {}): Touch => ({
+  time, kind, path, conversion: false, userId: "", attrs: attrs(), ...over,
+});
+const place = (visitorId: string, t: Touch, sessionId?: string): Placement => ({ serviceId: "shop", visitorId, sessionId, touch: t });
+
+let counter = 0;
+const ids = () => `s${++counter}`;
+
+const redis = new Redis(valkeyUrl(), { lazyConnect: false });
+afterAll(() => redis.disconnect());
+
+const stores: Array<[string, () => StateStore]> = [
+  ["memory", () => memoryStateStore()],
+  ["valkey", () => valkeyStateStore(redis, `${freeDbPrefix()}:`)],
+];
+
+describe.each(stores)("sessionizer on the %s store", (_name, makeStore) => {
+  test("items less than 30 minutes apart share a session; a gap of exactly 30 minutes starts a new one", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const a = await s.assign([place("v1", touch(T0, "pageview", "/a"))]);
+    const b = await s.assign([place("v1", touch(T0 + IDLE_MS - 1, "pageview", "/b"))]);
+    const c = await s.assign([place("v1", touch(T0 + IDLE_MS - 1 + IDLE_MS, "event"))]);
+    expect(b.sessionIds[0]).toBe(a.sessionIds[0]!);
+    expect(c.sessionIds[0]).not.toBe(a.sessionIds[0]!);
+    const after = b.changes[0]!.after;
+    expect(after.pageviews).toBe(2);
+    expect(after.entry_path).toBe("/a");
+    expect(after.exit_path).toBe("/b");
+    expect(after.ended_at - after.started_at).toBe(IDLE_MS - 1);
+    expect(b.changes[0]!.before?.pageviews).toBe(1);
+  });
+
+  test("different visitors never share a session", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const r = await s.assign([place("v1", touch(T0, "pageview", "/")), place("v2", touch(T0, "pageview", "/"))]);
+    expect(r.sessionIds[0]).not.toBe(r.sessionIds[1]!);
+  });
+
+  test("a client session id always wins over the 30-minute rule", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const r = await s.assign([
+      place("v1", touch(T0, "pageview", "/x"), "client-1"),
+      place("v1", touch(T0 + 3 * IDLE_MS, "pageview", "/y"), "client-1"),
+      place("v1", touch(T0 + MIN, "pageview", "/z")),
+    ]);
+    expect(r.sessionIds[0]).toBe("client-1");
+    expect(r.sessionIds[1]).toBe("client-1");
+    expect(r.sessionIds[2]).not.toBe("client-1");
+    const client = r.changes.find((c) => c.after.session_id === "client-1")!.after;
+    expect(client.pageviews).toBe(2);
+    expect(client.ended_at - client.started_at).toBe(3 * IDLE_MS);
+  });
+
+  test("a batch is placed in time order, not arrival order", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const r = await s.assign([
+      place("v1", touch(T0 + 50 * MIN, "pageview", "/late")),
+      place("v1", touch(T0, "pageview", "/early")),
+      place("v1", touch(T0 + 25 * MIN, "event")),
+    ]);
+    // 0 → 25 → 50 minutes: gaps under 30, one session.
+    expect(new Set(r.sessionIds).size).toBe(1);
+    const after = r.changes[0]!.after;
+    expect(after.entry_path).toBe("/early");
+    expect(after.exit_path).toBe("/late");
+    expect(after.events).toBe(1);
+    expect(after.pageviews).toBe(2);
+  });
+
+  test("attributes come from the earliest item, a conversion marks the session, bounce needs exactly one page view", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const first = await s.assign([place("v9", touch(T0, "pageview", "/", { attrs: attrs({ utm_source: "news", country: "FR" }) }))]);
+    expect(first.changes[0]!.after.pageviews).toBe(1);
+    const later = await s.assign([
+      place("v9", touch(T0 + MIN, "event", "", { conversion: true, attrs: attrs({ utm_source: "other", country: "US" }) })),
+    ]);
+    const after = later.changes[0]!.after;
+    expect(after.attrs.utm_source).toBe("news");
+    expect(after.attrs.country).toBe("FR");
+    expect(after.converted).toBe(true);
+    expect(after.version).toBe(2);
+  });
+
+  test("a back-filled item between two sessions joins the one it is within 30 minutes of", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const a = await s.assign([place("v3", touch(T0, "pageview", "/a"))]);
+    const b = await s.assign([place("v3", touch(T0 + 5 * IDLE_MS, "pageview", "/b"))]);
+    const late = await s.assign([place("v3", touch(T0 + 10 * MIN, "event"))]);
+    expect(a.sessionIds[0]).not.toBe(b.sessionIds[0]!);
+    expect(late.sessionIds[0]).toBe(a.sessionIds[0]!);
+  });
+});
+
+test("two sessionizers on one Valkey agree on a visitor's session (several instances)", async () => {
+  const prefix = `${freeDbPrefix()}:`;
+  const one = new Sessionizer(valkeyStateStore(redis, prefix), ids);
+  const two = new Sessionizer(valkeyStateStore(redis, prefix), ids);
+  const r1 = await one.assign([place("shared", touch(T0, "pageview", "/1"))]);
+  const r2 = await two.assign([place("shared", touch(T0 + MIN, "pageview", "/2"))]);
+  expect(r2.sessionIds[0]).toBe(r1.sessionIds[0]!);
+  expect(r2.changes[0]!.after.pageviews).toBe(2);
+});
+
+test("concurrent updates of one session through two instances lose nothing (compare-and-set retries)", async () => {
+  const prefix = `${freeDbPrefix()}:`;
+  const one = new Sessionizer(valkeyStateStore(redis, prefix), ids);
+  const two = new Sessionizer(valkeyStateStore(redis, prefix), ids);
+  await one.assign([place("busy", touch(T0, "pageview", "/"))]);
+  await Promise.all(
+    Array.from({ length: 40 }, (_, i) => (i % 2 ? one : two).assign([place("busy", touch(T0 + 1000 + i, "event"))])),
+  );
+  const final = await one.assign([place("busy", touch(T0 + 5000, "pageview", "/end"))]);
+  expect(final.changes[0]!.after.events).toBe(40);
+  expect(final.changes[0]!.after.pageviews).toBe(2);
+  expect(final.changes[0]!.after.version).toBe(42);
+});
