@@ -1,0 +1,54 @@
+// CORS for ingest routes. A browser may read an ingest response only from an origin that the key
+// in use allows; credentials (cookies) are never involved, so Access-Control-Allow-Credentials is
+// never sent. Mount before ingestAuth: it answers preflights itself and decorates the response
+// after the route (by then resolveBodyKey has found a body key, if that is where it was).
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv, Principal } from "../http/app-env.ts";
+import type { KeyStore } from "./key-store.ts";
+import { originAllowed } from "./origin.ts";
+
+const ALLOW_HEADERS = "Content-Type, Authorization, X-API-Key, Content-Encoding, X-Request-Id";
+const EXPOSE_HEADERS = "X-Request-Id, Retry-After";
+const MAX_AGE_SECONDS = "600";
+
+/** Preflights and CORS response headers for ingest routes (see the file comment). */
+export function ingestCors(store: KeyStore): MiddlewareHandler<AppEnv> {
+  /** Whether a preflight from `origin` may proceed: the `?key=` key decides, else any public key. */
+  async function preflightAllows(origin: string, key: string | undefined): Promise<boolean> {
+    if (!key) return store.publicOriginAllowed(origin);
+    try {
+      const record = await store.verify(key);
+      return record?.type === "public" && originAllowed(record.origins, origin);
+    } catch {
+      // Key store unavailable: refusing the preflight is the safe answer; the browser retries.
+      return false;
+    }
+  }
+
+  return async function ingestCorsMiddleware(c, next) {
+    const origin = c.req.header("origin");
+    if (c.req.method === "OPTIONS") {
+      // Answers differ by Origin, so shared caches must keep them apart.
+      c.header("Vary", "Origin");
+      if (origin !== undefined && (await preflightAllows(origin, c.req.query("key")))) {
+        c.header("Access-Control-Allow-Origin", origin);
+        c.header("Access-Control-Allow-Methods", "POST");
+        c.header("Access-Control-Allow-Headers", ALLOW_HEADERS);
+        c.header("Access-Control-Max-Age", MAX_AGE_SECONDS);
+      }
+      return c.body(null, 204);
+    }
+    await next();
+    c.header("Vary", "Origin", { append: true });
+    const principal = c.get("principal") as Principal | undefined;
+    if (
+      origin !== undefined &&
+      principal?.kind === "ingest" &&
+      principal.type === "public" &&
+      originAllowed(principal.origins, origin)
+    ) {
+      c.header("Access-Control-Allow-Origin", origin);
+      c.header("Access-Control-Expose-Headers", EXPOSE_HEADERS);
+    }
+  };
+}

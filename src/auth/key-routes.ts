@@ -1,0 +1,97 @@
+// Key management over HTTP (root token only): POST /v1/keys, GET /v1/keys, DELETE /v1/keys/:id.
+// The plaintext key appears once, in the 201 of POST; lists carry neither keys nor hashes.
+import * as v from "valibot";
+import { ApiError, toIssues } from "../errors.ts";
+import type { App } from "../http/app-env.ts";
+import type { KeyRecord, KeyStore, NewKey } from "./key-store.ts";
+import { rootAuth } from "./middleware.ts";
+import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
+
+const ServiceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "expected 1–64 characters of a-z, 0-9, _ and -"));
+const Name = v.optional(v.pipe(v.string(), v.maxLength(120, "expected at most 120 characters")), "");
+const Origin = v.pipe(
+  v.string(),
+  v.check((s) => s === ANY_ORIGIN || normalizeOrigin(s) !== null, "expected an http(s) origin such as https://shop.example (no path), or *"),
+  v.transform((s) => (s === ANY_ORIGIN ? s : normalizeOrigin(s)!)),
+);
+const Services = v.pipe(
+  v.array(v.union([v.literal("*"), ServiceId], 'expected a service id or "*"')),
+  v.minLength(1, 'expected at least one service id, or ["*"] for all'),
+  v.maxLength(1000, "expected at most 1000 services"),
+  v.check((list) => !list.includes("*") || list.length === 1, '"*" already means every service; send it alone'),
+);
+const UNEXPECTED = "not a field of this key type";
+
+/**
+ * POST /v1/keys body. `origins` is optional for public keys and defaults to none: such a key is
+ * refused for every browser request (Origin header) and accepted from servers and tools, so a
+ * forgotten allow-list never opens a key to every web site.
+ */
+export const CreateKeyBody = v.variant(
+  "type",
+  [
+    v.strictObject(
+      { type: v.literal("public"), service_id: ServiceId, origins: v.optional(v.pipe(v.array(Origin), v.maxLength(100, "expected at most 100 origins")), []), name: Name },
+      UNEXPECTED,
+    ),
+    v.strictObject({ type: v.literal("secret"), service_id: ServiceId, name: Name }, UNEXPECTED),
+    v.strictObject({ type: v.literal("admin"), services: Services, name: Name }, UNEXPECTED),
+  ],
+  'expected an object with "type": "public", "secret" or "admin"',
+);
+export type CreateKeyBody = v.InferOutput<typeof CreateKeyBody>;
+
+/** A key as the API shows it (snake_case, no secret). */
+export function keyJson(record: KeyRecord) {
+  return {
+    id: record.id,
+    type: record.type,
+    name: record.name,
+    service_id: record.serviceId,
+    services: record.services,
+    origins: record.origins,
+    key_prefix: record.keyPrefix,
+    created_at: record.createdAt,
+    revoked_at: record.revokedAt,
+  };
+}
+
+const KEY_ID = /^key_[0-9A-Za-z]{16}$/;
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** Registers the key routes, each behind rootAuth. */
+export function registerKeyRoutes(app: App, deps: { store: KeyStore; rootToken: string }): void {
+  const auth = rootAuth(deps.rootToken, { store: deps.store });
+
+  app.post("/v1/keys", auth, async (c) => {
+    const body = v.safeParse(CreateKeyBody, await jsonBody(c.req.raw));
+    if (!body.success) throw new ApiError("invalid_body", "Invalid key request", { issues: toIssues(body.issues) });
+    const { record, key } = await deps.store.create(toNewKey(body.output));
+    return c.json({ ...keyJson(record), key }, 201);
+  });
+
+  app.get("/v1/keys", auth, async (c) => c.json({ data: (await deps.store.list()).map(keyJson) }));
+
+  app.delete("/v1/keys/:id", auth, async (c) => {
+    const id = c.req.param("id");
+    // A malformed id cannot exist; no need to ask ClickHouse.
+    if (!KEY_ID.test(id) || !(await deps.store.revoke(id))) throw new ApiError("not_found", `No key with id ${id.slice(0, 64)}`);
+    return c.body(null, 204);
+  });
+}
+
+function toNewKey(body: CreateKeyBody): NewKey {
+  if (body.type === "admin") return { type: "admin", services: body.services, name: body.name };
+  if (body.type === "public") return { type: "public", serviceId: body.service_id, origins: body.origins, name: body.name };
+  return { type: "secret", serviceId: body.service_id, name: body.name };
+}
+
+async function jsonBody(request: Request): Promise<unknown> {
+  const text = await request.text();
+  if (new TextEncoder().encode(text).byteLength > MAX_BODY_BYTES) throw new ApiError("payload_too_large", "Key requests are at most 64 KiB");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError("invalid_body", "The body must be a JSON object");
+  }
+}

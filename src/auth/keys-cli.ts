@@ -1,0 +1,148 @@
+// `npm run keys -- create|list|revoke ...`: key management from a shell, over HTTP against a
+// running service (the service owns the key store; the CLI never touches ClickHouse). Exit codes:
+// 0 done, 1 the service refused or could not be reached, 2 usage error.
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig } from "../config.ts";
+import { readRootTokenFile } from "./root-token.ts";
+
+const USAGE = `usage: npm run keys -- <command> [options]
+
+commands:
+  create --type public --service <id> [--origin <https://...>]... [--name <text>]
+  create --type secret --service <id> [--name <text>]
+  create --type admin  --services <id,id,...|*> [--name <text>]
+  list
+  revoke <key id>
+
+options:
+  --url <url>      the service (default http://127.0.0.1:3004)
+  --token <token>  the root token (default: ANALYTICS_ROOT_TOKEN, else <DATA_DIR>/root-token)`;
+
+export interface CliIo {
+  env: Record<string, string | undefined>;
+  out: (text: string) => void;
+  err: (text: string) => void;
+  fetch?: typeof fetch;
+}
+
+class UsageError extends Error {}
+
+/** Runs one CLI invocation; resolves to the process exit code. */
+export async function runKeysCli(argv: string[], io: CliIo): Promise<number> {
+  let request: { method: string; path: string; body?: unknown };
+  let base: string;
+  let token: string;
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        url: { type: "string", default: "http://127.0.0.1:3004" },
+        token: { type: "string" },
+        type: { type: "string" },
+        service: { type: "string" },
+        services: { type: "string" },
+        origin: { type: "string", multiple: true },
+        name: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    if (values.help) {
+      io.out(USAGE);
+      return 0;
+    }
+    request = toRequest(positionals, values);
+    base = checkUrl(values.url);
+    token = values.token ?? rootTokenFromEnvironment(io.env);
+  } catch (err) {
+    if (!(err instanceof UsageError || err instanceof ConfigError || isParseArgsError(err))) throw err;
+    io.err(`keys: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+
+  let response: Response;
+  try {
+    response = await (io.fetch ?? fetch)(new URL(request.path, base), {
+      method: request.method,
+      headers: { Authorization: `Bearer ${token}`, ...(request.body ? { "Content-Type": "application/json" } : {}) },
+      body: request.body ? JSON.stringify(request.body) : undefined,
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (err) {
+    io.err(`keys: cannot reach ${base}: ${(err as Error).message}`);
+    return 1;
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    io.err(`keys: ${response.status} ${serverMessage(text)}`);
+    return 1;
+  }
+  io.out(text ? JSON.stringify(JSON.parse(text), null, 2) : JSON.stringify({ revoked: request.path.split("/").pop() }, null, 2));
+  return 0;
+}
+
+type Values = { type?: string; service?: string; services?: string; origin?: string[]; name?: string };
+
+function toRequest(positionals: string[], values: Values): { method: string; path: string; body?: unknown } {
+  const [command, ...rest] = positionals;
+  if (command === "list" && rest.length === 0) return { method: "GET", path: "/v1/keys" };
+  if (command === "revoke") {
+    if (rest.length !== 1 || !rest[0]) throw new UsageError("revoke takes exactly one key id");
+    return { method: "DELETE", path: `/v1/keys/${encodeURIComponent(rest[0])}` };
+  }
+  if (command !== "create" || rest.length > 0) throw new UsageError(command ? `unknown command or extra arguments: ${positionals.join(" ")}` : "no command");
+  const body: Record<string, unknown> = { type: values.type };
+  if (values.name !== undefined) body.name = values.name;
+  if (values.type === "public" || values.type === "secret") {
+    if (!values.service) throw new UsageError(`create --type ${values.type} needs --service <id>`);
+    body.service_id = values.service;
+    // --origin may repeat or carry a comma-separated list.
+    if (values.origin) body.origins = values.origin.flatMap((o) => o.split(",")).map((o) => o.trim()).filter(Boolean);
+  } else if (values.type === "admin") {
+    if (!values.services) throw new UsageError("create --type admin needs --services <id,id,...> or --services '*'");
+    body.services = values.services.split(",").map((s) => s.trim()).filter(Boolean);
+  } else {
+    throw new UsageError("create needs --type public, secret or admin");
+  }
+  return { method: "POST", path: "/v1/keys", body };
+}
+
+function checkUrl(url: string): string {
+  if (!/^https?:\/\/[^/]/.test(url) || !URL.canParse(url)) throw new UsageError(`--url must be an http(s) URL, got ${url}`);
+  return url;
+}
+
+function rootTokenFromEnvironment(env: Record<string, string | undefined>): string {
+  const config = loadConfig(env);
+  const token = config.rootToken ?? readRootTokenFile(config.dataDir);
+  if (!token) throw new UsageError(`no root token: pass --token, set ANALYTICS_ROOT_TOKEN, or run where ${config.dataDir}/root-token exists`);
+  return token;
+}
+
+/** The contract's error message (and issues), or the raw text from something else. */
+function serverMessage(text: string): string {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string; issues?: { path: string; message: string }[] } };
+    if (body.error?.message) {
+      const issues = (body.error.issues ?? []).map((i) => `\n  ${i.path || "(body)"}: ${i.message}`).join("");
+      return `${body.error.code ?? "error"}: ${body.error.message}${issues}`;
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  return text.slice(0, 500);
+}
+
+function isParseArgsError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS");
+}
+
+if (import.meta.main) {
+  const code = await runKeysCli(process.argv.slice(2), {
+    env: process.env,
+    out: (t) => console.log(t),
+    err: (t) => console.error(t),
+  });
+  process.exit(code);
+}

@@ -1,0 +1,153 @@
+// Who may call what (API.md "Credentials"): ingest keys on ingest routes, admin tokens on query
+// routes, the root token on key management only. Each factory checks its options once and returns
+// a named handler that sets the request's Principal or throws ApiError. 401 means "no valid
+// credential"; 403 means "a valid credential, the wrong kind or place for this route".
+import type { Context, MiddlewareHandler } from "hono";
+import { ApiError } from "../errors.ts";
+import type { AppEnv, Principal } from "../http/app-env.ts";
+import { constantTimeEqual, hashKey } from "./key-format.ts";
+import type { KeyRecord, KeyStore } from "./key-store.ts";
+import { originAllowed } from "./origin.ts";
+
+type Ctx = Context<AppEnv>;
+type IngestPrincipal = Extract<Principal, { kind: "ingest" }>;
+type AdminPrincipal = Extract<Principal, { kind: "admin" }>;
+/** Where an ingest key arrived: headers are fine for every ingest key, the rest for public keys. */
+type KeySource = "header" | "query" | "body";
+
+export interface AuthOptions {
+  /** The root token, so that presenting it here is answered 403 (wrong credential) not 401. */
+  rootToken?: string;
+}
+
+/**
+ * Ingest routes: a key from `Authorization: Bearer`, `X-API-Key` or (public keys) `?key=`.
+ * With none of them the request goes on unauthenticated: the route parses its body and calls
+ * resolveBodyKey(), which answers 401 when the body has no key either.
+ */
+export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareHandler<AppEnv> {
+  const isRoot = rootMatcher(opts.rootToken);
+  return async function ingestAuthMiddleware(c, next) {
+    const header = bearerToken(c) ?? nonEmpty(c.req.header("x-api-key"));
+    const query = header === undefined ? nonEmpty(c.req.query("key")) : undefined;
+    if (header !== undefined || query !== undefined) {
+      if (header !== undefined && (await isRoot(header))) {
+        throw new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
+      }
+      c.set("principal", await ingestPrincipalFor(c, store, (header ?? query)!, header !== undefined ? "header" : "query"));
+    }
+    await next();
+  };
+}
+
+/**
+ * For ingest routes, after the body is parsed: the principal from the headers or query if
+ * ingestAuth set one, else from the body's `key` field (public keys only). Throws 401 without any.
+ */
+export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown): Promise<IngestPrincipal> {
+  const current = c.get("principal") as Principal | undefined;
+  if (current?.kind === "ingest") return current;
+  const key = typeof bodyKey === "string" ? nonEmpty(bodyKey) : undefined;
+  if (key === undefined) {
+    throw new ApiError("unauthorized", "Missing API key: send Authorization: Bearer <key>, X-API-Key, or (public keys) a key query parameter or body field");
+  }
+  const principal = await ingestPrincipalFor(c, store, key, "body");
+  c.set("principal", principal);
+  return principal;
+}
+
+/** Query routes: only `Authorization: Bearer ak_...`. */
+export function adminAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareHandler<AppEnv> {
+  const isRoot = rootMatcher(opts.rootToken);
+  return async function adminAuthMiddleware(c, next) {
+    const token = requireBearer(c, "an admin token");
+    if (await isRoot(token)) throw new ApiError("forbidden", "The root token manages keys only; read with an admin token");
+    const record = await verified(store, token);
+    if (record.type !== "admin") throw new ApiError("forbidden", `A ${record.type} key cannot read; use an admin token`);
+    c.set("principal", { kind: "admin", keyId: record.id, services: record.services });
+    await next();
+  };
+}
+
+/** Key management: only `Authorization: Bearer <root token>`. */
+export function rootAuth(rootToken: string, opts: { store?: KeyStore } = {}): MiddlewareHandler<AppEnv> {
+  if (typeof rootToken !== "string" || rootToken.length < 24) throw new Error("rootAuth: the root token must be at least 24 characters");
+  const isRoot = rootMatcher(rootToken);
+  return async function rootAuthMiddleware(c, next) {
+    const token = requireBearer(c, "the root token");
+    if (!(await isRoot(token))) {
+      // A working key in the wrong place is worth telling apart from a typo.
+      if (opts.store && (await opts.store.verify(token))) throw new ApiError("forbidden", "Only the root token manages keys");
+      throw new ApiError("unauthorized", "Invalid root token");
+    }
+    c.set("principal", { kind: "root" });
+    await next();
+  };
+}
+
+/** Throws 403 unless the principal may touch `serviceId` (admin: in its services or `*`; ingest: its own). */
+export function assertServiceAccess(principal: Principal | undefined, serviceId: string): void {
+  if (principal?.kind === "admin") {
+    if (principal.services.includes("*") || principal.services.includes(serviceId)) return;
+    throw new ApiError("forbidden", `This admin token has no access to service "${serviceId}"`);
+  }
+  if (principal?.kind === "ingest") {
+    if (principal.serviceId === serviceId) return;
+    throw new ApiError("forbidden", `This key ingests for service "${principal.serviceId}" only`);
+  }
+  throw new ApiError("forbidden", "This credential reads no service data");
+}
+
+/** The admin principal adminAuth set; throws 401 if the route was mounted without it. */
+export function adminPrincipal(c: Ctx): AdminPrincipal {
+  const p = c.get("principal") as Principal | undefined;
+  if (p?.kind !== "admin") throw new ApiError("unauthorized", "Missing admin token");
+  return p;
+}
+
+async function ingestPrincipalFor(c: Ctx, store: KeyStore, key: string, source: KeySource): Promise<IngestPrincipal> {
+  const record = await verified(store, key);
+  if (record.type === "admin") throw new ApiError("forbidden", "Admin tokens read query routes; they cannot ingest");
+  if (record.type === "secret" && source !== "header") {
+    // URLs end up in proxy and browser logs; a secret key sent there must be considered leaked.
+    throw new ApiError("forbidden", "Secret keys are accepted only in the Authorization or X-API-Key header; revoke a key that was sent elsewhere");
+  }
+  const origin = c.req.header("origin");
+  // No Origin: a server or a tool, not a browser page; the allow-list guards browsers only.
+  if (record.type === "public" && origin !== undefined && !originAllowed(record.origins, origin)) {
+    throw new ApiError("forbidden", `Origin ${origin.slice(0, 200)} is not allowed for this key`);
+  }
+  return { kind: "ingest", keyId: record.id, type: record.type, serviceId: record.serviceId ?? "", origins: record.origins };
+}
+
+async function verified(store: KeyStore, key: string): Promise<KeyRecord> {
+  const record = await store.verify(key);
+  if (!record) throw new ApiError("unauthorized", "Unknown or revoked API key");
+  return record;
+}
+
+/** The Bearer token, undefined without an Authorization header; 401 when the header is malformed. */
+function bearerToken(c: Ctx): string | undefined {
+  const header = c.req.header("authorization");
+  if (header === undefined) return undefined;
+  const match = /^Bearer +(\S+) *$/i.exec(header);
+  if (!match) throw new ApiError("unauthorized", "Malformed Authorization header: expected Bearer <token>");
+  return match[1];
+}
+
+function requireBearer(c: Ctx, what: string): string {
+  const token = bearerToken(c);
+  if (token !== undefined) return token;
+  throw new ApiError("unauthorized", `Missing credentials: send ${what} as Authorization: Bearer <token>`);
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === "" ? undefined : value.trim();
+}
+
+/** Compares against the root token by SHA-256, so the comparison time reveals neither length nor content. */
+function rootMatcher(rootToken: string | undefined): (presented: string) => Promise<boolean> {
+  if (!rootToken) return async () => false;
+  const expected = hashKey(rootToken);
+  return async (presented) => constantTimeEqual(await hashKey(presented), await expected);
+}

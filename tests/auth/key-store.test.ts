@@ -1,0 +1,179 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { generateKey, hashKey } from "../../src/auth/key-format.ts";
+import { ClickHouseKeyStore } from "../../src/auth/key-store.ts";
+import { ApiError } from "../../src/errors.ts";
+import type { ClickHouse } from "../../src/storage/clickhouse.ts";
+import { keysDatabase } from "./keys-db.ts";
+
+let ch: ClickHouse;
+const stores: ClickHouseKeyStore[] = [];
+
+beforeAll(async () => {
+  ({ ch } = await keysDatabase());
+});
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.stop()));
+  await ch.close();
+});
+
+function store(opts: Partial<ConstructorParameters<typeof ClickHouseKeyStore>[0]> = {}): ClickHouseKeyStore {
+  const s = new ClickHouseKeyStore({ client: ch.client, ...opts });
+  stores.push(s);
+  return s;
+}
+
+/** The client, counting the queries that go through it and failing them while `down` is set. */
+function observed(client: ClickHouseClient) {
+  const state = { queries: 0, down: false };
+  const proxy = new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop === "query") {
+        return (...args: Parameters<ClickHouseClient["query"]>) => {
+          state.queries++;
+          if (state.down) return Promise.reject(new Error("injected: ClickHouse is down"));
+          return target.query(...args);
+        };
+      }
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { client: proxy, state };
+}
+
+describe("ClickHouseKeyStore", () => {
+  test("create, verify, list and revoke", async () => {
+    const s = store();
+    const { record, key } = await s.create({ type: "public", serviceId: "shop", origins: ["https://shop.example"], name: "web" });
+    expect(record).toMatchObject({ type: "public", serviceId: "shop", services: [], origins: ["https://shop.example"], name: "web", revokedAt: null });
+    expect(record.keyPrefix).toBe(key.slice(0, 8));
+    expect(await s.verify(key)).toEqual(record);
+
+    const admin = await s.create({ type: "admin", services: ["shop", "blog", "shop"] });
+    expect(admin.record.services).toEqual(["shop", "blog"]);
+    expect(admin.record.serviceId).toBeNull();
+
+    const listed = await s.list();
+    expect(listed.map((r) => r.id)).toEqual(expect.arrayContaining([record.id, admin.record.id]));
+    expect(JSON.stringify(listed)).not.toContain(key);
+    expect(JSON.stringify(listed)).not.toContain(await hashKey(key));
+
+    expect(await s.revoke(record.id)).toBe(true);
+    expect(await s.verify(key)).toBeNull();
+    expect(await s.revoke(record.id)).toBe(true); // idempotent
+    expect(await s.revoke("key_doesnotexist0000")).toBe(false);
+    expect((await s.list()).find((r) => r.id === record.id)?.revokedAt).toBeString();
+  });
+
+  test("only hashes are at rest", async () => {
+    const s = store();
+    const { key } = await s.create({ type: "secret", serviceId: "shop" });
+    const rows = await (await ch.client.query({ query: "SELECT * FROM api_keys", format: "JSONEachRow" })).json<Record<string, unknown>>();
+    const text = JSON.stringify(rows);
+    expect(text).not.toContain(key);
+    expect(text).not.toContain(key.slice(3)); // nor the random part without its prefix
+    expect(text).toContain(await hashKey(key));
+  });
+
+  test("two instances: a key made on one works on the other at once; a revocation reaches it on refresh", async () => {
+    const a = store();
+    const b = store();
+    await Promise.all([a.start(), b.start()]);
+    const { record, key } = await a.create({ type: "secret", serviceId: "shop" });
+    expect((await b.verify(key))?.id).toBe(record.id); // direct lookup, before any refresh
+
+    expect(await a.revoke(record.id)).toBe(true);
+    expect(await a.verify(key)).toBeNull();
+    expect(await b.verify(key)).not.toBeNull(); // b still has its cached copy
+    await b.refresh();
+    expect(await b.verify(key)).toBeNull();
+  });
+
+  test("the timer refreshes every interval", async () => {
+    const a = store();
+    const b = store({ refreshIntervalMs: 50 });
+    await b.start();
+    const { record, key } = await a.create({ type: "public", serviceId: "shop" });
+    expect(await b.verify(key)).not.toBeNull();
+    await a.revoke(record.id);
+    const deadline = Date.now() + 5_000;
+    while ((await b.verify(key)) !== null && Date.now() < deadline) await Bun.sleep(20);
+    expect(await b.verify(key)).toBeNull();
+  });
+
+  test("a revocation stays final even when the revoking clock is behind", async () => {
+    const s = store();
+    const { record, key } = await s.create({ type: "secret", serviceId: "shop" });
+    // Simulate an instance with a fast clock having written a later version of the active row.
+    await ch.client.command({
+      query: "INSERT INTO api_keys SELECT id, type, key_hash, key_prefix, name, service_id, services, origins, created_at, revoked_at, updated_at + INTERVAL 1 HOUR FROM api_keys WHERE id = {id:String}",
+      query_params: { id: record.id },
+    });
+    expect(await s.revoke(record.id)).toBe(true);
+    await ch.client.command({ query: "OPTIMIZE TABLE api_keys FINAL" });
+    const fresh = store();
+    await fresh.refresh();
+    expect(await fresh.verify(key)).toBeNull();
+  });
+
+  test("garbage keys: malformed ones cost no query, unknown ones one per hash, and a global cap holds", async () => {
+    const { client, state } = observed(ch.client);
+    const s = store({ client, lookupsPerSecond: 3 });
+    expect(await s.verify("not-a-key")).toBeNull();
+    expect(await s.verify(`pk_${"x".repeat(10)}`)).toBeNull();
+    expect(state.queries).toBe(0);
+
+    const unknown = generateKey("public");
+    expect(await s.verify(unknown)).toBeNull();
+    expect(await s.verify(unknown)).toBeNull();
+    await Promise.all([s.verify(unknown), s.verify(unknown)]);
+    expect(state.queries).toBe(1);
+
+    expect(await s.verify(generateKey("secret"))).toBeNull();
+    expect(await s.verify(generateKey("admin"))).toBeNull();
+    expect(state.queries).toBe(3);
+    const capped = await s.verify(generateKey("public")).catch((e: unknown) => e);
+    expect(capped).toBeInstanceOf(ApiError);
+    expect((capped as ApiError).status).toBe(503);
+    expect(state.queries).toBe(3);
+  });
+
+  test("concurrent verifies of one new key share one lookup", async () => {
+    const { client, state } = observed(ch.client);
+    const maker = store();
+    const { key } = await maker.create({ type: "public", serviceId: "shop" });
+    const s = store({ client });
+    const results = await Promise.all(Array.from({ length: 10 }, () => s.verify(key)));
+    expect(results.every((r) => r !== null)).toBe(true);
+    expect(state.queries).toBe(1);
+    await s.verify(key);
+    expect(state.queries).toBe(1); // cached now
+  });
+
+  test("ClickHouse down: known keys still verify, unknown ones answer 503 (not 401)", async () => {
+    const { client, state } = observed(ch.client);
+    const errors: string[] = [];
+    const s = store({ client, onError: (_e, during) => errors.push(during) });
+    const { key } = await store().create({ type: "secret", serviceId: "shop" });
+    await s.start();
+    expect(s.lastRefreshAt).not.toBeNull();
+    state.down = true;
+    await expect(s.refresh()).rejects.toThrow("injected");
+    expect(await s.verify(key)).not.toBeNull();
+    const err = await s.verify(generateKey("secret")).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).code).toBe("unavailable");
+    expect(errors).toEqual(["refresh", "lookup"]);
+  });
+
+  test("publicOriginAllowed looks at active public keys only", async () => {
+    const s = store();
+    const origin = `https://${crypto.randomUUID()}.example`;
+    expect(s.publicOriginAllowed(origin)).toBe(false);
+    const { record } = await s.create({ type: "public", serviceId: "shop", origins: [origin] });
+    expect(s.publicOriginAllowed(origin)).toBe(true);
+    await s.revoke(record.id);
+    expect(s.publicOriginAllowed(origin)).toBe(false);
+  });
+});

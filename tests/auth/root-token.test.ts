@@ -1,0 +1,60 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { nodeRootTokenFs, readRootTokenFile, resolveRootToken, type RootTokenFs } from "../../src/auth/root-token.ts";
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "root-token-"));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("resolveRootToken", () => {
+  test("the environment wins and nothing is written", () => {
+    const dataDir = join(tempDir(), "data");
+    const token = "env-root-token-0123456789abcdef";
+    expect(resolveRootToken({ rootToken: token, dataDir })).toEqual({ token, generatedAt: null, source: "env" });
+    expect(readRootTokenFile(dataDir)).toBeUndefined();
+  });
+
+  test("first start generates a token into <DATA_DIR>/root-token with mode 0600; later starts read it", () => {
+    const dataDir = join(tempDir(), "nested", "data");
+    const first = resolveRootToken({ rootToken: undefined, dataDir });
+    expect(first.source).toBe("generated");
+    expect(first.generatedAt).toBe(join(dataDir, "root-token"));
+    expect(first.token).toMatch(/^rt_[0-9A-Za-z]{43}$/);
+    expect(statSync(first.generatedAt!).mode & 0o777).toBe(0o600);
+    expect(readFileSync(first.generatedAt!, "utf8").trim()).toBe(first.token);
+
+    const second = resolveRootToken({ rootToken: undefined, dataDir });
+    expect(second).toEqual({ token: first.token, generatedAt: null, source: "file" });
+    expect(readRootTokenFile(dataDir)).toBe(first.token);
+  });
+
+  test("a damaged file stops the start instead of being replaced", () => {
+    const dataDir = tempDir();
+    writeFileSync(join(dataDir, "root-token"), "short\n");
+    expect(() => resolveRootToken({ rootToken: undefined, dataDir })).toThrow(/does not hold a root token/);
+    expect(readFileSync(join(dataDir, "root-token"), "utf8")).toBe("short\n");
+  });
+
+  test("losing the creation race to another process uses the winner's token", () => {
+    const dataDir = tempDir();
+    const winner = "rt_winnerwinnerwinnerwinnerwinner";
+    let reads = 0;
+    const racing: RootTokenFs = {
+      ...nodeRootTokenFs,
+      read: (path) => (reads++ === 0 ? undefined : nodeRootTokenFs.read(path)),
+      createExclusive: (path, text, mode) => {
+        writeFileSync(path, `${winner}\n`); // the other process got there first
+        nodeRootTokenFs.createExclusive(path, text, mode);
+      },
+    };
+    expect(resolveRootToken({ rootToken: undefined, dataDir }, racing)).toEqual({ token: winner, generatedAt: null, source: "file" });
+  });
+});
