@@ -46,13 +46,25 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
     };
   };
 
+  /** The body; without a header or query key, a body that cannot hold a key is a 401. */
+  const readBody = async (c: Context<AppEnv>, limit: number): Promise<unknown> => {
+    try {
+      return await readJsonBody(c.req.raw, limit);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "invalid_body" && c.get("principal") === undefined) {
+        throw new ApiError("unauthorized", "Missing API key: send Authorization: Bearer <key>, X-API-Key, or (public keys) a key query parameter or body field");
+      }
+      throw err;
+    }
+  };
+
   for (const type of ["session", "pageview", "event"] as const) {
     app.post(`/v1/ingest/${type}`, async (c) => {
-      const body = await readJsonBody(c.req.raw, SINGLE_LIMIT_BYTES);
+      const body = await readBody(c, SINGLE_LIMIT_BYTES);
+      const ctx = await context(c, bodyKey(body));
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
         throw new ApiError("invalid_body", "The body must be a JSON object");
       }
-      const ctx = await context(c, (body as { key?: unknown }).key);
       const parsed = v.safeParse(ITEM_SCHEMAS[type], body);
       if (!parsed.success) {
         throw new ApiError("invalid_body", `The ${type} is not valid: ${parsed.issues[0].message}`, { issues: toIssues(parsed.issues) });
@@ -66,13 +78,17 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   }
 
   app.post("/v1/ingest/batch", async (c) => {
-    const body = await readJsonBody(c.req.raw, BATCH_LIMIT_BYTES);
+    const body = await readBody(c, BATCH_LIMIT_BYTES);
+    const ctx = await context(c, bodyKey(body));
     const parsed = v.safeParse(BatchBody, body);
     if (!parsed.success) {
       throw new ApiError("invalid_body", `The batch is not valid: ${parsed.issues[0].message}`, { issues: toIssues(parsed.issues) });
     }
-    const ctx = await context(c, parsed.output.key);
     const { session_ids: _, ...answer } = await deps.ingest(ctx, parsed.output.items);
     return c.json(answer, 202);
   });
+}
+
+function bodyKey(body: unknown): unknown {
+  return typeof body === "object" && body !== null && !Array.isArray(body) ? (body as { key?: unknown }).key : undefined;
 }
