@@ -1,0 +1,72 @@
+/**
+ * GET /v1/openapi.json: an OpenAPI 3.1 document generated from the routes themselves
+ * (hono-openapi, MIT; valibot schemas converted by @valibot/to-json-schema, MIT).
+ *
+ * How a route describes itself (ingest, keys and query routes alike):
+ *
+ *   app.post("/v1/ingest/event",
+ *     describe({ summary: "Track an event", tags: ["ingest"], responses: { 202: jsonResponse(AcceptedSchema, "Accepted") } }),
+ *     ...auth,
+ *     bodyValidator,            // hono-openapi's validator("json", schema, hook) documents the body
+ *     handler);
+ *
+ * - `describe(spec)`: hono-openapi's describeRoute with the contract's error responses added
+ *   (400/401/403/404/413/429/503 as `ErrorBody`), so every route documents the same error shape.
+ * - `jsonResponse(schema, description)`: a JSON response from a valibot schema.
+ * - Query strings and path parameters are documented by the validators in src/http/validate.ts
+ *   (`queryValidator`, `paramValidator`); bodies by hono-openapi's `validator("json", ...)`.
+ * - `registerOpenApiRoute(app)` last, after every route is registered.
+ */
+import type { Hono } from "hono";
+import { describeRoute, openAPIRouteHandler, resolver } from "hono-openapi";
+import * as v from "valibot";
+
+/** The contract's error body. */
+export const ErrorBody = v.object({
+  error: v.object({
+    code: v.string(),
+    message: v.string(),
+    issues: v.optional(v.array(v.object({ path: v.string(), message: v.string() }))),
+  }),
+  request_id: v.string(),
+});
+
+/** A JSON response described by a valibot schema. */
+export function jsonResponse(schema: v.GenericSchema, description: string) {
+  return { description, content: { "application/json": { schema: resolver(schema) } } };
+}
+
+const ERRORS = {
+  400: jsonResponse(ErrorBody, "Invalid input (invalid_query / invalid_body), with issues naming each field"),
+  401: jsonResponse(ErrorBody, "Missing, unknown or revoked credential"),
+  403: jsonResponse(ErrorBody, "A valid credential without access to this route or service"),
+  429: jsonResponse(ErrorBody, "Rate limited"),
+  503: jsonResponse(ErrorBody, "Temporarily unavailable; see Retry-After"),
+};
+
+type DescribeSpec = Parameters<typeof describeRoute>[0];
+
+/** Documents a route: describeRoute plus the shared error responses. */
+export function describe(spec: DescribeSpec) {
+  return describeRoute({ ...spec, responses: { ...ERRORS, ...spec.responses } });
+}
+
+/** Serves the generated document at GET /v1/openapi.json (register after every route). */
+export function registerOpenApiRoute(app: Hono<any>, info: { title?: string; version?: string } = {}): void {
+  app.get(
+    "/v1/openapi.json",
+    openAPIRouteHandler(app, {
+      documentation: {
+        openapi: "3.1.0",
+        info: { title: info.title ?? "Analytics service", version: info.version ?? "0.1.0", description: "See API.md for the meaning of every number." },
+        components: {
+          securitySchemes: {
+            bearer: { type: "http", scheme: "bearer", description: "Admin token (ak_), ingest key (pk_/sk_) or the root token, per route" },
+            apiKey: { type: "apiKey", in: "header", name: "X-API-Key", description: "Ingest keys only" },
+          },
+        },
+        security: [{ bearer: [] }],
+      },
+    }),
+  );
+}

@@ -1,0 +1,137 @@
+// Query-string validation for the read routes. One middleware (`queryValidator`) runs a valibot
+// object schema with strict semantics over `c.req.query()`-style input, so an unknown or repeated
+// parameter is a 400 `invalid_query` naming it, and the same schema feeds GET /v1/openapi.json
+// (hono-openapi reads it from the middleware). Query values are strings: the schemas here check
+// formats and leave conversion (numbers, ranges) to the route, which keeps the OpenAPI honest.
+import type { MiddlewareHandler } from "hono";
+import { validator } from "hono-openapi";
+import * as v from "valibot";
+import { ApiError, type Issue } from "../errors.ts";
+import type { AppEnv } from "./app-env.ts";
+
+const MAX_ISSUES = 20;
+
+/** Middleware: validates the query string; the route reads `c.req.valid("query")`. */
+export function queryValidator<const E extends v.ObjectEntries>(entries: E) {
+  const schema = v.strictObject(entries, strictMessage);
+  return validator("query", schema, (result) => {
+    if (!result.success) throw invalidQuery(result.error as readonly StandardIssue[]);
+  }) as MiddlewareHandler<AppEnv, string, { in: { query: v.InferInput<typeof schema> }; out: { query: v.InferOutput<typeof schema> } }>;
+}
+
+// The strict object's own message covers unknown keys, missing keys and a wrong input type.
+function strictMessage(issue: v.BaseIssue<unknown>): string {
+  if (issue.expected === "never") return `unknown parameter ${String(issue.input)}`;
+  if (issue.input === undefined && issue.expected?.startsWith('"')) return "required";
+  return "expected query parameters";
+}
+
+/** Middleware: validates path parameters the same way (a bad one is a 400 naming it). */
+export function paramValidator<const E extends v.ObjectEntries>(entries: E) {
+  const schema = v.object(entries);
+  return validator("param", schema, (result) => {
+    if (!result.success) throw invalidQuery(result.error as readonly StandardIssue[]);
+  }) as MiddlewareHandler<AppEnv, string, { in: { param: v.InferInput<typeof schema> }; out: { param: v.InferOutput<typeof schema> } }>;
+}
+
+interface StandardIssue {
+  message: string;
+  path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>;
+}
+
+/** The 400 for failed query issues: every offending parameter is named in message and issues. */
+export function invalidQuery(issues: readonly StandardIssue[]): ApiError {
+  const list: Issue[] = issues.slice(0, MAX_ISSUES).map((issue) => ({
+    path: (issue.path ?? []).map((p) => String(typeof p === "object" && p !== null ? p.key : p)).join("."),
+    message: issue.message,
+  }));
+  const names = [...new Set(list.map((i) => i.path.split(".")[0] || "query"))];
+  return new ApiError("invalid_query", `Invalid query parameter${names.length > 1 ? "s" : ""}: ${names.join(", ")}`, { issues: list });
+}
+
+const SERVICE_ID = /^[a-z0-9_-]{1,64}$/;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/;
+const EPOCH_MS = /^\d{1,15}$/;
+// 1970..2200: far enough for any real data, and Date arithmetic stays exact.
+const MIN_MS = 0;
+const MAX_MS = Date.UTC(2200, 0, 1);
+
+function isTimeValue(s: string): boolean {
+  if (DATE.test(s)) {
+    const ms = Date.parse(`${s}T00:00:00Z`);
+    return Number.isFinite(ms) && new Date(ms).toISOString().slice(0, 10) === s && ms >= MIN_MS && ms < MAX_MS;
+  }
+  const ms = EPOCH_MS.test(s) ? Number(s) : TIME.test(s) ? Date.parse(s) : NaN;
+  return Number.isFinite(ms) && ms >= MIN_MS && ms < MAX_MS && (!TIME.test(s) || sameCalendarDay(s));
+}
+
+// Date.parse rolls 2026-02-31 over to March; reject such impossible calendar fields.
+function sameCalendarDay(s: string): boolean {
+  const [y, m, d] = s.slice(0, 10).split("-").map(Number) as [number, number, number];
+  const probe = new Date(Date.UTC(y, m - 1, d));
+  return probe.getUTCMonth() === m - 1 && probe.getUTCDate() === d;
+}
+
+const timeZones = new Map(["UTC", ...Intl.supportedValuesOf("timeZone")].map((z) => [z.toLowerCase(), z]));
+
+/** The canonical IANA name for `tz` (case-insensitive), or undefined when it is not a zone. */
+export function canonicalTimeZone(tz: string): string | undefined {
+  const known = timeZones.get(tz.toLowerCase());
+  if (known) return known;
+  // Aliases (Asia/Calcutta, US/Eastern) are real zones that Intl resolves but does not list.
+  if (!/^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+){0,2}$/.test(tz)) return undefined;
+  try {
+    return new Intl.DateTimeFormat("en-US", { timeZone: tz }).resolvedOptions().timeZone;
+  } catch {
+    return undefined;
+  }
+}
+
+const text = (max: number) => v.pipe(v.string(), v.maxLength(max, `at most ${max} characters`));
+
+/** A whole number from min to max, as a query string. */
+export const intParam = (min: number, max: number, what: string) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d{1,9}$/, `${what}: a whole number from ${min} to ${max}`),
+      v.check((s) => Number(s) >= min && Number(s) <= max, `${what}: a whole number from ${min} to ${max}`),
+      v.description(`${what} (${min}..${max})`),
+    ),
+  );
+
+/** An opaque paging cursor from a previous page's `next_cursor`. */
+export const cursorParam = v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,400}$/, "not a cursor from this API"), v.description("next_cursor of the previous page")));
+
+const timeParam = (what: string) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.maxLength(40, "expected a date YYYY-MM-DD, an ISO 8601 time with offset, or epoch milliseconds"),
+      v.check(isTimeValue, "expected a date YYYY-MM-DD, an ISO 8601 time with offset, or epoch milliseconds"),
+      v.description(what),
+    ),
+  );
+
+/** Session-attribute and page filters every query route takes. */
+export const filterEntries = {
+  country: v.optional(text(256)),
+  device: v.optional(text(256)),
+  browser: v.optional(text(256)),
+  os: v.optional(text(256)),
+  utm_source: v.optional(text(256)),
+  utm_medium: v.optional(text(256)),
+  utm_campaign: v.optional(text(256)),
+  path: v.optional(v.pipe(text(256), v.description("sessions with a page view of this path; item lists: items on this path"))),
+  referrer_domain: v.optional(text(256)),
+};
+
+/** The parameters every query route shares: service, range, zone and filters. */
+export const commonEntries = {
+  service_id: v.pipe(v.string(), v.regex(SERVICE_ID, "expected 1-64 of [a-z0-9_-]"), v.description("the service to read")),
+  from: timeParam("start: a local date (inclusive) or a time (inclusive); default: 6 days before today"),
+  to: timeParam("end: a local date (inclusive) or a time (exclusive); default: today"),
+  tz: v.optional(v.pipe(v.string(), v.maxLength(64, "expected an IANA time zone"), v.check((s) => canonicalTimeZone(s) !== undefined, "expected an IANA time zone name, e.g. Europe/Berlin"), v.description("IANA time zone of dates and buckets; default UTC"))),
+  ...filterEntries,
+};

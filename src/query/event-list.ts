@@ -1,0 +1,75 @@
+// GET /v1/events: custom events in the range (each at its own time), newest first, with their
+// properties parsed back into objects.
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { encodeCursor, type Keyset } from "./cursor.ts";
+import { type Filters, itemConditions } from "./filters.ts";
+import type { Page } from "./session-list.ts";
+import { selectRows, SqlParams } from "./sql-params.ts";
+import type { TimeRange } from "./time-range.ts";
+
+export interface EventRow {
+  event_id: string;
+  name: string;
+  timestamp: string;
+  session_id: string;
+  visitor_id: string;
+  user_id: string;
+  url: string;
+  path: string;
+  properties: Record<string, unknown>;
+}
+
+export interface EventListQuery {
+  serviceId: string;
+  range: TimeRange;
+  filters: Filters;
+  name?: string;
+  sessionId?: string;
+  userId?: string;
+  limit: number;
+  after?: Keyset;
+}
+
+type Raw = Omit<EventRow, "event_id" | "timestamp" | "properties"> & { id: string; ts: number; properties: string };
+
+/** One page of events, newest first by (timestamp, event_id). */
+export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promise<Page<EventRow>> {
+  const p = new SqlParams();
+  const service = p.bind("String", q.serviceId);
+  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`];
+  if (q.name !== undefined) where.push(`name = ${p.bind("String", q.name)}`);
+  if (q.sessionId !== undefined) where.push(`session_id = ${p.bind("String", q.sessionId)}`);
+  if (q.userId !== undefined) where.push(`user_id = ${p.bind("String", q.userId)}`);
+  where.push(...itemConditions(q.filters, p, service, q.range.end));
+  if (q.after) where.push(`(timestamp, toString(event_id)) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
+  const sql = `SELECT toString(event_id) AS id, name, toUnixTimestamp64Milli(timestamp) AS ts, session_id, visitor_id, user_id, url, path, properties
+    FROM events WHERE ${where.join(" AND ")}
+    ORDER BY timestamp DESC, id DESC LIMIT ${p.bind("UInt32", q.limit + 1)}`;
+  const rows = await selectRows<Raw>(ch, sql, p);
+  const page = rows.slice(0, q.limit);
+  const last = page[page.length - 1];
+  return {
+    data: page.map(({ id, ts, properties, ...rest }) => ({
+      event_id: id,
+      name: rest.name,
+      timestamp: new Date(ts).toISOString(),
+      session_id: rest.session_id,
+      visitor_id: rest.visitor_id,
+      user_id: rest.user_id,
+      url: rest.url,
+      path: rest.path,
+      properties: parseProperties(properties),
+    })),
+    next_cursor: rows.length > q.limit && last ? encodeCursor({ t: last.ts, id: last.id }) : null,
+  };
+}
+
+// Stored as sent after validation, so it parses; an unreadable value must not fail the page.
+function parseProperties(text: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(text || "{}");
+    return value && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}

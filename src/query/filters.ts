@@ -1,0 +1,65 @@
+// Request filters as SQL conditions. Decision on `path` (API.md leaves it open):
+// - session-level numbers (totals, series, distributions, campaigns, entry/exit pages, referrers,
+//   the session list) count the sessions that have a page view of that path;
+// - item-level lists (pages, events, vitals, errors, funnel steps) keep the items that happened on
+//   that path (each item's own `path`).
+// Session attributes (country, device, browser, os, utm_*, referrer_domain) filter sessions; item
+// lists keep the items of sessions that match them.
+import type { SqlParams } from "./sql-params.ts";
+
+export const SESSION_ATTRIBUTES = ["country", "device", "browser", "os", "utm_source", "utm_medium", "utm_campaign", "referrer_domain"] as const;
+export type SessionAttribute = (typeof SESSION_ATTRIBUTES)[number];
+export type Filters = Partial<Record<SessionAttribute | "path", string>>;
+
+/** The filters present in validated query input. */
+export function pickFilters(q: Filters): Filters {
+  const out: Filters = {};
+  for (const key of [...SESSION_ATTRIBUTES, "path"] as const) if (q[key] !== undefined) out[key] = q[key];
+  return out;
+}
+
+export function hasAttributeFilter(f: Filters): boolean {
+  return SESSION_ATTRIBUTES.some((k) => f[k] !== undefined);
+}
+
+export function hasAnyFilter(f: Filters): boolean {
+  return hasAttributeFilter(f) || f.path !== undefined;
+}
+
+// Attribute predicates go in WHERE over `sessions` rows. That stays exact under the sign rule:
+// a cancel row repeats its state's attributes, so sum(sign) over the matching rows counts the
+// sessions whose current state matches.
+function attributeConditions(f: Filters, p: SqlParams): string[] {
+  return SESSION_ATTRIBUTES.filter((k) => f[k] !== undefined).map((k) => `${k} = ${p.bind("String", f[k])}`);
+}
+
+/**
+ * Conditions over `sessions` rows of sessions started at or after `rangeStart`. The path
+ * semi-join reads page views from `rangeStart` on: a session's page views never precede its start.
+ */
+export function sessionConditions(f: Filters, p: SqlParams, serviceParam: string, rangeStart: number): string[] {
+  const out = attributeConditions(f, p);
+  if (f.path !== undefined) {
+    out.push(
+      `session_id IN (SELECT session_id FROM page_views WHERE service_id = ${serviceParam} AND timestamp >= ${p.instant(rangeStart)} AND path = ${p.bind("String", f.path)})`,
+    );
+  }
+  return out;
+}
+
+/**
+ * Conditions over item rows (page_views, events, errors, web_vitals, funnel_events) with time
+ * before `rangeEnd`: the item's own path, and membership in a session whose current state matches
+ * the attributes (any session started before the range end: an item's session started before it).
+ */
+export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, rangeEnd: number): string[] {
+  const out: string[] = [];
+  if (f.path !== undefined) out.push(`path = ${p.bind("String", f.path)}`);
+  const attrs = attributeConditions(f, p);
+  if (attrs.length > 0) {
+    out.push(
+      `session_id IN (SELECT session_id FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(rangeEnd)} AND ${attrs.join(" AND ")} GROUP BY session_id HAVING sum(sign) > 0)`,
+    );
+  }
+  return out;
+}

@@ -1,0 +1,107 @@
+// GET /v1/funnels/:name over raw funnel_events (funnel_stats only counts step hits; conversion
+// needs the order and window of each unit's events). Levels come from ClickHouse's windowFunnel;
+// the per-unit chains for medians are replayed in TypeScript (funnel-chain.ts), and both must
+// agree: a disagreement is a bug worth a 500 rather than a quietly wrong number.
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { type Filters, itemConditions } from "./filters.ts";
+import { funnelChain, MAX_STEPS, median } from "./funnel-chain.ts";
+import { selectRows, SqlParams } from "./sql-params.ts";
+import type { TimeRange } from "./time-range.ts";
+
+export interface FunnelStep {
+  step: number;
+  name: string;
+  units: number;
+  conversion_from_previous: number | null;
+  conversion_from_start: number | null;
+  median_seconds_from_previous: number | null;
+}
+
+export interface FunnelResult {
+  funnel: string;
+  steps: FunnelStep[];
+  overall_conversion: number | null;
+}
+
+export interface FunnelQuery {
+  serviceId: string;
+  funnel: string;
+  range: TimeRange;
+  filters: Filters;
+  windowSeconds: number;
+  by: "session" | "visitor";
+}
+
+const UNIT_COLUMN = { session: "session_id", visitor: "visitor_id" } as const;
+const CONDITIONS = Array.from({ length: MAX_STEPS }, (_, i) => `step = ${i + 1}`).join(", ");
+
+function baseWhere(q: FunnelQuery, p: SqlParams): string {
+  const service = p.bind("String", q.serviceId);
+  return [
+    `service_id = ${service}`,
+    `funnel = ${p.bind("String", q.funnel)}`,
+    `timestamp >= ${p.instant(q.range.start)}`,
+    `timestamp < ${p.instant(q.range.end)}`,
+    `step BETWEEN 1 AND ${MAX_STEPS}`,
+    ...itemConditions(q.filters, p, service, q.range.end),
+  ].join(" AND ");
+}
+
+interface LevelRow {
+  level: number;
+  units: number;
+  /** (time ms, step) events of each unit at this level; only for levels ≥ 2 (medians). */
+  chains: Array<Array<[number, number]>>;
+}
+
+/** Units reaching each step, conversions and medians; steps 1..highest step present. */
+export async function funnelReport(ch: ClickHouseClient, q: FunnelQuery): Promise<FunnelResult> {
+  const windowMs = q.windowSeconds * 1000;
+  const p = new SqlParams();
+  const where = baseWhere(q, p);
+  const levels = await selectRows<LevelRow>(
+    ch,
+    `SELECT level, count() AS units, groupArrayIf(evs, level >= 2) AS chains FROM (
+       SELECT windowFunnel(${p.bind("UInt64", windowMs)})(ts, ${CONDITIONS}) AS level, groupArray((ts, step)) AS evs
+       FROM (SELECT ${UNIT_COLUMN[q.by]} AS unit, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, step FROM funnel_events WHERE ${where})
+       GROUP BY unit)
+     GROUP BY level`,
+    p,
+  );
+  const p2 = new SqlParams();
+  const names = await selectRows<{ step: number; top: number; name: string }>(
+    ch,
+    `SELECT step, max(step) OVER () AS top, argMaxIf(step_name, (timestamp, step_name), step_name != '') AS name
+     FROM funnel_events WHERE ${baseWhere(q, p2)} GROUP BY step`,
+    p2,
+  );
+  const top = names[0]?.top ?? 0;
+  const reached = new Array<number>(top + 1).fill(0);
+  const deltas: number[][] = Array.from({ length: top + 1 }, () => []);
+  for (const row of levels) {
+    for (let k = 1; k <= row.level; k++) reached[k]! += row.units;
+    for (const events of row.chains) {
+      const chain = funnelChain(events, windowMs);
+      if (chain.level !== row.level) throw new Error(`funnel chain replay disagrees with windowFunnel (${chain.level} vs ${row.level})`);
+      for (let k = 2; k <= chain.level; k++) deltas[k]!.push((chain.times[k - 1]! - chain.times[k - 2]!) / 1000);
+    }
+  }
+  const nameOf = new Map(names.map((n) => [n.step, n.name]));
+  const steps: FunnelStep[] = [];
+  for (let k = 1; k <= top; k++) {
+    const units = reached[k]!;
+    steps.push({
+      step: k,
+      name: nameOf.get(k) ?? "",
+      units,
+      conversion_from_previous: k === 1 ? 1 : ratio(units, reached[k - 1]!),
+      conversion_from_start: k === 1 ? 1 : ratio(units, reached[1]!),
+      median_seconds_from_previous: k === 1 ? null : median(deltas[k]!),
+    });
+  }
+  return { funnel: q.funnel, steps, overall_conversion: top === 0 ? null : ratio(reached[top]!, reached[1]!) };
+}
+
+function ratio(n: number, d: number): number | null {
+  return d === 0 ? null : n / d;
+}

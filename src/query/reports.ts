@@ -1,0 +1,39 @@
+// The two composite answers: /v1/sessions/stats and /v1/behavior/summary. Each question is its own
+// function (one query); these run them side by side and assemble the contract's shape.
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { entryPages, exitPages, type ListQuery, topPages, topReferrers } from "./behavior-lists.ts";
+import { DIMENSIONS, type DistributionRow, sessionDistribution, utmStats } from "./session-breakdowns.ts";
+import { type SessionQuery, sessionSeries, sessionTotals } from "./session-metrics.ts";
+import { previousRange, type Interval } from "./time-range.ts";
+import { topErrors } from "./top-errors.ts";
+import { topEvents } from "./top-events.ts";
+import type { ReadOptions } from "./view-choice.ts";
+import { webVitals } from "./web-vitals.ts";
+
+/** GET /v1/sessions/stats. */
+export async function sessionStatsReport(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions) {
+  const [totals, previous, series, utm, ...dists] = await Promise.all([
+    sessionTotals(ch, q, read),
+    sessionTotals(ch, { ...q, range: previousRange(q.range) }, read),
+    sessionSeries(ch, q, interval, read),
+    utmStats(ch, q, read),
+    ...DIMENSIONS.map((d) => sessionDistribution(ch, q, d, read)),
+  ]);
+  const distributions = Object.fromEntries(DIMENSIONS.map((d, i) => [d, dists[i]!])) as Record<(typeof DIMENSIONS)[number], DistributionRow[]>;
+  return { totals, previous, series, distributions, utm };
+}
+
+/** GET /v1/behavior/summary. */
+export async function behaviorSummary(ch: ClickHouseClient, q: ListQuery, read: ReadOptions) {
+  const [sessions, top_pages, entry_pages, exit_pages, top_events, top_referrers, web_vitals, top_errors] = await Promise.all([
+    sessionTotals(ch, q, read),
+    topPages(ch, q),
+    entryPages(ch, q),
+    exitPages(ch, q),
+    topEvents(ch, q, read),
+    topReferrers(ch, q),
+    webVitals(ch, q),
+    topErrors(ch, q),
+  ]);
+  return { sessions, top_pages, entry_pages, exit_pages, top_events, top_referrers, web_vitals, top_errors };
+}

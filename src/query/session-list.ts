@@ -1,0 +1,101 @@
+// GET /v1/sessions: the current state of each session that started in the range, newest first.
+// Row-level reads of a VersionedCollapsingMergeTree: group the rows of a session, keep it when
+// sum(sign) > 0 and take each column from its highest version (argMax), which avoids FINAL.
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { encodeCursor, type Keyset } from "./cursor.ts";
+import { type Filters, sessionConditions } from "./filters.ts";
+import { selectRows, SqlParams } from "./sql-params.ts";
+import type { TimeRange } from "./time-range.ts";
+
+export interface SessionRow {
+  session_id: string;
+  visitor_id: string;
+  user_id: string;
+  started_at: string;
+  ended_at: string;
+  duration_s: number;
+  pageviews: number;
+  events: number;
+  is_bounce: boolean;
+  converted: boolean;
+  entry_path: string;
+  exit_path: string;
+  referrer: string;
+  utm_source: string;
+  utm_medium: string;
+  utm_campaign: string;
+  device: string;
+  browser: string;
+  os: string;
+  country: string;
+}
+
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+// Every field comes from the session's highest version. Aliases get a prefix: a SELECT alias equal
+// to a column name would shadow that column in WHERE (ClickHouse substitutes aliases there).
+const TEXT_COLUMNS = ["visitor_id", "user_id", "entry_path", "exit_path", "referrer", "utm_source", "utm_medium", "utm_campaign", "device", "browser", "os", "country"] as const;
+const NUMBER_COLUMNS = ["duration_s", "pageviews", "events", "is_bounce", "converted"] as const;
+const COLUMNS = [...TEXT_COLUMNS, ...NUMBER_COLUMNS].map((c) => `argMax(${c}, version) AS a_${c}`).join(", ");
+
+export interface SessionListQuery {
+  serviceId: string;
+  range: TimeRange;
+  filters: Filters;
+  limit: number;
+  after?: Keyset;
+}
+
+type Raw = { sid: string; started: number; ended: number } & Record<`a_${(typeof TEXT_COLUMNS)[number]}`, string> &
+  Record<`a_${(typeof NUMBER_COLUMNS)[number]}`, number>;
+
+/** One page of sessions, newest first by (started_at, session_id). */
+export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): Promise<Page<SessionRow>> {
+  const p = new SqlParams();
+  const service = p.bind("String", q.serviceId);
+  const where = [
+    `service_id = ${service}`,
+    `started_at >= ${p.instant(q.range.start)}`,
+    `started_at < ${p.instant(q.range.end)}`,
+    ...sessionConditions(q.filters, p, service, q.range.start),
+  ];
+  // The keyset goes in WHERE: exact for the same reason filters are (a cancel row repeats its
+  // state's started_at), and it lets the scan skip newer days.
+  if (q.after) where.push(`(started_at, session_id) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
+  const sql = `SELECT session_id AS sid, ${COLUMNS},
+      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended
+    FROM sessions WHERE ${where.join(" AND ")}
+    GROUP BY session_id HAVING sum(sign) > 0
+    ORDER BY started DESC, sid DESC LIMIT ${p.bind("UInt32", q.limit + 1)}`;
+  const rows = await selectRows<Raw>(ch, sql, p);
+  const page = rows.slice(0, q.limit);
+  const last = page[page.length - 1];
+  return {
+    data: page.map((r) => ({
+      session_id: r.sid,
+      visitor_id: r.a_visitor_id,
+      user_id: r.a_user_id,
+      started_at: new Date(r.started).toISOString(),
+      ended_at: new Date(r.ended).toISOString(),
+      duration_s: r.a_duration_s,
+      pageviews: r.a_pageviews,
+      events: r.a_events,
+      is_bounce: r.a_is_bounce === 1,
+      converted: r.a_converted === 1,
+      entry_path: r.a_entry_path,
+      exit_path: r.a_exit_path,
+      referrer: r.a_referrer,
+      utm_source: r.a_utm_source,
+      utm_medium: r.a_utm_medium,
+      utm_campaign: r.a_utm_campaign,
+      device: r.a_device,
+      browser: r.a_browser,
+      os: r.a_os,
+      country: r.a_country,
+    })),
+    next_cursor: rows.length > q.limit && last ? encodeCursor({ t: last.started, id: last.sid }) : null,
+  };
+}

@@ -1,0 +1,30 @@
+// Top client errors of /v1/behavior/summary, grouped by fingerprint; the message shown is the
+// latest one sent for it.
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import type { ListQuery } from "./behavior-lists.ts";
+import { itemConditions } from "./filters.ts";
+import { selectRows, SqlParams } from "./sql-params.ts";
+
+export interface ErrorRow {
+  fingerprint: string;
+  message: string;
+  count: number;
+  sessions: number;
+  last_seen: string;
+}
+
+/** Errors by fingerprint: occurrences, distinct sessions, last time seen; most frequent first. */
+export async function topErrors(ch: ClickHouseClient, q: ListQuery): Promise<ErrorRow[]> {
+  const p = new SqlParams();
+  const service = p.bind("String", q.serviceId);
+  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range.end)];
+  const rows = await selectRows<{ fingerprint: string; msg: string; n: number; s: number; last: number }>(
+    ch,
+    `SELECT fingerprint, argMax(message, (timestamp, message)) AS msg, count() AS n, uniqExact(session_id) AS s,
+       toUnixTimestamp64Milli(max(timestamp)) AS last
+     FROM errors WHERE ${where.join(" AND ")}
+     GROUP BY fingerprint ORDER BY n DESC, fingerprint ASC LIMIT ${p.bind("UInt32", q.limit)}`,
+    p,
+  );
+  return rows.map((r) => ({ fingerprint: r.fingerprint, message: r.msg, count: r.n, sessions: r.s, last_seen: new Date(r.last).toISOString() }));
+}

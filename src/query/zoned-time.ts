@@ -1,0 +1,100 @@
+// Wall-clock arithmetic in IANA time zones with Intl only, so day and hour boundaries are computed
+// in one place (TypeScript) and handed to SQL as UTC instants. DST-aware: a local day may last 23
+// or 25 hours, and a zone may even skip its midnight.
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatter(tz: string): Intl.DateTimeFormat {
+  let f = formatters.get(tz);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", {
+      timeZone: tz,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    });
+    // Only validated, canonical zone names reach here, so the map stays bounded (a few hundred).
+    formatters.set(tz, f);
+  }
+  return f;
+}
+
+/** Local calendar fields of an instant in `tz` (month 1-12). */
+export interface LocalParts {
+  year: number;
+  month: number;
+  day: number;
+  hour: number;
+  minute: number;
+  second: number;
+}
+
+/** The wall clock in `tz` at instant `ms` (to the second). */
+export function localParts(ms: number, tz: string): LocalParts {
+  const out: Record<string, number> = {};
+  for (const part of formatter(tz).formatToParts(new Date(ms))) {
+    if (part.type !== "literal") out[part.type] = Number(part.value);
+  }
+  return { year: out.year!, month: out.month!, day: out.day!, hour: out.hour!, minute: out.minute!, second: out.second! };
+}
+
+/** Offset of `tz` from UTC at instant `ms`, in ms (local = utc + offset). */
+export function offsetMs(ms: number, tz: string): number {
+  const p = localParts(ms, tz);
+  const asUtc = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
+  return asUtc - (ms - (((ms % 1000) + 1000) % 1000));
+}
+
+/** A calendar date `YYYY-MM-DD` as days since 1970-01-01 (pure calendar, no zone). */
+export function dayNumber(date: string): number {
+  const [y, m, d] = date.split("-").map(Number) as [number, number, number];
+  return Date.UTC(y, m - 1, d) / 86_400_000;
+}
+
+/** The inverse of dayNumber. */
+export function dateOfDay(day: number): string {
+  return new Date(day * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** The local calendar date (`YYYY-MM-DD`) of instant `ms` in `tz`. */
+export function localDate(ms: number, tz: string): string {
+  const p = localParts(ms, tz);
+  return dateOfDay(Date.UTC(p.year, p.month - 1, p.day) / 86_400_000);
+}
+
+/**
+ * The first instant whose local date in `tz` is `date`. Usually local 00:00; when the zone skips
+ * midnight (a DST jump at 00:00) it is the jump itself, when the local day starts at 01:00.
+ */
+export function localMidnight(date: string, tz: string): number {
+  const wall = dayNumber(date) * 86_400_000;
+  // The offsets in force around that day; the answer is wall - one of them.
+  const offsets = new Set([offsetMs(wall - 86_400_000, tz), offsetMs(wall, tz), offsetMs(wall + 86_400_000, tz)]);
+  const candidates = [...offsets].map((o) => wall - o).sort((a, b) => a - b);
+  const exact = candidates.find((t) => offsetMs(t, tz) === wall - t);
+  if (exact !== undefined) return exact;
+  // No candidate shows 00:00: midnight was skipped. The earliest candidate already on `date`
+  // (computed with the offset before the jump) is the jump instant.
+  const onDate = candidates.find((t) => localDate(t, tz) === date);
+  if (onDate === undefined) throw new Error(`no local midnight for ${date} in ${tz}`);
+  return onDate;
+}
+
+/** The start of the local hour that contains `ms` (hours follow the local clock). */
+export function localHourStart(ms: number, tz: string): number {
+  const p = localParts(ms, tz);
+  return ms - (((ms % 1000) + 1000) % 1000) - (p.minute * 60 + p.second) * 1000;
+}
+
+/** The next local hour start after the hour starting at `hourStart`. */
+export function nextLocalHour(hourStart: number, tz: string): number {
+  const next = hourStart + 3_600_000;
+  const minute = localParts(next, tz).minute;
+  // Zones whose offset changes by 30 minutes (Australia/Lord_Howe) shift the boundary.
+  if (minute === 0) return next;
+  return minute >= 30 ? next + (60 - minute) * 60_000 : next - minute * 60_000;
+}
