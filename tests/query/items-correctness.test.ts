@@ -13,7 +13,7 @@ import { FUNNELS } from "./fixtures/generate.ts";
 let data: Dataset;
 beforeAll(async () => {
   data = await loadDataset();
-});
+}, 60_000);
 afterAll(async () => {
   await data.db.close();
 });

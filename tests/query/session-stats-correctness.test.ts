@@ -11,7 +11,7 @@ import { SERVICES } from "./fixtures/generate.ts";
 let data: Dataset;
 beforeAll(async () => {
   data = await loadDataset();
-});
+}, 60_000);
 afterAll(async () => {
   await data.db.close();
 });

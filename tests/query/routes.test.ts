@@ -1,0 +1,106 @@
+// The query routes over HTTP: contract shapes (same numbers as the query functions), the shared
+// auth matrix for every route, and the OpenAPI document.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { memoryCache } from "../../src/cache/memory-cache.ts";
+import { funnelReport } from "../../src/query/funnel.ts";
+import { behaviorSummary, sessionStatsReport } from "../../src/query/reports.ts";
+import { resolveRange } from "../../src/query/time-range.ts";
+import { runAuthMatrix } from "../helpers/auth-matrix.ts";
+import { type Dataset, loadDataset } from "./fixtures/dataset.ts";
+import { type QueryApp, queryApp } from "./fixtures/query-app.ts";
+
+const NOW = Date.UTC(2026, 3, 3, 12);
+let data: Dataset;
+let q: QueryApp;
+beforeAll(async () => {
+  data = await loadDataset(40);
+  q = await queryApp(data.db, memoryCache(), NOW);
+}, 60_000);
+afterAll(async () => {
+  await q.stop();
+  await data.db.close();
+});
+
+const get = (path: string, token = q.adminAll) => q.app.request(path, { headers: { Authorization: `Bearer ${token}` } });
+const ROUTES = [
+  "/v1/sessions?service_id=alpha",
+  "/v1/sessions/stats?service_id=alpha",
+  "/v1/events?service_id=alpha",
+  "/v1/funnels/signup?service_id=alpha",
+  "/v1/behavior/summary?service_id=alpha",
+];
+
+for (const path of ROUTES) {
+  runAuthMatrix({
+    name: `GET ${path.split("?")[0]}`,
+    kind: "admin",
+    app: () => q.app,
+    keys: () => q.keys,
+    request: (headers, opts) => new Request(`http://x${path}&${new URLSearchParams(opts.query)}`, { headers }),
+  });
+}
+
+describe("contract shapes", () => {
+  const range = () => resolveRange({ from: "2026-03-29", to: "2026-03-29", tz: "Europe/Berlin" }, NOW);
+
+  test("GET /v1/sessions/stats answers the report of the query functions", async () => {
+    const res = await get("/v1/sessions/stats?service_id=alpha&from=2026-03-29&to=2026-03-29&tz=Europe%2FBerlin&interval=hour");
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body).toEqual(JSON.parse(JSON.stringify(await sessionStatsReport(data.db.client, { serviceId: "alpha", range: range(), filters: {} }, "hour", { now: NOW, forceRaw: true }))));
+    expect(body.series).toHaveLength(23);
+    expect(Object.keys(body.totals).sort()).toEqual(["avg_duration_s", "bounce_rate", "bounces", "conversions", "pages_per_session", "pageviews", "sessions", "visitors"]);
+  });
+
+  test("GET /v1/behavior/summary with date= is that one local day", async () => {
+    const res = await get("/v1/behavior/summary?service_id=alpha&date=2026-03-29&tz=Europe/Berlin&limit=5&country=DE");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual(
+      JSON.parse(JSON.stringify(await behaviorSummary(data.db.client, { serviceId: "alpha", range: range(), filters: { country: "DE" }, limit: 5 }, { now: NOW }))),
+    );
+  });
+
+  test("GET /v1/funnels/:name passes window and by", async () => {
+    const res = await get("/v1/funnels/signup?service_id=alpha&from=2026-03-05&to=2026-04-01&window=600&by=visitor");
+    expect(res.status).toBe(200);
+    const want = await funnelReport(data.db.client, { serviceId: "alpha", funnel: "signup", range: resolveRange({ from: "2026-03-05", to: "2026-04-01", tz: "UTC" }, NOW), filters: {}, windowSeconds: 600, by: "visitor" });
+    expect(await res.json()).toEqual(JSON.parse(JSON.stringify(want)));
+  });
+
+  test("GET /v1/sessions and /v1/events page with next_cursor", async () => {
+    const all = await (await get("/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=1000")).json();
+    const first = await (await get("/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3")).json();
+    expect(first.data.map((s: { session_id: string }) => s.session_id)).toEqual(all.data.slice(0, 3).map((s: { session_id: string }) => s.session_id));
+    const second = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${first.next_cursor}`)).json();
+    expect(second.data[0].session_id).toBe(all.data[3].session_id);
+    expect(all.next_cursor).toBeNull();
+    const events = await (await get("/v1/events?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=1&name=click")).json();
+    expect(events.data).toHaveLength(1);
+    expect(typeof events.next_cursor).toBe("string");
+  });
+
+  test("cached routes say X-Cache; lists do not", async () => {
+    expect((await get("/v1/behavior/summary?service_id=beta&date=2026-03-20")).headers.get("x-cache")).toBe("MISS");
+    expect((await get("/v1/behavior/summary?service_id=beta&date=2026-03-20")).headers.get("x-cache")).toBe("HIT");
+    expect((await get("/v1/sessions?service_id=beta")).headers.get("x-cache")).toBeNull();
+  });
+});
+
+describe("GET /v1/openapi.json", () => {
+  test("an OpenAPI 3.1 document with every query route and its parameters", async () => {
+    const res = await q.app.request("/v1/openapi.json");
+    expect(res.status).toBe(200);
+    const doc = await res.json();
+    expect(doc.openapi).toBe("3.1.0");
+    for (const path of ["/v1/sessions", "/v1/sessions/stats", "/v1/events", "/v1/funnels/{name}", "/v1/behavior/summary"]) {
+      const op = doc.paths[path]?.get;
+      expect(op).toBeDefined();
+      const params = op.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`);
+      for (const name of ["service_id", "from", "to", "tz", "country", "path", "utm_campaign"]) expect(params).toContain(`query:${name}`);
+      expect(op.responses["200"].content["application/json"].schema).toBeDefined();
+      expect(op.responses["400"]).toBeDefined();
+    }
+    expect(doc.paths["/v1/funnels/{name}"].get.parameters.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(["name", "window", "by"]));
+    expect(doc.paths["/v1/sessions/stats"].get.parameters.find((p: { name: string }) => p.name === "interval").schema.enum).toEqual(["hour", "day", "week", "month"]);
+  });
+});
