@@ -13,8 +13,4 @@ export class SingleFlight<T> {
     this.flights.set(key, promise);
     return { promise, leader: true };
   }
-
-  get size(): number {
-    return this.flights.size;
-  }
 }

@@ -34,7 +34,6 @@ export interface SessionQuery {
 }
 
 export type SessionSource = "raw" | "hourly" | "daily";
-type Source = SessionSource;
 
 interface MetricRow {
   b?: number;
@@ -47,14 +46,11 @@ interface MetricRow {
 }
 
 // Aliases carry a prefix: an alias equal to a column name would shadow it elsewhere in the query.
-const METRICS: Record<Source, string> = {
-  raw: `sum(sign) AS m_sessions, uniqExactIf(visitor_id, sign > 0) AS m_visitors, sum(sign * pageviews) AS m_pageviews,
-        sum(sign * is_bounce) AS m_bounces, sum(sign * duration_s) AS m_duration, sum(sign * converted) AS m_conversions`,
-  hourly: `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors) AS m_visitors, sum(s.pageviews) AS m_pageviews,
-        sum(s.bounces) AS m_bounces, sum(s.duration_sum) AS m_duration, sum(s.conversions) AS m_conversions`,
-  daily: "",
-};
-METRICS.daily = METRICS.hourly;
+const RAW_METRICS = `sum(sign) AS m_sessions, uniqExactIf(visitor_id, sign > 0) AS m_visitors, sum(sign * pageviews) AS m_pageviews,
+  sum(sign * is_bounce) AS m_bounces, sum(sign * duration_s) AS m_duration, sum(sign * converted) AS m_conversions`;
+// Both view targets have the same columns.
+const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors) AS m_visitors, sum(s.pageviews) AS m_pageviews,
+  sum(s.bounces) AS m_bounces, sum(s.duration_sum) AS m_duration, sum(s.conversions) AS m_conversions`;
 
 // The bucket of a row as the UTC epoch second of its local bucket start; the zone is a bound
 // parameter (ClickHouse takes a constant there), never spliced.
@@ -66,7 +62,7 @@ const BUCKET: Record<Interval, (col: string, tz: string) => string> = {
 };
 
 /** Which table answers: a view when it gives the raw answer exactly (see view-choice.ts). */
-export function chooseSource(q: SessionQuery, read: ReadOptions, interval?: Interval): Source {
+export function chooseSource(q: SessionQuery, read: ReadOptions, interval?: Interval): SessionSource {
   if (hasAnyFilter(q.filters)) return "raw";
   const zoned = interval !== undefined;
   if (interval !== "hour" && viewFits([q.range], { unit: "day", ttlDays: 365, zoned }, read)) return "daily";
@@ -74,7 +70,7 @@ export function chooseSource(q: SessionQuery, read: ReadOptions, interval?: Inte
   return "raw";
 }
 
-function metricsQuery(q: SessionQuery, source: Source, interval?: Interval): { sql: string; params: SqlParams } {
+function metricsQuery(q: SessionQuery, source: SessionSource, interval?: Interval): { sql: string; params: SqlParams } {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   let from: string;
@@ -96,7 +92,7 @@ function metricsQuery(q: SessionQuery, source: Source, interval?: Interval): { s
   }
   const bucket = interval ? `${BUCKET[interval](col, p.bind("String", q.range.tz))} AS b, ` : "";
   const group = interval ? " GROUP BY b" : "";
-  return { sql: `SELECT ${bucket}${METRICS[source]} FROM ${from} WHERE ${where.join(" AND ")}${group}`, params: p };
+  return { sql: `SELECT ${bucket}${source === "raw" ? RAW_METRICS : VIEW_METRICS} FROM ${from} WHERE ${where.join(" AND ")}${group}`, params: p };
 }
 
 function ratio(n: number, d: number): number | null {
