@@ -59,25 +59,41 @@ export type EngineOutput =
 
 interface Lane {
   session: Session;
-  tail: Promise<unknown>;
-  pending: number;
+  busy: boolean;
   database: string;
   settings: Map<string, string>;
 }
 
+/** A request waiting for a free lane. */
+interface Job {
+  req: EngineRequest;
+  stream: boolean;
+  resolve: (out: EngineOutput) => void;
+  reject: (err: unknown) => void;
+}
+
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/**
+ * Statements that change the connection's session (`SET ...`, `USE db`). Over HTTP without a
+ * session each request is a session of its own, so their effect must end with the request: the
+ * lane's connection is replaced after running one.
+ */
+const SESSION_STATEMENT = /^(?:\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*(?:set|use)\b/i;
 /** A stream nobody reads for this long is cancelled, so its lane cannot stay blocked. */
 const STREAM_IDLE_MS = 60_000;
 
 export class ChdbEngine {
   readonly #lanes: Lane[];
+  /** Requests waiting for a lane, oldest first: the next free lane takes the head. */
+  readonly #queue: Job[] = [];
+  /** Requests running on a lane (streams included, until they end). */
+  readonly #running = new Set<Promise<void>>();
   #closed = false;
 
   private constructor(readonly dataDir: string, laneCount: number) {
-    this.#lanes = Array.from({ length: laneCount }, () => ({
+    this.#lanes = Array.from({ length: Math.max(1, laneCount) }, () => ({
       session: new Session(dataDir),
-      tail: Promise.resolve(),
-      pending: 0,
+      busy: false,
       database: "default",
       settings: new Map(),
     }));
@@ -88,37 +104,72 @@ export class ChdbEngine {
     return new ChdbEngine(dataDir, lanes);
   }
 
-  /** Runs one request on a free lane. Results of reads may come back as a stream. */
+  /**
+   * Runs one request on the next free lane. Requests wait in one queue, so a long request holds
+   * up nothing while another lane is free. Results of reads may come back as a stream, which
+   * keeps its lane until it ends or is cancelled.
+   */
   run(req: EngineRequest, opts: { stream?: boolean } = {}): Promise<EngineOutput> {
     if (this.#closed) return Promise.reject(new Error("Code: 999. DB::Exception: embedded engine is closed. (ENGINE_CLOSED)"));
-    const lane = this.#pickLane();
-    lane.pending++;
-    let release!: () => void;
-    const done = new Promise<void>((r) => (release = r));
-    const started = lane.tail.then(async () => {
-      await this.#prepareLane(lane, req);
-      return opts.stream ? this.#stream(lane, req, release) : this.#buffered(lane, req);
+    return new Promise<EngineOutput>((resolve, reject) => {
+      this.#queue.push({ req, stream: opts.stream ?? false, resolve, reject });
+      this.#dispatch();
     });
-    // The lane is free again when the request is over; a stream ends it later, on its own.
-    lane.tail = started.then(
-      (out) => (out.kind === "stream" ? done : undefined),
-      () => undefined,
-    ).finally(() => lane.pending--);
-    return started;
   }
 
-  /** Closes every lane after the requests already queued on it. */
+  /** Closes every lane after the requests already queued or running. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all(this.#lanes.map((l) => l.tail));
+    while (this.#running.size > 0) await Promise.all([...this.#running]);
     for (const l of this.#lanes) l.session.close();
   }
 
-  #pickLane(): Lane {
-    let best = this.#lanes[0]!;
-    for (const l of this.#lanes) if (l.pending < best.pending) best = l;
-    return best;
+  /** Hands queued requests to idle lanes. */
+  #dispatch(): void {
+    for (const lane of this.#lanes) {
+      if (this.#queue.length === 0) return;
+      if (lane.busy) continue;
+      const job = this.#queue.shift()!;
+      lane.busy = true;
+      const running: Promise<void> = this.#runOnLane(lane, job).finally(() => {
+        this.#running.delete(running);
+        lane.busy = false;
+        this.#dispatch();
+      });
+      this.#running.add(running);
+    }
+  }
+
+  /** Runs `job` on `lane`; settles when the lane is free again (a stream frees it when it ends). */
+  async #runOnLane(lane: Lane, job: Job): Promise<void> {
+    let release!: () => void;
+    const ended = new Promise<void>((r) => (release = r));
+    try {
+      await this.#prepareLane(lane, job.req);
+      const out = job.stream ? await this.#stream(lane, job.req, release) : await this.#buffered(lane, job.req);
+      job.resolve(out);
+      if (out.kind === "stream") await ended;
+    } catch (err) {
+      job.reject(err);
+    } finally {
+      if (SESSION_STATEMENT.test(job.req.sql)) this.#renewSession(lane);
+    }
+  }
+
+  /** Replaces the lane's connection with a fresh one (default settings, database `default`). */
+  #renewSession(lane: Lane): void {
+    const old = lane.session;
+    try {
+      lane.session = new Session(this.dataDir);
+    } catch {
+      // Keep the old connection; at least its database is put right by the next request.
+      lane.database = "";
+      return;
+    }
+    lane.database = "default";
+    lane.settings = new Map();
+    old.close();
   }
 
   /** Puts the lane's database and settings where this request wants them. */
@@ -150,7 +201,7 @@ export class ChdbEngine {
 
   async #buffered(lane: Lane, req: EngineRequest): Promise<EngineOutput> {
     const conn = lane.session.connection;
-    if (req.data && !req.params) {
+    if (req.data && !nonEmpty(req.params)) {
       const r = await native.InsertRawAsyncConnection(conn, req.sql, req.data, false);
       return { kind: "buffer", bytes: new Uint8Array(0), summary: writeSummary(r, req.data.byteLength) };
     }

@@ -17,6 +17,8 @@ const HTTP_PARAMS = new Set([
 const READ_STATEMENT = /^(?:\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*(select|with|show|describe|desc|explain|exists)\b/i;
 const INSERT_STATEMENT = /^(?:\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*insert\b/i;
 const VERSION = "26.7 (embedded chdb)";
+/** Largest piece of a streamed result handed to the response body at once (a server's buffer size). */
+const RESPONSE_PIECE = 1024 * 1024;
 
 /** Builds a `fetch`-shaped function that answers ClickHouse HTTP requests from `engine`. */
 export function createClickHouseHttpHandler(engine: ChdbEngine): (input: RequestInfo | URL, init?: RequestInit) => Promise<Response> {
@@ -97,18 +99,21 @@ function successResponse(out: EngineOutput, queryId: string, sql: string, defaul
   if (out.kind === "buffer") return new Response(out.bytes as Uint8Array<ArrayBuffer>, { headers });
   const { first, rest } = out;
   const reader = rest.getReader();
-  let sentFirst = false;
+  // The engine hands over a whole block at a time (tens of MB for wide rows); the body passes it
+  // on in pieces of at most RESPONSE_PIECE bytes (views, no copies), as a server's write buffer
+  // would, so a reader never has to take in a whole block at once.
+  let pending: Uint8Array | undefined = first;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (!sentFirst) {
-        sentFirst = true;
-        controller.enqueue(first);
-        return;
-      }
       try {
-        const { value, done } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
+        while (!pending || pending.byteLength === 0) {
+          const { value, done } = await reader.read();
+          if (done) return controller.close();
+          pending = value;
+        }
+        const piece = pending.subarray(0, RESPONSE_PIECE);
+        pending = pending.subarray(piece.byteLength);
+        controller.enqueue(piece);
       } catch (err) {
         // Headers are gone already: like the real server, report the error inside the body.
         controller.enqueue(new TextEncoder().encode(`\n${messageOf(err)}\n`));
@@ -144,13 +149,40 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * Exception code → HTTP status, as ClickHouse's server maps them
+ * (src/Server/HTTP/exceptionCodeToHTTPStatus.cpp); every other code is a 500 there too, including
+ * UNKNOWN_QUERY_PARAMETER (456) and BAD_QUERY_PARAMETER (457).
+ */
+const STATUS_OF_CODE = new Map<number, number>([
+  // REQUIRED_PASSWORD
+  [194, 401],
+  // UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED, SET_NON_GRANTED_ROLE, ACCESS_DENIED
+  ...[192, 193, 516, 512, 497].map((c) => [c, 403] as [number, number]),
+  // BAD_ARGUMENTS, CANNOT_COMPILE_REGEXP, CANNOT_PARSE_* (TEXT, ESCAPE_SEQUENCE, QUOTED_STRING, DATE,
+  // DATETIME, NUMBER, DOMAIN_VALUE_FROM_STRING, IPV4, IPV6, INPUT_ASSERTION_FAILED, UUID),
+  // DUPLICATE_COLUMN, ILLEGAL_COLUMN, UNKNOWN_ELEMENT_IN_AST, UNKNOWN_TYPE_OF_AST_NODE,
+  // THERE_IS_NO_COLUMN, TOO_DEEP_AST, TOO_BIG_AST, UNEXPECTED_AST_STRUCTURE, SYNTAX_ERROR,
+  // INCORRECT_DATA, TYPE_MISMATCH, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+  ...[36, 427, 6, 25, 26, 38, 41, 72, 441, 675, 676, 27, 376, 15, 44, 37, 123, 8, 167, 168, 223, 62, 117, 53, 321]
+    .map((c) => [c, 400] as [number, number]),
+  // UNKNOWN_TABLE, UNKNOWN_FUNCTION, UNKNOWN_IDENTIFIER, UNKNOWN_TYPE, UNKNOWN_STORAGE,
+  // UNKNOWN_DATABASE, UNKNOWN_SETTING, UNKNOWN_DIRECTION_OF_SORTING, UNKNOWN_AGGREGATE_FUNCTION,
+  // UNKNOWN_FORMAT, UNKNOWN_DATABASE_ENGINE, UNKNOWN_TYPE_OF_QUERY, UNKNOWN_ROLE
+  ...[60, 46, 47, 50, 56, 81, 115, 152, 63, 73, 336, 78, 511].map((c) => [c, 404] as [number, number]),
+  [229, 413], // QUERY_IS_TOO_LARGE
+  [48, 501], // NOT_IMPLEMENTED
+  [209, 503], // SOCKET_TIMEOUT
+  [76, 503], // CANNOT_OPEN_FILE
+  [381, 411], // HTTP_LENGTH_REQUIRED
+  [159, 408], // TIMEOUT_EXCEEDED
+  [439, 503], // CANNOT_SCHEDULE_TASK
+  [779, 415], // UNSUPPORTED_MEDIA_TYPE
+]);
+
 /** Maps an engine error to the status the ClickHouse server would send. */
 function statusOf(code: number): number {
-  if ([60, 81, 83].includes(code)) return 404;
-  if ([516, 192, 194].includes(code)) return 401;
-  if ([497].includes(code)) return 403;
-  if ([62, 6, 26, 27, 36, 38, 41, 43, 44, 46, 47, 53, 62, 69, 70, 72, 115, 117, 130, 131, 386, 456, 457].includes(code)) return 400;
-  return 500;
+  return STATUS_OF_CODE.get(code) ?? 500;
 }
 
 function errorResponse(err: unknown): Response {
