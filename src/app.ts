@@ -10,6 +10,7 @@ import type { App, AppEnv } from "./http/app-env.ts";
 import { requestId } from "./http/request-id.ts";
 import { accessLog } from "./http/access-log.ts";
 import { registerOpsRoutes, type Readiness } from "./ops/ops-routes.ts";
+import { registerOpenApiRoute } from "./http/openapi.ts";
 
 /** Everything the routes need, built once by the composition root (main.ts or a test). */
 export interface AppDeps {
@@ -27,6 +28,7 @@ export function buildApp(deps: AppDeps): App {
   app.use("*", accessLog(deps.logger, deps.metrics));
   registerOpsRoutes(app, deps);
   for (const register of deps.routes ?? []) register(app);
+  registerOpenApiRoute(app); // last: it documents every route registered above
 
   app.notFound((c) => {
     throw new ApiError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`);

@@ -5,6 +5,8 @@ import { ApiError, toIssues } from "../errors.ts";
 import type { App } from "../http/app-env.ts";
 import type { KeyRecord, KeyStore, NewKey } from "./key-store.ts";
 import { rootAuth } from "./middleware.ts";
+import { resolver } from "hono-openapi";
+import { describe, jsonResponse } from "../http/openapi.ts";
 import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
 
 const ServiceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "expected 1–64 characters of a-z, 0-9, _ and -"));
@@ -20,22 +22,25 @@ const Services = v.pipe(
   v.maxLength(1000, "expected at most 1000 services"),
   v.check((list) => !list.includes("*") || list.length === 1, '"*" already means every service; send it alone'),
 );
-const UNEXPECTED = "not a field of this key type";
-
 /**
- * POST /v1/keys body. `origins` is optional for public keys and defaults to none: such a key is
- * refused for every browser request (Origin header) and accepted from servers and tools, so a
- * forgotten allow-list never opens a key to every web site.
+ * POST /v1/keys body. Fields that do not apply to the key's type are ignored (API.md shows one
+ * body with every field). `origins` is optional for public keys and defaults to none: such a key
+ * is refused for every browser request (Origin header) and accepted from servers and tools, so a
+ * forgotten allow-list never opens a key to every web site. An admin token takes `services`, or
+ * `service_id` as a one-service list.
  */
 export const CreateKeyBody = v.variant(
   "type",
   [
-    v.strictObject(
-      { type: v.literal("public"), service_id: ServiceId, origins: v.optional(v.pipe(v.array(Origin), v.maxLength(100, "expected at most 100 origins")), []), name: Name },
-      UNEXPECTED,
+    v.object({ type: v.literal("public"), service_id: ServiceId, origins: v.optional(v.pipe(v.array(Origin), v.maxLength(100, "expected at most 100 origins")), []), name: Name }),
+    v.object({ type: v.literal("secret"), service_id: ServiceId, name: Name }),
+    v.pipe(
+      v.object({ type: v.literal("admin"), services: v.optional(Services), service_id: v.optional(ServiceId), name: Name }),
+      v.forward(
+        v.partialCheck([["services"], ["service_id"]], (b) => b.services !== undefined || b.service_id !== undefined, 'expected services (a list of service ids, or ["*"])'),
+        ["services"],
+      ),
     ),
-    v.strictObject({ type: v.literal("secret"), service_id: ServiceId, name: Name }, UNEXPECTED),
-    v.strictObject({ type: v.literal("admin"), services: Services, name: Name }, UNEXPECTED),
   ],
   'expected an object with "type": "public", "secret" or "admin"',
 );
@@ -63,16 +68,26 @@ const MAX_BODY_BYTES = 64 * 1024;
 export function registerKeyRoutes(app: App, deps: { store: KeyStore; rootToken: string }): void {
   const auth = rootAuth(deps.rootToken, { store: deps.store });
 
-  app.post("/v1/keys", auth, async (c) => {
+  const keysDoc = (summary: string, status: number, schema?: v.GenericSchema) =>
+    describe({ summary, tags: ["keys"], responses: schema ? { [status]: jsonResponse(schema, summary) } : { [status]: { description: summary } } });
+  const KeyJson = v.object({
+    id: v.string(), type: v.string(), name: v.string(), service_id: v.nullable(v.string()), services: v.array(v.string()),
+    origins: v.array(v.string()), key_prefix: v.string(), created_at: v.string(), revoked_at: v.nullable(v.string()),
+  });
+
+  // Documents the request body; validation itself reads the body once, in the route.
+  const validatorDoc = describe({ requestBody: { required: true, content: { "application/json": { schema: resolver(CreateKeyBody) } } } });
+
+  app.post("/v1/keys", keysDoc("Create a key (the key is shown once)", 201, v.object({ ...KeyJson.entries, key: v.string() })), validatorDoc, auth, async (c) => {
     const body = v.safeParse(CreateKeyBody, await jsonBody(c.req.raw));
     if (!body.success) throw new ApiError("invalid_body", "Invalid key request", { issues: toIssues(body.issues) });
     const { record, key } = await deps.store.create(toNewKey(body.output));
     return c.json({ ...keyJson(record), key }, 201);
   });
 
-  app.get("/v1/keys", auth, async (c) => c.json({ data: (await deps.store.list()).map(keyJson) }));
+  app.get("/v1/keys", keysDoc("List keys (no secrets)", 200, v.object({ data: v.array(KeyJson) })), auth, async (c) => c.json({ data: (await deps.store.list()).map(keyJson) }));
 
-  app.delete("/v1/keys/:id", auth, async (c) => {
+  app.delete("/v1/keys/:id", keysDoc("Revoke a key", 204), auth, async (c) => {
     const id = c.req.param("id");
     // A malformed id cannot exist; no need to ask ClickHouse.
     if (!KEY_ID.test(id) || !(await deps.store.revoke(id))) throw new ApiError("not_found", `No key with id ${id.slice(0, 64)}`);
@@ -81,7 +96,7 @@ export function registerKeyRoutes(app: App, deps: { store: KeyStore; rootToken: 
 }
 
 function toNewKey(body: CreateKeyBody): NewKey {
-  if (body.type === "admin") return { type: "admin", services: body.services, name: body.name };
+  if (body.type === "admin") return { type: "admin", services: body.services ?? [body.service_id!], name: body.name };
   if (body.type === "public") return { type: "public", serviceId: body.service_id, origins: body.origins, name: body.name };
   return { type: "secret", serviceId: body.service_id, name: body.name };
 }

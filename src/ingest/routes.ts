@@ -11,7 +11,9 @@ import type { IngestResult } from "./ingestor.ts";
 import type { RequestContext } from "./pipeline.ts";
 import { authorizeItem } from "./pipeline.ts";
 import { readJsonBody } from "./read-body.ts";
-import { BatchBody, ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
+import { resolver } from "hono-openapi";
+import { describe, ErrorBody, jsonResponse } from "../http/openapi.ts";
+import { BatchBody, BatchItemDoc, IngestResponse, ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
 
 /** Body limits (API.md): checked before parsing, on the wire and after decompression. */
 export const SINGLE_LIMIT_BYTES = 64 * 1024;
@@ -59,7 +61,7 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   };
 
   for (const type of ["session", "pageview", "event"] as const) {
-    app.post(`/v1/ingest/${type}`, async (c) => {
+    app.post(`/v1/ingest/${type}`, docs(ITEM_SCHEMAS[type], `Track one ${type}`, SINGLE_LIMIT_BYTES), async (c) => {
       const body = await readBody(c, SINGLE_LIMIT_BYTES);
       const ctx = await context(c, bodyKey(body));
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -77,7 +79,7 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
     });
   }
 
-  app.post("/v1/ingest/batch", async (c) => {
+  app.post("/v1/ingest/batch", docs(v.object({ items: v.array(BatchItemDoc), key: v.optional(v.string()) }), "Track 1–500 items of any type", BATCH_LIMIT_BYTES), async (c) => {
     const body = await readBody(c, BATCH_LIMIT_BYTES);
     const ctx = await context(c, bodyKey(body));
     const parsed = v.safeParse(BatchBody, body);
@@ -91,4 +93,21 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
 
 function bodyKey(body: unknown): unknown {
   return typeof body === "object" && body !== null && !Array.isArray(body) ? (body as { key?: unknown }).key : undefined;
+}
+
+/** OpenAPI description of an ingest route, from the same schema the route validates with. */
+function docs(schema: v.GenericSchema, summary: string, limit: number) {
+  const content = { schema: resolver(schema) };
+  return describe({
+    summary,
+    tags: ["ingest"],
+    description: `JSON, or text/plain holding JSON (sendBeacon); gzip allowed. At most ${limit} bytes, also after decompression. ` +
+      "Keys: Authorization: Bearer, X-API-Key, or for public keys the key query parameter or body field.",
+    requestBody: { required: true, content: { "application/json": content, "text/plain": content } },
+    responses: {
+      202: jsonResponse(IngestResponse, "Accepted: what was kept, and each dropped item with its index and reason"),
+      413: jsonResponse(ErrorBody, "Body over the limit (payload_too_large)"),
+      415: jsonResponse(ErrorBody, "Content-Type or Content-Encoding not accepted (unsupported_media_type)"),
+    },
+  });
 }

@@ -1,4 +1,6 @@
+import * as v from "valibot";
 import type { App } from "../http/app-env.ts";
+import { describe, jsonResponse } from "../http/openapi.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** What /readyz checks: each check answers null when fine, or the reason it is not. */
@@ -6,13 +8,16 @@ export type Readiness = () => Promise<string[]>;
 
 /** `/healthz` (the process is up), `/readyz` (dependencies ready), `/metrics` (Prometheus). */
 export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metrics: Metrics }): void {
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
-  app.get("/readyz", async (c) => {
+  const ops = (summary: string, schema: v.GenericSchema) =>
+    describe({ summary, tags: ["operations"], security: [], responses: { 200: jsonResponse(schema, summary) } });
+  const Ready = v.object({ status: v.string(), reasons: v.optional(v.array(v.string())) });
+  app.get("/healthz", ops("The process is up", v.object({ status: v.literal("ok") })), (c) => c.json({ status: "ok" }));
+  app.get("/readyz", ops("ClickHouse answers, the schema is current, the spool is below its cap (503 with reasons otherwise)", Ready), async (c) => {
     const reasons = await deps.readiness();
     if (reasons.length === 0) return c.json({ status: "ready" });
     return c.json({ status: "not_ready", reasons }, 503);
   });
-  app.get("/metrics", async (c) => {
+  app.get("/metrics", describe({ summary: "Prometheus metrics (text format)", tags: ["operations"], security: [] }), async (c) => {
     const body = await deps.metrics.registry.metrics();
     return c.body(body, 200, { "Content-Type": deps.metrics.registry.contentType });
   });

@@ -38,7 +38,7 @@ export interface Page<T> {
 // Every field comes from the session's highest version. Aliases get a prefix: a SELECT alias equal
 // to a column name would shadow that column in WHERE (ClickHouse substitutes aliases there).
 const TEXT_COLUMNS = ["visitor_id", "user_id", "entry_path", "exit_path", "referrer", "utm_source", "utm_medium", "utm_campaign", "device", "browser", "os", "country"] as const;
-const NUMBER_COLUMNS = ["duration_s", "pageviews", "events", "is_bounce", "converted"] as const;
+const NUMBER_COLUMNS = ["pageviews", "events", "is_bounce", "converted"] as const;
 const COLUMNS = [...TEXT_COLUMNS, ...NUMBER_COLUMNS].map((c) => `argMax(${c}, version) AS a_${c}`).join(", ");
 
 export interface SessionListQuery {
@@ -80,7 +80,8 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
       user_id: r.a_user_id,
       started_at: new Date(r.started).toISOString(),
       ended_at: new Date(r.ended).toISOString(),
-      duration_s: r.a_duration_s,
+      // Exact, from millisecond item times (the duration_s column is whole seconds).
+      duration_s: (r.ended - r.started) / 1000,
       pageviews: r.a_pageviews,
       events: r.a_events,
       is_bounce: r.a_is_bounce === 1,

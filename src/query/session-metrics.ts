@@ -47,10 +47,10 @@ interface MetricRow {
 
 // Aliases carry a prefix: an alias equal to a column name would shadow it elsewhere in the query.
 const RAW_METRICS = `sum(sign) AS m_sessions, uniqExactIf(visitor_id, sign > 0) AS m_visitors, sum(sign * pageviews) AS m_pageviews,
-  sum(sign * is_bounce) AS m_bounces, sum(sign * duration_s) AS m_duration, sum(sign * converted) AS m_conversions`;
+  sum(sign * is_bounce) AS m_bounces, sum(sign * duration_ms) / 1000 AS m_duration, sum(sign * converted) AS m_conversions`;
 // Both view targets have the same columns.
 const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors) AS m_visitors, sum(s.pageviews) AS m_pageviews,
-  sum(s.bounces) AS m_bounces, sum(s.duration_sum) AS m_duration, sum(s.conversions) AS m_conversions`;
+  sum(s.bounces) AS m_bounces, sum(s.duration_ms_sum) / 1000 AS m_duration, sum(s.conversions) AS m_conversions`;
 
 // The bucket of a row as the UTC epoch second of its local bucket start; the zone is a bound
 // parameter (ClickHouse takes a constant there), never spliced.

@@ -119,7 +119,7 @@ describe("lists page through exactly the brute-force order", () => {
       expect(row).toEqual({
         session_id: st.session_id, visitor_id: st.visitor_id, user_id: st.user_id,
         started_at: new Date(st.started).toISOString(), ended_at: new Date(st.ended).toISOString(),
-        duration_s: st.duration_s, pageviews: st.pageviews, events: st.events,
+        duration_s: st.duration_ms / 1000, pageviews: st.pageviews, events: st.events,
         is_bounce: st.is_bounce === 1, converted: st.converted === 1,
         entry_path: st.entry_path, exit_path: st.exit_path, referrer: st.referrer,
         utm_source: st.utm_source, utm_medium: st.utm_medium, utm_campaign: st.utm_campaign,

@@ -15,7 +15,7 @@ const SessionSchema = v.object({
   user_id: v.string(),
   started_at: v.pipe(v.string(), v.isoTimestamp()),
   ended_at: v.pipe(v.string(), v.isoTimestamp()),
-  duration_s: v.pipe(v.number(), v.integer()),
+  duration_s: v.number(),
   pageviews: v.pipe(v.number(), v.integer()),
   events: v.pipe(v.number(), v.integer()),
   is_bounce: v.boolean(),
