@@ -4,16 +4,30 @@ import * as v from "valibot";
 
 const MAX_URL = 2048;
 
+/**
+ * A lone UTF-16 surrogate ("\ud800" in JSON text) survives JSON.parse, but no UTF-8 encoder keeps
+ * it: ClickHouse refuses the whole INSERT (CANNOT_PARSE_ESCAPE_SEQUENCE), so one such item would
+ * stop the spool's flushes for good. Every string that is stored must be well-formed text.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const wellFormed = v.check((s: string) => !LONE_SURROGATE.test(s), "must be valid Unicode text (no lone surrogates)");
+
 const httpUrl = v.pipe(
   v.string(),
   v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
+  wellFormed,
   v.check((s) => /^https?:\/\//i.test(s) && URL.canParse(s), "must be an absolute http(s) URL"),
 );
-/** Referrers may be any URL (android-app://…) or empty for direct traffic. */
+/**
+ * Referrers may be any URL with an authority (android-app://…) or empty for direct traffic.
+ * Browsers never refer from javascript:, data: or vbscript: URLs; such a "referrer" is an attempt
+ * to store a script URL that a dashboard might render as a link.
+ */
 const referrer = v.pipe(
   v.string(),
   v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
-  v.check((s) => s === "" || URL.canParse(s), "must be a URL or empty"),
+  wellFormed,
+  v.check((s) => s === "" || (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(s)), "must be a URL such as https://… or empty"),
 );
 /** ISO 8601 with an offset, or epoch milliseconds. */
 const time = v.union(
@@ -28,15 +42,15 @@ const time = v.union(
   "must be an ISO 8601 time with an offset or epoch milliseconds",
 );
 const propertyValue = v.union(
-  [v.pipe(v.string(), v.maxLength(512, "must be at most 512 characters")), v.pipe(v.number(), v.finite()), v.boolean(), v.null()],
+  [v.pipe(v.string(), v.maxLength(512, "must be at most 512 characters"), wellFormed), v.pipe(v.number(), v.finite()), v.boolean(), v.null()],
   "must be a string (≤ 512), a number, a boolean or null",
 );
 const properties = v.pipe(
-  v.record(v.pipe(v.string(), v.minLength(1), v.maxLength(64, "keys must be at most 64 characters")), propertyValue),
+  v.record(v.pipe(v.string(), v.minLength(1), v.maxLength(64, "keys must be at most 64 characters"), wellFormed), propertyValue),
   v.check((o) => Object.keys(o).length <= 50, "must have at most 50 keys"),
 );
-const str = (max: number) => v.pipe(v.string(), v.maxLength(max, `must be at most ${max} characters`));
-const nonEmpty = (max: number) => v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(max, `must be at most ${max} characters`));
+const str = (max: number) => v.pipe(v.string(), v.maxLength(max, `must be at most ${max} characters`), wellFormed);
+const nonEmpty = (max: number) => v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(max, `must be at most ${max} characters`), wellFormed);
 const ms = v.pipe(v.number(), v.finite(), v.minValue(0, "must be ≥ 0"), v.maxValue(3_600_000, "must be ≤ 3600000"));
 
 /** Fields every item may carry (API.md "Fields every item may carry"). */
