@@ -16,7 +16,7 @@ import { ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
 import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-store.ts";
-import { warmUp } from "./ingest/warm-up.ts";
+import { rememberSpooled, warmUp } from "./ingest/warm-up.ts";
 import { directWriter, spoolSink, spoolWriter } from "./ingest/writers.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
@@ -94,6 +94,25 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   };
 
   const spool = await openSpool({ dir: join(config.dataDir, "spool"), capBytes: config.spool.maxBytes, fsync: config.spool.fsync, logger });
+  const stateStore = redis ? valkeyStateStore(redis) : memoryStateStore();
+  const dedup = redis ? valkeyDedup(redis) : memoryDedup();
+  if (redis && config.ackMode === "spool") {
+    // Ids in what the previous process left in the spool are stored (or will be): their claims
+    // may still be pending in Valkey, so confirm them before the first request (see dedup.ts).
+    // No offline queue: wait (bounded) for the connection first.
+    if (redis.status !== "ready") {
+      await new Promise<void>((resolve) => {
+        const done = () => (clearTimeout(timer), redis.off("ready", done), resolve());
+        const timer = setTimeout(done, 5_000);
+        redis.once("ready", done);
+      });
+    }
+    const remembered = await rememberSpooled(spool, dedup).catch((err) => {
+      logger.warn("could not confirm the event ids of the spool left by the previous process", { error: String(err) });
+      return 0;
+    });
+    if (remembered > 0) logger.info("event ids of the leftover spool confirmed", { ids: remembered });
+  }
   const batcher = config.ackMode === "spool"
     ? createBatcher({
         spool,
@@ -105,8 +124,6 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     : undefined;
   const writer = config.ackMode === "spool" ? spoolWriter(spool, config.spool.maxBytes) : directWriter(clickhouse.client, ch.waitForAsyncInsert, invalidate);
 
-  const stateStore = redis ? valkeyStateStore(redis) : memoryStateStore();
-  const dedup = redis ? valkeyDedup(redis) : memoryDedup();
   const lookupCountry = createCountryLookup({ onLoadError: (err) => logger.warn("country database not loaded", { error: String(err) }) });
   lookupCountry("8.8.8.8"); // load the ~8 MB database now, not on the first request
   if (!redis) {

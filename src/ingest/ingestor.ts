@@ -1,8 +1,9 @@
 // One ingest request, start to finish: enrich every item, drop duplicates, place items in
 // sessions, and hand the rows to the writer (the durable spool, or ClickHouse directly). The
 // answer lists what was accepted and what was dropped, by index and reason.
+import { ApiError } from "../errors.ts";
 import type { Metrics } from "../ops/metrics.ts";
-import type { EventDedup } from "./dedup.ts";
+import { ClaimPendingError, type EventDedup } from "./dedup.ts";
 import { Drop, enrichItem, type EnrichedItem, type PipelineDeps, type RequestContext } from "./pipeline.ts";
 import { itemRecord, sessionRecords } from "./rows.ts";
 import type { ItemType } from "./schemas.ts";
@@ -57,7 +58,12 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
   });
 
   const keys = enriched.map((e) => `${e.serviceId}:${e.eventId}`);
-  const fresh = await deps.dedup.claim(keys);
+  const fresh = await deps.dedup.claim(keys).catch((err: unknown) => {
+    if (err instanceof ClaimPendingError) {
+      throw new ApiError("unavailable", "Some event_id of this request is being stored by another request; retry later", { retryAfterSeconds: 5 });
+    }
+    throw err;
+  });
   const kept: EnrichedItem[] = [];
   const claimed: string[] = [];
   enriched.forEach((e, i) => {
@@ -100,6 +106,9 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
     });
     for (const change of assignment.changes) records.push(...sessionRecords(change));
     if (records.length > 0) await deps.writer.write(records);
+    // The rows are durable: from now on a retry is a duplicate. If this fails, the pending claims
+    // expire and a later retry is stored again: a rare duplicate rather than a lost event.
+    await deps.dedup.confirm(claimed).catch(() => undefined);
     for (const e of kept) deps.metrics.ingestItems.inc({ type: e.type, outcome: "accepted" });
     dropped.sort((a, b) => a.index - b.index);
     return { accepted: kept.length, dropped, event_ids: kept.map((e) => e.eventId), session_ids: assignment.sessionIds };

@@ -2,7 +2,9 @@
 // seen recently, so client retries stay duplicates, and the state of recently active sessions,
 // so a session that was going on when the process stopped goes on instead of starting anew.
 import type { ClickHouseClient } from "@clickhouse/client-web";
+import type { Spool } from "../spool/spool.ts";
 import { DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
+import { decodeRecord } from "./rows.ts";
 import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
 import { STATE_TTL_MS } from "./sessions/sessionizer.ts";
 import type { StateStore } from "./sessions/state-store.ts";
@@ -66,4 +68,29 @@ function toState(r: SessionRow): SessionState {
       screen_height: r.screen_height, language: r.language, timezone: r.timezone,
     },
   };
+}
+
+const EVENT_ID = /"event_id":"([^"]+)"/;
+
+/**
+ * Marks the event ids in the segments a previous process left in the spool as stored. With Valkey,
+ * event-id claims outlive a killed process: one that died after writing rows to the spool and
+ * before confirming their claims left them pending, and once those expire a client retry would be
+ * stored a second time. Call it before the batcher starts (it reads the sealed segments).
+ */
+export async function rememberSpooled(spool: Spool, dedup: EventDedup): Promise<number> {
+  const decoder = new TextDecoder();
+  let total = 0;
+  for (const ref of spool.sealedSegments()) {
+    const keys: string[] = [];
+    for (const bytes of await spool.readSegment(ref)) {
+      const { table, serviceId, json } = decodeRecord(decoder.decode(bytes));
+      if (table === "sessions") continue;
+      const id = EVENT_ID.exec(json)?.[1];
+      if (id) keys.push(`${serviceId}:${id}`);
+    }
+    for (let i = 0; i < keys.length; i += 10_000) await dedup.remember(keys.slice(i, i + 10_000));
+    total += keys.length;
+  }
+  return total;
 }
