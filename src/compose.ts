@@ -118,6 +118,8 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         spool,
         sink: spoolSink(clickhouse.client, metrics, invalidate),
         flushIntervalMs: config.flushIntervalMs,
+        // Shutdown drains for as long as SHUTDOWN_TIMEOUT_MS allows (the batcher's own default is 5 s).
+        drainTimeoutMs: config.shutdownTimeoutMs,
         logger,
         metrics: { sinkError: () => undefined },
       })
