@@ -1,23 +1,42 @@
-// Wires the read side (query routes and their cache) for compose.ts.
+// Wires the read side for compose.ts: the response cache and the query routes.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { MiddlewareHandler } from "hono";
-import type Redis from "ioredis";
-import type { KeyStore } from "./auth/key-store.ts";
+import { createCache } from "./cache/create-cache.ts";
+import type { Cache } from "./cache/cache.ts";
+import type { Config } from "./config.ts";
 import type { App, AppEnv } from "./http/app-env.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./ops/metrics.ts";
+import { registerQueryRoutes } from "./query/routes/register-query-routes.ts";
 
 export interface QueryParts {
-  cache: { invalidate(serviceId: string, utcDates: string[]): Promise<void> };
+  cache: Cache;
   register(app: App, auth: MiddlewareHandler<AppEnv>): void;
   close(): Promise<void>;
 }
 
-/** The query routes and the cache, built once. */
-export function createQueryParts(_deps: { client: ClickHouseClient; redis: Redis | undefined; keyStore: KeyStore; rootToken: string; metrics: Metrics; logger: Logger }): QueryParts {
+/** The query routes and their cache, built once. */
+export function createQueryParts(deps: { client: ClickHouseClient; valkey: Config["valkey"]; metrics: Metrics; logger: Logger }): QueryParts {
+  let warned = false;
+  const cache = createCache(deps.valkey, {
+    onError: (err) => {
+      // A down cache means slower answers, not failed ones: say so once per outage.
+      if (!warned) deps.logger.warn("cache unavailable, answering uncached", { error: err.message });
+      warned = true;
+    },
+  });
   return {
-    cache: { invalidate: async () => {} },
-    register: () => {},
-    close: async () => {},
+    cache,
+    register: (app, auth) =>
+      registerQueryRoutes(app, {
+        clickhouse: deps.client,
+        cache,
+        auth,
+        onCacheResult: (route, result) => {
+          if (result !== "error") warned = false;
+          deps.metrics.cacheRequests.inc({ route, result });
+        },
+      }),
+    close: () => cache.close(),
   };
 }
