@@ -74,6 +74,10 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
       const denied = authorizeItem({ ...parsed.output, type } as Item, ctx);
       if (denied) throw new ApiError("forbidden", denied.message);
       const result = await deps.ingest(ctx, [body], type);
+      // A single item the pipeline found invalid (say, a timestamp out of range) is a 400 like any
+      // other invalid single item; bots and duplicates are answered 202 with the drop reason.
+      const invalid = result.dropped.find((d) => d.reason === "invalid");
+      if (invalid) throw new ApiError("invalid_body", `The ${type} is not valid: ${invalid.message}`, { issues: [{ path: invalid.message.split(":")[0] ?? "", message: invalid.message }] });
       const { session_ids, ...answer } = result;
       return c.json(type === "session" ? { ...answer, session_id: session_ids[0] } : answer, 202);
     });

@@ -46,6 +46,7 @@ const propertyValue = v.union(
   "must be a string (≤ 512), a number, a boolean or null",
 );
 const properties = v.pipe(
+  v.custom<Record<string, unknown>>((o) => !Array.isArray(o), "must be an object of key/value pairs, not an array"),
   v.record(v.pipe(v.string(), v.minLength(1), v.maxLength(64, "keys must be at most 64 characters"), wellFormed), propertyValue),
   v.check((o) => Object.keys(o).length <= 50, "must have at most 50 keys"),
 );

@@ -3,6 +3,9 @@
 // - ClickHouse directly (ACK_MODE=insert, for deployments without a local disk): async insert,
 //   acknowledged once ClickHouse took it (and flushed it, with CLICKHOUSE_WAIT_FOR_ASYNC_INSERT).
 import type { ClickHouseClient } from "@clickhouse/client-web";
+import { appendFile, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../logger.ts";
 import { ApiError } from "../errors.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { Sink } from "../spool/batcher.ts";
@@ -50,14 +53,25 @@ export function directWriter(client: ClickHouseClient, wait: boolean, onTouched:
   };
 }
 
-/** The batcher's sink: one spool segment into ClickHouse, deduplicated by the segment's token. */
-export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched: (t: Touched) => void): Sink {
+/**
+ * The batcher's sink: one spool segment into ClickHouse, deduplicated by the segment's token.
+ * Rows ClickHouse refuses as data (validation should make this impossible) are written to
+ * `quarantineDir` with the error, logged and counted, so one bad row cannot stall every flush.
+ */
+export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched: (t: Touched) => void, quarantine: { dir: string; logger: Logger }): Sink {
   const decoder = new TextDecoder();
   return async ({ records, token }) => {
     const started = performance.now();
+    const onRejected = async (table: string, json: string, error: unknown) => {
+      await mkdir(quarantine.dir, { recursive: true });
+      const line = JSON.stringify({ table, row: json, error: String((error as Error)?.message ?? error).slice(0, 2000) });
+      await appendFile(join(quarantine.dir, `${token}.jsonl`), `${line}\n`);
+      metrics.quarantinedRows.inc({ table });
+      quarantine.logger.error("row refused by ClickHouse set aside", { table, token, file: join(quarantine.dir, `${token}.jsonl`) });
+    };
     try {
       const lines = records.flatMap((r) => decoder.decode(r).split("\n"));
-      const { rows, touched } = await insertRecords(client, lines, { token });
+      const { rows, touched } = await insertRecords(client, lines, { token, onRejected });
       for (const [table, n] of rows) metrics.flushRows.inc({ table }, n);
       metrics.flushDuration.observe((performance.now() - started) / 1000);
       onTouched(touched);

@@ -34,6 +34,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       name: "flush_rows_total", help: "Rows inserted into ClickHouse by table", labelNames: ["table"] as const, registers,
     }),
     insertErrors: new Counter({ name: "clickhouse_insert_errors_total", help: "Failed ClickHouse inserts", registers }),
+    quarantinedRows: new Counter({
+      name: "spool_quarantined_rows_total", help: "Rows ClickHouse refused as data, set aside in spool/quarantine",
+      labelNames: ["table"] as const, registers,
+    }),
     cacheRequests: new Counter({
       name: "cache_requests_total", help: "Query cache lookups by route and result",
       labelNames: ["route", "result"] as const, registers,

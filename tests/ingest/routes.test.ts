@@ -175,8 +175,11 @@ describe("drops and errors", () => {
 
   test("a secret key's timestamp must be within 30 days back and 5 minutes ahead", async () => {
     const old = await post("/v1/ingest/event", { name: "old", timestamp: Date.now() - 31 * 86_400_000, user_agent: CHROME, ip: "8.8.8.8" });
-    expect(old.status).toBe(202);
-    expect(((await old.json()) as { dropped: { reason: string }[] }).dropped[0]!.reason).toBe("invalid");
+    expect(old.status).toBe(400);
+    expect(((await old.json()) as { error: { message: string } }).error.message).toContain("timestamp");
+    const ahead = await post("/v1/ingest/batch", { items: [{ type: "event", name: "ahead", timestamp: Date.now() + 10 * 60_000, user_agent: CHROME, ip: "8.8.8.8" }] });
+    expect(ahead.status).toBe(202);
+    expect(((await ahead.json()) as { dropped: { reason: string }[] }).dropped[0]!.reason).toBe("invalid");
   });
 
   test("a body service_id other than the key's is refused with 403", async () => {

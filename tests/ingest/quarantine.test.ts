@@ -1,0 +1,42 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { encodeRecord } from "../../src/ingest/rows.ts";
+import { spoolSink } from "../../src/ingest/writers.ts";
+import { silentLogger } from "../../src/logger.ts";
+import { createMetrics } from "../../src/ops/metrics.ts";
+import { migrate } from "../../src/storage/migrate.ts";
+import { testClickHouse, uniqueDatabase } from "../helpers/clickhouse.ts";
+
+const database = uniqueDatabase("quar");
+const ch = testClickHouse(database);
+const dir = mkdtempSync(join(tmpdir(), "quarantine-"));
+beforeAll(() => migrate(testClickHouse("default").client, { database }));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const event = (name: string, timestamp: string) =>
+  encodeRecord("events", "shop", Date.parse("2026-11-01T00:00:00Z"), {
+    service_id: "shop", event_id: crypto.randomUUID(), timestamp, received_at: timestamp, session_id: "s", visitor_id: "v",
+    user_id: "", name, conversion: 0, url: "", path: "", hostname: "", properties: "{}",
+  });
+
+test("a row ClickHouse refuses as data is set aside; the rest of the flush lands, once even when replayed", async () => {
+  const good = "2026-11-01T10:00:00.000Z";
+  const lines = [event("a", good), event("b", good), event("bad", "not a time at all"), event("c", good), event("d", good)];
+  const metrics = createMetrics();
+  const touched: string[] = [];
+  const sink = spoolSink(ch.client, metrics, (t) => touched.push(...t.keys()), { dir, logger: silentLogger });
+  const batch = { segment: { seq: 1, name: "seg-1", path: "", bytes: 0 }, records: [new TextEncoder().encode(lines.join("\n"))], token: "tok-q-1" };
+  await sink(batch);
+  await sink(batch); // a replay of the same segment (crash before its removal) changes nothing
+  const names = await (await ch.client.query({ query: "SELECT name FROM events ORDER BY name", format: "JSONEachRow" })).json<{ name: string }>();
+  expect(names.map((r) => r.name)).toEqual(["a", "b", "c", "d"]);
+  const files = readdirSync(dir);
+  expect(files).toEqual(["tok-q-1.jsonl"]);
+  const set = readFileSync(join(dir, files[0]!), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(set[0].table).toBe("events");
+  expect(JSON.parse(set[0].row).name).toBe("bad");
+  expect(touched).toContain("shop");
+  expect((await metrics.registry.getSingleMetricAsString("spool_quarantined_rows_total"))).toContain('table="events"');
+});
