@@ -72,6 +72,23 @@ function toState(r: SessionRow): SessionState {
 
 const EVENT_ID = /"event_id":"([^"]+)"/;
 
+/** Marks the event ids of spool records (item rows; session rows have none) as stored. */
+async function rememberRecords(records: readonly Uint8Array[], dedup: EventDedup): Promise<number> {
+  const decoder = new TextDecoder();
+  const keys: string[] = [];
+  for (const bytes of records) {
+    // A spool record holds one request's rows, one per line (writers.ts).
+    for (const line of decoder.decode(bytes).split("\n")) {
+      const { table, serviceId, json } = decodeRecord(line);
+      if (table === "sessions") continue;
+      const id = EVENT_ID.exec(json)?.[1];
+      if (id) keys.push(`${serviceId}:${id}`);
+    }
+  }
+  for (let i = 0; i < keys.length; i += 10_000) await dedup.remember(keys.slice(i, i + 10_000));
+  return keys.length;
+}
+
 /**
  * Marks the event ids in the segments a previous process left in the spool as stored. With Valkey,
  * event-id claims outlive a killed process: one that died after writing rows to the spool and
@@ -79,18 +96,7 @@ const EVENT_ID = /"event_id":"([^"]+)"/;
  * stored a second time. Call it before the batcher starts (it reads the sealed segments).
  */
 export async function rememberSpooled(spool: Spool, dedup: EventDedup): Promise<number> {
-  const decoder = new TextDecoder();
   let total = 0;
-  for (const ref of spool.sealedSegments()) {
-    const keys: string[] = [];
-    for (const bytes of await spool.readSegment(ref)) {
-      const { table, serviceId, json } = decodeRecord(decoder.decode(bytes));
-      if (table === "sessions") continue;
-      const id = EVENT_ID.exec(json)?.[1];
-      if (id) keys.push(`${serviceId}:${id}`);
-    }
-    for (let i = 0; i < keys.length; i += 10_000) await dedup.remember(keys.slice(i, i + 10_000));
-    total += keys.length;
-  }
+  for (const ref of spool.sealedSegments()) total += await rememberRecords(await spool.readSegment(ref), dedup);
   return total;
 }
