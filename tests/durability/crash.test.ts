@@ -49,12 +49,15 @@ async function crashScenario(label: string, serviceId: string, env: Record<strin
     for (let i = 0; i < KILLS; i++) {
       await Bun.sleep(700 + Math.random() * 1300); // a random moment under load
       ackedAtKill.push(load.accepted.size);
+      load.mark(`SIGKILL ${i + 1}`);
       const exit = await s.kill("SIGKILL");
+      load.mark(`killed ${i + 1}`);
       expect(exit.signal).toBe("SIGKILL");
       await Bun.sleep(Math.random() * 200);
       if (whileDown) downEffects.push(await whileDown());
       const t = Date.now();
       await s.start();
+      load.mark(`ready ${i + 1}`);
       restarts.push(Date.now() - t);
     }
     await Bun.sleep(1_500); // load on the last incarnation
@@ -79,7 +82,7 @@ async function crashScenario(label: string, serviceId: string, env: Record<strin
   );
   expect(load.otherDrops).toEqual([]);
   expect(load.accepted.size).toBeGreaterThan(1_000);
-  expectExactlyOnce(r, context);
+  expectExactlyOnce(r, context, load);
   expect(signs.bad).toEqual([]);
   await s.dispose();
 }

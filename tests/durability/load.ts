@@ -52,6 +52,10 @@ export class Load {
   readonly outcomes = new Map<string, number>();
   /** Drops other than `duplicate` (should stay empty). */
   readonly otherDrops: string[] = [];
+  /** Per id: what happened to each request that carried it (`<ms since start> <outcome>`). */
+  readonly history = new Map<string, string[]>();
+  /** Notes for the history (e.g. kills), with their time. */
+  readonly marks: string[] = [];
   requests = 0;
   acceptedBytes = 0;
   retriesSent = 0;
@@ -69,6 +73,16 @@ export class Load {
   /** Acknowledged ids: accepted or answered duplicate. */
   acknowledged(): Set<string> {
     return new Set([...this.accepted, ...this.duplicates]);
+  }
+
+  /** Records an event (a kill, a restart) on the load's clock, for failure messages. */
+  mark(note: string): void {
+    this.marks.push(`${Date.now() - this.#started} ${note}`);
+  }
+
+  /** The history of `ids` and the marks, for a failure message. */
+  explain(ids: readonly string[]): string {
+    return [...ids.map((id) => `${id}: ${(this.history.get(id) ?? []).join("; ")}`), `marks: ${this.marks.join("; ")}`].join("\n");
   }
 
   /** Asks the workers to stop after their current request; resolves when they have. */
@@ -108,6 +122,15 @@ export class Load {
     this.requests++;
     if (isRetry) this.retriesSent++;
     for (const id of p.ids) this.sent.add(id);
+    const sentAt = Date.now() - this.#started;
+    const note = (outcome: string) => {
+      const line = `${sentAt}-${Date.now() - this.#started} ${isRetry ? "retry " : ""}${outcome}`;
+      for (const id of p.ids) {
+        const h = this.history.get(id);
+        if (h) h.push(line);
+        else this.history.set(id, [line]);
+      }
+    };
     let res: Response;
     let text: string;
     try {
@@ -121,14 +144,17 @@ export class Load {
     } catch (err) {
       const name = (err as Error).name === "TimeoutError" ? "timeout" : "connection";
       this.#count(name);
+      note(name);
       this.#failed(p);
       return false;
     }
     this.#count(String(res.status));
     if (res.status !== 202) {
+      note(String(res.status));
       this.#failed(p);
       return false;
     }
+    note(`202 ${text.length > 300 ? `${text.slice(0, 300)}…` : text}`);
     const answer = JSON.parse(text) as { event_ids: string[]; dropped: { index: number; reason: string; message: string }[] };
     for (const id of answer.event_ids) {
       this.accepted.add(id);
@@ -241,6 +267,8 @@ export interface Reconciliation {
   duplicated: [string, number][];
   /** Stored ids whose request failed (the crash came after the spool append): allowed. */
   storedButFailed: number;
+  /** The rows of the first duplicated ids (received_at, session_id), for the failure message. */
+  duplicatedRows: string[];
 }
 
 /** Compares what the load was told with what ClickHouse holds. */
@@ -251,12 +279,29 @@ export async function reconcile(client: ClickHouseClient, serviceId: string, loa
   const duplicated = [...counts].filter(([, c]) => c > 1);
   let storedButFailed = 0;
   for (const id of load.failed) if (counts.has(id)) storedButFailed++;
-  return { acknowledged: acked.size, stored: counts.size, missing, duplicated, storedButFailed };
+  let duplicatedRows: string[] = [];
+  if (duplicated.length > 0) {
+    duplicatedRows = (await (await client.query({
+      query: `SELECT * FROM (
+                SELECT toString(event_id) AS id, received_at, session_id, _part AS part FROM events WHERE event_id IN {ids:Array(UUID)}
+                UNION ALL
+                SELECT toString(event_id) AS id, received_at, session_id, _part AS part FROM page_views WHERE event_id IN {ids:Array(UUID)}
+              ) ORDER BY id, received_at`,
+      query_params: { ids: duplicated.slice(0, 5).map(([id]) => id) },
+      format: "JSONEachRow",
+    })).json<Record<string, string>>()).map((row) => JSON.stringify(row));
+  }
+  return { acknowledged: acked.size, stored: counts.size, missing, duplicated, storedButFailed, duplicatedRows };
 }
 
 /** Asserts 0 missing and 0 duplicated, with the figures in the failure message. */
-export function expectExactlyOnce(r: Reconciliation, context: () => string): void {
-  const detail = () => `acknowledged ${r.acknowledged}, stored ${r.stored}, missing ${r.missing.length} (${r.missing.slice(0, 5).join(", ")}), duplicated ${r.duplicated.length} (${r.duplicated.slice(0, 5).map(([id, c]) => `${id}×${c}`).join(", ")})\n${context()}`;
+export function expectExactlyOnce(r: Reconciliation, context: () => string, load?: Load): void {
+  const detail = () =>
+    `acknowledged ${r.acknowledged}, stored ${r.stored}, missing ${r.missing.length} (${r.missing.slice(0, 5).join(", ")}), ` +
+    `duplicated ${r.duplicated.length} (${r.duplicated.slice(0, 5).map(([id, c]) => `${id}×${c}`).join(", ")})\n` +
+    (r.duplicatedRows.length > 0 ? `rows of duplicated ids:\n${r.duplicatedRows.join("\n")}\n` : "") +
+    (load ? `history:\n${load.explain([...r.missing.slice(0, 5), ...r.duplicated.slice(0, 5).map(([id]) => id)])}\n` : "") +
+    context();
   if (r.missing.length > 0 || r.duplicated.length > 0) throw new Error(detail());
   expect(r.missing.length).toBe(0);
   expect(r.duplicated.length).toBe(0);

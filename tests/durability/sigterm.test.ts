@@ -65,7 +65,7 @@ async function scenario(label: string, serviceId: string, backlog: (s: ServicePr
   expect(shutdownMs!).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
   expect(load.accepted.size).toBeGreaterThan(500);
   expect(load.otherDrops).toEqual([]);
-  expectExactlyOnce(r, () => `${load.summary()}\nservice log tail:\n${s.logs().slice(-4000)}`);
+  expectExactlyOnce(r, () => `${load.summary()}\nservice log tail:\n${s.logs().slice(-4000)}`, load);
   expect(left).toBe(0);
   expect(signs.bad).toEqual([]);
 }

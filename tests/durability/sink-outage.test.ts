@@ -103,6 +103,6 @@ test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or
   expect(during.healthz).toBe(200);
   expect(during.readyz).toBe(503);
   expect(during.rssMax - during.rssBefore).toBeLessThan(RSS_GROWTH_LIMIT);
-  expectExactlyOnce(r, context);
+  expectExactlyOnce(r, context, load);
   expect(signs.bad).toEqual([]);
 }, 150_000);
