@@ -11,7 +11,8 @@ import { resolveRootToken } from "./auth/root-token.ts";
 import type { Config } from "./config.ts";
 import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
 import { createCountryLookup } from "./ingest/enrich/country.ts";
-import { createMemorySaltStore, createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
+import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
+import { createFileSaltStore } from "./ingest/enrich/file-salt-store.ts";
 import { ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
@@ -142,7 +143,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     dedup,
     writer,
     metrics,
-    salts: redis ? createValkeySaltStore(redis) : createMemorySaltStore(),
+    salts: redis ? createValkeySaltStore(redis) : createFileSaltStore(join(config.dataDir, "salts.json")),
     lookupCountry,
   };
 

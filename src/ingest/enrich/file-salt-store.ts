@@ -1,0 +1,39 @@
+// Daily salts kept in a file under DATA_DIR (mode 0600), for a single instance without Valkey:
+// a restart keeps the day's visitor ids, so sessions going on across the restart stay one
+// session and a visitor is not counted twice that day. Valkey replaces this when configured.
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { SALT_RETENTION_DAYS, utcDay, type SaltStore } from "./salt-store.ts";
+
+const DAY_MS = 86_400_000;
+
+/** A salt store persisted in `path` (created on first use). */
+export function createFileSaltStore(path: string, options: { now?: () => number } = {}): SaltStore {
+  const now = options.now ?? Date.now;
+  const salts = new Map<string, string>(Object.entries(load(path)));
+  return {
+    async saltFor(day) {
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new RangeError(`salt day must be a YYYY-MM-DD date, got ${JSON.stringify(day)}`);
+      let hex = salts.get(day);
+      if (hex === undefined) {
+        hex = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
+        salts.set(day, hex);
+        const oldestKept = utcDay(now() - SALT_RETENTION_DAYS * DAY_MS);
+        for (const d of salts.keys()) if (d < oldestKept) salts.delete(d);
+        // Write-then-rename: a crash leaves the old file or the new one, never half of one.
+        writeFileSync(`${path}.tmp`, JSON.stringify(Object.fromEntries(salts)), { mode: 0o600 });
+        renameSync(`${path}.tmp`, path);
+      }
+      return Uint8Array.from(Buffer.from(hex, "hex"));
+    },
+  };
+}
+
+function load(path: string): Record<string, string> {
+  try {
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as unknown;
+    if (typeof parsed !== "object" || parsed === null) return {};
+    return Object.fromEntries(Object.entries(parsed).filter(([d, h]) => /^\d{4}-\d{2}-\d{2}$/.test(d) && typeof h === "string" && /^[0-9a-f]{64}$/.test(h)));
+  } catch {
+    return {}; // no file yet (first start)
+  }
+}
