@@ -84,6 +84,9 @@ async function crashScenario(label: string, serviceId: string, env: Record<strin
   expect(load.accepted.size).toBeGreaterThan(1_000);
   expectExactlyOnce(r, context, load);
   expect(signs.bad).toEqual([]);
+  // 40 visitors, all within one 30-minute stretch: one session each, killed or not (session
+  // state and daily salts survive a restart: in Valkey, or rebuilt from ClickHouse and DATA_DIR).
+  expect(signs.sessions).toBe(40);
   await s.dispose();
 }
 
