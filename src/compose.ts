@@ -97,6 +97,13 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   };
 
   const spool = await openSpool({ dir: join(config.dataDir, "spool"), capBytes: config.spool.maxBytes, fsync: config.spool.fsync, logger });
+  let corruptSeen = 0;
+  metrics.collectors.push(() => {
+    metrics.spoolBytes.set(spool.bytes());
+    metrics.spoolSegments.set(spool.segments());
+    metrics.spoolCorruptTails.inc(spool.corruptTails - corruptSeen);
+    corruptSeen = spool.corruptTails;
+  });
   const stateStore = redis ? valkeyStateStore(redis) : memoryStateStore();
   const dedup = redis ? valkeyDedup(redis) : memoryDedup();
   if (redis && config.ackMode === "spool") {
@@ -158,8 +165,6 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         const pending = await pendingMigrations(adminClickHouse.client, { database: ch.database }).catch((e) => [`? (${e})`]);
         if (pending.length > 0) reasons.push(`schema: pending migrations ${pending.join(", ")}`);
       }
-      metrics.spoolBytes.set(spool.bytes());
-      metrics.spoolSegments.set(spool.segments());
       if (spool.bytes() >= config.spool.maxBytes) reasons.push("spool: at its cap while ClickHouse catches up");
       return reasons;
     },

@@ -6,8 +6,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  /** Read just before each scrape, for values that are state rather than events (spool size). */
+  const collectors: Array<() => void> = [];
   return {
     registry,
+    collectors,
     httpRequests: new Counter({
       name: "http_requests_total", help: "HTTP requests by route and status",
       labelNames: ["method", "route", "status"] as const, registers,

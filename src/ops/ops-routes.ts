@@ -18,6 +18,7 @@ export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metric
     return c.json({ status: "not_ready", reasons }, 503);
   });
   app.get("/metrics", describe({ summary: "Prometheus metrics (text format)", tags: ["operations"], security: [] }), async (c) => {
+    for (const collect of deps.metrics.collectors) collect();
     const body = await deps.metrics.registry.metrics();
     return c.body(body, 200, { "Content-Type": deps.metrics.registry.contentType });
   });

@@ -188,3 +188,21 @@ describe("drops and errors", () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("forbidden");
   });
 });
+
+describe("operations", () => {
+  test("/metrics counts accepted and dropped items by type and reason, and reports the spool", async () => {
+    await post("/v1/ingest/batch", { items: [{ type: "event", name: "m", user_agent: CHROME, ip: "8.8.8.8" }, { type: "event" }] });
+    const text = await (await svc.app.request("/metrics")).text();
+    expect(text).toMatch(/ingest_items_total\{type="event",outcome="accepted"\} [1-9]/);
+    expect(text).toMatch(/ingest_items_total\{type="event",outcome="invalid"\} [1-9]/);
+    expect(text).toMatch(/^spool_bytes \d+/m);
+    expect(text).toMatch(/^spool_segments \d+/m);
+  });
+
+  test("/readyz is 200 with ClickHouse up and the schema current; /healthz is 200", async () => {
+    expect((await svc.app.request("/healthz")).status).toBe(200);
+    const ready = await svc.app.request("/readyz");
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: "ready" });
+  });
+});
