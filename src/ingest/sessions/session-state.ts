@@ -48,7 +48,7 @@ export interface SessionState {
   items: number;
   converted: boolean;
   entry_path: string;
-  /** Time of the item that gave entry_path (the earliest item with a URL). */
+  /** Time of the item that gave entry_path (the session's earliest item). */
   entry_at: number;
   exit_path: string;
   /** Time of the last page view (exit_path), 0 when there is none. */
@@ -57,7 +57,7 @@ export interface SessionState {
   version: number;
 }
 
-/** entry_at before any item with a URL (JSON-safe, unlike Infinity). */
+/** entry_at before any item (JSON-safe, unlike Infinity). */
 const NO_ENTRY = Number.MAX_SAFE_INTEGER;
 
 /** A new session whose first item is `touch`. */
@@ -102,7 +102,9 @@ export function applyTouch(s: SessionState, t: Touch): SessionState {
     next.events++;
     if (t.conversion) next.converted = true;
   }
-  if (t.path !== "" && t.time < s.entry_at) {
+  // API.md: the entry page, like the other attributes, comes from the first item (none when that
+  // item has no URL, e.g. a back-end event).
+  if (t.time < s.entry_at) {
     next.entry_path = t.path;
     next.entry_at = t.time;
   }
