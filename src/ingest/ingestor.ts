@@ -79,6 +79,7 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
     const placements: Placement[] = kept.map((e) => ({
       serviceId: e.serviceId,
       visitorId: e.visitorId,
+      previousVisitorId: e.previousVisitorId,
       sessionId: e.clientSessionId,
       touch: {
         time: e.time,

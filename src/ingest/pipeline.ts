@@ -11,6 +11,7 @@ import { isSelfReferral, parsePageUrl, referrerDomain, type Utm } from "./enrich
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { anonymousVisitorId, visitorId } from "./enrich/visitor-id.ts";
 import { ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
+import { IDLE_MS } from "./sessions/session-state.ts";
 
 /** Why an item was not accepted (API.md: at least invalid, bot, duplicate). */
 export type DropReason = "invalid" | "forbidden" | "bot" | "duplicate";
@@ -41,6 +42,12 @@ export interface EnrichedItem {
   clientSessionId: string | undefined;
   userId: string;
   visitorId: string;
+  /**
+   * The same visitor under the previous UTC day's salt, for items in the first 30 minutes of a
+   * UTC day: a session going on at midnight continues (the visitor id changes daily, the visit
+   * does not).
+   */
+  previousVisitorId: string | undefined;
   url: string;
   path: string;
   hostname: string;
@@ -60,6 +67,7 @@ export interface PipelineDeps {
 }
 
 const BACKFILL_MS = 30 * 24 * 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
 const AHEAD_MS = 5 * 60 * 1000;
 const NO_UTM: Utm = { source: "", medium: "", campaign: "", term: "", content: "" };
 
@@ -134,6 +142,9 @@ export async function enrichItem(raw: unknown, index: number, type: ItemType | u
   const visitor = item.anonymous_id
     ? await anonymousVisitorId(ctx.serviceId, item.anonymous_id)
     : await visitorId(await deps.salts.saltFor(utcDay(time)), ctx.serviceId, ip, ua);
+  const previousVisitor = !item.anonymous_id && time % DAY_MS < IDLE_MS
+    ? await visitorId(await deps.salts.saltFor(utcDay(time - DAY_MS)), ctx.serviceId, ip, ua)
+    : undefined;
 
   return {
     index,
@@ -146,6 +157,7 @@ export async function enrichItem(raw: unknown, index: number, type: ItemType | u
     clientSessionId: item.session_id,
     userId: item.user_id ?? "",
     visitorId: visitor,
+    previousVisitorId: previousVisitor,
     url: item.url ?? "",
     path: page?.path ?? "",
     hostname: page?.hostname ?? "",

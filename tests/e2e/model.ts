@@ -2,9 +2,10 @@
 // plain loops, from API.md's definitions ("Sessions and metrics", "Precise readings"), without
 // any of the service's code. It sessionizes by itself:
 //   - items with a client session_id form that session, whatever their gaps;
-//   - other items of one visitor (anonymous_id, else IP + user agent on one UTC day, since the
-//     visitor id is a hash keyed with a daily salt) form sessions split where 30 minutes or more
-//     pass between consecutive item times;
+//   - other items of one person (anonymous_id, else IP + user agent) form sessions split where
+//     30 minutes or more pass between consecutive item times — also across UTC midnight, where the
+//     visitor id (a hash keyed with a daily salt) changes but the visit goes on;
+//   - a session's visitor is that of its first item (IP + user agent on the first item's UTC day);
 //   - a session's visitor, referrer, UTM, device, browser, OS, country and entry page come from
 //     its first item (API.md: "A session's attributes (referrer, UTM, device, browser, OS, country,
 //     entry page) come from its first item"; a first item without a URL gives no entry page),
@@ -71,7 +72,8 @@ export class Model {
     this.items = [...accepted].sort(byTime);
     const groups = new Map<string, GenItem[]>();
     for (const it of this.items) {
-      const g = it.sessionId !== undefined ? `c|${it.service}|${it.sessionId}` : `v|${it.service}|${visitorOf(it)}`;
+      const person = it.anonymousId !== undefined ? `a:${it.anonymousId}` : `h:${it.ip}|${it.ua}`;
+      const g = it.sessionId !== undefined ? `c|${it.service}|${it.sessionId}` : `v|${it.service}|${person}`;
       const list = groups.get(g) ?? [];
       list.push(it);
       groups.set(g, list);

@@ -128,3 +128,20 @@ test("concurrent updates of one session through two instances lose nothing (comp
   expect(final.changes[0]!.after.pageviews).toBe(2);
   expect(final.changes[0]!.after.version).toBe(42);
 });
+
+test("a session going on at UTC midnight continues under the new day's visitor id (the salt changed, the visit did not)", async () => {
+  const s = new Sessionizer(memoryStateStore(), ids);
+  const midnight = Date.parse("2026-11-28T00:00:00Z");
+  const before = await s.assign([place("day1-hash", touch(midnight - 10 * MIN, "pageview", "/a"))]);
+  const after = await s.assign([{ ...place("day2-hash", touch(midnight + 5 * MIN, "pageview", "/b")), previousVisitorId: "day1-hash" }]);
+  expect(after.sessionIds[0]).toBe(before.sessionIds[0]!);
+  expect(after.changes[0]!.after.visitor_id).toBe("day1-hash");
+  // Later items of the new day find the session under the new id (no previous id is sent then).
+  const later = await s.assign([place("day2-hash", touch(midnight + 32 * MIN, "event"))]);
+  expect(later.sessionIds[0]).toBe(before.sessionIds[0]!);
+  expect(later.changes[0]!.after.pageviews).toBe(2);
+  // 30 minutes of silence before midnight: a new session, even with the previous id.
+  const gap = await s.assign([place("day1-other", touch(midnight - 40 * MIN, "pageview", "/"))]);
+  const fresh = await s.assign([{ ...place("day2-other", touch(midnight + 1 * MIN, "pageview", "/")), previousVisitorId: "day1-other" }]);
+  expect(fresh.sessionIds[0]).not.toBe(gap.sessionIds[0]!);
+});

@@ -14,6 +14,8 @@ export interface Placement {
   visitorId: string;
   /** The client's own session id: it always wins over the 30-minute rule. */
   sessionId?: string;
+  /** The visitor's id under yesterday's salt (items just after UTC midnight): its session may go on. */
+  previousVisitorId?: string;
   touch: Touch;
 }
 
@@ -59,6 +61,7 @@ export class Sessionizer {
     for (const p of placements) {
       if (p.sessionId) sessionKeys.add(sessionKey(p.serviceId, p.sessionId));
       else visitorKeys.add(visitorKey(p.serviceId, p.visitorId));
+      if (!p.sessionId && p.previousVisitorId) visitorKeys.add(visitorKey(p.serviceId, p.previousVisitorId));
     }
     const loaded = await this.store.load([...visitorKeys]);
     for (const [key, value] of loaded) {
@@ -87,18 +90,28 @@ export class Sessionizer {
     for (const i of order) {
       const p = placements[i]!;
       const vKey = visitorKey(p.serviceId, p.visitorId);
+      const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? JSON.parse(loaded.get(key) ?? "[]");
       let id = p.sessionId;
+      let previousKey: string | undefined;
       if (!id) {
-        const list = spans.get(vKey) ?? JSON.parse(loaded.get(vKey) ?? "[]");
-        id = findSpan(list, p.touch.time)?.id ?? this.newId();
-        spans.set(vKey, list);
+        id = findSpan(spansOf(vKey), p.touch.time)?.id;
+        if (!id && p.previousVisitorId) {
+          // Just after UTC midnight the visitor id changed with the salt; the visit did not.
+          const key = visitorKey(p.serviceId, p.previousVisitorId);
+          id = findSpan(spansOf(key), p.touch.time)?.id;
+          if (id) previousKey = key;
+        }
+        id ??= this.newId();
       }
       const sKey = sessionKey(p.serviceId, id);
       const current = getState(sKey);
       const next = current ? applyTouch(current, p.touch) : openSession(p.serviceId, id, p.visitorId, p.touch);
       states.set(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
-      if (!p.sessionId) spans.set(vKey, updateSpans(spans.get(vKey)!, next));
+      if (!p.sessionId) {
+        spans.set(vKey, updateSpans(spansOf(vKey), next));
+        if (previousKey) spans.set(previousKey, updateSpans(spansOf(previousKey), next));
+      }
       sessionIds[i] = id;
     }
 
