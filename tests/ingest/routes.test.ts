@@ -205,4 +205,14 @@ describe("operations", () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ status: "ready" });
   });
+
+  test("/v1/openapi.json documents ingest (with the batch item schemas), key and operations routes too", async () => {
+    const doc = (await (await svc.app.request("/v1/openapi.json")).json()) as { openapi: string; paths: Record<string, Record<string, { requestBody?: unknown }>> };
+    expect(doc.openapi).toBe("3.1.0");
+    for (const path of ["/v1/ingest/session", "/v1/ingest/pageview", "/v1/ingest/event", "/v1/ingest/batch", "/v1/keys", "/healthz", "/readyz", "/metrics"]) {
+      expect(Object.keys(doc.paths)).toContain(path);
+    }
+    const batch = JSON.stringify(doc.paths["/v1/ingest/batch"]!.post!.requestBody);
+    for (const type of ["session", "pageview", "event", "funnel", "error", "vitals"]) expect(batch).toContain(`"const":"${type}"`);
+  });
 });
