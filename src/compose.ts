@@ -14,6 +14,8 @@ import { createCountryLookup } from "./ingest/enrich/country.ts";
 import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
 import { createFileSaltStore } from "./ingest/enrich/file-salt-store.ts";
 import { ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
+import { visitorHasher } from "./ingest/pipeline.ts";
+import { memoize } from "./memo.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
 import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-store.ts";
@@ -136,7 +138,8 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     : undefined;
   const writer = config.ackMode === "spool" ? spoolWriter(spool, config.spool.maxBytes) : directWriter(clickhouse.client, ch.waitForAsyncInsert, invalidate);
 
-  const lookupCountry = createCountryLookup({ onLoadError: (err) => logger.warn("country database not loaded", { error: String(err) }) });
+  // The database is read once; repeat visitors' addresses are remembered.
+  const lookupCountry = memoize(createCountryLookup({ onLoadError: (err) => logger.warn("country database not loaded", { error: String(err) }) }), 100_000);
   lookupCountry("8.8.8.8"); // load the ~8 MB database now, not on the first request
   if (!redis) {
     // In-process state died with the previous process: rebuild it from what ClickHouse holds,
@@ -150,7 +153,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     dedup,
     writer,
     metrics,
-    salts: redis ? createValkeySaltStore(redis) : createFileSaltStore(join(config.dataDir, "salts.json")),
+    hashVisitor: visitorHasher(redis ? createValkeySaltStore(redis) : createFileSaltStore(join(config.dataDir, "salts.json"))),
     lookupCountry,
   };
 

@@ -2,6 +2,8 @@
 // keys one "word" (double-click selects all of it, no URL escaping in a `?key=` query). Web
 // Crypto only, so this runs wherever the app does.
 
+import { BoundedMap } from "../memo.ts";
+
 export type KeyType = "public" | "secret" | "admin";
 
 export const KEY_PREFIX: Readonly<Record<KeyType, string>> = { public: "pk_", secret: "sk_", admin: "ak_" };
@@ -47,13 +49,26 @@ export function keyTypeOf(presented: string): KeyType | null {
   return TYPE_OF_PREFIX[presented.slice(0, 2)] ?? null;
 }
 
+
 /** The part of a key shown to humans (lists, logs): its first 8 characters, e.g. `pk_Ab3xY`. */
 export function keyPrefixOf(key: string): string {
   return key.slice(0, 8);
 }
 
+// Every request presents its key; the same few keys come back all day, and a digest through
+// Web Crypto costs a thread hop. Hashes of recent keys are kept (never the other way round).
+const recentHashes = new BoundedMap<string, string>(10_000);
+
 /** Hex SHA-256 of a key: the only form in which keys are stored. */
 export async function hashKey(key: string): Promise<string> {
+  const known = recentHashes.get(key);
+  if (known !== undefined) return known;
+  const hash = await digestHex(key);
+  recentHashes.set(key, hash);
+  return hash;
+}
+
+async function digestHex(key: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
   let hex = "";
   for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");

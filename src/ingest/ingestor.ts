@@ -2,6 +2,7 @@
 // sessions, and hand the rows to the writer (the durable spool, or ClickHouse directly). The
 // answer lists what was accepted and what was dropped, by index and reason.
 import { ApiError } from "../errors.ts";
+import type { Issue } from "../errors.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { ClaimPendingError, type EventDedup } from "./dedup.ts";
 import { Drop, enrichItem, type EnrichedItem, type PipelineDeps, type RequestContext } from "./pipeline.ts";
@@ -27,6 +28,8 @@ export interface DroppedItem {
   index: number;
   reason: string;
   message: string;
+  /** Every field at fault, for invalid items. */
+  issues?: Issue[];
 }
 
 export interface IngestResult {
@@ -46,7 +49,7 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
   deps.writer.assertRoom(raws.length * BYTES_PER_ITEM);
   const dropped: DroppedItem[] = [];
   const drop = (index: number, itemType: string, d: Drop) => {
-    dropped.push({ index, reason: d.reason, message: d.message });
+    dropped.push({ index, reason: d.reason, message: d.message, ...(d.issues ? { issues: d.issues } : {}) });
     deps.metrics.ingestItems.inc({ type: itemType, outcome: d.reason });
   };
 

@@ -2,6 +2,7 @@
 // and extends one item's context and may drop the item with a named reason; a dropped item stops
 // there. The steps are pure but for the salt and country look-ups passed in.
 import * as v from "valibot";
+import { toIssues, type Issue } from "../errors.ts";
 import { detectBot } from "./enrich/bot.ts";
 import { clientIp } from "./enrich/client-ip.ts";
 import { countryFromHeaders, type CountryLookup } from "./enrich/country.ts";
@@ -12,12 +13,13 @@ import { parseUserAgent } from "./enrich/user-agent.ts";
 import { anonymousVisitorId, visitorId } from "./enrich/visitor-id.ts";
 import { ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
 import { IDLE_MS } from "./sessions/session-state.ts";
+import { BoundedMap } from "../memo.ts";
 
 /** Why an item was not accepted (API.md: at least invalid, bot, duplicate). */
 export type DropReason = "invalid" | "forbidden" | "bot" | "duplicate";
 
 export class Drop {
-  constructor(readonly reason: DropReason, readonly message: string) {}
+  constructor(readonly reason: DropReason, readonly message: string, readonly issues?: Issue[]) {}
 }
 
 /** What the request tells about every item in it. */
@@ -62,8 +64,26 @@ export interface EnrichedItem {
 }
 
 export interface PipelineDeps {
-  salts: SaltStore;
+  /** The salted visitor id of (UTC day, service, IP, user agent); see visitorHasher. */
+  hashVisitor: (day: string, serviceId: string, ip: string, ua: string) => Promise<string>;
   lookupCountry: CountryLookup;
+}
+
+/**
+ * Visitor ids from the day's salt, remembered for the most recent visitors: one visitor sends
+ * many items a day, and each HMAC costs a Web Crypto round trip.
+ */
+export function visitorHasher(salts: SaltStore, max = 100_000): PipelineDeps["hashVisitor"] {
+  const recent = new BoundedMap<string, string>(max);
+  return async (day, serviceId, ip, ua) => {
+    const key = `${day}\0${serviceId}\0${ip}\0${ua}`;
+    let id = recent.get(key);
+    if (id === undefined) {
+      id = await visitorId(await salts.saltFor(day), serviceId, ip, ua);
+      recent.set(key, id);
+    }
+    return id;
+  };
 }
 
 const BACKFILL_MS = 30 * 24 * 60 * 60 * 1000;
@@ -81,9 +101,9 @@ export function validateItem(raw: unknown, type: ItemType | undefined): Item | D
   }
   const parsed = v.safeParse(schema, raw);
   if (!parsed.success) {
-    const issue = parsed.issues[0];
-    const path = (issue.path ?? []).map((p) => String(p.key)).join(".");
-    return new Drop("invalid", path ? `${path}: ${issue.message}` : issue.message);
+    const issues = toIssues(parsed.issues);
+    const first = issues[0]!;
+    return new Drop("invalid", first.path ? `${first.path}: ${first.message}` : first.message, issues);
   }
   return { ...parsed.output, type: t } as Item;
 }
@@ -141,9 +161,9 @@ export async function enrichItem(raw: unknown, index: number, type: ItemType | u
   }
   const visitor = item.anonymous_id
     ? await anonymousVisitorId(ctx.serviceId, item.anonymous_id)
-    : await visitorId(await deps.salts.saltFor(utcDay(time)), ctx.serviceId, ip, ua);
+    : await deps.hashVisitor(utcDay(time), ctx.serviceId, ip, ua);
   const previousVisitor = !item.anonymous_id && time % DAY_MS < IDLE_MS
-    ? await visitorId(await deps.salts.saltFor(utcDay(time - DAY_MS)), ctx.serviceId, ip, ua)
+    ? await deps.hashVisitor(utcDay(time - DAY_MS), ctx.serviceId, ip, ua)
     : undefined;
 
   return {

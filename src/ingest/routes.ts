@@ -9,11 +9,10 @@ import { ApiError, toIssues } from "../errors.ts";
 import type { App, AppEnv } from "../http/app-env.ts";
 import type { IngestResult } from "./ingestor.ts";
 import type { RequestContext } from "./pipeline.ts";
-import { authorizeItem } from "./pipeline.ts";
 import { readJsonBody } from "./read-body.ts";
 import { resolver } from "hono-openapi";
 import { describe, ErrorBody, jsonResponse } from "../http/openapi.ts";
-import { BatchBody, BatchItemDoc, IngestResponse, ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
+import { BatchBody, BatchItemDoc, IngestResponse, ITEM_SCHEMAS, type ItemType } from "./schemas.ts";
 
 /** Body limits (API.md): checked before parsing, on the wire and after decompression. */
 export const SINGLE_LIMIT_BYTES = 64 * 1024;
@@ -67,17 +66,14 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
         throw new ApiError("invalid_body", "The body must be a JSON object");
       }
-      const parsed = v.safeParse(ITEM_SCHEMAS[type], body);
-      if (!parsed.success) {
-        throw new ApiError("invalid_body", `The ${type} is not valid: ${parsed.issues[0].message}`, { issues: toIssues(parsed.issues) });
-      }
-      const denied = authorizeItem({ ...parsed.output, type } as Item, ctx);
-      if (denied) throw new ApiError("forbidden", denied.message);
+      // The pipeline validates (one valibot pass) and checks what the key may set; for a single
+      // item, its verdict is the answer: invalid → 400, forbidden → 403; bots and duplicates → 202.
       const result = await deps.ingest(ctx, [body], type);
-      // A single item the pipeline found invalid (say, a timestamp out of range) is a 400 like any
-      // other invalid single item; bots and duplicates are answered 202 with the drop reason.
-      const invalid = result.dropped.find((d) => d.reason === "invalid");
-      if (invalid) throw new ApiError("invalid_body", `The ${type} is not valid: ${invalid.message}`, { issues: [{ path: invalid.message.split(":")[0] ?? "", message: invalid.message }] });
+      const drop = result.dropped[0];
+      if (drop?.reason === "invalid") {
+        throw new ApiError("invalid_body", `The ${type} is not valid: ${drop.message}`, { issues: drop.issues ?? [{ path: "", message: drop.message }] });
+      }
+      if (drop?.reason === "forbidden") throw new ApiError("forbidden", drop.message);
       const { session_ids, ...answer } = result;
       return c.json(type === "session" ? { ...answer, session_id: session_ids[0] } : answer, 202);
     });

@@ -110,3 +110,28 @@ function sessionRecord(s: SessionState, sign: 1 | -1): string {
     version: s.version,
   });
 }
+
+/**
+ * Within one flush, a session's intermediate states cancel out (each +1 row of version v meets the
+ * −1 row of version v written by the next update): only the cancel of its state before the flush
+ * and its latest state need to reach ClickHouse, which spares the session views most of their
+ * rows under load. Deterministic, so a replayed flush sends the same rows under the same token.
+ */
+export function collapseSessionRecords(records: readonly string[]): string[] {
+  const cancelled = new Set<number>();
+  const open = new Map<string, number>(); // `${service}|${session}|${version}|${sign}` → index
+  records.forEach((record, i) => {
+    if (!record.startsWith("sessions|")) return;
+    const { serviceId, json } = decodeRecord(record);
+    const row = JSON.parse(json) as { session_id: string; version: number; sign: number };
+    const key = (sign: number) => `${serviceId}|${row.session_id}|${row.version}|${sign}`;
+    const partner = open.get(key(-row.sign));
+    if (partner !== undefined) {
+      cancelled.add(partner).add(i);
+      open.delete(key(-row.sign));
+    } else {
+      open.set(key(row.sign), i);
+    }
+  });
+  return cancelled.size === 0 ? [...records] : records.filter((_, i) => !cancelled.has(i));
+}

@@ -12,6 +12,7 @@ import type { Sink } from "../spool/batcher.ts";
 import { SpoolFullError, type Spool } from "../spool/spool.ts";
 import { insertRecords, type Touched } from "../storage/insert-rows.ts";
 import type { RowWriter } from "./ingestor.ts";
+import { collapseSessionRecords } from "./rows.ts";
 
 const RETRY_AFTER_SECONDS = 5;
 
@@ -70,7 +71,7 @@ export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched:
       quarantine.logger.error("row refused by ClickHouse set aside", { table, token, file: join(quarantine.dir, `${token}.jsonl`) });
     };
     try {
-      const lines = records.flatMap((r) => decoder.decode(r).split("\n"));
+      const lines = collapseSessionRecords(records.flatMap((r) => decoder.decode(r).split("\n")));
       const { rows, touched } = await insertRecords(client, lines, { token, onRejected });
       for (const [table, n] of rows) metrics.flushRows.inc({ table }, n);
       metrics.flushDuration.observe((performance.now() - started) / 1000);

@@ -1,5 +1,6 @@
 import { isbot } from "isbot";
 import { MAX_USER_AGENT_LENGTH } from "./user-agent.ts";
+import { memoize } from "../../memo.ts";
 
 // isbot already knows these today; listed here too so that traffic from scripts stays out of the
 // numbers even if a future isbot release narrows its list. Matched at the start of the UA only,
@@ -18,5 +19,8 @@ const HTTP_LIBRARIES =
 export function detectBot(ua: string | null | undefined): boolean {
   const text = (ua ?? "").trim().slice(0, MAX_USER_AGENT_LENGTH);
   if (text === "") return true;
-  return HTTP_LIBRARIES.test(text) || isbot(text);
+  return isBotText(text);
 }
+
+// isbot runs one large regex per call; the same user agents repeat all day.
+const isBotText = memoize((text: string) => HTTP_LIBRARIES.test(text) || isbot(text), 10_000);

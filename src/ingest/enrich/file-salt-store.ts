@@ -10,6 +10,8 @@ const DAY_MS = 86_400_000;
 export function createFileSaltStore(path: string, options: { now?: () => number } = {}): SaltStore {
   const now = options.now ?? Date.now;
   const salts = new Map<string, string>(Object.entries(load(path)));
+  // One array per day, the same object every call: visitor-id.ts derives the HMAC key once per salt.
+  const arrays = new Map<string, Uint8Array>();
   return {
     async saltFor(day) {
       if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new RangeError(`salt day must be a YYYY-MM-DD date, got ${JSON.stringify(day)}`);
@@ -23,7 +25,13 @@ export function createFileSaltStore(path: string, options: { now?: () => number 
         writeFileSync(`${path}.tmp`, JSON.stringify(Object.fromEntries(salts)), { mode: 0o600 });
         renameSync(`${path}.tmp`, path);
       }
-      return Uint8Array.from(Buffer.from(hex, "hex"));
+      let salt = arrays.get(day);
+      if (salt === undefined) {
+        salt = Uint8Array.from(Buffer.from(hex, "hex"));
+        arrays.set(day, salt);
+        for (const d of arrays.keys()) if (!salts.has(d)) arrays.delete(d);
+      }
+      return salt;
     },
   };
 }

@@ -1,4 +1,5 @@
 import Bowser from "bowser";
+import { BoundedMap } from "../../memo.ts";
 
 export type Device = "desktop" | "mobile" | "tablet" | "other";
 
@@ -50,21 +51,15 @@ function parseUncached(ua: string): UserAgentInfo {
  * most traffic, and parsing one runs dozens of regexes.
  */
 export function createUserAgentParser(maxEntries = DEFAULT_CACHE_ENTRIES): (ua: string) => UserAgentInfo {
-  if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError("maxEntries must be a positive integer");
-  // A Map iterates in insertion order, so re-inserting on a hit keeps the oldest entry first.
-  const cache = new Map<string, UserAgentInfo>();
+  const cache = new BoundedMap<string, UserAgentInfo>(maxEntries);
   return function parseUserAgent(ua: string): UserAgentInfo {
     const key = ua.trim().slice(0, MAX_USER_AGENT_LENGTH);
     if (key === "") return UNKNOWN_AGENT;
-    const hit = cache.get(key);
-    if (hit !== undefined) {
-      cache.delete(key);
-      cache.set(key, hit);
-      return hit;
+    let info = cache.get(key);
+    if (info === undefined) {
+      info = parseUncached(key);
+      cache.set(key, info);
     }
-    const info = parseUncached(key);
-    cache.set(key, info);
-    if (cache.size > maxEntries) cache.delete(cache.keys().next().value!);
     return info;
   };
 }
