@@ -7,7 +7,7 @@
 //
 // Every item says what the service must derive from it (path, UTM, referrer domain, device,
 // browser, OS), written down here by construction rather than computed with the service's code.
-import type { Rng } from "./seed.ts";
+import type { Rng } from "../helpers/seed.ts";
 
 export const MINUTE = 60_000;
 export const HOUR = 60 * MINUTE;

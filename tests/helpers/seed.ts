@@ -1,17 +1,17 @@
-// The seed of the end-to-end property test: fixed by default (reproducible CI), `SEED=<n>` to
-// replay a run, `SEED=random` to explore. The seed used is printed so a failure can be replayed.
-export const FIXED_SEED = 20261128;
+// Seeds of the randomized tests: fixed by default (reproducible CI), `SEED=<n>` to replay a run,
+// `SEED=random` to explore. The seed used is printed so a failure can be replayed.
 
-export function e2eSeed(env: Record<string, string | undefined> = process.env): number {
+/** The seed for one randomized suite: `fixed` unless the SEED environment variable says otherwise. */
+export function testSeed(label: string, fixed: number, env: Record<string, string | undefined> = process.env): number {
   const raw = env.SEED;
-  const seed = raw === "random" ? Math.floor(Math.random() * 2 ** 31) : raw ? Number(raw) : FIXED_SEED;
+  const seed = raw === "random" ? Math.floor(Math.random() * 2 ** 31) : raw ? Number(raw) : fixed;
   if (!Number.isSafeInteger(seed)) throw new Error(`SEED must be an integer or "random", got ${raw}`);
-  console.log(`[e2e correctness] SEED=${seed}${raw ? "" : " (fixed; SEED=random or SEED=<n> to change)"}`);
+  console.log(`[${label}] SEED=${seed}${raw ? "" : " (fixed; SEED=random or SEED=<n> to change)"}`);
   return seed;
 }
 
 /** A small deterministic PRNG (mulberry32) with the helpers the generator needs. */
-export function rng(seed: number) {
+export function prng(seed: number) {
   let a = seed >>> 0;
   const next = () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -39,4 +39,4 @@ export function rng(seed: number) {
     },
   };
 }
-export type Rng = ReturnType<typeof rng>;
+export type Rng = ReturnType<typeof prng>;
