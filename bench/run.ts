@@ -38,6 +38,8 @@ options:
   --memory-events N     events per memory step (default 40000)
   --tree head|worktree  code under test: the committed HEAD (default) or the working tree as it is
                         now; either way a snapshot taken at start (others edit the tree meanwhile)
+  --env KEY=VALUE       extra service environment, repeatable (diagnosis: SPOOL_FSYNC=false,
+                        FLUSH_INTERVAL_MS=5000, LOG_LEVEL=warn, ...); printed in RESULTS.md
   --valkey              run the service with a bench-owned valkey-server (default: in-process state)
   --no-profile          do not profile missed targets in 'all'
   --keep                keep data directories under .tmp/bench
@@ -58,6 +60,7 @@ const { values: v, positionals } = parseArgs({
     "memory-events": { type: "string", default: "40000" },
     valkey: { type: "boolean", default: false },
     tree: { type: "string", default: "head" },
+    env: { type: "string", multiple: true, default: [] },
     "no-profile": { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
     "no-record": { type: "boolean", default: false },
@@ -139,6 +142,14 @@ if (opts.valkey) {
 }
 
 log(`code under test: ${snapshot.kind === "head" ? `HEAD ${snapshot.commit}` : "working tree"} (snapshot ${snapshot.root})`);
+for (const pair of v.env ?? []) {
+  const eq = pair.indexOf("=");
+  if (eq <= 0) {
+    console.error(`--env: expected KEY=VALUE, got ${pair}`);
+    process.exit(2);
+  }
+  serviceEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
+}
 const ctx: BenchContext = { opts, workDir, shared: { missed: [] }, log, serviceEnv };
 const results: PartResult[] = [];
 const timings: string[] = [];
@@ -180,7 +191,7 @@ const section = [
   snapshot.kind === "head"
     ? `- code under test: commit ${snapshot.commit} (HEAD, run from a \`git archive\` snapshot; ${dirty.length} uncommitted paths in the working tree were not measured)`
     : `- code under test: the working tree on top of ${snapshot.commit}, copied at start (${dirty.length} uncommitted paths: ${dirty.slice(0, 12).join(", ")}${dirty.length > 12 ? ", …" : ""})`,
-  `- settings: ${opts.rounds} rounds; closed loop wrk -t${opts.threads} -c${opts.connections} (batch -c${opts.batchConnections}), ${opts.warmupSeconds} s warm-up + ${opts.seconds} s; fixed rate ${opts.latencySeconds} s, ${opts.latencyConnections} connections; service NODE_ENV=production, ACK_MODE=spool, SPOOL_FSYNC=true, embedded ClickHouse in-process${opts.valkey ? ", Valkey (bench-owned)" : ", no Valkey (in-process session/dedup state)"}, LOG_LEVEL default (info: one access-log line per request)`,
+  `- settings: ${opts.rounds} rounds; closed loop wrk -t${opts.threads} -c${opts.connections} (batch -c${opts.batchConnections}), ${opts.warmupSeconds} s warm-up + ${opts.seconds} s; fixed rate ${opts.latencySeconds} s, ${opts.latencyConnections} connections; service NODE_ENV=production, ACK_MODE=${serviceEnv.ACK_MODE ?? "spool"}, SPOOL_FSYNC=${serviceEnv.SPOOL_FSYNC ?? "true"}, ${serviceEnv.CLICKHOUSE_URL ? "ClickHouse at CLICKHOUSE_URL" : "embedded ClickHouse in-process"}${opts.valkey ? ", Valkey (bench-owned)" : ", no Valkey (in-process session/dedup state)"}, LOG_LEVEL default (info: one access-log line per request)${v.env?.length ? `; **extra service environment: ${v.env.join(" ")}** (not production settings)` : ""}`,
   `- duration: ${totalS.toFixed(0)} s (${timings.join(", ")}); logs and raw JSON: .tmp/bench/${runId}/ (not committed)`,
   "",
   "### Targets",

@@ -24,14 +24,24 @@ export async function countQueryable(target: { dataDir: string } | { url: string
   return JSON.parse(line.slice("COUNT_JSON ".length));
 }
 
+interface SinkRun {
+  rows: number;
+  ms: number;
+  rowsPerSec: number;
+  bytes: number;
+}
 export interface SinkBaseline {
-  events: { rows: number; ms: number; rowsPerSec: number; bytes: number };
-  sessions: { rows: number; ms: number; rowsPerSec: number; bytes: number };
+  events: SinkRun;
+  sessions: SinkRun;
+  /** The same rows in batches of `smallBatchRows` (the service's flush size). */
+  events_small: SinkRun;
+  sessions_small: SinkRun;
+  smallBatchRows: number;
 }
 
 /** Runs bench/lib/sink-baseline.ts on a stopped service's data directory. */
-export async function sinkBaseline(dataDir: string, serviceId: string): Promise<SinkBaseline> {
-  const proc = spawn([BUN, join(REPO, "bench", "lib", "sink-baseline.ts"), dataDir, serviceId], {
+export async function sinkBaseline(dataDir: string, serviceId: string, smallBatchRows: number): Promise<SinkBaseline> {
+  const proc = spawn([BUN, join(REPO, "bench", "lib", "sink-baseline.ts"), dataDir, serviceId, String(Math.round(smallBatchRows))], {
     stdout: "pipe", stderr: "pipe", cwd: REPO, env: { ...process.env, BENCH_SRC_ROOT: sourceRoot() },
   });
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);

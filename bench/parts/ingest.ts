@@ -119,7 +119,7 @@ async function serviceRun(ctx: BenchContext, mode: Mode, round: number): Promise
     const stop = await svc.stop();
     stopped = true;
     const count = await countQueryable({ dataDir }, "bench", t0 - 1000, t1 + 1000);
-    const sink = mode === "event" ? await sinkBaseline(dataDir, "bench") : undefined;
+    const sink = mode === "event" ? await sinkBaseline(dataDir, "bench", flushes > 0 ? flushRows / flushes : 5000) : undefined;
     const items = mode === "batch" ? opts.batchItems : 1;
     const accepted = Math.round(wrk.okRps * wrk.durationS) * items;
     const queryable = count.events.rows;
@@ -219,6 +219,8 @@ export const ingestPart: Part = {
     const directAll = summarize(direct.map((r) => (r.sink!.events.rows + r.sink!.sessions.rows) / ((r.sink!.events.ms + r.sink!.sessions.ms) / 1000)));
     const directEv = summarize(direct.map((r) => r.sink!.events.rowsPerSec));
     const directSe = summarize(direct.map((r) => r.sink!.sessions.rowsPerSec));
+    const directSmall = summarize(direct.map((r) => (r.sink!.events_small.rows + r.sink!.sessions_small.rows) / ((r.sink!.events_small.ms + r.sink!.sessions_small.ms) / 1000)));
+    const smallRows = summarize(direct.map((r) => r.sink!.smallBatchRows));
     const sinkRatio = summarize(rounds.map((r) => {
       const x = get("service", "event", r) as ServiceRun;
       return x.sink && x.flushSeconds > 0 ? (x.flushRows / x.flushSeconds) / ((x.sink.events.rows + x.sink.sessions.rows) / ((x.sink.events.ms + x.sink.sessions.ms) / 1000)) : NaN;
@@ -270,6 +272,7 @@ export const ingestPart: Part = {
       ...sinkRows,
       `| baseline: straight into the engine, events + sessions | ${fmtSummary(directAll)} | 100,000 rows |`,
       `| baseline: events only / sessions only | ${fmt(directEv.median)} / ${fmt(directSe.median)} | 100,000 rows |`,
+      `| baseline: straight into the engine, events + sessions, in batches the size of the service's flushes | ${fmtSummary(directSmall)} | ${fmt(smallRows.median, 0)} rows |`,
       "",
       `- service flush rows/s ÷ baseline rows/s (single-item runs, per round): ${fmtSummary(sinkRatio, 3)}`,
       `- one GET /metrics right after the load took ${fmtSummary(scrape, 0)} ms (a Prometheus scrape; the event loop is busy meanwhile)`,
