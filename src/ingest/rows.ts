@@ -88,9 +88,12 @@ export function sessionRecords(change: SessionChange): string[] {
 
 function sessionRecord(s: SessionState, sign: 1 | -1): string {
   const durationMs = s.ended_at - s.started_at;
+  // sign, version and session_id lead the JSON: collapseSessionRecords reads them without parsing.
   return encodeRecord("sessions", s.service_id, s.started_at, {
-    service_id: s.service_id,
+    sign,
+    version: s.version,
     session_id: s.session_id,
+    service_id: s.service_id,
     visitor_id: s.visitor_id,
     user_id: s.user_id,
     started_at: iso(s.started_at),
@@ -106,8 +109,6 @@ function sessionRecord(s: SessionState, sign: 1 | -1): string {
     exit_path: s.exit_path,
     exit_at: iso(s.exit_at),
     ...s.attrs,
-    sign,
-    version: s.version,
   });
 }
 
@@ -123,15 +124,21 @@ export function collapseSessionRecords(records: readonly string[]): string[] {
   records.forEach((record, i) => {
     if (!record.startsWith("sessions|")) return;
     const { serviceId, json } = decodeRecord(record);
-    const row = JSON.parse(json) as { session_id: string; version: number; sign: number };
-    const key = (sign: number) => `${serviceId}|${row.session_id}|${row.version}|${sign}`;
-    const partner = open.get(key(-row.sign));
+    const head = SESSION_HEAD.exec(json);
+    if (!head) return; // not written by sessionRecord: leave it alone
+    const [, sign, version, sessionId] = head;
+    const key = (sg: string) => `${serviceId}|${sessionId}|${version}|${sg}`;
+    const other = sign === "1" ? "-1" : "1";
+    const partner = open.get(key(other));
     if (partner !== undefined) {
       cancelled.add(partner).add(i);
-      open.delete(key(-row.sign));
+      open.delete(key(other));
     } else {
-      open.set(key(row.sign), i);
+      open.set(key(sign!), i);
     }
   });
   return cancelled.size === 0 ? [...records] : records.filter((_, i) => !cancelled.has(i));
 }
+
+/** The leading fields of a session row as sessionRecord writes them (the id stays JSON-escaped). */
+const SESSION_HEAD = /^\{"sign":(-?1),"version":(\d+),"session_id":("(?:[^"\\]|\\.)*")/;

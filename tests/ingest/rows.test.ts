@@ -3,7 +3,7 @@ import { collapseSessionRecords, decodeRecord, encodeRecord } from "../../src/in
 
 const T = Date.parse("2026-11-27T10:00:00Z");
 const state = (sid: string, version: number, sign: 1 | -1, pageviews: number) =>
-  encodeRecord("sessions", "shop", T, { session_id: sid, version, sign, pageviews });
+  encodeRecord("sessions", "shop", T, { sign, version, session_id: sid, pageviews }); // the field order sessionRecord writes
 const event = encodeRecord("events", "shop", T, { name: "x" });
 
 test("a flush keeps, per session, the cancel of its earlier state and its latest state only", () => {
@@ -27,4 +27,18 @@ test("a flush keeps, per session, the cancel of its earlier state and its latest
     expect(sum(collapseSessionRecords(lines), f)).toBe(sum(lines, f));
   }
   expect(collapseSessionRecords(lines)).toEqual(collapseSessionRecords(lines)); // deterministic for replays
+});
+
+test("rows written by sessionRecords collapse (the fast path reads their leading fields), ids with quotes too", async () => {
+  const { openSession, applyTouch } = await import("../../src/ingest/sessions/session-state.ts");
+  const { sessionRecords } = await import("../../src/ingest/rows.ts");
+  const attrs = { hostname: "", referrer: "", referrer_domain: "", utm_source: "", utm_medium: "", utm_campaign: "", utm_term: "", utm_content: "", device: "desktop", browser: "Chrome", os: "Linux", country: "", screen_width: 0, screen_height: 0, language: "", timezone: "" };
+  const touch = (time: number) => ({ time, kind: "pageview" as const, path: "/", conversion: false, userId: "", attrs });
+  const v1 = openSession("shop", 'odd "id" \\ here', "visitor", touch(T));
+  const v2 = applyTouch(v1, touch(T + 1000));
+  const v3 = applyTouch(v2, touch(T + 2000));
+  const lines = [...sessionRecords({ before: undefined, after: v1 }), ...sessionRecords({ before: v1, after: v2 }), ...sessionRecords({ before: v2, after: v3 })];
+  expect(lines).toHaveLength(5);
+  const kept = collapseSessionRecords(lines).map((l) => JSON.parse(decodeRecord(l).json) as { version: number; sign: number; pageviews: number });
+  expect(kept.map((r) => [r.version, r.sign, r.pageviews])).toEqual([[3, 1, 3]]);
 });

@@ -7,6 +7,7 @@ import {
   type SessionSpan, type SessionState, type Touch,
 } from "./session-state.ts";
 import type { StateStore, StateWrite } from "./state-store.ts";
+import { BoundedMap } from "../../memo.ts";
 
 /** One item to place: whose it is, and what it does to its session. */
 export interface Placement {
@@ -55,6 +56,18 @@ export class Sessionizer {
     }
   }
 
+  // States are read far more often than they change: a parsed value is kept per stored text.
+  // Values are never mutated (transitions build new objects), so sharing them is safe.
+  readonly #parsed = new BoundedMap<string, unknown>(50_000);
+  #parse<T>(text: string): T {
+    let value = this.#parsed.get(text);
+    if (value === undefined) {
+      value = JSON.parse(text);
+      this.#parsed.set(text, value);
+    }
+    return value as T;
+  }
+
   async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
     const visitorKeys = new Set<string>();
     const sessionKeys = new Set<string>();
@@ -67,7 +80,7 @@ export class Sessionizer {
     for (const [key, value] of loaded) {
       if (!value) continue;
       const svc = key.slice(2, key.indexOf(":", 2));
-      for (const span of JSON.parse(value) as SessionSpan[]) sessionKeys.add(sessionKey(svc, span.id));
+      for (const span of this.#parse<SessionSpan[]>(value)) sessionKeys.add(sessionKey(svc, span.id));
     }
     for (const [k, v] of await this.store.load([...sessionKeys].filter((k) => !loaded.has(k)))) loaded.set(k, v);
 
@@ -77,7 +90,7 @@ export class Sessionizer {
     const getState = (key: string) => {
       if (!states.has(key)) {
         const raw = loaded.get(key);
-        const state = raw ? (JSON.parse(raw) as SessionState) : undefined;
+        const state = raw ? this.#parse<SessionState>(raw) : undefined;
         states.set(key, state);
         before.set(key, state);
       }
@@ -90,7 +103,7 @@ export class Sessionizer {
     for (const i of order) {
       const p = placements[i]!;
       const vKey = visitorKey(p.serviceId, p.visitorId);
-      const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? JSON.parse(loaded.get(key) ?? "[]");
+      const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? this.#parse<SessionSpan[]>(loaded.get(key) ?? "[]");
       let id = p.sessionId;
       let previousKey: string | undefined;
       if (!id) {
