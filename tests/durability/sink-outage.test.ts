@@ -82,7 +82,7 @@ test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or
   const rssAfter = s.rssBytes();
   await (await s.fetch("/readyz")).arrayBuffer(); // refreshes the spool gauges
   const metrics = await (await s.fetch("/metrics")).text();
-  const heapUsed = Number(/^nodejs_heap_size_used_bytes\s+(\S+)/m.exec(metrics)?.[1] ?? NaN);
+  const heapUsed = Number(/^process_resident_memory_bytes\s+(\S+)/m.exec(metrics)?.[1] ?? NaN);
   const spoolBytes = /^\w*spool_bytes\S*\s+(\S+)/m.exec(metrics)?.[1] ?? "?";
   const r = await reconcile(client, "outage", load);
   const signs = await badSessionSigns(client, "outage");
@@ -90,7 +90,7 @@ test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or
     `[sink-outage] outage ${OUTAGE_MS / 1000} s: ${during.ok} requests answered 202 (${during.accepted} events, ${(during.bytes / MB).toFixed(1)} MB of bodies), ` +
       `other answers ${JSON.stringify(during.other)}; readyz ${during.readyz}, healthz ${during.healthz} during the outage; ` +
       `RSS before ${(during.rssBefore / MB).toFixed(0)} MB, max during ${(during.rssMax / MB).toFixed(0)} MB ` +
-      `(growth ${((during.rssMax - during.rssBefore) / MB).toFixed(1)} MB), after drain ${(rssAfter / MB).toFixed(0)} MB (JS heap used ${(heapUsed / MB).toFixed(0)} MB); ` +
+      `(growth ${((during.rssMax - during.rssBefore) / MB).toFixed(1)} MB), after drain ${(rssAfter / MB).toFixed(0)} MB (/metrics RSS ${(heapUsed / MB).toFixed(0)} MB); ` +
       `drained in ${drainMs} ms, rows ${rows}, spool bytes after ${spoolBytes}; ${load.summary()}; ` +
       `acknowledged ${r.acknowledged}, stored ${r.stored}, missing ${r.missing.length}, duplicated ${r.duplicated.length}; ` +
       `sessions ${signs.sessions}, bad signs ${signs.bad.length}; ${((Date.now() - started) / 1000).toFixed(1)} s`,
