@@ -59,7 +59,7 @@ export class ValkeyMissingError extends Error {
     super(
       "valkey-server was not found on PATH. The tests start a real Valkey 8 on a free loopback port. " +
         "Install it (Debian bookworm: `apt-get install -t bookworm-backports valkey-server`, see README), " +
-        "or run `bash .ci/run`, which installs it and then runs the checks and tests.",
+        "or run `bash tests/setup/install-valkey.sh` (what `npm test` runs first).",
     );
     this.name = "ValkeyMissingError";
   }
