@@ -1,96 +1,209 @@
-// Query benchmarks: the extension point for the read side (src/query/**, src/cache/**), which is
-// still being written. What is here already: seeding a service with realistic events through the
-// batch route, an admin token from POST /v1/keys, and a wrk GET run per route with cold (MISS) and
-// warm (HIT) cache. The part probes the routes first and reports "skipped" until they answer 200,
-// so `all` stays green meanwhile. To finish it: fill QUERY_ROUTES (or adjust the parameters) and
-// add baselines — e.g. the same SQL straight through @clickhouse/client-web (Q0) — then compare
-// ratios against the query targets once they are set.
-import { rmSync } from "node:fs";
+// Query benchmarks (bench/README.md, "query"): a generated data set of ~10M events over 30 days for
+// one service (bench/lib/query-data.ts, written inside the engine, cached under .tmp/bench/query-data
+// by generator version, size and end date); then, per round, a fresh service in production mode on
+// that data (fresh process = empty in-process cache): cache-MISS latency of /v1/sessions/stats and
+// /v1/behavior/summary over a fixed set of distinct parameter combinations (interleaved), then
+// cache-HIT latency (the same request repeated) next to B0's GET latency (the HTTP floor). Last, the
+// same questions through the views and with forceRaw in one process (bench/lib/query-compare.ts):
+// the speed-up per question and whether the answers are identical.
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { spawn } from "bun";
-import type { BenchContext, Part, PartResult } from "../lib/context.ts";
-import { BodyFactory } from "../lib/bodies.ts";
-import { sendCount } from "../lib/measure.ts";
-import { ROOT_TOKEN, Service } from "../lib/procs.ts";
-import { fmt, fmtSummary, summarize } from "../lib/stats.ts";
+import type { BenchContext, Part, PartResult, TargetCheck } from "../lib/context.ts";
+import { BUN, REPO, ROOT_TOKEN, Service, sourceRoot, spawnChild, startBaseline, WORK } from "../lib/procs.ts";
+import { GENERATOR_VERSION } from "../lib/query-data.ts";
+import { fmt, fmtSummary, median, percentileSorted, summarize } from "../lib/stats.ts";
 
-/** Routes to measure (paths with their query string; service_id is `bench`). */
-export const QUERY_ROUTES = [
-  "/v1/behavior/summary?service_id=bench",
-  "/v1/sessions/stats?service_id=bench&interval=day",
-  "/v1/sessions?service_id=bench&limit=50",
-  "/v1/events?service_id=bench&limit=50",
-];
+const SERVICE = "bench";
+const SESSIONS = Number(process.env.BENCH_QUERY_SESSIONS ?? 1_710_000); // ≈ 10M events (5.85 items per session)
+const HIT_REQUESTS = 1000;
+const DAY = 86_400_000;
 
 async function adminToken(svc: Service): Promise<string> {
   const res = await fetch(`${svc.url}/v1/keys`, {
     method: "POST",
     headers: { Authorization: `Bearer ${ROOT_TOKEN}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ type: "admin", services: ["bench"], name: "bench admin" }),
+    body: JSON.stringify({ type: "admin", services: [SERVICE], name: "bench admin" }),
   });
   if (res.status !== 201) throw new Error(`POST /v1/keys (admin): ${res.status} ${await res.text()}`);
   return ((await res.json()) as { key: string }).key;
 }
 
-/** wrk GET with the admin token: requests/s and latency of one route. */
-async function wrkGet(url: string, token: string, seconds: number, connections: number): Promise<{ rps: number; p50: number; p99: number; non2xx: number }> {
-  const proc = spawn(["wrk", "-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-H", `Authorization: Bearer ${token}`, url], { stdout: "pipe", stderr: "pipe" });
-  const out = await new Response(proc.stdout).text();
-  await proc.exited;
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
-  const ms = (label: string) => {
-    const m = new RegExp(`\\s${label}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
-    if (!m) return NaN;
-    return Number(m[1]) * (m[2] === "us" ? 0.001 : m[2] === "s" ? 1000 : 1);
-  };
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  return { rps, p50: ms("50"), p99: ms("99"), non2xx };
+/** The data set for today's date (UTC): generated once per generator version, size and date. */
+async function dataSet(ctx: BenchContext): Promise<{ dir: string; endMs: number; gen: Record<string, unknown>; cached: boolean }> {
+  const endMs = Math.floor(Date.now() / DAY) * DAY;
+  const dir = join(WORK, "query-data", `v${GENERATOR_VERSION}-${SESSIONS}-${new Date(endMs).toISOString().slice(0, 10)}`);
+  const meta = join(dir, "generated.json");
+  if (existsSync(meta)) return { dir, endMs, gen: JSON.parse(await Bun.file(meta).text()), cached: true };
+  rmSync(join(WORK, "query-data"), { recursive: true, force: true }); // older data sets: one at a time
+  mkdirSync(dir, { recursive: true });
+  ctx.log(`query: generating ${SESSIONS} sessions (~${fmt((SESSIONS * 5.85) / 1e6, 1)}M events) into ${dir}`);
+  const child = spawnChild("query-data", [BUN, join(REPO, "bench", "lib", "query-data.ts"), dir, SERVICE, String(SESSIONS), String(endMs)], {
+    env: { BENCH_SRC_ROOT: sourceRoot() },
+    logFile: join(ctx.workDir, "query", "generate.log"),
+  });
+  const code = await child.exited;
+  const line = child.log(1_000_000).split("\n").find((l) => l.startsWith("GEN_JSON "));
+  if (code !== 0 || !line) throw new Error(`query data generation failed (${code}):\n${child.log()}`);
+  const gen = JSON.parse(line.slice("GEN_JSON ".length));
+  writeFileSync(meta, JSON.stringify(gen));
+  return { dir, endMs, gen, cached: false };
 }
+
+interface Combo {
+  route: "stats" | "behavior";
+  path: string;
+  filtered: boolean;
+}
+
+/** 20 distinct requests per route: 7 / 30 days × UTC / Europe/Berlin × 3 unfiltered + 2 filtered variants. */
+function combos(endDate: string): Combo[] {
+  const before = (n: number) => new Date(Date.parse(endDate) - n * DAY).toISOString().slice(0, 10);
+  const out: Combo[] = [];
+  for (const days of [7, 30]) {
+    for (const tz of ["UTC", "Europe/Berlin"]) {
+      const base = `service_id=${SERVICE}&from=${before(days - 1)}&to=${endDate}&tz=${encodeURIComponent(tz)}`;
+      for (const [v, filtered] of [["interval=day", false], ["interval=week", false], ["interval=hour", false], ["interval=day&device=mobile", true], ["interval=day&country=DE", true]] as const) {
+        out.push({ route: "stats", path: `/v1/sessions/stats?${base}&${v}`, filtered });
+      }
+      for (const [v, filtered] of [["limit=10", false], ["limit=20", false], ["limit=50", false], ["limit=10&device=mobile", true], ["limit=10&country=DE", true]] as const) {
+        out.push({ route: "behavior", path: `/v1/behavior/summary?${base}&${v}`, filtered });
+      }
+    }
+  }
+  return out;
+}
+
+async function timedGet(url: string, token?: string): Promise<{ ms: number; status: number; cache: string | null }> {
+  const s = performance.now();
+  const res = await fetch(url, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
+  await res.arrayBuffer();
+  return { ms: performance.now() - s, status: res.status, cache: res.headers.get("x-cache") };
+}
+
+const pct = (xs: number[], p: number) => percentileSorted([...xs].sort((a, b) => a - b), p);
 
 export const queryPart: Part = {
   name: "query",
-  describe: "query routes (admin token) at saturation, cold and cached — skipped until the routes answer 200",
+  describe: "query routes on ~10M generated events: cache MISS / HIT latency, view vs raw speed-up",
   inAll: true,
   async run(ctx: BenchContext): Promise<PartResult> {
     const dir = join(ctx.workDir, "query");
-    const svc = await Service.start({ dataDir: join(dir, "data"), logDir: dir, env: ctx.serviceEnv });
+    mkdirSync(dir, { recursive: true });
+    const genStart = performance.now();
+    const data = await dataSet(ctx);
+    const genS = (performance.now() - genStart) / 1000;
+    const endDate = new Date(data.endMs - DAY).toISOString().slice(0, 10);
+    const list = combos(endDate);
+    const b0 = await startBaseline("b0", dir);
+    type Round = { miss: Record<string, { ms: number; filtered: boolean; path: string }[]>; hit: Record<string, number[]>; b0: number[]; startMs: number; bad: string[] };
+    const rounds: Round[] = [];
     try {
-      const token = await adminToken(svc);
-      const probes = await Promise.all(QUERY_ROUTES.map(async (r) => (await fetch(svc.url + r, { headers: { Authorization: `Bearer ${token}` } })).status));
-      const ready = QUERY_ROUTES.filter((_, i) => probes[i] === 200);
-      if (ready.length === 0) {
-        const note = `skipped: no query route answers 200 yet (${QUERY_ROUTES.map((r, i) => `${r.split("?")[0]} → ${probes[i]}`).join(", ")}). The hook is bench/parts/query.ts.`;
-        ctx.log(`query: ${note}`);
-        return { name: "query", markdown: `### Query routes\n\n${note}\n`, targets: [], data: { skipped: true, probes } };
+      for (let r = 0; r < ctx.opts.rounds; r++) {
+        const svc = await Service.start({ dataDir: data.dir, logDir: dir, env: ctx.serviceEnv, label: `service-r${r + 1}` });
+        const round: Round = { miss: { stats: [], behavior: [] }, hit: { stats: [], behavior: [] }, b0: [], startMs: svc.startMs, bad: [] };
+        try {
+          const token = await adminToken(svc);
+          // Warm-up (not measured, never one of the measured keys): a 14-day range on both routes.
+          for (const p of ["/v1/sessions/stats", "/v1/behavior/summary"]) await timedGet(`${svc.url}${p}?service_id=${SERVICE}&from=${new Date(data.endMs - 14 * DAY).toISOString().slice(0, 10)}&to=${endDate}&tz=America%2FNew_York`, token);
+          // MISS: every combination once, in a per-round rotated order (routes interleaved).
+          const order = list.map((_, i) => list[(i + r * 7) % list.length]!);
+          for (const c of order) {
+            const res = await timedGet(svc.url + c.path, token);
+            if (res.status !== 200 || res.cache !== "MISS") round.bad.push(`${c.path} → ${res.status} ${res.cache}`);
+            round.miss[c.route]!.push({ ms: res.ms, filtered: c.filtered, path: c.path });
+          }
+          // HIT: the 7-day UTC request of each route (cached by the MISS pass), alternating with B0.
+          const hitPaths = { stats: list.find((c) => c.route === "stats")!.path, behavior: list.find((c) => c.route === "behavior")!.path };
+          for (let i = 0; i < HIT_REQUESTS; i++) {
+            for (const route of ["stats", "behavior"] as const) {
+              const res = await timedGet(svc.url + hitPaths[route], token);
+              if (res.cache !== "HIT" && round.bad.length < 20) round.bad.push(`${hitPaths[route]} → ${res.status} ${res.cache} (expected HIT)`);
+              round.hit[route]!.push(res.ms);
+            }
+            round.b0.push((await timedGet(`${b0.url}/v1/sessions/stats`)).ms);
+          }
+        } finally {
+          await svc.stop("SIGTERM");
+        }
+        rounds.push(round);
+        ctx.log(`query: round ${r + 1}: MISS p95 stats ${fmt(pct(round.miss.stats!.map((x) => x.ms), 95))} ms, behavior ${fmt(pct(round.miss.behavior!.map((x) => x.ms), 95))} ms; HIT p99 ${fmt(pct(round.hit.stats!, 99))} / ${fmt(pct(round.hit.behavior!, 99))} ms`);
       }
-      // Seed: 20,000 events over 5000 visitors through the batch route, then wait until queryable.
-      const key = await svc.createSecretKey("bench");
-      const bodies = new BodyFactory(3);
-      await sendCount(`${svc.url}/v1/ingest/batch`, key, 200, 8, () => bodies.batch(100));
-      await svc.waitDrained(60_000);
-      const rows: string[] = [];
-      const data: unknown[] = [];
-      for (const route of ready) {
-        const runs = [];
-        for (let r = 1; r <= ctx.opts.rounds; r++) runs.push(await wrkGet(svc.url + route, token, Math.max(3, Math.round(ctx.opts.seconds / 2)), 32));
-        const rps = summarize(runs.map((x) => x.rps));
-        rows.push(`| ${route.split("?")[0]} | ${fmtSummary(rps)} | ${fmt(summarize(runs.map((x) => x.p50)).median, 2)} / ${fmt(summarize(runs.map((x) => x.p99)).median, 2)} | ${runs.reduce((s, x) => s + x.non2xx, 0)} |`);
-        data.push({ route, runs });
-      }
-      const markdown = [
-        "### Query routes (preliminary hook)",
-        "",
-        `20,000 seeded events; wrk -t1 -c32 GET with an admin token; ${ctx.opts.rounds} runs per route (the first is mostly cache MISS, later ones HIT). No baseline or target yet.`,
-        "",
-        "| route | req/s | p50 / p99 ms | non-2xx |",
-        "|---|---|---|---|",
-        ...rows,
-        "",
-      ].join("\n");
-      return { name: "query", markdown, targets: [], data };
     } finally {
-      await svc.stop("SIGKILL");
-      if (!ctx.opts.keep) rmSync(join(dir, "data"), { recursive: true, force: true });
+      await b0.stop("SIGKILL");
     }
+
+    // View vs raw, one process on the same data (the service is stopped).
+    const cmp = spawnChild("query-compare", [BUN, join(REPO, "bench", "lib", "query-compare.ts"), data.dir, SERVICE, String(ctx.opts.rounds), "3", String(Date.now()), endDate], {
+      env: { BENCH_SRC_ROOT: sourceRoot() },
+      logFile: join(dir, "compare.log"),
+    });
+    const cmpCode = await cmp.exited;
+    const cmpLine = cmp.log(10_000_000).split("\n").find((l) => l.startsWith("CMP_JSON "));
+    if (cmpCode !== 0 || !cmpLine) throw new Error(`view vs raw comparison failed (${cmpCode}):\n${cmp.log()}`);
+    type Cmp = { name: string; source?: string; view: number[]; raw: number[]; ratio: number[]; identical: boolean; diff: string };
+    const compare = JSON.parse(cmpLine.slice("CMP_JSON ".length)) as Cmp[];
+
+    // ---- targets and tables
+    const perRound = (f: (r: Round) => number) => summarize(rounds.map(f));
+    const missP = (route: string, p: number, which?: boolean) => perRound((r) => pct(r.miss[route]!.filter((x) => which === undefined || x.filtered === which).map((x) => x.ms), p));
+    const hitP = (route: string, p: number) => perRound((r) => pct(r.hit[route]!, p));
+    const targets: TargetCheck[] = [];
+    for (const [route, label] of [["stats", "/v1/sessions/stats"], ["behavior", "/v1/behavior/summary"]] as const) {
+      const m = missP(route, 95);
+      targets.push({ name: `${label} cache-MISS p95 (10M events, 20 distinct requests)`, target: "< 100 ms", measured: m, pass: m.n ? m.median < 100 : undefined, unit: "ms" });
+    }
+    for (const [route, label] of [["stats", "/v1/sessions/stats"], ["behavior", "/v1/behavior/summary"]] as const) {
+      const m = hitP(route, 99);
+      targets.push({ name: `${label} cache-HIT p99`, target: "< 3 ms", measured: m, pass: m.n ? m.median < 3 : undefined, unit: "ms" });
+    }
+    const viewQs = compare.filter((c) => !c.name.includes("whole"));
+    const minRatio = summarize([0, 1, 2].slice(0, ctx.opts.rounds).map((i) => Math.min(...viewQs.filter((c) => c.source !== "raw").map((c) => c.ratio[i] ?? NaN))));
+    targets.push({ name: "view ÷ raw speed-up, slowest view-served question (same run)", target: "≥ 10×", measured: minRatio, pass: minRatio.n ? minRatio.median >= 10 : undefined });
+    for (const c of compare.filter((c) => c.name.includes("whole") && c.name.includes("7 d UTC"))) {
+      const s = summarize(c.ratio);
+      targets.push({ name: `view ÷ raw speed-up, ${c.name}`, target: "≥ 10× (info)", measured: s, pass: s.median >= 10 });
+    }
+    const fmtS = (s: ReturnType<typeof summarize>) => fmtSummary(s, 1);
+    const g = data.gen as Record<string, number>;
+    const missRows = (["stats", "behavior"] as const).flatMap((route) =>
+      ([[undefined, "all 20"], [false, "12 unfiltered"], [true, "8 filtered"]] as const).map(([w, label]) => `| ${route === "stats" ? "/v1/sessions/stats" : "/v1/behavior/summary"} | ${label} | ${fmtS(missP(route, 50, w))} | ${fmtS(missP(route, 95, w))} | ${fmtS(missP(route, 99, w))} |`),
+    );
+    // Slowest MISS requests (median over rounds), to say which ones miss the target.
+    const byPath = new Map<string, number[]>();
+    for (const r of rounds) for (const route of ["stats", "behavior"]) for (const x of r.miss[route]!) byPath.set(x.path, [...(byPath.get(x.path) ?? []), x.ms]);
+    const slowest = [...byPath.entries()].map(([p, xs]) => [p, median(xs)] as const).sort((a, b) => b[1] - a[1]);
+    const markdown = [
+      "### Query routes",
+      "",
+      `Data set (bench/lib/query-data.ts v${GENERATOR_VERSION}, generated inside the engine with INSERT … SELECT FROM numbers(); ${data.cached ? "reused from .tmp/bench/query-data" : `generated in ${fmt(genS, 0)} s`}): service \`${SERVICE}\`, 30 UTC days up to ${endDate}, ` +
+        `${fmt(g.session_rows ?? NaN, 0)} sessions (${fmt(g.visitors ?? NaN, 0)} visitors, ${fmt(g.avg_pageviews ?? NaN, 2)} pages/session, bounce rate ${fmt(g.bounce_rate ?? NaN, 2)}, median duration ${fmt((g.median_duration_ms ?? NaN) / 1000, 0)} s); ` +
+        `events: ${fmt(g.page_views ?? NaN, 0)} page views + ${fmt(g.events ?? NaN, 0)} custom + ${fmt(g.web_vitals ?? NaN, 0)} vitals + ${fmt(g.funnel_events ?? NaN, 0)} funnel steps + ${fmt(g.errors ?? NaN, 0)} errors = **${fmt(((g.page_views ?? 0) + (g.events ?? 0) + (g.web_vitals ?? 0) + (g.funnel_events ?? 0) + (g.errors ?? 0)) / 1e6, 2)}M**.`,
+      "",
+      `Per round a fresh service (NODE_ENV=production, embedded engine, ${ctx.serviceEnv.VALKEY_URL ? "Valkey cache" : "in-process cache"}; started in ${rounds.map((r) => fmt(r.startMs / 1000, 1)).join(" / ")} s), one unmeasured warm-up request per route, then sequential GETs with an admin token over keep-alive: ` +
+        `MISS = each of 20 distinct requests per route once (7 / 30 days × UTC / Europe/Berlin × {3 unfiltered: interval day/week/hour or limit 10/20/50; 2 filtered: device=mobile, country=DE}), routes interleaved, order rotated per round; ` +
+        `HIT = the 7-day UTC request ${HIT_REQUESTS}× per route, alternating with a GET to B0 (bare Bun.serve: the HTTP floor of this client). Client-side latency (fetch to body read). Per-round percentiles; median (min–max, spread) over ${rounds.length} rounds.`,
+      "",
+      "| route | requests | MISS p50 ms | MISS p95 ms | MISS p99 ms |",
+      "|---|---|---|---|---|",
+      ...missRows,
+      "",
+      `Slowest MISS requests (median over rounds): ${slowest.slice(0, 6).map(([p, ms]) => `\`${p.replace(/service_id=bench&/, "").replace(/&tz=UTC/, "")}\` ${fmt(ms, 0)} ms`).join("; ")}.`,
+      "",
+      "| HIT | p50 ms | p99 ms | p99.9 ms |",
+      "|---|---|---|---|",
+      `| /v1/sessions/stats | ${fmtS(hitP("stats", 50))} | ${fmtS(hitP("stats", 99))} | ${fmtS(hitP("stats", 99.9))} |`,
+      `| /v1/behavior/summary | ${fmtS(hitP("behavior", 50))} | ${fmtS(hitP("behavior", 99))} | ${fmtS(hitP("behavior", 99.9))} |`,
+      `| B0 GET (floor) | ${fmtS(perRound((r) => pct(r.b0, 50)))} | ${fmtS(perRound((r) => pct(r.b0, 99)))} | ${fmtS(perRound((r) => pct(r.b0, 99.9)))} |`,
+      "",
+      `Checks: ${rounds.map((r, i) => `round ${i + 1}: ${r.bad.length === 0 ? "every MISS request answered 200 MISS, every HIT request HIT" : `**${r.bad.length} unexpected answers**: ${r.bad.slice(0, 3).join("; ")}`}`).join("; ")}.`,
+      "",
+      `View vs raw (bench/lib/query-compare.ts: the query functions called directly in one process on the same data, view path vs \`forceRaw\`, interleaved, alternating order, 3 repetitions per round → per-round medians; ratio = raw ÷ view per round). "source" is what the view path chose (session metrics: daily / hourly view or raw).`,
+      "",
+      "| question | view path | view ms | raw ms | raw ÷ view | answers |",
+      "|---|---|---|---|---|---|",
+      ...compare.map((c) => `| ${c.name} | ${c.source ?? "view"} | ${fmtS(summarize(c.view))} | ${fmtS(summarize(c.raw))} | ${fmtSummary(summarize(c.ratio), 1)}× | ${c.identical ? "identical" : `**differ**: ${c.diff.slice(0, 160).replace(/\|/g, "/")}`} |`),
+      "",
+    ].join("\n");
+    return { name: "query", markdown, targets, data: { gen: data.gen, rounds, compare } };
   },
 };

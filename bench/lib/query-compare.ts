@@ -1,0 +1,80 @@
+// View vs raw, in one process on one data directory (libchdb binds a directory to one process):
+// each question of the query side is answered through its view path and with `forceRaw`, the
+// two interleaved (order alternating), `reps` times per round; per round the median of each is
+// taken and their ratio; the answers must be identical (JSON of the result).
+//
+//   bun bench/lib/query-compare.ts <dataDir> <serviceId> <rounds> <reps> <nowMs> <endDate>  → CMP_JSON {...}
+import { join, resolve } from "node:path";
+
+const root = process.env.BENCH_SRC_ROOT ?? resolve(import.meta.dir, "..", "..");
+const imp = async <T>(...p: string[]) => (await import(join(root, "src", ...p))) as T;
+const { createClickHouse } = await imp<typeof import("../../src/storage/clickhouse.ts")>("storage", "clickhouse.ts");
+const { sessionTotals, sessionSeries, chooseSource } = await imp<typeof import("../../src/query/session-metrics.ts")>("query", "session-metrics.ts");
+const { sessionDistribution, utmStats } = await imp<typeof import("../../src/query/session-breakdowns.ts")>("query", "session-breakdowns.ts");
+const { topEvents } = await imp<typeof import("../../src/query/top-events.ts")>("query", "top-events.ts");
+const { sessionStatsReport, behaviorSummary } = await imp<typeof import("../../src/query/reports.ts")>("query", "reports.ts");
+const { resolveRange } = await imp<typeof import("../../src/query/time-range.ts")>("query", "time-range.ts");
+
+const [dataDir, serviceId, roundsArg, repsArg, nowArg, endDate] = process.argv.slice(2);
+if (!dataDir || !serviceId || !endDate) throw new Error("usage: query-compare.ts <dataDir> <serviceId> <rounds> <reps> <nowMs> <endDate>");
+const rounds = Number(roundsArg);
+const reps = Number(repsArg);
+const now = Number(nowArg);
+const ch = createClickHouse({ dataDir, database: "analytics_db", embeddedLanes: 4 }).client;
+const dayBefore = (d: string, n: number) => new Date(Date.parse(d) - n * 86_400_000).toISOString().slice(0, 10);
+
+type Q = { serviceId: string; range: ReturnType<typeof resolveRange>; filters: Record<string, string>; limit: number };
+const query = (days: number, tz: string): Q => ({ serviceId, range: resolveRange({ from: dayBefore(endDate, days - 1), to: endDate, tz }, now), filters: {}, limit: 10 });
+type Read = { now: number; forceRaw?: boolean };
+const questions: { name: string; run: (read: Read) => Promise<unknown>; source?: (read: Read) => string }[] = [];
+for (const [label, q] of [["7 d UTC", query(7, "UTC")], ["30 d UTC", query(30, "UTC")], ["7 d Europe/Berlin", query(7, "Europe/Berlin")]] as const) {
+  const src = (interval?: string) => (read: Read) => chooseSource(q, read, interval as never);
+  questions.push({ name: `session totals, ${label}`, run: (r) => sessionTotals(ch, q, r), source: src(undefined) });
+  questions.push({ name: `daily series, ${label}`, run: (r) => sessionSeries(ch, q, "day", r), source: src("day") });
+  questions.push({ name: `hourly series, ${label}`, run: (r) => sessionSeries(ch, q, "hour", r), source: src("hour") });
+  questions.push({ name: `device distribution, ${label}`, run: (r) => sessionDistribution(ch, q, "device", r) });
+  questions.push({ name: `country distribution, ${label}`, run: (r) => sessionDistribution(ch, q, "country", r) });
+  questions.push({ name: `UTM campaigns, ${label}`, run: (r) => utmStats(ch, q, r) });
+  questions.push({ name: `top events, ${label}`, run: (r) => topEvents(ch, q, r) });
+  questions.push({ name: `stats report (whole /v1/sessions/stats), ${label}`, run: (r) => sessionStatsReport(ch, q, "day", r) });
+  questions.push({ name: `behavior summary (whole /v1/behavior/summary), ${label}`, run: (r) => behaviorSummary(ch, q, r) });
+}
+
+async function timed(f: () => Promise<unknown>): Promise<{ ms: number; json: string }> {
+  const s = performance.now();
+  const v = await f();
+  return { ms: performance.now() - s, json: JSON.stringify(v) };
+}
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+// Warm-up: every question once each way (page cache, marks), not measured.
+for (const q of questions) {
+  await q.run({ now });
+  await q.run({ now, forceRaw: true });
+}
+const out = questions.map((q) => ({ name: q.name, source: q.source ? q.source({ now }) : undefined, view: [] as number[], raw: [] as number[], ratio: [] as number[], identical: true, diff: "" }));
+for (let r = 0; r < rounds; r++) {
+  for (const [i, q] of questions.entries()) {
+    const v: number[] = [];
+    const w: number[] = [];
+    for (let k = 0; k < reps; k++) {
+      const order = (k + r) % 2 === 0 ? [false, true] : [true, false];
+      const res: Record<string, { ms: number; json: string }> = {};
+      for (const raw of order) res[String(raw)] = await timed(() => q.run({ now, forceRaw: raw }));
+      v.push(res.false!.ms);
+      w.push(res.true!.ms);
+      if (res.false!.json !== res.true!.json && out[i]!.identical) {
+        out[i]!.identical = false;
+        out[i]!.diff = `view ${res.false!.json.slice(0, 300)} ≠ raw ${res.true!.json.slice(0, 300)}`;
+      }
+    }
+    out[i]!.view.push(median(v));
+    out[i]!.raw.push(median(w));
+    out[i]!.ratio.push(median(w) / median(v));
+  }
+}
+console.log(`CMP_JSON ${JSON.stringify(out)}`);
+process.exit(0);
