@@ -34,7 +34,7 @@ export interface ReferrerRow {
 export async function topPages(ch: ClickHouseClient, q: ListQuery): Promise<PageRow[]> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
-  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range.end)];
+  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
   return selectRows<PageRow>(
     ch,
     `SELECT path, count() AS views, uniqExact(visitor_id) AS visitors FROM page_views WHERE ${where.join(" AND ")}

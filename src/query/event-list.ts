@@ -40,7 +40,7 @@ export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promi
   if (q.name !== undefined) where.push(`name = ${p.bind("String", q.name)}`);
   if (q.sessionId !== undefined) where.push(`session_id = ${p.bind("String", q.sessionId)}`);
   if (q.userId !== undefined) where.push(`user_id = ${p.bind("String", q.userId)}`);
-  where.push(...itemConditions(q.filters, p, service, q.range.end));
+  where.push(...itemConditions(q.filters, p, service, q.range));
   if (q.after) where.push(`(timestamp, toString(event_id)) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
   const sql = `SELECT toString(event_id) AS id, name, toUnixTimestamp64Milli(timestamp) AS ts, session_id, visitor_id, user_id, url, path, properties
     FROM events WHERE ${where.join(" AND ")}

@@ -52,13 +52,16 @@ export function sessionConditions(f: Filters, p: SqlParams, serviceParam: string
  * before `rangeEnd`: the item's own path, and membership in a session whose current state matches
  * the attributes (any session started before the range end: an item's session started before it).
  */
-export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, rangeEnd: number): string[] {
+export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, range: { start: number; end: number }): string[] {
   const out: string[] = [];
   if (f.path !== undefined) out.push(`path = ${p.bind("String", f.path)}`);
   const attrs = attributeConditions(f, p);
   if (attrs.length > 0) {
     out.push(
-      `session_id IN (SELECT session_id FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(rangeEnd)} AND ${attrs.join(" AND ")} GROUP BY session_id HAVING sum(sign) > 0)`,
+      // Only sessions that can own an item of the range: started before its end, and (ended_at is
+      // the last item's time) ended after its start. A state's cancel row repeats its ended_at, so
+      // the ended_at bound keeps or drops both rows of a pair and sum(sign) stays exact.
+      `session_id IN (SELECT session_id FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY session_id HAVING sum(sign) > 0)`,
     );
   }
   return out;

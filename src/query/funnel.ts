@@ -43,7 +43,7 @@ function baseWhere(q: FunnelQuery, p: SqlParams): string {
     `timestamp >= ${p.instant(q.range.start)}`,
     `timestamp < ${p.instant(q.range.end)}`,
     `step BETWEEN 1 AND ${MAX_STEPS}`,
-    ...itemConditions(q.filters, p, service, q.range.end),
+    ...itemConditions(q.filters, p, service, q.range),
   ].join(" AND ");
 }
 

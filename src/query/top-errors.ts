@@ -17,7 +17,7 @@ export interface ErrorRow {
 export async function topErrors(ch: ClickHouseClient, q: ListQuery): Promise<ErrorRow[]> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
-  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range.end)];
+  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
   const rows = await selectRows<{ fingerprint: string; msg: string; n: number; s: number; last: number }>(
     ch,
     `SELECT fingerprint, argMax(message, (timestamp, message)) AS msg, count() AS n, uniqExact(session_id) AS s,

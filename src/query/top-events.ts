@@ -21,7 +21,7 @@ export async function topEvents(ch: ClickHouseClient, q: ListQuery, read: ReadOp
     ? `SELECT name, sum(count) AS n, uniqExactMerge(visitors) AS v FROM hourly_event_counts
        WHERE service_id = ${service} AND hour >= ${p.second(q.range.start)} AND hour < ${p.second(q.range.end)} GROUP BY name`
     : `SELECT name, count() AS n, uniqExact(visitor_id) AS v FROM events
-       WHERE ${[`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range.end)].join(" AND ")}
+       WHERE ${[`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)].join(" AND ")}
        GROUP BY name`;
   const rows = await selectRows<{ name: string; n: number; v: number }>(
     ch,
