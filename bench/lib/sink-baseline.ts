@@ -1,4 +1,4 @@
-// The sink's baseline (shared/BENCH.md: "the same rows inserted straight into the engine in large
+// The sink's baseline (BENCH.md: "the same rows inserted straight into the engine in large
 // batches"): on the data directory of a stopped service run, export the rows the service wrote for
 // one service id, create a second database with the same schema (materialized views included),
 // and insert those rows straight into the embedded engine in large JSONEachRow batches — no
