@@ -85,6 +85,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
 
   const rootToken = resolveRootToken(config);
   if (rootToken.generatedAt) logger.info("root token generated", { file: rootToken.generatedAt });
+  if (rootToken.token.length < 24) logger.warn("ANALYTICS_ROOT_TOKEN is short; use 24 or more random characters");
   const keyStore = new ClickHouseKeyStore({
     client: clickhouse.client,
     // Unknown well-formed keys cost one indexed look-up each; past this rate they get 503.
