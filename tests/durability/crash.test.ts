@@ -4,31 +4,14 @@
 // resent with the same id (a client retry) and must then still be stored at most once. The
 // sessions table must stay consistent: sum(sign) per session is 0 or 1.
 import Redis from "ioredis";
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { ClickHouseClient } from "@clickhouse/client-web";
-import { startEmbeddedServer, type EmbeddedServer } from "../helpers/embedded-server.ts";
-import { endpointClient, migrateEndpoint, startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { expect, test } from "bun:test";
+import { useSinkFixture } from "../helpers/service-process.ts";
 import { freeDbIndex } from "../setup/valkey.ts";
 import { badSessionSigns, expectExactlyOnce, Load, reconcile, storedRows } from "./load.ts";
 
 const KILLS = 6;
 
-let ch: EmbeddedServer;
-let svc: ServiceProcess | undefined;
-let client: ClickHouseClient;
-let database: string;
-
-beforeAll(async () => {
-  ch = await startEmbeddedServer();
-  database = await migrateEndpoint(ch.url);
-  client = endpointClient(ch.url, database);
-});
-
-afterAll(async () => {
-  await svc?.dispose();
-  await client?.close();
-  await ch?.dispose();
-});
+const sink = useSinkFixture();
 
 /**
  * `whileDown` runs between each kill and the restart (e.g. to make the downtime look longer than
@@ -36,8 +19,7 @@ afterAll(async () => {
  */
 async function crashScenario(label: string, serviceId: string, env: Record<string, string>, whileDown?: () => Promise<number>): Promise<void> {
   const started = Date.now();
-  svc = await startServiceProcess({ clickhouseUrl: ch.url, database, env });
-  const s = svc;
+  const s = await sink.startService({ env });
   const key = await s.createKey({ type: "secret", service_id: serviceId });
   const context = () => `${load.summary()}\nservice log tail:\n${s.logs().slice(-4000)}`;
 
@@ -71,12 +53,12 @@ async function crashScenario(label: string, serviceId: string, env: Record<strin
   const exit = await s.kill("SIGTERM");
   expect(exit).toEqual({ code: 0, signal: null });
 
-  const r = await reconcile(client, serviceId, load);
-  const signs = await badSessionSigns(client, serviceId);
+  const r = await reconcile(sink.client, serviceId, load);
+  const signs = await badSessionSigns(sink.client, serviceId);
   console.log(
     `[crash ${label}] ${KILLS} kills (acked before each: ${ackedAtKill.join(", ")}), restarts ${restarts.join("/")} ms${whileDown ? `, while down: ${downEffects.join("/")}` : ""}; ` +
       `${load.summary()}; final retries ${retried}; acknowledged ${r.acknowledged}, stored ids ${r.stored} ` +
-      `(rows ${await storedRows(client, serviceId)}), stored although the request failed ${r.storedButFailed}, ` +
+      `(rows ${await storedRows(sink.client, serviceId)}), stored although the request failed ${r.storedButFailed}, ` +
       `missing ${r.missing.length}, duplicated ${r.duplicated.length}; sessions ${signs.sessions}, bad signs ${signs.bad.length}; ` +
       `${((Date.now() - started) / 1000).toFixed(1)} s`,
   );

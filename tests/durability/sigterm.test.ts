@@ -1,32 +1,15 @@
 // SIGTERM (a deploy, a scale-down): the service stops accepting, drains its spool into ClickHouse
 // and exits 0 within SHUTDOWN_TIMEOUT_MS. Everything it answered 202 is in ClickHouse the moment
 // the process is gone: the check reads ClickHouse right after the exit, without waiting.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { ClickHouseClient } from "@clickhouse/client-web";
+import { expect, test } from "bun:test";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { startEmbeddedServer, type EmbeddedServer } from "../helpers/embedded-server.ts";
-import { endpointClient, migrateEndpoint, startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { useSinkFixture, type ServiceProcess } from "../helpers/service-process.ts";
 import { badSessionSigns, expectExactlyOnce, Load, reconcile } from "./load.ts";
 
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 
-let ch: EmbeddedServer;
-let client: ClickHouseClient;
-let database: string;
-const services: ServiceProcess[] = [];
-
-beforeAll(async () => {
-  ch = await startEmbeddedServer();
-  database = await migrateEndpoint(ch.url);
-  client = endpointClient(ch.url, database);
-});
-
-afterAll(async () => {
-  for (const s of services) await s.dispose();
-  await client?.close();
-  await ch?.dispose();
-});
+const sink = useSinkFixture();
 
 /** Bytes of spool segments left on disk. */
 function spoolLeft(dataDir: string): number {
@@ -38,8 +21,7 @@ function spoolLeft(dataDir: string): number {
 
 async function scenario(label: string, serviceId: string, backlog: (s: ServiceProcess) => Promise<void>): Promise<void> {
   const started = Date.now();
-  const s = await startServiceProcess({ clickhouseUrl: ch.url, database, env: { SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS) } });
-  services.push(s);
+  const s = await sink.startService({ env: { SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS) } });
   const key = await s.createKey({ type: "secret", service_id: serviceId });
   const load = new Load({ target: () => s.url, key, workers: 8, maxRequests: 200_000, maxDurationMs: 30_000, requestTimeoutMs: 5_000 });
   let exit;
@@ -54,8 +36,8 @@ async function scenario(label: string, serviceId: string, backlog: (s: ServicePr
     await load.stop();
   }
   const left = spoolLeft(s.dataDir);
-  const r = await reconcile(client, serviceId, load); // no waiting: drained before the exit
-  const signs = await badSessionSigns(client, serviceId);
+  const r = await reconcile(sink.client, serviceId, load); // no waiting: drained before the exit
+  const signs = await badSessionSigns(sink.client, serviceId);
   console.log(
     `[sigterm ${label}] exit ${JSON.stringify(exit)} ${shutdownMs} ms after SIGTERM (timeout ${SHUTDOWN_TIMEOUT_MS} ms); spool left ${left} B; ` +
       `${load.summary()}; acknowledged ${r.acknowledged}, stored ${r.stored}, missing ${r.missing.length}, duplicated ${r.duplicated.length}; ` +
@@ -78,8 +60,8 @@ test("SIGTERM under load: exit 0 within the shutdown timeout, everything 202'd i
 // drain has the whole shutdown timeout for it (the batcher is in its retry backoff meanwhile).
 test("SIGTERM right after a sink outage: the backlog is drained before the exit", async () => {
   await scenario("backlog", "sigterm_backlog", async () => {
-    await ch.stop("SIGKILL");
+    await sink.ch.stop("SIGKILL");
     await Bun.sleep(6_000);
-    await ch.start();
+    await sink.ch.start();
   });
 }, 60_000);

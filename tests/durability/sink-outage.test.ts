@@ -2,10 +2,8 @@
 // again on the same port and data dir). Ingestion keeps answering 202 meanwhile (the spool is on
 // disk), the service's memory stays bounded, and once ClickHouse is back every accepted event is
 // there exactly once.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { ClickHouseClient } from "@clickhouse/client-web";
-import { startEmbeddedServer, type EmbeddedServer } from "../helpers/embedded-server.ts";
-import { endpointClient, migrateEndpoint, startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { expect, test } from "bun:test";
+import { useSinkFixture } from "../helpers/service-process.ts";
 import { badSessionSigns, expectExactlyOnce, Load, reconcile, waitForRows } from "./load.ts";
 
 const OUTAGE_MS = 20_000;
@@ -16,30 +14,14 @@ const OUTAGE_MS = 20_000;
 const RSS_GROWTH_LIMIT = 150 * 1024 * 1024;
 const MB = 1024 * 1024;
 
-let ch: EmbeddedServer;
-let svc: ServiceProcess | undefined;
-let client: ClickHouseClient;
-let database: string;
-
-beforeAll(async () => {
-  ch = await startEmbeddedServer();
-  database = await migrateEndpoint(ch.url);
-  client = endpointClient(ch.url, database);
-});
-
-afterAll(async () => {
-  await svc?.dispose();
-  await client?.close();
-  await ch?.dispose();
-});
+const sink = useSinkFixture();
 
 test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or doubled", async () => {
   const started = Date.now();
-  svc = await startServiceProcess({ clickhouseUrl: ch.url, database });
-  const s = svc;
+  const s = await sink.startService();
   const key = await s.createKey({ type: "secret", service_id: "outage" });
   const load = new Load({ target: () => s.url, key, workers: 4, maxRequests: 12_000, maxDurationMs: OUTAGE_MS + 12_000, padBytes: 1200, requestTimeoutMs: 10_000 });
-  const context = () => `${load.summary()}\nservice log tail:\n${s.logs().slice(-4000)}\nclickhouse log tail:\n${ch.logs().slice(-2000)}`;
+  const context = () => `${load.summary()}\nservice log tail:\n${s.logs().slice(-4000)}\nclickhouse log tail:\n${sink.ch.logs().slice(-2000)}`;
 
   let during: { ok: number; other: Record<string, number>; bytes: number; accepted: number; rssBefore: number; rssMax: number; readyz: number; healthz: number };
   try {
@@ -47,7 +29,7 @@ test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or
     const snapshot = () => ({ outcomes: new Map(load.outcomes), bytes: load.acceptedBytes, accepted: load.accepted.size });
     const before = snapshot();
     const rssBefore = s.rssBytes();
-    await ch.stop("SIGKILL");
+    await sink.ch.stop("SIGKILL");
     const outageStart = Date.now();
     let rssMax = rssBefore;
     let readyz = 0;
@@ -61,7 +43,7 @@ test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or
       }
     }
     const after = snapshot();
-    await ch.start();
+    await sink.ch.start();
     const other: Record<string, number> = {};
     for (const [k, n] of after.outcomes) if (k !== "202" && n - (before.outcomes.get(k) ?? 0) > 0) other[k] = n - (before.outcomes.get(k) ?? 0);
     during = {
@@ -80,15 +62,15 @@ test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or
   }
 
   const drainStart = Date.now();
-  const rows = await waitForRows(client, "outage", load.acknowledged().size, { timeoutMs: 90_000, quietMs: 1_500 });
+  const rows = await waitForRows(sink.client, "outage", load.acknowledged().size, { timeoutMs: 90_000, quietMs: 1_500 });
   const drainMs = Date.now() - drainStart;
   const rssAfter = s.rssBytes();
   await (await s.fetch("/readyz")).arrayBuffer(); // refreshes the spool gauges
   const metrics = await (await s.fetch("/metrics")).text();
   const heapUsed = Number(/^process_resident_memory_bytes\s+(\S+)/m.exec(metrics)?.[1] ?? NaN);
   const spoolBytes = /^\w*spool_bytes\S*\s+(\S+)/m.exec(metrics)?.[1] ?? "?";
-  const r = await reconcile(client, "outage", load);
-  const signs = await badSessionSigns(client, "outage");
+  const r = await reconcile(sink.client, "outage", load);
+  const signs = await badSessionSigns(sink.client, "outage");
   console.log(
     `[sink-outage] outage ${OUTAGE_MS / 1000} s: ${during.ok} requests answered 202 (${during.accepted} events, ${(during.bytes / MB).toFixed(1)} MB of bodies), ` +
       `other answers ${JSON.stringify(during.other)}; readyz ${during.readyz}, healthz ${during.healthz} during the outage; ` +

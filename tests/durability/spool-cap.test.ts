@@ -2,30 +2,13 @@
 // answers 503 `unavailable` with Retry-After and the contract's error body, acknowledging nothing
 // it cannot keep. Once ClickHouse is back and the spool drained, ingestion answers 202 again, and
 // everything acknowledged before, during and after is stored exactly once.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { ClickHouseClient } from "@clickhouse/client-web";
-import { startEmbeddedServer, type EmbeddedServer } from "../helpers/embedded-server.ts";
-import { endpointClient, migrateEndpoint, startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { expect, test } from "bun:test";
+import { useSinkFixture, type ServiceProcess } from "../helpers/service-process.ts";
 import { BROWSER_UA, badSessionSigns, storedIdCounts, waitForRows } from "./load.ts";
 
 const CAP = 64 * 1024;
 
-let ch: EmbeddedServer;
-let svc: ServiceProcess | undefined;
-let client: ClickHouseClient;
-let database: string;
-
-beforeAll(async () => {
-  ch = await startEmbeddedServer();
-  database = await migrateEndpoint(ch.url);
-  client = endpointClient(ch.url, database);
-});
-
-afterAll(async () => {
-  await svc?.dispose();
-  await client?.close();
-  await ch?.dispose();
-});
+const sink = useSinkFixture();
 
 interface Answer {
   status: number;
@@ -59,8 +42,7 @@ async function spoolBytes(s: ServiceProcess): Promise<number> {
 
 test(`SPOOL_MAX_BYTES=${CAP}: full spool answers 503 + Retry-After, then 202 again once drained, nothing acknowledged lost`, async () => {
   const started = Date.now();
-  svc = await startServiceProcess({ clickhouseUrl: ch.url, database, env: { SPOOL_MAX_BYTES: String(CAP) } });
-  const s = svc;
+  const s = await sink.startService({ env: { SPOOL_MAX_BYTES: String(CAP) } });
   const key = await s.createKey({ type: "secret", service_id: "cap" });
   const acked = new Set<string>();
   const ack = (a: Answer) => {
@@ -71,10 +53,10 @@ test(`SPOOL_MAX_BYTES=${CAP}: full spool answers 503 + Retry-After, then 202 aga
 
   // Sink up: accepted and flushed.
   for (let i = 0; i < 5; i++) ack(await post(s, key));
-  expect(await waitForRows(client, "cap", acked.size, { timeoutMs: 20_000, quietMs: 0 })).toBe(acked.size);
+  expect(await waitForRows(sink.client, "cap", acked.size, { timeoutMs: 20_000, quietMs: 0 })).toBe(acked.size);
 
   // Sink down: fill the spool until the service refuses.
-  await ch.stop("SIGKILL");
+  await sink.ch.stop("SIGKILL");
   let refused: Answer | undefined;
   let acceptedWhileDown = 0;
   for (let i = 0; i < 500 && !refused; i++) {
@@ -109,7 +91,7 @@ test(`SPOOL_MAX_BYTES=${CAP}: full spool answers 503 + Retry-After, then 202 aga
 
   // Sink back: the spool drains and ingestion answers 202 again (the client honours Retry-After,
   // shortened here: the batcher's backoff decides how soon it retries ClickHouse).
-  await ch.start();
+  await sink.ch.start();
   const back = Date.now();
   let again: Answer | undefined;
   let refusedAfter = 0;
@@ -136,11 +118,11 @@ test(`SPOOL_MAX_BYTES=${CAP}: full spool answers 503 + Retry-After, then 202 aga
   expect(drainedBytes).toBeLessThan(CAP / 4);
   for (let i = 0; i < 10; i++) ack(await post(s, key));
 
-  const rows = await waitForRows(client, "cap", acked.size, { timeoutMs: 30_000, quietMs: 1_000 });
-  const counts = await storedIdCounts(client, "cap");
+  const rows = await waitForRows(sink.client, "cap", acked.size, { timeoutMs: 30_000, quietMs: 1_000 });
+  const counts = await storedIdCounts(sink.client, "cap");
   const missing = [...acked].filter((id) => !counts.has(id));
   const duplicated = [...counts].filter(([, c]) => c > 1);
-  const signs = await badSessionSigns(client, "cap");
+  const signs = await badSessionSigns(sink.client, "cap");
   console.log(
     `[spool-cap] cap ${CAP} B: ${acceptedWhileDown} requests accepted with the sink down, then 503 (Retry-After ${retryAfter}); ` +
       `spool at the cap ${bytesAtCap} B; burst ${burst.filter((a) => a.status === 503).length}/16 refused; ` +

@@ -3,29 +3,12 @@
 // give the same sessions as the same traffic sent to a single instance: three sessions (the gaps
 // between them are 30 minutes exactly and 45 minutes), with the same page views, custom events,
 // items, durations, entry and exit pages, bounce and conversion flags.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { ClickHouseClient } from "@clickhouse/client-web";
-import { startEmbeddedServer, type EmbeddedServer } from "../helpers/embedded-server.ts";
-import { endpointClient, migrateEndpoint, startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { expect, test } from "bun:test";
+import { useSinkFixture, type ServiceProcess } from "../helpers/service-process.ts";
 import { freeDbIndex } from "../setup/valkey.ts";
 import { BROWSER_UA, badSessionSigns } from "./load.ts";
 
-let ch: EmbeddedServer;
-let client: ClickHouseClient;
-let database: string;
-const services: ServiceProcess[] = [];
-
-beforeAll(async () => {
-  ch = await startEmbeddedServer();
-  database = await migrateEndpoint(ch.url);
-  client = endpointClient(ch.url, database);
-});
-
-afterAll(async () => {
-  for (const s of services) await s.dispose();
-  await client?.close();
-  await ch?.dispose();
-});
+const sink = useSinkFixture();
 
 const MIN = 60_000;
 // 10:00 UTC yesterday: inside the 30-day back-fill window, and all items on one UTC day (one salt).
@@ -91,7 +74,7 @@ async function send(targets: ServiceProcess[], key: string, together = false): P
 
 /** The live sessions of a service, sign-weighted (what every reader of the table computes). */
 async function shapes(serviceId: string): Promise<Shape[]> {
-  const rows = await (await client.query({
+  const rows = await (await sink.client.query({
     query: `SELECT
               sum(sign * toUnixTimestamp64Milli(started_at)) AS started_at_ms,
               sum(sign * duration_ms) AS duration_ms,
@@ -123,7 +106,7 @@ async function shapes(serviceId: string): Promise<Shape[]> {
 
 /** Distinct session ids the item rows of a service carry. */
 async function itemSessions(serviceId: string): Promise<number> {
-  const rows = await (await client.query({
+  const rows = await (await sink.client.query({
     query: `SELECT uniqExact(session_id) AS n FROM (
               SELECT session_id FROM events WHERE service_id = {svc:String}
               UNION ALL SELECT session_id FROM page_views WHERE service_id = {svc:String}
@@ -140,11 +123,10 @@ test("a visitor's items alternating between two instances form the sessions one 
   const started = Date.now();
   const valkey = { VALKEY_URL: process.env.TEST_VALKEY_URL!, VALKEY_DB: String(freeDbIndex()) };
   const [a, b, single] = await Promise.all([
-    startServiceProcess({ clickhouseUrl: ch.url, database, env: valkey }),
-    startServiceProcess({ clickhouseUrl: ch.url, database, env: valkey }),
-    startServiceProcess({ clickhouseUrl: ch.url, database }), // one instance, in-process state
+    sink.startService({ env: valkey }),
+    sink.startService({ env: valkey }),
+    sink.startService(), // one instance, in-process state
   ]);
-  services.push(a!, b!, single!);
   const sharedKey = await a!.createKey({ type: "secret", service_id: "two_instances" }); // B finds it by lookup
   const concurrentKey = await b!.createKey({ type: "secret", service_id: "two_concurrent" });
   const singleKey = await single!.createKey({ type: "secret", service_id: "one_instance" });
@@ -160,7 +142,7 @@ test("a visitor's items alternating between two instances form the sessions one 
   const two = await shapes("two_instances");
   const concurrent = await shapes("two_concurrent");
   const one = await shapes("one_instance");
-  const signs = await Promise.all(["two_instances", "two_concurrent", "one_instance"].map((svc) => badSessionSigns(client, svc)));
+  const signs = await Promise.all(["two_instances", "two_concurrent", "one_instance"].map((svc) => badSessionSigns(sink.client, svc)));
   console.log(
     `[two-instances] one instance: ${JSON.stringify(one)}\n[two-instances] two instances, alternating: ${two.length} sessions, ` +
       `same as one: ${Bun.deepEquals(two, one)}; two instances, concurrent: ${concurrent.length} sessions, same as one: ` +

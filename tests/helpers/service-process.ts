@@ -16,7 +16,8 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { migrate } from "../../src/storage/migrate.ts";
 import { uniqueDatabase } from "./clickhouse.ts";
-import { freePort } from "./embedded-server.ts";
+import { afterAll, beforeAll } from "bun:test";
+import { freePort, startEmbeddedServer, type EmbeddedServer } from "./embedded-server.ts";
 
 const REPO_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..", "..");
 const BUN = join(REPO_ROOT, "node_modules", ".bin", "bun");
@@ -265,4 +266,36 @@ class ChildService implements ServiceProcess {
     }
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/** What a durability test file shares: a ClickHouse endpoint (child process) with a migrated database. */
+export interface SinkFixture {
+  ch: EmbeddedServer;
+  client: ClickHouseClient;
+  database: string;
+  /** Starts a service process on this endpoint and database; it is disposed after the file. */
+  startService(opts?: Omit<ServiceProcessOptions, "clickhouseUrl" | "database">): Promise<ServiceProcess>;
+}
+
+/** Registers the file's beforeAll/afterAll for a SinkFixture; its fields are set once beforeAll ran. */
+export function useSinkFixture(): SinkFixture {
+  const services: ServiceProcess[] = [];
+  const fixture = {
+    async startService(opts = {}) {
+      const s = await startServiceProcess({ ...opts, clickhouseUrl: fixture.ch.url, database: fixture.database });
+      services.push(s);
+      return s;
+    },
+  } as SinkFixture;
+  beforeAll(async () => {
+    fixture.ch = await startEmbeddedServer();
+    fixture.database = await migrateEndpoint(fixture.ch.url);
+    fixture.client = endpointClient(fixture.ch.url, fixture.database);
+  });
+  afterAll(async () => {
+    for (const s of services) await s.dispose();
+    await fixture.client?.close();
+    await fixture.ch?.dispose();
+  });
+  return fixture;
 }
