@@ -158,6 +158,9 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     lookupCountry,
   };
 
+  // The schema files ship with the code, so once every one is applied the schema stays current
+  // for this process's life: later probes skip reading the files and schema_migrations.
+  let schemaCurrent = false;
   const app = buildApp({
     logger,
     metrics,
@@ -165,9 +168,10 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       const reasons: string[] = [];
       const ping = await clickhouse.client.ping();
       if (!ping.success) reasons.push(`clickhouse: ${ping.error.message}`);
-      else {
+      else if (!schemaCurrent) {
         const pending = await pendingMigrations(adminClickHouse.client, { database: ch.database }).catch((e) => [`? (${e})`]);
         if (pending.length > 0) reasons.push(`schema: pending migrations ${pending.join(", ")}`);
+        else schemaCurrent = true;
       }
       if (spool.bytes() >= config.spool.maxBytes) reasons.push("spool: at its cap while ClickHouse catches up");
       return reasons;

@@ -21,7 +21,7 @@ export interface TestService extends Service {
 }
 
 /** Starts a service; `env` adds environment variables (e.g. VALKEY_URL, SPOOL_MAX_BYTES). */
-export async function startTestService(env: Record<string, string> = {}, opts: { database?: string; socketIp?: string } = {}): Promise<TestService> {
+export async function startTestService(env: Record<string, string> = {}, opts: { database?: string; socketIp?: string; migrate?: boolean } = {}): Promise<TestService> {
   const database = opts.database ?? uniqueDatabase("svc");
   const dataDir = mkdtempSync(join(tmpdir(), "analytics-svc-"));
   const config = loadConfig({
@@ -37,7 +37,7 @@ export async function startTestService(env: Record<string, string> = {}, opts: {
     logger: silentLogger,
     metrics: createMetrics(),
     engineDataDir: testDataDir(),
-    migrate: true,
+    migrate: opts.migrate ?? true,
     socketIp: () => opts.socketIp ?? "203.0.113.7",
   });
   return {
