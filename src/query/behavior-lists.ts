@@ -4,7 +4,7 @@
 // out of the lists. Ties sort by the key so pages are stable.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, itemConditions, sessionConditions } from "./filters.ts";
-import { selectRows, SqlParams } from "./sql-params.ts";
+import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 
 export interface ListQuery {
@@ -37,7 +37,7 @@ export async function topPages(ch: ClickHouseClient, q: ListQuery): Promise<Page
   const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
   return selectRows<PageRow>(
     ch,
-    `SELECT path, count() AS views, uniqExact(visitor_id) AS visitors FROM page_views WHERE ${where.join(" AND ")}
+    `SELECT path, count() AS views, uniqExact(${VISITOR_KEY}) AS visitors FROM page_views WHERE ${where.join(" AND ")}
      GROUP BY path ORDER BY views DESC, path ASC LIMIT ${p.bind("UInt32", q.limit)}`,
     p,
   );

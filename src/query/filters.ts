@@ -51,6 +51,18 @@ export function sessionConditions(f: Filters, p: SqlParams, serviceParam: string
  * Conditions over item rows (page_views, events, errors, web_vitals, funnel_events) with time
  * before `rangeEnd`: the item's own path, and membership in a session whose current state matches
  * the attributes (any session started before the range end: an item's session started before it).
+ *
+ * Membership is tested on cityHash64(session_id) (UInt64): the set of matching sessions is built
+ * per list, and a set of 64-bit keys builds and probes several times faster than one of strings
+ * (10M events, 30 days, device=mobile: 684k sessions; each list 1.5-2.6 s → 0.2-0.5 s). An item
+ * of a non-matching session could only slip in when its session id's hash equals a matching
+ * one's: with N sessions in the range that chance is below N²/2^65 (10^-7 for 1.7M sessions).
+ * README, "Exact counts and hashes".
+ *
+ * The sessions are grouped by the hash too (a UInt64 key groups ~25% faster than the String).
+ * That changes no answer: each session's matching rows sum to 1 (its current state matches) or 0,
+ * so a hash's sum is positive exactly when one of its sessions matches: the same set of hashes
+ * that grouping by session_id gives.
  */
 export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, range: { start: number; end: number }): string[] {
   const out: string[] = [];
@@ -61,7 +73,7 @@ export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, r
       // Only sessions that can own an item of the range: started before its end, and (ended_at is
       // the last item's time) ended after its start. A state's cancel row repeats its ended_at, so
       // the ended_at bound keeps or drops both rows of a pair and sum(sign) stays exact.
-      `session_id IN (SELECT session_id FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY session_id HAVING sum(sign) > 0)`,
+      `cityHash64(session_id) IN (SELECT cityHash64(session_id) AS h FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY h HAVING sum(sign) > 0)`,
     );
   }
   return out;

@@ -25,15 +25,18 @@ export async function sessionStatsReport(ch: ClickHouseClient, q: SessionQuery, 
 
 /** GET /v1/behavior/summary. */
 export async function behaviorSummary(ch: ClickHouseClient, q: ListQuery, read: ReadOptions) {
-  const [sessions, top_pages, entry_pages, exit_pages, top_events, top_referrers, web_vitals, top_errors] = await Promise.all([
-    sessionTotals(ch, q, read),
+  // Longest first (measured on 10M events: pages, events, totals, vitals, errors; the session
+  // lists are ~50 ms): the engine runs a few queries at a time, and a long one started last
+  // would finish alone on an otherwise idle engine.
+  const [top_pages, top_events, sessions, web_vitals, top_errors, entry_pages, exit_pages, top_referrers] = await Promise.all([
     topPages(ch, q),
-    entryPages(ch, q),
-    exitPages(ch, q),
     topEvents(ch, q, read),
-    topReferrers(ch, q),
+    sessionTotals(ch, q, read),
     webVitals(ch, q),
     topErrors(ch, q),
+    entryPages(ch, q),
+    exitPages(ch, q),
+    topReferrers(ch, q),
   ]);
   return { sessions, top_pages, entry_pages, exit_pages, top_events, top_referrers, web_vitals, top_errors };
 }

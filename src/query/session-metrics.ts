@@ -4,7 +4,7 @@
 // which is also what the views store.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, hasAnyFilter, sessionConditions } from "./filters.ts";
-import { selectRows, SqlParams } from "./sql-params.ts";
+import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
 import { bucketStarts, type Interval, type TimeRange } from "./time-range.ts";
 import { type ReadOptions, viewFits } from "./view-choice.ts";
 
@@ -46,7 +46,8 @@ interface MetricRow {
 }
 
 // Aliases carry a prefix: an alias equal to a column name would shadow it elsewhere in the query.
-const RAW_METRICS = `sum(sign) AS m_sessions, uniqExactIf(visitor_id, sign > 0) AS m_visitors, sum(sign * pageviews) AS m_pageviews,
+// Visitors: exact distinct count of cityHash64(visitor_id) (see VISITOR_KEY in sql-params.ts).
+const RAW_METRICS = `sum(sign) AS m_sessions, uniqExactIf(${VISITOR_KEY}, sign > 0) AS m_visitors, sum(sign * pageviews) AS m_pageviews,
   sum(sign * is_bounce) AS m_bounces, sum(sign * duration_ms) / 1000 AS m_duration, sum(sign * converted) AS m_conversions`;
 // Both view targets have the same columns.
 const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors) AS m_visitors, sum(s.pageviews) AS m_pageviews,

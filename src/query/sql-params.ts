@@ -25,8 +25,22 @@ export class SqlParams {
   }
 }
 
+/**
+ * What raw reads count visitors by: `uniqExact` over the 64-bit cityHash64 of the id. ClickHouse's
+ * uniqExact over a String already keeps a 128-bit hash per value; 64-bit keys halve the set and
+ * hash faster (30 days, 1.7M sessions, 639k visitors: 290-570 ms → 210-250 ms). Two distinct ids
+ * count once only when their hashes collide: for n distinct visitors the chance of any collision
+ * is about n²/2^65 (10^-8 for a million). README, "Exact counts and hashes".
+ */
+export const VISITOR_KEY = "cityHash64(visitor_id)";
+
+// Settings of every read. `IN (subquery)` sets (sessions matching a filter: up to millions of
+// ids) are otherwise also prepared for primary-key analysis, which tripled the time of an item
+// list filtered by device over 30 days (1.5 s → 0.54 s without); small sets still use the index.
+const READ_SETTINGS = "SETTINGS use_index_for_in_with_subqueries_max_values = 10000";
+
 /** Runs a SELECT and returns its rows as objects (JSONEachRow). */
 export async function selectRows<T>(ch: ClickHouseClient, query: string, params: SqlParams): Promise<T[]> {
-  const result = await ch.query({ query, query_params: params.values, format: "JSONEachRow" });
+  const result = await ch.query({ query: `${query}\n${READ_SETTINGS}`, query_params: params.values, format: "JSONEachRow" });
   return result.json<T>();
 }

@@ -3,7 +3,7 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { ListQuery } from "./behavior-lists.ts";
 import { hasAnyFilter, itemConditions } from "./filters.ts";
-import { selectRows, SqlParams } from "./sql-params.ts";
+import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
 import { type ReadOptions, viewFits } from "./view-choice.ts";
 
 export interface EventCount {
@@ -20,7 +20,7 @@ export async function topEvents(ch: ClickHouseClient, q: ListQuery, read: ReadOp
   const sql = fromView
     ? `SELECT name, sum(count) AS n, uniqExactMerge(visitors) AS v FROM hourly_event_counts
        WHERE service_id = ${service} AND hour >= ${p.second(q.range.start)} AND hour < ${p.second(q.range.end)} GROUP BY name`
-    : `SELECT name, count() AS n, uniqExact(visitor_id) AS v FROM events
+    : `SELECT name, count() AS n, uniqExact(${VISITOR_KEY}) AS v FROM events
        WHERE ${[`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)].join(" AND ")}
        GROUP BY name`;
   const rows = await selectRows<{ name: string; n: number; v: number }>(
