@@ -115,6 +115,18 @@ test("two sessionizers on one Valkey agree on a visitor's session (several insta
   expect(r2.changes[0]!.after.pageviews).toBe(2);
 });
 
+test("an instance that remembers a state it wrote reads it again once another instance changed it", async () => {
+  const prefix = `${freeDbPrefix()}:`;
+  const one = new Sessionizer(valkeyStateStore(redis, prefix), ids);
+  const two = new Sessionizer(valkeyStateStore(redis, prefix), ids);
+  const first = await one.assign([place("back", touch(T0, "pageview", "/1"))]);
+  await two.assign([place("back", touch(T0 + MIN, "event"))]); // one's remembered state is stale now
+  const third = await one.assign([place("back", touch(T0 + 2 * MIN, "pageview", "/3"))]);
+  expect(third.sessionIds[0]).toBe(first.sessionIds[0]!);
+  expect(third.changes[0]!.before?.events).toBe(1);
+  expect(third.changes[0]!.after).toMatchObject({ pageviews: 2, events: 1, items: 3, version: 3, exit_path: "/3" });
+});
+
 test("concurrent updates of one session through two instances lose nothing (compare-and-set retries)", async () => {
   const prefix = `${freeDbPrefix()}:`;
   const one = new Sessionizer(valkeyStateStore(redis, prefix), ids);

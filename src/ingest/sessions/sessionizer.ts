@@ -56,16 +56,18 @@ export class Sessionizer {
     }
   }
 
-  // States are read far more often than they change: a parsed value is kept per stored text.
-  // Values are never mutated (transitions build new objects), so sharing them is safe.
-  readonly #parsed = new BoundedMap<string, unknown>(50_000);
-  #parse<T>(text: string): T {
-    let value = this.#parsed.get(text);
-    if (value === undefined) {
-      value = JSON.parse(text);
-      this.#parsed.set(text, value);
-    }
-    return value as T;
+  // Stored values are parsed once: the last parsed value of each key is kept with the text it was
+  // parsed from, and a load that returns the same text reuses it (after a commit, the text just
+  // written, so the next request of a visitor parses nothing). Keyed by the short state key rather
+  // than by the text itself, so a look-up never hashes a whole state. Values are never mutated
+  // (transitions build new objects), so sharing them is safe.
+  readonly #parsed = new BoundedMap<string, { text: string; value: unknown }>(50_000);
+  #parse<T>(key: string, text: string): T {
+    const known = this.#parsed.get(key);
+    if (known !== undefined && known.text === text) return known.value as T;
+    const value = JSON.parse(text) as T;
+    this.#parsed.set(key, { text, value });
+    return value;
   }
 
   async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
@@ -80,7 +82,7 @@ export class Sessionizer {
     for (const [key, value] of loaded) {
       if (!value) continue;
       const svc = key.slice(2, key.indexOf(":", 2));
-      for (const span of this.#parse<SessionSpan[]>(value)) sessionKeys.add(sessionKey(svc, span.id));
+      for (const span of this.#parse<SessionSpan[]>(key, value)) sessionKeys.add(sessionKey(svc, span.id));
     }
     for (const [k, v] of await this.store.load([...sessionKeys].filter((k) => !loaded.has(k)))) loaded.set(k, v);
 
@@ -90,7 +92,7 @@ export class Sessionizer {
     const getState = (key: string) => {
       if (!states.has(key)) {
         const raw = loaded.get(key);
-        const state = raw ? this.#parse<SessionState>(raw) : undefined;
+        const state = raw ? this.#parse<SessionState>(key, raw) : undefined;
         states.set(key, state);
         before.set(key, state);
       }
@@ -103,7 +105,12 @@ export class Sessionizer {
     for (const i of order) {
       const p = placements[i]!;
       const vKey = visitorKey(p.serviceId, p.visitorId);
-      const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? this.#parse<SessionSpan[]>(loaded.get(key) ?? "[]");
+      const spansOf = (key: string): SessionSpan[] => {
+        const known = spans.get(key);
+        if (known) return known;
+        const raw = loaded.get(key);
+        return raw ? this.#parse<SessionSpan[]>(key, raw) : [];
+      };
       let id = p.sessionId;
       let previousKey: string | undefined;
       if (!id) {
@@ -129,17 +136,24 @@ export class Sessionizer {
     }
 
     const writes: StateWrite[] = [];
+    const values: unknown[] = [];
     const changes: SessionChange[] = [];
     for (const [key, after] of states) {
       if (!after) continue;
       writes.push({ key, expected: loaded.get(key) ?? null, next: JSON.stringify(after) });
+      values.push(after);
       changes.push({ before: before.get(key), after });
     }
     for (const [key, list] of spans) {
       const next = JSON.stringify(list);
-      if (next !== (loaded.get(key) ?? "[]")) writes.push({ key, expected: loaded.get(key) ?? null, next });
+      if (next !== (loaded.get(key) ?? "[]")) {
+        writes.push({ key, expected: loaded.get(key) ?? null, next });
+        values.push(list);
+      }
     }
     const ok = await this.store.commit(writes, STATE_TTL_MS);
-    return ok ? { sessionIds, changes } : undefined;
+    if (!ok) return undefined;
+    writes.forEach((w, i) => this.#parsed.set(w.key, { text: w.next, value: values[i] }));
+    return { sessionIds, changes };
   }
 }
