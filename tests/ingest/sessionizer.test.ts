@@ -95,6 +95,17 @@ describe.each(stores)("sessionizer on the %s store", (_name, makeStore) => {
     expect(after.version).toBe(2);
   });
 
+  test("concurrent requests of one visitor lose no update (compare-and-set against what each read)", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    await s.assign([place("many", touch(T0, "pageview", "/"))]);
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => s.assign([place("many", touch(T0 + 1000 + i, "event"))])));
+    expect(new Set(results.map((r) => r.sessionIds[0])).size).toBe(1);
+    // Every request saw a distinct previous version: none overwrote another's update.
+    expect(new Set(results.map((r) => r.changes[0]!.before?.version)).size).toBe(30);
+    const final = await s.assign([place("many", touch(T0 + 5000, "pageview", "/end"))]);
+    expect(final.changes[0]!.after).toMatchObject({ events: 30, pageviews: 2, items: 32, version: 32 });
+  });
+
   test("a back-filled item between two sessions joins the one it is within 30 minutes of", async () => {
     const s = new Sessionizer(makeStore(), ids);
     const a = await s.assign([place("v3", touch(T0, "pageview", "/a"))]);

@@ -7,7 +7,6 @@ import {
   type SessionSpan, type SessionState, type Touch,
 } from "./session-state.ts";
 import type { StateStore, StateWrite } from "./state-store.ts";
-import { BoundedMap } from "../../memo.ts";
 
 /** One item to place: whose it is, and what it does to its session. */
 export interface Placement {
@@ -56,20 +55,6 @@ export class Sessionizer {
     }
   }
 
-  // Stored values are parsed once: the last parsed value of each key is kept with the text it was
-  // parsed from, and a load that returns the same text reuses it (after a commit, the text just
-  // written, so the next request of a visitor parses nothing). Keyed by the short state key rather
-  // than by the text itself, so a look-up never hashes a whole state. Values are never mutated
-  // (transitions build new objects), so sharing them is safe.
-  readonly #parsed = new BoundedMap<string, { text: string; value: unknown }>(50_000);
-  #parse<T>(key: string, text: string): T {
-    const known = this.#parsed.get(key);
-    if (known !== undefined && known.text === text) return known.value as T;
-    const value = JSON.parse(text) as T;
-    this.#parsed.set(key, { text, value });
-    return value;
-  }
-
   async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
     const visitorKeys = new Set<string>();
     const sessionKeys = new Set<string>();
@@ -79,10 +64,10 @@ export class Sessionizer {
       if (!p.sessionId && p.previousVisitorId) visitorKeys.add(visitorKey(p.serviceId, p.previousVisitorId));
     }
     const loaded = await this.store.load([...visitorKeys]);
-    for (const [key, value] of loaded) {
-      if (!value) continue;
+    for (const [key, stored] of loaded) {
+      if (!stored) continue;
       const svc = key.slice(2, key.indexOf(":", 2));
-      for (const span of this.#parse<SessionSpan[]>(key, value)) sessionKeys.add(sessionKey(svc, span.id));
+      for (const span of stored.value as SessionSpan[]) sessionKeys.add(sessionKey(svc, span.id));
     }
     for (const [k, v] of await this.store.load([...sessionKeys].filter((k) => !loaded.has(k)))) loaded.set(k, v);
 
@@ -91,8 +76,7 @@ export class Sessionizer {
     const before = new Map<string, SessionState | undefined>();
     const getState = (key: string) => {
       if (!states.has(key)) {
-        const raw = loaded.get(key);
-        const state = raw ? this.#parse<SessionState>(key, raw) : undefined;
+        const state = loaded.get(key)?.value as SessionState | undefined;
         states.set(key, state);
         before.set(key, state);
       }
@@ -105,12 +89,7 @@ export class Sessionizer {
     for (const i of order) {
       const p = placements[i]!;
       const vKey = visitorKey(p.serviceId, p.visitorId);
-      const spansOf = (key: string): SessionSpan[] => {
-        const known = spans.get(key);
-        if (known) return known;
-        const raw = loaded.get(key);
-        return raw ? this.#parse<SessionSpan[]>(key, raw) : [];
-      };
+      const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? (loaded.get(key)?.value as SessionSpan[] | undefined) ?? [];
       let id = p.sessionId;
       let previousKey: string | undefined;
       if (!id) {
@@ -136,24 +115,26 @@ export class Sessionizer {
     }
 
     const writes: StateWrite[] = [];
-    const values: unknown[] = [];
     const changes: SessionChange[] = [];
     for (const [key, after] of states) {
       if (!after) continue;
-      writes.push({ key, expected: loaded.get(key) ?? null, next: JSON.stringify(after) });
-      values.push(after);
+      writes.push({ key, expected: loaded.get(key) ?? null, next: after });
       changes.push({ before: before.get(key), after });
     }
     for (const [key, list] of spans) {
-      const next = JSON.stringify(list);
-      if (next !== (loaded.get(key) ?? "[]")) {
-        writes.push({ key, expected: loaded.get(key) ?? null, next });
-        values.push(list);
-      }
+      const stored = loaded.get(key) ?? null;
+      if (!sameSpans(list, (stored?.value as SessionSpan[] | undefined) ?? [])) writes.push({ key, expected: stored, next: list });
     }
-    const ok = await this.store.commit(writes, STATE_TTL_MS);
-    if (!ok) return undefined;
-    writes.forEach((w, i) => this.#parsed.set(w.key, { text: w.next, value: values[i] }));
+    if (!(await this.store.commit(writes, STATE_TTL_MS))) return undefined;
     return { sessionIds, changes };
   }
+}
+
+function sameSpans(a: readonly SessionSpan[], b: readonly SessionSpan[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!, y = b[i]!;
+    if (x.id !== y.id || x.first !== y.first || x.last !== y.last) return false;
+  }
+  return true;
 }
