@@ -81,6 +81,13 @@ async function digestHex(key: string): Promise<string> {
  * values (hashes), whose length is no secret.
  */
 export function constantTimeEqual(a: string | Uint8Array, b: string | Uint8Array): boolean {
+  if (typeof a === "string" && typeof b === "string") {
+    // UTF-16 code units directly (no encoding per call): the same verdict as comparing the bytes.
+    if (a.length !== b.length) return false;
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+    return diff === 0;
+  }
   const x = typeof a === "string" ? new TextEncoder().encode(a) : a;
   const y = typeof b === "string" ? new TextEncoder().encode(b) : b;
   if (x.length !== y.length) return false;
