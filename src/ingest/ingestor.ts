@@ -54,7 +54,9 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
   };
 
   const enriched: EnrichedItem[] = [];
-  const results = await Promise.all(raws.map((raw, i) => enrichItem(raw, i, type, ctx, deps)));
+  // Mostly synchronous (remembered visitor ids): wait only when some item had to compute one.
+  const pending = raws.map((raw, i) => enrichItem(raw, i, type, ctx, deps));
+  const results = pending.some((r) => r instanceof Promise) ? await Promise.all(pending) : (pending as Array<EnrichedItem | Drop>);
   results.forEach((r, i) => {
     if (r instanceof Drop) drop(i, typeOf(raws[i], type), r);
     else enriched.push(r);
