@@ -76,9 +76,17 @@ export interface PipelineDeps {
  */
 export function visitorHasher(salts: SaltStore, max = 100_000): PipelineDeps["hashVisitor"] {
   const recent = new BoundedMap<string, string>(max);
-  const compute = async (key: string, day: string, serviceId: string, ip: string, ua: string) => {
-    const id = await visitorId(await salts.saltFor(day), serviceId, ip, ua);
-    recent.set(key, id);
+  // A new visitor's first requests often arrive together: they share one computation.
+  const computing = new Map<string, Promise<string>>();
+  const compute = (key: string, day: string, serviceId: string, ip: string, ua: string) => {
+    let id = computing.get(key);
+    if (id === undefined) {
+      id = salts.saltFor(day)
+        .then((salt) => visitorId(salt, serviceId, ip, ua))
+        .then((v) => (recent.set(key, v), v))
+        .finally(() => computing.delete(key));
+      computing.set(key, id);
+    }
     return id;
   };
   // A remembered id is answered synchronously: no promise, no microtask per item.
