@@ -59,6 +59,11 @@ export function keyPrefixOf(key: string): string {
 // Web Crypto costs a thread hop. Hashes of recent keys are kept (never the other way round).
 const recentHashes = new BoundedMap<string, string>(10_000);
 
+/** hashKey's answer when the key's hash is remembered (no Web Crypto round trip), else undefined. */
+export function knownKeyHash(key: string): string | undefined {
+  return recentHashes.get(key);
+}
+
 /** Hex SHA-256 of a key: the only form in which keys are stored. */
 export async function hashKey(key: string): Promise<string> {
   const known = recentHashes.get(key);
