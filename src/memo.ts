@@ -53,6 +53,22 @@ export class BoundedMap<K, V> {
     }
   }
 
+  /** The value without counting as a use. */
+  peek(key: K): V | undefined {
+    return this.#map.get(key)?.value;
+  }
+
+  delete(key: K): boolean {
+    const node = this.#map.get(key);
+    if (node === undefined) return false;
+    if (node.newer) node.newer.older = node.older;
+    else this.#newest = node.older;
+    if (node.older) node.older.newer = node.newer;
+    else this.#oldest = node.newer;
+    this.#map.delete(key);
+    return true;
+  }
+
   get size(): number {
     return this.#map.size;
   }

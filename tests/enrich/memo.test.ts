@@ -34,15 +34,23 @@ describe("BoundedMap", () => {
     expect(m.size).toBe(1);
   });
 
-  test("matches a reference LRU over random operations", () => {
+  test("matches a reference LRU over random operations (get, set, peek, delete)", () => {
     const rnd = prng(testSeed("memo", 4242));
     for (let run = 0; run < 50; run++) {
       const max = rnd.int(1, 8);
       const m = new BoundedMap<number, number>(max);
       let model: Array<[number, number]> = []; // oldest first
-      for (let op = 0; op < 400; op++) {
+      for (let step = 0; step < 400; step++) {
         const key = rnd.int(0, 12);
-        if (rnd.chance(0.5)) {
+        const op = rnd.next();
+        if (op < 0.1) {
+          // peek: the value, not counted as a use
+          expect(m.peek(key)).toBe(model.find(([k]) => k === key)?.[1]);
+        } else if (op < 0.2) {
+          const had = model.some(([k]) => k === key);
+          model = model.filter(([k]) => k !== key);
+          expect(m.delete(key)).toBe(had);
+        } else if (op < 0.6) {
           const value = rnd.int(0, 1e6);
           m.set(key, value);
           model = model.filter(([k]) => k !== key);

@@ -168,3 +168,27 @@ test("a session going on at UTC midnight continues under the new day's visitor i
   const fresh = await s.assign([{ ...place("day2-other", touch(midnight + 1 * MIN, "pageview", "/")), previousVisitorId: "day1-other" }]);
   expect(fresh.sessionIds[0]).not.toBe(gap.sessionIds[0]!);
 });
+
+test("the in-process store: past its cap the least recently written state goes first (reads do not count); expired states read as absent", async () => {
+  let clock = 1_000;
+  const store = memoryStateStore({ maxEntries: 2, now: () => clock });
+  const write = async (key: string, next: unknown) => {
+    const current = (await store.load([key])).get(key) ?? null;
+    expect(await store.commit([{ key, expected: current, next }], 60_000)).toBe(true);
+  };
+  await write("a", 1);
+  await write("b", 2);
+  await store.load(["a"]); // a read: a is still the least recently written
+  await write("c", 3); // evicts a
+  expect([...(await store.load(["a", "b", "c"])).values()].map((s) => s?.value ?? null)).toEqual([null, 2, 3]);
+  await write("b", 20); // b is now newer than c
+  await write("d", 4); // evicts c
+  expect([...(await store.load(["b", "c", "d"])).values()].map((s) => s?.value ?? null)).toEqual([20, null, 4]);
+  // A compare-and-set against what an earlier load saw fails once someone else wrote.
+  const seen = (await store.load(["b"])).get("b")!;
+  await write("b", 21);
+  expect(await store.commit([{ key: "b", expected: seen, next: 22 }], 60_000)).toBe(false);
+  clock += 60_000;
+  expect((await store.load(["b"])).get("b")).toBeNull();
+  expect(store.size()).toBe(1); // the expired b was dropped on read; d is still there until read
+});

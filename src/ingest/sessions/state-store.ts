@@ -29,16 +29,17 @@ export interface StateWrite {
 }
 
 /**
- * In-process store: a map with per-entry expiry and a size cap (oldest entries go first). Values
- * are kept as objects (no JSON on either side); an entry object is what a load hands out, so the
- * compare-and-set compares identities.
+ * In-process store: a map with per-entry expiry and a size cap (the least recently written
+ * entries go first). Values are kept as objects (no JSON on either side); an entry object is what
+ * a load hands out, so the compare-and-set compares identities.
  */
 export function memoryStateStore(opts: { maxEntries?: number; now?: () => number } = {}): StateStore & { size(): number } {
-  const maxEntries = opts.maxEntries ?? 2_000_000;
   const now = opts.now ?? Date.now;
-  const map = new Map<string, { value: unknown; expiresAt: number }>();
+  // Written order (a write counts as a use, a read does not): a linked-list LRU, not Map
+  // re-insertion, whose deletions leave tombstones that JSC's Map then rehashes and walks.
+  const map = new BoundedMap<string, { value: unknown; expiresAt: number }>(opts.maxEntries ?? 2_000_000);
   const read = (key: string, at: number) => {
-    const entry = map.get(key);
+    const entry = map.peek(key);
     if (!entry) return null;
     if (entry.expiresAt <= at) {
       map.delete(key);
@@ -59,11 +60,7 @@ export function memoryStateStore(opts: { maxEntries?: number; now?: () => number
       const at = now();
       for (const e of entries) if (read(e.key, at) !== e.expected) return false;
       const expiresAt = at + ttlMs;
-      for (const e of entries) {
-        map.delete(e.key); // re-insert so Map order is least-recently-written first
-        map.set(e.key, { value: e.next, expiresAt });
-      }
-      while (map.size > maxEntries) map.delete(map.keys().next().value!);
+      for (const e of entries) map.set(e.key, { value: e.next, expiresAt });
       return true;
     },
   };
