@@ -7,7 +7,6 @@ import { ApiError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./ops/metrics.ts";
 import type { App, AppEnv } from "./http/app-env.ts";
-import { requestId } from "./http/request-id.ts";
 import { accessLog } from "./http/access-log.ts";
 import { registerOpsRoutes, type Readiness } from "./ops/ops-routes.ts";
 import { registerOpenApiRoute } from "./http/openapi.ts";
@@ -24,8 +23,7 @@ export interface AppDeps {
 /** The HTTP application: middleware, every route, and the one error handler. */
 export function buildApp(deps: AppDeps): App {
   const app = new Hono<AppEnv>();
-  app.use("*", requestId());
-  app.use("*", accessLog(deps.logger, deps.metrics));
+  app.use("*", accessLog(deps.logger, deps.metrics)); // request id, metrics, access log
   registerOpsRoutes(app, deps);
   for (const register of deps.routes ?? []) register(app);
   registerOpenApiRoute(app); // last: it documents every route registered above

@@ -38,11 +38,13 @@ export function ingestCors(store: KeyStore): MiddlewareHandler<AppEnv> {
       }
       return c.body(null, 204);
     }
-    await next();
+    // Set before the route, so it goes out with whatever answer the route builds (errors too)
+    // instead of rebuilding the finished response to add it.
     c.header("Vary", "Origin", { append: true });
+    await next();
+    if (origin === undefined) return;
     const principal = c.get("principal") as Principal | undefined;
     if (
-      origin !== undefined &&
       principal?.kind === "ingest" &&
       principal.type === "public" &&
       originAllowed(principal.origins, origin)

@@ -59,6 +59,11 @@ export function keyPrefixOf(key: string): string {
 // Web Crypto costs a thread hop. Hashes of recent keys are kept (never the other way round).
 const recentHashes = new BoundedMap<string, string>(10_000);
 
+/** hashKey's answer when the key's hash is remembered (no Web Crypto round trip), else undefined. */
+export function knownKeyHash(key: string): string | undefined {
+  return recentHashes.get(key);
+}
+
 /** Hex SHA-256 of a key: the only form in which keys are stored. */
 export async function hashKey(key: string): Promise<string> {
   const known = recentHashes.get(key);
@@ -81,6 +86,13 @@ async function digestHex(key: string): Promise<string> {
  * values (hashes), whose length is no secret.
  */
 export function constantTimeEqual(a: string | Uint8Array, b: string | Uint8Array): boolean {
+  if (typeof a === "string" && typeof b === "string") {
+    // UTF-16 code units directly (no encoding per call): the same verdict as comparing the bytes.
+    if (a.length !== b.length) return false;
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+    return diff === 0;
+  }
   const x = typeof a === "string" ? new TextEncoder().encode(a) : a;
   const y = typeof b === "string" ? new TextEncoder().encode(b) : b;
   if (x.length !== y.length) return false;

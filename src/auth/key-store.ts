@@ -6,7 +6,7 @@
 // serving (ingestion goes on into the spool); keys it has never seen answer 503, not 401.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { ApiError } from "../errors.ts";
-import { constantTimeEqual, generateKey, generateKeyId, hashKey, keyPrefixOf, keyTypeOf, type KeyType } from "./key-format.ts";
+import { constantTimeEqual, generateKey, generateKeyId, hashKey, keyPrefixOf, keyTypeOf, knownKeyHash, type KeyType } from "./key-format.ts";
 import { LookupGuard } from "./lookup-guard.ts";
 import { originAllowed } from "./origin.ts";
 import { fromRow, LATEST_ROWS_SQL, toRow, type KeyRow } from "./key-rows.ts";
@@ -42,6 +42,11 @@ export interface KeyStore {
   revoke(id: string): Promise<boolean>;
   /** The active key matching `presentedKey`, or null (unknown, revoked, malformed). */
   verify(presentedKey: string): Promise<KeyRecord | null>;
+  /**
+   * verify()'s answer when it needs no waiting (the key's hash is remembered and the key is in the
+   * in-process map, or malformed); undefined when only verify() can tell.
+   */
+  verifyKnown?(presentedKey: string): KeyRecord | null | undefined;
   /** True when some active public key (as of the last refresh) accepts requests from `origin`. */
   publicOriginAllowed(origin: string): boolean;
 }
@@ -145,6 +150,15 @@ export class ClickHouseKeyStore implements KeyStore {
     // The map matched on the hash already; the explicit constant-time comparison keeps the check
     // of stored secrets free of timing leaks whatever structure finds the candidate.
     if (!entry || !constantTimeEqual(entry.hash, hash)) return null;
+    return entry.record.revokedAt === null ? entry.record : null;
+  }
+
+  verifyKnown(presentedKey: string): KeyRecord | null | undefined {
+    if (keyTypeOf(presentedKey) === null) return null;
+    const hash = knownKeyHash(presentedKey);
+    const entry = hash === undefined ? undefined : this.#byHash.get(hash);
+    if (hash === undefined || entry === undefined) return undefined;
+    if (!constantTimeEqual(entry.hash, hash)) return null;
     return entry.record.revokedAt === null ? entry.record : null;
   }
 

@@ -5,7 +5,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { ApiError } from "../errors.ts";
 import type { AppEnv, Principal } from "../http/app-env.ts";
-import { constantTimeEqual, hashKey } from "./key-format.ts";
+import { constantTimeEqual, hashKey, knownKeyHash } from "./key-format.ts";
 import type { KeyRecord, KeyStore } from "./key-store.ts";
 import { originAllowed } from "./origin.ts";
 
@@ -27,14 +27,26 @@ export interface AuthOptions {
  */
 export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareHandler<AppEnv> {
   const isRoot = rootMatcher(opts.rootToken);
+  const isRootKnown = knownRootMatcher(opts.rootToken);
   return async function ingestAuthMiddleware(c, next) {
     const header = bearerToken(c) ?? nonEmpty(c.req.header("x-api-key"));
     const query = header === undefined ? nonEmpty(c.req.query("key")) : undefined;
     if (header !== undefined || query !== undefined) {
-      if (header !== undefined && (await isRoot(header))) {
-        throw new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
+      const key = (header ?? query)!;
+      const source = header !== undefined ? "header" : "query";
+      // The usual request presents a key seen a moment ago: decided without waiting. The same
+      // checks in the same order as below, where anything not remembered is decided.
+      const root = header === undefined ? false : isRootKnown(header);
+      const record = root === false ? store.verifyKnown?.(key) : undefined;
+      if (root === false && record !== undefined) {
+        if (record === null) throw new ApiError("unauthorized", "Unknown or revoked API key");
+        c.set("principal", principalOf(c, record, source));
+      } else {
+        if (header !== undefined && (await isRoot(header))) {
+          throw new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
+        }
+        c.set("principal", await ingestPrincipalFor(c, store, key, source));
       }
-      c.set("principal", await ingestPrincipalFor(c, store, (header ?? query)!, header !== undefined ? "header" : "query"));
     }
     await next();
   };
@@ -106,7 +118,11 @@ export function adminPrincipal(c: Ctx): AdminPrincipal {
 }
 
 async function ingestPrincipalFor(c: Ctx, store: KeyStore, key: string, source: KeySource): Promise<IngestPrincipal> {
-  const record = await verified(store, key);
+  return principalOf(c, await verified(store, key), source);
+}
+
+/** The ingest principal of a verified key presented through `source`; 403 when it may not ingest from there. */
+function principalOf(c: Ctx, record: KeyRecord, source: KeySource): IngestPrincipal {
   if (record.type === "admin") throw new ApiError("forbidden", "Admin tokens read query routes; they cannot ingest");
   if (record.type === "secret" && source !== "header") {
     // URLs end up in proxy and browser logs; a secret key sent there must be considered leaked.
@@ -143,6 +159,20 @@ function requireBearer(c: Ctx, what: string): string {
 
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === "" ? undefined : value.trim();
+}
+
+/**
+ * rootMatcher's answer when both hashes are known already (true or false), else undefined. The
+ * root token's hash is known from the first request on; a presented key's once hashKey saw it.
+ */
+function knownRootMatcher(rootToken: string | undefined): (presented: string) => boolean | undefined {
+  if (!rootToken) return () => false;
+  let expected: string | undefined;
+  void hashKey(rootToken).then((h) => (expected = h));
+  return (presented) => {
+    const hash = knownKeyHash(presented);
+    return expected === undefined || hash === undefined ? undefined : constantTimeEqual(hash, expected);
+  };
 }
 
 /** Compares against the root token by SHA-256, so the comparison time reveals neither length nor content. */

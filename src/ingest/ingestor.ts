@@ -50,11 +50,13 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
   const dropped: DroppedItem[] = [];
   const drop = (index: number, itemType: string, d: Drop) => {
     dropped.push({ index, reason: d.reason, message: d.message, ...(d.issues ? { issues: d.issues } : {}) });
-    deps.metrics.ingestItems.inc({ type: itemType, outcome: d.reason });
+    deps.metrics.countItems(itemType, d.reason);
   };
 
   const enriched: EnrichedItem[] = [];
-  const results = await Promise.all(raws.map((raw, i) => enrichItem(raw, i, type, ctx, deps)));
+  // Mostly synchronous (remembered visitor ids): wait only when some item had to compute one.
+  const pending = raws.map((raw, i) => enrichItem(raw, i, type, ctx, deps));
+  const results = pending.some((r) => r instanceof Promise) ? await Promise.all(pending) : (pending as Array<EnrichedItem | Drop>);
   results.forEach((r, i) => {
     if (r instanceof Drop) drop(i, typeOf(raws[i], type), r);
     else enriched.push(r);
@@ -113,7 +115,7 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
     // The rows are durable: from now on a retry is a duplicate. If this fails, the pending claims
     // expire and a later retry is stored again: a rare duplicate rather than a lost event.
     await deps.dedup.confirm(claimed).catch(() => undefined);
-    for (const e of kept) deps.metrics.ingestItems.inc({ type: e.type, outcome: "accepted" });
+    for (const e of kept) deps.metrics.countItems(e.type, "accepted");
     dropped.sort((a, b) => a.index - b.index);
     return { accepted: kept.length, dropped, event_ids: kept.map((e) => e.eventId), session_ids: assignment.sessionIds };
   } catch (err) {

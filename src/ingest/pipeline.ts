@@ -11,9 +11,9 @@ import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
 import { isSelfReferral, parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { anonymousVisitorId, visitorId } from "./enrich/visitor-id.ts";
-import { ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
+import { checkItem, ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
 import { IDLE_MS } from "./sessions/session-state.ts";
-import { BoundedMap } from "../memo.ts";
+import { BoundedMap, memoize } from "../memo.ts";
 
 /** Why an item was not accepted (API.md: at least invalid, bot, duplicate). */
 export type DropReason = "invalid" | "forbidden" | "bot" | "duplicate";
@@ -27,7 +27,8 @@ export interface RequestContext {
   serviceId: string;
   keyType: "public" | "secret";
   headers: Headers;
-  socketIp: string | undefined;
+  /** The connection's peer address (may be computed on first read). */
+  readonly socketIp: string | undefined;
   receivedAt: number;
   trustProxy: boolean;
 }
@@ -64,8 +65,8 @@ export interface EnrichedItem {
 }
 
 export interface PipelineDeps {
-  /** The salted visitor id of (UTC day, service, IP, user agent); see visitorHasher. */
-  hashVisitor: (day: string, serviceId: string, ip: string, ua: string) => Promise<string>;
+  /** The salted visitor id of (UTC day, service, IP, user agent); see visitorHasher (a string when remembered). */
+  hashVisitor: (day: string, serviceId: string, ip: string, ua: string) => string | Promise<string>;
   lookupCountry: CountryLookup;
 }
 
@@ -75,15 +76,44 @@ export interface PipelineDeps {
  */
 export function visitorHasher(salts: SaltStore, max = 100_000): PipelineDeps["hashVisitor"] {
   const recent = new BoundedMap<string, string>(max);
-  return async (day, serviceId, ip, ua) => {
-    const key = `${day}\0${serviceId}\0${ip}\0${ua}`;
-    let id = recent.get(key);
+  // A new visitor's first requests often arrive together: they share one computation.
+  const computing = new Map<string, Promise<string>>();
+  const compute = (key: string, day: string, serviceId: string, ip: string, ua: string) => {
+    let id = computing.get(key);
     if (id === undefined) {
-      id = await visitorId(await salts.saltFor(day), serviceId, ip, ua);
-      recent.set(key, id);
+      id = salts.saltFor(day)
+        .then((salt) => visitorId(salt, serviceId, ip, ua))
+        .then((v) => (recent.set(key, v), v))
+        .finally(() => computing.delete(key));
+      computing.set(key, id);
     }
     return id;
   };
+  // A remembered id is answered synchronously: no promise, no microtask per item.
+  return (day, serviceId, ip, ua) => {
+    const key = `${day}\0${serviceId}\0${ip}\0${ua}`;
+    return recent.get(key) ?? compute(key, day, serviceId, ip, ua);
+  };
+}
+
+// Page URLs and referrers repeat across visitors (one site has a bounded set of pages; most
+// referrers are a few search engines): their parts are remembered. Frozen: they are shared.
+const pageParts = memoize((url: string) => {
+  const parts = parsePageUrl(url);
+  return parts && Object.freeze({ ...parts, utm: Object.freeze(parts.utm) });
+}, 20_000);
+const referrerDomainOf = memoize(referrerDomain, 10_000);
+const anonymousIds = new BoundedMap<string, string>(100_000);
+
+/** utcDay of the last two days asked for (an item's day and, just after midnight, the day before). */
+const days: Array<{ day: number; text: string }> = [{ day: NaN, text: "" }, { day: NaN, text: "" }];
+function utcDayOf(time: number): string {
+  const day = Math.floor(time / DAY_MS);
+  for (const d of days) if (d.day === day) return d.text;
+  const entry = { day, text: utcDay(time) };
+  days.unshift(entry);
+  days.length = 2;
+  return entry.text;
 }
 
 const BACKFILL_MS = 30 * 24 * 60 * 60 * 1000;
@@ -98,6 +128,12 @@ export function validateItem(raw: unknown, type: ItemType | undefined): Item | D
   const schema = ITEM_SCHEMAS[t];
   if (!schema || !Object.hasOwn(ITEM_SCHEMAS, t)) {
     return new Drop("invalid", `type must be one of ${Object.keys(ITEM_SCHEMAS).join(", ")}`);
+  }
+  // The common, valid case without valibot's walk; valibot for everything else (and every issue).
+  const fast = checkItem(raw as Record<string, unknown>, t);
+  if (fast !== undefined) {
+    fast.type = t;
+    return fast as Item;
   }
   const parsed = v.safeParse(schema, raw);
   if (!parsed.success) {
@@ -131,8 +167,11 @@ export function itemTime(item: Item, ctx: RequestContext): number | Drop {
   return time;
 }
 
-/** Runs every step for one raw item; an EnrichedItem or the Drop that stopped it. */
-export async function enrichItem(raw: unknown, index: number, type: ItemType | undefined, ctx: RequestContext, deps: PipelineDeps): Promise<EnrichedItem | Drop> {
+/**
+ * Runs every step for one raw item; an EnrichedItem or the Drop that stopped it. Synchronous
+ * unless a visitor id has to be computed (Web Crypto), which then makes it a promise.
+ */
+export function enrichItem(raw: unknown, index: number, type: ItemType | undefined, ctx: RequestContext, deps: PipelineDeps): EnrichedItem | Drop | Promise<EnrichedItem | Drop> {
   const item = validateItem(raw, type);
   if (item instanceof Drop) return item;
   const denied = authorizeItem(item, ctx);
@@ -149,8 +188,8 @@ export async function enrichItem(raw: unknown, index: number, type: ItemType | u
   const headerCountry = fromServer && item.ip ? null : countryFromHeaders(ctx.headers, ctx.trustProxy);
   const agent = parseUserAgent(ua);
 
-  const page = item.url ? parsePageUrl(item.url) : null;
-  const refDomain = item.referrer ? referrerDomain(item.referrer) : "";
+  const page = item.url ? pageParts(item.url) : null;
+  const refDomain = item.referrer ? referrerDomainOf(item.referrer) : "";
   const selfReferral = page !== null && isSelfReferral(refDomain, page.hostname);
   let utm = page?.utm ?? NO_UTM;
   if (item.type === "session") {
@@ -159,14 +198,18 @@ export async function enrichItem(raw: unknown, index: number, type: ItemType | u
       term: item.utm_term ?? utm.term, content: item.utm_content ?? utm.content,
     };
   }
-  const visitor = item.anonymous_id
-    ? await anonymousVisitorId(ctx.serviceId, item.anonymous_id)
-    : await deps.hashVisitor(utcDay(time), ctx.serviceId, ip, ua);
+  let visitor: string | Promise<string>;
+  if (item.anonymous_id) {
+    const key = `${ctx.serviceId}\0${item.anonymous_id}`;
+    visitor = anonymousIds.get(key) ?? anonymousVisitorId(ctx.serviceId, item.anonymous_id).then((id) => (anonymousIds.set(key, id), id));
+  } else {
+    visitor = deps.hashVisitor(utcDayOf(time), ctx.serviceId, ip, ua);
+  }
   const previousVisitor = !item.anonymous_id && time % DAY_MS < IDLE_MS
-    ? await deps.hashVisitor(utcDay(time - DAY_MS), ctx.serviceId, ip, ua)
+    ? deps.hashVisitor(utcDayOf(time - DAY_MS), ctx.serviceId, ip, ua)
     : undefined;
 
-  return {
+  const build = (visitorId: string, previousVisitorId: string | undefined): EnrichedItem => ({
     index,
     type: item.type,
     item,
@@ -176,8 +219,8 @@ export async function enrichItem(raw: unknown, index: number, type: ItemType | u
     receivedAt: ctx.receivedAt,
     clientSessionId: item.session_id,
     userId: item.user_id ?? "",
-    visitorId: visitor,
-    previousVisitorId: previousVisitor,
+    visitorId,
+    previousVisitorId,
     url: item.url ?? "",
     path: page?.path ?? "",
     hostname: page?.hostname ?? "",
@@ -189,5 +232,7 @@ export async function enrichItem(raw: unknown, index: number, type: ItemType | u
     os: agent.os,
     country: headerCountry ?? deps.lookupCountry(ip) ?? "",
     fingerprint: item.type === "error" ? errorFingerprint(item.message, item.stack, item.source) : "",
-  };
+  });
+  if (typeof visitor === "string" && typeof previousVisitor !== "object") return build(visitor, previousVisitor);
+  return Promise.all([visitor, previousVisitor]).then(([v, p]) => build(v, p));
 }

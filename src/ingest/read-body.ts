@@ -5,6 +5,8 @@
 import { ApiError } from "../errors.ts";
 
 const ACCEPTED_TYPES = ["application/json", "text/plain", "application/csp-report"];
+/** One decoder for every request: without `stream`, decode() keeps no state between calls. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /** Parses the request body as JSON after enforcing content type, encoding and size. */
 export async function readJsonBody(request: Request, limitBytes: number): Promise<unknown> {
@@ -37,7 +39,7 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
   }
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    text = UTF8.decode(bytes);
   } catch {
     throw new ApiError("invalid_body", "The body is not valid UTF-8");
   }

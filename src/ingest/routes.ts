@@ -11,7 +11,7 @@ import type { IngestResult } from "./ingestor.ts";
 import type { RequestContext } from "./pipeline.ts";
 import { readJsonBody } from "./read-body.ts";
 import { resolver } from "hono-openapi";
-import { describe, ErrorBody, jsonResponse } from "../http/openapi.ts";
+import { describe, documented, ErrorBody, jsonResponse } from "../http/openapi.ts";
 import { BatchBody, BatchItemDoc, IngestResponse, ITEM_SCHEMAS, type ItemType } from "./schemas.ts";
 
 /** Body limits (API.md): checked before parsing, on the wire and after decompression. */
@@ -32,16 +32,25 @@ export interface IngestRouteDeps {
 /** Registers the four ingest routes (and their CORS preflights). */
 export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   const now = deps.now ?? Date.now;
-  app.use("/v1/ingest/*", deps.cors);
-  app.use("/v1/ingest/*", deps.auth);
+  // CORS then the key check, as one middleware layer (errors of the key check carry CORS's Vary:
+  // it is set before the route runs).
+  const { cors, auth } = deps;
+  app.use("/v1/ingest/*", async function ingestGuard(c, next) {
+    return cors(c, () => auth(c, next) as Promise<void>);
+  });
 
   const context = async (c: Context<AppEnv>, bodyKey: unknown): Promise<RequestContext> => {
     const principal = await resolveBodyKey(c, deps.store, bodyKey);
+    let socketIp: string | undefined | null = null;
     return {
       serviceId: principal.serviceId,
       keyType: principal.type,
       headers: c.req.raw.headers,
-      socketIp: deps.socketIp(c),
+      // Asked only when an item needs the connection's address (a secret key's items usually carry one).
+      get socketIp() {
+        if (socketIp === null) socketIp = deps.socketIp(c);
+        return socketIp;
+      },
       receivedAt: now(),
       trustProxy: deps.trustProxy,
     };
@@ -60,7 +69,7 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   };
 
   for (const type of ["session", "pageview", "event"] as const) {
-    app.post(`/v1/ingest/${type}`, docs(ITEM_SCHEMAS[type], `Track one ${type}`, SINGLE_LIMIT_BYTES), async (c) => {
+    app.post(`/v1/ingest/${type}`, documented(docs(ITEM_SCHEMAS[type], `Track one ${type}`, SINGLE_LIMIT_BYTES), async (c: Context<AppEnv>) => {
       const body = await readBody(c, SINGLE_LIMIT_BYTES);
       const ctx = await context(c, bodyKey(body));
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -76,10 +85,11 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
       if (drop?.reason === "forbidden") throw new ApiError("forbidden", drop.message);
       const { session_ids, ...answer } = result;
       return c.json(type === "session" ? { ...answer, session_id: session_ids[0] } : answer, 202);
-    });
+    }));
   }
 
-  app.post("/v1/ingest/batch", docs(v.object({ items: v.array(BatchItemDoc), key: v.optional(v.string()) }), "Track 1–500 items of any type", BATCH_LIMIT_BYTES), async (c) => {
+  const batchDocs = docs(v.object({ items: v.array(BatchItemDoc), key: v.optional(v.string()) }), "Track 1–500 items of any type", BATCH_LIMIT_BYTES);
+  app.post("/v1/ingest/batch", documented(batchDocs, async (c: Context<AppEnv>) => {
     const body = await readBody(c, BATCH_LIMIT_BYTES);
     const ctx = await context(c, bodyKey(body));
     const parsed = v.safeParse(BatchBody, body);
@@ -88,7 +98,7 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
     }
     const { session_ids: _, ...answer } = await deps.ingest(ctx, parsed.output.items);
     return c.json(answer, 202);
-  });
+  }));
 }
 
 function bodyKey(body: unknown): unknown {

@@ -7,7 +7,7 @@ import { DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
 import { decodeRecord } from "./rows.ts";
 import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
 import { STATE_TTL_MS } from "./sessions/sessionizer.ts";
-import type { StateStore } from "./sessions/state-store.ts";
+import type { StateStore, StateWrite } from "./sessions/state-store.ts";
 
 const ITEM_TABLES = ["events", "page_views", "funnel_events", "errors", "web_vitals"];
 const MAX_IDS = 2_000_000;
@@ -42,14 +42,14 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     format: "JSONEachRow",
   })).json<SessionRow>();
   const spans = new Map<string, SessionSpan[]>();
-  const writes = [];
+  const writes: StateWrite[] = [];
   for (const r of rows) {
     const state = toState(r);
-    writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: JSON.stringify(state) });
+    writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: state });
     const vKey = `v:${r.service_id}:${r.visitor_id}`;
     spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state));
   }
-  for (const [key, list] of spans) writes.push({ key, expected: null, next: JSON.stringify(list) });
+  for (const [key, list] of spans) writes.push({ key, expected: null, next: list });
   await store.commit(writes, STATE_TTL_MS);
   return { eventIds: ids.length, sessions: rows.length };
 }

@@ -112,6 +112,21 @@ describe("ingestAuth", () => {
     expect(res.headers.get("access-control-allow-origin")).toBeNull();
   });
 
+  test("a key answered from memory (seen a moment ago) follows the same rules: revoked → 401, wrong place → 403, root → 403", async () => {
+    const { record, key } = await store.create({ type: "secret", serviceId: "shop" });
+    for (let i = 0; i < 3; i++) expect((await ingest({ "X-API-Key": key })).status).toBe(202);
+    expect((await ingest({}, {}, `?key=${key}`)).status).toBe(403); // a secret key in the URL, remembered or not
+    await store.revoke(record.id);
+    const revoked = await ingest({ "X-API-Key": key });
+    expect(revoked.status).toBe(401);
+    expect(((await revoked.json()) as { error: { message: string } }).error.message).toBe("Unknown or revoked API key");
+    for (let i = 0; i < 3; i++) {
+      const root = await ingest({ Authorization: `Bearer ${ROOT}` });
+      expect(root.status).toBe(403);
+      expect(((await root.json()) as { error: { message: string } }).error.message).toContain("root token");
+    }
+  });
+
   test("a key's service is the only one it may write", async () => {
     expect((await ingest({ "X-API-Key": keys.secret }, { service_id: "shop" })).status).toBe(202);
     const res = await ingest({ "X-API-Key": keys.secret }, { service_id: "blog" });

@@ -76,6 +76,14 @@ describe("referrerDomain", () => {
 });
 
 describe("isSelfReferral", () => {
+  test("normalises exactly as trim, lower case, one trailing dot and one leading www. removed", () => {
+    const normalise = (host: string) => host.trim().toLowerCase().replace(/\.$/, "").replace(/^www\./, "");
+    const hosts = ["shop.example", " Shop.Example. ", "www.shop.example", "WWW.shop.example..", "www.www.shop.example", "www.", ".", "", "www", "shop.example.www.", "\tb.example\n"];
+    for (const a of hosts) for (const b of hosts) {
+      expect(isSelfReferral(a, b)).toBe(normalise(a) !== "" && normalise(a) === normalise(b));
+    }
+  });
+
   test("the same site, however spelled, is a self-referral", () => {
     expect(isSelfReferral("shop.example", "shop.example")).toBe(true);
     expect(isSelfReferral(referrerDomain("https://www.shop.example/cart"), "shop.example")).toBe(true);

@@ -95,6 +95,17 @@ describe.each(stores)("sessionizer on the %s store", (_name, makeStore) => {
     expect(after.version).toBe(2);
   });
 
+  test("concurrent requests of one visitor lose no update (compare-and-set against what each read)", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    await s.assign([place("many", touch(T0, "pageview", "/"))]);
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => s.assign([place("many", touch(T0 + 1000 + i, "event"))])));
+    expect(new Set(results.map((r) => r.sessionIds[0])).size).toBe(1);
+    // Every request saw a distinct previous version: none overwrote another's update.
+    expect(new Set(results.map((r) => r.changes[0]!.before?.version)).size).toBe(30);
+    const final = await s.assign([place("many", touch(T0 + 5000, "pageview", "/end"))]);
+    expect(final.changes[0]!.after).toMatchObject({ events: 30, pageviews: 2, items: 32, version: 32 });
+  });
+
   test("a back-filled item between two sessions joins the one it is within 30 minutes of", async () => {
     const s = new Sessionizer(makeStore(), ids);
     const a = await s.assign([place("v3", touch(T0, "pageview", "/a"))]);
@@ -113,6 +124,18 @@ test("two sessionizers on one Valkey agree on a visitor's session (several insta
   const r2 = await two.assign([place("shared", touch(T0 + MIN, "pageview", "/2"))]);
   expect(r2.sessionIds[0]).toBe(r1.sessionIds[0]!);
   expect(r2.changes[0]!.after.pageviews).toBe(2);
+});
+
+test("an instance that remembers a state it wrote reads it again once another instance changed it", async () => {
+  const prefix = `${freeDbPrefix()}:`;
+  const one = new Sessionizer(valkeyStateStore(redis, prefix), ids);
+  const two = new Sessionizer(valkeyStateStore(redis, prefix), ids);
+  const first = await one.assign([place("back", touch(T0, "pageview", "/1"))]);
+  await two.assign([place("back", touch(T0 + MIN, "event"))]); // one's remembered state is stale now
+  const third = await one.assign([place("back", touch(T0 + 2 * MIN, "pageview", "/3"))]);
+  expect(third.sessionIds[0]).toBe(first.sessionIds[0]!);
+  expect(third.changes[0]!.before?.events).toBe(1);
+  expect(third.changes[0]!.after).toMatchObject({ pageviews: 2, events: 1, items: 3, version: 3, exit_path: "/3" });
 });
 
 test("concurrent updates of one session through two instances lose nothing (compare-and-set retries)", async () => {
@@ -144,4 +167,28 @@ test("a session going on at UTC midnight continues under the new day's visitor i
   const gap = await s.assign([place("day1-other", touch(midnight - 40 * MIN, "pageview", "/"))]);
   const fresh = await s.assign([{ ...place("day2-other", touch(midnight + 1 * MIN, "pageview", "/")), previousVisitorId: "day1-other" }]);
   expect(fresh.sessionIds[0]).not.toBe(gap.sessionIds[0]!);
+});
+
+test("the in-process store: past its cap the least recently written state goes first (reads do not count); expired states read as absent", async () => {
+  let clock = 1_000;
+  const store = memoryStateStore({ maxEntries: 2, now: () => clock });
+  const write = async (key: string, next: unknown) => {
+    const current = (await store.load([key])).get(key) ?? null;
+    expect(await store.commit([{ key, expected: current, next }], 60_000)).toBe(true);
+  };
+  await write("a", 1);
+  await write("b", 2);
+  await store.load(["a"]); // a read: a is still the least recently written
+  await write("c", 3); // evicts a
+  expect([...(await store.load(["a", "b", "c"])).values()].map((s) => s?.value ?? null)).toEqual([null, 2, 3]);
+  await write("b", 20); // b is now newer than c
+  await write("d", 4); // evicts c
+  expect([...(await store.load(["b", "c", "d"])).values()].map((s) => s?.value ?? null)).toEqual([20, null, 4]);
+  // A compare-and-set against what an earlier load saw fails once someone else wrote.
+  const seen = (await store.load(["b"])).get("b")!;
+  await write("b", 21);
+  expect(await store.commit([{ key: "b", expected: seen, next: 22 }], 60_000)).toBe(false);
+  clock += 60_000;
+  expect((await store.load(["b"])).get("b")).toBeNull();
+  expect(store.size()).toBe(1); // the expired b was dropped on read; d is still there until read
 });

@@ -80,7 +80,14 @@ export function referrerDomain(referrer: string): string {
  * traffic, so the caller stores '' as its referrer domain. Both sides are compared normalised.
  */
 export function isSelfReferral(referrerDomain: string, pageHostname: string): boolean {
-  const normalise = (host: string) => host.trim().toLowerCase().replace(/\.$/, "").replace(/^www\./, "");
-  const referrer = normalise(referrerDomain);
-  return referrer !== "" && referrer === normalise(pageHostname);
+  const referrer = normaliseHost(referrerDomain);
+  return referrer !== "" && referrer === normaliseHost(pageHostname);
+}
+
+/** Trimmed, lowercase, one trailing dot and one leading "www." removed (string operations: per item). */
+function normaliseHost(host: string): string {
+  let h = host.trim().toLowerCase();
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  if (h.startsWith("www.")) h = h.slice(4);
+  return h;
 }

@@ -7,7 +7,6 @@ import {
   type SessionSpan, type SessionState, type Touch,
 } from "./session-state.ts";
 import type { StateStore, StateWrite } from "./state-store.ts";
-import { BoundedMap } from "../../memo.ts";
 
 /** One item to place: whose it is, and what it does to its session. */
 export interface Placement {
@@ -56,72 +55,61 @@ export class Sessionizer {
     }
   }
 
-  // States are read far more often than they change: a parsed value is kept per stored text.
-  // Values are never mutated (transitions build new objects), so sharing them is safe.
-  readonly #parsed = new BoundedMap<string, unknown>(50_000);
-  #parse<T>(text: string): T {
-    let value = this.#parsed.get(text);
-    if (value === undefined) {
-      value = JSON.parse(text);
-      this.#parsed.set(text, value);
-    }
-    return value as T;
-  }
-
   async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
+    // Every key is built once and the same string used for every look-up (a string hashes once).
+    const vKeys: Array<string | undefined> = new Array(placements.length);
+    const previousKeys: Array<string | undefined> = new Array(placements.length);
     const visitorKeys = new Set<string>();
     const sessionKeys = new Set<string>();
-    for (const p of placements) {
-      if (p.sessionId) sessionKeys.add(sessionKey(p.serviceId, p.sessionId));
-      else visitorKeys.add(visitorKey(p.serviceId, p.visitorId));
-      if (!p.sessionId && p.previousVisitorId) visitorKeys.add(visitorKey(p.serviceId, p.previousVisitorId));
-    }
+    placements.forEach((p, i) => {
+      if (p.sessionId) {
+        sessionKeys.add(sessionKey(p.serviceId, p.sessionId));
+        return;
+      }
+      visitorKeys.add((vKeys[i] = visitorKey(p.serviceId, p.visitorId)));
+      if (p.previousVisitorId) visitorKeys.add((previousKeys[i] = visitorKey(p.serviceId, p.previousVisitorId)));
+    });
     const loaded = await this.store.load([...visitorKeys]);
-    for (const [key, value] of loaded) {
-      if (!value) continue;
+    for (const [key, stored] of loaded) {
+      if (!stored) continue;
       const svc = key.slice(2, key.indexOf(":", 2));
-      for (const span of this.#parse<SessionSpan[]>(value)) sessionKeys.add(sessionKey(svc, span.id));
+      for (const span of stored.value as SessionSpan[]) sessionKeys.add(sessionKey(svc, span.id));
     }
-    for (const [k, v] of await this.store.load([...sessionKeys].filter((k) => !loaded.has(k)))) loaded.set(k, v);
+    const missing: string[] = [];
+    for (const k of sessionKeys) if (!loaded.has(k)) missing.push(k);
+    if (missing.length > 0) for (const [k, v] of await this.store.load(missing)) loaded.set(k, v);
 
     const spans = new Map<string, SessionSpan[]>();
-    const states = new Map<string, SessionState | undefined>();
-    const before = new Map<string, SessionState | undefined>();
-    const getState = (key: string) => {
-      if (!states.has(key)) {
-        const raw = loaded.get(key);
-        const state = raw ? this.#parse<SessionState>(raw) : undefined;
-        states.set(key, state);
-        before.set(key, state);
-      }
-      return states.get(key);
-    };
+    const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? (loaded.get(key)?.value as SessionSpan[] | undefined) ?? [];
+    /** Each session this request touches: its state as loaded, and as it is now. */
+    const sessions = new Map<string, { before: SessionState | undefined; after: SessionState }>();
 
     // Time order, so the 30-minute rule sees items as they happened (stable for equal times).
-    const order = placements.map((_, i) => i).sort((a, b) => placements[a]!.touch.time - placements[b]!.touch.time || a - b);
+    const order = placements.length === 1 ? [0] : placements.map((_, i) => i).sort((a, b) => placements[a]!.touch.time - placements[b]!.touch.time || a - b);
     const sessionIds: string[] = new Array(placements.length);
     for (const i of order) {
       const p = placements[i]!;
-      const vKey = visitorKey(p.serviceId, p.visitorId);
-      const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? this.#parse<SessionSpan[]>(loaded.get(key) ?? "[]");
+      const vKey = vKeys[i];
       let id = p.sessionId;
       let previousKey: string | undefined;
       if (!id) {
-        id = findSpan(spansOf(vKey), p.touch.time)?.id;
-        if (!id && p.previousVisitorId) {
+        id = findSpan(spansOf(vKey!), p.touch.time)?.id;
+        const key = previousKeys[i];
+        if (!id && key) {
           // Just after UTC midnight the visitor id changed with the salt; the visit did not.
-          const key = visitorKey(p.serviceId, p.previousVisitorId);
           id = findSpan(spansOf(key), p.touch.time)?.id;
           if (id) previousKey = key;
         }
         id ??= this.newId();
       }
       const sKey = sessionKey(p.serviceId, id);
-      const current = getState(sKey);
+      const known = sessions.get(sKey);
+      const current = known ? known.after : (loaded.get(sKey)?.value as SessionState | undefined);
       const next = current ? applyTouch(current, p.touch) : openSession(p.serviceId, id, p.visitorId, p.touch);
-      states.set(sKey, next);
+      if (known) known.after = next;
+      else sessions.set(sKey, { before: current, after: next });
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
-      if (!p.sessionId) {
+      if (vKey) {
         spans.set(vKey, updateSpans(spansOf(vKey), next));
         if (previousKey) spans.set(previousKey, updateSpans(spansOf(previousKey), next));
       }
@@ -130,16 +118,24 @@ export class Sessionizer {
 
     const writes: StateWrite[] = [];
     const changes: SessionChange[] = [];
-    for (const [key, after] of states) {
-      if (!after) continue;
-      writes.push({ key, expected: loaded.get(key) ?? null, next: JSON.stringify(after) });
-      changes.push({ before: before.get(key), after });
+    for (const [key, change] of sessions) {
+      writes.push({ key, expected: loaded.get(key) ?? null, next: change.after });
+      changes.push(change);
     }
     for (const [key, list] of spans) {
-      const next = JSON.stringify(list);
-      if (next !== (loaded.get(key) ?? "[]")) writes.push({ key, expected: loaded.get(key) ?? null, next });
+      const stored = loaded.get(key) ?? null;
+      if (!sameSpans(list, (stored?.value as SessionSpan[] | undefined) ?? [])) writes.push({ key, expected: stored, next: list });
     }
-    const ok = await this.store.commit(writes, STATE_TTL_MS);
-    return ok ? { sessionIds, changes } : undefined;
+    if (!(await this.store.commit(writes, STATE_TTL_MS))) return undefined;
+    return { sessionIds, changes };
   }
+}
+
+function sameSpans(a: readonly SessionSpan[], b: readonly SessionSpan[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!, y = b[i]!;
+    if (x.id !== y.id || x.first !== y.first || x.last !== y.last) return false;
+  }
+  return true;
 }

@@ -3,48 +3,64 @@
 // Writes are compare-and-set over a group of keys: a request's changes land only if nobody else
 // changed those keys since it read them; otherwise it reads again and recomputes.
 import type Redis from "ioredis";
+import { BoundedMap } from "../../memo.ts";
 
 export interface StateStore {
-  /** Current values of `keys` (null when absent). */
-  load(keys: readonly string[]): Promise<Map<string, string | null>>;
+  /**
+   * Current values of `keys` (null when absent). A value is shared with the store and with later
+   * loads: never mutate one (transitions build new objects).
+   */
+  load(keys: readonly string[]): Promise<Map<string, Stored | null>>;
   /** Writes every entry iff each key still holds `expected`; false when another writer won. */
   commit(entries: readonly StateWrite[], ttlMs: number): Promise<boolean>;
 }
 
-export interface StateWrite {
-  key: string;
-  expected: string | null;
-  next: string;
+/** A value as one load saw it; a compare-and-set expects exactly this read (not an equal value). */
+export interface Stored {
+  readonly value: unknown;
 }
 
-/** In-process store: a map with per-entry expiry and a size cap (oldest entries go first). */
+export interface StateWrite {
+  key: string;
+  /** What load returned for the key (null: it was absent). */
+  expected: Stored | null;
+  /** The new value (JSON-serializable). */
+  next: unknown;
+}
+
+/**
+ * In-process store: a map with per-entry expiry and a size cap (the least recently written
+ * entries go first). Values are kept as objects (no JSON on either side); an entry object is what
+ * a load hands out, so the compare-and-set compares identities.
+ */
 export function memoryStateStore(opts: { maxEntries?: number; now?: () => number } = {}): StateStore & { size(): number } {
-  const maxEntries = opts.maxEntries ?? 2_000_000;
   const now = opts.now ?? Date.now;
-  const map = new Map<string, { value: string; expiresAt: number }>();
-  const read = (key: string): string | null => {
-    const entry = map.get(key);
+  // Written order (a write counts as a use, a read does not): a linked-list LRU, not Map
+  // re-insertion, whose deletions leave tombstones that JSC's Map then rehashes and walks.
+  const map = new BoundedMap<string, { value: unknown; expiresAt: number }>(opts.maxEntries ?? 2_000_000);
+  const read = (key: string, at: number) => {
+    const entry = map.peek(key);
     if (!entry) return null;
-    if (entry.expiresAt <= now()) {
+    if (entry.expiresAt <= at) {
       map.delete(key);
       return null;
     }
-    return entry.value;
+    return entry;
   };
   return {
     size: () => map.size,
     async load(keys) {
-      return new Map(keys.map((k) => [k, read(k)]));
+      const at = now();
+      const out = new Map<string, Stored | null>();
+      for (const k of keys) out.set(k, read(k, at));
+      return out;
     },
     async commit(entries, ttlMs) {
       // No await between the checks and the writes: in one process this is atomic.
-      for (const e of entries) if (read(e.key) !== e.expected) return false;
-      const expiresAt = now() + ttlMs;
-      for (const e of entries) {
-        map.delete(e.key); // re-insert so Map order is least-recently-written first
-        map.set(e.key, { value: e.next, expiresAt });
-      }
-      while (map.size > maxEntries) map.delete(map.keys().next().value!);
+      const at = now();
+      for (const e of entries) if (read(e.key, at) !== e.expected) return false;
+      const expiresAt = at + ttlMs;
+      for (const e of entries) map.set(e.key, { value: e.next, expiresAt });
       return true;
     },
   };
@@ -63,20 +79,43 @@ for i = 1, n do
 end
 return 1`;
 
-/** Valkey store: MGET to read, one Lua script to compare-and-set a group of keys atomically. */
-export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:"): StateStore {
+/** What a Valkey load saw: the value and the exact text it was parsed from (what CAS compares). */
+interface ValkeyStored extends Stored {
+  readonly text: string;
+}
+
+/**
+ * Valkey store: MGET to read, one Lua script to compare-and-set a group of keys atomically; values
+ * are JSON text there. Texts are parsed once: the last value of each key is remembered with its
+ * text (also what this instance just wrote), and a load that reads the same text reuses it.
+ */
+export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts: { remembered?: number } = {}): StateStore {
+  const known = new BoundedMap<string, ValkeyStored>(opts.remembered ?? 50_000);
   return {
     async load(keys) {
-      if (keys.length === 0) return new Map();
-      const values = await redis.mget(...keys.map((k) => prefix + k));
-      return new Map(keys.map((k, i) => [k, values[i] ?? null]));
+      const out = new Map<string, Stored | null>();
+      if (keys.length === 0) return out;
+      const texts = await redis.mget(...keys.map((k) => prefix + k));
+      keys.forEach((k, i) => {
+        const text = texts[i] ?? null;
+        if (text === null) return void out.set(k, null);
+        let stored = known.get(k);
+        if (stored === undefined || stored.text !== text) {
+          stored = { value: JSON.parse(text), text };
+          known.set(k, stored);
+        }
+        out.set(k, stored);
+      });
+      return out;
     },
     async commit(entries, ttlMs) {
       if (entries.length === 0) return true;
       const keys = entries.map((e) => prefix + e.key);
-      const args = [...entries.map((e) => e.expected ?? NIL), ...entries.map((e) => e.next), String(ttlMs)];
-      const ok = await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...args);
-      return ok === 1;
+      const texts = entries.map((e) => JSON.stringify(e.next));
+      const args = [...entries.map((e) => (e.expected as ValkeyStored | null)?.text ?? NIL), ...texts, String(ttlMs)];
+      const ok = (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...args)) === 1;
+      if (ok) entries.forEach((e, i) => known.set(e.key, { value: e.next, text: texts[i]! }));
+      return ok;
     },
   };
 }

@@ -1,0 +1,68 @@
+// The access log's policy (README "Logging"): accepted ingest requests are logged at debug, every
+// other answer (non-2xx on ingest routes, errors, other routes) at info; every answer carries an
+// X-Request-Id and is counted in /metrics.
+import { describe, expect, test } from "bun:test";
+import { buildApp } from "../../src/app.ts";
+import { ApiError } from "../../src/errors.ts";
+import type { App } from "../../src/http/app-env.ts";
+import { createLogger, type LogLevel } from "../../src/logger.ts";
+import { createMetrics } from "../../src/ops/metrics.ts";
+
+/** Stand-ins shaped like the real routes: an ingest route that accepts or refuses, and a query route. */
+function routes(a: App): void {
+  a.post("/v1/ingest/event", async (c) => {
+    const body = (await c.req.json()) as { refuse?: boolean; crash?: boolean };
+    if (body.crash) throw new Error("boom");
+    if (body.refuse) throw new ApiError("invalid_body", "nope");
+    return c.json({ accepted: 1, dropped: [], event_ids: [] }, 202);
+  });
+  a.get("/v1/sessions", (c) => c.json({ data: [] }));
+}
+
+function appAt(level: LogLevel) {
+  const lines: Array<Record<string, unknown>> = [];
+  const metrics = createMetrics();
+  const app = buildApp({ logger: createLogger(level, (l) => lines.push(JSON.parse(l))), metrics, readiness: async () => [], routes: [routes] });
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    Promise.resolve(app.request("/v1/ingest/event", { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body: JSON.stringify(body) }));
+  return { app, lines, post, requests: () => lines.filter((l) => l.msg === "request") };
+}
+
+describe("access log", () => {
+  test("at info: an accepted ingest request is not logged; a refused one, an error and other routes are", async () => {
+    const { app, post, requests } = appAt("info");
+    expect((await post({})).status).toBe(202);
+    expect(requests()).toEqual([]);
+    expect((await post({ refuse: true }, { "X-Request-Id": "r-400" })).status).toBe(400);
+    expect((await post({ crash: true }, { "X-Request-Id": "r-500" })).status).toBe(500);
+    expect((await app.request("/v1/sessions", { headers: { "X-Request-Id": "r-get" } })).status).toBe(200);
+    expect(requests().map((l) => [l.level, l.request_id, l.route, l.status])).toEqual([
+      ["info", "r-400", "/v1/ingest/event", 400],
+      ["info", "r-500", "/v1/ingest/event", 500],
+      ["info", "r-get", "/v1/sessions", 200],
+    ]);
+  });
+
+  test("at debug: accepted ingest requests are logged too", async () => {
+    const { post, requests } = appAt("debug");
+    await post({}, { "X-Request-Id": "r-202" });
+    expect(requests()).toMatchObject([{ level: "debug", request_id: "r-202", method: "POST", route: "/v1/ingest/event", status: 202 }]);
+    expect(typeof requests()[0]!.ms).toBe("number");
+  });
+
+  test("every answer has a request id (the client's when sane), and every request is counted", async () => {
+    const { app, post } = appAt("info");
+    expect((await post({}, { "X-Request-Id": "mine-1" })).headers.get("x-request-id")).toBe("mine-1");
+    const generated = (await post({}, { "X-Request-Id": "no spaces allowed" })).headers.get("x-request-id");
+    expect(generated).toMatch(/^[0-9a-f-]{36}$/);
+    const refused = await post({ refuse: true });
+    const body = (await refused.json()) as { request_id: string };
+    expect(body.request_id).toBe(refused.headers.get("x-request-id")!);
+    const text = await (await app.request("/metrics")).text();
+    expect(text).toContain('http_requests_total{method="POST",route="/v1/ingest/event",status="202"} 2');
+    expect(text).toContain('http_requests_total{method="POST",route="/v1/ingest/event",status="400"} 1');
+    expect(text).toContain('http_request_duration_seconds_count{route="/v1/ingest/event"} 3');
+    // The scrape itself is counted at the next scrape, not lost.
+    expect(await (await app.request("/metrics")).text()).toContain('http_requests_total{method="GET",route="/metrics",status="200"} 1');
+  });
+});
