@@ -11,7 +11,7 @@ import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
 import { isSelfReferral, parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { anonymousVisitorId, visitorId } from "./enrich/visitor-id.ts";
-import { checkItem, ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
+import { ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
 import { IDLE_MS } from "./sessions/session-state.ts";
 import { BoundedMap, memoize } from "../memo.ts";
 
@@ -128,12 +128,6 @@ export function validateItem(raw: unknown, type: ItemType | undefined): Item | D
   const schema = ITEM_SCHEMAS[t];
   if (!schema || !Object.hasOwn(ITEM_SCHEMAS, t)) {
     return new Drop("invalid", `type must be one of ${Object.keys(ITEM_SCHEMAS).join(", ")}`);
-  }
-  // The common, valid case without valibot's walk; valibot for everything else (and every issue).
-  const fast = checkItem(raw as Record<string, unknown>, t);
-  if (fast !== undefined) {
-    fast.type = t;
-    return fast as Item;
   }
   const parsed = v.safeParse(schema, raw);
   if (!parsed.success) {

@@ -24,7 +24,7 @@ const httpUrl = v.pipe(
   v.string(),
   v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
-  v.check((s) => HTTP_URL.test(s) && URL.canParse(s), "must be an absolute http(s) URL"),
+  v.check((s) => /^https?:\/\//i.test(s) && URL.canParse(s), "must be an absolute http(s) URL"),
 );
 /**
  * Referrers may be any URL with an authority (android-app://…) or empty for direct traffic.
@@ -35,21 +35,15 @@ const referrer = v.pipe(
   v.string(),
   v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
-  v.check((s) => s === "" || (ANY_URL.test(s) && URL.canParse(s)), "must be a URL such as https://… or empty"),
+  v.check((s) => s === "" || (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(s)), "must be a URL such as https://… or empty"),
 );
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
-const HTTP_URL = /^https?:\/\//i;
-const ANY_URL = /^[a-z][a-z0-9+.-]*:\/\//i;
-const SERVICE_ID = /^[a-z0-9_-]{1,64}$/;
-const UUID = v.uuid().requirement;
-const IP = v.ip().requirement;
 /** ISO 8601 with an offset, or epoch milliseconds. */
 const time = v.union(
   [
     v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(8.64e15)),
     v.pipe(
       v.string(),
-      v.regex(ISO_TIME, "must be ISO 8601 with an offset"),
+      v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i, "must be ISO 8601 with an offset"),
       v.check((s) => !Number.isNaN(Date.parse(s)), "must be a valid time"),
     ),
   ],
@@ -80,7 +74,7 @@ const common = {
   properties: v.optional(properties),
   ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"))),
   user_agent: v.optional(str(1024)),
-  service_id: v.optional(v.pipe(v.string(), v.regex(SERVICE_ID, "must be 1–64 of a-z 0-9 _ -"))),
+  service_id: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"))),
 };
 
 export const SessionItem = v.object({
@@ -151,118 +145,6 @@ export const ITEM_SCHEMAS = {
 
 export type ItemType = keyof typeof ITEM_SCHEMAS;
 export const ITEM_TYPES = Object.keys(ITEM_SCHEMAS) as ItemType[];
-
-// ---------------------------------------------------------------------------------------------
-// An accept-only shortcut for the common case. valibot walks every field through pipes of
-// dataset objects (~5 µs per event item, 7–10% of the ingest thread); checkItem() tests the same
-// predicates with plain code and builds the same output. It only ever *accepts*: anything it
-// does not recognise as valid (a field it has no fast check for, a value that fails a check, a
-// key valibot would skip) answers undefined and the item goes through valibot, which then gives
-// the verdict and every issue message. tests/ingest/fast-check.test.ts checks, over valid and
-// mutated items of every type, that whatever checkItem accepts valibot accepts with the same
-// output (same keys, same order).
-
-type Check = (value: unknown) => boolean;
-const wellFormedText = isWellFormed;
-const text = (min: number, max: number): Check => (x) => typeof x === "string" && x.length >= min && x.length <= max && wellFormedText(x);
-const int = (min: number, max: number): Check => (x) => typeof x === "number" && Number.isInteger(x) && x >= min && x <= max;
-const finite = (min: number, max: number): Check => (x) => typeof x === "number" && Number.isFinite(x) && x >= min && x <= max;
-const FAST_COMMON: Record<string, Check> = {
-  event_id: (x) => typeof x === "string" && UUID.test(x),
-  session_id: text(1, 64),
-  anonymous_id: text(1, 128),
-  user_id: text(0, 128),
-  timestamp: (x) => typeof x === "number"
-    ? Number.isInteger(x) && x >= 0 && x <= 8.64e15
-    : typeof x === "string" && ISO_TIME.test(x) && !Number.isNaN(Date.parse(x)),
-  url: (x) => typeof x === "string" && x.length <= MAX_URL && wellFormedText(x) && HTTP_URL.test(x) && URL.canParse(x),
-  referrer: (x) => typeof x === "string" && x.length <= MAX_URL && wellFormedText(x) && (x === "" || (ANY_URL.test(x) && URL.canParse(x))),
-  ip: (x) => typeof x === "string" && x.length <= 45 && IP.test(x),
-  user_agent: text(0, 1024),
-  service_id: (x) => typeof x === "string" && SERVICE_ID.test(x),
-};
-const FAST_FIELDS: Record<ItemType, Record<string, Check>> = {
-  session: {
-    ...FAST_COMMON, type: (x) => x === "session",
-    utm_source: text(0, 256), utm_medium: text(0, 256), utm_campaign: text(0, 256), utm_term: text(0, 256), utm_content: text(0, 256),
-    language: text(0, 35), timezone: text(0, 64),
-  },
-  pageview: { ...FAST_COMMON, type: (x) => x === "pageview", title: text(0, 512) },
-  event: { ...FAST_COMMON, type: (x) => x === "event", name: text(1, 120), conversion: (x) => typeof x === "boolean" },
-  funnel: { ...FAST_COMMON, type: (x) => x === "funnel", funnel: text(1, 64), step: int(1, 20), step_name: text(0, 120) },
-  error: {
-    ...FAST_COMMON, type: (x) => x === "error", message: text(1, 1024), stack: text(0, 16 * 1024), source: text(0, MAX_URL),
-    line: int(0, 4294967295), column: int(0, 4294967295),
-  },
-  vitals: {
-    ...FAST_COMMON, type: (x) => x === "vitals",
-    lcp: finite(0, 3_600_000), inp: finite(0, 3_600_000), fcp: finite(0, 3_600_000), ttfb: finite(0, 3_600_000), cls: finite(0, 100),
-  },
-};
-/** Fields without a fast check above, handled here or (screen) left to valibot. */
-const SPECIAL = new Set(["properties", "screen"]);
-const REQUIRED: Record<ItemType, readonly string[]> = { session: [], pageview: ["url"], event: ["name"], funnel: ["funnel", "step"], error: ["message"], vitals: ["url"] };
-/** Each type's fields in schema order (valibot's output order). */
-const ORDER: Record<ItemType, string[]> = {
-  session: Object.keys(SessionItem.entries), pageview: Object.keys(PageviewItem.entries), event: Object.keys(EventItem.entries),
-  funnel: Object.keys(FunnelItem.entries), error: Object.keys(ErrorItem.entries), vitals: Object.keys(VitalsItem.pipe[0].entries),
-};
-// Drift guard: every schema field has a fast check, a special case, or nothing else can exist.
-for (const t of Object.keys(ORDER) as ItemType[]) {
-  for (const key of ORDER[t]) if (!(key in FAST_FIELDS[t]) && !SPECIAL.has(key)) throw new Error(`checkItem: no fast check for ${t}.${key}`);
-  for (const key of Object.keys(FAST_FIELDS[t])) if (!ORDER[t].includes(key)) throw new Error(`checkItem: ${t}.${key} is not in the schema`);
-}
-
-const PROPERTIES: Check = () => false; // marker: copied by fastProperties
-/** Per type, in schema order: each field and its check (undefined: no shortcut, e.g. screen). */
-const PLAN = Object.fromEntries(
-  (Object.keys(ORDER) as ItemType[]).map((t) => [t, ORDER[t].map((key) => [key, key === "properties" ? PROPERTIES : FAST_FIELDS[t][key]] as const)]),
-) as unknown as Record<ItemType, ReadonlyArray<readonly [string, Check | undefined]>>;
-
-/** A copy of a properties object as valibot's record would build it, or undefined when in doubt. */
-function fastProperties(x: unknown): Record<string, unknown> | undefined {
-  if (typeof x !== "object" || x === null || Array.isArray(x)) return undefined;
-  const out: Record<string, unknown> = {};
-  let n = 0;
-  for (const key in x) {
-    // Inherited, or a key valibot skips (__proto__, prototype, constructor): let valibot decide.
-    if (!Object.hasOwn(x, key) || key === "__proto__" || key === "prototype" || key === "constructor") return undefined;
-    if (++n > 50 || key.length < 1 || key.length > 64 || !wellFormedText(key)) return undefined;
-    const value = (x as Record<string, unknown>)[key];
-    if (typeof value === "string") {
-      if (value.length > 512 || !wellFormedText(value)) return undefined;
-    } else if (typeof value === "number") {
-      if (!Number.isFinite(value)) return undefined;
-    } else if (typeof value !== "boolean" && value !== null) return undefined;
-    out[key] = value;
-  }
-  return out;
-}
-
-/**
- * The validated item (the same output as `v.parse(ITEM_SCHEMAS[type], raw)`), or undefined when
- * the shortcut cannot tell: then validate with valibot.
- */
-export function checkItem(raw: Record<string, unknown>, type: ItemType): Record<string, unknown> | undefined {
-  for (const key of REQUIRED[type]) if (!(key in raw)) return undefined;
-  const out: Record<string, unknown> = {};
-  for (const [key, check] of PLAN[type]) {
-    if (!(key in raw)) continue;
-    const value = raw[key];
-    if (check === PROPERTIES) {
-      const props = fastProperties(value);
-      if (props === undefined) return undefined;
-      out[key] = props;
-    } else {
-      if (check === undefined || !check(value)) return undefined; // screen, or a failed check
-      out[key] = value;
-    }
-  }
-  if (type === "vitals" && out.lcp === undefined && out.inp === undefined && out.fcp === undefined && out.ttfb === undefined && out.cls === undefined) {
-    return undefined;
-  }
-  return out;
-}
 
 /** A validated item of one of the six types, tagged with its type. */
 export type Item = { [K in ItemType]: v.InferOutput<(typeof ITEM_SCHEMAS)[K]> & { type: K } }[ItemType];
