@@ -56,6 +56,8 @@ export interface ClickHouseKeyStoreOptions {
   refreshIntervalMs?: number;
   negativeTtlMs?: number;
   lookupsPerSecond?: number;
+  /** The clock of the look-up budget and the negative cache (tests freeze it). */
+  now?: () => number;
   /** Failed refreshes and lookups are reported here (the store keeps serving its last map). */
   onError?: (err: unknown, during: "refresh" | "lookup") => void;
 }
@@ -78,7 +80,7 @@ export class ClickHouseKeyStore implements KeyStore {
     this.#client = opts.client;
     this.#intervalMs = opts.refreshIntervalMs ?? 5_000;
     this.#onError = opts.onError ?? (() => {});
-    this.#guard = new LookupGuard({ negativeTtlMs: opts.negativeTtlMs ?? 5_000, lookupsPerSecond: opts.lookupsPerSecond ?? 20 });
+    this.#guard = new LookupGuard({ negativeTtlMs: opts.negativeTtlMs ?? 5_000, lookupsPerSecond: opts.lookupsPerSecond ?? 20, now: opts.now });
   }
 
   /** Loads every key once, then refreshes on a timer until stop(). */
