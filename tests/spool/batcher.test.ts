@@ -110,6 +110,7 @@ describe("pace", () => {
     while (starts.length < 6) await Bun.sleep(50);
     clearInterval(feeding);
     await batcher.close();
+    await spool.close();
     const gaps = starts.slice(2, 6).map((t, i) => t - starts[i + 1]!).sort((a, b) => a - b);
     expect(gaps[1]!).toBeLessThan(600); // the median-ish gap: ~400 start to start, ~700 end to start
   });
