@@ -40,8 +40,9 @@ export interface SinkBaseline {
 }
 
 /** Runs bench/lib/sink-baseline.ts on a stopped service's data directory. */
-export async function sinkBaseline(dataDir: string, serviceId: string, smallBatchRows: number): Promise<SinkBaseline> {
-  const proc = spawn([BUN, join(REPO, "bench", "lib", "sink-baseline.ts"), dataDir, serviceId, String(Math.round(smallBatchRows))], {
+export async function sinkBaseline(dataDir: string, serviceId: string, flushed: { flushes: number; events: number; sessions: number }): Promise<SinkBaseline> {
+  const args = [flushed.flushes, flushed.events, flushed.sessions].map((n) => String(Math.round(n)));
+  const proc = spawn([BUN, join(REPO, "bench", "lib", "sink-baseline.ts"), dataDir, serviceId, ...args], {
     stdout: "pipe", stderr: "pipe", cwd: REPO, env: { ...process.env, BENCH_SRC_ROOT: sourceRoot() },
   });
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);

@@ -1,7 +1,8 @@
 // Turns accepted items and session changes into ClickHouse rows, encoded as spool records.
 // A record is `<table>|<service_id>|<UTC date>|<JSONEachRow line>`: the sink groups records by
 // table and concatenates the JSON parts without parsing them, and the service and date tell the
-// cache which answers the new rows change.
+// cache which answers the new rows change. One spool record holds the lines of one request,
+// joined by "\n" (JSON text never holds a raw newline).
 import type { EnrichedItem } from "./pipeline.ts";
 import { isBounce, type SessionState } from "./sessions/session-state.ts";
 import type { SessionChange } from "./sessions/sessionizer.ts";
@@ -119,26 +120,128 @@ function sessionRecord(s: SessionState, sign: 1 | -1): string {
  * rows under load. Deterministic, so a replayed flush sends the same rows under the same token.
  */
 export function collapseSessionRecords(records: readonly string[]): string[] {
-  const cancelled = new Set<number>();
-  const open = new Map<string, number>(); // `${service}|${session}|${version}|${sign}` → index
+  const indexes: number[] = [];
+  const keys: string[] = [];
+  const plus: boolean[] = [];
   records.forEach((record, i) => {
     if (!record.startsWith("sessions|")) return;
     const { serviceId, json } = decodeRecord(record);
     const head = SESSION_HEAD.exec(json);
     if (!head) return; // not written by sessionRecord: leave it alone
-    const [, sign, version, sessionId] = head;
-    const key = (sg: string) => `${serviceId}|${sessionId}|${version}|${sg}`;
-    const other = sign === "1" ? "-1" : "1";
-    const partner = open.get(key(other));
-    if (partner !== undefined) {
-      cancelled.add(partner).add(i);
-      open.delete(key(other));
-    } else {
-      open.set(key(sign!), i);
-    }
+    indexes.push(i);
+    keys.push(`${serviceId}|${head[3]}|${head[2]}`);
+    plus.push(head[1] === "1");
   });
+  const cancelled = new Set(Array.from(collapsedPairs(keys, plus), (k) => indexes[k]!));
   return cancelled.size === 0 ? [...records] : records.filter((_, i) => !cancelled.has(i));
 }
 
 /** The leading fields of a session row as sessionRecord writes them (the id stays JSON-escaped). */
 const SESSION_HEAD = /^\{"sign":(-?1),"version":(\d+),"session_id":("(?:[^"\\]|\\.)*")/;
+
+/** One row of a flush: the bytes of its JSON text, `buf[start, end)`, inside a spool record. */
+export interface RowSlice {
+  buf: Buffer;
+  start: number;
+  end: number;
+}
+
+/** The rows of a flush per table, in spool order, and which services and UTC dates they touch. */
+export interface GroupedRows {
+  tables: Map<Table, RowSlice[]>;
+  touched: Map<string, Set<string>>;
+}
+
+const NEWLINE = 0x0a;
+const BAR = 0x7c;
+const utf8 = new TextDecoder();
+
+/**
+ * Groups spool records (as read from a segment: UTF-8 bytes) by table without decoding them: each
+ * row stays a slice of its record's bytes, so the sink can hand the JSON text to ClickHouse as is
+ * (no decode, split, parse or re-encode). Only the short `table|service|date` prefix is read, and
+ * for session rows the leading sign, version and id (see collapseSessionRecords, which this applies
+ * when `collapse` is set, with the same result). Bytes "\n" and "|" never occur inside a multi-byte
+ * UTF-8 sequence, so splitting bytes splits the text exactly where the string functions do.
+ */
+export function groupRows(records: readonly Uint8Array[], opts: { collapse?: boolean } = {}): GroupedRows {
+  const tables = new Map<Table, RowSlice[]>();
+  const touched = new Map<string, Set<string>>();
+  // Per distinct `table|service|date` prefix (a few per flush): its decoded parts and row list.
+  const prefixes = new Map<string, { table: Table; service: string; rows: RowSlice[] }>();
+  const sessionRows: RowSlice[] = []; // collapse candidates, in spool order
+  const sessionKeys: string[] = [];
+  const sessionSigns: boolean[] = [];
+  for (const record of records) {
+    const buf = Buffer.isBuffer(record) ? record : Buffer.from(record.buffer, record.byteOffset, record.byteLength);
+    // latin1 maps each byte to one character: string offsets are byte offsets, keys compare bytes
+    // exactly, and the engine's string search runs instead of a byte loop in JS.
+    const text = buf.toString("latin1");
+    let pos = 0;
+    while (pos < text.length) {
+      let end = text.indexOf("\n", pos);
+      if (end < 0) end = text.length;
+      const a = text.indexOf("|", pos);
+      const b = a < 0 || a >= end ? -1 : text.indexOf("|", a + 1);
+      const c = b < 0 || b >= end ? -1 : text.indexOf("|", b + 1);
+      if (c < 0 || c >= end) throw new Error(`spool record without table|service|date prefix: ${utf8.decode(buf.subarray(pos, Math.min(end, pos + 80)))}`);
+      const key = text.slice(pos, c);
+      let group = prefixes.get(key);
+      if (!group) {
+        const { table, serviceId, date } = decodeRecord(`${utf8.decode(buf.subarray(pos, c))}|`);
+        let rows = tables.get(table);
+        if (!rows) tables.set(table, (rows = []));
+        group = { table, service: key.slice(a - pos + 1, b - pos), rows };
+        prefixes.set(key, group);
+        let dates = touched.get(serviceId);
+        if (!dates) touched.set(serviceId, (dates = new Set()));
+        dates.add(date);
+      }
+      const row: RowSlice = { buf, start: c + 1, end };
+      group.rows.push(row);
+      if (opts.collapse && group.table === "sessions") {
+        SESSION_HEAD_AT.lastIndex = c + 1;
+        const head = SESSION_HEAD_AT.exec(text);
+        if (head) {
+          sessionRows.push(row);
+          sessionKeys.push(`${group.service}|${head[3]}|${head[2]}`);
+          sessionSigns.push(head[1] === "1");
+        }
+      }
+      pos = end + 1;
+    }
+  }
+  if (sessionRows.length > 0) {
+    const cancelled = collapsedPairs(sessionKeys, sessionSigns);
+    if (cancelled.size > 0) {
+      const drop = new Set(Array.from(cancelled, (i) => sessionRows[i]!));
+      tables.set("sessions", tables.get("sessions")!.filter((r) => !drop.has(r)));
+    }
+  }
+  return { tables, touched };
+}
+
+/** SESSION_HEAD, matched at `lastIndex` of a longer text (sticky). */
+const SESSION_HEAD_AT = new RegExp(SESSION_HEAD.source.slice(1), "y");
+
+/**
+ * Indexes of rows that cancel out: `keys[i]` names a session state (service, id, version) and
+ * `plus[i]` its sign; a +1 and a −1 row of the same state (either order) cancel, each row at most once.
+ */
+function collapsedPairs(keys: readonly string[], plus: readonly boolean[]): Set<number> {
+  const cancelled = new Set<number>();
+  const openPlus = new Map<string, number>();
+  const openMinus = new Map<string, number>();
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const [mine, other] = plus[i] ? [openPlus, openMinus] : [openMinus, openPlus];
+    const partner = other.get(k);
+    if (partner !== undefined) {
+      cancelled.add(partner).add(i);
+      other.delete(k);
+    } else {
+      mine.set(k, i);
+    }
+  }
+  return cancelled;
+}

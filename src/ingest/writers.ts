@@ -10,9 +10,9 @@ import { ApiError } from "../errors.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { Sink } from "../spool/batcher.ts";
 import { SpoolFullError, type Spool } from "../spool/spool.ts";
-import { insertRecords, type Touched } from "../storage/insert-rows.ts";
+import { insertRecords, insertRows, type Touched } from "../storage/insert-rows.ts";
 import type { RowWriter } from "./ingestor.ts";
-import { collapseSessionRecords } from "./rows.ts";
+import { groupRows } from "./rows.ts";
 
 const RETRY_AFTER_SECONDS = 5;
 
@@ -60,7 +60,6 @@ export function directWriter(client: ClickHouseClient, wait: boolean, onTouched:
  * `quarantineDir` with the error, logged and counted, so one bad row cannot stall every flush.
  */
 export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched: (t: Touched) => void, quarantine: { dir: string; logger: Logger }): Sink {
-  const decoder = new TextDecoder();
   return async ({ records, token }) => {
     const started = performance.now();
     const onRejected = async (table: string, json: string, error: unknown) => {
@@ -71,8 +70,8 @@ export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched:
       quarantine.logger.error("row refused by ClickHouse set aside", { table, token, file: join(quarantine.dir, `${token}.jsonl`) });
     };
     try {
-      const lines = collapseSessionRecords(records.flatMap((r) => decoder.decode(r).split("\n")));
-      const { rows, touched } = await insertRecords(client, lines, { token, onRejected });
+      // The segment's bytes are grouped per table as they are (no decoding); see groupRows.
+      const { rows, touched } = await insertRows(client, groupRows(records, { collapse: true }), { token, onRejected });
       for (const [table, n] of rows) metrics.flushRows.inc({ table }, n);
       metrics.flushDuration.observe((performance.now() - started) / 1000);
       onTouched(touched);

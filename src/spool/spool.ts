@@ -61,7 +61,8 @@ export interface Spool {
 
 /** Opens (or creates) the spool in `dir`, recovering the segment a previous process was writing. */
 export async function openSpool(options: SpoolOptions): Promise<Spool> {
-  const { dir, capBytes, segmentBytes = 8 * 1024 * 1024, fsync = true, logger = console } = options;
+  // Segments larger than the batcher's seal size, so one flush is one segment (one INSERT per table).
+  const { dir, capBytes, segmentBytes = 32 * 1024 * 1024, fsync = true, logger = console } = options;
   await mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
   const id = await spoolId(dir);
   let fsyncs = 0;

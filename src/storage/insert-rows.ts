@@ -1,9 +1,14 @@
 // Writes encoded rows (see ingest/rows.ts) to ClickHouse: one INSERT per table, JSONEachRow,
 // with a deterministic insert_deduplication_token so a replayed flush is a no-op, also in the
 // materialized views that hang off each table.
+//
+// The JSON text of the rows goes to ClickHouse as it lies in the spool: each table's body is the
+// rows' bytes copied once into one buffer, never decoded, parsed or re-encoded. With the embedded
+// engine that buffer is the insert's data as is (see `embeddedTarget`); with a server it goes
+// through client-web, which takes text.
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { decodeRecord, type Table } from "../ingest/rows.ts";
-import { RawJsonRow } from "./clickhouse.ts";
+import { groupRows, type GroupedRows, type RowSlice, type Table } from "../ingest/rows.ts";
+import { embeddedTarget, engineError, RawJsonRow } from "./clickhouse.ts";
 
 /** Which services and UTC dates got new rows (for cache invalidation). */
 export type Touched = Map<string, Set<string>>;
@@ -28,53 +33,85 @@ export function isDataError(err: unknown): boolean {
   return typeof err === "object" && err !== null && DATA_ERRORS.has(String((err as { code?: unknown }).code));
 }
 
-/** Inserts every record into its table and reports what it touched. */
+const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
+const TABLE_NAME = /^[a-z_][a-z0-9_]*$/;
+
+/** Inserts every record (strings, as `encodeRecord` makes them) into its table. */
 export async function insertRecords(client: ClickHouseClient, records: readonly string[], opts: InsertOptions = {}): Promise<{ rows: Map<Table, number>; touched: Touched }> {
-  const byTable = new Map<Table, RawJsonRow[]>();
-  const touched: Touched = new Map();
-  for (const record of records) {
-    const { table, serviceId, date, json } = decodeRecord(record);
-    let lines = byTable.get(table);
-    if (!lines) byTable.set(table, (lines = []));
-    lines.push(new RawJsonRow(json));
-    let dates = touched.get(serviceId);
-    if (!dates) touched.set(serviceId, (dates = new Set()));
-    dates.add(date);
-  }
+  if (records.length === 0) return { rows: new Map(), touched: new Map() };
+  return insertRows(client, groupRows([encoder.encode(records.join("\n"))]), opts);
+}
+
+/** Inserts rows grouped by `groupRows` and reports what they touched. */
+export async function insertRows(client: ClickHouseClient, grouped: GroupedRows, opts: InsertOptions = {}): Promise<{ rows: Map<Table, number>; touched: Touched }> {
   const rows = new Map<Table, number>();
   // Sessions last: a reader never sees a session row before the items it counts.
-  const tables = [...byTable.keys()].sort((a, b) => Number(a === "sessions") - Number(b === "sessions"));
+  const tables = [...grouped.tables.keys()].sort((a, b) => Number(a === "sessions") - Number(b === "sessions"));
   for (const table of tables) {
-    const lines = byTable.get(table)!;
-    const stored = await insertTable(client, table, lines, opts.token ? `${opts.token}-${table}` : undefined, opts);
+    const slices = grouped.tables.get(table)!;
+    if (slices.length === 0) continue;
+    const stored = await insertTable(client, table, slices, opts.token ? `${opts.token}-${table}` : undefined, opts);
     rows.set(table, stored);
   }
-  return { rows, touched };
+  return { rows, touched: grouped.touched };
+}
+
+/** The rows' JSON text, one line each, in one buffer (the only copy of the bytes on the way). */
+export function jsonEachRowBody(rows: readonly RowSlice[]): Uint8Array {
+  let total = 0;
+  for (const r of rows) total += r.end - r.start + 1;
+  const body = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const r of rows) {
+    at += r.buf.copy(body, at, r.start, r.end); // by offsets: no view object per row
+    body[at++] = 0x0a;
+  }
+  return body;
 }
 
 /** Inserts one table's rows; on a data error, splits them to set aside only the bad rows. */
-async function insertTable(client: ClickHouseClient, table: Table, lines: RawJsonRow[], token: string | undefined, opts: InsertOptions): Promise<number> {
+async function insertTable(client: ClickHouseClient, table: Table, rows: RowSlice[], token: string | undefined, opts: InsertOptions): Promise<number> {
   try {
-    await client.insert({
-      table,
-      values: lines, // already-encoded JSON lines: no parse and re-stringify per row
-      format: "JSONEachRow",
-      clickhouse_settings: {
-        date_time_input_format: "best_effort",
-        ...(token ? { insert_deduplication_token: token, deduplicate_blocks_in_dependent_materialized_views: 1 } : {}),
-        ...(opts.async ? { async_insert: 1, wait_for_async_insert: opts.async.wait ? 1 : 0 } : {}),
-      },
+    await insertBody(client, table, jsonEachRowBody(rows), {
+      date_time_input_format: "best_effort",
+      ...(token ? { insert_deduplication_token: token, deduplicate_blocks_in_dependent_materialized_views: 1 } : {}),
+      ...(opts.async ? { async_insert: 1, wait_for_async_insert: opts.async.wait ? 1 : 0 } : {}),
     });
-    return lines.length;
+    return rows.length;
   } catch (err) {
     if (!opts.onRejected || !isDataError(err)) throw err;
-    if (lines.length === 1) {
-      await opts.onRejected(table, lines[0]!.json, err);
+    if (rows.length === 1) {
+      const r = rows[0]!;
+      await opts.onRejected(table, utf8.decode(r.buf.subarray(r.start, r.end)), err);
       return 0;
     }
-    const half = Math.ceil(lines.length / 2);
-    const left = await insertTable(client, table, lines.slice(0, half), token && `${token}-a`, opts);
-    const right = await insertTable(client, table, lines.slice(half), token && `${token}-b`, opts);
+    const half = Math.ceil(rows.length / 2);
+    const left = await insertTable(client, table, rows.slice(0, half), token && `${token}-a`, opts);
+    const right = await insertTable(client, table, rows.slice(half), token && `${token}-b`, opts);
     return left + right;
   }
+}
+
+/** One INSERT of a JSONEachRow body: straight into the embedded engine, or through client-web. */
+async function insertBody(client: ClickHouseClient, table: Table, body: Uint8Array, settings: Record<string, string | number>): Promise<void> {
+  if (!TABLE_NAME.test(table)) throw new Error(`insert: bad table name ${JSON.stringify(table)}`);
+  const embedded = embeddedTarget(client);
+  if (embedded) {
+    const all: Record<string, string> = { ...embedded.settings };
+    for (const [k, v] of Object.entries(settings)) all[k] = String(v);
+    try {
+      await embedded.engine.run({ sql: `INSERT INTO ${table} FORMAT JSONEachRow`, data: body, database: embedded.database, format: "TabSeparated", settings: all });
+    } catch (err) {
+      throw engineError(err);
+    }
+    return;
+  }
+  // client-web takes rows as values it stringifies: one RawJsonRow holding every line is sent as is.
+  await client.insert({
+    table,
+    values: [new RawJsonRow(utf8.decode(body.subarray(0, body.byteLength - 1)))],
+    format: "JSONEachRow",
+    clickhouse_settings: settings,
+  });
 }

@@ -93,6 +93,29 @@ describe("delivery", () => {
   });
 });
 
+describe("pace", () => {
+  // A timing test, with wide margins: a sink that takes 300 ms under a 400 ms interval. Counted
+  // from the end of a flush the next would start ~700 ms after the previous one started; counted
+  // start to start, ~400 ms. Several flushes in a row, so one late timer on a busy machine does not
+  // decide it.
+  test("the timer paces flushes start to start, so a slow flush does not stretch the interval", async () => {
+    const spool = await freshSpool();
+    const starts: number[] = [];
+    const sink = async () => {
+      starts.push(performance.now());
+      await Bun.sleep(300);
+    };
+    const feeding = setInterval(() => void spool.append([`e${starts.length}`]).catch(() => {}), 20);
+    const batcher = createBatcher({ spool, sink, flushIntervalMs: 400, logger: recordingLogger() });
+    while (starts.length < 6) await Bun.sleep(50);
+    clearInterval(feeding);
+    await batcher.close();
+    await spool.close();
+    const gaps = starts.slice(2, 6).map((t, i) => t - starts[i + 1]!).sort((a, b) => a - b);
+    expect(gaps[1]!).toBeLessThan(600); // the median-ish gap: ~400 start to start, ~700 end to start
+  });
+});
+
 describe("sink failures", () => {
   test("failing N times then succeeding: flush rejects N times, the token never changes, rows arrive once", async () => {
     const spool = await freshSpool();

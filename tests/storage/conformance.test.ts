@@ -326,6 +326,35 @@ describe.each([inProcessMode(), tcpMode()])("ClickHouse conformance ($name)", (m
     expect(await rows(client, "SELECT count() AS n FROM dedup")).toEqual([{ n: 2 + 16 }]);
   });
 
+  // The spool's flush inserts JSONEachRow bytes as they lie in the spool: in process straight into
+  // the engine (embeddedTarget), over TCP through client-web. Both must store the same thing.
+  test("insertRecords: spool rows arrive byte for byte, a replayed token is a no-op (views too), bad data is a data error", async () => {
+    const { insertRecords, isDataError } = await import("../../src/storage/insert-rows.ts");
+    const { encodeRecord } = await import("../../src/ingest/rows.ts");
+    const { embeddedTarget } = await import("../../src/storage/clickhouse.ts");
+    expect(embeddedTarget(client) !== undefined).toBe(mode.name === "in-process"); // the path under test
+    await client.command({ query: "CREATE TABLE events (service_id String, name String, at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY name SETTINGS non_replicated_deduplication_window = 1000" });
+    await client.command({ query: "CREATE TABLE event_counts (service_id String, n UInt64) ENGINE = SummingMergeTree ORDER BY service_id SETTINGS non_replicated_deduplication_window = 1000" });
+    await client.command({ query: "CREATE MATERIALIZED VIEW event_counts_mv TO event_counts AS SELECT service_id, count() AS n FROM events GROUP BY service_id" });
+    const at = Date.parse("2026-11-28T02:46:54.123Z");
+    const records = TRICKY_STRINGS.map(([, s]) => encodeRecord("events", "shop", at, { service_id: "shop", name: s, at: new Date(at).toISOString() }));
+    const token = `spool-${crypto.randomUUID()}`;
+    const first = await insertRecords(client, records, { token });
+    expect(first.rows.get("events")).toBe(TRICKY_STRINGS.length);
+    expect(first.touched).toEqual(new Map([["shop", new Set(["2026-11-28"])]]));
+    await insertRecords(client, records, { token }); // the replay of a flush whose removal did not happen
+    await insertRecords(client, records.slice(1), { token }); // other data, same token: the token decides
+    const back = await rows(client, "SELECT name, toString(at) AS at FROM events ORDER BY name");
+    expect(back).toEqual(TRICKY_STRINGS.map(([, s]) => ({ name: s, at: "2026-11-28 02:46:54.123" })).sort((a, b) => (Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)))));
+    expect(await rows(client, "SELECT sum(n) AS n FROM event_counts")).toEqual([{ n: TRICKY_STRINGS.length }]);
+    // The token was the statement's own: the next inserts without one are all stored.
+    for (let i = 0; i < 6; i++) await insertRecords(client, [encodeRecord("events", "shop", at, { service_id: "shop", name: `plain-${i}`, at: "2026-11-28T00:00:00Z" })]);
+    expect(await rows(client, "SELECT count() AS n FROM events")).toEqual([{ n: TRICKY_STRINGS.length + 6 }]);
+    const err = await insertRecords(client, [encodeRecord("events", "shop", at, { service_id: "shop", name: "x", at: "not a time" })], { token: `${token}-bad` }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ClickHouseError);
+    expect(isDataError(err)).toBe(true);
+  });
+
   test("max_result_rows with result_overflow_mode=break applies to its own query only", async () => {
     const query = "SELECT number FROM numbers(1000)";
     const capped = await client.query({

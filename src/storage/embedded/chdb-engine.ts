@@ -79,6 +79,15 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * lane's connection is replaced after running one.
  */
 const SESSION_STATEMENT = /^(?:\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*(?:set|use)\b/i;
+/**
+ * Settings whose value is new on nearly every request (a flush's dedup token). On an insert they go
+ * into the statement's own SETTINGS clause rather than onto the lane, which would cost a `SET`
+ * round trip per insert and one more to take it off again; they cannot outlive the statement.
+ */
+const STATEMENT_SETTINGS = new Set(["insert_deduplication_token"]);
+/** The trailing `FORMAT <name>` of an insert prefix, where a SETTINGS clause goes in front of. */
+const INSERT_FORMAT_TAIL = /\s+FORMAT\s+[A-Za-z0-9_]+\s*$/i;
+const HAS_SETTINGS_CLAUSE = /\bSETTINGS\b/i;
 /** A stream nobody reads for this long is cancelled, so its lane cannot stay blocked. */
 const STREAM_IDLE_MS = 60_000;
 
@@ -146,8 +155,9 @@ export class ChdbEngine {
     let release!: () => void;
     const ended = new Promise<void>((r) => (release = r));
     try {
-      await this.#prepareLane(lane, job.req);
-      const out = job.stream ? await this.#stream(lane, job.req, release) : await this.#buffered(lane, job.req);
+      const req = statementSettings(job.req);
+      await this.#prepareLane(lane, req);
+      const out = job.stream ? await this.#stream(lane, req, release) : await this.#buffered(lane, req);
       job.resolve(out);
       if (out.kind === "stream") await ended;
     } catch (err) {
@@ -275,6 +285,26 @@ export class ChdbEngine {
     }, { highWaterMark: 0 });
     return { kind: "stream", first: firstBytes, rest, summary };
   }
+}
+
+/**
+ * Moves STATEMENT_SETTINGS of an insert with data into its SQL (`INSERT INTO t SETTINGS … FORMAT
+ * X`); any other request, or a prefix that already has a SETTINGS clause, is left as it is.
+ */
+function statementSettings(req: EngineRequest): EngineRequest {
+  if (!req.data || !req.settings) return req;
+  const names = Object.keys(req.settings).filter((n) => STATEMENT_SETTINGS.has(n));
+  if (names.length === 0) return req;
+  const tail = INSERT_FORMAT_TAIL.exec(req.sql);
+  if (!tail || HAS_SETTINGS_CLAUSE.test(req.sql)) return req;
+  const settings = { ...req.settings };
+  const clause = names.map((n) => {
+    const value = settings[n]!;
+    delete settings[n];
+    return `${n} = ${sqlLiteral(value)}`;
+  });
+  const sql = `${req.sql.slice(0, tail.index)} SETTINGS ${clause.join(", ")}${req.sql.slice(tail.index)}`;
+  return { ...req, sql, settings };
 }
 
 function writeSummary(r: NativeInsertResult, sent: number): EngineSummary {
