@@ -1,6 +1,6 @@
 // The one way the service reaches ClickHouse: `@clickhouse/client-web`, pointed either at a
 // server (`CLICKHOUSE_URL`) or, by default, at the embedded engine through an in-process fetch.
-import { createClient, parseError, type ClickHouseClient } from "@clickhouse/client-web";
+import { createClient, type ClickHouseClient } from "@clickhouse/client-web";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ChdbEngine } from "./embedded/chdb-engine.ts";
@@ -34,34 +34,6 @@ const stringify = (value: unknown): string => (value instanceof RawJsonRow ? val
 
 const engines = new Map<string, ChdbEngine>();
 
-/** What a client over the embedded engine sends with every request (see `embeddedTarget`). */
-export interface EmbeddedTarget {
-  engine: ChdbEngine;
-  database: string;
-  /** The client's own default settings, so a direct request leaves a lane as client-web would. */
-  settings: Record<string, string>;
-}
-
-const embeddedClients = new WeakMap<ClickHouseClient, EmbeddedTarget>();
-
-/**
- * The engine behind a client made by `createClickHouse` without a server URL. The spool's flush
- * uses it to hand each INSERT's bytes to the engine directly: client-web only takes rows as text
- * (a string body the in-process handler would encode back to bytes), so going through it costs
- * the JS thread a decode, a string join and an encode per flush. Everything else (reads,
- * commands, the ack-after-insert mode's inserts) still goes through client-web.
- */
-export function embeddedTarget(client: ClickHouseClient): EmbeddedTarget | undefined {
-  return embeddedClients.get(client);
-}
-
-/** An engine failure as client-web would report it (a ClickHouseError with `code` and `type`). */
-export function engineError(err: unknown): Error {
-  const message = err instanceof Error ? err.message : String(err);
-  // The HTTP handler maps errors without a ClickHouse code the same way (STD_EXCEPTION).
-  return parseError(/Code: \d+\./.test(message) ? message : `Code: 1001. DB::Exception: ${message}. (STD_EXCEPTION)`);
-}
-
 /** Opens (or reuses: one per process and directory) the embedded engine under `dataDir`. */
 export function embeddedEngine(dataDir: string, lanes = 4): ChdbEngine {
   const dir = join(dataDir, "clickhouse");
@@ -94,11 +66,6 @@ export function createClickHouse(opts: ClickHouseOptions): ClickHouse {
     ...common,
     url: "http://embedded.clickhouse",
     fetch: createClickHouseHttpHandler(engine) as typeof fetch,
-  });
-  embeddedClients.set(client, {
-    engine,
-    database: opts.database,
-    settings: Object.fromEntries(Object.entries(common.clickhouse_settings).map(([k, v]) => [k, String(v)])),
   });
   // The engine is per process and may be shared (tests), so closing the client leaves it open.
   return { client, engine, close: () => client.close() };

@@ -3,12 +3,12 @@
 // materialized views that hang off each table.
 //
 // The JSON text of the rows goes to ClickHouse as it lies in the spool: each table's body is the
-// rows' bytes copied once into one buffer, never decoded, parsed or re-encoded. With the embedded
-// engine that buffer is the insert's data as is (see `embeddedTarget`); with a server it goes
-// through client-web, which takes text.
+// rows' bytes copied once into one buffer, never parsed or re-stringified per row. It goes through
+// client-web like every other request (with the embedded engine too: one code path, client-web's
+// timeout and error mapping); client-web takes text, so the body is decoded once per insert.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { groupRows, type GroupedRows, type RowSlice, type Table } from "../ingest/rows.ts";
-import { embeddedTarget, engineError, RawJsonRow } from "./clickhouse.ts";
+import { RawJsonRow } from "./clickhouse.ts";
 
 /** Which services and UTC dates got new rows (for cache invalidation). */
 export type Touched = Map<string, Set<string>>;
@@ -93,21 +93,10 @@ async function insertTable(client: ClickHouseClient, table: Table, rows: RowSlic
   }
 }
 
-/** One INSERT of a JSONEachRow body: straight into the embedded engine, or through client-web. */
+/** One INSERT of a JSONEachRow body through client-web. */
 async function insertBody(client: ClickHouseClient, table: Table, body: Uint8Array, settings: Record<string, string | number>): Promise<void> {
   if (!TABLE_NAME.test(table)) throw new Error(`insert: bad table name ${JSON.stringify(table)}`);
-  const embedded = embeddedTarget(client);
-  if (embedded) {
-    const all: Record<string, string> = { ...embedded.settings };
-    for (const [k, v] of Object.entries(settings)) all[k] = String(v);
-    try {
-      await embedded.engine.run({ sql: `INSERT INTO ${table} FORMAT JSONEachRow`, data: body, database: embedded.database, format: "TabSeparated", settings: all });
-    } catch (err) {
-      throw engineError(err);
-    }
-    return;
-  }
-  // client-web takes rows as values it stringifies: one RawJsonRow holding every line is sent as is.
+  // client-web stringifies each value it is given: one RawJsonRow holding every line is sent as is.
   await client.insert({
     table,
     values: [new RawJsonRow(utf8.decode(body.subarray(0, body.byteLength - 1)))],

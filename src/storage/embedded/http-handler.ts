@@ -1,9 +1,7 @@
 // The ClickHouse HTTP interface, implemented over the embedded engine. `@clickhouse/client-web`
 // takes this as its `fetch`, so the service's production code path (client-web, formats,
 // `{name:Type}` parameters, insert settings, error codes) runs unchanged against chdb; the same
-// handler served on a TCP port (`npm run clickhouse`) is a local "ClickHouse over HTTP". The one
-// exception is the spool's flush, which hands its JSONEachRow bytes to the engine directly (see
-// `embeddedTarget` in ../clickhouse.ts; the conformance tests run it against both).
+// handler served on a TCP port (`npm run clickhouse`) is a local "ClickHouse over HTTP".
 import type { ChdbEngine, EngineOutput, EngineSummary } from "./chdb-engine.ts";
 
 /** URL parameters that belong to the HTTP layer; every other unknown one is a setting. */
