@@ -267,17 +267,20 @@ export class Service {
   }
 
   /**
-   * Waits until the service is quiet after a load: requests still in flight when the generator
-   * stopped have finished (its log, one access-log line per request at the default level, stopped
-   * growing) and the spool is empty. Polls the file system only: a GET /metrics costs the service
+   * Waits until the service is quiet after a load: its log stopped growing (refusals and errors
+   * are logged per request; accepted ingest requests only at debug) and the spool has been empty
+   * at two polls in a row, so a request still in flight when the generator stopped has had time
+   * to reach the spool (and leave it again). Polls the file system only: a GET /metrics costs the service
    * real time (it walks the heap). Resolves with how long that took (ms), or NaN on timeout.
    */
   async waitQuiescent(timeoutMs = 90_000, pollMs = 200): Promise<number> {
     const started = performance.now();
     let lastLog = -1;
+    let emptyPolls = 0;
     while (performance.now() - started < timeoutMs) {
       const logBytes = statSync(this.child.logFile).size;
-      if (logBytes === lastLog && this.spoolBytes() === 0) return performance.now() - started;
+      emptyPolls = this.spoolBytes() === 0 ? emptyPolls + 1 : 0;
+      if (logBytes === lastLog && emptyPolls >= 2) return performance.now() - started;
       lastLog = logBytes;
       await Bun.sleep(pollMs);
     }
