@@ -37,25 +37,33 @@ export interface EventDedup {
   remember(keys: readonly string[]): Promise<void>;
 }
 
-/** In-process: a map with expiry, capped (the oldest ids are forgotten first). */
+/**
+ * In-process: ids with expiry, capped at `maxEntries`. Two generations of maps: new ids go into the
+ * current one; when it holds half the cap it becomes the previous one and the old previous one is
+ * dropped whole. So the newest maxEntries/2 to maxEntries ids are remembered, and nothing is ever
+ * evicted one entry at a time: in Bun (JavaScriptCore) "delete the oldest Map key"
+ * (keys().next() + delete) walks past every tombstone left since the last rehash, measured at
+ * ~40 µs per insert on a full 300k-entry map.
+ */
 export function memoryDedup(opts: { maxEntries?: number; windowMs?: number; now?: () => number } = {}): EventDedup & { size(): number } {
-  const max = opts.maxEntries ?? 2_000_000;
+  const half = Math.max(1, Math.floor((opts.maxEntries ?? 2_000_000) / 2));
   const windowMs = opts.windowMs ?? DEDUP_WINDOW_MS;
   const now = opts.now ?? Date.now;
-  const seen = new Map<string, number>();
+  let current = new Map<string, number>();
+  let previous = new Map<string, number>();
   const isSeen = (key: string) => {
-    const expires = seen.get(key);
-    if (expires === undefined) return false;
-    if (expires > now()) return true;
-    seen.delete(key);
-    return false;
+    const expires = current.get(key) ?? previous.get(key);
+    return expires !== undefined && expires > now();
   };
   const add = (key: string) => {
-    seen.set(key, now() + windowMs);
-    if (seen.size > max) seen.delete(seen.keys().next().value!);
+    if (current.size >= half) {
+      previous = current;
+      current = new Map();
+    }
+    current.set(key, now() + windowMs);
   };
   return {
-    size: () => seen.size,
+    size: () => current.size + previous.size,
     async claim(keys) {
       return keys.map((key) => {
         if (isSeen(key)) return false;
@@ -67,10 +75,13 @@ export function memoryDedup(opts: { maxEntries?: number; windowMs?: number; now?
       // In one process a claim dies with the rows it stands for: nothing to confirm.
     },
     async release(keys) {
-      for (const key of keys) seen.delete(key);
+      for (const key of keys) {
+        current.delete(key);
+        previous.delete(key);
+      }
     },
     async remember(keys) {
-      for (const key of keys) add(key);
+      for (const key of keys) if (!isSeen(key)) add(key);
     },
   };
 }
