@@ -36,6 +36,29 @@ describe("cluster mode", () => {
     }
   });
 
+  test("views' new queries read the local tables; backfills write a local target from the Distributed tables", async () => {
+    const formatted = await Promise.all(all.map(parse));
+    const modified = formatted.filter((s) => /MODIFY QUERY /.test(s));
+    expect(modified.length).toBe(5);
+    for (const s of modified) {
+      expect(s).toMatch(/^ALTER TABLE analytics_db\.\w+_mv ON CLUSTER prod \(?MODIFY QUERY /);
+      expect(s).not.toMatch(/FROM analytics_db\.(sessions|events)\b(?!_local)/);
+      expect(s).toMatch(/FROM analytics_db\.(sessions|events)_local\b/);
+    }
+    const backfills = formatted.filter((s) => s.startsWith("INSERT"));
+    expect(backfills.length).toBe(5);
+    for (const s of backfills) {
+      expect(s).toMatch(/^INSERT INTO analytics_db\.\w+_local \(/);
+      expect(s).toMatch(/FROM analytics_db\.(sessions|events) /);
+    }
+    const checks = formatted.filter((s) => s.startsWith("SELECT"));
+    expect(checks.length).toBe(2);
+    for (const s of checks) {
+      expect(s).toContain("clusterAllReplicas(prod, system.processes)");
+      expect(s).not.toMatch(/(?<!clusterAllReplicas\(prod, )system\.processes/);
+    }
+  });
+
   test("MergeTree tables become replicated <name>_local tables behind Distributed public names", async () => {
     const formatted = await Promise.all(all.map(parse));
     const creates = formatted.filter((s) => s.startsWith("CREATE TABLE"));
