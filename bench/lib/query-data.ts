@@ -12,7 +12,9 @@ import { join, resolve } from "node:path";
 
 // v2: sessions.updated_at = ended_at (left to DEFAULT now64(), every session looked just changed
 // and the service's start-up warm-up loaded all 1.7M session states: no readyz within 90 s).
-export const GENERATOR_VERSION = 2;
+// v3: the views' visitor states are over cityHash64(visitor_id) (schemas/04); a v2 directory
+// holds the String states and no 04.
+export const GENERATOR_VERSION = 3;
 
 const root = process.env.BENCH_SRC_ROOT ?? resolve(import.meta.dir, "..", "..");
 

@@ -49,8 +49,9 @@ interface MetricRow {
 // Visitors: exact distinct count of cityHash64(visitor_id) (see VISITOR_KEY in sql-params.ts).
 const RAW_METRICS = `sum(sign) AS m_sessions, uniqExactIf(${VISITOR_KEY}, sign > 0) AS m_visitors, sum(sign * pageviews) AS m_pageviews,
   sum(sign * is_bounce) AS m_bounces, sum(sign * duration_ms) / 1000 AS m_duration, sum(sign * converted) AS m_conversions`;
-// Both view targets have the same columns.
-const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors) AS m_visitors, sum(s.pageviews) AS m_pageviews,
+// Both view targets have the same columns; visitors64 holds uniqExact states over the same
+// cityHash64(visitor_id) (schemas/04-visitor_hash_views.sql), so both paths count the same set.
+const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors64) AS m_visitors, sum(s.pageviews) AS m_pageviews,
   sum(s.bounces) AS m_bounces, sum(s.duration_ms_sum) / 1000 AS m_duration, sum(s.conversions) AS m_conversions`;
 
 // The bucket of a row as the UTC epoch second of its local bucket start; the zone is a bound

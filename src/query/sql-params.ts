@@ -30,7 +30,8 @@ export class SqlParams {
  * uniqExact over a String already keeps a 128-bit hash per value; 64-bit keys halve the set and
  * hash faster (30 days, 1.7M sessions, 639k visitors: 290-570 ms → 210-250 ms). Two distinct ids
  * count once only when their hashes collide: for n distinct visitors the chance of any collision
- * is about n²/2^65 (10^-8 for a million). README, "Exact counts and hashes".
+ * is about n²/2^65 (10^-8 for a million). The views' visitors64 states are over the same key
+ * (schemas/04-visitor_hash_views.sql). README, "Exact counts and hashes".
  */
 export const VISITOR_KEY = "cityHash64(visitor_id)";
 

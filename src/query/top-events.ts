@@ -1,5 +1,6 @@
 // Top custom events of /v1/behavior/summary: from hourly_event_counts (UTC hours, 90 days) when no
-// filter applies and the range is whole UTC hours, else from raw events.
+// filter applies and the range is whole UTC hours, else from raw events. Both count visitors over
+// cityHash64(visitor_id): the view's visitors64 states, the raw path VISITOR_KEY.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { ListQuery } from "./behavior-lists.ts";
 import { hasAnyFilter, itemConditions } from "./filters.ts";
@@ -18,7 +19,7 @@ export async function topEvents(ch: ClickHouseClient, q: ListQuery, read: ReadOp
   const service = p.bind("String", q.serviceId);
   const fromView = !hasAnyFilter(q.filters) && viewFits([q.range], { unit: "hour", ttlDays: 90, zoned: false }, read);
   const sql = fromView
-    ? `SELECT name, sum(count) AS n, uniqExactMerge(visitors) AS v FROM hourly_event_counts
+    ? `SELECT name, sum(count) AS n, uniqExactMerge(visitors64) AS v FROM hourly_event_counts
        WHERE service_id = ${service} AND hour >= ${p.second(q.range.start)} AND hour < ${p.second(q.range.end)} GROUP BY name`
     : `SELECT name, count() AS n, uniqExact(${VISITOR_KEY}) AS v FROM events
        WHERE ${[`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)].join(" AND ")}

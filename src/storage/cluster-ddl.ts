@@ -61,6 +61,9 @@ const CREATE_TABLE = new RegExp(String.raw`^(CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXIS
 const CREATE_VIEW = new RegExp(String.raw`^(CREATE\s+(MATERIALIZED\s+)?VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?)${NAME}`, "i");
 const ALTER_TABLE = new RegExp(String.raw`^(ALTER\s+TABLE\s+)${NAME}`, "i");
 const DROP = new RegExp(String.raw`^(DROP\s+(?:TABLE|VIEW|DICTIONARY)\s+(?:IF\s+EXISTS\s+)?)${NAME}`, "i");
+const INSERT_SELECT = new RegExp(String.raw`^(INSERT\s+INTO\s+)${NAME}(?=[\s(])`, "i");
+const SELECT = /^SELECT\b/i;
+const MODIFY_QUERY = /\bMODIFY\s+QUERY\b/i;
 const ENGINE = /\bENGINE\s*=\s*(\w+)/i;
 
 function clusterStatement(sql: string, ctx: Context): string[] {
@@ -92,7 +95,9 @@ function clusterStatement(sql: string, ctx: Context): string[] {
   if ((m = ALTER_TABLE.exec(sql))) {
     const [head, prefix, db, name] = m as unknown as [string, string, string | undefined, string];
     requireDatabase(db, name, sql, ctx);
-    const rest = sql.slice(head.length);
+    let rest = sql.slice(head.length);
+    // A view's new query, like its CREATE, reads and writes the local tables.
+    if (MODIFY_QUERY.test(rest)) rest = toLocalReferences(rest, ctx);
     if (!ctx.local.has(name)) return [`${prefix}${db}.${name}${on}${rest}`];
     const statements = [`${prefix}${db}.${name}_local${on}${rest}`];
     // Column changes must reach the Distributed table too, or it no longer matches the shards.
@@ -106,6 +111,20 @@ function clusterStatement(sql: string, ctx: Context): string[] {
     const rest = sql.slice(head.length);
     if (!ctx.local.has(name)) return [`${prefix}${db}.${name}${on}${rest}`];
     return [`${prefix}${db}.${name}${on}${rest}`, `${prefix}${db}.${name}_local${on}${rest}`];
+  }
+
+  if ((m = INSERT_SELECT.exec(sql)) && /\bSELECT\b/i.test(sql)) {
+    // A backfill (INSERT INTO <target> SELECT ...): no ON CLUSTER for inserts, so it runs once, on
+    // the host that migrates. It writes that host's local target and reads every shard through
+    // the Distributed tables; reads through the Distributed target merge the shards anyway.
+    const [head, prefix, db, name] = m as unknown as [string, string, string | undefined, string];
+    requireDatabase(db, name, sql, ctx);
+    return [`${prefix}${db}.${ctx.local.has(name) ? `${name}_local` : name}${sql.slice(head.length)}`];
+  }
+
+  if (SELECT.test(sql)) {
+    // A check (e.g. no insert still running): it must see every host's queries.
+    return [sql.replace(/\bsystem\.processes\b/g, `clusterAllReplicas(${ctx.cluster}, system.processes)`)];
   }
 
   throw new ClusterDdlError(`cluster mode cannot translate this statement: ${firstLine(sql)}`);

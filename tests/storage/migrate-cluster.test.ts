@@ -27,11 +27,35 @@ describe("cluster mode", () => {
     await expect(parse("CREATE TABLE analytics_db.x ON CLUSTER prod (a UInt8")).rejects.toThrow();
   });
 
-  test("every statement parses and runs ON CLUSTER", async () => {
+  test("every statement parses and runs ON CLUSTER (backfills and checks run once)", async () => {
     expect(all.length).toBeGreaterThan(30);
     for (const statement of all) {
       const formatted = await parse(statement);
+      if (/^(INSERT|SELECT)\b/.test(formatted)) continue;
       expect(formatted).toContain(" ON CLUSTER prod");
+    }
+  });
+
+  test("views' new queries read the local tables; backfills write a local target from the Distributed tables", async () => {
+    const formatted = await Promise.all(all.map(parse));
+    const modified = formatted.filter((s) => /MODIFY QUERY /.test(s));
+    expect(modified.length).toBe(5);
+    for (const s of modified) {
+      expect(s).toMatch(/^ALTER TABLE analytics_db\.\w+_mv ON CLUSTER prod \(?MODIFY QUERY /);
+      expect(s).not.toMatch(/FROM analytics_db\.(sessions|events)\b(?!_local)/);
+      expect(s).toMatch(/FROM analytics_db\.(sessions|events)_local\b/);
+    }
+    const backfills = formatted.filter((s) => s.startsWith("INSERT"));
+    expect(backfills.length).toBe(5);
+    for (const s of backfills) {
+      expect(s).toMatch(/^INSERT INTO analytics_db\.\w+_local \(/);
+      expect(s).toMatch(/FROM analytics_db\.(sessions|events) /);
+    }
+    const checks = formatted.filter((s) => s.startsWith("SELECT"));
+    expect(checks.length).toBe(2);
+    for (const s of checks) {
+      expect(s).toContain("clusterAllReplicas(prod, system.processes)");
+      expect(s).not.toMatch(/(?<!clusterAllReplicas\(prod, )system\.processes/);
     }
   });
 
@@ -85,6 +109,10 @@ describe("cluster mode", () => {
     // A plain view runs at query time: it reads the Distributed table.
     expect(run("CREATE VIEW analytics_db.v AS SELECT a FROM analytics_db.t")).toEqual([
       "CREATE VIEW db.v ON CLUSTER c AS SELECT a FROM db.t",
+    ]);
+    expect(run("INSERT INTO analytics_db.t (a) SELECT a FROM analytics_db.t")).toEqual(["INSERT INTO db.t_local (a) SELECT a FROM db.t"]);
+    expect(run("ALTER TABLE analytics_db.v MODIFY QUERY SELECT a FROM analytics_db.t")).toEqual([
+      "ALTER TABLE db.v ON CLUSTER c MODIFY QUERY SELECT a FROM db.t_local",
     ]);
     expect(() => run("INSERT INTO analytics_db.t VALUES (1)")).toThrow(ClusterDdlError);
     expect(() => run("CREATE TABLE u (a UInt8) ENGINE = MergeTree ORDER BY a")).toThrow(ClusterDdlError);

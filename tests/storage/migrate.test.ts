@@ -71,9 +71,9 @@ describe("migrate", () => {
     const dir = schemaCopy();
     await migrate(client, { database: db, schemaDir: dir });
 
-    writeFileSync(join(dir, "04-extra.sql"), `CREATE TABLE IF NOT EXISTS analytics_db.extra (a UInt8) ENGINE = MergeTree ORDER BY a;\n`);
-    expect(await pendingMigrations(client, { database: db, schemaDir: dir })).toEqual(["04-extra.sql"]);
-    expect(await migrate(client, { database: db, schemaDir: dir })).toEqual([{ file: "04-extra.sql", statements: 1 }]);
+    writeFileSync(join(dir, "99-extra.sql"), `CREATE TABLE IF NOT EXISTS analytics_db.extra (a UInt8) ENGINE = MergeTree ORDER BY a;\n`);
+    expect(await pendingMigrations(client, { database: db, schemaDir: dir })).toEqual(["99-extra.sql"]);
+    expect(await migrate(client, { database: db, schemaDir: dir })).toEqual([{ file: "99-extra.sql", statements: 1 }]);
 
     const before = await recorded(db);
     appendFileSync(join(dir, "02-analytics_db.sql"), "\n-- an innocent-looking edit\n");
@@ -89,11 +89,11 @@ describe("migrate", () => {
   test("a failing statement is a MigrationError naming its file, and the file stays pending", async () => {
     const db = uniqueDatabase("mig");
     const dir = schemaCopy();
-    writeFileSync(join(dir, "04-broken.sql"), "CREATE TABLE IF NOT EXISTS analytics_db.broken (a NoSuchType) ENGINE = MergeTree ORDER BY a;\n");
+    writeFileSync(join(dir, "99-broken.sql"), "CREATE TABLE IF NOT EXISTS analytics_db.broken (a NoSuchType) ENGINE = MergeTree ORDER BY a;\n");
     const error = await migrate(client, { database: db, schemaDir: dir }).then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(MigrationError);
-    expect((error as MigrationError).file).toBe("04-broken.sql");
-    expect(await pendingMigrations(client, { database: db, schemaDir: dir })).toEqual(["04-broken.sql"]);
+    expect((error as MigrationError).file).toBe("99-broken.sql");
+    expect(await pendingMigrations(client, { database: db, schemaDir: dir })).toEqual(["99-broken.sql"]);
   });
 
   test("the database name is substituted as a whole word only", async () => {

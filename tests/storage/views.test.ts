@@ -1,7 +1,13 @@
 // Numbers from the materialized views equal numbers from raw rows, and a replayed insert (same
-// insert_deduplication_token) counts once, in the raw table and in every view.
+// insert_deduplication_token) counts once, in the raw table and in every view. Visitor states
+// (visitors64, over cityHash64(visitor_id), schemas/04) are compared with counts over the ids
+// themselves; a deployment migrated to 04 while holding data keeps every number.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { migrate } from "../../src/storage/migrate.ts";
+import { readSchemaFiles, SCHEMA_DIR } from "../../src/storage/schema-files.ts";
 import { testClickHouse, uniqueDatabase } from "../helpers/clickhouse.ts";
 
 const db = uniqueDatabase("views");
@@ -56,7 +62,7 @@ describe("session views", () => {
     await insert("sessions", secondFlush, "flush-2");
   });
 
-  const totals = "sum(sessions) AS sessions, sum(pageviews) AS pageviews, sum(bounces) AS bounces, sum(duration_sum) AS duration_sum, sum(duration_ms_sum) AS duration_ms_sum, sum(conversions) AS conversions, uniqExactMerge(visitors) AS visitors";
+  const totals = "sum(sessions) AS sessions, sum(pageviews) AS pageviews, sum(bounces) AS bounces, sum(duration_sum) AS duration_sum, sum(duration_ms_sum) AS duration_ms_sum, sum(conversions) AS conversions, uniqExactMerge(visitors64) AS visitors";
   const raw = "sum(sign) AS sessions, sum(sign * pageviews) AS pageviews, sum(sign * is_bounce) AS bounces, sum(sign * duration_s) AS duration_sum, sum(sign * duration_ms) AS duration_ms_sum, sum(sign * converted) AS conversions, uniqExactIf(visitor_id, sign > 0) AS visitors";
 
   test("hourly_session_metrics equals raw sessions and the hand count", async () => {
@@ -81,7 +87,7 @@ describe("session views", () => {
     );
     expect(live).toEqual(expected);
     // Visitors over the day from hourly states: a visitor in two hours counts once.
-    const [merged] = await rows(`SELECT uniqExactMerge(visitors) AS visitors FROM ${db}.hourly_session_metrics WHERE service_id = 'shop'`);
+    const [merged] = await rows(`SELECT uniqExactMerge(visitors64) AS visitors FROM ${db}.hourly_session_metrics WHERE service_id = 'shop'`);
     expect(merged).toEqual({ visitors: 2 });
     const [blog] = await rows(`SELECT ${totals} FROM ${db}.daily_session_stats WHERE service_id = 'blog'`);
     expect(blog).toMatchObject({ sessions: 1, visitors: 1 });
@@ -89,7 +95,7 @@ describe("session views", () => {
 
   test("session_distributions equals raw sessions per dimension and the hand count", async () => {
     const view = await rows(
-      `SELECT dimension, value, sum(sessions) AS sessions, sum(bounces) AS bounces, uniqExactMerge(visitors) AS visitors
+      `SELECT dimension, value, sum(sessions) AS sessions, sum(bounces) AS bounces, uniqExactMerge(visitors64) AS visitors
        FROM ${db}.session_distributions WHERE service_id = 'shop' GROUP BY dimension, value ORDER BY dimension, value`,
     );
     expect(view).toEqual([
@@ -113,15 +119,15 @@ describe("session views", () => {
 
   test("utm_campaign_stats equals raw sessions with a utm_source and the hand count", async () => {
     const view = await rows(
-      `SELECT hour, utm_source, utm_medium, utm_campaign, sum(sessions) AS sessions, sum(conversions) AS conversions
+      `SELECT hour, utm_source, utm_medium, utm_campaign, sum(sessions) AS sessions, sum(conversions) AS conversions, uniqExactMerge(visitors64) AS visitors
        FROM ${db}.utm_campaign_stats WHERE service_id = 'shop' GROUP BY ALL ORDER BY hour`,
     );
     expect(view).toEqual([
-      { hour: hour("10"), utm_source: "newsletter", utm_medium: "email", utm_campaign: "spring", sessions: 1, conversions: 1 },
-      { hour: hour("23"), utm_source: "newsletter", utm_medium: "", utm_campaign: "", sessions: 1, conversions: 0 },
+      { hour: hour("10"), utm_source: "newsletter", utm_medium: "email", utm_campaign: "spring", sessions: 1, conversions: 1, visitors: 1 },
+      { hour: hour("23"), utm_source: "newsletter", utm_medium: "", utm_campaign: "", sessions: 1, conversions: 0, visitors: 1 },
     ]);
     const fromRaw = await rows(
-      `SELECT toStartOfHour(started_at) AS hour, utm_source, utm_medium, utm_campaign, sum(sign) AS sessions, sum(sign * converted) AS conversions
+      `SELECT toStartOfHour(started_at) AS hour, utm_source, utm_medium, utm_campaign, sum(sign) AS sessions, sum(sign * converted) AS conversions, uniqExactIf(visitor_id, sign > 0) AS visitors
        FROM ${db}.sessions WHERE service_id = 'shop' AND utm_source != '' GROUP BY ALL ORDER BY hour`,
     );
     expect(fromRaw).toEqual(view);
@@ -182,7 +188,7 @@ describe("item views", () => {
   });
 
   test("hourly_event_counts equals raw events", async () => {
-    const view = await rows(`SELECT hour, name, sum(count) AS count, uniqExactMerge(visitors) AS visitors FROM ${db}.hourly_event_counts WHERE service_id = 'shop' GROUP BY hour, name ORDER BY hour, name`);
+    const view = await rows(`SELECT hour, name, sum(count) AS count, uniqExactMerge(visitors64) AS visitors FROM ${db}.hourly_event_counts WHERE service_id = 'shop' GROUP BY hour, name ORDER BY hour, name`);
     expect(view).toEqual([
       { hour: hour("10"), name: "signup", count: 3, visitors: 2 },
       { hour: hour("11"), name: "buy", count: 1, visitors: 1 },
@@ -222,5 +228,103 @@ describe("item views", () => {
     expect(profiles).toEqual([
       { user_id: "u1", first_seen: `${dayIso}T09:00:00.000Z`, last_seen: `${dayIso}T11:01:00.000Z`, pageviews: 2, events: 2 },
     ]);
+  });
+});
+
+// A deployment that holds data under the String-state views of 03 migrates to 04 (states over
+// cityHash64(visitor_id)), then keeps ingesting: every number still equals raw rows, and applying
+// 04 again (what an operator does after its guard refused) changes none.
+describe("04 on a deployment that already holds data", () => {
+  const old = uniqueDatabase("views04");
+  const insertInto = async (table: string, values: object[], token: string) =>
+    client.insert({ table: `${old}.${table}`, values, format: "JSONEachRow", clickhouse_settings: settings(token) });
+  const hh = (i: number) => at(`${String(i % 24).padStart(2, "0")}:${String((i * 7) % 60).padStart(2, "0")}`);
+  const longAgo = new Date(day.getTime() - 40 * 86_400_000).toISOString().slice(0, 10);
+  const first = (i: number) => session({
+    service_id: i % 5 === 0 ? "blog" : "shop", session_id: `a${i}`, visitor_id: `v${i % 13}`, started_at: i === 1 ? `${longAgo} 08:00:00.000` : hh(i),
+    device: ["desktop", "mobile", "tablet"][i % 3]!, country: ["DE", "US"][i % 2]!, utm_source: i % 4 === 0 ? "news" : "", utm_campaign: i % 8 === 0 ? "x" : "",
+  });
+  const longer = (r: SessionRow, v: number) => ({ ...r, version: v, pageviews: v + 1, is_bounce: 0, duration_s: v * 30, duration_ms: v * 30_250, converted: v > 2 ? 1 : 0 });
+  const event = (i: number, suffix: string) => ({
+    service_id: "shop", event_id: crypto.randomUUID(), timestamp: hh(i), received_at: hh(i), session_id: `a${i}`, visitor_id: `v${(i * 3) % 11}${suffix}`,
+    user_id: "", name: ["signup", "buy", "view"][i % 3], conversion: 0, url: "https://shop.example/", path: "/", hostname: "shop.example", properties: "{}",
+  });
+  const views = {
+    daily: "SELECT service_id, day AS k, sum(sessions) AS n, sum(pageviews) AS p, sum(bounces) AS b, sum(duration_ms_sum) AS d, sum(conversions) AS c, uniqExactMerge(visitors64) AS v FROM daily_session_stats GROUP BY service_id, k",
+    hourly: "SELECT service_id, hour AS k, sum(sessions) AS n, sum(pageviews) AS p, sum(bounces) AS b, sum(duration_ms_sum) AS d, sum(conversions) AS c, uniqExactMerge(visitors64) AS v FROM hourly_session_metrics WHERE hour >= now() - INTERVAL 30 DAY GROUP BY service_id, k",
+    dist: "SELECT service_id, (hour, dimension, value) AS k, sum(sessions) AS n, sum(bounces) AS b, uniqExactMerge(visitors64) AS v FROM session_distributions GROUP BY service_id, k",
+    utm: "SELECT service_id, (hour, utm_source, utm_medium, utm_campaign) AS k, sum(sessions) AS n, sum(conversions) AS c, uniqExactMerge(visitors64) AS v FROM utm_campaign_stats GROUP BY service_id, k",
+    events: "SELECT service_id, (hour, name) AS k, sum(count) AS n, uniqExactMerge(visitors64) AS v FROM hourly_event_counts GROUP BY service_id, k",
+  };
+  // The same numbers from raw rows, visitors counted over the ids themselves.
+  const sums = "sum(sign) AS n, sum(sign * pageviews) AS p, sum(sign * is_bounce) AS b, sum(sign * duration_ms) AS d, sum(sign * converted) AS c, uniqExactIf(visitor_id, sign > 0) AS v";
+  const raw = {
+    daily: `SELECT service_id, toDate(started_at) AS k, ${sums} FROM sessions GROUP BY service_id, k`,
+    hourly: `SELECT service_id, toStartOfHour(started_at) AS k, ${sums} FROM sessions WHERE started_at >= now() - INTERVAL 30 DAY GROUP BY service_id, k`,
+    dist: `SELECT service_id, (toStartOfHour(started_at), dv.1, dv.2) AS k, sum(sign) AS n, sum(sign * is_bounce) AS b, uniqExactIf(visitor_id, sign > 0) AS v FROM sessions
+           ARRAY JOIN [('device', toString(device)), ('browser', toString(browser)), ('os', toString(os)), ('country', toString(country))] AS dv WHERE started_at >= now() - INTERVAL 90 DAY GROUP BY service_id, k`,
+    utm: `SELECT service_id, (toStartOfHour(started_at), utm_source, utm_medium, utm_campaign) AS k, sum(sign) AS n, sum(sign * converted) AS c, uniqExactIf(visitor_id, sign > 0) AS v FROM sessions
+          WHERE utm_source != '' AND started_at >= now() - INTERVAL 90 DAY GROUP BY service_id, k`,
+    events: "SELECT service_id, (toStartOfHour(timestamp), name) AS k, count() AS n, uniqExact(visitor_id) AS v FROM events GROUP BY service_id, k",
+  };
+  const ordered = (sql: string) =>
+    rows(`SELECT * FROM (${sql.replace(/\bFROM (\w+)/g, (_, t: string) => `FROM ${old}.${t}`)}) ORDER BY service_id, toString(k)`);
+  async function expectViewsEqualRaw() {
+    for (const name of Object.keys(views) as (keyof typeof views)[]) {
+      const fromView = await ordered(views[name]);
+      expect(fromView.length).toBeGreaterThan(0);
+      expect({ name, rows: fromView }).toEqual({ name, rows: await ordered(raw[name]) });
+    }
+  }
+
+  beforeAll(async () => {
+    // Schemas 01-03 only, then two flushes under the old views (new sessions, then updates).
+    const dir = mkdtempSync(join(tmpdir(), "schema-03-"));
+    for (const f of readdirSync(SCHEMA_DIR).filter((n) => n < "04")) copyFileSync(join(SCHEMA_DIR, f), join(dir, f));
+    await migrate(client, { database: old, schemaDir: dir });
+    const a = Array.from({ length: 40 }, (_, i) => first(i));
+    await insertInto("sessions", a, "old-1");
+    await insertInto("sessions", a.filter((_, i) => i % 2 === 0).flatMap((r) => [{ ...r, sign: -1 }, longer(r, 2)]), "old-2");
+    await insertInto("events", Array.from({ length: 30 }, (_, i) => event(i, "")), "old-ev");
+    const [before] = await rows<{ n: number }>(`SELECT count() AS n FROM system.columns WHERE database = '${old}' AND name = 'visitors64'`);
+    expect(before!.n).toBe(0);
+
+    await migrate(client, { database: old });
+
+    // After the switch: updates of sessions written before it, new sessions of old and new
+    // visitors, more events.
+    const updates = a.filter((_, i) => i % 4 === 0).flatMap((r) => [{ ...longer(r, 2), sign: -1 }, longer(r, 3)]);
+    const b = Array.from({ length: 12 }, (_, i) => ({ ...first(i + 3), session_id: `b${i}`, visitor_id: i % 2 ? `v${i}` : `w${i}` }));
+    await insertInto("sessions", [...updates, ...b], "new-1");
+    await insertInto("events", Array.from({ length: 20 }, (_, i) => event(i + 5, i % 2 ? "" : "n")), "new-ev");
+  });
+
+  test("only visitors64 states remain in the targets with visitor states", async () => {
+    const states = await rows(
+      `SELECT table, name, type FROM system.columns WHERE database = '${old}' AND type LIKE 'AggregateFunction(uniqExact%' AND NOT endsWith(table, '_mv') ORDER BY table, name`,
+    );
+    expect(states).toEqual([
+      { table: "daily_session_stats", name: "visitors64", type: "AggregateFunction(uniqExact, UInt64)" },
+      { table: "funnel_stats", name: "sessions", type: "AggregateFunction(uniqExact, String)" },
+      { table: "hourly_event_counts", name: "visitors64", type: "AggregateFunction(uniqExact, UInt64)" },
+      { table: "hourly_session_metrics", name: "visitors64", type: "AggregateFunction(uniqExact, UInt64)" },
+      { table: "session_distributions", name: "visitors64", type: "AggregateFunction(uniqExact, UInt64)" },
+      { table: "utm_campaign_stats", name: "visitors64", type: "AggregateFunction(uniqExact, UInt64)" },
+    ]);
+  });
+
+  test("every target equals raw rows: sums written once, visitors from before and after the switch", async () => {
+    await expectViewsEqualRaw();
+    const [d] = await rows<{ n: number; v: number }>(`SELECT sum(sessions) AS n, uniqExactMerge(visitors64) AS v FROM ${old}.daily_session_stats WHERE service_id = 'shop'`);
+    // 32 old shop sessions + 10 new (b0..b11 less the two on blog); 13 old visitors + 5 new (w*).
+    expect(d).toEqual({ n: 32 + 10, v: 13 + 5 });
+  });
+
+  test("applying 04 again changes no number", async () => {
+    const snapshot = await Promise.all(Object.values(views).map(ordered));
+    const [file] = readSchemaFiles(SCHEMA_DIR, old).filter((f) => f.name.startsWith("04-"));
+    for (const statement of file!.statements) await client.command({ query: statement });
+    expect(await Promise.all(Object.values(views).map(ordered))).toEqual(snapshot);
+    await expectViewsEqualRaw();
   });
 });
