@@ -104,12 +104,13 @@ GROUP BY service_id, hour, name;
 -- 3. The guard: inserts that started before the switch must have finished before the backfill
 -- reads. Writers' inserts take well under a second; wait 3 s only when some insert is running,
 -- then refuse if one that old still is (an insert that started after the switch feeds visitors64
--- itself).
-SELECT sleep(if((SELECT count() FROM system.processes WHERE query_kind = 'Insert') > 0, 3, 0));
+-- itself). Only inserts made in this database count (writers use it as their current database;
+-- the migrate script puts the configured name in place of analytics_db, also in the literal).
+SELECT sleep(if((SELECT count() FROM system.processes WHERE query_kind = 'Insert' AND current_database = 'analytics_db') > 0, 3, 0));
 
 SELECT throwIf(count() > 0, 'an insert that started before the views were switched is still running; apply the migration again')
 FROM system.processes
-WHERE query_kind = 'Insert' AND elapsed >= 3;
+WHERE query_kind = 'Insert' AND current_database = 'analytics_db' AND elapsed >= 3;
 
 -- 4. Backfill: visitor states of the rows already there, with zero sums (the sums are complete).
 INSERT INTO analytics_db.daily_session_stats (service_id, day, visitors64)
