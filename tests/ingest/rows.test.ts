@@ -102,3 +102,133 @@ test("groupRows refuses a line without the table|service|date prefix instead of 
   const { groupRows } = await import("../../src/ingest/rows.ts");
   expect(() => groupRows([new TextEncoder().encode(`${event}\n{"no":"prefix"}`)])).toThrow(/without table\|service\|date prefix/);
 });
+
+// The row builders write JSON field by field; these references are the object-and-JSON.stringify
+// code they replaced (same fields, same order), so any difference in text is a failure.
+const referenceIso = (ms: number) => new Date(ms).toISOString();
+function referenceSessionRecord(s: import("../../src/ingest/sessions/session-state.ts").SessionState, sign: 1 | -1): string {
+  const durationMs = s.ended_at - s.started_at;
+  return encodeRecordReference("sessions", s.service_id, s.started_at, {
+    sign, version: s.version, session_id: s.session_id, service_id: s.service_id, visitor_id: s.visitor_id,
+    user_id: s.user_id, started_at: referenceIso(s.started_at), ended_at: referenceIso(s.ended_at),
+    duration_s: Math.floor(durationMs / 1000), duration_ms: durationMs, pageviews: s.pageviews, events: s.events,
+    items: s.items, is_bounce: s.pageviews === 1 && s.events === 0 ? 1 : 0, converted: s.converted ? 1 : 0,
+    entry_path: s.entry_path, exit_path: s.exit_path, exit_at: referenceIso(s.exit_at), ...s.attrs,
+  });
+}
+function encodeRecordReference(table: string, serviceId: string, time: number, row: object): string {
+  return `${table}|${serviceId}|${referenceIso(time).slice(0, 10)}|${JSON.stringify(row)}`;
+}
+function referenceItemRecord(e: import("../../src/ingest/pipeline.ts").EnrichedItem, sessionId: string): string | null {
+  const table = ({ session: null, pageview: "page_views", event: "events", funnel: "funnel_events", error: "errors", vitals: "web_vitals" } as const)[e.type];
+  if (!table) return null;
+  const base = {
+    service_id: e.serviceId, event_id: e.eventId, timestamp: referenceIso(e.time), received_at: referenceIso(e.receivedAt),
+    session_id: sessionId, visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
+  };
+  const it = e.item;
+  const rec = (row: object) => encodeRecordReference(table, e.serviceId, e.time, row);
+  switch (it.type) {
+    case "pageview":
+      return rec({ ...base, hostname: e.hostname, title: it.title ?? "", referrer: e.referrer, referrer_domain: e.referrerDomain,
+        utm_source: e.utm.source, utm_medium: e.utm.medium, utm_campaign: e.utm.campaign,
+        device: e.device, browser: e.browser, os: e.os, country: e.country });
+    case "event":
+      return rec({ ...base, hostname: e.hostname, name: it.name, conversion: it.conversion ? 1 : 0, properties: JSON.stringify(it.properties ?? {}) });
+    case "funnel":
+      return rec({ ...base, funnel: it.funnel, step: it.step, step_name: it.step_name ?? "" });
+    case "error":
+      return rec({ ...base, fingerprint: e.fingerprint, message: it.message, stack: it.stack ?? "", source: it.source ?? "", line: it.line ?? 0, column: it.column ?? 0 });
+    case "vitals":
+      return rec({ ...base, lcp: it.lcp ?? null, inp: it.inp ?? null, cls: it.cls ?? null, fcp: it.fcp ?? null, ttfb: it.ttfb ?? null });
+    default:
+      return null;
+  }
+}
+
+/** Strings that stress JSON escaping: quotes, backslashes, control characters, lone surrogates, "|", non-ASCII. */
+const ODD = ["", "plain", 'q"uo\\te', "tab\there\nnew\u0001\u001f", "\ud800 lone", "lone \udfff", "Grüße|中文", "🎉|👍🏽", "\u2028\u2029", "</script>", "x".repeat(300)];
+
+test("isoTime writes what toISOString writes (and throws where it throws)", async () => {
+  const { isoTime } = await import("../../src/ingest/rows.ts");
+  const { prng, testSeed } = await import("../helpers/seed.ts");
+  const rng = prng(testSeed("isoTime", 20261129));
+  const edges = [0, 1, 999, 86_399_999, 86_400_000, -1, -86_400_001, 951_782_400_000 /* 2000-02-29 */, 253_402_300_799_999, 253_402_300_800_000, 8.64e15, -8.64e15, 1.5, T + 0.999, -0];
+  const randoms = Array.from({ length: 20_000 }, () => (rng.chance(0.5) ? T + rng.int(-40 * 86_400_000, 40 * 86_400_000) : rng.int(0, 253_402_300_799_999)));
+  // Twice: the first pass fills the per-millisecond cache (and evicts: 20,000 values, 4096 slots),
+  // the second reads what is cached.
+  for (let pass = 0; pass < 2; pass++) for (const ms of [...edges, ...randoms]) expect(isoTime(ms)).toBe(referenceIso(ms));
+  for (const ms of randoms.slice(0, 500)) expect([isoTime(ms), isoTime(ms + 4096), isoTime(ms)]).toEqual([referenceIso(ms), referenceIso(ms + 4096), referenceIso(ms)]);
+  for (const bad of [NaN, Infinity, 8.64e15 + 1]) expect(() => isoTime(bad)).toThrow(RangeError);
+});
+
+function randomState(rng: import("../helpers/seed.ts").Rng) {
+  const time = () => (rng.chance(0.9) ? T + rng.int(-35 * 86_400_000, 2 * 86_400_000) : rng.int(0, 253_402_300_799_999));
+  const started = time();
+  const ended = started + rng.int(0, 7_200_000);
+  return {
+    service_id: rng.pick(["shop", "blög", "svc-2", 'a{"sign":1,b']),
+    session_id: `${rng.pick(ODD)}-${rng.uuid()}`,
+    visitor_id: rng.pick(ODD),
+    user_id: rng.pick(ODD),
+    started_at: started,
+    ended_at: ended,
+    pageviews: rng.int(0, 3),
+    events: rng.int(0, 2),
+    items: rng.int(1, 500),
+    converted: rng.chance(0.3),
+    entry_path: rng.pick(ODD),
+    entry_at: started,
+    exit_path: rng.pick(ODD),
+    exit_at: rng.chance(0.2) ? 0 : ended,
+    version: rng.int(1, 10_000),
+    attrs: {
+      hostname: rng.pick(ODD), referrer: rng.pick(ODD), referrer_domain: rng.pick(ODD), utm_source: rng.pick(ODD),
+      utm_medium: rng.pick(ODD), utm_campaign: rng.pick(ODD), utm_term: rng.pick(ODD), utm_content: rng.pick(ODD),
+      device: rng.pick(ODD), browser: rng.pick(ODD), os: rng.pick(ODD), country: rng.pick(["", "DE", "US"]),
+      screen_width: rng.int(0, 4000), screen_height: rng.pick([0, 1080, 2.5]), language: rng.pick(ODD), timezone: rng.pick(ODD),
+    },
+  };
+}
+
+test("session rows are the text of the object they replaced, for both signs, over random states", async () => {
+  const { sessionRecord } = await import("../../src/ingest/rows.ts");
+  const { prng, testSeed } = await import("../helpers/seed.ts");
+  const rng = prng(testSeed("sessionRecord", 20261130));
+  for (let i = 0; i < 3000; i++) {
+    const s = randomState(rng);
+    for (const sign of [1, -1] as const) expect(sessionRecord(s, sign)).toBe(referenceSessionRecord(s, sign));
+  }
+});
+
+test("item rows are the text of the objects they replaced, for every item type", async () => {
+  const { itemRecord } = await import("../../src/ingest/rows.ts");
+  const { prng, testSeed } = await import("../helpers/seed.ts");
+  const rng = prng(testSeed("itemRecord", 20261132));
+  const opt = <V>(v: V) => (rng.chance(0.5) ? v : undefined);
+  const items = [
+    () => ({ type: "session" as const, screen: { width: 1, height: 2 } }),
+    () => ({ type: "pageview" as const, title: opt(rng.pick(ODD)) }),
+    () => ({ type: "event" as const, name: rng.pick(ODD), conversion: opt(rng.chance(0.5)), properties: opt({ [rng.pick(ODD)]: rng.pick(ODD), n: rng.int(0, 9), b: true, z: null }) }),
+    () => ({ type: "funnel" as const, funnel: rng.pick(ODD), step: rng.int(1, 20), step_name: opt(rng.pick(ODD)) }),
+    () => ({ type: "error" as const, message: rng.pick(ODD), stack: opt(rng.pick(ODD)), source: opt(rng.pick(ODD)), line: opt(rng.int(0, 4294967295)), column: opt(rng.int(0, 99)) }),
+    () => ({ type: "vitals" as const, lcp: opt(rng.int(0, 60_000)), inp: opt(rng.int(0, 9999)), cls: opt(rng.pick([0, 0.05, 1e-7, 99.5])), fcp: opt(rng.int(0, 60_000)), ttfb: opt(0) }),
+  ];
+  let rows = 0;
+  for (let i = 0; i < 3000; i++) {
+    const item = rng.pick(items)();
+    const s = randomState(rng);
+    const e = {
+      index: 0, type: item.type, item, serviceId: s.service_id, eventId: rng.pick([rng.uuid(), rng.pick(ODD)]),
+      time: s.started_at, receivedAt: s.ended_at, clientSessionId: undefined, userId: rng.pick(ODD), visitorId: rng.pick(ODD),
+      previousVisitorId: undefined, url: rng.pick(ODD), path: rng.pick(ODD), hostname: rng.pick(ODD), referrer: rng.pick(ODD),
+      referrerDomain: rng.pick(ODD), utm: { source: rng.pick(ODD), medium: rng.pick(ODD), campaign: rng.pick(ODD), term: "", content: "" },
+      device: rng.pick(ODD), browser: rng.pick(ODD), os: rng.pick(ODD), country: rng.pick(ODD), fingerprint: rng.pick(ODD),
+    } as unknown as import("../../src/ingest/pipeline.ts").EnrichedItem;
+    const sid = `${rng.pick(ODD)}${rng.uuid()}`;
+    const got = itemRecord(e, sid);
+    expect(got).toBe(referenceItemRecord(e, sid));
+    if (got) rows++;
+  }
+  expect(rows).toBeGreaterThan(2000);
+});
