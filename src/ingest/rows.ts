@@ -143,12 +143,39 @@ export function itemRecord(e: EnrichedItem, sessionId: string): string | null {
   return `${table}|${e.serviceId}|${timestamp.slice(0, 10)}|${JSON.stringify(row)}`;
 }
 
+/**
+ * The +1 row of each session state written so far, by state object. The in-process state store
+ * keeps states as objects and never mutates one (transitions build new objects), so the state a
+ * change starts from (`before`) is the very object that was a change's `after` earlier: its cancel
+ * row is that row's text with the sign flipped, instead of a second serialization. States loaded
+ * from Valkey are new objects each time: they miss and are built from scratch. An entry lives as
+ * long as its state object (a WeakMap), i.e. while the store keeps the state.
+ */
+const plusRows = new WeakMap<SessionState, string>();
+/** Where every session row's JSON starts: sign leads (collapseSessionRecords reads it there). */
+const PLUS = '{"sign":1,';
+const MINUS = '{"sign":-1,';
+
 /** The session rows of one change: cancel the previous state (if any), then the new state. */
 export function sessionRecords(change: SessionChange): string[] {
-  const out: string[] = [];
-  if (change.before) out.push(sessionRecord(change.before, -1));
-  out.push(sessionRecord(change.after, 1));
-  return out;
+  const after = plusRecord(change.after);
+  if (!change.before) return [after];
+  return [cancelRecord(change.before), after];
+}
+
+/** The −1 row of a state: its cached +1 row with the sign flipped, else built from scratch. */
+function cancelRecord(s: SessionState): string {
+  const plus = plusRows.get(s);
+  if (plus === undefined) return sessionRecord(s, -1);
+  // The prefix is rebuilt rather than searched for: a service id could hold any text.
+  const head = `sessions|${s.service_id}|${utcDate(s.started_at)}|`;
+  return `${head}${MINUS}${plus.slice(head.length + PLUS.length)}`;
+}
+
+function plusRecord(s: SessionState): string {
+  const record = sessionRecord(s, 1);
+  plusRows.set(s, record);
+  return record;
 }
 
 /** A session row (the attributes written out, not spread: see itemRecord). */
