@@ -15,25 +15,54 @@ export interface Decoded {
   problem?: string;
 }
 
-/** Frames records into one buffer, so one write covers a whole append. */
-export function encodeFrames(records: readonly (Uint8Array | string)[]): Uint8Array {
-  const payloads = records.map((r) => (typeof r === "string" ? Buffer.from(r, "utf8") : r));
-  let total = 0;
-  for (const p of payloads) {
+/** A record checked for framing: its payload and the payload's byte length (UTF-8 for text). */
+export interface MeasuredRecord {
+  payload: Uint8Array | string;
+  bytes: number;
+}
+
+/**
+ * Checks records for framing and sizes their frames, without encoding them yet: text is encoded
+ * once, straight into the buffer a commit writes (writeFrames). Byte records are copied here, so
+ * a caller reusing its buffer after `append` cannot change what is written.
+ */
+export function measureRecords(records: readonly (Uint8Array | string)[]): { measured: MeasuredRecord[]; frameBytes: number } {
+  const measured: MeasuredRecord[] = new Array(records.length);
+  let frameBytes = 0;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    const bytes = typeof r === "string" ? Buffer.byteLength(r, "utf8") : r.byteLength;
     // Zero-length records are refused so that a zero-filled tail (what some filesystems leave
     // after a crash) can never decode as valid frames: crc32 of nothing is 0.
-    if (p.byteLength === 0) throw new RangeError("spool: empty records are not allowed");
-    if (p.byteLength > MAX_RECORD_BYTES) throw new RangeError(`spool: record exceeds ${MAX_RECORD_BYTES} bytes`);
-    total += FRAME_HEADER_BYTES + p.byteLength;
+    if (bytes === 0) throw new RangeError("spool: empty records are not allowed");
+    if (bytes > MAX_RECORD_BYTES) throw new RangeError(`spool: record exceeds ${MAX_RECORD_BYTES} bytes`);
+    measured[i] = { payload: typeof r === "string" ? r : Buffer.from(r), bytes };
+    frameBytes += FRAME_HEADER_BYTES + bytes;
   }
-  const out = Buffer.allocUnsafe(total);
-  let at = 0;
-  for (const p of payloads) {
-    out.writeUInt32LE(p.byteLength, at);
-    out.writeUInt32LE(crc32(p), at + 4);
-    out.set(p, at + FRAME_HEADER_BYTES);
-    at += FRAME_HEADER_BYTES + p.byteLength;
+  return { measured, frameBytes };
+}
+
+/** Writes the frames of measured records into `out` from offset `at`; returns where they end. */
+export function writeFrames(measured: readonly MeasuredRecord[], out: Buffer, at: number): number {
+  for (const { payload, bytes } of measured) {
+    const start = at + FRAME_HEADER_BYTES;
+    if (typeof payload === "string") {
+      if (out.write(payload, start, bytes, "utf8") !== bytes) throw new Error("spool: record encoded to an unexpected length");
+    } else {
+      out.set(payload, start);
+    }
+    out.writeUInt32LE(bytes, at);
+    out.writeUInt32LE(crc32(out.subarray(start, start + bytes)), at + 4);
+    at = start + bytes;
   }
+  return at;
+}
+
+/** Frames records into one buffer, so one write covers a whole append. */
+export function encodeFrames(records: readonly (Uint8Array | string)[]): Uint8Array {
+  const { measured, frameBytes } = measureRecords(records);
+  const out = Buffer.allocUnsafe(frameBytes);
+  writeFrames(measured, out, 0);
   return out;
 }
 

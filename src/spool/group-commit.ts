@@ -3,27 +3,31 @@
 // append goes out after a single microtask.
 
 /** A queue that turns many concurrent submissions into few commits. */
-export interface GroupCommit {
-  /** Resolves once a commit that contains `frames` has succeeded; rejects with its error. */
-  submit(frames: Uint8Array): Promise<void>;
+export interface GroupCommit<T> {
+  /** Resolves once a commit that contains `item` has succeeded; rejects with its error. */
+  submit(item: T): Promise<void>;
   /** Runs `task` after every frame submitted so far is committed and before any later one. */
-  exclusive<T>(task: () => Promise<T>): Promise<T>;
+  exclusive<R>(task: () => Promise<R>): Promise<R>;
   /** Resolves when nothing is queued or in flight. */
   idle(): Promise<void>;
 }
 
-interface Waiter {
-  frames: Uint8Array;
+interface Waiter<T> {
+  item: T;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
 
-/** Builds a group commit over `commit`; `afterCommit` runs between batches (e.g. to roll a segment). */
-export function createGroupCommit(
-  commit: (frames: Uint8Array) => Promise<void>,
+/**
+ * Builds a group commit over `commit`, which gets every item submitted since the last commit, in
+ * order (the spool encodes them into one buffer there: no per-append buffers to concatenate);
+ * `afterCommit` runs between batches (e.g. to roll a segment).
+ */
+export function createGroupCommit<T>(
+  commit: (batch: readonly T[]) => Promise<void>,
   afterCommit: () => Promise<void>,
-): GroupCommit {
-  let queue: Waiter[] = [];
+): GroupCommit<T> {
+  let queue: Waiter<T>[] = [];
   let tasks: (() => Promise<void>)[] = [];
   let running: Promise<void> | null = null;
 
@@ -32,9 +36,8 @@ export function createGroupCommit(
       if (queue.length > 0) {
         const batch = queue;
         queue = [];
-        const frames = batch.length === 1 ? batch[0]!.frames : Buffer.concat(batch.map((w) => w.frames));
         try {
-          await commit(frames);
+          await commit(batch.map((w) => w.item));
           for (const w of batch) w.resolve();
         } catch (error) {
           for (const w of batch) w.reject(error);
@@ -59,14 +62,14 @@ export function createGroupCommit(
   }
 
   return {
-    submit(frames) {
+    submit(item) {
       return new Promise<void>((resolve, reject) => {
-        queue.push({ frames, resolve, reject });
+        queue.push({ item, resolve, reject });
         kick();
       });
     },
-    exclusive<T>(task: () => Promise<T>) {
-      return new Promise<T>((resolve, reject) => {
+    exclusive<R>(task: () => Promise<R>) {
+      return new Promise<R>((resolve, reject) => {
         tasks.push(() => task().then(resolve, reject));
         kick();
       });
