@@ -288,14 +288,18 @@ export function useSinkFixture(): SinkFixture {
     },
   } as SinkFixture;
   beforeAll(async () => {
+    const t0 = performance.now();
     fixture.ch = await startEmbeddedServer();
+    const t1 = performance.now();
     fixture.database = await migrateEndpoint(fixture.ch.url);
+    if (performance.now() - t0 > 5_000) console.error(`[sink fixture] slow set-up: server ${Math.round(t1 - t0)} ms, migration ${Math.round(performance.now() - t1)} ms`);
     fixture.client = endpointClient(fixture.ch.url, fixture.database);
-  });
+    // Hooks default to 5 s: a server start plus a full migration can take longer on a busy machine.
+  }, 60_000);
   afterAll(async () => {
     for (const s of services) await s.dispose();
     await fixture.client?.close();
     await fixture.ch?.dispose();
-  });
+  }, 60_000);
   return fixture;
 }
