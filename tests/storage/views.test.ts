@@ -297,7 +297,7 @@ describe("04 on a deployment that already holds data", () => {
     const b = Array.from({ length: 12 }, (_, i) => ({ ...first(i + 3), session_id: `b${i}`, visitor_id: i % 2 ? `v${i}` : `w${i}` }));
     await insertInto("sessions", [...updates, ...b], "new-1");
     await insertInto("events", Array.from({ length: 20 }, (_, i) => event(i + 5, i % 2 ? "" : "n")), "new-ev");
-  });
+  }, 30_000); // 04 pauses 3 s before its backfill when the database holds sessions
 
   test("only visitors64 states remain in the targets with visitor states", async () => {
     const states = await rows(
