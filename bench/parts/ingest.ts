@@ -214,7 +214,7 @@ export const ingestPart: Part = {
     const sinkRows = (["event", "batch"] as Mode[]).map((mode) => {
       const rs = svc(mode);
       const perSec = summarize(rs.map((r) => (r.flushSeconds > 0 ? r.flushRows / r.flushSeconds : NaN)));
-      return `| service flush during ${mode} runs (spool segment bytes → embedded engine, one INSERT per table; events + sessions rows) | ${fmtSummary(perSec)} | ${fmt(summarize(rs.map((r) => (r.flushes ? r.flushRows / r.flushes : NaN))).median, 0)} rows per flush |`;
+      return `| service flush during ${mode} runs (spool segment bytes → client-web → in-process HTTP handler → engine, one INSERT per table; events + sessions rows) | ${fmtSummary(perSec)} | ${fmt(summarize(rs.map((r) => (r.flushes ? r.flushRows / r.flushes : NaN))).median, 0)} rows per flush |`;
     });
     const direct = svc("event").filter((r) => r.sink);
     const directAll = summarize(direct.map((r) => (r.sink!.events.rows + r.sink!.sessions.rows) / ((r.sink!.events.ms + r.sink!.sessions.ms) / 1000)));
