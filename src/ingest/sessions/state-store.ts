@@ -60,10 +60,22 @@ export function memoryStateStore(opts: { maxEntries?: number; now?: () => number
       const at = now();
       for (const e of entries) if (read(e.key, at) !== e.expected) return false;
       const expiresAt = at + ttlMs;
-      for (const e of entries) map.set(e.key, { value: e.next, expiresAt });
+      for (const e of entries) map.set(e.key, { value: frozen(e.next), expiresAt });
       return true;
     },
   };
+}
+
+/**
+ * Stored values are shared with every later reader (and rows.ts caches a state's row text by
+ * identity), so they must never change: frozen, nested objects too, a mutation throws.
+ */
+function frozen<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) frozen(inner);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 const NIL = "\u0000nil";
