@@ -75,6 +75,47 @@ export function procStats(pid: number): ProcStats {
   }
 }
 
+/**
+ * CPU seconds of a process per group of its threads, from /proc/<pid>/task: the JS thread (the
+ * main thread, whose tid is the pid: HTTP, routing, the ingest path, the flush's JS side), the
+ * embedded engine's own threads (ClickHouse names them: ThreadPool, MergeMutate, BgSchPool, …),
+ * Bun's work pool ("Bun Pool N": chdb's async calls execute their query there, and async file
+ * I/O such as the spool's fdatasync), and the runtime (JIT, GC helpers, allocator). Threads that
+ * exited between two readings are missing from the later one, so a difference can undercount.
+ */
+export type ThreadGroup = "js" | "engine" | "pool" | "runtime";
+const RUNTIME_THREADS = /^(JITWorker|HeapHelper|JSCWarmUp|mi-scavenger|.*Collector Thread|Heap Helper.*)$/;
+export function threadCpu(pid: number): Record<ThreadGroup, number> {
+  const out: Record<ThreadGroup, number> = { js: 0, engine: 0, pool: 0, runtime: 0 };
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const seconds = (Number(f[11]) + Number(f[12])) / 100;
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      const group: ThreadGroup = Number(tid) === pid ? "js"
+        : comm.startsWith("Bun Pool") ? "pool"
+        : RUNTIME_THREADS.test(comm) || comm === "bun" ? "runtime"
+        : "engine";
+      out[group] += seconds;
+    } catch {
+      // the thread exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** `after − before`, per thread group. */
+export function threadCpuDelta(before: Record<ThreadGroup, number>, after: Record<ThreadGroup, number>): Record<ThreadGroup, number> {
+  return { js: after.js - before.js, engine: after.engine - before.engine, pool: after.pool - before.pool, runtime: after.runtime - before.runtime };
+}
+
 /** A running child with its log file. */
 export class Child {
   readonly exited: Promise<number | null>;

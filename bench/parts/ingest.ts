@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { BenchContext, Part, PartResult, TargetCheck } from "../lib/context.ts";
 import { runWrk, type WrkResult } from "../lib/load.ts";
 import { countQueryable, metricSum, MiB, sinkBaseline, type SinkBaseline } from "../lib/measure.ts";
-import { sampleRss, Service, startBaseline } from "../lib/procs.ts";
+import { sampleRss, Service, startBaseline, threadCpu, threadCpuDelta, type ThreadGroup } from "../lib/procs.ts";
 import { fmt, fmtSummary, summarize } from "../lib/stats.ts";
 
 /** The service's default FLUSH_INTERVAL_MS: backlog within one tick is normal, not lag. */
@@ -42,6 +42,8 @@ interface ServiceRun {
   drainMs: number;
   wrk: WrkResult;
   serverCpu: number;
+  /** CPU per thread group during the load, in cores (seconds per second of load). */
+  threads: Record<ThreadGroup, number>;
   startMs: number;
   idleRssBytes: number;
   peakRssBytes: number;
@@ -95,11 +97,14 @@ async function serviceRun(ctx: BenchContext, mode: Mode, round: number): Promise
     await svc.waitQuiescent(60_000);
     const before = await svc.metrics();
     const cpu0 = svc.stats().cpuSeconds;
+    const threads0 = threadCpu(svc.child.pid);
     const sampler = sampleRss(() => [svc.child.pid]);
     const t0 = Date.now();
     const wrk = await runWrk({ ...common, key, seconds: opts.seconds });
     const t1 = Date.now();
     const cpu = (svc.stats().cpuSeconds - cpu0) / wrk.durationS;
+    const threadSeconds = threadCpuDelta(threads0, threadCpu(svc.child.pid));
+    const threads = Object.fromEntries(Object.entries(threadSeconds).map(([g, sec]) => [g, sec / wrk.durationS])) as Record<ThreadGroup, number>;
     // Requests in flight when wrk stopped finish, and the spool drains, before anything is read.
     const drainMs = await svc.waitQuiescent(90_000);
     const [peak] = sampler.stop();
@@ -130,7 +135,7 @@ async function serviceRun(ctx: BenchContext, mode: Mode, round: number): Promise
     const f = count.freshness_ms;
     return {
       target: "service", mode, round, rps: wrk.okRps, acceptedEvents: accepted, queryableEvents: queryable,
-      eventsPerSec: queryable / Math.max(wrk.durationS, spanS), spanS, drainMs, wrk, serverCpu: cpu, startMs: svc.startMs,
+      eventsPerSec: queryable / Math.max(wrk.durationS, spanS), spanS, drainMs, wrk, serverCpu: cpu, threads, startMs: svc.startMs,
       idleRssBytes: idleRss, peakRssBytes: Math.max(peak ?? 0, hwm), idleAfterRssBytes: idleAfter,
       shutdownMs: stop.ms, exitCode: stop.code, drops,
       freshnessMs: f ? { p50: f.p50, p95: f.p95, p99: f.p99, max: f.max } : null,
@@ -226,6 +231,15 @@ export const ingestPart: Part = {
       const x = get("service", "event", r) as ServiceRun;
       return x.sink && x.flushSeconds > 0 ? (x.flushRows / x.flushSeconds) / ((x.sink.events.rows + x.sink.sessions.rows) / ((x.sink.events.ms + x.sink.sessions.ms) / 1000)) : NaN;
     }));
+    const threadRows = (["event", "batch"] as Mode[]).map((mode) => {
+      const rs = svc(mode);
+      const cell = (g: ThreadGroup) => {
+        const share = summarize(rs.map((r) => r.threads[g] * 100));
+        const perEvent = summarize(rs.map((r) => (r.threads[g] * 1e6) / r.eventsPerSec));
+        return `${fmt(share.median, 0)}% · ${fmt(perEvent.median, 1)} µs`;
+      };
+      return `| ${mode} | ${cell("js")} | ${cell("engine")} | ${cell("pool")} | ${cell("runtime")} |`;
+    });
     const scrape = summarize(svc("event").concat(svc("batch")).map((r) => r.metricsMs));
     const idle = summarize(svc("event").concat(svc("batch")).map((r) => r.idleRssBytes / MiB));
     const idleAfter = summarize(svc("event").concat(svc("batch")).map((r) => r.idleAfterRssBytes / MiB));
@@ -259,6 +273,12 @@ export const ingestPart: Part = {
       `- batch service events/s ÷ B1 batch events/s (same bodies): ${fmtSummary(batchVsB1Batch, 3)}`,
       `- B1 ÷ B0 (single items): ${fmtSummary(b1b0, 2)}`,
       `- server CPU per event, service ÷ B1 single-item (what the ratio would be if both were CPU-bound on a quiet machine, inverted): single ${fmtSummary(cpuSingle, 1)}; batch ${fmtSummary(cpuBatch, 1)}`,
+      "",
+      "Service CPU by thread during the load (medians over rounds; % of one core · µs per queryable event). JS thread: the main thread (HTTP, auth, validation, enrichment, sessions, row encoding, and the flush's JS side); engine: the embedded ClickHouse's own threads (named by ClickHouse: ThreadPool, MergeMutate, …); Bun pool: Bun's work threads, where chdb's async calls execute their statements and where async file I/O (the spool's fdatasync) runs; runtime: JIT, GC helpers, allocator. Read from /proc/<pid>/task at the start and end of the load:",
+      "",
+      "| route | JS thread | engine threads | Bun pool (chdb statements, file I/O) | runtime |",
+      "|---|---|---|---|---|",
+      ...threadRows,
       "",
       "Service runs (summed over rounds; count check and sink):",
       "",

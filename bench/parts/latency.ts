@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { BenchContext, Part, PartResult, TargetCheck } from "../lib/context.ts";
 import { runOpenLoop, runWrk, type OpenLoopResult } from "../lib/load.ts";
 import { countQueryable, MiB } from "../lib/measure.ts";
-import { Service, startBaseline } from "../lib/procs.ts";
+import { Service, startBaseline, threadCpu, threadCpuDelta, type ThreadGroup } from "../lib/procs.ts";
 import { fmt, fmtSummary, median, summarize } from "../lib/stats.ts";
 
 interface LatencyRun {
@@ -19,6 +19,8 @@ interface LatencyRun {
   queryable?: number;
   acknowledged?: number;
   idleAfterRssBytes?: number;
+  /** Service CPU per thread group over the fixed-rate load, in cores. */
+  threads?: Record<ThreadGroup, number>;
 }
 
 /** Half the service's single-item maximum: from the ingest part of this invocation, or measured now. */
@@ -62,8 +64,12 @@ async function serviceRun(ctx: BenchContext, rate: number, round: number): Promi
   try {
     const key = await svc.createSecretKey("bench");
     const t0 = Date.now();
+    const threads0 = threadCpu(svc.child.pid);
     const result = await runOpenLoop({ url: `${svc.url}/v1/ingest/event`, rate, seconds: ctx.opts.latencySeconds, warmup: 1, connections: ctx.opts.latencyConnections, key });
     const t1 = Date.now();
+    const loadSeconds = (t1 - t0) / 1000;
+    const threadSeconds = threadCpuDelta(threads0, threadCpu(svc.child.pid));
+    const threads = Object.fromEntries(Object.entries(threadSeconds).map(([g, sec]) => [g, sec / loadSeconds])) as Record<ThreadGroup, number>;
     // Idle for a while after the load: the flush timer (not the shutdown drain) inserts the tail.
     await Bun.sleep(2500);
     const idleAfter = svc.stats().rssBytes;
@@ -74,7 +80,7 @@ async function serviceRun(ctx: BenchContext, rate: number, round: number): Promi
     const all = await countQueryable({ dataDir }, "bench");
     const f = count.freshness_ms;
     return {
-      target: "service", round, result, queryable: all.events.rows, acknowledged: result.statuses["202"] ?? 0, idleAfterRssBytes: idleAfter,
+      target: "service", round, result, threads, queryable: all.events.rows, acknowledged: result.statuses["202"] ?? 0, idleAfterRssBytes: idleAfter,
       freshness: f ? { n: f.n, p50: f.p50, p95: f.p95, p99: f.p99, max: f.max } : undefined,
     };
   } finally {
@@ -133,6 +139,7 @@ function makePart(name: "latency" | "freshness", withB1: boolean): Part {
           "",
           `- service p99 ÷ B1 p99 (per-round ratio): **${fmtSummary(targets[0]!.measured, 2)}** — target ≤ 2: ${targets[0]!.pass ? "met" : "**missed**"}`,
           `- service p99: **${fmtSummary(svcP99, 2)} ms** — target < 5 ms: ${targets[1]!.pass ? "met" : "**missed**"}`,
+          `- service CPU by thread during the fixed-rate load (median over rounds, % of one core; see the ingest part for the groups): ${(["js", "engine", "pool", "runtime"] as ThreadGroup[]).map((g) => `${g === "js" ? "JS thread" : g === "pool" ? "Bun pool" : g} ${fmt(col("service", (x) => (x.threads?.[g] ?? NaN) * 100).median, 0)}%`).join(", ")}.`,
           "",
         );
       }
