@@ -69,6 +69,12 @@ export class BoundedMap<K, V> {
     return true;
   }
 
+  clear(): void {
+    this.#map.clear();
+    this.#newest = undefined;
+    this.#oldest = undefined;
+  }
+
   get size(): number {
     return this.#map.size;
   }

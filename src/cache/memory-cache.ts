@@ -1,5 +1,6 @@
 // The Cache in process memory, for a single instance without Valkey (and the same behaviour as
 // valkey-cache.ts): a bounded LRU of entries with TTLs and version counters per (service, date).
+import { BoundedMap } from "../memo.ts";
 import { type Cache, type CachedValue, versionKey } from "./cache.ts";
 
 export interface MemoryCacheOptions {
@@ -15,40 +16,39 @@ export function memoryCache(opts: MemoryCacheOptions = {}): Cache {
   const maxEntries = opts.maxEntries ?? 5_000;
   const maxVersions = opts.maxVersions ?? 100_000;
   const now = opts.now ?? Date.now;
-  // Map iteration order is insertion order: re-inserting on use makes the first key the LRU.
-  const entries = new Map<string, { value: CachedValue; expires: number }>();
-  const counters = new Map<string, number>();
+  // Linked-list LRUs (memo.ts), not Map delete + re-insert per use: in JSC every deleted Map
+  // entry leaves a tombstone that later iteration walks (see memo.ts).
+  const entries = new BoundedMap<string, { value: CachedValue; expires: number }>(maxEntries);
+  const counters = new BoundedMap<string, number>(maxVersions);
 
   return {
     async versions(serviceId, utcDates) {
-      return utcDates.map((d) => counters.get(versionKey(serviceId, d)) ?? 0);
+      return utcDates.map((d) => counters.peek(versionKey(serviceId, d)) ?? 0);
     },
     async get(key) {
       const hit = entries.get(key);
       if (!hit) return undefined;
-      entries.delete(key);
-      if (hit.expires <= now()) return undefined;
-      entries.set(key, hit);
+      if (hit.expires <= now()) {
+        entries.delete(key);
+        return undefined;
+      }
       return hit.value;
     },
     async set(key, value, ttlSeconds) {
-      entries.delete(key);
       entries.set(key, { value, expires: now() + ttlSeconds * 1000 });
-      while (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
     async invalidate(serviceId, utcDates) {
+      let forgot = false;
       for (const d of new Set(utcDates)) {
         const k = versionKey(serviceId, d);
-        const next = (counters.get(k) ?? 0) + 1;
-        counters.delete(k);
-        counters.set(k, next);
+        const current = counters.peek(k);
+        // A new counter when the map is full pushes out the least recently bumped one.
+        if (current === undefined && counters.size >= maxVersions) forgot = true;
+        counters.set(k, (current ?? 0) + 1);
       }
-      if (counters.size > maxVersions) {
-        // A forgotten counter reads 0 again and could match an entry computed under an earlier 0:
-        // drop the entries along with the oldest counters.
-        while (counters.size > maxVersions) counters.delete(counters.keys().next().value!);
-        entries.clear();
-      }
+      // A forgotten counter reads 0 again and could match an entry computed under an earlier 0:
+      // drop the entries along with it.
+      if (forgot) entries.clear();
       return true;
     },
     async close() {

@@ -85,6 +85,30 @@ test("memory: least recently used entries go first when full", async () => {
   expect([await cache.get("a"), await cache.get("b"), await cache.get("c")].map((v) => v?.body)).toEqual(["a", undefined, "c"]);
 });
 
+test("memory: forgetting a version counter drops the entries, bumping a known one does not", async () => {
+  const cache = memoryCache({ maxVersions: 2 });
+  await cache.invalidate("shop", ["2026-03-01", "2026-03-02"]);
+  await cache.set("k", { body: "x", storedAt: 0 }, 60);
+  // Known counters: entries stay (their keys carry the versions they were computed under).
+  await cache.invalidate("shop", ["2026-03-01"]);
+  expect((await cache.get("k"))?.body).toBe("x");
+  expect(await cache.versions("shop", ["2026-03-01", "2026-03-02"])).toEqual([2, 1]);
+  // A third counter pushes out the least recently bumped one (03-02), which would read 0 again.
+  await cache.invalidate("shop", ["2026-03-03"]);
+  expect(await cache.versions("shop", ["2026-03-01", "2026-03-02", "2026-03-03"])).toEqual([2, 0, 1]);
+  expect(await cache.get("k")).toBeUndefined();
+});
+
+test("memory: an expired entry is a miss and is forgotten", async () => {
+  let t = 1_000;
+  const cache = memoryCache({ now: () => t });
+  await cache.set("k", { body: "x", storedAt: 0 }, 10);
+  t += 9_999;
+  expect((await cache.get("k"))?.body).toBe("x");
+  t += 1;
+  expect(await cache.get("k")).toBeUndefined();
+});
+
 test("valkey unreachable: reads reject at once, invalidate resolves false", async () => {
   const cache = valkeyCache({ url: "redis://127.0.0.1:1", db: 0 });
   opened.push(cache);

@@ -34,7 +34,7 @@ describe("BoundedMap", () => {
     expect(m.size).toBe(1);
   });
 
-  test("matches a reference LRU over random operations (get, set, peek, delete)", () => {
+  test("matches a reference LRU over random operations (get, set, peek, delete, clear)", () => {
     const rnd = prng(testSeed("memo", 4242));
     for (let run = 0; run < 50; run++) {
       const max = rnd.int(1, 8);
@@ -43,7 +43,10 @@ describe("BoundedMap", () => {
       for (let step = 0; step < 400; step++) {
         const key = rnd.int(0, 12);
         const op = rnd.next();
-        if (op < 0.1) {
+        if (op < 0.01) {
+          m.clear();
+          model = [];
+        } else if (op < 0.1) {
           // peek: the value, not counted as a use
           expect(m.peek(key)).toBe(model.find(([k]) => k === key)?.[1]);
         } else if (op < 0.2) {
