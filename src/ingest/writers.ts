@@ -12,7 +12,7 @@ import type { Sink } from "../spool/batcher.ts";
 import { SpoolFullError, type Spool } from "../spool/spool.ts";
 import { insertRecords, insertRows, type Touched } from "../storage/insert-rows.ts";
 import type { RowWriter } from "./ingestor.ts";
-import { groupRows } from "./rows.ts";
+import { groupRowsInSlices } from "./rows.ts";
 
 const RETRY_AFTER_SECONDS = 5;
 
@@ -70,8 +70,10 @@ export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched:
       quarantine.logger.error("row refused by ClickHouse set aside", { table, token, file: join(quarantine.dir, `${token}.jsonl`) });
     };
     try {
-      // The segment's bytes are grouped per table as they are (no decoding); see groupRows.
-      const { rows, touched } = await insertRows(client, groupRows(records, { collapse: true }), { token, onRejected });
+      // The segment's bytes are grouped per table as they are (no decoding), in slices so that
+      // requests are served meanwhile; see groupRows.
+      const grouped = await groupRowsInSlices(records, { collapse: true });
+      const { rows, touched } = await insertRows(client, grouped, { token, onRejected });
       for (const [table, n] of rows) metrics.flushRows.inc({ table }, n);
       metrics.flushDuration.observe((performance.now() - started) / 1000);
       onTouched(touched);

@@ -48,7 +48,7 @@ test("rows written by sessionRecords collapse (the fast path reads their leading
 // "\n", UTF-8), with ids and values that stress the byte handling: multi-byte characters, quotes,
 // backslashes, "|" inside the JSON, several services and dates.
 test("groupRows (bytes) gives the rows, order, collapse and touched dates of the string path", async () => {
-  const { groupRows, sessionRecords } = await import("../../src/ingest/rows.ts");
+  const { groupRows, groupRowsInSlices, sessionRecords } = await import("../../src/ingest/rows.ts");
   const { openSession, applyTouch } = await import("../../src/ingest/sessions/session-state.ts");
   const { prng, testSeed } = await import("../helpers/seed.ts");
   const rng = prng(testSeed("groupRows", 20261128));
@@ -90,17 +90,37 @@ test("groupRows (bytes) gives the rows, order, collapse and touched dates of the
         expected.set(table, [...(expected.get(table) ?? []), json]);
         touched.set(serviceId, (touched.get(serviceId) ?? new Set()).add(date));
       }
-      const got = groupRows(bytes, { collapse });
-      const decoded = new Map([...got.tables].map(([t, rows]) => [t as string, rows.map((r) => new TextDecoder().decode(r.buf.subarray(r.start, r.end)))]));
-      expect(decoded).toEqual(expected);
-      expect(got.touched).toEqual(touched);
+      // The sink's sliced variant (sliceMs 0: it yields to the event loop every 32 records, with
+      // other records' groupings interleaved meanwhile) must give the same result.
+      const other = groupRowsInSlices(bytes.slice().reverse(), { collapse, sliceMs: 0 });
+      for (const got of [groupRows(bytes, { collapse }), await groupRowsInSlices(bytes, { collapse, sliceMs: 0 })]) {
+        const decoded = new Map([...got.tables].map(([t, rows]) => [t as string, rows.map((r) => new TextDecoder().decode(r.buf.subarray(r.start, r.end)))]));
+        expect(decoded).toEqual(expected);
+        expect(got.touched).toEqual(touched);
+      }
+      await other;
     }
   }
 });
 
 test("groupRows refuses a line without the table|service|date prefix instead of inventing a table", async () => {
-  const { groupRows } = await import("../../src/ingest/rows.ts");
+  const { groupRows, groupRowsInSlices } = await import("../../src/ingest/rows.ts");
   expect(() => groupRows([new TextEncoder().encode(`${event}\n{"no":"prefix"}`)])).toThrow(/without table\|service\|date prefix/);
+  expect(groupRowsInSlices([new TextEncoder().encode(event), new TextEncoder().encode(`{"no":"prefix"}`)], { sliceMs: 0 })).rejects.toThrow(/without table\|service\|date prefix/);
+});
+
+test("groupRowsInSlices serves the event loop between slices", async () => {
+  const { groupRowsInSlices } = await import("../../src/ingest/rows.ts");
+  const records = Array.from({ length: 256 }, () => new TextEncoder().encode(event));
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 0);
+  await new Promise((r) => setTimeout(r, 5)); // the ticker has run
+  ticks = 0;
+  const grouped = await groupRowsInSlices(records, { sliceMs: 0 });
+  clearInterval(ticker);
+  expect(grouped.tables.get("events")).toHaveLength(256);
+  // 256 records at a slice every 32: 7 yields; the timer got turns in between (not only after).
+  expect(ticks).toBeGreaterThan(0);
 });
 
 // The row builders write JSON field by field; these references are the object-and-JSON.stringify
