@@ -57,11 +57,15 @@ const EPOCH_MS = /^\d{1,15}$/;
 const MIN_MS = 0;
 const MAX_MS = Date.UTC(2200, 0, 1);
 
+/** A calendar date `YYYY-MM-DD` that exists (no 2026-02-29, no 2026-04-31), 1970..2199. */
+export function isDateValue(s: string): boolean {
+  if (!DATE.test(s)) return false;
+  const ms = Date.parse(`${s}T00:00:00Z`);
+  return Number.isFinite(ms) && new Date(ms).toISOString().slice(0, 10) === s && ms >= MIN_MS && ms < MAX_MS;
+}
+
 function isTimeValue(s: string): boolean {
-  if (DATE.test(s)) {
-    const ms = Date.parse(`${s}T00:00:00Z`);
-    return Number.isFinite(ms) && new Date(ms).toISOString().slice(0, 10) === s && ms >= MIN_MS && ms < MAX_MS;
-  }
+  if (DATE.test(s)) return isDateValue(s);
   const ms = EPOCH_MS.test(s) ? Number(s) : TIME.test(s) ? Date.parse(s) : NaN;
   return Number.isFinite(ms) && ms >= MIN_MS && ms < MAX_MS && (!TIME.test(s) || sameCalendarDay(s));
 }
