@@ -37,6 +37,12 @@ const referrer = v.pipe(
   wellFormed,
   v.check((s) => s === "" || (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(s)), "must be a URL such as https://… or empty"),
 );
+/** The YYYY-MM-DD of an ISO time names a real day: Date.parse rolls 2026-04-31 over to May 1st. */
+function calendarDateExists(s: string): boolean {
+  const [y, m, d] = s.slice(0, 10).split("-").map(Number) as [number, number, number];
+  const probe = new Date(Date.UTC(y, m - 1, d));
+  return probe.getUTCFullYear() === y && probe.getUTCMonth() === m - 1 && probe.getUTCDate() === d;
+}
 /** ISO 8601 with an offset, or epoch milliseconds. */
 const time = v.union(
   [
@@ -44,7 +50,7 @@ const time = v.union(
     v.pipe(
       v.string(),
       v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i, "must be ISO 8601 with an offset"),
-      v.check((s) => !Number.isNaN(Date.parse(s)), "must be a valid time"),
+      v.check((s) => !Number.isNaN(Date.parse(s)) && calendarDateExists(s), "must be a valid time"),
     ),
   ],
   "must be an ISO 8601 time with an offset or epoch milliseconds",

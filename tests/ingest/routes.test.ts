@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
+import * as v from "valibot";
+import { EventItem } from "../../src/ingest/schemas.ts";
 import { testClickHouse } from "../helpers/clickhouse.ts";
 import { startTestService, type TestService } from "../helpers/service.ts";
 
@@ -180,6 +182,25 @@ describe("drops and errors", () => {
     const ahead = await post("/v1/ingest/batch", { items: [{ type: "event", name: "ahead", timestamp: Date.now() + 10 * 60_000, user_agent: CHROME, ip: "8.8.8.8" }] });
     expect(ahead.status).toBe(202);
     expect(((await ahead.json()) as { dropped: { reason: string }[] }).dropped[0]!.reason).toBe("invalid");
+  });
+
+  // API.md: times are ISO 8601 strings with offset. Date.parse rolls a day that does not exist
+  // (2026-04-31) over to the next month, so such a timestamp was stored as May 1st (or refused
+  // with the 30-day message when out of the window); it is now an invalid time, named as such.
+  test("a timestamp on a day that does not exist is refused as not a valid time", async () => {
+    for (const timestamp of ["2026-02-29T10:00:00Z", "2026-04-31T00:00:00+02:00", "2027-11-31T12:00Z"]) {
+      const res = await post("/v1/ingest/event", { name: "x", timestamp, user_agent: CHROME, ip: "8.8.8.8" });
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as { error: { code: string; issues: Array<{ path: string; message: string }> } };
+      expect(body.error.code).toBe("invalid_body");
+      expect(body.error.issues).toContainEqual({ path: "timestamp", message: "must be a valid time" });
+    }
+    for (const timestamp of ["2026-02-31T10:00:00Z", "2028-02-30T10:00:00Z", "2026-06-31T10:00:00-05:00"]) {
+      expect(v.safeParse(EventItem, { name: "x", timestamp }).success).toBe(false);
+    }
+    for (const timestamp of ["2028-02-29T10:00:00Z", "2026-12-31T23:59:59.999+14:00", "2026-04-30T00:00:00Z"]) {
+      expect(v.safeParse(EventItem, { name: "x", timestamp }).success).toBe(true);
+    }
   });
 
   test("a body service_id other than the key's is refused with 403", async () => {
