@@ -120,7 +120,8 @@ export const ErrorItem = v.object({
   ...common,
   type: v.optional(v.literal("error")),
   message: nonEmpty(1024),
-  stack: v.optional(str(16 * 1024)),
+  // "≤ 16 KiB" is bytes: 16384 characters of non-ASCII text would be up to 48 KiB of UTF-8.
+  stack: v.optional(v.pipe(str(16 * 1024), v.maxBytes(16 * 1024, "must be at most 16 KiB (16384 bytes of UTF-8)"))),
   source: v.optional(str(MAX_URL)),
   line: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(4294967295))),
   column: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(4294967295))),

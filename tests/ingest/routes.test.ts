@@ -203,6 +203,24 @@ describe("drops and errors", () => {
     }
   });
 
+  // API.md: error items carry "optional `stack` ≤ 16 KiB". The limit was 16384 characters, so a
+  // stack of 10000 "é" (20000 bytes of UTF-8) was accepted; it is now counted in bytes.
+  test("an error's stack is at most 16 KiB of UTF-8, not 16384 characters", async () => {
+    const items = [
+      { type: "error", message: "m", stack: "a".repeat(16 * 1024) },
+      { type: "error", message: "m", stack: "é".repeat(8 * 1024) },
+      { type: "error", message: "m", stack: "é".repeat(10_000) },
+      { type: "error", message: "m", stack: "a".repeat(16 * 1024 + 1) },
+      { type: "error", message: "m", stack: "€".repeat(5462) + "a" },
+    ];
+    const res = await post("/v1/ingest/batch", { items: items.map((it) => ({ ...it, user_agent: CHROME, ip: "8.8.8.8" })) });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { accepted: number; dropped: Array<{ index: number; reason: string; message: string }> };
+    expect(body.accepted).toBe(2);
+    expect(body.dropped.map((d) => [d.index, d.reason])).toEqual([[2, "invalid"], [3, "invalid"], [4, "invalid"]]);
+    expect(body.dropped[0]!.message).toContain("16 KiB");
+  });
+
   test("a body service_id other than the key's is refused with 403", async () => {
     const res = await post("/v1/ingest/event", { name: "x", service_id: "blog", user_agent: CHROME, ip: "8.8.8.8" });
     expect(res.status).toBe(403);
