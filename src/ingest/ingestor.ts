@@ -46,7 +46,6 @@ const BYTES_PER_ITEM = 1024;
 
 /** Ingests `raws` for the key's service. `type` is set by the single-item routes. */
 export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws: readonly unknown[], type?: ItemType): Promise<IngestResult> {
-  deps.writer.assertRoom(raws.length * BYTES_PER_ITEM);
   const dropped: DroppedItem[] = [];
   const drop = (index: number, itemType: string, d: Drop) => {
     dropped.push({ index, reason: d.reason, message: d.message, ...(d.issues ? { issues: d.issues } : {}) });
@@ -61,6 +60,9 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
     if (r instanceof Drop) drop(i, typeOf(raws[i], type), r);
     else enriched.push(r);
   });
+  // Refused for room only now: bad input gets its 4xx even while the buffer is full, and nothing
+  // has changed yet (enrichment only fills caches; dedup claims and sessions come next).
+  if (enriched.length > 0) deps.writer.assertRoom(enriched.length * BYTES_PER_ITEM);
 
   const keys = enriched.map((e) => `${e.serviceId}:${e.eventId}`);
   const fresh = await deps.dedup.claim(keys).catch((err: unknown) => {

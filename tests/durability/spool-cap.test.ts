@@ -89,6 +89,19 @@ test(`SPOOL_MAX_BYTES=${CAP}: full spool answers 503 + Retry-After, then 202 aga
   expect(await spoolBytes(s)).toBeLessThanOrEqual(CAP);
   expect((await s.fetch("/healthz")).status).toBe(200);
 
+  // Bad input still gets its 4xx while full (it would never be stored anyway), and a batch of
+  // only bad items its 202 with every item dropped: the 503 is for what would need room.
+  const bad = await s.fetch("/v1/ingest/event", {
+    method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body: JSON.stringify({ name: 5 }),
+  });
+  expect(bad.status).toBe(400);
+  expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("invalid_body");
+  const badBatch = await s.fetch("/v1/ingest/batch", {
+    method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body: JSON.stringify({ items: [{ type: "event" }] }),
+  });
+  expect(badBatch.status).toBe(202);
+  expect(((await badBatch.json()) as { accepted: number; dropped: { reason: string }[] })).toMatchObject({ accepted: 0, dropped: [{ reason: "invalid" }] });
+
   // Sink back: the spool drains and ingestion answers 202 again (the client honours Retry-After,
   // shortened here: the batcher's backoff decides how soon it retries ClickHouse).
   await sink.ch.start();
