@@ -5,16 +5,18 @@
 //   that path (each item's own `path`).
 // Session attributes (country, device, browser, os, utm_*, referrer_domain) filter sessions; item
 // lists keep the items of sessions that match them.
+import { normaliseFilterPath } from "../ingest/enrich/url-parts.ts";
 import type { SqlParams } from "./sql-params.ts";
 
 export const SESSION_ATTRIBUTES = ["country", "device", "browser", "os", "utm_source", "utm_medium", "utm_campaign", "referrer_domain"] as const;
 export type SessionAttribute = (typeof SESSION_ATTRIBUTES)[number];
 export type Filters = Partial<Record<SessionAttribute | "path", string>>;
 
-/** The filters present in validated query input. */
+/** The filters present in validated query input; `path` written as ingest stores paths. */
 export function pickFilters(q: Filters): Filters {
   const out: Filters = {};
-  for (const key of [...SESSION_ATTRIBUTES, "path"] as const) if (q[key] !== undefined) out[key] = q[key];
+  for (const key of SESSION_ATTRIBUTES) if (q[key] !== undefined) out[key] = q[key];
+  if (q.path !== undefined) out.path = normaliseFilterPath(q.path);
   return out;
 }
 

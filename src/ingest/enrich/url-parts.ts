@@ -39,6 +39,17 @@ function normalisePath(pathname: string): string {
   return path;
 }
 
+/**
+ * A `path` filter written the way ingest stores paths: a page URL's path as WHATWG URL encodes it
+ * (so "/ünï" is "/%C3%BCn%C3%AF"), without a trailing slash or repeated slashes. Without this,
+ * `path=/pricing/` or `path=/ünï` silently match nothing.
+ */
+export function normaliseFilterPath(value: string): string {
+  // Appended to an origin rather than resolved against one: "//a" is then a path, not a host.
+  const parsed = parseUrl(`http://filter.invalid${value.startsWith("/") ? "" : "/"}${value}`);
+  return parsed === null ? value : normalisePath(parsed.pathname);
+}
+
 function utmValue(params: URLSearchParams, name: string): string {
   return (params.get(name) ?? "").trim().slice(0, MAX_UTM_LENGTH).trim();
 }
