@@ -156,7 +156,8 @@ export function itemTime(item: Item, ctx: RequestContext): number | Drop {
   if (item.timestamp === undefined) return ctx.receivedAt;
   const time = typeof item.timestamp === "number" ? item.timestamp : Date.parse(item.timestamp);
   if (time < ctx.receivedAt - BACKFILL_MS || time > ctx.receivedAt + AHEAD_MS) {
-    return new Drop("invalid", "timestamp must be within the last 30 days and at most 5 minutes ahead");
+    const message = "must be within the last 30 days and at most 5 minutes ahead";
+    return new Drop("invalid", `timestamp: ${message}`, [{ path: "timestamp", message }]);
   }
   return time;
 }

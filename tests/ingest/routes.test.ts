@@ -203,6 +203,17 @@ describe("drops and errors", () => {
     }
   });
 
+  test("a timestamp outside the window names the field in its issues", async () => {
+    for (const timestamp of [new Date(Date.now() - 40 * 86_400_000).toISOString(), new Date(Date.now() + 3_600_000).toISOString()]) {
+      const res = await post("/v1/ingest/event", { name: "x", timestamp, user_agent: CHROME, ip: "8.8.8.8" });
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as { error: { code: string; message: string; issues: Array<{ path: string; message: string }> } };
+      expect(body.error.code).toBe("invalid_body");
+      expect(body.error.issues).toEqual([{ path: "timestamp", message: "must be within the last 30 days and at most 5 minutes ahead" }]);
+      expect(body.error.message).toContain("timestamp");
+    }
+  });
+
   // API.md: error items carry "optional `stack` ≤ 16 KiB". The limit was 16384 characters, so a
   // stack of 10000 "é" (20000 bytes of UTF-8) was accepted; it is now counted in bytes.
   test("an error's stack is at most 16 KiB of UTF-8, not 16384 characters", async () => {
