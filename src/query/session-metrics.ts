@@ -118,14 +118,14 @@ function toTotals(r: MetricRow | undefined): SessionTotals {
 /** Totals of the sessions that started in the range. */
 export async function sessionTotals(ch: ClickHouseClient, q: SessionQuery, read: ReadOptions): Promise<SessionTotals> {
   const { sql, params } = metricsQuery(q, chooseSource(q, read));
-  const [row] = await selectRows<MetricRow>(ch, sql, params);
+  const [row] = await selectRows<MetricRow>(ch, sql, params, read);
   return toTotals(row);
 }
 
 /** One point per local bucket overlapping the range, zero-filled; `t` is the bucket start. */
 export async function sessionSeries(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions): Promise<SeriesPoint[]> {
   const { sql, params } = metricsQuery(q, chooseSource(q, read, interval), interval);
-  const rows = await selectRows<MetricRow>(ch, sql, params);
+  const rows = await selectRows<MetricRow>(ch, sql, params, read);
   const starts = bucketStarts(q.range, interval);
   const points = starts.map((t) => ({ t: new Date(t).toISOString(), sessions: 0, visitors: 0, pageviews: 0, bounces: 0 }));
   for (const row of rows) {

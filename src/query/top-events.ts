@@ -28,6 +28,7 @@ export async function topEvents(ch: ClickHouseClient, q: ListQuery, read: ReadOp
     ch,
     `SELECT name, n, v FROM (${sql}) ORDER BY n DESC, name ASC LIMIT ${p.bind("UInt32", q.limit)}`,
     p,
+    read,
   );
   return rows.map((r) => ({ name: r.name, count: r.n, visitors: r.v }));
 }
