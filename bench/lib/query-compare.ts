@@ -11,7 +11,7 @@ const imp = async <T>(...p: string[]) => (await import(join(root, "src", ...p)))
 const { createClickHouse } = await imp<typeof import("../../src/storage/clickhouse.ts")>("storage", "clickhouse.ts");
 const { sessionTotals, sessionSeries, chooseSource } = await imp<typeof import("../../src/query/session-metrics.ts")>("query", "session-metrics.ts");
 const { sessionDistribution, utmStats } = await imp<typeof import("../../src/query/session-breakdowns.ts")>("query", "session-breakdowns.ts");
-const { topEvents } = await imp<typeof import("../../src/query/top-events.ts")>("query", "top-events.ts");
+const { topEvents, topEventsSource } = await imp<typeof import("../../src/query/top-events.ts")>("query", "top-events.ts");
 const { sessionStatsReport, behaviorSummary } = await imp<typeof import("../../src/query/reports.ts")>("query", "reports.ts");
 const { resolveRange } = await imp<typeof import("../../src/query/time-range.ts")>("query", "time-range.ts");
 
@@ -35,7 +35,8 @@ for (const [label, q] of [["7 d UTC", query(7, "UTC")], ["30 d UTC", query(30, "
   questions.push({ name: `device distribution, ${label}`, run: (r) => sessionDistribution(ch, q, "device", r) });
   questions.push({ name: `country distribution, ${label}`, run: (r) => sessionDistribution(ch, q, "country", r) });
   questions.push({ name: `UTM campaigns, ${label}`, run: (r) => utmStats(ch, q, r) });
-  questions.push({ name: `top events, ${label}`, run: (r) => topEvents(ch, q, r) });
+  // topEventsSource: raw below 14 days (older snapshots have no such function: always the view).
+  questions.push({ name: `top events, ${label}`, run: (r) => topEvents(ch, q, r), source: topEventsSource ? (r) => topEventsSource(q, r) : undefined });
   // The whole reports once (7 d UTC): the behavior summary's raw-only lists take seconds on 10M events.
   if (label !== "7 d UTC") continue;
   questions.push({ name: `stats report (whole /v1/sessions/stats), ${label}`, run: (r) => sessionStatsReport(ch, q, "day", r) });

@@ -4,7 +4,7 @@
 // out of the lists. Ties sort by the key so pages are stable.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, itemConditions, sessionConditions } from "./filters.ts";
-import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
+import { type ExecOptions, selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 
 export interface ListQuery {
@@ -31,7 +31,7 @@ export interface ReferrerRow {
 }
 
 /** Most viewed paths with their distinct visitors. */
-export async function topPages(ch: ClickHouseClient, q: ListQuery): Promise<PageRow[]> {
+export async function topPages(ch: ClickHouseClient, q: ListQuery, exec: ExecOptions = {}): Promise<PageRow[]> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
@@ -40,13 +40,14 @@ export async function topPages(ch: ClickHouseClient, q: ListQuery): Promise<Page
     `SELECT path, count() AS views, uniqExact(${VISITOR_KEY}) AS visitors FROM page_views WHERE ${where.join(" AND ")}
      GROUP BY path ORDER BY views DESC, path ASC LIMIT ${p.bind("UInt32", q.limit)}`,
     p,
+    exec,
   );
 }
 
 // `column` comes from the allow-list below, never from input.
 const SESSION_KEYS = { entry: "entry_path", exit: "exit_path", referrer: "referrer_domain" } as const;
 
-async function sessionsBy(ch: ClickHouseClient, q: ListQuery, key: keyof typeof SESSION_KEYS): Promise<Array<{ k: string; n: number }>> {
+async function sessionsBy(ch: ClickHouseClient, q: ListQuery, key: keyof typeof SESSION_KEYS, exec: ExecOptions): Promise<Array<{ k: string; n: number }>> {
   const column = SESSION_KEYS[key];
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
@@ -62,20 +63,21 @@ async function sessionsBy(ch: ClickHouseClient, q: ListQuery, key: keyof typeof 
     `SELECT ${column} AS k, sum(sign) AS n FROM sessions WHERE ${where.join(" AND ")}
      GROUP BY k HAVING n > 0 ORDER BY n DESC, k ASC LIMIT ${p.bind("UInt32", q.limit)}`,
     p,
+    exec,
   );
 }
 
 /** Sessions per entry page (first page view). */
-export async function entryPages(ch: ClickHouseClient, q: ListQuery): Promise<PathSessions[]> {
-  return (await sessionsBy(ch, q, "entry")).map((r) => ({ path: r.k, sessions: r.n }));
+export async function entryPages(ch: ClickHouseClient, q: ListQuery, exec: ExecOptions = {}): Promise<PathSessions[]> {
+  return (await sessionsBy(ch, q, "entry", exec)).map((r) => ({ path: r.k, sessions: r.n }));
 }
 
 /** Sessions per exit page (last page view). */
-export async function exitPages(ch: ClickHouseClient, q: ListQuery): Promise<PathSessions[]> {
-  return (await sessionsBy(ch, q, "exit")).map((r) => ({ path: r.k, sessions: r.n }));
+export async function exitPages(ch: ClickHouseClient, q: ListQuery, exec: ExecOptions = {}): Promise<PathSessions[]> {
+  return (await sessionsBy(ch, q, "exit", exec)).map((r) => ({ path: r.k, sessions: r.n }));
 }
 
 /** Sessions per referring domain; direct traffic is left out. */
-export async function topReferrers(ch: ClickHouseClient, q: ListQuery): Promise<ReferrerRow[]> {
-  return (await sessionsBy(ch, q, "referrer")).map((r) => ({ referrer_domain: r.k, sessions: r.n }));
+export async function topReferrers(ch: ClickHouseClient, q: ListQuery, exec: ExecOptions = {}): Promise<ReferrerRow[]> {
+  return (await sessionsBy(ch, q, "referrer", exec)).map((r) => ({ referrer_domain: r.k, sessions: r.n }));
 }

@@ -56,6 +56,7 @@ export async function sessionDistribution(ch: ClickHouseClient, q: SessionQuery,
     ch,
     `SELECT value, n, b FROM (${sql}) WHERE n != 0 ORDER BY n DESC, value ASC`,
     p,
+    read,
   );
   return rows.map((r) => ({ value: r.value, sessions: r.n, bounces: r.b }));
 }
@@ -72,6 +73,7 @@ export async function utmStats(ch: ClickHouseClient, q: SessionQuery, read: Read
     ch,
     `SELECT s, m, c, n, cv FROM (${sql}) WHERE n != 0 ORDER BY n DESC, s, m, c`,
     p,
+    read,
   );
   return rows.map((r) => ({ utm_source: r.s, utm_medium: r.m, utm_campaign: r.c, sessions: r.n, conversions: r.cv }));
 }

@@ -3,7 +3,7 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { ListQuery } from "./behavior-lists.ts";
 import { itemConditions } from "./filters.ts";
-import { selectRows, SqlParams } from "./sql-params.ts";
+import { type ExecOptions, selectRows, SqlParams } from "./sql-params.ts";
 
 export interface ErrorRow {
   fingerprint: string;
@@ -14,7 +14,7 @@ export interface ErrorRow {
 }
 
 /** Errors by fingerprint: occurrences, distinct sessions, last time seen; most frequent first. */
-export async function topErrors(ch: ClickHouseClient, q: ListQuery): Promise<ErrorRow[]> {
+export async function topErrors(ch: ClickHouseClient, q: ListQuery, exec: ExecOptions = {}): Promise<ErrorRow[]> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
@@ -25,6 +25,7 @@ export async function topErrors(ch: ClickHouseClient, q: ListQuery): Promise<Err
      FROM errors WHERE ${where.join(" AND ")}
      GROUP BY fingerprint ORDER BY n DESC, fingerprint ASC LIMIT ${p.bind("UInt32", q.limit)}`,
     p,
+    exec,
   );
   return rows.map((r) => ({ fingerprint: r.fingerprint, message: r.msg, count: r.n, sessions: r.s, last_seen: new Date(r.last).toISOString() }));
 }

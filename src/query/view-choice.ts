@@ -3,6 +3,7 @@
 // a boundary, when local buckets are unions of whole UTC units (zone offsets in whole hours, or 0
 // for daily rows), and when the range is younger than the target's TTL. Filters always need raw
 // rows: the targets keep no cross-dimension detail.
+import type { ExecOptions } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 import { offsetMs } from "./zoned-time.ts";
 
@@ -10,7 +11,7 @@ const HOUR = 3_600_000;
 const DAY = 86_400_000;
 
 /** How to read: `raw` forces raw rows (benchmarks and tests compare both paths). */
-export interface ReadOptions {
+export interface ReadOptions extends ExecOptions {
   /** Epoch ms of "now": the TTL check is relative to it. */
   now: number;
   forceRaw?: boolean;

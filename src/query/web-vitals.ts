@@ -8,7 +8,7 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { ListQuery } from "./behavior-lists.ts";
 import { itemConditions } from "./filters.ts";
-import { selectRows, SqlParams } from "./sql-params.ts";
+import { type ExecOptions, selectRows, SqlParams } from "./sql-params.ts";
 
 export const VITALS = { lcp: [2500, 4000], inp: [200, 500], cls: [0.1, 0.25], fcp: [1800, 3000], ttfb: [800, 1800] } as const;
 export type Vital = keyof typeof VITALS;
@@ -22,7 +22,7 @@ export interface VitalSummary {
 }
 
 /** p75, sample count and rating counts per metric. */
-export async function webVitals(ch: ClickHouseClient, q: Omit<ListQuery, "limit">): Promise<Record<Vital, VitalSummary>> {
+export async function webVitals(ch: ClickHouseClient, q: Omit<ListQuery, "limit">, exec: ExecOptions = {}): Promise<Record<Vital, VitalSummary>> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
@@ -36,7 +36,7 @@ export async function webVitals(ch: ClickHouseClient, q: Omit<ListQuery, "limit"
       `countIf(${m} > ${poor}) AS ${m}_poor`,
     ].join(", "),
   );
-  const [row] = await selectRows<Record<string, number | null>>(ch, `SELECT ${columns.join(", ")} FROM web_vitals WHERE ${where.join(" AND ")}`, p);
+  const [row] = await selectRows<Record<string, number | null>>(ch, `SELECT ${columns.join(", ")} FROM web_vitals WHERE ${where.join(" AND ")}`, p, exec);
   const out = {} as Record<Vital, VitalSummary>;
   for (const m of Object.keys(VITALS) as Vital[]) {
     const samples = Number(row?.[`${m}_n`] ?? 0);

@@ -1,10 +1,10 @@
 // The read path's mechanics that the randomized suites only cover indirectly: the settings every
-// read carries, and session membership of item lists (tested on hashed session ids) when a
+// read carries (and the reports' one thread per query), which source top events read, and session membership of item lists (tested on hashed session ids) when a
 // session's state moved between attribute values (a cancel row and a new row).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { topPages } from "../../src/query/behavior-lists.ts";
 import { selectRows, SqlParams } from "../../src/query/sql-params.ts";
-import { topEvents } from "../../src/query/top-events.ts";
+import { topEvents, topEventsSource } from "../../src/query/top-events.ts";
 import { resolveRange } from "../../src/query/time-range.ts";
 import { type AnalyticsDb, createAnalyticsDb } from "./fixtures/analytics-db.ts";
 
@@ -41,6 +41,27 @@ describe("read path", () => {
   test("every read skips preparing large IN sets for the primary key", async () => {
     const [row] = await selectRows<{ v: number }>(db.client, "SELECT getSetting('use_index_for_in_with_subqueries_max_values') AS v", new SqlParams());
     expect(Number(row!.v)).toBe(10000);
+  });
+
+  test("threads: the engine's default unless asked; the reports ask for one per query", async () => {
+    const threads = (exec?: { threads?: number }) =>
+      selectRows<{ v: number }>(db.client, "SELECT getSetting('max_threads') AS v", new SqlParams(), exec).then(([r]) => Number(r!.v));
+    expect(await threads({ threads: 1 })).toBe(1);
+    expect(await threads()).toBe(await threads({}));
+  });
+
+  test("top events: raw rows below 14 days or with a filter, the hourly view from 14 days, same answer", async () => {
+    const days = (from: string, to: string) => ({ serviceId: "svc", range: resolveRange({ from, to, tz: "UTC" }, NOW), filters: {}, limit: 10 });
+    const short = days("2026-05-10", "2026-05-12");
+    const long = days("2026-05-01", "2026-05-14");
+    expect(topEventsSource(short, { now: NOW })).toBe("raw");
+    expect(topEventsSource(long, { now: NOW })).toBe("view");
+    expect(topEventsSource({ ...long, filters: { country: "DE" } }, { now: NOW })).toBe("raw");
+    expect(topEventsSource(long, { now: NOW, forceRaw: true })).toBe("raw");
+    const expected = [{ name: "click", count: 2, visitors: 2 }];
+    expect(await topEvents(db.client, short, { now: NOW })).toEqual(expected);
+    expect(await topEvents(db.client, long, { now: NOW })).toEqual(expected);
+    expect(await topEvents(db.client, long, { now: NOW, forceRaw: true })).toEqual(expected);
   });
 
   test("item lists keep the items of sessions whose current state matches, visitors once", async () => {

@@ -97,8 +97,11 @@ describe("which source answers", () => {
     expect(chooseSource(q("2026-03-05", "2026-04-01", "America/New_York"), { now: SPRING_NOW }, "day")).toBe("hourly");
     expect(chooseSource(q("2026-03-05", "2026-04-01", "UTC"), { now: SPRING_NOW }, "day")).toBe("daily");
     expect(chooseSource(q("2026-03-05", "2026-04-01", "UTC"), { now: SPRING_NOW }, "hour")).toBe("hourly");
-    // Totals need no zone: local midnights on whole UTC days suffice.
-    expect(chooseSource(q("2026-03-05", "2026-03-06", "Europe/London"), { now: SPRING_NOW })).toBe("daily");
+    // Totals need no zone: local midnights on whole UTC days suffice (from 14 days; shorter
+    // totals read raw rows, faster there: session-metrics.ts).
+    expect(chooseSource(q("2026-03-05", "2026-03-18", "Europe/London"), { now: SPRING_NOW })).toBe("daily");
+    expect(chooseSource(q("2026-03-05", "2026-03-06", "Europe/London"), { now: SPRING_NOW })).toBe("raw");
+    expect(chooseSource(q("2026-03-05", "2026-03-06", "Europe/London"), { now: SPRING_NOW }, "day")).toBe("daily");
   });
   test("raw rows for half-hour zones, filters, old hourly ranges, and when forced", () => {
     expect(chooseSource(q("2026-03-05", "2026-04-01", "Asia/Kolkata"), { now: SPRING_NOW }, "day")).toBe("raw");
