@@ -36,6 +36,18 @@ function attributeConditions(f: Filters, p: SqlParams): string[] {
 }
 
 /**
+ * The session an item row belongs to, as SQL: its `session_id`, or, when a late item merged that
+ * session into another (README "Sessions"; schemas/06-session_aliases.sql), the session it went
+ * into. Every query that reads the session of an item goes through this, never the bare column.
+ * The service's aliases are read once per query (a scalar subquery, evaluated once however often
+ * it appears) into two arrays; `transform` maps an id found in the first to the second.
+ */
+export function itemSession(serviceParam: string): string {
+  const aliases = `(SELECT (groupArray(alias), groupArray(canonical)) FROM (SELECT alias, argMax(canonical, version) AS canonical FROM session_aliases WHERE service_id = ${serviceParam} GROUP BY alias))`;
+  return `transform(session_id, tupleElement(${aliases}, 1), tupleElement(${aliases}, 2), session_id)`;
+}
+
+/**
  * Conditions over `sessions` rows of sessions started at or after `rangeStart`. The path
  * semi-join reads page views from `rangeStart` on: a session's page views never precede its start.
  */
@@ -43,7 +55,7 @@ export function sessionConditions(f: Filters, p: SqlParams, serviceParam: string
   const out = attributeConditions(f, p);
   if (f.path !== undefined) {
     out.push(
-      `session_id IN (SELECT session_id FROM page_views WHERE service_id = ${serviceParam} AND timestamp >= ${p.instant(rangeStart)} AND path = ${p.bind("String", f.path)})`,
+      `session_id IN (SELECT ${itemSession(serviceParam)} FROM page_views WHERE service_id = ${serviceParam} AND timestamp >= ${p.instant(rangeStart)} AND path = ${p.bind("String", f.path)})`,
     );
   }
   return out;
@@ -75,7 +87,7 @@ export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, r
       // Only sessions that can own an item of the range: started before its end, and (ended_at is
       // the last item's time) ended after its start. A state's cancel row repeats its ended_at, so
       // the ended_at bound keeps or drops both rows of a pair and sum(sign) stays exact.
-      `cityHash64(session_id) IN (SELECT cityHash64(session_id) AS h FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY h HAVING sum(sign) > 0)`,
+      `cityHash64(${itemSession(serviceParam)}) IN (SELECT cityHash64(session_id) AS h FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY h HAVING sum(sign) > 0)`,
     );
   }
   return out;
