@@ -87,6 +87,7 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
       serviceId: e.serviceId,
       visitorId: e.visitorId,
       previousVisitorId: e.previousVisitorId,
+      nextVisitorId: e.nextVisitorId,
       sessionId: e.clientSessionId,
       touch: {
         time: e.time,

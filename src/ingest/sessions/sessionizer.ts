@@ -18,6 +18,8 @@ export interface Placement {
   sessionId?: string;
   /** The visitor's id under yesterday's salt (items just after UTC midnight): its session may go on. */
   previousVisitorId?: string;
+  /** The visitor's id under tomorrow's salt (items just before UTC midnight): a visit that went on after it. */
+  nextVisitorId?: string;
   touch: Touch;
 }
 
@@ -81,6 +83,7 @@ export class Sessionizer {
     // Every key is built once and the same string used for every look-up (a string hashes once).
     const vKeys: Array<string | undefined> = new Array(placements.length);
     const previousKeys: Array<string | undefined> = new Array(placements.length);
+    const nextKeys: Array<string | undefined> = new Array(placements.length);
     const visitorKeys = new Set<string>();
     const sessionKeys = new Set<string>();
     placements.forEach((p, i) => {
@@ -90,6 +93,7 @@ export class Sessionizer {
       }
       visitorKeys.add((vKeys[i] = visitorKey(p.serviceId, p.visitorId)));
       if (p.previousVisitorId) visitorKeys.add((previousKeys[i] = visitorKey(p.serviceId, p.previousVisitorId)));
+      if (p.nextVisitorId) visitorKeys.add((nextKeys[i] = visitorKey(p.serviceId, p.nextVisitorId)));
     });
     const loaded = await this.store.load([...visitorKeys]);
     for (const [key, stored] of loaded) {
@@ -152,14 +156,18 @@ export class Sessionizer {
       const svc = p.serviceId;
       const vKey = vKeys[i];
       let id = p.sessionId;
-      let previousKey: string | undefined;
+      /** Other span lists of the visitor (yesterday's or tomorrow's id) the session was found in. */
+      const alsoIn: string[] = [];
       if (!id) {
+        // Around UTC midnight the visitor id changes with the salt; the visit does not: the
+        // visitor's sessions under the previous (next) day's id count too.
         let matches = matchingSpans(spansOf(vKey!), p.touch.time);
-        const key = previousKeys[i];
-        if (matches.length === 0 && key) {
-          // Just after UTC midnight the visitor id changed with the salt; the visit did not.
-          matches = matchingSpans(spansOf(key), p.touch.time);
-          if (matches.length > 0) previousKey = key;
+        for (const key of [previousKeys[i], nextKeys[i]]) {
+          if (!key) continue;
+          const more = matchingSpans(spansOf(key), p.touch.time);
+          if (more.length === 0) continue;
+          alsoIn.push(key);
+          matches = matches.concat(more);
         }
         // The sessions those spans name now (a merged one stands for the one it went into).
         const found: SessionState[] = [];
@@ -187,12 +195,14 @@ export class Sessionizer {
       }
       const sKey = sessionKey(svc, id);
       const current = stateOf(sKey);
-      const next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
+      let next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
+      // A session's visitor is that of its first item (the id under the first item's day's salt).
+      if (current && p.touch.time < current.started_at && next.visitor_id !== p.visitorId) next = { ...next, visitor_id: p.visitorId };
       setState(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
       if (vKey) {
         spans.set(vKey, updateSpans(spansOf(vKey), next));
-        if (previousKey) spans.set(previousKey, updateSpans(spansOf(previousKey), next));
+        for (const key of alsoIn) spans.set(key, updateSpans(spansOf(key), next));
       }
       sessionIds[i] = id;
     }
