@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import * as v from "valibot";
+import type { EventDedup } from "../../src/ingest/dedup.ts";
 import { EventItem } from "../../src/ingest/schemas.ts";
+import { memoryStateStore } from "../../src/ingest/sessions/state-store.ts";
+import { warmUp } from "../../src/ingest/warm-up.ts";
 import { testClickHouse } from "../helpers/clickhouse.ts";
 import { startTestService, type TestService } from "../helpers/service.ts";
 
@@ -301,6 +304,18 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     expect((await get(admin, `/v1/events?service_id=late-bridge&from=${date}&to=${date}&session_id=${id}`)).data).toHaveLength(1);
     const stats = (await (await svc.app.request(`/v1/sessions/stats?service_id=late-bridge&from=${date}&to=${date}`, { headers: { Authorization: `Bearer ${admin}` } })).json()) as { totals: Record<string, number> };
     expect(stats.totals).toMatchObject({ sessions: 1, pageviews: 2, bounces: 0, avg_duration_s: 2400 });
+
+    // A restart without Valkey rebuilds the state from ClickHouse: the merged id comes back with
+    // it (a later merge of this session must repoint that alias too), the cancelled one does not.
+    const aliases = await rows<{ alias: string; canonical: string }>("SELECT alias, canonical FROM session_aliases WHERE service_id = 'late-bridge'");
+    expect(aliases.map((a) => a.canonical)).toEqual([id]);
+    const store = memoryStateStore();
+    await warmUp(ch(), store, { remember: async () => undefined } as unknown as EventDedup);
+    const loaded = await store.load([`s:late-bridge:${id}`, `s:late-bridge:${aliases[0]!.alias}`, `v:late-bridge:${sessions[0]!.visitor_id}`]);
+    const [state, gone, spans] = [...loaded.values()].map((v) => v?.value as any);
+    expect(state).toMatchObject({ session_id: id, items: 3, merged: [aliases[0]!.alias] });
+    expect(gone).toBeUndefined();
+    expect(spans.map((x: { id: string }) => x.id)).toEqual([id]);
   });
 
   test("a visit across UTC midnight whose later part is stored first is one session, with the visitor of its first item", async () => {
