@@ -176,8 +176,10 @@ export class Sessionizer {
           if (state && !found.some((f) => f.session_id === state.session_id)) found.push(state);
         }
         if (found.length === 0) {
-          // No state behind the spans (expired): go on under the id of the latest, as before.
-          id = matches.length > 0 ? matches.reduce((a, b) => (b.last > a.last ? b : a)).id : this.newId();
+          // A new session. (Spans whose state is gone — expired or evicted — name no session to
+          // go on: reusing such an id would write a second version 1 of a session already stored,
+          // or bring back one merged into another.)
+          id = this.newId();
         } else {
           // The item is within 30 minutes of two sessions: they are one session now (API.md: the
           // idle rule compares item times). The one that started first absorbs the other.
