@@ -134,6 +134,16 @@ export class Sessionizer {
       }
       return id;
     };
+    /** The session key of what `id` stands for now (resolve, as the key: built once per hop). */
+    const resolveKey = (svc: string, id: string): string => {
+      let k = sessionKey(svc, id);
+      for (let hops = 0; hops < 64; hops++) {
+        const into = redirects.get(k) ?? markerOf(loaded.get(k));
+        if (into === undefined) return k;
+        k = sessionKey(svc, into);
+      }
+      return k;
+    };
     const storedState = (key: string): SessionState | undefined => {
       const stored = loaded.get(key);
       return stored && markerOf(stored) === undefined ? (stored.value as SessionState) : undefined;
@@ -158,11 +168,13 @@ export class Sessionizer {
       let id = p.sessionId;
       /** Other span lists of the visitor (yesterday's or tomorrow's id) the session was found in. */
       const alsoIn: string[] = [];
+      /** The session key of the one session found (saves building it again). */
+      let foundKey: string | undefined;
       if (!id) {
         // Around UTC midnight the visitor id changes with the salt; the visit does not: the
         // visitor's sessions under the previous (next) day's id count too.
         let matches = matchingSpans(spansOf(vKey!), p.touch.time);
-        for (const key of [previousKeys[i], nextKeys[i]]) {
+        if (previousKeys[i] !== undefined || nextKeys[i] !== undefined) for (const key of [previousKeys[i], nextKeys[i]]) {
           if (!key) continue;
           const more = matchingSpans(spansOf(key), p.touch.time);
           if (more.length === 0) continue;
@@ -172,8 +184,12 @@ export class Sessionizer {
         // The sessions those spans name now (a merged one stands for the one it went into).
         const found: SessionState[] = [];
         for (const span of matches) {
-          const state = stateOf(sessionKey(svc, resolve(svc, span.id)));
-          if (state && !found.some((f) => f.session_id === state.session_id)) found.push(state);
+          const key = resolveKey(svc, span.id);
+          const state = stateOf(key);
+          if (state && !found.some((f) => f.session_id === state.session_id)) {
+            found.push(state);
+            foundKey = key;
+          }
         }
         if (found.length === 0) {
           // A new session. (Spans whose state is gone — expired or evicted — name no session to
@@ -193,9 +209,10 @@ export class Sessionizer {
             redirects.set(otherKey, into.session_id);
           }
           id = into.session_id;
+          if (found.length > 1) foundKey = undefined;
         }
       }
-      const sKey = sessionKey(svc, id);
+      const sKey = foundKey ?? sessionKey(svc, id);
       const current = stateOf(sKey);
       let next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
       // A session's visitor is that of its first item (the id under the first item's day's salt).
