@@ -6,7 +6,7 @@ import type { Issue } from "../errors.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { ClaimPendingError, type EventDedup } from "./dedup.ts";
 import { Drop, enrichItem, type EnrichedItem, type PipelineDeps, type RequestContext } from "./pipeline.ts";
-import { itemRecord, sessionRecords } from "./rows.ts";
+import { itemRecord, mergeRecords, sessionRecords } from "./rows.ts";
 import type { ItemType } from "./schemas.ts";
 import type { Placement, Sessionizer } from "./sessions/sessionizer.ts";
 
@@ -87,6 +87,7 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
       serviceId: e.serviceId,
       visitorId: e.visitorId,
       previousVisitorId: e.previousVisitorId,
+      nextVisitorId: e.nextVisitorId,
       sessionId: e.clientSessionId,
       touch: {
         time: e.time,
@@ -106,13 +107,14 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
         },
       },
     }));
-    const assignment = placements.length > 0 ? await deps.sessionizer.assign(placements) : { sessionIds: [], changes: [] };
+    const assignment = placements.length > 0 ? await deps.sessionizer.assign(placements) : { sessionIds: [], changes: [], cancelled: [], aliases: [] };
     const records: string[] = [];
     kept.forEach((e, i) => {
       const record = itemRecord(e, assignment.sessionIds[i]!);
       if (record) records.push(record);
     });
     for (const change of assignment.changes) records.push(...sessionRecords(change));
+    if (assignment.cancelled.length > 0 || assignment.aliases.length > 0) records.push(...mergeRecords(assignment));
     if (records.length > 0) await deps.writer.write(records);
     // The rows are durable: from now on a retry is a duplicate. If this fails, the pending claims
     // expire and a later retry is stored again: a rare duplicate rather than a lost event.

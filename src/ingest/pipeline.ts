@@ -51,6 +51,11 @@ export interface EnrichedItem {
    * does not).
    */
   previousVisitorId: string | undefined;
+  /**
+   * The same visitor under the next UTC day's salt, for items in the last 30 minutes of a UTC day:
+   * a late item before midnight joins the visit that went on after it (items arrive in any order).
+   */
+  nextVisitorId: string | undefined;
   url: string;
   path: string;
   hostname: string;
@@ -204,7 +209,11 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
     ? deps.hashVisitor(utcDayOf(time - DAY_MS), ctx.serviceId, ip, ua)
     : undefined;
 
-  const build = (visitorId: string, previousVisitorId: string | undefined): EnrichedItem => ({
+  const nextVisitor = !item.anonymous_id && DAY_MS - (time % DAY_MS) < IDLE_MS
+    ? deps.hashVisitor(utcDayOf(time + DAY_MS), ctx.serviceId, ip, ua)
+    : undefined;
+
+  const build = (visitorId: string, previousVisitorId: string | undefined, nextVisitorId: string | undefined): EnrichedItem => ({
     index,
     type: item.type,
     item,
@@ -216,6 +225,7 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
     userId: item.user_id ?? "",
     visitorId,
     previousVisitorId,
+    nextVisitorId,
     url: item.url ?? "",
     path: page?.path ?? "",
     hostname: page?.hostname ?? "",
@@ -228,6 +238,6 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
     country: headerCountry ?? deps.lookupCountry(ip) ?? "",
     fingerprint: item.type === "error" ? errorFingerprint(item.message, item.stack, item.source) : "",
   });
-  if (typeof visitor === "string" && typeof previousVisitor !== "object") return build(visitor, previousVisitor);
-  return Promise.all([visitor, previousVisitor]).then(([v, p]) => build(v, p));
+  if (typeof visitor === "string" && typeof previousVisitor !== "object" && typeof nextVisitor !== "object") return build(visitor, previousVisitor, nextVisitor);
+  return Promise.all([visitor, previousVisitor, nextVisitor]).then(([v, p, n]) => build(v, p, n));
 }

@@ -5,9 +5,9 @@
 // joined by "\n" (JSON text never holds a raw newline).
 import type { EnrichedItem } from "./pipeline.ts";
 import { isBounce, type SessionState } from "./sessions/session-state.ts";
-import type { SessionChange } from "./sessions/sessionizer.ts";
+import type { Assignment, SessionChange } from "./sessions/sessionizer.ts";
 
-export const TABLES = ["sessions", "events", "page_views", "funnel_events", "errors", "web_vitals"] as const;
+export const TABLES = ["sessions", "events", "page_views", "funnel_events", "errors", "web_vitals", "session_aliases"] as const;
 export type Table = (typeof TABLES)[number];
 
 const TABLE_OF_TYPE: Record<EnrichedItem["type"], Table | null> = {
@@ -161,6 +161,22 @@ export function sessionRecords(change: SessionChange): string[] {
   const after = plusRecord(change.after);
   if (!change.before) return [after];
   return [cancelRecord(change.before), after];
+}
+
+/**
+ * The rows of a request's session merges: a cancel row for the stored state of each session merged
+ * into another (no new row: its items count in the other), and an alias row for each id whose
+ * items belong to another session now. They go in the request's spool record with its other rows,
+ * so a crash keeps the merge whole or not at all.
+ */
+export function mergeRecords(a: Pick<Assignment, "cancelled" | "aliases">): string[] {
+  const out: string[] = [];
+  for (const s of a.cancelled) out.push(cancelRecord(s));
+  for (const al of a.aliases) {
+    const row = { service_id: al.service_id, alias: al.alias, canonical: al.canonical, version: al.version, started_at: iso(al.started_at) };
+    out.push(encodeRecord("session_aliases", al.service_id, al.started_at, row));
+  }
+  return out;
 }
 
 /** The −1 row of a state: its cached +1 row with the sign flipped, else built from scratch. */

@@ -41,10 +41,24 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     query_params: { ttl: STATE_TTL_MS },
     format: "JSONEachRow",
   })).json<SessionRow>();
+  // The ids merged into each of them (a later merge must repoint those aliases too).
+  const aliasRows = rows.length === 0 ? [] : await (await client.query({
+    query: `SELECT service_id, canonical, groupArray(alias) AS aliases FROM (
+              SELECT service_id, alias, argMax(canonical, version) AS canonical FROM session_aliases
+              WHERE (service_id, alias) IN (SELECT service_id, alias FROM session_aliases WHERE (service_id, canonical) IN (
+                SELECT service_id, session_id FROM sessions WHERE updated_at > now64(3) - toIntervalMillisecond({ttl:UInt64})))
+              GROUP BY service_id, alias)
+            GROUP BY service_id, canonical`,
+    query_params: { ttl: STATE_TTL_MS },
+    format: "JSONEachRow",
+  })).json<{ service_id: string; canonical: string; aliases: string[] }>();
+  const merged = new Map(aliasRows.map((a) => [`${a.service_id}:${a.canonical}`, a.aliases.sort()]));
   const spans = new Map<string, SessionSpan[]>();
   const writes: StateWrite[] = [];
   for (const r of rows) {
     const state = toState(r);
+    const aliases = merged.get(`${r.service_id}:${r.session_id}`);
+    if (aliases) state.merged = aliases;
     writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: state });
     const vKey = `v:${r.service_id}:${r.visitor_id}`;
     spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state));

@@ -2,7 +2,7 @@
 // properties parsed back into objects.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { encodeCursor, type Keyset } from "./cursor.ts";
-import { type Filters, itemConditions } from "./filters.ts";
+import { type Filters, itemConditions, itemSession } from "./filters.ts";
 import type { Page } from "./session-list.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
@@ -30,7 +30,7 @@ export interface EventListQuery {
   after?: Keyset;
 }
 
-type Raw = Omit<EventRow, "event_id" | "timestamp" | "properties"> & { id: string; ts: number; properties: string };
+type Raw = Omit<EventRow, "event_id" | "timestamp" | "properties" | "session_id"> & { id: string; ts: number; sid: string; properties: string };
 
 /** One page of events, newest first by (timestamp, event_id). */
 export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promise<Page<EventRow>> {
@@ -38,11 +38,13 @@ export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promi
   const service = p.bind("String", q.serviceId);
   const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`];
   if (q.name !== undefined) where.push(`name = ${p.bind("String", q.name)}`);
-  if (q.sessionId !== undefined) where.push(`session_id = ${p.bind("String", q.sessionId)}`);
+  // Events of a merged session are listed (and found) under the session they went into.
+  const session = itemSession(service);
+  if (q.sessionId !== undefined) where.push(`${session} = ${p.bind("String", q.sessionId)}`);
   if (q.userId !== undefined) where.push(`user_id = ${p.bind("String", q.userId)}`);
   where.push(...itemConditions(q.filters, p, service, q.range));
   if (q.after) where.push(`(timestamp, toString(event_id)) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
-  const sql = `SELECT toString(event_id) AS id, name, toUnixTimestamp64Milli(timestamp) AS ts, session_id, visitor_id, user_id, url, path, properties
+  const sql = `SELECT toString(event_id) AS id, name, toUnixTimestamp64Milli(timestamp) AS ts, ${session} AS sid, visitor_id, user_id, url, path, properties
     FROM events WHERE ${where.join(" AND ")}
     ORDER BY timestamp DESC, id DESC LIMIT ${p.bind("UInt32", q.limit + 1)}`;
   const rows = await selectRows<Raw>(ch, sql, p);
@@ -53,7 +55,7 @@ export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promi
       event_id: id,
       name: rest.name,
       timestamp: new Date(ts).toISOString(),
-      session_id: rest.session_id,
+      session_id: rest.sid,
       visitor_id: rest.visitor_id,
       user_id: rest.user_id,
       url: rest.url,

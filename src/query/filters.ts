@@ -36,6 +36,28 @@ function attributeConditions(f: Filters, p: SqlParams): string[] {
 }
 
 /**
+ * The session an item row belongs to, as SQL: its `session_id`, or, when a late item merged that
+ * session into another (README "Sessions"; schemas/06-session_aliases.sql), the session it went
+ * into. Every query that reads the session of an item goes through this, never the bare column.
+ * The service's aliases are read once per query (a scalar subquery, evaluated once however often
+ * it appears) into two arrays; `transform` maps an id found in the first to the second.
+ */
+export function itemSession(serviceParam: string): string {
+  const aliases = `(SELECT (groupArray(alias), groupArray(canonical)) FROM (SELECT alias, argMax(canonical, version) AS canonical FROM session_aliases WHERE service_id = ${serviceParam} GROUP BY alias))`;
+  return `transform(session_id, tupleElement(${aliases}, 1), tupleElement(${aliases}, 2), session_id)`;
+}
+
+/**
+ * itemSession as a hash: the item's stored `session_hash` (cityHash64(session_id),
+ * schemas/05-hash_columns.sql), or the hash of the session it was merged into. The alias lists
+ * are hashed once per query, so the per-row work stays a read of the 8-byte column.
+ */
+export function itemSessionHash(serviceParam: string): string {
+  const aliases = `(SELECT (groupArray(cityHash64(alias)), groupArray(cityHash64(canonical))) FROM (SELECT alias, argMax(canonical, version) AS canonical FROM session_aliases WHERE service_id = ${serviceParam} GROUP BY alias))`;
+  return `transform(session_hash, tupleElement(${aliases}, 1), tupleElement(${aliases}, 2), session_hash)`;
+}
+
+/**
  * Conditions over `sessions` rows of sessions started at or after `rangeStart`. The path
  * semi-join reads page views from `rangeStart` on: a session's page views never precede its start.
  */
@@ -43,7 +65,7 @@ export function sessionConditions(f: Filters, p: SqlParams, serviceParam: string
   const out = attributeConditions(f, p);
   if (f.path !== undefined) {
     out.push(
-      `session_id IN (SELECT session_id FROM page_views WHERE service_id = ${serviceParam} AND timestamp >= ${p.instant(rangeStart)} AND path = ${p.bind("String", f.path)})`,
+      `session_id IN (SELECT ${itemSession(serviceParam)} FROM page_views WHERE service_id = ${serviceParam} AND timestamp >= ${p.instant(rangeStart)} AND path = ${p.bind("String", f.path)})`,
     );
   }
   return out;
@@ -61,7 +83,8 @@ export function sessionConditions(f: Filters, p: SqlParams, serviceParam: string
  * (10M events, 30 days, device=mobile: 684k sessions; each list 1.5-2.6 s → 0.2-0.5 s). An item
  * of a non-matching session could only slip in when its session id's hash equals a matching
  * one's: with N sessions in the range that chance is below N²/2^65 (10^-7 for 1.7M sessions).
- * README, "Exact counts and hashes".
+ * README, "Exact counts and hashes". The item's side goes through itemSessionHash, so an item of a
+ * session merged into another counts as the other's.
  *
  * The sessions are grouped by the hash too (a UInt64 key groups ~25% faster than the String).
  * That changes no answer: each session's matching rows sum to 1 (its current state matches) or 0,
@@ -77,7 +100,7 @@ export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, r
       // Only sessions that can own an item of the range: started before its end, and (ended_at is
       // the last item's time) ended after its start. A state's cancel row repeats its ended_at, so
       // the ended_at bound keeps or drops both rows of a pair and sum(sign) stays exact.
-      `session_hash IN (SELECT session_hash AS h FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY h HAVING sum(sign) > 0)`,
+      `${itemSessionHash(serviceParam)} IN (SELECT session_hash AS h FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY h HAVING sum(sign) > 0)`,
     );
   }
   return out;

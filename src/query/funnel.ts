@@ -3,7 +3,7 @@
 // the per-unit chains for medians are replayed in TypeScript (funnel-chain.ts), and both must
 // agree: a disagreement is a bug worth a 500 rather than a quietly wrong number.
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { type Filters, itemConditions } from "./filters.ts";
+import { type Filters, itemConditions, itemSession } from "./filters.ts";
 import { funnelChain, MAX_STEPS, median } from "./funnel-chain.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
@@ -32,11 +32,11 @@ export interface FunnelQuery {
   by: "session" | "visitor";
 }
 
-const UNIT_COLUMN = { session: "session_id", visitor: "visitor_id" } as const;
+/** A unit's id over funnel_events rows (a merged session's steps count in the one it went into). */
+const unitOf = (by: FunnelQuery["by"], serviceParam: string) => (by === "session" ? itemSession(serviceParam) : "visitor_id");
 const CONDITIONS = Array.from({ length: MAX_STEPS }, (_, i) => `step = ${i + 1}`).join(", ");
 
-function baseWhere(q: FunnelQuery, p: SqlParams): string {
-  const service = p.bind("String", q.serviceId);
+function baseWhere(q: FunnelQuery, p: SqlParams, service = p.bind("String", q.serviceId)): string {
   return [
     `service_id = ${service}`,
     `funnel = ${p.bind("String", q.funnel)}`,
@@ -58,12 +58,13 @@ interface LevelRow {
 export async function funnelReport(ch: ClickHouseClient, q: FunnelQuery): Promise<FunnelResult> {
   const windowMs = q.windowSeconds * 1000;
   const p = new SqlParams();
-  const where = baseWhere(q, p);
+  const service = p.bind("String", q.serviceId);
+  const where = baseWhere(q, p, service);
   const levels = await selectRows<LevelRow>(
     ch,
     `SELECT level, count() AS units, groupArrayIf(evs, level >= 2) AS chains FROM (
        SELECT windowFunnel(${p.bind("UInt64", windowMs)})(ts, ${CONDITIONS}) AS level, groupArray((ts, step)) AS evs
-       FROM (SELECT ${UNIT_COLUMN[q.by]} AS unit, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, step FROM funnel_events WHERE ${where})
+       FROM (SELECT ${unitOf(q.by, service)} AS unit, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, step FROM funnel_events WHERE ${where})
        GROUP BY unit)
      GROUP BY level`,
     p,

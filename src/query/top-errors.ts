@@ -2,7 +2,7 @@
 // latest one sent for it.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { ListQuery } from "./behavior-lists.ts";
-import { itemConditions } from "./filters.ts";
+import { itemConditions, itemSession } from "./filters.ts";
 import { type ExecOptions, selectRows, SqlParams } from "./sql-params.ts";
 
 export interface ErrorRow {
@@ -20,7 +20,7 @@ export async function topErrors(ch: ClickHouseClient, q: ListQuery, exec: ExecOp
   const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
   const rows = await selectRows<{ fingerprint: string; msg: string; n: number; s: number; last: number }>(
     ch,
-    `SELECT fingerprint, argMax(message, (timestamp, message)) AS msg, count() AS n, uniqExact(session_id) AS s,
+    `SELECT fingerprint, argMax(message, (timestamp, message)) AS msg, count() AS n, uniqExact(${itemSession(service)}) AS s,
        toUnixTimestamp64Milli(max(timestamp)) AS last
      FROM errors WHERE ${where.join(" AND ")}
      GROUP BY fingerprint ORDER BY n DESC, fingerprint ASC LIMIT ${p.bind("UInt32", q.limit)}`,

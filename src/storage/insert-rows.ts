@@ -46,8 +46,10 @@ export async function insertRecords(client: ClickHouseClient, records: readonly 
 /** Inserts rows grouped by `groupRows` and reports what they touched. */
 export async function insertRows(client: ClickHouseClient, grouped: GroupedRows, opts: InsertOptions = {}): Promise<{ rows: Map<Table, number>; touched: Touched }> {
   const rows = new Map<Table, number>();
-  // Sessions last: a reader never sees a session row before the items it counts.
-  const tables = [...grouped.tables.keys()].sort((a, b) => Number(a === "sessions") - Number(b === "sessions"));
+  // Sessions last: a reader never sees a session row before the items it counts; aliases just
+  // before them (a merged session's new row never shows before its items are mapped to it).
+  const rank = (t: Table) => (t === "sessions" ? 2 : t === "session_aliases" ? 1 : 0);
+  const tables = [...grouped.tables.keys()].sort((a, b) => rank(a) - rank(b));
   for (const table of tables) {
     const slices = grouped.tables.get(table)!;
     if (slices.length === 0) continue;

@@ -230,6 +230,13 @@ export interface TrafficOptions {
   suffix: string;
   /** A DST change in the window, if there is one: someone browses through it. */
   dstChange?: number;
+  /**
+   * Items arrive late: each person's items are sent in the order of their time plus a random
+   * delay of up to this many ms, so from request to request a person's items come out of time
+   * order (a late item can fall between two sessions already stored and join them). Without it
+   * each person's items stay in time order from request to request.
+   */
+  lateMs?: number;
 }
 
 export function generateTraffic(r: Rng, opts: TrafficOptions): Traffic {
@@ -462,7 +469,7 @@ export function generateTraffic(r: Rng, opts: TrafficOptions): Traffic {
   const perService = new Map<string, Request[]>();
   for (const [service, people] of queues) {
     const reqs: Request[] = [];
-    const pending = people.map((q) => [...q]).filter((q) => q.length > 0);
+    const pending = people.map((q) => (opts.lateMs ? lateOrder(r, q, opts.lateMs) : [...q])).filter((q) => q.length > 0);
     let batch: GenItem[] = [];
     let batchSize = r.int(40, 500);
     const cut = () => {
@@ -518,6 +525,13 @@ export function generateTraffic(r: Rng, opts: TrafficOptions): Traffic {
     requests.push(l.shift()!);
   }
   return { items, requests, services };
+}
+
+/** A person's items in the order they arrive when each is up to `lateMs` late (stable on ties). */
+function lateOrder(r: Rng, timeline: readonly GenItem[], lateMs: number): GenItem[] {
+  const keyed = timeline.map((it) => ({ it, at: it.time + r.int(0, lateMs) }));
+  keyed.sort((a, b) => a.at - b.at || a.it.n - b.it.n);
+  return keyed.map((k) => k.it);
 }
 
 function blank(n: number, service: string, type: ItemType, time: number, who: { ip: string; ua: string }): GenItem {

@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import * as v from "valibot";
+import type { EventDedup } from "../../src/ingest/dedup.ts";
 import { EventItem } from "../../src/ingest/schemas.ts";
+import { memoryStateStore } from "../../src/ingest/sessions/state-store.ts";
+import { warmUp } from "../../src/ingest/warm-up.ts";
 import { testClickHouse } from "../helpers/clickhouse.ts";
 import { startTestService, type TestService } from "../helpers/service.ts";
 
@@ -264,5 +267,76 @@ describe("operations", () => {
     }
     const batch = JSON.stringify(doc.paths["/v1/ingest/batch"]!.post!.requestBody);
     for (const type of ["session", "pageview", "event", "funnel", "error", "vitals"]) expect(batch).toContain(`"const":"${type}"`);
+  });
+});
+
+describe("items that arrive late (separate requests, out of time order)", () => {
+  const MIN = 60_000;
+  const DAY = 86_400_000;
+  const get = async (key: string, path: string) => {
+    const res = await svc.app.request(path, { headers: { Authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(200);
+    return (await res.json()) as { data: Array<Record<string, any>> };
+  };
+
+  test("a late item within 30 minutes of two sessions of a visitor makes them one session; their items read as its own", async () => {
+    const key = await svc.key({ type: "secret", service_id: "late-bridge" });
+    const admin = await svc.key({ type: "admin", services: ["late-bridge"] });
+    const day = Math.floor(Date.now() / DAY) * DAY - 2 * DAY;
+    const t = day + 10 * 60 * MIN; // 10:00 UTC two days ago
+    const who = { ip: "8.8.8.8", user_agent: CHROME };
+    // 10:00 and 10:40: two sessions (40 minutes apart) until 10:20 arrives.
+    expect((await post("/v1/ingest/pageview", { ...who, timestamp: t, url: "https://shop.example/a" }, {}, key)).status).toBe(202);
+    expect((await post("/v1/ingest/event", { ...who, timestamp: t + 40 * MIN, name: "signup", url: "https://shop.example/b" }, {}, key)).status).toBe(202);
+    await svc.flush(); // the later session's rows are stored before the bridge arrives
+    expect((await post("/v1/ingest/pageview", { ...who, timestamp: t + 20 * MIN, url: "https://shop.example/b" }, {}, key)).status).toBe(202);
+    await svc.flush();
+    const date = new Date(day).toISOString().slice(0, 10);
+    const sessions = (await get(admin, `/v1/sessions?service_id=late-bridge&from=${date}&to=${date}`)).data;
+    expect(sessions).toHaveLength(1);
+    expect(sessions[0]).toMatchObject({
+      started_at: new Date(t).toISOString(), ended_at: new Date(t + 40 * MIN).toISOString(), duration_s: 2400,
+      pageviews: 2, events: 1, is_bounce: false, entry_path: "/a", exit_path: "/b",
+    });
+    const id = sessions[0]!.session_id as string;
+    const events = (await get(admin, `/v1/events?service_id=late-bridge&from=${date}&to=${date}`)).data;
+    expect(events.map((e) => e.session_id)).toEqual([id]);
+    expect((await get(admin, `/v1/events?service_id=late-bridge&from=${date}&to=${date}&session_id=${id}`)).data).toHaveLength(1);
+    const stats = (await (await svc.app.request(`/v1/sessions/stats?service_id=late-bridge&from=${date}&to=${date}`, { headers: { Authorization: `Bearer ${admin}` } })).json()) as { totals: Record<string, number> };
+    expect(stats.totals).toMatchObject({ sessions: 1, pageviews: 2, bounces: 0, avg_duration_s: 2400 });
+
+    // A restart without Valkey rebuilds the state from ClickHouse: the merged id comes back with
+    // it (a later merge of this session must repoint that alias too), the cancelled one does not.
+    const aliases = await rows<{ alias: string; canonical: string }>("SELECT alias, canonical FROM session_aliases WHERE service_id = 'late-bridge'");
+    expect(aliases.map((a) => a.canonical)).toEqual([id]);
+    const store = memoryStateStore();
+    await warmUp(ch(), store, { remember: async () => undefined } as unknown as EventDedup);
+    const loaded = await store.load([`s:late-bridge:${id}`, `s:late-bridge:${aliases[0]!.alias}`, `v:late-bridge:${sessions[0]!.visitor_id}`]);
+    const [state, gone, spans] = [...loaded.values()].map((v) => v?.value as any);
+    expect(state).toMatchObject({ session_id: id, items: 3, merged: [aliases[0]!.alias] });
+    expect(gone).toBeUndefined();
+    expect(spans.map((x: { id: string }) => x.id)).toEqual([id]);
+  });
+
+  test("a visit across UTC midnight whose later part is stored first is one session, with the visitor of its first item", async () => {
+    const key = await svc.key({ type: "secret", service_id: "late-midnight" });
+    const admin = await svc.key({ type: "admin", services: ["late-midnight"] });
+    const midnight = Math.floor(Date.now() / DAY) * DAY - DAY;
+    const who = { ip: "8.8.4.4", user_agent: IPHONE };
+    expect((await post("/v1/ingest/event", { ...who, timestamp: midnight + 10 * MIN, name: "after" }, {}, key)).status).toBe(202);
+    await svc.flush();
+    expect((await post("/v1/ingest/event", { ...who, timestamp: midnight - 10 * MIN, name: "before" }, {}, key)).status).toBe(202);
+    await svc.flush();
+    const from = new Date(midnight - DAY).toISOString().slice(0, 10);
+    const to = new Date(midnight).toISOString().slice(0, 10);
+    const sessions = (await get(admin, `/v1/sessions?service_id=late-midnight&from=${from}&to=${to}`)).data;
+    expect(sessions).toHaveLength(1);
+    expect(sessions[0]).toMatchObject({ started_at: new Date(midnight - 10 * MIN).toISOString(), events: 2 });
+    const events = (await get(admin, `/v1/events?service_id=late-midnight&from=${from}&to=${to}`)).data;
+    const before = events.find((e) => e.name === "before")!;
+    const after = events.find((e) => e.name === "after")!;
+    expect(before.visitor_id).not.toBe(after.visitor_id); // the daily salt changed at midnight
+    expect(sessions[0]!.visitor_id).toBe(before.visitor_id);
+    expect(events.map((e) => e.session_id)).toEqual([sessions[0]!.session_id, sessions[0]!.session_id]);
   });
 });

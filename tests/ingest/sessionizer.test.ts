@@ -114,6 +114,111 @@ describe.each(stores)("sessionizer on the %s store", (_name, makeStore) => {
     expect(a.sessionIds[0]).not.toBe(b.sessionIds[0]!);
     expect(late.sessionIds[0]).toBe(a.sessionIds[0]!);
   });
+
+  test("a late item within 30 minutes of two sessions merges them: the earlier keeps its id, the later is cancelled and aliased", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const a = await s.assign([place("v4", touch(T0, "pageview", "/a", { userId: "early" }))]);
+    const b = await s.assign([
+      place("v4", touch(T0 + 40 * MIN, "pageview", "/b", { attrs: attrs({ country: "US" }) })),
+      place("v4", touch(T0 + 41 * MIN, "event", "", { conversion: true, userId: "late" })),
+    ]);
+    const aId = a.sessionIds[0]!;
+    const bId = b.sessionIds[0]!;
+    expect(bId).not.toBe(aId); // 40 minutes apart: two sessions, until the item in between arrives
+    const bridge = await s.assign([place("v4", touch(T0 + 20 * MIN, "event", "/mid", { userId: "middle" }))]);
+    expect(bridge.sessionIds).toEqual([aId]);
+    expect(bridge.changes).toHaveLength(1);
+    const merged = bridge.changes[0]!;
+    expect(merged.before).toBe(a.changes[0]!.after);
+    expect(merged.after).toMatchObject({
+      session_id: aId, started_at: T0, ended_at: T0 + 41 * MIN, pageviews: 2, events: 2, items: 4, converted: true,
+      entry_path: "/a", exit_path: "/b", user_id: "late", merged: [bId],
+    });
+    expect(merged.after.attrs.country).toBe("DE"); // attributes of the earliest item
+    expect(merged.after.version).toBeGreaterThan(Math.max(a.changes[0]!.after.version, b.changes[0]!.after.version));
+    // The later session's state is cancelled (no new row): its items count in the merged one.
+    expect(bridge.cancelled).toEqual([b.changes[0]!.after]);
+    expect(bridge.aliases).toEqual([{ service_id: "shop", alias: bId, canonical: aId, version: merged.after.version, started_at: T0 }]);
+    // Later items of either end join the merged session; nothing is merged twice.
+    const next = await s.assign([place("v4", touch(T0 + 60 * MIN, "pageview", "/c"))]);
+    expect(next.sessionIds).toEqual([aId]);
+    expect(next.changes[0]!.before).toEqual(merged.after);
+    expect(next.changes[0]!.after).toMatchObject({ items: 5, pageviews: 3, exit_path: "/c" });
+    expect(next.cancelled).toEqual([]);
+    expect(next.aliases).toEqual([]);
+  });
+
+  test("merges chain: a session merged into one that is merged later points to the last (its alias is rewritten, higher version)", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const a = (await s.assign([place("v5", touch(T0, "pageview", "/a"))])).sessionIds[0]!;
+    const b = (await s.assign([place("v5", touch(T0 + 40 * MIN, "pageview", "/b"))])).sessionIds[0]!;
+    const c = (await s.assign([place("v5", touch(T0 + 80 * MIN, "pageview", "/c"))])).sessionIds[0]!;
+    expect(new Set([a, b, c]).size).toBe(3);
+    const first = await s.assign([place("v5", touch(T0 + 60 * MIN, "event"))]);
+    expect(first.sessionIds).toEqual([b]);
+    expect(first.aliases.map((x) => [x.alias, x.canonical])).toEqual([[c, b]]);
+    const second = await s.assign([place("v5", touch(T0 + 20 * MIN, "event"))]);
+    expect(second.sessionIds).toEqual([a]);
+    expect(second.cancelled.map((x) => x.session_id)).toEqual([b]);
+    expect(second.aliases.map((x) => [x.alias, x.canonical]).sort()).toEqual([[b, a], [c, a]].sort());
+    expect(Math.min(...second.aliases.map((x) => x.version))).toBeGreaterThan(first.aliases[0]!.version);
+    expect(second.changes[0]!.after).toMatchObject({ started_at: T0, ended_at: T0 + 80 * MIN, pageviews: 3, events: 2, items: 5, exit_path: "/c" });
+  });
+
+  test("one request can open a session and merge it with a stored one; its items all get the surviving id", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const stored = await s.assign([place("v6", touch(T0 + 60 * MIN, "pageview", "/later"))]);
+    const r = await s.assign([
+      place("v6", touch(T0 + 40 * MIN, "event")),
+      place("v6", touch(T0, "pageview", "/first")),
+      place("v6", touch(T0 + 25 * MIN, "pageview", "/second")),
+    ]);
+    const id = r.sessionIds[1]!;
+    expect(id).not.toBe(stored.sessionIds[0]!);
+    expect(r.sessionIds).toEqual([id, id, id]);
+    expect(r.cancelled).toEqual([stored.changes[0]!.after]);
+    expect(r.changes).toHaveLength(1);
+    expect(r.changes[0]!.before).toBeUndefined();
+    expect(r.changes[0]!.after).toMatchObject({ started_at: T0, ended_at: T0 + 60 * MIN, items: 4, pageviews: 3, entry_path: "/first", exit_path: "/later" });
+    expect(r.aliases.map((x) => [x.alias, x.canonical])).toEqual([[stored.sessionIds[0]!, id]]);
+  });
+
+  test("the user id is the latest item's (by time) that has one, whatever order the items arrive in", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    await s.assign([place("v7", touch(T0 + 10 * MIN, "pageview", "/", { userId: "later" }))]);
+    const r = await s.assign([place("v7", touch(T0, "pageview", "/", { userId: "earlier" }))]);
+    expect(r.changes[0]!.after.user_id).toBe("later");
+  });
+
+  test("client session ids are never merged by the 30-minute rule", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    await s.assign([place("v8", touch(T0, "pageview", "/"), "mine-1")]);
+    await s.assign([place("v8", touch(T0 + 40 * MIN, "pageview", "/"), "mine-2")]);
+    const r = await s.assign([place("v8", touch(T0 + 20 * MIN, "event"))]);
+    expect(r.sessionIds[0]).not.toMatch(/^mine-/);
+    expect(r.cancelled).toEqual([]);
+    expect(r.aliases).toEqual([]);
+  });
+});
+
+test.each(stores)("a span list that still names a merged session (today's id, after midnight) leads to the session it went into (%s store)", async (_name, makeStore) => {
+  const s = new Sessionizer(makeStore(), ids);
+  const midnight = Date.parse("2026-11-28T00:00:00Z");
+  // Yesterday's id d1: sessions a and b; b goes on after midnight under today's id d2.
+  const a = (await s.assign([place("d1", touch(midnight - 50 * MIN, "pageview", "/a"))])).sessionIds[0]!;
+  const b = (await s.assign([place("d1", touch(midnight - 15 * MIN, "pageview", "/b"))])).sessionIds[0]!;
+  const cont = await s.assign([{ ...place("d2", touch(midnight + 10 * MIN, "pageview", "/c")), previousVisitorId: "d1" }]);
+  expect(cont.sessionIds[0]).toBe(b);
+  // A late item of yesterday bridges a and b (under d1): b goes into a, d2's spans still name b.
+  const bridge = await s.assign([place("d1", touch(midnight - 32 * MIN, "event"))]);
+  expect(bridge.sessionIds[0]).toBe(a);
+  expect(bridge.cancelled.map((x) => x.session_id)).toEqual([b]);
+  // Today's next item finds b in d2's spans, and goes on in a (not in a resurrected b).
+  const after = await s.assign([place("d2", touch(midnight + 20 * MIN, "pageview", "/d"))]);
+  expect(after.sessionIds[0]).toBe(a);
+  expect(after.changes).toHaveLength(1);
+  expect(after.changes[0]!.before?.items).toBe(4);
+  expect(after.changes[0]!.after).toMatchObject({ session_id: a, items: 5, pageviews: 4, exit_path: "/d", started_at: midnight - 50 * MIN });
 });
 
 test("two sessionizers on one Valkey agree on a visitor's session (several instances)", async () => {

@@ -55,6 +55,13 @@ export interface SessionState {
   exit_at: number;
   attrs: SessionAttributes;
   version: number;
+  /** Time of the item that gave user_id (absent in states written before it was kept: 0). */
+  user_at?: number;
+  /**
+   * Ids of the sessions merged into this one (a late item bridged them): their items keep those
+   * ids and are read as this session's through session_aliases. Absent when none.
+   */
+  merged?: string[];
 }
 
 /** entry_at before any item (JSON-safe, unlike Infinity). */
@@ -108,7 +115,48 @@ export function applyTouch(s: SessionState, t: Touch): SessionState {
     next.entry_path = t.path;
     next.entry_at = t.time;
   }
-  if (t.userId !== "") next.user_id = t.userId;
+  // The user id of the latest item (by time) that has one: a late item does not override it.
+  if (t.userId !== "" && t.time >= (s.user_at ?? 0)) {
+    next.user_id = t.userId;
+    next.user_at = t.time;
+  }
+  return next;
+}
+
+/**
+ * One session made of two whose items a late item brought within 30 minutes of each other:
+ * `into` keeps its id and visitor (it must be the one that started first), `other` is absorbed.
+ * Counters add up; start, attributes and entry come from the earliest item, exit from the latest
+ * page view, the user id from the latest item that has one. The version is above both, so the
+ * new row follows the cancel rows of either state and aliases written with it supersede older ones.
+ */
+export function mergeSessions(into: SessionState, other: SessionState): SessionState {
+  const next: SessionState = {
+    ...into,
+    version: Math.max(into.version, other.version) + 1,
+    started_at: Math.min(into.started_at, other.started_at),
+    ended_at: Math.max(into.ended_at, other.ended_at),
+    pageviews: into.pageviews + other.pageviews,
+    events: into.events + other.events,
+    items: into.items + other.items,
+    converted: into.converted || other.converted,
+    merged: [...(into.merged ?? []), other.session_id, ...(other.merged ?? [])],
+  };
+  if (other.started_at < into.started_at) next.attrs = other.attrs;
+  if (other.entry_at < into.entry_at) {
+    next.entry_path = other.entry_path;
+    next.entry_at = other.entry_at;
+  }
+  if (other.exit_at > into.exit_at) {
+    next.exit_path = other.exit_path;
+    next.exit_at = other.exit_at;
+  }
+  const intoUser = into.user_id === "" ? -1 : into.user_at ?? 0;
+  const otherUser = other.user_id === "" ? -1 : other.user_at ?? 0;
+  if (otherUser > intoUser) {
+    next.user_id = other.user_id;
+    next.user_at = other.user_at ?? 0;
+  }
   return next;
 }
 
@@ -135,12 +183,20 @@ export function findSpan(spans: readonly SessionSpan[], time: number): SessionSp
   return best;
 }
 
+/** Every span of the visitor an item at `time` is less than IDLE_MS from, earliest first. */
+export function matchingSpans(spans: readonly SessionSpan[], time: number): SessionSpan[] {
+  const out = spans.filter((span) => time - span.last < IDLE_MS && span.first - time < IDLE_MS);
+  if (out.length > 1) out.sort((a, b) => a.first - b.first);
+  return out;
+}
+
 /** Spans kept per visitor: the most recent few are enough to place late items. */
 export const MAX_SPANS = 8;
 
 /** The visitor's spans after `session` changed, newest first, capped. */
 export function updateSpans(spans: readonly SessionSpan[], session: SessionState): SessionSpan[] {
-  const others = spans.filter((s) => s.id !== session.session_id);
+  const gone = session.merged;
+  const others = spans.filter((s) => s.id !== session.session_id && !(gone && gone.includes(s.id)));
   const updated = [{ id: session.session_id, first: session.started_at, last: session.ended_at }, ...others];
   updated.sort((a, b) => b.last - a.last);
   return updated.slice(0, MAX_SPANS);

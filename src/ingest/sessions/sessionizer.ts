@@ -2,11 +2,13 @@
 // once: read the visitors' recent sessions, place each item (in time order), then write every
 // changed state back with one compare-and-set. The result also says which session rows to write:
 // a cancel row for each session's previous state and a row for its new state.
+// A late item within 30 minutes of two of the visitor's sessions merges them (the earlier one
+// keeps its id); the other's items, already stored under its id, are mapped through an alias.
 import {
-  applyTouch, findSpan, openSession, updateSpans,
+  applyTouch, matchingSpans, mergeSessions, openSession, updateSpans,
   type SessionSpan, type SessionState, type Touch,
 } from "./session-state.ts";
-import type { StateStore, StateWrite } from "./state-store.ts";
+import type { StateStore, StateWrite, Stored } from "./state-store.ts";
 
 /** One item to place: whose it is, and what it does to its session. */
 export interface Placement {
@@ -16,6 +18,8 @@ export interface Placement {
   sessionId?: string;
   /** The visitor's id under yesterday's salt (items just after UTC midnight): its session may go on. */
   previousVisitorId?: string;
+  /** The visitor's id under tomorrow's salt (items just before UTC midnight): a visit that went on after it. */
+  nextVisitorId?: string;
   touch: Touch;
 }
 
@@ -24,16 +28,36 @@ export interface SessionChange {
   after: SessionState;
 }
 
+/** Items stored under `alias` belong to session `canonical` (the latest version wins). */
+export interface SessionAlias {
+  service_id: string;
+  alias: string;
+  canonical: string;
+  /** The canonical session's state version that made the alias: higher than any earlier one. */
+  version: number;
+  /** The canonical session's start. */
+  started_at: number;
+}
+
 export interface Assignment {
   /** The session id of each placement, in input order. */
   sessionIds: string[];
   /** Sessions this request changed, with their state before and after. */
   changes: SessionChange[];
+  /**
+   * Stored states of sessions this request merged into another (a late item bridged them): each
+   * gets a cancel row and no new row.
+   */
+  cancelled: SessionState[];
+  /** Ids of merged sessions and the session their items belong to now (chains resolved). */
+  aliases: SessionAlias[];
 }
 
 /** Keep session state this long after its last change (late and back-filled items find it). */
 export const STATE_TTL_MS = 2 * 60 * 60 * 1000;
 const MAX_ATTEMPTS = 16;
+/** Merge markers followed when loading (a chain of merges longer than this is not expected). */
+const MAX_HOPS = 8;
 
 const visitorKey = (svc: string, visitor: string) => `v:${svc}:${visitor}`;
 const sessionKey = (svc: string, session: string) => `s:${svc}:${session}`;
@@ -59,6 +83,7 @@ export class Sessionizer {
     // Every key is built once and the same string used for every look-up (a string hashes once).
     const vKeys: Array<string | undefined> = new Array(placements.length);
     const previousKeys: Array<string | undefined> = new Array(placements.length);
+    const nextKeys: Array<string | undefined> = new Array(placements.length);
     const visitorKeys = new Set<string>();
     const sessionKeys = new Set<string>();
     placements.forEach((p, i) => {
@@ -68,67 +93,188 @@ export class Sessionizer {
       }
       visitorKeys.add((vKeys[i] = visitorKey(p.serviceId, p.visitorId)));
       if (p.previousVisitorId) visitorKeys.add((previousKeys[i] = visitorKey(p.serviceId, p.previousVisitorId)));
+      if (p.nextVisitorId) visitorKeys.add((nextKeys[i] = visitorKey(p.serviceId, p.nextVisitorId)));
     });
     const loaded = await this.store.load([...visitorKeys]);
     for (const [key, stored] of loaded) {
       if (!stored) continue;
-      const svc = key.slice(2, key.indexOf(":", 2));
+      const svc = serviceOfKey(key);
       for (const span of stored.value as SessionSpan[]) sessionKeys.add(sessionKey(svc, span.id));
     }
-    const missing: string[] = [];
+    let missing: string[] = [];
     for (const k of sessionKeys) if (!loaded.has(k)) missing.push(k);
-    if (missing.length > 0) for (const [k, v] of await this.store.load(missing)) loaded.set(k, v);
+    // A session merged into another left a marker naming it (a span list elsewhere, e.g. under
+    // the visitor's previous-day id, may still name the merged session): load what they name.
+    for (let round = 0; missing.length > 0 && round < MAX_HOPS; round++) {
+      const more = new Set<string>();
+      for (const [k, v] of await this.store.load(missing)) {
+        loaded.set(k, v);
+        const into = markerOf(v);
+        if (into !== undefined) {
+          const target = sessionKey(serviceOfKey(k), into);
+          if (!loaded.has(target)) more.add(target);
+        }
+      }
+      missing = [...more];
+    }
 
     const spans = new Map<string, SessionSpan[]>();
     const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? (loaded.get(key)?.value as SessionSpan[] | undefined) ?? [];
-    /** Each session this request touches: its state as loaded, and as it is now. */
-    const sessions = new Map<string, { before: SessionState | undefined; after: SessionState }>();
+    /** Each session this request touches: its state as loaded, and as it is now (null: merged into another). */
+    const sessions = new Map<string, { before: SessionState | undefined; after: SessionState | null }>();
+    /** Sessions this request merged into another: session key → the id it went into. */
+    const redirects = new Map<string, string>();
+    /** The session `id` stands for now: itself, or (after merges) the one it went into. */
+    const resolve = (svc: string, id: string): string => {
+      for (let hops = 0; hops < 64; hops++) {
+        const k = sessionKey(svc, id);
+        const into = redirects.get(k) ?? markerOf(loaded.get(k));
+        if (into === undefined) return id;
+        id = into;
+      }
+      return id;
+    };
+    /** The session key of what `id` stands for now (resolve, as the key: built once per hop). */
+    const resolveKey = (svc: string, id: string): string => {
+      let k = sessionKey(svc, id);
+      for (let hops = 0; hops < 64; hops++) {
+        const into = redirects.get(k) ?? markerOf(loaded.get(k));
+        if (into === undefined) return k;
+        k = sessionKey(svc, into);
+      }
+      return k;
+    };
+    const storedState = (key: string): SessionState | undefined => {
+      const stored = loaded.get(key);
+      return stored && markerOf(stored) === undefined ? (stored.value as SessionState) : undefined;
+    };
+    const stateOf = (key: string): SessionState | undefined => {
+      const known = sessions.get(key);
+      return known ? known.after ?? undefined : storedState(key);
+    };
+    const setState = (key: string, next: SessionState | null) => {
+      const known = sessions.get(key);
+      if (known) known.after = next;
+      else sessions.set(key, { before: storedState(key), after: next });
+    };
 
     // Time order, so the 30-minute rule sees items as they happened (stable for equal times).
     const order = placements.length === 1 ? [0] : placements.map((_, i) => i).sort((a, b) => placements[a]!.touch.time - placements[b]!.touch.time || a - b);
     const sessionIds: string[] = new Array(placements.length);
     for (const i of order) {
       const p = placements[i]!;
+      const svc = p.serviceId;
       const vKey = vKeys[i];
       let id = p.sessionId;
-      let previousKey: string | undefined;
+      /** Other span lists of the visitor (yesterday's or tomorrow's id) the session was found in. */
+      const alsoIn: string[] = [];
+      /** The session key of the one session found (saves building it again). */
+      let foundKey: string | undefined;
       if (!id) {
-        id = findSpan(spansOf(vKey!), p.touch.time)?.id;
-        const key = previousKeys[i];
-        if (!id && key) {
-          // Just after UTC midnight the visitor id changed with the salt; the visit did not.
-          id = findSpan(spansOf(key), p.touch.time)?.id;
-          if (id) previousKey = key;
+        // Around UTC midnight the visitor id changes with the salt; the visit does not: the
+        // visitor's sessions under the previous (next) day's id count too.
+        let matches = matchingSpans(spansOf(vKey!), p.touch.time);
+        if (previousKeys[i] !== undefined || nextKeys[i] !== undefined) for (const key of [previousKeys[i], nextKeys[i]]) {
+          if (!key) continue;
+          const more = matchingSpans(spansOf(key), p.touch.time);
+          if (more.length === 0) continue;
+          alsoIn.push(key);
+          matches = matches.concat(more);
         }
-        id ??= this.newId();
+        // The sessions those spans name now (a merged one stands for the one it went into).
+        const found: SessionState[] = [];
+        for (const span of matches) {
+          const key = resolveKey(svc, span.id);
+          const state = stateOf(key);
+          if (state && !found.some((f) => f.session_id === state.session_id)) {
+            found.push(state);
+            foundKey = key;
+          }
+        }
+        if (found.length === 0) {
+          // A new session. (Spans whose state is gone — expired or evicted — name no session to
+          // go on: reusing such an id would write a second version 1 of a session already stored,
+          // or bring back one merged into another.)
+          id = this.newId();
+        } else {
+          // The item is within 30 minutes of two sessions: they are one session now (API.md: the
+          // idle rule compares item times). The one that started first absorbs the other.
+          found.sort((a, b) => a.started_at - b.started_at || (a.session_id < b.session_id ? -1 : 1));
+          let into = found[0]!;
+          for (const other of found.slice(1)) {
+            into = mergeSessions(into, other);
+            setState(sessionKey(svc, into.session_id), into);
+            const otherKey = sessionKey(svc, other.session_id);
+            setState(otherKey, null);
+            redirects.set(otherKey, into.session_id);
+          }
+          id = into.session_id;
+          if (found.length > 1) foundKey = undefined;
+        }
       }
-      const sKey = sessionKey(p.serviceId, id);
-      const known = sessions.get(sKey);
-      const current = known ? known.after : (loaded.get(sKey)?.value as SessionState | undefined);
-      const next = current ? applyTouch(current, p.touch) : openSession(p.serviceId, id, p.visitorId, p.touch);
-      if (known) known.after = next;
-      else sessions.set(sKey, { before: current, after: next });
+      const sKey = foundKey ?? sessionKey(svc, id);
+      const current = stateOf(sKey);
+      let next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
+      // A session's visitor is that of its first item (the id under the first item's day's salt).
+      if (current && p.touch.time < current.started_at && next.visitor_id !== p.visitorId) next = { ...next, visitor_id: p.visitorId };
+      setState(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
       if (vKey) {
         spans.set(vKey, updateSpans(spansOf(vKey), next));
-        if (previousKey) spans.set(previousKey, updateSpans(spansOf(previousKey), next));
+        for (const key of alsoIn) spans.set(key, updateSpans(spansOf(key), next));
       }
       sessionIds[i] = id;
+    }
+    // Items placed in a session that a later item of this request merged into another.
+    if (redirects.size > 0) {
+      placements.forEach((p, i) => {
+        if (!p.sessionId) sessionIds[i] = resolve(p.serviceId, sessionIds[i]!);
+      });
     }
 
     const writes: StateWrite[] = [];
     const changes: SessionChange[] = [];
+    const cancelled: SessionState[] = [];
+    const aliases: SessionAlias[] = [];
     for (const [key, change] of sessions) {
-      writes.push({ key, expected: loaded.get(key) ?? null, next: change.after });
-      changes.push(change);
+      const expected = loaded.get(key) ?? null;
+      if (change.after === null) {
+        writes.push({ key, expected, next: { merged_into: resolve(serviceOfKey(key), redirects.get(key)!) } satisfies MergedMarker });
+        if (change.before) cancelled.push(change.before);
+        continue;
+      }
+      const after = change.after;
+      writes.push({ key, expected, next: after });
+      changes.push({ before: change.before, after });
+      if (after.merged && after.merged !== change.before?.merged) {
+        const had = new Set(change.before?.merged ?? []);
+        for (const alias of after.merged) {
+          if (!had.has(alias)) aliases.push({ service_id: after.service_id, alias, canonical: after.session_id, version: after.version, started_at: after.started_at });
+        }
+      }
     }
     for (const [key, list] of spans) {
       const stored = loaded.get(key) ?? null;
       if (!sameSpans(list, (stored?.value as SessionSpan[] | undefined) ?? [])) writes.push({ key, expected: stored, next: list });
     }
     if (!(await this.store.commit(writes, STATE_TTL_MS))) return undefined;
-    return { sessionIds, changes };
+    return { sessionIds, changes, cancelled, aliases };
   }
+}
+
+/** The service of a `v:` or `s:` key (service ids hold no ":"). */
+function serviceOfKey(key: string): string {
+  return key.slice(2, key.indexOf(":", 2));
+}
+
+/** What a merged session's key holds instead of a state: the session it went into. */
+interface MergedMarker {
+  merged_into: string;
+}
+
+function markerOf(stored: Stored | null | undefined): string | undefined {
+  const v = stored?.value as Partial<MergedMarker> | undefined;
+  return v && typeof v.merged_into === "string" ? v.merged_into : undefined;
 }
 
 function sameSpans(a: readonly SessionSpan[], b: readonly SessionSpan[]): boolean {
