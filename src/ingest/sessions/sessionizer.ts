@@ -124,17 +124,7 @@ export class Sessionizer {
     const sessions = new Map<string, { before: SessionState | undefined; after: SessionState | null }>();
     /** Sessions this request merged into another: session key → the id it went into. */
     const redirects = new Map<string, string>();
-    /** The session `id` stands for now: itself, or (after merges) the one it went into. */
-    const resolve = (svc: string, id: string): string => {
-      for (let hops = 0; hops < 64; hops++) {
-        const k = sessionKey(svc, id);
-        const into = redirects.get(k) ?? markerOf(loaded.get(k));
-        if (into === undefined) return id;
-        id = into;
-      }
-      return id;
-    };
-    /** The session key of what `id` stands for now (resolve, as the key: built once per hop). */
+    /** The session key of what `id` stands for now: itself, or (after merges) the one it went into. */
     const resolveKey = (svc: string, id: string): string => {
       let k = sessionKey(svc, id);
       for (let hops = 0; hops < 64; hops++) {
@@ -144,6 +134,8 @@ export class Sessionizer {
       }
       return k;
     };
+    /** The session id `id` stands for now (resolveKey without the `s:<service>:` prefix). */
+    const resolve = (svc: string, id: string): string => resolveKey(svc, id).slice(sessionKey(svc, "").length);
     const storedState = (key: string): SessionState | undefined => {
       const stored = loaded.get(key);
       return stored && markerOf(stored) === undefined ? (stored.value as SessionState) : undefined;
