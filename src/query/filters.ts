@@ -43,8 +43,13 @@ function attributeConditions(f: Filters, p: SqlParams): string[] {
  * it appears) into two arrays; `transform` maps an id found in the first to the second.
  */
 export function itemSession(serviceParam: string): string {
-  const aliases = `(SELECT (groupArray(alias), groupArray(canonical)) FROM (SELECT alias, argMax(canonical, version) AS canonical FROM session_aliases WHERE service_id = ${serviceParam} GROUP BY alias))`;
-  return `transform(session_id, tupleElement(${aliases}, 1), tupleElement(${aliases}, 2), session_id)`;
+  return mapThroughAliases("session_id", serviceParam, (id) => id);
+}
+
+/** `column` mapped from each alias (as `key` of it) to its canonical session (as `key` of that). */
+function mapThroughAliases(column: string, serviceParam: string, key: (id: string) => string): string {
+  const aliases = `(SELECT (groupArray(${key("alias")}), groupArray(${key("canonical")})) FROM (SELECT alias, argMax(canonical, version) AS canonical FROM session_aliases WHERE service_id = ${serviceParam} GROUP BY alias))`;
+  return `transform(${column}, tupleElement(${aliases}, 1), tupleElement(${aliases}, 2), ${column})`;
 }
 
 /**
@@ -53,8 +58,7 @@ export function itemSession(serviceParam: string): string {
  * are hashed once per query, so the per-row work stays a read of the 8-byte column.
  */
 export function itemSessionHash(serviceParam: string): string {
-  const aliases = `(SELECT (groupArray(cityHash64(alias)), groupArray(cityHash64(canonical))) FROM (SELECT alias, argMax(canonical, version) AS canonical FROM session_aliases WHERE service_id = ${serviceParam} GROUP BY alias))`;
-  return `transform(session_hash, tupleElement(${aliases}, 1), tupleElement(${aliases}, 2), session_hash)`;
+  return mapThroughAliases("session_hash", serviceParam, (id) => `cityHash64(${id})`);
 }
 
 /**
