@@ -111,9 +111,10 @@ export function threadCpu(pid: number): Record<ThreadGroup, number> {
   return out;
 }
 
-/** `after − before`, per thread group. */
-export function threadCpuDelta(before: Record<ThreadGroup, number>, after: Record<ThreadGroup, number>): Record<ThreadGroup, number> {
-  return { js: after.js - before.js, engine: after.engine - before.engine, pool: after.pool - before.pool, runtime: after.runtime - before.runtime };
+/** Cores used per thread group between two readings `seconds` apart: (after − before) ÷ seconds. */
+export function threadCores(before: Record<ThreadGroup, number>, after: Record<ThreadGroup, number>, seconds: number): Record<ThreadGroup, number> {
+  const cores = (g: ThreadGroup) => (after[g] - before[g]) / seconds;
+  return { js: cores("js"), engine: cores("engine"), pool: cores("pool"), runtime: cores("runtime") };
 }
 
 /** A running child with its log file. */

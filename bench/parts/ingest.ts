@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { BenchContext, Part, PartResult, TargetCheck } from "../lib/context.ts";
 import { runWrk, type WrkResult } from "../lib/load.ts";
 import { countQueryable, metricSum, MiB, sinkBaseline, type SinkBaseline } from "../lib/measure.ts";
-import { sampleRss, Service, startBaseline, threadCpu, threadCpuDelta, type ThreadGroup } from "../lib/procs.ts";
+import { sampleRss, Service, startBaseline, threadCpu, threadCores, type ThreadGroup } from "../lib/procs.ts";
 import { fmt, fmtSummary, summarize } from "../lib/stats.ts";
 
 /** The service's default FLUSH_INTERVAL_MS: backlog within one tick is normal, not lag. */
@@ -103,8 +103,7 @@ async function serviceRun(ctx: BenchContext, mode: Mode, round: number): Promise
     const wrk = await runWrk({ ...common, key, seconds: opts.seconds });
     const t1 = Date.now();
     const cpu = (svc.stats().cpuSeconds - cpu0) / wrk.durationS;
-    const threadSeconds = threadCpuDelta(threads0, threadCpu(svc.child.pid));
-    const threads = Object.fromEntries(Object.entries(threadSeconds).map(([g, sec]) => [g, sec / wrk.durationS])) as Record<ThreadGroup, number>;
+    const threads = threadCores(threads0, threadCpu(svc.child.pid), wrk.durationS);
     // Requests in flight when wrk stopped finish, and the spool drains, before anything is read.
     const drainMs = await svc.waitQuiescent(90_000);
     const [peak] = sampler.stop();

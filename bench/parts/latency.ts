@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { BenchContext, Part, PartResult, TargetCheck } from "../lib/context.ts";
 import { runOpenLoop, runWrk, type OpenLoopResult } from "../lib/load.ts";
 import { countQueryable, MiB } from "../lib/measure.ts";
-import { Service, startBaseline, threadCpu, threadCpuDelta, type ThreadGroup } from "../lib/procs.ts";
+import { Service, startBaseline, threadCpu, threadCores, type ThreadGroup } from "../lib/procs.ts";
 import { fmt, fmtSummary, median, summarize } from "../lib/stats.ts";
 
 interface LatencyRun {
@@ -68,8 +68,7 @@ async function serviceRun(ctx: BenchContext, rate: number, round: number): Promi
     const result = await runOpenLoop({ url: `${svc.url}/v1/ingest/event`, rate, seconds: ctx.opts.latencySeconds, warmup: 1, connections: ctx.opts.latencyConnections, key });
     const t1 = Date.now();
     const loadSeconds = (t1 - t0) / 1000;
-    const threadSeconds = threadCpuDelta(threads0, threadCpu(svc.child.pid));
-    const threads = Object.fromEntries(Object.entries(threadSeconds).map(([g, sec]) => [g, sec / loadSeconds])) as Record<ThreadGroup, number>;
+    const threads = threadCores(threads0, threadCpu(svc.child.pid), loadSeconds);
     // Idle for a while after the load: the flush timer (not the shutdown drain) inserts the tail.
     await Bun.sleep(2500);
     const idleAfter = svc.stats().rssBytes;
