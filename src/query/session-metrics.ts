@@ -4,14 +4,20 @@
 // Visitors: a visitor counts in a bucket when a live session of theirs starts there. The source
 // counts the set of visitors of +1 rows (raw uniqExactIf, the views' visitors64), and a set
 // cannot forget a state that a late item superseded (start moved to an earlier bucket, session
-// merged into another, an earlier first item under another visitor id at UTC midnight). A cancel
-// row repeats its state's started_at and visitor_id, so sum(sign) over a visitor's rows in a
-// bucket is the number of their live sessions starting there, and the set over-counts exactly
-// the (bucket, visitor) groups with +1 rows whose sum is 0. Only visitors with a cancel row in
-// the range can form one, so a second raw query (run alongside) counts those groups among them
-// and the answer subtracts it: exact, at the cost of a scan of `sign` and `visitor_hash` in the
-// range instead of grouping every visitor (measured: 30-day daily series 44 ms with the view's
-// sets vs ~196 ms grouping every visitor from raw rows).
+// merged into another, an earlier first item under another visitor id at UTC midnight). So the
+// set over-counts exactly the (bucket, visitor) pairs it holds that have no live session, and a
+// second query (run alongside) counts those pairs per bucket for the answer to subtract:
+// - raw rows: a cancel row repeats its state's started_at and visitor_id, so sum(sign) over a
+//   visitor's rows in a bucket is the number of their live sessions starting there; the pairs
+//   are the groups with +1 rows whose sum is 0, among visitors with a cancel row in the range
+//   (a background merge removes a +1 row with its cancel row, from the set and the sum alike);
+// - views: their sets keep a pair after a merge has removed its rows, so the candidates come
+//   from `session_cancels` (schemas/07-session_cancels.sql), which keeps the (started_at,
+//   visitor) of every cancelled state, and a pair counts when its visitor has no live session
+//   starting in the bucket.
+// Exact, at the cost of a scan of `sign` and `visitor_hash` of the candidates' rows in the range
+// instead of grouping every visitor (measured: 30-day daily series 44 ms with the view's sets vs
+// ~196 ms grouping every visitor from raw rows).
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, hasAnyFilter, sessionConditions } from "./filters.ts";
 import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
@@ -117,9 +123,9 @@ function metricsQuery(q: SessionQuery, source: SessionSource, interval?: Interva
   return { sql: `SELECT ${bucket}${source === "raw" ? RAW_METRICS : VIEW_METRICS} FROM ${from} WHERE ${where.join(" AND ")}${group}`, params: p };
 }
 
-// Per bucket: the (bucket, visitor) groups the +1-row set counts although none of their sessions
-// is live (see the top). Same rows as the raw metrics (range and filters).
-function supersededQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
+// Per bucket: the (bucket, visitor) groups the raw +1-row set counts although none of their
+// sessions is live (see the top). Same rows as the raw metrics (range and filters).
+function supersededRawQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   const start = p.instant(q.range.start);
@@ -134,10 +140,28 @@ function supersededQuery(q: SessionQuery, interval?: Interval): { sql: string; p
   return { sql, params: p };
 }
 
+// Per bucket: the (bucket, visitor) pairs of cancelled states (session_cancels) whose visitor
+// has no live session starting in the bucket: the views' sets hold them (see the top). Views
+// answer only unfiltered questions, so no filters here.
+function supersededViewQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
+  const p = new SqlParams();
+  const service = p.bind("String", q.serviceId);
+  const range = `service_id = ${service} AND started_at >= ${p.instant(q.range.start)} AND started_at < ${p.instant(q.range.end)}`;
+  const bucket = interval ? `${BUCKET[interval]("started_at", p.bind("String", q.range.tz))} AS b, ` : "";
+  const key = interval ? "b, v_key" : "v_key";
+  const sql = `SELECT ${interval ? "b, " : ""}count() AS m_gone
+    FROM (SELECT DISTINCT ${bucket}visitor_hash AS v_key FROM session_cancels WHERE ${range}) AS cancelled
+    LEFT ANTI JOIN (SELECT ${bucket}${VISITOR_KEY} AS v_key FROM sessions
+      WHERE ${range} AND ${VISITOR_KEY} IN (SELECT visitor_hash FROM session_cancels WHERE ${range})
+      GROUP BY ${key} HAVING sum(sign) > 0) AS live USING (${key})${interval ? " GROUP BY b" : ""}`;
+  return { sql, params: p };
+}
+
 // The source's rows (one per bucket, one row without interval) with exact visitors.
 async function metricRows(ch: ClickHouseClient, q: SessionQuery, read: ReadOptions, interval?: Interval): Promise<MetricRow[]> {
-  const main = metricsQuery(q, chooseSource(q, read, interval), interval);
-  const gone = supersededQuery(q, interval);
+  const source = chooseSource(q, read, interval);
+  const main = metricsQuery(q, source, interval);
+  const gone = source === "raw" ? supersededRawQuery(q, interval) : supersededViewQuery(q, interval);
   const [rows, corrections] = await Promise.all([
     selectRows<MetricRow>(ch, main.sql, main.params, read),
     selectRows<{ b?: number; m_gone: number }>(ch, gone.sql, gone.params, read),
