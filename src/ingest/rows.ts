@@ -1,7 +1,8 @@
 // Turns accepted items and session changes into ClickHouse rows, encoded as spool records.
-// A record is `<table>|<service_id>|<UTC date>|<JSONEachRow line>`: the sink groups records by
-// table and concatenates the JSON parts without parsing them, and the service and date tell the
-// cache which answers the new rows change. One spool record holds the lines of one request,
+// A record is `<table>|<service_id>|<UTC dates>|<JSONEachRow line>`: the sink groups records by
+// table and concatenates the JSON parts without parsing them, and the service and dates tell the
+// cache which answers the new rows change. The dates are one `YYYY-MM-DD`, or `from..to` for a
+// session row whose session spans UTC midnight (see sessionDates). One spool record holds the lines of one request,
 // joined by "\n" (JSON text never holds a raw newline).
 import type { EnrichedItem } from "./pipeline.ts";
 import { isBounce, type SessionState } from "./sessions/session-state.ts";
@@ -72,6 +73,32 @@ function utcDay(dayStart: number): string {
 /** The UTC date (`YYYY-MM-DD`) of a time, as `isoTime(ms).slice(0, 10)`. */
 const utcDate = (ms: number) => (ms >= 0 && ms < YEAR_10000_MS && Number.isInteger(ms) ? utcDay(ms - (ms % DAY_MS)) : isoTime(ms).slice(0, 10));
 const iso = isoTime;
+
+/**
+ * The UTC dates a session row changes answers of: from its start through its end. Answers about
+ * items (lists filtered by a session attribute, sessions of errors, funnels by session) read the
+ * sessions of items up to the session's last item, so a session going on past midnight changes
+ * the next day's answers too: e.g. a late item that gives it an earlier first item (and with it
+ * other attributes), or a merge whose absorbed part ran past midnight.
+ */
+function sessionDates(s: SessionState): string {
+  const from = utcDate(s.started_at);
+  const to = utcDate(s.ended_at);
+  return from === to ? from : `${from}..${to}`;
+}
+
+/** The dates of a record's date field (one date, or every date of `from..to`). */
+export function recordDates(field: string): string[] {
+  const sep = field.indexOf("..");
+  if (sep < 0) return [field];
+  const from = Date.parse(`${field.slice(0, sep)}T00:00:00Z`);
+  const to = Date.parse(`${field.slice(sep + 2)}T00:00:00Z`);
+  // A session lasts as long as items keep coming; cap the list at a year (the rows' TTL).
+  if (!(from <= to)) return [field.slice(0, sep)];
+  const out: string[] = [];
+  for (let d = from; d <= to && out.length < 366; d += DAY_MS) out.push(utcDay(d));
+  return out;
+}
 
 /** One record for the spool. */
 export function encodeRecord(table: Table, serviceId: string, time: number, row: object): string {
@@ -184,7 +211,7 @@ function cancelRecord(s: SessionState): string {
   const plus = plusRows.get(s);
   if (plus === undefined) return sessionRecord(s, -1);
   // The prefix is rebuilt rather than searched for: a service id could hold any text.
-  const head = `sessions|${s.service_id}|${utcDate(s.started_at)}|`;
+  const head = `sessions|${s.service_id}|${sessionDates(s)}|`;
   return `${head}${MINUS}${plus.slice(head.length + PLUS.length)}`;
 }
 
@@ -236,7 +263,7 @@ export function sessionRecord(s: SessionState, sign: 1 | -1): string {
     language: a.language,
     timezone: a.timezone,
   };
-  return `sessions|${s.service_id}|${startedAt.slice(0, 10)}|${JSON.stringify(row)}`;
+  return `sessions|${s.service_id}|${sessionDates(s)}|${JSON.stringify(row)}`;
 }
 
 /**
@@ -352,7 +379,7 @@ class RowGrouper {
         this.#prefixes.set(key, group);
         let dates = this.#touched.get(serviceId);
         if (!dates) this.#touched.set(serviceId, (dates = new Set()));
-        dates.add(date);
+        for (const d of recordDates(date)) dates.add(d);
       }
       const row: RowSlice = { buf, start: c + 1, end };
       group.rows.push(row);

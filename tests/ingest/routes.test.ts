@@ -342,6 +342,29 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     expect(events.map((e) => e.session_id)).toEqual([sessions[0]!.session_id, sessions[0]!.session_id]);
   });
 
+  test("a late item before midnight that changes a session's attributes refreshes the cached answers of the next day", async () => {
+    const key = await svc.key({ type: "secret", service_id: "late-cache" });
+    const admin = await svc.key({ type: "admin", services: ["late-cache"] });
+    const midnight = Math.floor(Date.now() / DAY) * DAY - DAY;
+    const who = { ip: "9.9.1.1", anonymous_id: "late-cache-visitor" };
+    // A desktop visit from 23:50 yesterday to 00:10 today: its session row is dated yesterday.
+    expect((await post("/v1/ingest/pageview", { ...who, user_agent: CHROME, timestamp: midnight - 10 * MIN, url: "https://shop.example/w" }, {}, key)).status).toBe(202);
+    expect((await post("/v1/ingest/pageview", { ...who, user_agent: CHROME, timestamp: midnight + 10 * MIN, url: "https://shop.example/x" }, {}, key)).status).toBe(202);
+    await svc.flush();
+    const date = new Date(midnight).toISOString().slice(0, 10);
+    const summary = async () => {
+      const res = await svc.app.request(`/v1/behavior/summary?service_id=late-cache&date=${date}&device=desktop`, { headers: { Authorization: `Bearer ${admin}` } });
+      expect(res.status).toBe(200);
+      return { cache: res.headers.get("X-Cache"), pages: ((await res.json()) as { top_pages: Array<{ path: string }> }).top_pages.map((p) => p.path) };
+    };
+    expect(await summary()).toEqual({ cache: "MISS", pages: ["/x"] });
+    expect(await summary()).toEqual({ cache: "HIT", pages: ["/x"] });
+    // Yesterday 23:45 from a phone: the session's first item, so it is a mobile session now.
+    expect((await post("/v1/ingest/pageview", { ...who, user_agent: IPHONE, timestamp: midnight - 15 * MIN, url: "https://shop.example/y" }, {}, key)).status).toBe(202);
+    await svc.flush();
+    expect(await summary()).toEqual({ cache: "MISS", pages: [] });
+  });
+
   // The views' visitor sets keep the visitor of a superseded state; the read side subtracts the
   // pairs without a live session. A background merge removes the superseded +1 row together with
   // its cancel row (OPTIMIZE … FINAL forces it here), so those pairs come from session_cancels.

@@ -48,7 +48,7 @@ test("rows written by sessionRecords collapse (the fast path reads their leading
 // "\n", UTF-8), with ids and values that stress the byte handling: multi-byte characters, quotes,
 // backslashes, "|" inside the JSON, several services and dates.
 test("groupRows (bytes) gives the rows, order, collapse and touched dates of the string path", async () => {
-  const { groupRows, groupRowsInSlices, sessionRecords } = await import("../../src/ingest/rows.ts");
+  const { groupRows, groupRowsInSlices, recordDates, sessionRecords } = await import("../../src/ingest/rows.ts");
   const { openSession, applyTouch } = await import("../../src/ingest/sessions/session-state.ts");
   const { prng, testSeed } = await import("../helpers/seed.ts");
   const rng = prng(testSeed("groupRows", 20261128));
@@ -88,7 +88,7 @@ test("groupRows (bytes) gives the rows, order, collapse and touched dates of the
       for (const l of collapse ? collapseSessionRecords(lines) : lines) {
         const { table, serviceId, date, json } = decodeRecord(l);
         expected.set(table, [...(expected.get(table) ?? []), json]);
-        touched.set(serviceId, (touched.get(serviceId) ?? new Set()).add(date));
+        for (const d of recordDates(date)) touched.set(serviceId, (touched.get(serviceId) ?? new Set()).add(d));
       }
       // The sink's sliced variant (sliceMs 0: it yields to the event loop every 32 records, with
       // other records' groupings interleaved meanwhile) must give the same result.
@@ -101,6 +101,21 @@ test("groupRows (bytes) gives the rows, order, collapse and touched dates of the
       await other;
     }
   }
+});
+
+test("a session row touches every UTC date from its start through its end (the cache's invalidation units)", async () => {
+  const { groupRows, recordDates, sessionRecords } = await import("../../src/ingest/rows.ts");
+  const { openSession, applyTouch } = await import("../../src/ingest/sessions/session-state.ts");
+  const attrs = { hostname: "", referrer: "", referrer_domain: "", utm_source: "", utm_medium: "", utm_campaign: "", utm_term: "", utm_content: "", device: "desktop", browser: "Chrome", os: "Linux", country: "", screen_width: 0, screen_height: 0, language: "", timezone: "" };
+  const touch = (time: number) => ({ time, kind: "pageview" as const, path: "/", conversion: false, userId: "", attrs });
+  const midnight = Date.parse("2026-11-28T00:00:00Z");
+  const before = openSession("shop", "s1", "v", touch(midnight - 10 * 60_000)); // 23:50, one day
+  const after = applyTouch(before, touch(midnight + 10 * 60_000)); // through 00:10: two days
+  const lines = sessionRecords({ before, after });
+  expect(lines.map((l) => decodeRecord(l).date)).toEqual(["2026-11-27", "2026-11-27..2026-11-28"]);
+  expect(groupRows([new TextEncoder().encode(lines.join("\n"))]).touched).toEqual(new Map([["shop", new Set(["2026-11-27", "2026-11-28"])]]));
+  expect(recordDates("2026-12-30..2027-01-02")).toEqual(["2026-12-30", "2026-12-31", "2027-01-01", "2027-01-02"]);
+  expect(recordDates("2026-11-28")).toEqual(["2026-11-28"]);
 });
 
 test("groupRows refuses a line without the table|service|date prefix instead of inventing a table", async () => {
@@ -129,13 +144,15 @@ test("groupRowsInSlices serves the event loop between slices", async () => {
 const referenceIso = (ms: number) => new Date(ms).toISOString();
 function referenceSessionRecord(s: import("../../src/ingest/sessions/session-state.ts").SessionState, sign: 1 | -1): string {
   const durationMs = s.ended_at - s.started_at;
-  return encodeRecordReference("sessions", s.service_id, s.started_at, {
+  // Dated from the session's start through its end (one date unless it spans UTC midnight).
+  const [from, to] = [referenceIso(s.started_at).slice(0, 10), referenceIso(s.ended_at).slice(0, 10)];
+  return `sessions|${s.service_id}|${from === to ? from : `${from}..${to}`}|${JSON.stringify({
     sign, version: s.version, session_id: s.session_id, service_id: s.service_id, visitor_id: s.visitor_id,
     user_id: s.user_id, started_at: referenceIso(s.started_at), ended_at: referenceIso(s.ended_at),
     duration_s: Math.floor(durationMs / 1000), duration_ms: durationMs, pageviews: s.pageviews, events: s.events,
     items: s.items, is_bounce: s.pageviews === 1 && s.events === 0 ? 1 : 0, converted: s.converted ? 1 : 0,
     entry_path: s.entry_path, exit_path: s.exit_path, exit_at: referenceIso(s.exit_at), ...s.attrs,
-  });
+  })}`;
 }
 function encodeRecordReference(table: string, serviceId: string, time: number, row: object): string {
   return `${table}|${serviceId}|${referenceIso(time).slice(0, 10)}|${JSON.stringify(row)}`;
