@@ -55,13 +55,14 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
   const merged = new Map(aliasRows.map((a) => [`${a.service_id}:${a.canonical}`, a.aliases.sort()]));
   const spans = new Map<string, SessionSpan[]>();
   const writes: StateWrite[] = [];
+  const now = Date.now(); // the states below live STATE_TTL_MS from this commit, and so do their spans
   for (const r of rows) {
     const state = toState(r);
     const aliases = merged.get(`${r.service_id}:${r.session_id}`);
     if (aliases) state.merged = aliases;
     writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: state });
     const vKey = `v:${r.service_id}:${r.visitor_id}`;
-    spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state));
+    spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
   }
   for (const [key, list] of spans) writes.push({ key, expected: null, next: list });
   await store.commit(writes, STATE_TTL_MS);

@@ -44,6 +44,34 @@ describe.each(stores)("sessionizer on the %s store", (_name, makeStore) => {
     expect(b.changes[0]!.before?.pageviews).toBe(1);
   });
 
+  test("a visitor's many sessions, sent out of order, are each found again by the items that join them", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    // 40 visits a day apart, 10:00-10:20; first the 10:20 items (40 sessions of one visitor at
+    // once), then 10:00, then the 10:10 items that bridge each pair: every one joins its visit.
+    const visits = Array.from({ length: 40 }, (_, k) => T0 + k * 24 * 60 * MIN);
+    const late = await s.assign(visits.map((t) => place("busy", touch(t + 20 * MIN, "pageview", "/b"))));
+    const early = await s.assign(visits.map((t) => place("busy", touch(t, "pageview", "/a"))));
+    const middle = await s.assign(visits.map((t) => place("busy", touch(t + 10 * MIN, "pageview", "/m"))));
+    expect(new Set(late.sessionIds).size).toBe(40);
+    expect(early.sessionIds).toEqual(late.sessionIds); // within 30 minutes of 10:20: the same session
+    expect(middle.sessionIds).toEqual(late.sessionIds);
+    expect(middle.changes.map((c) => [c.after.pageviews, c.after.entry_path, c.after.exit_path])).toEqual(visits.map(() => [3, "/a", "/b"]));
+  });
+
+  test("a span goes when its session's state does (2 hours after the session last changed)", async () => {
+    let now = T0;
+    const store = makeStore();
+    const s = new Sessionizer(store, ids, () => now);
+    const spanIds = async () => ((await store.load(["v:shop:v-ttl"])).get("v:shop:v-ttl")?.value as Array<{ id: string }>).map((x) => x.id);
+    const [a] = (await s.assign([place("v-ttl", touch(T0, "pageview", "/a"))])).sessionIds;
+    now += 2 * 60 * MIN - 1;
+    const [b] = (await s.assign([place("v-ttl", touch(T0 + 5 * 60 * MIN, "pageview", "/b"))])).sessionIds;
+    expect(await spanIds()).toEqual([b!, a!]); // a's state still lives
+    now += 1;
+    const [c] = (await s.assign([place("v-ttl", touch(T0 + 10 * 60 * MIN, "pageview", "/c"))])).sessionIds;
+    expect(await spanIds()).toEqual([c!, b!]); // a's state is gone: its span names nothing to go on
+  });
+
   test("different visitors never share a session", async () => {
     const s = new Sessionizer(makeStore(), ids);
     const r = await s.assign([place("v1", touch(T0, "pageview", "/")), place("v2", touch(T0, "pageview", "/"))]);

@@ -170,6 +170,8 @@ export interface SessionSpan {
   id: string;
   first: number;
   last: number;
+  /** Wall-clock time the session last changed (its state lives STATE_TTL_MS from then). */
+  at?: number;
 }
 
 /** The visitor's session an item at `time` belongs to: less than IDLE_MS from its span. */
@@ -190,14 +192,22 @@ export function matchingSpans(spans: readonly SessionSpan[], time: number): Sess
   return out;
 }
 
-/** Spans kept per visitor: the most recent few are enough to place late items. */
-export const MAX_SPANS = 8;
+/**
+ * Spans kept per visitor at most. A span goes when its session's state does (STATE_TTL_MS after
+ * the session last changed: it names no session to go on after that), so a visitor on a live site
+ * has a few. A back-fill sent in any order can have many sessions of one visitor changing at
+ * once (a month of a daily visitor's sessions, each in several pieces until the items between
+ * them arrive): each needs its span for a late item to find it. Past the cap, the sessions with
+ * the oldest last item go first.
+ */
+export const MAX_SPANS = 256;
 
-/** The visitor's spans after `session` changed, newest first, capped. */
-export function updateSpans(spans: readonly SessionSpan[], session: SessionState): SessionSpan[] {
+/** The visitor's spans after `session` changed at wall-clock `now`, newest first, capped. */
+export function updateSpans(spans: readonly SessionSpan[], session: SessionState, now: number, ttlMs: number): SessionSpan[] {
   const gone = session.merged;
-  const others = spans.filter((s) => s.id !== session.session_id && !(gone && gone.includes(s.id)));
-  const updated = [{ id: session.session_id, first: session.started_at, last: session.ended_at }, ...others];
+  // A span written before spans carried `at` (a rolling upgrade) ages by its last item's time.
+  const others = spans.filter((s) => s.id !== session.session_id && !(gone && gone.includes(s.id)) && now - (s.at ?? s.last) < ttlMs);
+  const updated = [{ id: session.session_id, first: session.started_at, last: session.ended_at, at: now }, ...others];
   updated.sort((a, b) => b.last - a.last);
-  return updated.slice(0, MAX_SPANS);
+  return updated.length > MAX_SPANS ? updated.slice(0, MAX_SPANS) : updated;
 }

@@ -66,6 +66,7 @@ export class Sessionizer {
   constructor(
     private readonly store: StateStore,
     private readonly newId: () => string = () => crypto.randomUUID(),
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** Places every item; retries when another instance changed the same visitors meanwhile. */
@@ -96,11 +97,16 @@ export class Sessionizer {
       if (p.nextVisitorId) visitorKeys.add((nextKeys[i] = visitorKey(p.serviceId, p.nextVisitorId)));
     });
     const loaded = await this.store.load([...visitorKeys]);
-    for (const [key, stored] of loaded) {
-      if (!stored) continue;
-      const svc = serviceOfKey(key);
-      for (const span of stored.value as SessionSpan[]) sessionKeys.add(sessionKey(svc, span.id));
-    }
+    // The sessions an item can go on: those whose span it is within 30 minutes of (a visitor can
+    // have many spans in a back-fill; the others are not read). A span that an earlier item of
+    // this request extends was matched by that item, so its state is among these.
+    placements.forEach((p, i) => {
+      for (const key of [vKeys[i], previousKeys[i], nextKeys[i]]) {
+        const stored = key === undefined ? undefined : loaded.get(key);
+        if (!stored) continue;
+        for (const span of matchingSpans(stored.value as SessionSpan[], p.touch.time)) sessionKeys.add(sessionKey(p.serviceId, span.id));
+      }
+    });
     let missing: string[] = [];
     for (const k of sessionKeys) if (!loaded.has(k)) missing.push(k);
     // A session merged into another left a marker naming it (a span list elsewhere, e.g. under
@@ -153,6 +159,7 @@ export class Sessionizer {
     // Time order, so the 30-minute rule sees items as they happened (stable for equal times).
     const order = placements.length === 1 ? [0] : placements.map((_, i) => i).sort((a, b) => placements[a]!.touch.time - placements[b]!.touch.time || a - b);
     const sessionIds: string[] = new Array(placements.length);
+    const now = this.now();
     for (const i of order) {
       const p = placements[i]!;
       const svc = p.serviceId;
@@ -212,8 +219,8 @@ export class Sessionizer {
       setState(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
       if (vKey) {
-        spans.set(vKey, updateSpans(spansOf(vKey), next));
-        for (const key of alsoIn) spans.set(key, updateSpans(spansOf(key), next));
+        spans.set(vKey, updateSpans(spansOf(vKey), next, now, STATE_TTL_MS));
+        for (const key of alsoIn) spans.set(key, updateSpans(spansOf(key), next, now, STATE_TTL_MS));
       }
       sessionIds[i] = id;
     }
