@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS analytics_db.session_cancels
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(started_at)
 ORDER BY (service_id, started_at, visitor_hash)
-TTL toDateTime(started_at) + INTERVAL 1 YEAR;
+TTL toDateTime(started_at) + INTERVAL 1 YEAR
+SETTINGS non_replicated_deduplication_window = 1000; -- like every view target (03): a replayed insert is a no-op
 
 -- The view runs over each inserted block of `sessions` (a subquery over the source table in FROM
 -- reads the block, not the table). A flush writes a session's cancel row and its new row in one
