@@ -5,6 +5,7 @@
 // session row whose session spans UTC midnight (see sessionDates). One spool record holds the lines of one request,
 // joined by "\n" (JSON text never holds a raw newline).
 import type { EnrichedItem } from "./pipeline.ts";
+import { funnelName } from "./schemas.ts";
 import { isBounce, type SessionState } from "./sessions/session-state.ts";
 import type { Assignment, SessionChange } from "./sessions/sessionizer.ts";
 
@@ -146,7 +147,7 @@ export function itemRecord(e: EnrichedItem, sessionId: string): string | null {
       row = {
         service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,
         visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
-        funnel: it.funnel, step: it.step, step_name: it.step_name ?? "",
+        funnel: funnelName(it), step: it.step, step_name: it.step_name ?? "",
       };
       break;
     case "error":

@@ -108,13 +108,25 @@ export const EventItem = v.object({
   conversion: v.optional(v.boolean()),
 });
 
-export const FunnelItem = v.object({
-  ...common,
-  type: v.optional(v.literal("funnel")),
-  funnel: nonEmpty(64),
-  step: v.pipe(v.number(), v.integer("must be an integer"), v.minValue(1, "must be 1–20"), v.maxValue(20, "must be 1–20")),
-  step_name: v.optional(str(120)),
-});
+// The funnel's name is the field `funnel` (API.md). `name` is taken in its place when `funnel` is
+// absent (README decision: a tracker that names it like an event's name is not dropped);
+// `funnelName` reads it.
+export const FunnelItem = v.pipe(
+  v.object({
+    ...common,
+    type: v.optional(v.literal("funnel")),
+    funnel: v.optional(nonEmpty(64)),
+    name: v.optional(nonEmpty(64)),
+    step: v.pipe(v.number(), v.integer("must be an integer"), v.minValue(1, "must be 1–20"), v.maxValue(20, "must be 1–20")),
+    step_name: v.optional(str(120)),
+  }),
+  v.forward(v.check((i) => i.funnel !== undefined || i.name !== undefined, "is required: the funnel's name, 1–64 characters"), ["funnel"]),
+);
+
+/** The funnel a funnel item is a step of. */
+export function funnelName(item: { funnel?: string; name?: string }): string {
+  return (item.funnel ?? item.name)!;
+}
 
 export const ErrorItem = v.object({
   ...common,
@@ -171,7 +183,7 @@ export const BatchItemDoc = v.variant("type", [
   v.object({ ...SessionItem.entries, type: v.literal("session") }),
   v.object({ ...PageviewItem.entries, type: v.literal("pageview") }),
   v.object({ ...EventItem.entries, type: v.literal("event") }),
-  v.object({ ...FunnelItem.entries, type: v.literal("funnel") }),
+  v.object({ ...FunnelItem.pipe[0].entries, type: v.literal("funnel") }),
   v.object({ ...ErrorItem.entries, type: v.literal("error") }),
   v.object({ ...VitalsItem.pipe[0].entries, type: v.literal("vitals") }),
 ]);

@@ -166,6 +166,27 @@ describe("drops and errors", () => {
     expect(body.dropped[1]!.message).toContain("step");
   });
 
+  test("a funnel step names its funnel in `funnel`, or in `name` when `funnel` is absent; with neither it is dropped", async () => {
+    const who = { user_agent: CHROME, ip: "8.8.8.8" };
+    const res = await post("/v1/ingest/batch", {
+      items: [
+        { type: "funnel", ...who, funnel: "by-funnel-field", step: 1 },
+        { type: "funnel", ...who, name: "by-name-field", step: 2, step_name: "pay" },
+        { type: "funnel", ...who, funnel: "funnel-wins", name: "ignored-name", step: 3 },
+        { type: "funnel", ...who, step: 1 },
+      ],
+    });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { accepted: number; dropped: Array<{ index: number; reason: string; message: string }> };
+    expect(body.accepted).toBe(3);
+    expect(body.dropped.map((d) => [d.index, d.reason, d.message])).toEqual([[3, "invalid", "funnel: is required: the funnel's name, 1–64 characters"]]);
+    await svc.flush();
+    const stored = await rows<{ funnel: string; step: number }>(
+      "SELECT funnel, step FROM funnel_events WHERE funnel IN ('by-funnel-field', 'by-name-field', 'funnel-wins', 'ignored-name') ORDER BY step",
+    );
+    expect(stored).toEqual([{ funnel: "by-funnel-field", step: 1 }, { funnel: "by-name-field", step: 2 }, { funnel: "funnel-wins", step: 3 }]);
+  });
+
   test("a single bad item is a 400 invalid_body naming the field; the body limits answer 413", async () => {
     const bad = await post("/v1/ingest/event", { name: 42 });
     expect(bad.status).toBe(400);
