@@ -38,8 +38,18 @@ export class ApiError extends Error {
 
 /** Dotted paths ("items.3.url") and messages from valibot issues. */
 export function toIssues(issues: readonly v.BaseIssue<unknown>[], limit = 20): Issue[] {
-  return issues.slice(0, limit).map((issue) => ({
-    path: (issue.path ?? []).map((p) => String(p.key)).join("."),
-    message: issue.message,
-  }));
+  return distinctIssues(issues.map((issue) => ({ path: (issue.path ?? []).map((p) => String(p.key)).join("."), message: issue.message })), limit);
+}
+
+/**
+ * The first `limit` issues, each (path, message) once: a value failing two actions of one schema
+ * (e.g. not an integer and below the minimum) gets one issue per action, often with one text.
+ */
+export function distinctIssues(issues: readonly Issue[], limit: number): Issue[] {
+  const out: Issue[] = [];
+  for (const issue of issues) {
+    if (out.length === limit) break;
+    if (!out.some((o) => o.path === issue.path && o.message === issue.message)) out.push(issue);
+  }
+  return out;
 }

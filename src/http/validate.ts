@@ -6,7 +6,7 @@
 import type { MiddlewareHandler } from "hono";
 import { validator } from "hono-openapi";
 import * as v from "valibot";
-import { ApiError, type Issue } from "../errors.ts";
+import { ApiError, distinctIssues } from "../errors.ts";
 import type { AppEnv } from "./app-env.ts";
 
 const MAX_ISSUES = 20;
@@ -41,10 +41,10 @@ interface StandardIssue {
 
 /** The 400 for failed query issues: every offending parameter is named in message and issues. */
 export function invalidQuery(issues: readonly StandardIssue[]): ApiError {
-  const list: Issue[] = issues.slice(0, MAX_ISSUES).map((issue) => ({
+  const list = distinctIssues(issues.map((issue) => ({
     path: (issue.path ?? []).map((p) => String(typeof p === "object" && p !== null ? p.key : p)).join("."),
     message: issue.message,
-  }));
+  })), MAX_ISSUES);
   const names = [...new Set(list.map((i) => i.path.split(".")[0] || "query"))];
   return new ApiError("invalid_query", `Invalid query parameter${names.length > 1 ? "s" : ""}: ${names.join(", ")}`, { issues: list });
 }

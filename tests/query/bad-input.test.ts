@@ -61,6 +61,13 @@ describe("400 invalid_query naming the parameter", () => {
     [`/v1/sessions?service_id=alpha&country=${"x".repeat(257)}`, "country"],
   ];
   for (const [path, param] of cases) test(`${path.slice(0, 90)} → ${param}`, () => expect400(path, param));
+
+  test("a value that fails two checks with the same message lists that issue once", async () => {
+    for (const path of ["/v1/sessions?service_id=alpha&limit=-1", "/v1/sessions?service_id=alpha&limit=abc"]) {
+      const body = (await (await get(path)).json()) as { error: { issues: Array<{ path: string; message: string }> } };
+      expect(body.error.issues).toEqual([{ path: "limit", message: "page size, default 50: a whole number from 1 to 1000" }]);
+    }
+  });
 });
 
 const CORPUS = [
