@@ -5,6 +5,7 @@ import { spawn, type Subprocess } from "bun";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
+import { BUN_FLAGS } from "../../src/runtime-flags.ts";
 
 export const REPO = resolve(import.meta.dir, "..", "..");
 // Scratch space (data directories, logs, profiles, snapshots): git-ignored, and outside the
@@ -223,7 +224,7 @@ export class Service {
   static async start(opts: ServiceOptions): Promise<Service> {
     const port = await freePort();
     mkdirSync(opts.dataDir, { recursive: true });
-    const cmd = [BUN];
+    const cmd: string[] = [BUN, ...BUN_FLAGS];
     if (opts.cpuProfDir) cmd.push("--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`);
     const inspectorUrl = opts.inspect ? `ws://127.0.0.1:${await freePort()}/bench-${crypto.randomUUID().slice(0, 8)}` : undefined;
     if (inspectorUrl) cmd.push(`--inspect=${inspectorUrl.slice("ws://".length)}`);

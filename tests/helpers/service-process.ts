@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { BUN_FLAGS } from "../../src/runtime-flags.ts";
 import { migrate } from "../../src/storage/migrate.ts";
 import { uniqueDatabase } from "./clickhouse.ts";
 import { afterAll, beforeAll } from "bun:test";
@@ -176,7 +177,8 @@ class ChildService implements ServiceProcess {
     // On Linux, setpriv makes the kernel kill the child when the test process dies (even by SIGKILL);
     // it execs, so the pid is the service's own.
     const setpriv = process.platform === "linux" ? Bun.which("setpriv") : null;
-    const cmd = setpriv ? [setpriv, "--pdeathsig", "SIGKILL", BUN, "src/main.ts"] : [BUN, "src/main.ts"];
+    const service = [BUN, ...BUN_FLAGS, "src/main.ts"];
+    const cmd = setpriv ? [setpriv, "--pdeathsig", "SIGKILL", ...service] : service;
     const run = ++this.#runs;
     this.#append(`\n--- run ${run} (port ${this.port}) ---\n`);
     const child = spawn(cmd[0]!, cmd.slice(1), { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], env });
