@@ -12,7 +12,10 @@ import type { Logger } from "../logger.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { AppEnv } from "./app-env.ts";
 
-const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+// API.md: the client's X-Request-Id is echoed. Any printable ASCII up to 200 characters is (the
+// access log writes it JSON-escaped); anything else (control characters, bytes past ASCII, longer)
+// is replaced by a UUID rather than copied into our headers and logs.
+const CLIENT_ID = /^[\x20-\x7e]{1,200}$/;
 const INGEST_ROUTE = "/v1/ingest/";
 
 /** Gives every request an id (the client's X-Request-Id when it is sane), echoes it, and logs and counts the request. */
