@@ -168,8 +168,11 @@ function baseHeaders(c: Pick<Case, "requestId">, contentType: string | null = rn
   const r = rng.next();
   if (r < 0.25) {
     c.requestId = { value: `fz-${rng.hex(rng.range(1, 60))}`, echoed: true };
+  } else if (r < 0.28) {
+    // Printable ASCII up to 200 characters is echoed as sent (src/http/access-log.ts).
+    c.requestId = { value: rng.pick(["x".repeat(200), "has space", "semi;colon", "quote\"d", `${rng.hex(8)}/${rng.hex(8)}`, "<script>"]), echoed: true };
   } else if (r < 0.3) {
-    c.requestId = { value: rng.pick(["x".repeat(129), "has space", "semi;colon", "quote\"d", "é-latin1", `${rng.hex(8)}/${rng.hex(8)}`, "<script>"]), echoed: false };
+    c.requestId = { value: rng.pick(["x".repeat(201), "é-latin1", "tab\tin"]), echoed: false };
   }
   if (c.requestId) h.push(["X-Request-Id", c.requestId.value]);
   return h;
