@@ -6,15 +6,17 @@
 // cannot forget a state that a late item superseded (start moved to an earlier bucket, session
 // merged into another, an earlier first item under another visitor id at UTC midnight). So the
 // set over-counts exactly the (bucket, visitor) pairs it holds that have no live session, and a
-// second query (run alongside) counts those pairs per bucket for the answer to subtract:
-// - raw rows: a cancel row repeats its state's started_at and visitor_id, so sum(sign) over a
-//   visitor's rows in a bucket is the number of their live sessions starting there; the pairs
-//   are the groups with +1 rows whose sum is 0, among visitors with a cancel row in the range
-//   (a background merge removes a +1 row with its cancel row, from the set and the sum alike);
-// - views: their sets keep a pair after a merge has removed its rows, so the candidates come
-//   from `session_cancels` (schemas/07-session_cancels.sql), which keeps the (started_at,
-//   visitor) of every cancelled state, and a pair counts when its visitor has no live session
-//   starting in the bucket.
+// second query (run alongside) counts those pairs per bucket for the answer to subtract. A cancel
+// row repeats its state's started_at and visitor_id, so sum(sign) over a visitor's rows in a
+// bucket is the number of their live sessions starting there. The candidates come from
+// `session_cancels` (schemas/07-session_cancels.sql): the (started_at, visitor) of every
+// cancelled state whose session did not go on with the same start and visitor, i.e. the moved,
+// merged and re-keyed ones; the common update (one more page view) adds none.
+// - raw rows: the pairs are the candidates' groups with a +1 row whose rows sum to 0 (a state's
+//   attributes come with its start: a filter keeps or drops a session's rows alike). A
+//   background merge removes a +1 row with its cancel row, from the set and the sum alike;
+// - views: their sets keep a pair after a merge has removed its rows, so every candidate pair
+//   counts whose visitor has no live session starting in the bucket.
 // Exact, at the cost of a scan of `sign` and `visitor_hash` of the candidates' rows in the range
 // instead of grouping every visitor (measured: 30-day daily series 44 ms with the view's sets vs
 // ~196 ms grouping every visitor from raw rows).
@@ -132,7 +134,7 @@ function supersededRawQuery(q: SessionQuery, interval?: Interval): { sql: string
   const end = p.instant(q.range.end);
   const where = [`service_id = ${service}`, `started_at >= ${start}`, `started_at < ${end}`];
   where.push(...sessionConditions(q.filters, p, service, q.range.start));
-  where.push(`${VISITOR_KEY} IN (SELECT ${VISITOR_KEY} FROM sessions WHERE service_id = ${service} AND started_at >= ${start} AND started_at < ${end} AND sign < 0)`);
+  where.push(`${VISITOR_KEY} IN (SELECT visitor_hash FROM session_cancels WHERE service_id = ${service} AND started_at >= ${start} AND started_at < ${end})`);
   const bucket = interval ? `${BUCKET[interval]("started_at", p.bind("String", q.range.tz))} AS b, ` : "";
   const sql = `SELECT ${interval ? "b, " : ""}countIf(v_plus > 0 AND v_sessions <= 0) AS m_gone
     FROM (SELECT ${bucket}${VISITOR_KEY} AS v_key, sum(sign) AS v_sessions, countIf(sign > 0) AS v_plus
