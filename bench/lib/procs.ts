@@ -184,10 +184,10 @@ async function waitHttp(url: string, child: Child, timeoutMs: number, ok = (r: R
   throw new Error(`${child.name} did not answer ${url} within ${timeoutMs} ms:\n${child.log()}`);
 }
 
-/** B0 or B1 on a free port. */
+/** B0 or B1 on a free port, with the runtime flags the service runs with (like for like). */
 export async function startBaseline(kind: "b0" | "b1", logDir: string): Promise<Child & { url: string }> {
   const port = await freePort();
-  const child = spawnChild(kind.toUpperCase(), [BUN, join(REPO, "bench", "baselines", `${kind}.ts`), String(port)], {
+  const child = spawnChild(kind.toUpperCase(), [BUN, ...BUN_FLAGS, join(REPO, "bench", "baselines", `${kind}.ts`), String(port)], {
     env: { NODE_ENV: "production" },
     logFile: join(logDir, `${kind}.log`),
   });
