@@ -92,9 +92,13 @@ describe("session stats equal brute force, by views and by raw rows", () => {
 
 describe("which source answers", () => {
   const q = (from: string, to: string, tz: string, filters: Filters = {}) => ({ serviceId: "alpha", range: resolveRange({ from, to, tz }, SPRING_NOW), filters });
-  test("whole-hour zones within 30 days: the hourly view; UTC days: the daily view", () => {
+  test("hourly series in whole-hour zones within 30 days: the hourly view; UTC days: the daily view", () => {
     expect(chooseSource(q("2026-03-05", "2026-04-01", "Europe/Berlin"), { now: SPRING_NOW }, "hour")).toBe("hourly");
-    expect(chooseSource(q("2026-03-05", "2026-04-01", "America/New_York"), { now: SPRING_NOW }, "day")).toBe("hourly");
+    // Days, weeks and totals in a zone whose days are not UTC days: raw rows (faster than
+    // merging 24 hourly visitor sets per day).
+    expect(chooseSource(q("2026-03-05", "2026-04-01", "America/New_York"), { now: SPRING_NOW }, "day")).toBe("raw");
+    expect(chooseSource(q("2026-03-05", "2026-04-01", "America/New_York"), { now: SPRING_NOW }, "week")).toBe("raw");
+    expect(chooseSource(q("2026-03-05", "2026-04-01", "America/New_York"), { now: SPRING_NOW })).toBe("raw");
     expect(chooseSource(q("2026-03-05", "2026-04-01", "UTC"), { now: SPRING_NOW }, "day")).toBe("daily");
     expect(chooseSource(q("2026-03-05", "2026-04-01", "UTC"), { now: SPRING_NOW }, "hour")).toBe("hourly");
     // Totals need no zone: local midnights on whole UTC days suffice (from 14 days; shorter
