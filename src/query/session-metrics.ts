@@ -130,17 +130,22 @@ function metricsQuery(q: SessionQuery, source: SessionSource, interval?: Interva
   return { sql: `SELECT ${bucket}${source === "raw" ? RAW_METRICS : VIEW_METRICS} FROM ${from} WHERE ${where.join(" AND ")}${group}`, params: p };
 }
 
+// What both corrections share: the range's rows of the service, the visitor key of rows whose
+// visitor has a cancelled state there (session_cancels), and the bucket expression.
+function correctionParts(q: SessionQuery, interval?: Interval) {
+  const p = new SqlParams();
+  const service = p.bind("String", q.serviceId);
+  const range = `service_id = ${service} AND started_at >= ${p.instant(q.range.start)} AND started_at < ${p.instant(q.range.end)}`;
+  const candidate = `${VISITOR_KEY} IN (SELECT visitor_hash FROM session_cancels WHERE ${range})`;
+  const bucket = interval ? `${BUCKET[interval]("started_at", p.bind("String", q.range.tz))} AS b, ` : "";
+  return { p, service, range, candidate, bucket };
+}
+
 // Per bucket: the (bucket, visitor) groups the raw +1-row set counts although none of their
 // sessions is live (see the top). Same rows as the raw metrics (range and filters).
 function supersededRawQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
-  const p = new SqlParams();
-  const service = p.bind("String", q.serviceId);
-  const start = p.instant(q.range.start);
-  const end = p.instant(q.range.end);
-  const where = [`service_id = ${service}`, `started_at >= ${start}`, `started_at < ${end}`];
-  where.push(...sessionConditions(q.filters, p, service, q.range.start));
-  where.push(`${VISITOR_KEY} IN (SELECT visitor_hash FROM session_cancels WHERE service_id = ${service} AND started_at >= ${start} AND started_at < ${end})`);
-  const bucket = interval ? `${BUCKET[interval]("started_at", p.bind("String", q.range.tz))} AS b, ` : "";
+  const { p, service, range, candidate, bucket } = correctionParts(q, interval);
+  const where = [range, ...sessionConditions(q.filters, p, service, q.range.start), candidate];
   const sql = `SELECT ${interval ? "b, " : ""}countIf(v_plus > 0 AND v_sessions <= 0) AS m_gone
     FROM (SELECT ${bucket}${VISITOR_KEY} AS v_key, sum(sign) AS v_sessions, countIf(sign > 0) AS v_plus
       FROM sessions WHERE ${where.join(" AND ")} GROUP BY ${interval ? "b, " : ""}v_key)${interval ? " GROUP BY b" : ""}`;
@@ -151,15 +156,11 @@ function supersededRawQuery(q: SessionQuery, interval?: Interval): { sql: string
 // has no live session starting in the bucket: the views' sets hold them (see the top). Views
 // answer only unfiltered questions, so no filters here.
 function supersededViewQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
-  const p = new SqlParams();
-  const service = p.bind("String", q.serviceId);
-  const range = `service_id = ${service} AND started_at >= ${p.instant(q.range.start)} AND started_at < ${p.instant(q.range.end)}`;
-  const bucket = interval ? `${BUCKET[interval]("started_at", p.bind("String", q.range.tz))} AS b, ` : "";
+  const { p, range, candidate, bucket } = correctionParts(q, interval);
   const key = interval ? "b, v_key" : "v_key";
   const sql = `SELECT ${interval ? "b, " : ""}count() AS m_gone
     FROM (SELECT DISTINCT ${bucket}visitor_hash AS v_key FROM session_cancels WHERE ${range}) AS cancelled
-    LEFT ANTI JOIN (SELECT ${bucket}${VISITOR_KEY} AS v_key FROM sessions
-      WHERE ${range} AND ${VISITOR_KEY} IN (SELECT visitor_hash FROM session_cancels WHERE ${range})
+    LEFT ANTI JOIN (SELECT ${bucket}${VISITOR_KEY} AS v_key FROM sessions WHERE ${range} AND ${candidate}
       GROUP BY ${key} HAVING sum(sign) > 0) AS live USING (${key})${interval ? " GROUP BY b" : ""}`;
   return { sql, params: p };
 }
