@@ -28,8 +28,14 @@ export function buildApp(deps: AppDeps): App {
   for (const register of deps.routes ?? []) register(app);
   registerOpenApiRoute(app); // last: it documents every route registered above
 
+  const methodsOf = registeredMethods(app);
   app.notFound((c) => {
-    throw new ApiError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`);
+    const path = new URL(c.req.url).pathname;
+    const allow = methodsOf(path);
+    if (allow.length > 0) {
+      throw new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow.join(" or ")}`, { allow });
+    }
+    throw new ApiError("not_found", `No route for ${c.req.method} ${path}`);
   });
   app.onError((err, c) => {
     const requestId = c.get("requestId") ?? crypto.randomUUID();
@@ -41,6 +47,7 @@ export function buildApp(deps: AppDeps): App {
     }
     const headers: Record<string, string> = { "X-Request-Id": requestId };
     if (apiError.extra.retryAfterSeconds !== undefined) headers["Retry-After"] = String(apiError.extra.retryAfterSeconds);
+    if (apiError.extra.allow) headers.Allow = apiError.extra.allow.join(", ");
     return c.json(
       {
         error: { code: apiError.code, message: apiError.message, ...(apiError.extra.issues ? { issues: apiError.extra.issues } : {}) },
@@ -51,6 +58,30 @@ export function buildApp(deps: AppDeps): App {
     );
   });
   return app;
+}
+
+/**
+ * The methods routes answer on a path (middleware, registered for every method, does not count),
+ * for a 405's Allow header. HEAD goes with GET: Hono answers it from the GET route. Built on first
+ * use, when every route is registered; asked only on the not-found path.
+ */
+function registeredMethods(app: App): (path: string) => string[] {
+  let table: Array<{ method: string; pattern: RegExp }> | undefined;
+  return (path) => {
+    table ??= app.routes.filter((r) => r.method !== "ALL").map((r) => ({ method: r.method, pattern: routePattern(r.path) }));
+    const methods = new Set(table.filter((t) => t.pattern.test(path)).map((t) => t.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods];
+  };
+}
+
+/** A Hono route path as a regex: `:name` (with an optional `{regex}`) is one segment, `*` anything. */
+function routePattern(path: string): RegExp {
+  const source = path
+    .split(/(:[A-Za-z0-9_]+(?:\{[^}]*\})?|\*)/)
+    .map((part) => (part.startsWith(":") ? "[^/]+" : part === "*" ? ".*" : part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")))
+    .join("");
+  return new RegExp(`^${source}$`);
 }
 
 function toApiError(err: unknown): ApiError {

@@ -29,7 +29,7 @@ export class ApiError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly extra: { issues?: Issue[]; retryAfterSeconds?: number } = {},
+    readonly extra: { issues?: Issue[]; retryAfterSeconds?: number; allow?: string[] } = {},
   ) {
     super(message);
     this.status = ERROR_STATUS[code];

@@ -21,8 +21,10 @@ const { app, logger } = service;
 const server = Bun.serve({
   port: config.port,
   hostname: config.host,
-  // Above the largest ingest body (1 MiB) so the app's own limit answers with the contract's 413.
-  maxRequestBodySize: 2 * 1024 * 1024,
+  // Far above every route's own limit (ingest 64 KiB / 1 MiB, keys 64 KiB), which the routes check
+  // from Content-Length before reading and while streaming: any oversized body gets the contract's
+  // 413 with X-Request-Id, not Bun's bare one. A route that reads no body never buffers one.
+  maxRequestBodySize: 1024 * 1024 * 1024,
   fetch: (req, srv) => app.fetch(req, { server: srv }),
 });
 logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode });

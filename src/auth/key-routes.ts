@@ -7,6 +7,7 @@ import type { KeyRecord, KeyStore, NewKey } from "./key-store.ts";
 import { rootAuth } from "./middleware.ts";
 import { resolver } from "hono-openapi";
 import { describe, jsonResponse } from "../http/openapi.ts";
+import { readJsonBody } from "../ingest/read-body.ts";
 import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
 
 const ServiceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "expected 1–64 characters of a-z, 0-9, _ and -"));
@@ -101,12 +102,12 @@ function toNewKey(body: CreateKeyBody): NewKey {
   return { type: "secret", serviceId: body.service_id, name: body.name };
 }
 
+/** The body under the same rules as ingest bodies (type, encoding, limit checked before reading). */
 async function jsonBody(request: Request): Promise<unknown> {
-  const text = await request.text();
-  if (new TextEncoder().encode(text).byteLength > MAX_BODY_BYTES) throw new ApiError("payload_too_large", "Key requests are at most 64 KiB");
   try {
-    return JSON.parse(text);
-  } catch {
-    throw new ApiError("invalid_body", "The body must be a JSON object");
+    return await readJsonBody(request, MAX_BODY_BYTES);
+  } catch (err) {
+    if (err instanceof ApiError && err.code === "payload_too_large") throw new ApiError("payload_too_large", "Key requests are at most 64 KiB");
+    throw err;
   }
 }

@@ -15,7 +15,7 @@ commands:
   revoke <key id>
 
 options:
-  --url <url>      the service (default http://127.0.0.1:3004)
+  --url <url>      the service (default http://127.0.0.1:<PORT>, PORT as the service reads it: 3004)
   --token <token>  the root token (default: ANALYTICS_ROOT_TOKEN, else <DATA_DIR>/root-token)`;
 
 export interface CliIo {
@@ -37,7 +37,7 @@ export async function runKeysCli(argv: string[], io: CliIo): Promise<number> {
       args: argv,
       allowPositionals: true,
       options: {
-        url: { type: "string", default: "http://127.0.0.1:3004" },
+        url: { type: "string" },
         token: { type: "string" },
         type: { type: "string" },
         service: { type: "string" },
@@ -52,7 +52,7 @@ export async function runKeysCli(argv: string[], io: CliIo): Promise<number> {
       return 0;
     }
     request = toRequest(positionals, values);
-    base = checkUrl(values.url);
+    base = checkUrl(values.url ?? `http://127.0.0.1:${loadConfig(io.env).port}`);
     token = values.token ?? rootTokenFromEnvironment(io.env);
   } catch (err) {
     if (!(err instanceof UsageError || err instanceof ConfigError || isParseArgsError(err))) throw err;

@@ -11,7 +11,7 @@ import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
 import { isSelfReferral, parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { anonymousVisitorId, visitorId } from "./enrich/visitor-id.ts";
-import { ITEM_SCHEMAS, type Item, type ItemType } from "./schemas.ts";
+import { ITEM_SCHEMAS, keepReservedProperties, type Item, type ItemType } from "./schemas.ts";
 import { IDLE_MS } from "./sessions/session-state.ts";
 import { BoundedMap, memoize } from "../memo.ts";
 
@@ -140,7 +140,7 @@ export function validateItem(raw: unknown, type: ItemType | undefined): Item | D
     const first = issues[0]!;
     return new Drop("invalid", first.path ? `${first.path}: ${first.message}` : first.message, issues);
   }
-  return { ...parsed.output, type: t } as Item;
+  return keepReservedProperties(raw, { ...parsed.output, type: t } as Item);
 }
 
 /** Step 2: the key may set what the item sets (public keys: no ip, user_agent, timestamp). */

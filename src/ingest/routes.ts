@@ -69,7 +69,8 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   };
 
   for (const type of ["session", "pageview", "event"] as const) {
-    app.post(`/v1/ingest/${type}`, documented(docs(ITEM_SCHEMAS[type], `Track one ${type}`, SINGLE_LIMIT_BYTES), async (c: Context<AppEnv>) => {
+    const bodyDoc = v.object({ ...ITEM_SCHEMAS[type].entries, key: v.optional(v.string()) });
+    app.post(`/v1/ingest/${type}`, documented(docs(bodyDoc, `Track one ${type}`, SINGLE_LIMIT_BYTES), async (c: Context<AppEnv>) => {
       const body = await readBody(c, SINGLE_LIMIT_BYTES);
       const ctx = await context(c, bodyKey(body));
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -84,11 +85,12 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
       }
       if (drop?.reason === "forbidden") throw new ApiError("forbidden", drop.message);
       const { session_ids, ...answer } = result;
-      return c.json(type === "session" ? { ...answer, session_id: session_ids[0] } : answer, 202);
+      // A dropped session item (a bot, or a duplicate: its session is not looked up) has none: null.
+      return c.json(type === "session" ? { ...answer, session_id: session_ids[0] ?? null } : answer, 202);
     }));
   }
 
-  const batchDocs = docs(v.object({ items: v.array(BatchItemDoc), key: v.optional(v.string()) }), "Track 1–500 items of any type", BATCH_LIMIT_BYTES);
+  const batchDocs = docs(v.object({ ...BatchBody.entries, items: v.pipe(v.array(BatchItemDoc), v.minLength(1), v.maxLength(500)) }), "Track 1–500 items of any type", BATCH_LIMIT_BYTES);
   app.post("/v1/ingest/batch", documented(batchDocs, async (c: Context<AppEnv>) => {
     const body = await readBody(c, BATCH_LIMIT_BYTES);
     const ctx = await context(c, bodyKey(body));
@@ -96,7 +98,14 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
     if (!parsed.success) {
       throw new ApiError("invalid_body", `The batch is not valid: ${parsed.issues[0].message}`, { issues: toIssues(parsed.issues) });
     }
+    if (parsed.output.service_id !== undefined && parsed.output.service_id !== ctx.serviceId) {
+      throw new ApiError("forbidden", `service_id ${parsed.output.service_id} is not the key's service (${ctx.serviceId})`);
+    }
     const { session_ids: _, ...answer } = await deps.ingest(ctx, parsed.output.items);
+    // Issue paths start at the body, as in every error body: items.3.url (the pipeline's are the item's own).
+    for (const d of answer.dropped) {
+      if (d.issues) d.issues = d.issues.map((i) => ({ ...i, path: i.path ? `items.${d.index}.${i.path}` : `items.${d.index}` }));
+    }
     return c.json(answer, 202);
   }));
 }
@@ -113,6 +122,7 @@ function docs(schema: v.GenericSchema, summary: string, limit: number) {
     tags: ["ingest"],
     description: `JSON, or text/plain holding JSON (sendBeacon); gzip allowed. At most ${limit} bytes, also after decompression. ` +
       "Keys: Authorization: Bearer, X-API-Key, or for public keys the key query parameter or body field.",
+    parameters: [{ name: "key", in: "query", required: false, schema: { type: "string" }, description: "A public key (pk_…), for trackers that cannot set headers" }],
     requestBody: { required: true, content: { "application/json": content, "text/plain": content } },
     responses: {
       202: jsonResponse(IngestResponse, "Accepted: what was kept, and each dropped item with its index and reason"),

@@ -59,14 +59,55 @@ const propertyValue = v.union(
   [v.pipe(v.string(), v.maxLength(512, "must be at most 512 characters"), wellFormed), v.pipe(v.number(), v.finite()), v.boolean(), v.null()],
   "must be a string (≤ 512), a number, a boolean or null",
 );
+const propertyKey = v.pipe(v.string(), v.minLength(1), v.maxLength(64, "keys must be at most 64 characters"), wellFormed);
+/**
+ * valibot's record leaves out the keys `__proto__`, `prototype` and `constructor` (a guard against
+ * prototype pollution), but properties are data, stored as JSON text: such a key is a valid
+ * property like any other. The check below validates those keys (the record does every other
+ * one), and `keepReservedProperties` copies them into the validated item.
+ */
+const RESERVED_KEYS = ["__proto__", "prototype", "constructor"] as const;
+const reservedEntries = v.rawCheck<Record<string, unknown>>(({ dataset, addIssue }) => {
+  if (!dataset.typed) return;
+  for (const key of RESERVED_KEYS) {
+    if (!Object.hasOwn(dataset.value, key)) continue;
+    const parsed = v.safeParse(propertyValue, dataset.value[key]);
+    if (!parsed.success) {
+      addIssue({
+        message: parsed.issues[0].message,
+        path: [{ type: "object", origin: "value", input: dataset.value, key, value: dataset.value[key] }],
+      });
+    }
+  }
+});
 const properties = v.pipe(
-  v.custom<Record<string, unknown>>((o) => !Array.isArray(o), "must be an object of key/value pairs, not an array"),
-  v.record(v.pipe(v.string(), v.minLength(1), v.maxLength(64, "keys must be at most 64 characters"), wellFormed), propertyValue),
-  v.check((o) => Object.keys(o).length <= 50, "must have at most 50 keys"),
+  v.custom<Record<string, unknown>>((o) => typeof o === "object" && o !== null && !Array.isArray(o), "must be an object of key/value pairs, not an array"),
+  v.maxEntries(50, "must have at most 50 keys"),
+  reservedEntries,
+  v.record(propertyKey, propertyValue),
 );
+
+/**
+ * The validated item with the reserved property keys (see RESERVED_KEYS) put back as sent. The raw
+ * item passed its schema, so those values are valid. Own data properties (defineProperty): an
+ * assignment to `__proto__` would set the prototype instead.
+ */
+export function keepReservedProperties<T extends { properties?: Record<string, unknown> }>(raw: unknown, item: T): T {
+  const sent = (raw as { properties?: Record<string, unknown> }).properties;
+  if (item.properties === undefined || sent === undefined) return item;
+  for (const key of RESERVED_KEYS) {
+    if (Object.hasOwn(sent, key)) {
+      Object.defineProperty(item.properties, key, { value: sent[key], enumerable: true, writable: true, configurable: true });
+    }
+  }
+  return item;
+}
+
 const str = (max: number) => v.pipe(v.string(), v.maxLength(max, `must be at most ${max} characters`), wellFormed);
 const nonEmpty = (max: number) => v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(max, `must be at most ${max} characters`), wellFormed);
 const ms = v.pipe(v.number(), v.finite(), v.minValue(0, "must be ≥ 0"), v.maxValue(3_600_000, "must be ≤ 3600000"));
+
+const serviceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"));
 
 /** Fields every item may carry (API.md "Fields every item may carry"). */
 const common = {
@@ -80,7 +121,7 @@ const common = {
   properties: v.optional(properties),
   ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"))),
   user_agent: v.optional(str(1024)),
-  service_id: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"))),
+  service_id: v.optional(serviceId),
 };
 
 export const SessionItem = v.object({
@@ -170,6 +211,8 @@ export type Item = { [K in ItemType]: v.InferOutput<(typeof ITEM_SCHEMAS)[K]> & 
 
 /** `POST /v1/ingest/batch`: 1–500 items; each item is validated on its own (a bad one is dropped). */
 export const BatchBody = v.object({
+  // A body service_id must be the key's (API.md); the route refuses another with 403.
+  service_id: v.optional(serviceId),
   items: v.pipe(
     v.array(v.unknown(), "items must be an array"),
     v.minLength(1, "items must hold 1 to 500 items"),
@@ -191,7 +234,13 @@ export const BatchItemDoc = v.variant("type", [
 /** The 202 answer of every ingest route. */
 export const IngestResponse = v.object({
   accepted: v.number(),
-  dropped: v.array(v.object({ index: v.number(), reason: v.string(), message: v.string() })),
+  dropped: v.array(v.object({
+    index: v.number(),
+    reason: v.string(),
+    message: v.string(),
+    issues: v.optional(v.array(v.object({ path: v.string(), message: v.string() }))),
+  })),
   event_ids: v.array(v.string()),
-  session_id: v.optional(v.string()),
+  /** The session route only: the item's session, null when the item was dropped. */
+  session_id: v.optional(v.nullable(v.string())),
 });

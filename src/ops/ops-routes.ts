@@ -17,7 +17,12 @@ export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metric
     if (reasons.length === 0) return c.json({ status: "ready" });
     return c.json({ status: "not_ready", reasons }, 503);
   });
-  app.get("/metrics", describe({ summary: "Prometheus metrics (text format)", tags: ["operations"], security: [] }), async (c) => {
+  app.get("/metrics", describe({
+    summary: "Prometheus metrics (text format)",
+    tags: ["operations"],
+    security: [],
+    responses: { 200: { description: "Prometheus text exposition format", content: { "text/plain": { schema: { type: "string" } } } } },
+  }), async (c) => {
     for (const collect of deps.metrics.collectors) collect();
     const body = await deps.metrics.registry.metrics();
     return c.body(body, 200, { "Content-Type": deps.metrics.registry.contentType });

@@ -75,6 +75,15 @@ describe("keys CLI", () => {
     expect(after.data.find((k) => k.id === key.id)?.revoked_at).toBeString();
   });
 
+  test("without --url the CLI reaches the service on PORT, as the service reads it", async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runKeysCli(["list"], { env: { ANALYTICS_ROOT_TOKEN: ROOT, PORT: String(server.port) }, out: (t) => out.push(t), err: (t) => err.push(t) });
+    expect(err.join("")).toBe("");
+    expect(code).toBe(0);
+    expect(JSON.parse(out.join(""))).toHaveProperty("data");
+  });
+
   test("usage errors exit 2, refusals exit 1 with the server's message", async () => {
     const run = async (argv: string[], env: Record<string, string | undefined> = { ANALYTICS_ROOT_TOKEN: ROOT, DATA_DIR: dataDir }) => {
       const out: string[] = [];

@@ -121,8 +121,13 @@ export interface Good {
   userId?: string;
   /** Non-null Web Vitals metrics (rows in page_performance_stats). */
   vitals: number;
-  /** The item carried `__proto__` / `constructor` / `prototype` keys that must not be stored. */
+  /**
+   * The item carried `__proto__` / `constructor` / `prototype` keys: at its top level (unknown
+   * fields, never stored) or in `properties`, where they are data like any other key and are
+   * stored as sent (`baitProperties`, own data properties).
+   */
   sanitized: boolean;
+  baitProperties?: Record<string, unknown>;
 }
 
 export const BROWSER_UAS = [
@@ -248,12 +253,15 @@ export function sanitizeBait(rng: Rng, item: Item, good: Good): void {
     own(item, rng.pick(["__proto__", "constructor", "prototype"]), bait());
   } else if (where === 1) {
     const props = (item.properties as Record<string, unknown> | undefined) ?? {};
-    // Keep within 50 real keys: the bait keys are skipped, never counted or stored.
+    // Within 50 keys in all: the reserved keys count like any other.
     for (const k of Object.keys(props).slice(45)) delete props[k];
-    own(props, "__proto__", rng.pick<unknown>(["p", 1, { polluted: true }]));
-    if (rng.chance(0.5)) own(props, "constructor", rng.pick<unknown>(["c", { prototype: { polluted: true } }]));
-    if (rng.chance(0.5)) own(props, "prototype", "x");
+    const bait: Record<string, unknown> = {};
+    own(bait, "__proto__", rng.pick<unknown>(["p", 1, null, true]));
+    if (rng.chance(0.5)) own(bait, "constructor", rng.pick<unknown>(["c", 0, false]));
+    if (rng.chance(0.5)) own(bait, "prototype", "x");
+    for (const [k, v] of Object.entries(bait)) own(props, k, v);
     item.properties = props;
+    good.baitProperties = bait;
   } else {
     item[rng.pick(["extra", "admin", "pad", "hasOwnProperty"])] = rng.pick<unknown>([{ a: { b: { c: [1, 2, { d: null }] } } }, "junk", 1e308, [[[]]]]);
   }

@@ -995,14 +995,18 @@ describe(`ingest fuzz (seed ${SEED})`, () => {
       expect(await one("SELECT sum(pageviews) AS n FROM user_profiles")).toBe(known("pageview"));
       expect(await one("SELECT sum(events) AS n FROM user_profiles")).toBe(known("event"));
 
-      // Bait keys (__proto__, constructor, prototype) were never stored.
-      const baited = accepted.filter((g) => g.sanitized && g.type === "event").map((g) => `'${g.eventId.toLowerCase()}'`);
+      // Bait keys (__proto__, constructor, prototype): stored as sent inside properties (data like
+      // any other key), never at the top level (unknown fields).
+      const baited = accepted.filter((g) => g.sanitized && g.type === "event");
       if (baited.length > 0) {
-        const props = await rows<{ p: string }>(`SELECT properties AS p FROM events WHERE toString(event_id) IN (${baited.join(",")})`);
+        const ids = baited.map((g) => `'${g.eventId.toLowerCase()}'`).join(",");
+        const props = await rows<{ id: string; p: string }>(`SELECT toString(event_id) AS id, properties AS p FROM events WHERE toString(event_id) IN (${ids})`);
         expect(props.length).toBe(baited.length);
-        for (const { p } of props) {
-          const parsed = JSON.parse(p) as object;
-          expect(["__proto__", "constructor", "prototype"].filter((k) => Object.hasOwn(parsed, k))).toEqual([]);
+        const byId = new Map(props.map((r) => [r.id, JSON.parse(r.p) as Record<string, unknown>]));
+        for (const g of baited) {
+          const stored = byId.get(g.eventId.toLowerCase())!;
+          const reserved = Object.fromEntries(["__proto__", "constructor", "prototype"].filter((k) => Object.hasOwn(stored, k)).map((k) => [k, stored[k]]));
+          expect(JSON.stringify(reserved)).toBe(JSON.stringify(g.baitProperties ?? {}));
         }
       }
     } finally {

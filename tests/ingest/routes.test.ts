@@ -166,6 +166,55 @@ describe("drops and errors", () => {
     expect(body.dropped[1]!.message).toContain("step");
   });
 
+  test("a dropped batch item's issue paths start at the body: items.<index>.<field>", async () => {
+    const res = await post("/v1/ingest/batch", {
+      items: [
+        { type: "event", name: "ok", user_agent: CHROME, ip: "8.8.8.8" },
+        { type: "pageview", url: "ftp://shop.example/x" },
+        { type: "event", name: "p", properties: { nested: { a: 1 } } },
+      ],
+    });
+    const body = (await res.json()) as { dropped: Array<{ index: number; issues: Array<{ path: string }> }> };
+    expect(body.dropped.map((d) => [d.index, d.issues.map((i) => i.path)])).toEqual([[1, ["items.1.url"]], [2, ["items.2.properties.nested"]]]);
+  });
+
+  test("a batch whose body service_id is not the key's is refused whole with 403; the key's own is accepted", async () => {
+    const other = await post("/v1/ingest/batch", { service_id: "other", items: [{ type: "event", name: "body-service-other" }] });
+    expect(other.status).toBe(403);
+    expect(((await other.json()) as { error: { code: string } }).error.code).toBe("forbidden");
+    const own = await post("/v1/ingest/batch", { service_id: "shop", items: [{ type: "event", name: "body-service-own", user_agent: CHROME, ip: "8.8.8.8" }] });
+    expect(own.status).toBe(202);
+    const malformed = await post("/v1/ingest/batch", { service_id: "Not Valid", items: [{ type: "event", name: "x" }] });
+    expect(malformed.status).toBe(400);
+    await svc.flush();
+    const stored = await rows<{ name: string }>("SELECT name FROM events WHERE name LIKE 'body-service-%'");
+    expect(stored).toEqual([{ name: "body-service-own" }]);
+  });
+
+  test("properties named __proto__, prototype or constructor are validated and stored like any other", async () => {
+    // JSON text: an object literal's __proto__ would set the prototype instead of a property.
+    const text = `{"name":"reserved-props","user_agent":${JSON.stringify(CHROME)},"ip":"8.8.8.8","properties":{"__proto__":"p","prototype":2,"constructor":true,"ok":"y"}}`;
+    expect((await post("/v1/ingest/event", text)).status).toBe(202);
+    const bad = await post("/v1/ingest/event", `{"name":"reserved-bad","properties":{"constructor":{"nested":1}}}`);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { issues: Array<{ path: string }> } }).error.issues.map((i) => i.path)).toEqual(["properties.constructor"]);
+    await svc.flush();
+    const [row] = await rows<{ properties: string }>("SELECT properties FROM events WHERE name = 'reserved-props'");
+    expect(JSON.parse(row!.properties)).toEqual(JSON.parse(`{"__proto__":"p","prototype":2,"constructor":true,"ok":"y"}`));
+    expect(Object.keys(JSON.parse(row!.properties)).sort()).toEqual(["__proto__", "constructor", "ok", "prototype"]);
+  });
+
+  test("the session route answers session_id null when its item is dropped (bot, duplicate)", async () => {
+    const item = { event_id: crypto.randomUUID(), url: "https://shop.example/", user_agent: CHROME, ip: "8.8.8.8" };
+    const first = (await (await post("/v1/ingest/session", item)).json()) as { accepted: number; session_id: string | null };
+    expect(first.accepted).toBe(1);
+    expect(first.session_id).toBeString();
+    const again = (await (await post("/v1/ingest/session", item)).json()) as Record<string, unknown>;
+    expect(again).toMatchObject({ accepted: 0, dropped: [{ index: 0, reason: "duplicate" }], session_id: null });
+    const bot = (await (await post("/v1/ingest/session", { url: "https://shop.example/", user_agent: "Googlebot/2.1", ip: "66.249.66.1" })).json()) as Record<string, unknown>;
+    expect(bot).toMatchObject({ accepted: 0, dropped: [{ index: 0, reason: "bot" }], session_id: null });
+  });
+
   test("a funnel step names its funnel in `funnel`, or in `name` when `funnel` is absent; with neither it is dropped", async () => {
     const who = { user_agent: CHROME, ip: "8.8.8.8" };
     const res = await post("/v1/ingest/batch", {
@@ -290,6 +339,14 @@ describe("operations", () => {
     }
     const batch = JSON.stringify(doc.paths["/v1/ingest/batch"]!.post!.requestBody);
     for (const type of ["session", "pageview", "event", "funnel", "error", "vitals"]) expect(batch).toContain(`"const":"${type}"`);
+    // The limits and the ways to send a key are in the document too.
+    const items = (doc.paths["/v1/ingest/batch"]!.post!.requestBody as any).content["application/json"].schema.properties.items;
+    expect([items.minItems, items.maxItems]).toEqual([1, 500]);
+    const event = doc.paths["/v1/ingest/event"]!.post as any;
+    const props = event.requestBody.content["application/json"].schema.properties;
+    expect(props.properties.maxProperties).toBe(50);
+    expect(props.key.type).toBe("string");
+    expect(event.parameters).toContainEqual(expect.objectContaining({ name: "key", in: "query" }));
   });
 });
 

@@ -1,0 +1,66 @@
+// The service as `npm start` runs it (src/runtime-flags.ts, src/main.ts): a request line or headers
+// over Bun's default 16 KiB, and bodies of any size, reach the app, so they get the contract's
+// 400 / 413 with X-Request-Id and an error body instead of Bun's bare 431 / 413. A wrong method on
+// a route is a 405 with Allow.
+import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { BUN_FLAGS } from "../../src/runtime-flags.ts";
+import { PROCESS_ROOT_TOKEN, useSinkFixture } from "../helpers/service-process.ts";
+
+const sink = useSinkFixture();
+
+test("a 20 KB query value is the app's 400 invalid_query, with X-Request-Id; past 64 KiB it is Bun's 431", async () => {
+  const s = await sink.startService();
+  const admin = await s.createKey({ type: "admin", services: ["*"] });
+  const long = await s.fetch(`/v1/sessions?service_id=shop&country=${"x".repeat(20_000)}`, { headers: { Authorization: `Bearer ${admin}` } });
+  expect(long.status).toBe(400);
+  const body = (await long.json()) as { error: { code: string; issues: Array<{ path: string }> }; request_id: string };
+  expect(body.error.code).toBe("invalid_query");
+  expect(body.error.issues.map((i) => i.path)).toEqual(["country"]);
+  expect(long.headers.get("x-request-id")).toBe(body.request_id);
+  const huge = await s.fetch(`/v1/sessions?service_id=shop&country=${"x".repeat(70_000)}`, { headers: { Authorization: `Bearer ${admin}` } });
+  expect(huge.status).toBe(431);
+}, 60_000);
+
+test("a body of several MiB gets the app's 413 payload_too_large with X-Request-Id, on ingest and key routes", async () => {
+  const s = await sink.startService();
+  const secret = await s.createKey({ type: "secret", service_id: "shop" });
+  const body = JSON.stringify({ items: [{ type: "event", name: "x", pad: "y".repeat(5 * 1024 * 1024) }] });
+  for (const [path, key] of [["/v1/ingest/batch", secret], ["/v1/ingest/event", secret], ["/v1/keys", PROCESS_ROOT_TOKEN]] as const) {
+    const res = await s.fetch(path, { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", "X-Request-Id": "big-body-1" }, body });
+    expect([path, res.status]).toEqual([path, 413]);
+    expect(res.headers.get("x-request-id")).toBe("big-body-1");
+    expect(((await res.json()) as { error: { code: string }; request_id: string })).toMatchObject({ error: { code: "payload_too_large" }, request_id: "big-body-1" });
+  }
+  // The connection and the service are fine afterwards.
+  expect((await s.fetch("/healthz")).status).toBe(200);
+}, 60_000);
+
+test("a wrong method on a route is 405 method_not_allowed with Allow; an unknown path stays 404", async () => {
+  const s = await sink.startService();
+  const cases: Array<[string, string, string]> = [
+    ["GET", "/v1/ingest/event", "POST"],
+    ["DELETE", "/v1/ingest/batch", "POST"],
+    ["POST", "/v1/sessions", "GET, HEAD"],
+    ["PUT", "/v1/keys", "POST, GET, HEAD"],
+    ["POST", "/v1/funnels/checkout", "GET, HEAD"],
+    ["GET", "/v1/keys/key_123", "DELETE"],
+  ];
+  for (const [method, path, allow] of cases) {
+    const res = await s.fetch(path, { method, headers: { "X-Request-Id": "m-1" } });
+    expect([method, path, res.status]).toEqual([method, path, 405]);
+    expect(res.headers.get("allow")!.split(", ").sort()).toEqual(allow.split(", ").sort());
+    expect(((await res.json()) as { error: { code: string }; request_id: string })).toMatchObject({ error: { code: "method_not_allowed" }, request_id: "m-1" });
+  }
+  for (const path of ["/v1/nothing", "/v1/sessions/", "/v1/funnels/a/b"]) {
+    const res = await s.fetch(path);
+    expect([path, res.status]).toEqual([path, 404]);
+  }
+}, 60_000);
+
+test("package.json's start and the Dockerfile's CMD run bun with the same flags as the test and bench helpers", () => {
+  const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
+  expect(start).toBe(["bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
+  const cmd = readFileSync("Dockerfile", "utf8").split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!;
+  expect(JSON.parse(cmd.slice(4))).toEqual(["bun", ...BUN_FLAGS, "src/main.ts"]);
+});
