@@ -55,6 +55,8 @@ export type SessionSource = "raw" | "hourly" | "daily";
 
 interface MetricRow {
   b?: number;
+  /** The earliest start (epoch s) of the row's sessions: an instant inside its bucket. */
+  b_at?: number;
   m_sessions: number;
   m_visitors: number;
   m_pageviews: number;
@@ -72,10 +74,14 @@ const RAW_METRICS = `sum(sign) AS m_sessions, uniqExactIf(${VISITOR_KEY}, sign >
 const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors64) AS m_visitors, sum(s.pageviews) AS m_pageviews,
   sum(s.bounces) AS m_bounces, sum(s.duration_ms_sum) / 1000 AS m_duration, sum(s.conversions) AS m_conversions`;
 
-// The bucket of a row as the UTC epoch second of its local bucket start; the zone is a bound
-// parameter (ClickHouse takes a constant there), never spliced.
+// The bucket of a row as a number naming its local bucket: for days, weeks and months the UTC epoch
+// second of the bucket's start; for hours the local date and hour with the zone's offset in
+// minutes (a local hour repeated at a DST change is two buckets, and a 30-minute change, as in
+// Australia/Lord_Howe, starts a bucket mid-hour: toStartOfHour puts such rows in the wrong hour).
+// A series maps each row to its bucket by `b_at`, the row group's earliest instant (see
+// sessionSeries). The zone is a bound parameter (ClickHouse takes a constant there), never spliced.
 const BUCKET: Record<Interval, (col: string, tz: string) => string> = {
-  hour: (c, tz) => `toUnixTimestamp(toStartOfHour(${c}, ${tz}))`,
+  hour: (c, tz) => `((toYYYYMMDD(${c}, ${tz}) * 100 + toHour(${c}, ${tz})) * 10000 + intDiv(timeZoneOffset(toTimeZone(${c}, ${tz})), 60) + 5000)`,
   day: (c, tz) => `toUnixTimestamp(toStartOfDay(${c}, ${tz}))`,
   week: (c, tz) => `toUnixTimestamp(toDateTime(toMonday(${c}, ${tz}), ${tz}))`,
   month: (c, tz) => `toUnixTimestamp(toDateTime(toStartOfMonth(${c}, ${tz}), ${tz}))`,
@@ -125,7 +131,7 @@ function metricsQuery(q: SessionQuery, source: SessionSource, interval?: Interva
     col = "toDateTime(s.day, 'UTC')";
     where.push(`s.day >= toDate(${p.second(q.range.start)})`, `s.day < toDate(${p.second(q.range.end)})`);
   }
-  const bucket = interval ? `${BUCKET[interval](col, p.bind("String", q.range.tz))} AS b, ` : "";
+  const bucket = interval ? `${BUCKET[interval](col, p.bind("String", q.range.tz))} AS b, toUnixTimestamp(min(${col})) AS b_at, ` : "";
   const group = interval ? " GROUP BY b" : "";
   return { sql: `SELECT ${bucket}${source === "raw" ? RAW_METRICS : VIEW_METRICS} FROM ${from} WHERE ${where.join(" AND ")}${group}`, params: p };
 }
@@ -208,7 +214,7 @@ export async function sessionSeries(ch: ClickHouseClient, q: SessionQuery, inter
   const starts = bucketStarts(q.range, interval);
   const points = starts.map((t) => ({ t: new Date(t).toISOString(), sessions: 0, visitors: 0, pageviews: 0, bounces: 0 }));
   for (const row of rows) {
-    const i = bucketIndex(starts, row.b! * 1000);
+    const i = bucketIndex(starts, row.b_at! * 1000);
     const point = points[i];
     if (!point) continue;
     // Visitors of two keys in one bucket could overlap; keys agree with the TS buckets for every

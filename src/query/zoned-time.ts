@@ -84,17 +84,35 @@ export function localMidnight(date: string, tz: string): number {
   return onDate;
 }
 
-/** The start of the local hour that contains `ms` (hours follow the local clock). */
+/**
+ * The start of the local hour that contains `ms`. Hours follow the local clock: a bucket is a
+ * local date and hour at one UTC offset, so it starts when the clock shows hh:00, or at an offset
+ * change inside the hour. A repeated hour at a DST change is two buckets (America/New_York: 25 in
+ * the day), and Australia/Lord_Howe's 30-minute changes start a bucket at hh:30 (its local 02:30-03:00
+ * on the spring day is the hour "02").
+ */
 export function localHourStart(ms: number, tz: string): number {
-  const p = localParts(ms, tz);
-  return ms - (((ms % 1000) + 1000) % 1000) - (p.minute * 60 + p.second) * 1000;
+  const whole = ms - (((ms % 1000) + 1000) % 1000);
+  const p = localParts(whole, tz);
+  const clockHour = whole - (p.minute * 60 + p.second) * 1000;
+  const offset = offsetMs(whole, tz);
+  return offsetMs(clockHour, tz) === offset ? clockHour : firstWithOffset(clockHour, whole, tz, offset);
 }
 
-/** The next local hour start after the hour starting at `hourStart`. */
+/** The start of the local hour after the one starting at `hourStart` (see localHourStart). */
 export function nextLocalHour(hourStart: number, tz: string): number {
-  const next = hourStart + 3_600_000;
-  const minute = localParts(next, tz).minute;
-  // Zones whose offset changes by 30 minutes (Australia/Lord_Howe) shift the boundary.
-  if (minute === 0) return next;
-  return minute >= 30 ? next + (60 - minute) * 60_000 : next - minute * 60_000;
+  const p = localParts(hourStart, tz);
+  const clockEnd = hourStart - (p.minute * 60 + p.second) * 1000 + 3_600_000;
+  const before = offsetMs(clockEnd - 1000, tz);
+  return before === offsetMs(hourStart, tz) ? clockEnd : firstWithOffset(hourStart, clockEnd - 1000, tz, before);
+}
+
+/** The first whole second in (lo, hi] with `offset`, given lo has another offset and hi has it. */
+function firstWithOffset(lo: number, hi: number, tz: string, offset: number): number {
+  while (hi - lo > 1000) {
+    const mid = lo + Math.floor((hi - lo) / 2000) * 1000;
+    if (offsetMs(mid, tz) === offset) hi = mid;
+    else lo = mid;
+  }
+  return hi;
 }

@@ -65,12 +65,21 @@ export function dateRange(from: string, to: string, tz: string): { start: number
   return { start: startOfLocalDate(from, tz), end: startOfLocalDate(addDays(to, 1), tz) };
 }
 
-/** Instants in [from, to) where the local clock shows hh:00:00 (15-minute grid: whole and half-hour zones). */
+/**
+ * Local hour bucket starts in [from, to) on a 15-minute grid (every zone's offset changes at a
+ * quarter hour): where the local (date, hour) label or the UTC offset differs from a quarter hour
+ * before. A repeated hour is two buckets; a 30-minute DST change (Australia/Lord_Howe) starts one
+ * at hh:30.
+ */
 function localHourStarts(from: number, to: number, tz: string): number[] {
+  const label = (t: number) => {
+    const w = wall(t, tz);
+    const [y, m, d] = w.date.split("-").map(Number) as [number, number, number];
+    return `${w.date} ${w.hour} ${Date.UTC(y, m - 1, d, w.hour, w.minute, w.second) - t}`;
+  };
   const out: number[] = [];
   for (let t = Math.floor(from / QUARTER) * QUARTER; t < to; t += QUARTER) {
-    const w = wall(t, tz);
-    if (w.minute === 0 && w.second === 0) out.push(t);
+    if (label(t) !== label(t - QUARTER)) out.push(t);
   }
   return out;
 }
