@@ -19,7 +19,7 @@ import { memoize } from "./memo.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
 import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-store.ts";
-import { rememberSpooled, warmUp } from "./ingest/warm-up.ts";
+import { rememberSpooled, valkeyWarmGuard, warmUp } from "./ingest/warm-up.ts";
 import { directWriter, spoolSink, spoolWriter } from "./ingest/writers.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
@@ -142,12 +142,23 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // The database is read once; repeat visitors' addresses are remembered.
   const lookupCountry = memoize(createCountryLookup({ onLoadError: (err) => logger.warn("country database not loaded", { error: String(err) }) }), 100_000);
   lookupCountry("8.8.8.8"); // load the ~8 MB database now, not on the first request
-  if (!redis) {
-    // In-process state died with the previous process: rebuild it from what ClickHouse holds,
-    // after the spool left by that process is in ClickHouse too.
+  // Rebuilds session states and recent event ids from what ClickHouse holds, once the spool is in
+  // ClickHouse too: in-process state died with the previous process; Valkey's only when Valkey
+  // lost its data (valkeyWarmGuard checks at start and every few seconds).
+  const warm = async () => {
     await batcher?.flush().catch((err) => logger.warn("replay before warm-up failed", { error: String(err) }));
     const warmed = await warmUp(clickhouse.client, stateStore, dedup);
     logger.info("state warmed up", warmed);
+  };
+  const warmGuard = redis
+    ? valkeyWarmGuard(redis, warm, { onError: (err) => logger.warn("valkey state check failed", { error: String(err) }) })
+    : undefined;
+  if (warmGuard) {
+    if (await warmGuard.check().catch((err) => (logger.warn("valkey state check failed", { error: String(err) }), false))) {
+      logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse");
+    }
+  } else {
+    await warm();
   }
   const ingestDeps: IngestorDeps = {
     sessionizer: new Sessionizer(stateStore),
@@ -198,6 +209,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       await batcher?.flush();
     },
     close: async () => {
+      warmGuard?.stop();
       const drained = batcher ? await batcher.close() : true;
       await spool.close();
       logger.info("spool closed", { drained });

@@ -1,7 +1,9 @@
-// Rebuilds in-process ingest state after a restart (used when there is no Valkey): the event ids
+// Rebuilds ingest state from ClickHouse: after a restart when it is in process, and when Valkey
+// lost it (valkeyWarmGuard). The event ids
 // seen recently, so client retries stay duplicates, and the state of recently active sessions,
 // so a session that was going on when the process stopped goes on instead of starting anew.
 import type { ClickHouseClient } from "@clickhouse/client-web";
+import type Redis from "ioredis";
 import type { Spool } from "../spool/spool.ts";
 import { DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
 import { decodeRecord } from "./rows.ts";
@@ -65,8 +67,41 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
   }
   for (const [key, list] of spans) writes.push({ key, expected: null, next: list });
-  await store.commit(writes, STATE_TTL_MS);
+  // Key by key, each only where absent: a shared store (Valkey) that lost its data may already
+  // hold new state written by live traffic since, which wins.
+  for (let i = 0; i < writes.length; i += 1000) {
+    await Promise.all(writes.slice(i, i + 1000).map((w) => store.commit([w], STATE_TTL_MS)));
+  }
   return { eventIds: ids.length, sessions: rows.length };
+}
+
+/** Set (without expiry) in Valkey once its ingest state has been warmed up from ClickHouse. */
+export const WARM_MARKER = "analytics:state-warm";
+
+/**
+ * With Valkey, session states and event-id claims live there, shared by every instance, and
+ * survive a restart of the service, not a loss of Valkey's data (a restart without persistence,
+ * FLUSHDB, eviction under maxmemory). A marker key tells: when it is missing, the state is rebuilt
+ * from ClickHouse as a restarted in-process service does (`warm`), then the marker is set. Checked
+ * at start and every `intervalMs`; several instances may warm up at once (writes go only where
+ * keys are absent). Items that arrive between the loss and the check can still start a new
+ * session or be stored twice: the window is the interval.
+ */
+export function valkeyWarmGuard(
+  redis: Pick<Redis, "exists" | "set">,
+  warm: () => Promise<unknown>,
+  opts: { intervalMs?: number; onError: (err: unknown) => void },
+): { check(): Promise<boolean>; stop(): void } {
+  let running: Promise<boolean> | undefined;
+  const check = () => (running ??= (async () => {
+    if ((await redis.exists(WARM_MARKER)) === 1) return false;
+    await warm();
+    await redis.set(WARM_MARKER, new Date().toISOString());
+    return true;
+  })().finally(() => (running = undefined)));
+  const timer = setInterval(() => void check().catch(opts.onError), opts.intervalMs ?? 5_000);
+  (timer as { unref?: () => void }).unref?.();
+  return { check, stop: () => clearInterval(timer) };
 }
 
 function toState(r: SessionRow): SessionState {
