@@ -19,6 +19,7 @@ import { memoize } from "./memo.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
 import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-store.ts";
+import { storedEventIds } from "./ingest/stored-ids.ts";
 import { rememberSpooled, valkeyWarmGuard, warmUp } from "./ingest/warm-up.ts";
 import { directWriter, spoolSink, spoolWriter } from "./ingest/writers.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -163,6 +164,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const ingestDeps: IngestorDeps = {
     sessionizer: new Sessionizer(stateStore),
     dedup,
+    storedEventIds: storedEventIds(clickhouse.client),
     writer,
     metrics,
     hashVisitor: visitorHasher(redis ? createValkeySaltStore(redis) : createFileSaltStore(join(config.dataDir, "salts.json"))),

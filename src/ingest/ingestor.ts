@@ -4,11 +4,12 @@
 import { ApiError } from "../errors.ts";
 import type { Issue } from "../errors.ts";
 import type { Metrics } from "../ops/metrics.ts";
-import { ClaimPendingError, type EventDedup } from "./dedup.ts";
+import { ClaimPendingError, DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
 import { Drop, enrichItem, type EnrichedItem, type PipelineDeps, type RequestContext } from "./pipeline.ts";
 import { itemRecord, mergeRecords, sessionRecords } from "./rows.ts";
 import type { ItemType } from "./schemas.ts";
 import type { Placement, Sessionizer } from "./sessions/sessionizer.ts";
+import type { StoredEventIds } from "./stored-ids.ts";
 
 /** Where accepted rows go. `write` resolving is what a 202 promises. */
 export interface RowWriter {
@@ -20,6 +21,8 @@ export interface RowWriter {
 export interface IngestorDeps extends PipelineDeps {
   sessionizer: Sessionizer;
   dedup: EventDedup;
+  /** Ids already in ClickHouse, for items older than the dedup window (see stored-ids.ts). */
+  storedEventIds?: StoredEventIds;
   writer: RowWriter;
   metrics: Metrics;
 }
@@ -71,6 +74,7 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
     }
     throw err;
   });
+  await dropStoredBeyondWindow(deps, ctx, enriched, keys, fresh);
   const kept: EnrichedItem[] = [];
   const claimed: string[] = [];
   enriched.forEach((e, i) => {
@@ -126,6 +130,34 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
     await deps.dedup.release(claimed).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Marks as seen (fresh[i] = false) the claimed items whose client event_id ClickHouse already
+ * holds although the window has forgotten it: items older than the window (stored-ids.ts). Their
+ * claims stay, confirmed: the rows are stored. If ClickHouse cannot answer, nothing is claimed and
+ * the request is refused with 503, as storing a possible duplicate is not an option.
+ */
+async function dropStoredBeyondWindow(deps: IngestorDeps, ctx: RequestContext, enriched: EnrichedItem[], keys: string[], fresh: boolean[]): Promise<void> {
+  if (!deps.storedEventIds) return;
+  const oldest = ctx.receivedAt - DEDUP_WINDOW_MS;
+  const candidates = enriched.filter((e, i) => fresh[i] && e.item.event_id !== undefined && e.time < oldest && e.type !== "session");
+  if (candidates.length === 0) return;
+  let stored: Set<string>;
+  try {
+    stored = await deps.storedEventIds(ctx.serviceId, candidates.map((e) => ({ eventId: e.eventId, time: e.time })));
+  } catch {
+    await deps.dedup.release(keys.filter((_, i) => fresh[i])).catch(() => undefined);
+    throw new ApiError("unavailable", "Could not check whether back-filled event ids are already stored; retry later", { retryAfterSeconds: 5 });
+  }
+  const known: string[] = [];
+  enriched.forEach((e, i) => {
+    if (fresh[i] && stored.has(e.eventId) && e.time < oldest) {
+      fresh[i] = false;
+      known.push(keys[i]!);
+    }
+  });
+  await deps.dedup.confirm(known).catch(() => undefined);
 }
 
 function typeOf(raw: unknown, type: ItemType | undefined): string {

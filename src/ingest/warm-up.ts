@@ -7,11 +7,11 @@ import type Redis from "ioredis";
 import type { Spool } from "../spool/spool.ts";
 import { DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
 import { decodeRecord } from "./rows.ts";
+import { ITEM_TABLES } from "./stored-ids.ts";
 import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
 import { STATE_TTL_MS } from "./sessions/sessionizer.ts";
 import type { StateStore, StateWrite } from "./sessions/state-store.ts";
 
-const ITEM_TABLES = ["events", "page_views", "funnel_events", "errors", "web_vitals"];
 const MAX_IDS = 2_000_000;
 
 interface SessionRow {

@@ -1,7 +1,12 @@
 // The in-process dedup: ids within the window and within the cap are duplicates; released ids are
 // new again; past the cap the oldest generation is forgotten, the newest half always remembered.
 import { expect, test } from "bun:test";
+import { ApiError } from "../../src/errors.ts";
 import { memoryDedup } from "../../src/ingest/dedup.ts";
+import { ingestItems } from "../../src/ingest/ingestor.ts";
+import { Sessionizer } from "../../src/ingest/sessions/sessionizer.ts";
+import { memoryStateStore } from "../../src/ingest/sessions/state-store.ts";
+import { createMetrics } from "../../src/ops/metrics.ts";
 
 test("a claimed id is a duplicate until the window passes; a released one is new again", async () => {
   let t = 1_000;
@@ -30,4 +35,32 @@ test("past the cap the oldest ids go, a generation at a time; the newest half st
   // The newest 500 are always remembered; the first ones were forgotten.
   expect(await d.claim(ids.slice(-500))).toEqual(Array(500).fill(false));
   expect(await d.claim(["id-0"])).toEqual([true]);
+});
+
+test("fault injected (a stored-id lookup that throws): an old back-filled item gets 503 and its claim is released", async () => {
+  const dedup = memoryDedup();
+  const written: string[][] = [];
+  const deps = {
+    sessionizer: new Sessionizer(memoryStateStore()),
+    dedup,
+    writer: { assertRoom() {}, write: async (r: string[]) => void written.push(r) },
+    metrics: createMetrics(),
+    hashVisitor: () => "visitor",
+    lookupCountry: () => null,
+    storedEventIds: async (): Promise<Set<string>> => {
+      throw new Error("injected: ClickHouse unreachable");
+    },
+  };
+  const now = Date.now();
+  const ctx = { serviceId: "shop", keyType: "secret" as const, headers: new Headers(), socketIp: "8.8.8.8", receivedAt: now, trustProxy: false };
+  const id = crypto.randomUUID();
+  const old = { type: "event", name: "x", event_id: id, timestamp: now - 2 * 86_400_000, ip: "8.8.8.8", user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0" };
+  const err = await ingestItems(deps, ctx, [old]).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(ApiError);
+  expect((err as ApiError).code).toBe("unavailable");
+  expect(written).toEqual([]);
+  expect(await dedup.claim([`shop:${id}`])).toEqual([true]); // released: a retry is not a duplicate
+  // An item inside the window is not looked up: it is accepted whatever the lookup would do.
+  const recent = await ingestItems(deps, ctx, [{ ...old, event_id: crypto.randomUUID(), timestamp: now - 60_000 }]);
+  expect(recent.accepted).toBe(1);
 });

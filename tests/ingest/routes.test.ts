@@ -166,6 +166,35 @@ describe("drops and errors", () => {
     expect(body.dropped[1]!.message).toContain("step");
   });
 
+  test("an event_id stored before the 24-hour window is still a duplicate when sent again", async () => {
+    // Rows a back-fill stored three days ago (received two days ago): the window forgot their ids.
+    const DAY = 86_400_000;
+    const at = (ms: number) => new Date(ms).toISOString().replace("T", " ").replace("Z", "");
+    const time = Date.now() - 3 * DAY;
+    const [eventId, pageId, freshId] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+    const common = { service_id: "shop", timestamp: at(time), received_at: at(time + DAY), session_id: "old-s", visitor_id: "old-v", user_id: "" };
+    await ch().insert({ table: "events", values: [{ ...common, event_id: eventId, name: "old-event", properties: "{}" }], format: "JSONEachRow" });
+    await ch().insert({ table: "page_views", values: [{ ...common, event_id: pageId, url: "https://shop.example/old", path: "/old" }], format: "JSONEachRow" });
+
+    const who = { user_agent: CHROME, ip: "8.8.8.8", timestamp: time };
+    const res = await post("/v1/ingest/batch", {
+      items: [
+        { type: "event", ...who, event_id: eventId.toUpperCase(), name: "old-event" },
+        { type: "pageview", ...who, event_id: pageId, url: "https://shop.example/old" },
+        { type: "event", ...who, event_id: freshId, name: "old-event" },
+      ],
+    });
+    const body = (await res.json()) as { accepted: number; dropped: Array<{ index: number; reason: string }> };
+    expect(body.dropped.map((d) => [d.index, d.reason])).toEqual([[0, "duplicate"], [1, "duplicate"]]);
+    expect(body.accepted).toBe(1);
+    await svc.flush();
+    const stored = await rows<{ n: number }>("SELECT count() AS n FROM events WHERE name = 'old-event'");
+    expect(Number(stored[0]!.n)).toBe(2);
+    // Now in the window too: a third copy is a duplicate without asking ClickHouse.
+    const again = (await (await post("/v1/ingest/event", { ...who, event_id: eventId, name: "old-event" })).json()) as { dropped: Array<{ reason: string }> };
+    expect(again.dropped.map((d) => d.reason)).toEqual(["duplicate"]);
+  });
+
   test("a dropped batch item's issue paths start at the body: items.<index>.<field>", async () => {
     const res = await post("/v1/ingest/batch", {
       items: [
