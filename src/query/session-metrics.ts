@@ -25,6 +25,7 @@ import { type Filters, hasAnyFilter, sessionConditions } from "./filters.ts";
 import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
 import { bucketStarts, type Interval, type TimeRange } from "./time-range.ts";
 import { type ReadOptions, viewFits } from "./view-choice.ts";
+import { hasOffsetChangeOffTheHour } from "./zoned-time.ts";
 
 export interface SessionTotals {
   sessions: number;
@@ -74,14 +75,11 @@ const RAW_METRICS = `sum(sign) AS m_sessions, uniqExactIf(${VISITOR_KEY}, sign >
 const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors64) AS m_visitors, sum(s.pageviews) AS m_pageviews,
   sum(s.bounces) AS m_bounces, sum(s.duration_ms_sum) / 1000 AS m_duration, sum(s.conversions) AS m_conversions`;
 
-// The bucket of a row as a number naming its local bucket: for days, weeks and months the UTC epoch
-// second of the bucket's start; for hours the local date and hour with the zone's offset in
-// minutes (a local hour repeated at a DST change is two buckets, and a 30-minute change, as in
-// Australia/Lord_Howe, starts a bucket mid-hour: toStartOfHour puts such rows in the wrong hour).
-// A series maps each row to its bucket by `b_at`, the row group's earliest instant (see
+// The bucket of a row as a number naming its local bucket, the UTC epoch second of the bucket's
+// start. A series maps each row to its bucket by `b_at`, the row group's earliest instant (see
 // sessionSeries). The zone is a bound parameter (ClickHouse takes a constant there), never spliced.
 const BUCKET: Record<Interval, (col: string, tz: string) => string> = {
-  hour: (c, tz) => `((toYYYYMMDD(${c}, ${tz}) * 100 + toHour(${c}, ${tz})) * 10000 + intDiv(timeZoneOffset(toTimeZone(${c}, ${tz})), 60) + 5000)`,
+  hour: (c, tz) => `toUnixTimestamp(toStartOfHour(${c}, ${tz}))`,
   day: (c, tz) => `toUnixTimestamp(toStartOfDay(${c}, ${tz}))`,
   week: (c, tz) => `toUnixTimestamp(toDateTime(toMonday(${c}, ${tz}), ${tz}))`,
   month: (c, tz) => `toUnixTimestamp(toDateTime(toStartOfMonth(${c}, ${tz}), ${tz}))`,
@@ -111,6 +109,19 @@ export function chooseSource(q: SessionQuery, read: ReadOptions, interval?: Inte
   return viewFits([q.range], { unit: "day", ttlDays: 365, zoned }, read) ? "daily" : "raw";
 }
 
+// Hours across an offset change the clock does not make on the hour (Australia/Lord_Howe's
+// 30-minute changes, Pacific/Chatham's at :45): toStartOfHour puts rows near it in the wrong hour
+// (Lord Howe's 03:00-03:30 local in "02"), so rows are keyed by local date and hour with the
+// offset in minutes instead (a local hour at one offset is one bucket; see localHourStart in
+// zoned-time.ts). That costs ~40% more on a 30-day hourly series, so only such ranges use it.
+const HOUR_BY_LABEL = (c: string, tz: string) =>
+  `((toYYYYMMDD(${c}, ${tz}) * 100 + toHour(${c}, ${tz})) * 10000 + intDiv(timeZoneOffset(toTimeZone(${c}, ${tz})), 60) + 5000)`;
+
+function bucketSql(interval: Interval, col: string, range: TimeRange, p: SqlParams): string {
+  const tz = p.bind("String", range.tz);
+  return interval === "hour" && hasOffsetChangeOffTheHour(range) ? HOUR_BY_LABEL(col, tz) : BUCKET[interval](col, tz);
+}
+
 function metricsQuery(q: SessionQuery, source: SessionSource, interval?: Interval): { sql: string; params: SqlParams } {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
@@ -131,7 +142,7 @@ function metricsQuery(q: SessionQuery, source: SessionSource, interval?: Interva
     col = "toDateTime(s.day, 'UTC')";
     where.push(`s.day >= toDate(${p.second(q.range.start)})`, `s.day < toDate(${p.second(q.range.end)})`);
   }
-  const bucket = interval ? `${BUCKET[interval](col, p.bind("String", q.range.tz))} AS b, toUnixTimestamp(min(${col})) AS b_at, ` : "";
+  const bucket = interval ? `${bucketSql(interval, col, q.range, p)} AS b, toUnixTimestamp(min(${col})) AS b_at, ` : "";
   const group = interval ? " GROUP BY b" : "";
   return { sql: `SELECT ${bucket}${source === "raw" ? RAW_METRICS : VIEW_METRICS} FROM ${from} WHERE ${where.join(" AND ")}${group}`, params: p };
 }
@@ -143,7 +154,7 @@ function correctionParts(q: SessionQuery, interval?: Interval) {
   const service = p.bind("String", q.serviceId);
   const range = `service_id = ${service} AND started_at >= ${p.instant(q.range.start)} AND started_at < ${p.instant(q.range.end)}`;
   const candidate = `${VISITOR_KEY} IN (SELECT visitor_hash FROM session_cancels WHERE ${range})`;
-  const bucket = interval ? `${BUCKET[interval]("started_at", p.bind("String", q.range.tz))} AS b, ` : "";
+  const bucket = interval ? `${bucketSql(interval, "started_at", q.range, p)} AS b, ` : "";
   return { p, service, range, candidate, bucket };
 }
 

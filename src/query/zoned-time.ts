@@ -116,3 +116,28 @@ function firstWithOffset(lo: number, hi: number, tz: string, offset: number): nu
   }
   return hi;
 }
+
+/**
+ * Whether the zone's offset changes within [start, end] (a day of margin each side) at an instant
+ * the local clock does not show hh:00 on both sides of: Australia/Lord_Howe's 30-minute changes
+ * (02:00 → 02:30), Pacific/Chatham's at 02:45 / 03:45. Such a change starts a local hour bucket
+ * mid-hour (see localHourStart). Offsets are sampled daily: zones change offset at most a few
+ * times a year, so no change slips between samples.
+ */
+export function hasOffsetChangeOffTheHour(r: { start: number; end: number; tz: string }): boolean {
+  if (r.tz === "UTC") return false;
+  const DAY = 86_400_000;
+  let t0 = r.start - DAY;
+  let previous = offsetMs(t0, r.tz);
+  for (let t = r.start; t <= r.end + DAY; t += DAY) {
+    const offset = offsetMs(t, r.tz);
+    if (offset !== previous) {
+      const change = firstWithOffset(t0, t, r.tz, offset);
+      const onTheHour = (localMs: number) => ((localMs % 3_600_000) + 3_600_000) % 3_600_000 === 0;
+      if (!onTheHour(change + offset) || !onTheHour(change + previous)) return true;
+    }
+    t0 = t;
+    previous = offset;
+  }
+  return false;
+}

@@ -1,10 +1,10 @@
 // Hourly series across DST changes, against an independent model of local hours
 // (tests/e2e/zones.ts): a bucket is a local date and hour at one UTC offset. So New York's repeated
-// 01:00 is two buckets (25 in the day), a skipped hour is none (23), and Australia/Lord_Howe's
-// 30-minute changes start a bucket at hh:30 (its spring day has an "02" bucket of 30 minutes, its
-// autumn day repeats 01:30-02:00 as a bucket of its own). ClickHouse's toStartOfHour gets Lord
-// Howe wrong after its changes (03:00-03:30 in the "02" hour), so rows are bucketed by local
-// label and offset.
+// 01:00 is two buckets (25 in the day), a skipped hour is none (23), and a change off the hour
+// starts a bucket mid-hour: Australia/Lord_Howe's spring day has an "02" bucket of 30 minutes and
+// its autumn day repeats 01:30-02:00 as a bucket of its own; Pacific/Chatham changes at :45.
+// ClickHouse's toStartOfHour gets those wrong (Lord Howe's 03:00-03:30 in the "02" hour), so such
+// ranges are bucketed by local label and offset.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { sessionSeries } from "../../src/query/session-metrics.ts";
 import { resolveRange } from "../../src/query/time-range.ts";
@@ -12,13 +12,23 @@ import { buckets } from "../e2e/zones.ts";
 import { type AnalyticsDb, createAnalyticsDb } from "./fixtures/analytics-db.ts";
 
 const MIN = 60_000;
-const DAYS: Array<[string, string]> = [
-  ["Australia/Lord_Howe", "2026-10-04"],
-  ["Australia/Lord_Howe", "2026-04-05"],
-  ["America/New_York", "2026-11-01"],
-  ["America/New_York", "2026-03-08"],
-  ["Europe/Berlin", "2026-03-29"],
-  ["Asia/Kolkata", "2026-03-29"],
+// [zone, local date, local hours that day]: DST days of whole-hour zones, of zones with
+// half-hour and 45-minute offsets, Lord Howe's 30-minute changes, and days next to them.
+const DAYS: Array<[string, string, number]> = [
+  ["Australia/Lord_Howe", "2026-10-04", 24],
+  ["Australia/Lord_Howe", "2026-04-05", 25],
+  ["Australia/Lord_Howe", "2026-10-05", 24],
+  ["America/New_York", "2026-11-01", 25],
+  ["America/New_York", "2026-03-08", 23],
+  ["Europe/Berlin", "2026-03-29", 23],
+  ["Asia/Kolkata", "2026-03-29", 24],
+  ["America/St_Johns", "2026-03-08", 23],
+  ["America/St_Johns", "2026-11-01", 25],
+  ["Australia/Adelaide", "2026-04-05", 25],
+  ["Australia/Adelaide", "2026-10-04", 23],
+  ["Pacific/Chatham", "2026-04-05", 26], // 03:00-03:45 at +13:45, 02:45-03:00 and 03:00-04:00 at +12:45
+  ["Pacific/Chatham", "2026-09-27", 24], // 02:00-02:45 at +12:45, 03:45-04:00 at +13:45
+  ["Asia/Kathmandu", "2026-09-27", 24],
 ];
 // "now" a day after the latest of those days: every range is inside the views' TTL.
 const NOW = Date.UTC(2026, 10, 2, 12);
@@ -62,10 +72,9 @@ for (const [tz, date] of DAYS) {
   });
 }
 
-test("the local-hour counts of those days: 24 / 25 / 25 / 23 / 23 / 24", async () => {
-  const counts = DAYS.map(([tz, date]) => {
+test("the model's local hours of those days: 23 or 25 on DST days at the hour, 24 on others", () => {
+  for (const [tz, date, hours] of DAYS) {
     const r = resolveRange({ from: date, to: date, tz }, NOW);
-    return buckets(r.start, r.end, tz, "hour").length;
-  });
-  expect(counts).toEqual([24, 25, 25, 23, 23, 24]);
+    expect([tz, date, buckets(r.start, r.end, tz, "hour").length]).toEqual([tz, date, hours]);
+  }
 });
