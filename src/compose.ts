@@ -12,7 +12,7 @@ import type { Config } from "./config.ts";
 import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
 import { createCountryLookup } from "./ingest/enrich/country.ts";
 import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
-import { createFileSaltStore } from "./ingest/enrich/file-salt-store.ts";
+import { createFileSaltStore, saltFile } from "./ingest/enrich/file-salt-store.ts";
 import { ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
 import { visitorHasher } from "./ingest/pipeline.ts";
 import { memoize } from "./memo.ts";
@@ -143,10 +143,14 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // The database is read once; repeat visitors' addresses are remembered.
   const lookupCountry = memoize(createCountryLookup({ onLoadError: (err) => logger.warn("country database not loaded", { error: String(err) }) }), 100_000);
   lookupCountry("8.8.8.8"); // load the ~8 MB database now, not on the first request
+  const saltsPath = join(config.dataDir, "salts.json");
+  const valkeySalts = redis ? createValkeySaltStore(redis, { backup: saltFile(saltsPath) }) : undefined;
+  const saltStore = valkeySalts ?? createFileSaltStore(saltsPath);
   // Rebuilds session states and recent event ids from what ClickHouse holds, once the spool is in
   // ClickHouse too: in-process state died with the previous process; Valkey's only when Valkey
   // lost its data (valkeyWarmGuard checks at start and every few seconds).
   const warm = async () => {
+    await valkeySalts?.republish().catch((err) => logger.warn("could not put the day's salts back into Valkey", { error: String(err) }));
     await batcher?.flush().catch((err) => logger.warn("replay before warm-up failed", { error: String(err) }));
     const warmed = await warmUp(clickhouse.client, stateStore, dedup);
     logger.info("state warmed up", warmed);
@@ -167,7 +171,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     storedEventIds: storedEventIds(clickhouse.client),
     writer,
     metrics,
-    hashVisitor: visitorHasher(redis ? createValkeySaltStore(redis) : createFileSaltStore(join(config.dataDir, "salts.json"))),
+    hashVisitor: visitorHasher(saltStore),
     lookupCountry,
   };
 

@@ -2,8 +2,8 @@
 // loses its data (here FLUSHDB on the service's database: the same as a restart without
 // persistence or an eviction), the service notices the missing marker key and rebuilds both from
 // ClickHouse, as a restarted in-process service does: a retried event stays a duplicate and a
-// visit goes on in its session. (The day's visitor-id salt, also in Valkey, is not rebuilt: the
-// visitor here is named by anonymous_id.)
+// visit goes on in its session. (The day's visitor-id salts are put back from the running
+// instances and the DATA_DIR copies: tests/enrich/salt-store.test.ts.)
 import { expect, test } from "bun:test";
 import Redis from "ioredis";
 import { WARM_MARKER } from "../../src/ingest/warm-up.ts";

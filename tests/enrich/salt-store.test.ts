@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { saltFile } from "../../src/ingest/enrich/file-salt-store.ts";
 import {
   createMemorySaltStore,
   createValkeySaltStore,
@@ -166,6 +170,27 @@ describe("createValkeySaltStore", () => {
     redis.on("error", () => {}); // the refused connection is the point; keep it out of the log
     clients.push(redis);
     await expect(createValkeySaltStore(redis, { keyPrefix: prefix }).saltFor("2026-03-05")).rejects.toThrow();
+  });
+
+  test("after Valkey lost a salt, the DATA_DIR copy puts it back on the next start, and a running instance republishes its own", async () => {
+    const redis = client();
+    const dir = mkdtempSync(join(tmpdir(), "salt-backup-"));
+    try {
+      const day = "2026-03-06";
+      const first = createValkeySaltStore(redis, { keyPrefix: prefix, now, backup: saltFile(join(dir, "salts.json"), { now }) });
+      const salt = Buffer.from(await first.saltFor(day)).toString("hex");
+      // Valkey loses it; the instance restarts: its file offers the same salt.
+      await redis.del(`${prefix}${day}`);
+      const restarted = createValkeySaltStore(redis, { keyPrefix: prefix, now, backup: saltFile(join(dir, "salts.json"), { now }) });
+      expect(Buffer.from(await restarted.saltFor(day)).toString("hex")).toBe(salt);
+      // Lost again while instances run: a running one puts its salt back; a new instance
+      // without a copy of its own then reads it.
+      await redis.del(`${prefix}${day}`);
+      await first.republish();
+      expect(Buffer.from(await createValkeySaltStore(client(), { keyPrefix: prefix, now }).saltFor(day)).toString("hex")).toBe(salt);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("refuses a malformed day before touching Valkey", async () => {

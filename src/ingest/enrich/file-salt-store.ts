@@ -1,35 +1,55 @@
 // Daily salts kept in a file under DATA_DIR (mode 0600), for a single instance without Valkey:
 // a restart keeps the day's visitor ids, so sessions going on across the restart stay one
-// session and a visitor is not counted twice that day. Valkey replaces this when configured.
+// session and a visitor is not counted twice that day. With Valkey (shared by instances) the file
+// keeps a copy of the salts Valkey settled on, to put them back if Valkey loses them.
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { SALT_RETENTION_DAYS, utcDay, type SaltStore } from "./salt-store.ts";
 
 const DAY_MS = 86_400_000;
 
-/** A salt store persisted in `path` (created on first use). */
-export function createFileSaltStore(path: string, options: { now?: () => number } = {}): SaltStore {
+/** The salts file itself: the hex salt of each day, kept for the retention window. */
+export interface SaltFile {
+  get(day: string): string | undefined;
+  /** Records the day's salt (and drops days past the retention window); writes the file if it changed. */
+  put(day: string, hex: string): void;
+}
+
+/** `path` as a SaltFile (read once; written with write-then-rename). */
+export function saltFile(path: string, options: { now?: () => number } = {}): SaltFile {
   const now = options.now ?? Date.now;
   const salts = new Map<string, string>(Object.entries(load(path)));
+  return {
+    get: (day) => salts.get(day),
+    put(day, hex) {
+      if (salts.get(day) === hex) return;
+      salts.set(day, hex);
+      const oldestKept = utcDay(now() - SALT_RETENTION_DAYS * DAY_MS);
+      for (const d of salts.keys()) if (d < oldestKept) salts.delete(d);
+      // Write-then-rename: a crash leaves the old file or the new one, never half of one.
+      writeFileSync(`${path}.tmp`, JSON.stringify(Object.fromEntries(salts)), { mode: 0o600 });
+      renameSync(`${path}.tmp`, path);
+    },
+  };
+}
+
+/** A salt store persisted in `path` (created on first use). */
+export function createFileSaltStore(path: string, options: { now?: () => number } = {}): SaltStore {
+  const file = saltFile(path, options);
   // One array per day, the same object every call: visitor-id.ts derives the HMAC key once per salt.
   const arrays = new Map<string, Uint8Array>();
   return {
     async saltFor(day) {
       if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new RangeError(`salt day must be a YYYY-MM-DD date, got ${JSON.stringify(day)}`);
-      let hex = salts.get(day);
+      let hex = file.get(day);
       if (hex === undefined) {
         hex = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
-        salts.set(day, hex);
-        const oldestKept = utcDay(now() - SALT_RETENTION_DAYS * DAY_MS);
-        for (const d of salts.keys()) if (d < oldestKept) salts.delete(d);
-        // Write-then-rename: a crash leaves the old file or the new one, never half of one.
-        writeFileSync(`${path}.tmp`, JSON.stringify(Object.fromEntries(salts)), { mode: 0o600 });
-        renameSync(`${path}.tmp`, path);
+        file.put(day, hex);
       }
       let salt = arrays.get(day);
       if (salt === undefined) {
         salt = Uint8Array.from(Buffer.from(hex, "hex"));
         arrays.set(day, salt);
-        for (const d of arrays.keys()) if (!salts.has(d)) arrays.delete(d);
+        for (const d of arrays.keys()) if (file.get(d) === undefined) arrays.delete(d);
       }
       return salt;
     },

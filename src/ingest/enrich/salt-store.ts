@@ -61,6 +61,11 @@ export interface ValkeySaltStoreOptions {
   /** Key prefix; the day is appended. Default `analytics:salt:`. */
   keyPrefix?: string;
   now?: () => number;
+  /**
+   * A local copy (the DATA_DIR salts file): each salt Valkey settled on is kept there, and a day
+   * Valkey does not hold (it lost its data) is offered from there before a new one is drawn.
+   */
+  backup?: { get(day: string): string | undefined; put(day: string, hex: string): void };
 }
 
 const HEX_SALT = new RegExp(`^[0-9a-f]{${SALT_BYTES * 2}}$`);
@@ -83,7 +88,7 @@ function fromHex(hex: string): Uint8Array {
  * after that, so Valkey is asked once per day per instance. A Valkey error rejects (nothing is
  * cached) rather than falling back to a local salt, which would silently split visitor counts.
  */
-export function createValkeySaltStore(redis: Redis, options: ValkeySaltStoreOptions = {}): SaltStore {
+export function createValkeySaltStore(redis: Redis, options: ValkeySaltStoreOptions = {}): SaltStore & { republish(): Promise<void> } {
   const keyPrefix = options.keyPrefix ?? "analytics:salt:";
   const now = options.now ?? Date.now;
   // Promises, so concurrent first requests for a day share one round trip.
@@ -91,15 +96,26 @@ export function createValkeySaltStore(redis: Redis, options: ValkeySaltStoreOpti
 
   async function fetchSalt(day: string): Promise<Uint8Array> {
     const key = keyPrefix + day;
-    await redis.set(key, toHex(randomSalt()), "EX", VALKEY_TTL_SECONDS, "NX");
+    await redis.set(key, options.backup?.get(day) ?? toHex(randomSalt()), "EX", VALKEY_TTL_SECONDS, "NX");
     const stored = await redis.get(key);
     if (stored === null || !HEX_SALT.test(stored)) {
       throw new Error(`salt ${key} in Valkey is missing or malformed`);
     }
+    options.backup?.put(day, stored);
     return fromHex(stored);
   }
 
   return {
+    /**
+     * Puts the salts this instance uses back into Valkey where it lost them (SET NX: a salt
+     * another instance put back first wins there; this one then reads it on its next restart).
+     */
+    async republish() {
+      for (const [day, salt] of salts) {
+        const bytes = await salt.catch(() => undefined);
+        if (bytes) await redis.set(keyPrefix + day, toHex(bytes), "EX", VALKEY_TTL_SECONDS, "NX");
+      }
+    },
     saltFor(day) {
       try {
         checkDay(day);
