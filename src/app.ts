@@ -3,7 +3,7 @@
 // mounted on another runtime.
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { ApiError } from "./errors.ts";
+import { ApiError, isBackendUnavailable } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./ops/metrics.ts";
 import type { App, AppEnv } from "./http/app-env.ts";
@@ -40,7 +40,11 @@ export function buildApp(deps: AppDeps): App {
   app.onError((err, c) => {
     const requestId = c.get("requestId") ?? crypto.randomUUID();
     const apiError = toApiError(err);
-    if (apiError.status >= 500) {
+    if (apiError.status === 503) {
+      // Expected while ClickHouse or Valkey is away, or the spool is full: no stack, not an error.
+      deps.logger.warn("request refused: unavailable", { request_id: requestId, reason: err instanceof ApiError ? err.message : String((err as Error)?.message ?? err) });
+      deps.metrics.clientErrors.inc({ code: apiError.code });
+    } else if (apiError.status >= 500) {
       deps.logger.error("request failed", { request_id: requestId, error: err instanceof Error ? err.stack ?? err.message : String(err) });
     } else {
       deps.metrics.clientErrors.inc({ code: apiError.code });
@@ -86,6 +90,9 @@ function routePattern(path: string): RegExp {
 
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  if (isBackendUnavailable(err)) {
+    return new ApiError("unavailable", "ClickHouse or Valkey is not answering right now; retry later", { retryAfterSeconds: 5 });
+  }
   if (err instanceof HTTPException) {
     const status = err.status;
     if (status === 413) return new ApiError("payload_too_large", err.message || "Request body too large");

@@ -9,6 +9,7 @@ import { ingestCors } from "./auth/ingest-cors.ts";
 import { registerKeyRoutes } from "./auth/key-routes.ts";
 import { resolveRootToken } from "./auth/root-token.ts";
 import type { Config } from "./config.ts";
+import { ApiError } from "./errors.ts";
 import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
 import { createCountryLookup } from "./ingest/enrich/country.ts";
 import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
@@ -100,6 +101,9 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     for (const [service, dates] of touched) void query.cache.invalidate(service, [...dates]).catch(() => undefined);
   };
 
+  // SPOOL_MAX_BYTES: ingest refuses (503) when an estimate of a request's rows does not fit, before
+  // any state changes; the spool refuses an append that does not fit, after the session state was
+  // computed: the ingestor then takes the state back (Sessionizer.undo) and answers 503 too.
   const spool = await openSpool({ dir: join(config.dataDir, "spool"), capBytes: config.spool.maxBytes, fsync: config.spool.fsync, logger });
   let corruptSeen = 0;
   metrics.collectors.push(() => {
@@ -148,23 +152,43 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const saltStore = valkeySalts ?? createFileSaltStore(saltsPath);
   // Rebuilds session states and recent event ids from what ClickHouse holds, once the spool is in
   // ClickHouse too: in-process state died with the previous process; Valkey's only when Valkey
-  // lost its data (valkeyWarmGuard checks at start and every few seconds).
+  // lost its data (valkeyWarmGuard checks at start and every few seconds). Until that is done,
+  // ingest answers 503: items placed on an empty state would split sessions and let retries of
+  // stored events in twice. While ClickHouse does not answer (it is down as the service starts),
+  // the service starts anyway and tries again every few seconds.
+  let ingestReady = false;
   const warm = async () => {
+    ingestReady = false;
     await valkeySalts?.republish().catch((err) => logger.warn("could not put the day's salts back into Valkey", { error: String(err) }));
-    await batcher?.flush().catch((err) => logger.warn("replay before warm-up failed", { error: String(err) }));
+    await batcher?.flush();
     const warmed = await warmUp(clickhouse.client, stateStore, dedup);
+    ingestReady = true;
     logger.info("state warmed up", warmed);
   };
+  const warmFailed = (err: unknown) => logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey not answering); ingest answers 503 until it is", { error: String((err as Error)?.message ?? err) });
+  let warmRetry: ReturnType<typeof setInterval> | undefined;
   const warmGuard = redis
-    ? valkeyWarmGuard(redis, warm, { onError: (err) => logger.warn("valkey state check failed", { error: String(err) }) })
+    ? valkeyWarmGuard(redis, warm, { onError: warmFailed, onChecked: () => (ingestReady = true) })
     : undefined;
   if (warmGuard) {
-    if (await warmGuard.check().catch((err) => (logger.warn("valkey state check failed", { error: String(err) }), false))) {
+    if (await warmGuard.check().catch((err) => (warmFailed(err), false))) {
       logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse");
     }
   } else {
-    await warm();
+    let warming = false;
+    const attempt = async () => {
+      if (ingestReady || warming) return;
+      warming = true;
+      await warm().catch(warmFailed).finally(() => (warming = false));
+      if (ingestReady && warmRetry) clearInterval(warmRetry);
+    };
+    await attempt();
+    if (!ingestReady) {
+      warmRetry = setInterval(() => void attempt(), 5_000);
+      (warmRetry as { unref?: () => void }).unref?.();
+    }
   }
+  const notWarm = () => new ApiError("unavailable", "Ingest state is being rebuilt from ClickHouse, which is not answering yet; retry later", { retryAfterSeconds: 5 });
   const ingestDeps: IngestorDeps = {
     sessionizer: new Sessionizer(stateStore),
     dedup,
@@ -175,6 +199,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     lookupCountry,
   };
 
+  const READY_TIMEOUT_MS = 2_000;
   // The schema files ship with the code, so once every one is applied the schema stays current
   // for this process's life: later probes skip reading the files and schema_migrations.
   let schemaCurrent = false;
@@ -183,14 +208,25 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     metrics,
     readiness: async () => {
       const reasons: string[] = [];
-      const ping = await clickhouse.client.ping();
-      if (!ping.success) reasons.push(`clickhouse: ${ping.error.message}`);
+      // A hung ClickHouse must not hang the probe: no answer within READY_TIMEOUT_MS is a reason.
+      const ping = await withTimeout(clickhouse.client.ping(), READY_TIMEOUT_MS);
+      if (ping === undefined) reasons.push(`clickhouse: no answer within ${READY_TIMEOUT_MS} ms`);
+      else if (!ping.success) reasons.push(`clickhouse: ${ping.error.message}`);
       else if (!schemaCurrent) {
-        const pending = await pendingMigrations(adminClickHouse.client, { database: ch.database }).catch((e) => [`? (${e})`]);
-        if (pending.length > 0) reasons.push(`schema: pending migrations ${pending.join(", ")}`);
+        const pending = await withTimeout(pendingMigrations(adminClickHouse.client, { database: ch.database }).catch((e) => [`? (${e})`]), READY_TIMEOUT_MS);
+        if (pending === undefined) reasons.push(`clickhouse: no answer within ${READY_TIMEOUT_MS} ms`);
+        else if (pending.length > 0) reasons.push(`schema: pending migrations ${pending.join(", ")}`);
         else schemaCurrent = true;
       }
-      if (spool.bytes() >= config.spool.maxBytes) reasons.push("spool: at its cap while ClickHouse catches up");
+      // The same check ingest makes (room for one more item), so ready means ingest is taking items.
+      try {
+        writer.assertRoom(1024);
+      } catch {
+        reasons.push("spool: at its cap while ClickHouse catches up");
+      }
+      if (!ingestReady) reasons.push("ingest: session and event-id state not rebuilt from ClickHouse yet");
+      // With Valkey, ingest needs it (event-id claims, session state): down means refusing items.
+      if (redis && redis.status !== "ready") reasons.push(`valkey: ${redis.status}`);
       return reasons;
     },
     routes: [
@@ -199,7 +235,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         store: keyStore,
         auth: ingestAuth(keyStore, { rootToken: rootToken.token }),
         cors: ingestCors(keyStore),
-        ingest: (ctx, raws, type) => ingestItems(ingestDeps, ctx, raws, type),
+        ingest: (ctx, raws, type) => (ingestReady ? ingestItems(ingestDeps, ctx, raws, type) : Promise.reject(notWarm())),
         trustProxy: config.trustProxy,
         socketIp: opts.socketIp ?? (() => undefined),
       }),
@@ -216,14 +252,29 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     },
     close: async () => {
       warmGuard?.stop();
+      if (warmRetry) clearInterval(warmRetry);
       const drained = batcher ? await batcher.close() : true;
       await spool.close();
       logger.info("spool closed", { drained });
-      await keyStore.stop();
-      await query.close();
-      redis?.disconnect();
-      await clickhouse.close();
-      await adminClickHouse.close();
+      // Everything acknowledged is on disk now. The rest only lets go of connections: bounded, so a
+      // hung ClickHouse (a key refresh or query waiting on it) cannot hold the exit.
+      const released = await withTimeout(Promise.allSettled([keyStore.stop(), query.close()]).then(async () => {
+        redis?.disconnect();
+        await Promise.allSettled([clickhouse.close(), adminClickHouse.close()]);
+        return true;
+      }), 2_000);
+      if (!released) logger.warn("connections not closed within 2 s (ClickHouse or Valkey not answering); exiting anyway");
     },
   };
+}
+
+/** `promise`'s value, or undefined when it takes longer than `ms` (it is left to settle alone). */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms, undefined)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -53,3 +53,28 @@ export function distinctIssues(issues: readonly Issue[], limit: number): Issue[]
   }
   return out;
 }
+
+// Connection failures of fetch (Bun, undici, Node) and of ioredis, by code and by message.
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH",
+  "ConnectionRefused", "ConnectionClosed", "FailedToOpenSocket", "UND_ERR_SOCKET", "UND_ERR_CONNECT_TIMEOUT",
+]);
+const NETWORK_MESSAGE = /ECONNREFUSED|ECONNRESET|socket hang up|Unable to connect|fetch failed|Connection is closed|Stream isn't writeable|Command timed out|Timeout error|timed out/i;
+// ClickHouse errors that say "not now" rather than "wrong query": timeouts, overload, memory,
+// network; and a database or table not there yet (the schema is not migrated: /readyz says so).
+const CLICKHOUSE_UNAVAILABLE = new Set(["60", "81", "159", "202", "209", "210", "241"]);
+
+/**
+ * Whether `err` (or an error it wraps as `cause`) says a backing service — ClickHouse, Valkey —
+ * cannot answer now: the request gets 503 with Retry-After, not 500 (which means a bug here).
+ */
+export function isBackendUnavailable(err: unknown): boolean {
+  let e = err as { name?: unknown; code?: unknown; message?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && typeof e === "object" && depth < 5; depth++, e = e.cause as typeof e) {
+    if (typeof e.code === "string" && NETWORK_CODES.has(e.code)) return true;
+    if (e.name === "TimeoutError" || e.name === "MaxRetriesPerRequestError") return true;
+    if (e.name === "ClickHouseError" && CLICKHOUSE_UNAVAILABLE.has(String(e.code))) return true;
+    if (typeof e.message === "string" && NETWORK_MESSAGE.test(e.message)) return true;
+  }
+  return false;
+}

@@ -25,6 +25,9 @@ const server = Bun.serve({
   // from Content-Length before reading and while streaming: any oversized body gets the contract's
   // 413 with X-Request-Id, not Bun's bare one. A route that reads no body never buffers one.
   maxRequestBodySize: 1024 * 1024 * 1024,
+  // Longer than the ClickHouse client's 60 s request timeout: a query waiting on a hung ClickHouse
+  // ends in the contract's 503, not in Bun closing the connection at its default 10 s.
+  idleTimeout: 75,
   fetch: (req, srv) => app.fetch(req, { server: srv }),
 });
 logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode });

@@ -8,7 +8,7 @@ import { ClaimPendingError, DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts"
 import { Drop, enrichItem, type EnrichedItem, type PipelineDeps, type RequestContext } from "./pipeline.ts";
 import { itemRecord, mergeRecords, sessionRecords } from "./rows.ts";
 import type { ItemType } from "./schemas.ts";
-import type { Placement, Sessionizer } from "./sessions/sessionizer.ts";
+import type { Assignment, Placement, Sessionizer } from "./sessions/sessionizer.ts";
 import type { StoredEventIds } from "./stored-ids.ts";
 
 /** Where accepted rows go. `write` resolving is what a 202 promises. */
@@ -86,6 +86,7 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
     }
   });
 
+  let committed: Assignment | undefined;
   try {
     const placements: Placement[] = kept.map((e) => ({
       serviceId: e.serviceId,
@@ -111,22 +112,28 @@ export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws:
         },
       },
     }));
-    const assignment = placements.length > 0 ? await deps.sessionizer.assign(placements) : { sessionIds: [], changes: [], cancelled: [], aliases: [] };
+    const assignment = placements.length > 0 ? await deps.sessionizer.assign(placements) : undefined;
+    if (assignment) committed = assignment;
     const records: string[] = [];
     kept.forEach((e, i) => {
-      const record = itemRecord(e, assignment.sessionIds[i]!);
+      const record = itemRecord(e, assignment!.sessionIds[i]!);
       if (record) records.push(record);
     });
-    for (const change of assignment.changes) records.push(...sessionRecords(change));
-    if (assignment.cancelled.length > 0 || assignment.aliases.length > 0) records.push(...mergeRecords(assignment));
+    if (assignment) {
+      for (const change of assignment.changes) records.push(...sessionRecords(change));
+      if (assignment.cancelled.length > 0 || assignment.aliases.length > 0) records.push(...mergeRecords(assignment));
+    }
     if (records.length > 0) await deps.writer.write(records);
+    committed = undefined; // the rows are written: the state describes them
     // The rows are durable: from now on a retry is a duplicate. If this fails, the pending claims
     // expire and a later retry is stored again: a rare duplicate rather than a lost event.
     await deps.dedup.confirm(claimed).catch(() => undefined);
     for (const e of kept) deps.metrics.countItems(e.type, "accepted");
     dropped.sort((a, b) => a.index - b.index);
-    return { accepted: kept.length, dropped, event_ids: kept.map((e) => e.eventId), session_ids: assignment.sessionIds };
+    return { accepted: kept.length, dropped, event_ids: kept.map((e) => e.eventId), session_ids: assignment?.sessionIds ?? [] };
   } catch (err) {
+    // Rows not written: the session state goes back to what the stored rows say (see undo).
+    if (committed) await deps.sessionizer.undo(committed).catch(() => false);
     await deps.dedup.release(claimed).catch(() => undefined);
     throw err;
   }

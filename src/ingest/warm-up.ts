@@ -90,13 +90,17 @@ export const WARM_MARKER = "analytics:state-warm";
 export function valkeyWarmGuard(
   redis: Pick<Redis, "exists" | "set">,
   warm: () => Promise<unknown>,
-  opts: { intervalMs?: number; onError: (err: unknown) => void },
+  opts: { intervalMs?: number; onError: (err: unknown) => void; onChecked?: () => void },
 ): { check(): Promise<boolean>; stop(): void } {
   let running: Promise<boolean> | undefined;
   const check = () => (running ??= (async () => {
-    if ((await redis.exists(WARM_MARKER)) === 1) return false;
+    if ((await redis.exists(WARM_MARKER)) === 1) {
+      opts.onChecked?.();
+      return false;
+    }
     await warm();
     await redis.set(WARM_MARKER, new Date().toISOString());
+    opts.onChecked?.();
     return true;
   })().finally(() => (running = undefined)));
   const timer = setInterval(() => void check().catch(opts.onError), opts.intervalMs ?? 5_000);

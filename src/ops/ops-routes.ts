@@ -10,12 +10,23 @@ export type Readiness = () => Promise<string[]>;
 export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metrics: Metrics }): void {
   const ops = (summary: string, schema: v.GenericSchema) =>
     describe({ summary, tags: ["operations"], security: [], responses: { 200: jsonResponse(schema, summary) } });
-  const Ready = v.object({ status: v.string(), reasons: v.optional(v.array(v.string())) });
+  const Ready = v.object({
+    status: v.string(),
+    reasons: v.optional(v.array(v.string())),
+    error: v.optional(v.object({ code: v.string(), message: v.string() })),
+    request_id: v.optional(v.string()),
+  });
   app.get("/healthz", ops("The process is up", v.object({ status: v.literal("ok") })), (c) => c.json({ status: "ok" }));
   app.get("/readyz", ops("ClickHouse answers, the schema is current, the spool is below its cap (503 with reasons otherwise)", Ready), async (c) => {
     const reasons = await deps.readiness();
     if (reasons.length === 0) return c.json({ status: "ready" });
-    return c.json({ status: "not_ready", reasons }, 503);
+    // The reasons, plus the contract's error body (code, request id) and Retry-After.
+    const requestId = c.get("requestId") ?? "";
+    return c.json(
+      { status: "not_ready", reasons, error: { code: "unavailable", message: `Not ready: ${reasons.join("; ")}` }, request_id: requestId },
+      503,
+      { "Retry-After": "5" },
+    );
   });
   app.get("/metrics", describe({
     summary: "Prometheus metrics (text format)",

@@ -51,6 +51,8 @@ export interface Assignment {
   cancelled: SessionState[];
   /** Ids of merged sessions and the session their items belong to now (chains resolved). */
   aliases: SessionAlias[];
+  /** The state writes this assignment committed (what `undo` takes back). */
+  writes: readonly StateWrite[];
 }
 
 /** Keep session state this long after its last change (late and back-filled items find it). */
@@ -257,7 +259,26 @@ export class Sessionizer {
       if (!sameSpans(list, (stored?.value as SessionSpan[] | undefined) ?? [])) writes.push({ key, expected: stored, next: list });
     }
     if (!(await this.store.commit(writes, STATE_TTL_MS))) return undefined;
-    return { sessionIds, changes, cancelled, aliases };
+    return { sessionIds, changes, cancelled, aliases, writes };
+  }
+
+  /**
+   * Takes back what `assignment` committed, when its rows could not be written (a full spool, or
+   * ClickHouse down with ACK_MODE=insert): the state must describe stored rows only, or the retry
+   * would write a cancel row for a state never stored. One compare-and-set, and only if every key
+   * still holds what the assignment wrote (nobody built on it meanwhile); false otherwise.
+   */
+  async undo(assignment: Assignment): Promise<boolean> {
+    const { writes } = assignment;
+    if (writes.length === 0) return true;
+    const current = await this.store.load(writes.map((w) => w.key));
+    const reverse: StateWrite[] = [];
+    for (const w of writes) {
+      const now = current.get(w.key) ?? null;
+      if (now === null || now.value !== w.next) return false;
+      reverse.push({ key: w.key, expected: now, next: w.expected?.value ?? null });
+    }
+    return this.store.commit(reverse, STATE_TTL_MS);
   }
 }
 

@@ -24,7 +24,7 @@ export interface StateWrite {
   key: string;
   /** What load returned for the key (null: it was absent). */
   expected: Stored | null;
-  /** The new value (JSON-serializable). */
+  /** The new value (JSON-serializable); null deletes the key. */
   next: unknown;
 }
 
@@ -60,7 +60,10 @@ export function memoryStateStore(opts: { maxEntries?: number; now?: () => number
       const at = now();
       for (const e of entries) if (read(e.key, at) !== e.expected) return false;
       const expiresAt = at + ttlMs;
-      for (const e of entries) map.set(e.key, { value: frozen(e.next), expiresAt });
+      for (const e of entries) {
+        if (e.next === null) map.delete(e.key);
+        else map.set(e.key, { value: frozen(e.next), expiresAt });
+      }
       return true;
     },
   };
@@ -87,7 +90,8 @@ for i = 1, n do
   if cur ~= ARGV[i] then return 0 end
 end
 for i = 1, n do
-  redis.call('SET', KEYS[i], ARGV[n + i], 'PX', ARGV[2 * n + 1])
+  if ARGV[n + i] == '${NIL}' then redis.call('DEL', KEYS[i])
+  else redis.call('SET', KEYS[i], ARGV[n + i], 'PX', ARGV[2 * n + 1]) end
 end
 return 1`;
 
@@ -123,10 +127,15 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
     async commit(entries, ttlMs) {
       if (entries.length === 0) return true;
       const keys = entries.map((e) => prefix + e.key);
-      const texts = entries.map((e) => JSON.stringify(e.next));
+      const texts = entries.map((e) => (e.next === null ? NIL : JSON.stringify(e.next)));
       const args = [...entries.map((e) => (e.expected as ValkeyStored | null)?.text ?? NIL), ...texts, String(ttlMs)];
       const ok = (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...args)) === 1;
-      if (ok) entries.forEach((e, i) => known.set(e.key, { value: e.next, text: texts[i]! }));
+      if (ok) {
+        entries.forEach((e, i) => {
+          if (e.next === null) known.delete(e.key);
+          else known.set(e.key, { value: e.next, text: texts[i]! });
+        });
+      }
       return ok;
     },
   };

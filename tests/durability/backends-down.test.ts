@@ -1,0 +1,129 @@
+// When ClickHouse or Valkey does not answer, every route says so with the contract's 503
+// `unavailable` (Retry-After, request id), never a 500 or a dropped connection; /readyz names the
+// reason; the service starts while ClickHouse is down (ingest refused until its state is rebuilt)
+// and takes items again once it is back; with ACK_MODE=insert a refused request leaves no trace
+// in the session a retry then writes.
+import { expect, test } from "bun:test";
+import { PROCESS_ROOT_TOKEN, useSinkFixture, type ServiceProcess } from "../helpers/service-process.ts";
+import { freeDbIndex, startValkey, stopValkey } from "../setup/valkey.ts";
+
+const sink = useSinkFixture();
+const UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+
+async function expect503(s: ServiceProcess, path: string, init: RequestInit = {}) {
+  const res = await s.fetch(path, { ...init, headers: { ...(init.headers as Record<string, string>), "X-Request-Id": "down-1" }, signal: AbortSignal.timeout(15_000) });
+  const body = (await res.json()) as { error: { code: string }; request_id: string };
+  expect([path, res.status, body.error.code, body.request_id]).toEqual([path, 503, "unavailable", "down-1"]);
+  expect(res.headers.get("retry-after")).toBe("5");
+}
+
+async function until(what: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await what().catch(() => false)) return true;
+    await Bun.sleep(250);
+  }
+  return false;
+}
+
+test("ClickHouse down: query and key routes answer 503 unavailable, /readyz says why; a restart while it is down starts and takes items once it is back", async () => {
+  const s = await sink.startService();
+  const key = await s.createKey({ type: "secret", service_id: "down" });
+  const admin = await s.createKey({ type: "admin", services: ["down"] });
+  const who = { anonymous_id: "down-visitor", ip: "8.8.8.8", user_agent: UA };
+  const post = (body: unknown) => s.fetch("/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const t = Date.now() - 5 * 60_000;
+  const first = (await (await post({ ...who, name: "before", timestamp: t })).json()) as { accepted: number };
+  expect(first.accepted).toBe(1);
+  const auth = { Authorization: `Bearer ${admin}` };
+  expect(await until(async () => (((await (await s.fetch("/v1/events?service_id=down", { headers: auth })).json()) as { data: unknown[] }).data.length === 1), 10_000)).toBe(true);
+
+  await sink.ch.stop("SIGKILL");
+  try {
+    for (const path of ["/v1/sessions?service_id=down", "/v1/sessions/stats?service_id=down&interval=day", "/v1/events?service_id=down", "/v1/funnels/f?service_id=down", "/v1/behavior/summary?service_id=down&limit=11"]) {
+      await expect503(s, path, { headers: auth });
+    }
+    await expect503(s, "/v1/keys", { headers: { Authorization: `Bearer ${PROCESS_ROOT_TOKEN}` } });
+    const ready = await s.fetch("/readyz", { headers: { "X-Request-Id": "ready-1" } });
+    const readyBody = (await ready.json()) as { status: string; reasons: string[]; error: { code: string }; request_id: string };
+    expect(ready.status).toBe(503);
+    expect(readyBody).toMatchObject({ status: "not_ready", error: { code: "unavailable" }, request_id: "ready-1" });
+    expect(readyBody.reasons.some((r) => r.startsWith("clickhouse:"))).toBe(true);
+
+    // The spool takes items meanwhile; then the process dies and starts again, ClickHouse still down.
+    expect((await post({ ...who, name: "during", timestamp: t + 60_000 })).status).toBe(202);
+    await s.kill("SIGKILL");
+    await s.start("health");
+    const refused = await post({ ...who, name: "after-restart", timestamp: t + 120_000 });
+    expect(refused.status).toBe(503);
+    const reasons = ((await (await s.fetch("/readyz")).json()) as { reasons: string[] }).reasons;
+    expect(reasons.some((r) => r.startsWith("ingest:"))).toBe(true);
+  } finally {
+    await sink.ch.start();
+  }
+  // Back: the state is rebuilt from ClickHouse (after the spool's rows arrived), and the visit goes on in its session.
+  expect(await until(async () => (await s.fetch("/readyz")).status === 200, 20_000)).toBe(true);
+  const after = await post({ ...who, name: "after-restart", timestamp: t + 120_000 });
+  expect(after.status).toBe(202);
+  expect(await until(async () => (((await (await s.fetch("/v1/events?service_id=down", { headers: auth })).json()) as { data: unknown[] }).data.length === 3), 10_000)).toBe(true);
+  const sessions = ((await (await s.fetch("/v1/sessions?service_id=down", { headers: auth })).json()) as { data: Array<{ events: number }> }).data;
+  expect(sessions.map((x) => x.events)).toEqual([3]);
+  expect(s.logs()).not.toContain("request failed");
+}, 120_000);
+
+test("ACK_MODE=insert with ClickHouse down: 503, and the retry once it is back counts the items once in one session", async () => {
+  const s = await sink.startService({ env: { ACK_MODE: "insert" } });
+  const key = await s.createKey({ type: "secret", service_id: "insert_down" });
+  const admin = await s.createKey({ type: "admin", services: ["insert_down"] });
+  const t = Date.now() - 5 * 60_000;
+  const batch = { items: [0, 1, 2].map((i) => ({ type: "event", name: "buy", event_id: crypto.randomUUID(), timestamp: t + i * 1000, anonymous_id: "insert-visitor", ip: "8.8.8.8", user_agent: UA })) };
+  const send = () => s.fetch("/v1/ingest/batch", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body: JSON.stringify(batch) });
+  await sink.ch.stop("SIGKILL");
+  try {
+    expect((await send()).status).toBe(503);
+  } finally {
+    await sink.ch.start();
+  }
+  expect(await until(async () => (await send()).status === 202, 20_000)).toBe(true);
+  const auth = { Authorization: `Bearer ${admin}` };
+  let sessions: Array<{ events: number }> = [];
+  expect(await until(async () => {
+    sessions = ((await (await s.fetch("/v1/sessions?service_id=insert_down", { headers: auth })).json()) as { data: Array<{ events: number }> }).data;
+    return sessions.length > 0;
+  }, 10_000)).toBe(true);
+  expect(sessions.map((x) => x.events)).toEqual([3]);
+}, 120_000);
+
+test("Valkey down: ingest answers 503 unavailable and /readyz names it; once it is back, ingest is accepted", async () => {
+  const s = await sink.startService({ env: { VALKEY_URL: process.env.TEST_VALKEY_URL!, VALKEY_DB: String(freeDbIndex()) } });
+  const key = await s.createKey({ type: "secret", service_id: "valkey_down" });
+  const post = () => s.fetch("/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", "X-Request-Id": "down-1" }, body: JSON.stringify({ name: "x", ip: "8.8.8.8", user_agent: UA }) });
+  expect((await post()).status).toBe(202);
+  await stopValkey();
+  try {
+    const res = await post();
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("unavailable");
+    const ready = (await (await s.fetch("/readyz")).json()) as { reasons: string[] };
+    expect(ready.reasons.some((r) => r.startsWith("valkey:"))).toBe(true);
+  } finally {
+    await startValkey();
+  }
+  expect(await until(async () => (await post()).status === 202, 20_000)).toBe(true);
+  expect(s.logs()).not.toContain("request failed");
+}, 120_000);
+
+test("a hung ClickHouse (stopped with SIGSTOP): /readyz answers 503 within a few seconds", async () => {
+  const s = await sink.startService();
+  const pgid = sink.ch.pid!;
+  process.kill(-pgid, "SIGSTOP");
+  try {
+    const started = Date.now();
+    const res = await s.fetch("/readyz", { signal: AbortSignal.timeout(10_000) });
+    expect(res.status).toBe(503);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(((await res.json()) as { reasons: string[] }).reasons.join(" ")).toContain("no answer within");
+  } finally {
+    process.kill(-pgid, "SIGCONT");
+  }
+}, 60_000);
