@@ -127,3 +127,25 @@ test("a hung ClickHouse (stopped with SIGSTOP): /readyz answers 503 within a few
     process.kill(-pgid, "SIGCONT");
   }
 }, 60_000);
+
+test("SIGTERM with a hung ClickHouse: the spool is kept for the next start and the process exits 0 within SHUTDOWN_TIMEOUT_MS + 2 s", async () => {
+  const s = await sink.startService({ env: { SHUTDOWN_TIMEOUT_MS: "3000" } });
+  const key = await s.createKey({ type: "secret", service_id: "hung_stop" });
+  const pgid = sink.ch.pid!;
+  process.kill(-pgid, "SIGSTOP");
+  try {
+    const res = await s.fetch("/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body: JSON.stringify({ name: "kept", ip: "8.8.8.8", user_agent: UA }) });
+    expect(res.status).toBe(202);
+    await Bun.sleep(6_000); // a key refresh (every 5 s) is now waiting on the hung ClickHouse
+    const started = Date.now();
+    const exit = await s.kill("SIGTERM");
+    expect(exit.code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(3000 + 2000 + 1500);
+  } finally {
+    process.kill(-pgid, "SIGCONT");
+  }
+  // The next start delivers what the spool kept.
+  await s.start();
+  const rows = async () => Number(((await (await sink.client.query({ query: "SELECT count() AS n FROM events WHERE service_id = 'hung_stop'", format: "JSONEachRow" })).json()) as Array<{ n: string }>)[0]!.n);
+  expect(await until(async () => (await rows()) === 1, 20_000)).toBe(true);
+}, 60_000);
