@@ -16,20 +16,48 @@ try {
   throw err;
 }
 
-const service = await composeService(config, { socketIp: (c) => getConnInfo(c).remote.address });
+/** Start-up failures the operator can fix (a busy port, an unusable DATA_DIR): one line, exit 2. */
+function startupError(err: unknown): never {
+  const e = err as { code?: unknown; message?: unknown; path?: unknown };
+  const known: Record<string, string> = {
+    EADDRINUSE: `port ${config.port} is already in use (PORT)`,
+    EADDRNOTAVAIL: `cannot listen on ${config.host} (HOST): no such local address`,
+    EINVAL: `cannot listen on ${config.host}:${config.port} (HOST, PORT)`,
+    EACCES: `permission denied${e.path ? ` on ${String(e.path)}` : ""} (DATA_DIR, or a port below 1024)`,
+    ENOENT: `no such file or directory${e.path ? `: ${String(e.path)}` : ""} (DATA_DIR)`,
+    EROFS: `read-only file system${e.path ? `: ${String(e.path)}` : ""} (DATA_DIR)`,
+  };
+  const message = typeof e.code === "string" ? known[e.code] : undefined;
+  if (message === undefined) throw err;
+  console.error(`start-up error: ${message}`);
+  process.exit(2);
+}
+
+const service = await composeService(config, { socketIp: (c) => getConnInfo(c).remote.address }).catch(startupError);
 const { app, logger } = service;
-const server = Bun.serve({
-  port: config.port,
-  hostname: config.host,
-  // Far above every route's own limit (ingest 64 KiB / 1 MiB, keys 64 KiB), which the routes check
-  // from Content-Length before reading and while streaming: any oversized body gets the contract's
-  // 413 with X-Request-Id, not Bun's bare one. A route that reads no body never buffers one.
-  maxRequestBodySize: 1024 * 1024 * 1024,
-  // Longer than the ClickHouse client's 60 s request timeout: a query waiting on a hung ClickHouse
-  // ends in the contract's 503, not in Bun closing the connection at its default 10 s.
-  idleTimeout: 75,
-  fetch: (req, srv) => app.fetch(req, { server: srv }),
-});
+let server: ReturnType<typeof Bun.serve>;
+try {
+  server = serve();
+} catch (err) {
+  await service.close().catch(() => undefined);
+  startupError(err);
+}
+
+/** Bun.serve with the service's options (throws when the address cannot be listened on). */
+function serve() {
+  return Bun.serve({
+    port: config.port,
+    hostname: config.host,
+    // Far above every route's own limit (ingest 64 KiB / 1 MiB, keys 64 KiB), which the routes check
+    // from Content-Length before reading and while streaming: any oversized body gets the contract's
+    // 413 with X-Request-Id, not Bun's bare one. A route that reads no body never buffers one.
+    maxRequestBodySize: 1024 * 1024 * 1024,
+    // Longer than the ClickHouse client's 60 s request timeout: a query waiting on a hung ClickHouse
+    // ends in the contract's 503, not in Bun closing the connection at its default 10 s.
+    idleTimeout: 75,
+    fetch: (req, srv) => app.fetch(req, { server: srv }),
+  });
+}
 logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode });
 
 // Shutdown order: stop accepting (in-flight requests finish), drain the spool into ClickHouse,
