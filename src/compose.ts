@@ -14,7 +14,7 @@ import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
 import { createCountryLookup } from "./ingest/enrich/country.ts";
 import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
 import { createFileSaltStore, saltFile } from "./ingest/enrich/file-salt-store.ts";
-import { ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
+import { countRefused, ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
 import { visitorHasher } from "./ingest/pipeline.ts";
 import { memoize } from "./memo.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
@@ -235,7 +235,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         store: keyStore,
         auth: ingestAuth(keyStore, { rootToken: rootToken.token }),
         cors: ingestCors(keyStore),
-        ingest: (ctx, raws, type) => (ingestReady ? ingestItems(ingestDeps, ctx, raws, type) : Promise.reject(notWarm())),
+        ingest: (ctx, raws, type) => (ingestReady ? ingestItems(ingestDeps, ctx, raws, type) : (countRefused(metrics, raws, type), Promise.reject(notWarm()))),
         trustProxy: config.trustProxy,
         socketIp: opts.socketIp ?? (() => undefined),
       }),

@@ -47,8 +47,23 @@ export interface IngestResult {
 /** Rough bytes per item in the spool, to refuse before any state changes when it is full. */
 const BYTES_PER_ITEM = 1024;
 
-/** Ingests `raws` for the key's service. `type` is set by the single-item routes. */
-export async function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws: readonly unknown[], type?: ItemType): Promise<IngestResult> {
+/**
+ * Ingests `raws` for the key's service. `type` is set by the single-item routes. Items of a request
+ * refused with 503 (spool full, a backend not answering) are counted as outcome `unavailable`.
+ */
+export function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws: readonly unknown[], type?: ItemType): Promise<IngestResult> {
+  return ingest(deps, ctx, raws, type).catch((err: unknown) => {
+    if (err instanceof ApiError && err.code === "unavailable") countRefused(deps.metrics, raws, type);
+    throw err;
+  });
+}
+
+/** Counts every item of a request refused with 503 (see ingestItems). */
+export function countRefused(metrics: Metrics, raws: readonly unknown[], type?: ItemType): void {
+  for (const raw of raws) metrics.countItems(typeOf(raw, type), "unavailable");
+}
+
+async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly unknown[], type?: ItemType): Promise<IngestResult> {
   const dropped: DroppedItem[] = [];
   const drop = (index: number, itemType: string, d: Drop) => {
     dropped.push({ index, reason: d.reason, message: d.message, ...(d.issues ? { issues: d.issues } : {}) });

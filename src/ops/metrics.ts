@@ -30,7 +30,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     labelNames: ["route"] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5], registers,
   });
   const ingestItems = new Counter({
-    name: "ingest_items_total", help: "Ingested items by type and outcome (accepted, or the drop reason)",
+    name: "ingest_items_total", help: "Ingested items by type and outcome (accepted, the drop reason, or unavailable: refused with 503)",
     labelNames: ["type", "outcome"] as const, registers,
   });
   // Per-request and per-item counts are tallied in plain maps and handed to prom-client when a

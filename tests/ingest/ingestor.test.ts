@@ -65,6 +65,8 @@ describe("fault injected (a writer that fails): a write that fails after the ses
       const failed = await ingestItems(d, ctx, batch).catch((e: unknown) => e);
       expect((failed as ApiError).code).toBe("unavailable");
       expect(writer.rows).toEqual([]);
+      for (const collect of d.metrics.collectors) collect();
+      expect(await d.metrics.registry.metrics()).toContain('ingest_items_total{type="event",outcome="unavailable"} 3');
 
       const retried = await ingestItems(d, ctx, batch);
       expect(retried.accepted).toBe(3);
