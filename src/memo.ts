@@ -22,7 +22,8 @@ export class BoundedMap<K, V> {
   #newest: Node<K, V> | undefined;
   #oldest: Node<K, V> | undefined;
 
-  constructor(readonly max: number) {
+  /** `onEvict` hears of every entry pushed out by the cap or by evictOldest (not of delete/clear). */
+  constructor(readonly max: number, private readonly onEvict?: (key: K, value: V) => void) {
     if (!Number.isInteger(max) || max < 1) throw new RangeError("max must be a positive integer");
   }
 
@@ -45,12 +46,16 @@ export class BoundedMap<K, V> {
     this.#newest = added;
     this.#oldest ??= added;
     this.#map.set(key, added);
-    if (this.#map.size > this.max) {
-      const evicted = this.#oldest!;
-      this.#oldest = evicted.newer;
-      this.#oldest!.older = undefined;
-      this.#map.delete(evicted.key);
-    }
+    if (this.#map.size > this.max) this.evictOldest();
+  }
+
+  /** Forgets the least recently used entry (none when empty); returns whether there was one. */
+  evictOldest(): boolean {
+    const evicted = this.#oldest;
+    if (evicted === undefined) return false;
+    this.delete(evicted.key);
+    this.onEvict?.(evicted.key, evicted.value);
+    return true;
   }
 
   /** The value without counting as a use. */

@@ -56,8 +56,11 @@ export function keyPrefixOf(key: string): string {
 }
 
 // Every request presents its key; the same few keys come back all day, and a digest through
-// Web Crypto costs a thread hop. Hashes of recent keys are kept (never the other way round).
+// Web Crypto costs a thread hop. Hashes of recent keys are kept (never the other way round), of
+// strings up to REMEMBERED_KEY_LENGTH only: keys are 46 characters and a root token a few dozen,
+// while a bearer token can be as long as the headers (64 KiB), and 10,000 of those are 640 MB.
 const recentHashes = new BoundedMap<string, string>(10_000);
+const REMEMBERED_KEY_LENGTH = 128;
 
 /** hashKey's answer when the key's hash is remembered (no Web Crypto round trip), else undefined. */
 export function knownKeyHash(key: string): string | undefined {
@@ -69,7 +72,7 @@ export async function hashKey(key: string): Promise<string> {
   const known = recentHashes.get(key);
   if (known !== undefined) return known;
   const hash = await digestHex(key);
-  recentHashes.set(key, hash);
+  if (key.length <= REMEMBERED_KEY_LENGTH) recentHashes.set(key, hash);
   return hash;
 }
 

@@ -28,6 +28,9 @@ export interface CacheRouteOptions {
   now?: () => number;
 }
 
+/** Answers longer than this (characters of JSON) are computed every time, never cached. */
+export const MAX_CACHED_BODY = 256 * 1024;
+
 type Outcome = { kind: "hit"; body: string; storedAt: number } | { kind: "computed"; status: number; body: string; contentType: string; cacheFailed: boolean };
 
 /** Builds the caching middleware for one route. */
@@ -60,7 +63,9 @@ export function cacheResponse(opts: CacheRouteOptions): MiddlewareHandler<AppEnv
       const res = c.res;
       const body = await res.clone().text();
       const outcome: Outcome = { kind: "computed", status: res.status, body, contentType: res.headers.get("content-type") ?? "application/json", cacheFailed };
-      if (res.status === 200 && !cacheFailed) {
+      // A very large answer (a year of hourly points) is not kept: a few of them would take the
+      // cache's memory (or Valkey's) from everything else.
+      if (res.status === 200 && !cacheFailed && body.length <= MAX_CACHED_BODY) {
         try {
           await opts.cache.set(key, { body, storedAt: now() }, opts.ttlSeconds);
         } catch {

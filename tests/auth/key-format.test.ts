@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { constantTimeEqual, generateKey, generateKeyId, generateRootToken, hashKey, keyPrefixOf, keyTypeOf, randomBase62 } from "../../src/auth/key-format.ts";
+import { constantTimeEqual, generateKey, generateKeyId, generateRootToken, hashKey, keyPrefixOf, keyTypeOf, knownKeyHash, randomBase62 } from "../../src/auth/key-format.ts";
 import { normalizeOrigin, originAllowed } from "../../src/auth/origin.ts";
 
 describe("key format", () => {
@@ -32,6 +32,15 @@ describe("key format", () => {
     const key = generateKey("public");
     expect(keyPrefixOf(key)).toBe(key.slice(0, 8));
     expect(keyPrefixOf(key)).toHaveLength(8);
+  });
+
+  test("hashKey remembers the hashes of key-sized strings only (a long bearer token is hashed, not kept)", async () => {
+    const key = generateKey("admin");
+    await hashKey(key);
+    expect(knownKeyHash(key)).toBe(await hashKey(key));
+    const long = `x${randomBase62(60_000)}`;
+    expect(await hashKey(long)).toMatch(/^[0-9a-f]{64}$/);
+    expect(knownKeyHash(long)).toBeUndefined();
   });
 
   test("hashKey is hex SHA-256", async () => {

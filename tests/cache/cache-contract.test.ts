@@ -99,6 +99,20 @@ test("memory: forgetting a version counter drops the entries, bumping a known on
   expect(await cache.get("k")).toBeUndefined();
 });
 
+test("memory: bounded in bytes too; the least recently used bodies go first", async () => {
+  const cache = memoryCache({ maxBytes: 3_000 });
+  for (const k of ["a", "b", "c"]) await cache.set(k, { body: k.repeat(1_000), storedAt: 0 }, 60);
+  expect(await cache.get("a")).toBeDefined(); // a is now the most recently used
+  await cache.set("d", { body: "d".repeat(1_500), storedAt: 0 }, 60);
+  // 4,500 bytes would be over: b then c (the least recently used) went.
+  expect([await cache.get("b"), await cache.get("c")]).toEqual([undefined, undefined]);
+  expect((await cache.get("a"))?.body).toHaveLength(1_000);
+  expect((await cache.get("d"))?.body).toHaveLength(1_500);
+  // Replacing an entry counts its new size only.
+  for (let i = 0; i < 10; i++) await cache.set("a", { body: "a".repeat(1_000), storedAt: i }, 60);
+  expect((await cache.get("d"))?.body).toHaveLength(1_500);
+});
+
 test("memory: an expired entry is a miss and is forgotten", async () => {
   let t = 1_000;
   const cache = memoryCache({ now: () => t });

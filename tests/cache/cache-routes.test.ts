@@ -2,6 +2,7 @@
 // per (service, date), scopes never shared, Valkey stopped and restarted mid-test, single flight.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ClickHouseClient } from "@clickhouse/client-web";
+import { MAX_CACHED_BODY } from "../../src/cache/cache-middleware.ts";
 import type { Cache } from "../../src/cache/cache.ts";
 import { valkeyCache } from "../../src/cache/valkey-cache.ts";
 import { type Dataset, loadDataset } from "../query/fixtures/dataset.ts";
@@ -80,6 +81,15 @@ describe("cached routes", () => {
     expect((await get(path.replace("week", "day"), q.keys.admin)).headers.get("x-cache")).toBe("MISS");
     // Out of scope: 403 even though an entry for this exact request exists.
     expect((await get(path, q.keys.adminOther)).status).toBe(403);
+  });
+
+  test("an answer longer than 256 KiB is computed every time, never cached", async () => {
+    // A year of hourly points (zero-filled: ~8,800 of them) is ~750 KB of JSON.
+    const path = "/v1/sessions/stats?service_id=alpha&from=2025-03-01&to=2026-02-28&interval=hour";
+    const first = await get(path);
+    expect(first.status).toBe(200);
+    expect((await first.text()).length).toBeGreaterThan(MAX_CACHED_BODY);
+    expect((await get(path)).headers.get("x-cache")).toBe("MISS");
   });
 
   test("50 concurrent identical misses run the queries once", async () => {
