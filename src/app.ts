@@ -90,6 +90,13 @@ function routePattern(path: string): RegExp {
 
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  // A zone name Intl knows and ClickHouse does not (US/Pacific-New, a deprecated link): the
+  // request's fault, said as for any other bad value.
+  const zone = /Cannot load time zone ([^\s'"]+)/.exec(String((err as Error)?.message ?? ""))?.[1];
+  if (zone !== undefined) {
+    const message = `${zone} is not a time zone ClickHouse knows; use its canonical IANA name`;
+    return new ApiError("invalid_query", `tz: ${message}`, { issues: [{ path: "tz", message }] });
+  }
   if (isBackendUnavailable(err)) {
     return new ApiError("unavailable", "ClickHouse or Valkey is not answering right now; retry later", { retryAfterSeconds: 5 });
   }

@@ -28,7 +28,7 @@ const Services = v.pipe(
  * body with every field). `origins` is optional for public keys and defaults to none: such a key
  * is refused for every browser request (Origin header) and accepted from servers and tools, so a
  * forgotten allow-list never opens a key to every web site. An admin token takes `services`, or
- * `service_id` as a one-service list.
+ * `service_id` as a one-service list (both only when they say the same).
  */
 export const CreateKeyBody = v.variant(
   "type",
@@ -40,6 +40,15 @@ export const CreateKeyBody = v.variant(
       v.forward(
         v.partialCheck([["services"], ["service_id"]], (b) => b.services !== undefined || b.service_id !== undefined, 'expected services (a list of service ids, or ["*"])'),
         ["services"],
+      ),
+      // Both, naming different services: which one was meant is a guess, so neither is taken.
+      v.forward(
+        v.partialCheck(
+          [["services"], ["service_id"]],
+          (b) => b.services === undefined || b.service_id === undefined || (b.services.length === 1 && b.services[0] === b.service_id),
+          "service_id and services name different services: send services alone",
+        ),
+        ["service_id"],
       ),
     ),
   ],

@@ -28,7 +28,12 @@ export interface EventListQuery {
   userId?: string;
   limit: number;
   after?: Keyset;
+  /** The page's text budget (default PAGE_BYTES). */
+  pageBytes?: number;
 }
+
+/** About how much event text (properties, url, name) one page carries; see listEvents. */
+export const PAGE_BYTES = 8 * 1024 * 1024;
 
 type Raw = Omit<EventRow, "event_id" | "timestamp" | "properties" | "session_id"> & { id: string; ts: number; sid: string; properties: string };
 
@@ -44,11 +49,19 @@ export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promi
   if (q.userId !== undefined) where.push(`user_id = ${p.bind("String", q.userId)}`);
   where.push(...itemConditions(q.filters, p, service, q.range));
   if (q.after) where.push(`(timestamp, toString(event_id)) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
-  const sql = `SELECT toString(event_id) AS id, name, toUnixTimestamp64Milli(timestamp) AS ts, ${session} AS sid, visitor_id, user_id, url, path, properties
-    FROM events WHERE ${where.join(" AND ")}
-    ORDER BY timestamp DESC, id DESC LIMIT ${p.bind("UInt32", q.limit + 1)}`;
-  const rows = await selectRows<Raw>(ch, sql, p);
-  const page = rows.slice(0, q.limit);
+  // A page holds up to `limit` events and about PAGE_BYTES of their text: 1,000 events of 50
+  // properties of 512 characters are 55 MB. Rows past that come back without their text
+  // (`beyond`), only to say that there is more: the page ends before them, with a cursor.
+  const size = "length(properties) + length(url) + length(name) + 256";
+  const sql = `SELECT id, name, ts, sid, visitor_id, user_id, url, path, if(beyond, '', properties) AS properties, beyond FROM (
+      SELECT toString(event_id) AS id, name, toUnixTimestamp64Milli(timestamp) AS ts, ${session} AS sid, visitor_id, user_id, url, path, properties,
+        sum(${size}) OVER (ORDER BY timestamp DESC, id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - (${size}) > ${p.bind("UInt64", q.pageBytes ?? PAGE_BYTES)} AS beyond
+      FROM events WHERE ${where.join(" AND ")}
+      ORDER BY timestamp DESC, id DESC LIMIT ${p.bind("UInt32", q.limit + 1)})
+    ORDER BY ts DESC, id DESC`;
+  const rows = await selectRows<Raw & { beyond: number }>(ch, sql, p);
+  const fits = rows.findIndex((r) => r.beyond === 1);
+  const page = rows.slice(0, Math.min(q.limit, fits === -1 ? rows.length : fits));
   const last = page[page.length - 1];
   return {
     data: page.map(({ id, ts, properties, ...rest }) => ({
@@ -62,7 +75,7 @@ export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promi
       path: rest.path,
       properties: parseProperties(properties),
     })),
-    next_cursor: rows.length > q.limit && last ? encodeCursor({ t: last.ts, id: last.id }) : null,
+    next_cursor: rows.length > page.length && last ? encodeCursor({ t: last.ts, id: last.id }) : null,
   };
 }
 

@@ -50,7 +50,13 @@ export function resolveRange(q: { from?: string; to?: string; tz: string }, now:
 
   const start = "date" in fromB ? localMidnight(fromB.date, q.tz) : fromB.ms;
   const end = "date" in toB ? localMidnight(dateOfDay(dayNumber(toB.date) + 1), q.tz) : toB.ms;
-  if (start >= end) throw invalid("from", "must be before to");
+  if (start >= end) {
+    // Dates in order that still make no time: every one of them was skipped by the zone.
+    if ("date" in fromB && "date" in toB && fromB.date <= toB.date) {
+      throw invalid("from", `${fromB.date === toB.date ? fromB.date : `${fromB.date} to ${toB.date}`} does not exist in ${q.tz} (the zone skipped it): the range is empty`);
+    }
+    throw invalid("from", "must be before to");
+  }
   if ("date" in fromB && "date" in toB) {
     const days = dayNumber(toB.date) - dayNumber(fromB.date) + 1;
     if (days > MAX_RANGE_DAYS) throw invalid("to", `the range may span at most ${MAX_RANGE_DAYS} days`);
@@ -83,7 +89,7 @@ export function bucketStarts(r: TimeRange, interval: Interval): number[] {
   if (interval === "week") day -= (new Date(day * DAY_MS).getUTCDay() + 6) % 7;
   if (interval === "month") day = dayNumber(`${dateOfDay(day).slice(0, 8)}01`);
   for (let t = localMidnight(dateOfDay(day), r.tz); t < r.end; t = localMidnight(dateOfDay(day), r.tz)) {
-    out.push(t);
+    if (out.at(-1) !== t) out.push(t); // a date the zone skipped starts where the next one does: one bucket
     day = interval === "day" ? day + 1 : interval === "week" ? day + 7 : nextMonth(day);
   }
   return out;

@@ -68,9 +68,10 @@ export function localDate(ms: number, tz: string): string {
 
 /**
  * The first instant whose local date in `tz` is `date`. Usually local 00:00; when the zone skips
- * midnight (a DST jump at 00:00) it is the jump itself, when the local day starts at 01:00.
+ * midnight (a DST jump at 00:00) it is the jump itself, when the local day starts at 01:00; when
+ * it skips the whole date, the start of the next one (an empty day).
  */
-export function localMidnight(date: string, tz: string): number {
+export function localMidnight(date: string, tz: string, skippedDepth = 0): number {
   const wall = dayNumber(date) * 86_400_000;
   // The offsets in force around that day; the answer is wall - one of them.
   const offsets = new Set([offsetMs(wall - 86_400_000, tz), offsetMs(wall, tz), offsetMs(wall + 86_400_000, tz)]);
@@ -80,8 +81,11 @@ export function localMidnight(date: string, tz: string): number {
   // No candidate shows 00:00: midnight was skipped. The earliest candidate already on `date`
   // (computed with the offset before the jump) is the jump instant.
   const onDate = candidates.find((t) => localDate(t, tz) === date);
-  if (onDate === undefined) throw new Error(`no local midnight for ${date} in ${tz}`);
-  return onDate;
+  if (onDate !== undefined) return onDate;
+  // The zone skipped the whole date (Pacific/Apia and Pacific/Fakaofo have no 2011-12-30): it is
+  // an empty day, starting and ending where the next date starts.
+  if (skippedDepth >= 2) throw new Error(`no local midnight for ${date} in ${tz}`);
+  return localMidnight(dateOfDay(dayNumber(date) + 1), tz, skippedDepth + 1);
 }
 
 /**

@@ -105,6 +105,7 @@ describe("key routes: errors", () => {
     ["admin without services", { type: "admin" }, "services"],
     ["admin with no services", { type: "admin", services: [] }, "services"],
     ["* mixed with ids", { type: "admin", services: ["*", "shop"] }, "services"],
+    ["admin service_id and services naming others", { type: "admin", service_id: "shop", services: ["blog"] }, "service_id"],
     ["name too long", { type: "secret", service_id: "shop", name: "n".repeat(121) }, "name"],
   ];
   test("fields of other key types are ignored (API.md shows one body with every field); an admin token may name one service_id", async () => {
@@ -114,6 +115,8 @@ describe("key routes: errors", () => {
     const admin = await post({ type: "admin", service_id: "shop", origins: [] });
     expect(admin.status).toBe(201);
     expect(((await admin.json()) as { services: string[] }).services).toEqual(["shop"]);
+    const both = await post({ type: "admin", service_id: "shop", services: ["shop"] });
+    expect(both.status).toBe(201);
   });
 
   for (const [name, body, path] of cases) {

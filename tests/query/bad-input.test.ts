@@ -122,3 +122,31 @@ async function counts() {
   });
   return rows.json();
 }
+
+describe("zones at their edges are answered, never a 500", () => {
+  test("a date the zone skipped (Pacific/Apia has no 2011-12-30) is an empty day; alone, a 400 that says so", async () => {
+    for (const path of [
+      "/v1/sessions?service_id=alpha&tz=Pacific/Apia&to=2011-12-29",
+      "/v1/sessions/stats?service_id=alpha&tz=Pacific/Apia&from=2012-01-01&to=2012-01-02",
+      "/v1/sessions/stats?service_id=alpha&tz=Pacific/Apia&from=2011-12-28&to=2012-01-01&interval=day",
+    ]) {
+      const res = await get(path);
+      expect([path, res.status]).toEqual([path, 200]);
+    }
+    // Only that date: nothing to answer about, said so.
+    const only = await get("/v1/behavior/summary?service_id=alpha&tz=Pacific/Fakaofo&date=2011-12-30");
+    expect(only.status).toBe(400);
+    expect(((await only.json()) as { error: { message: string } }).error.message).toContain("2011-12-30 does not exist in Pacific/Fakaofo");
+    const stats = (await (await get("/v1/sessions/stats?service_id=alpha&tz=Pacific/Apia&from=2011-12-28&to=2012-01-01&interval=day")).json()) as { series: Array<{ t: string }> };
+    // 28, 29, (30 skipped), 31, 1: four days, each once.
+    expect(stats.series.map((p) => p.t)).toEqual(["2011-12-28T10:00:00.000Z", "2011-12-29T10:00:00.000Z", "2011-12-30T10:00:00.000Z", "2011-12-31T10:00:00.000Z"]);
+  });
+
+  test("a zone name Intl knows and ClickHouse does not (US/Pacific-New) is 400 invalid_query on tz", async () => {
+    const res = await get("/v1/sessions/stats?service_id=alpha&tz=US/Pacific-New");
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; issues: Array<{ path: string }> } };
+    expect(body.error.code).toBe("invalid_query");
+    expect(body.error.issues.map((i) => i.path)).toEqual(["tz"]);
+  });
+});

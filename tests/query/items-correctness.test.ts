@@ -128,6 +128,25 @@ describe("lists page through exactly the brute-force order", () => {
     }
   });
 
+  test("an event page ends early at its text budget, with a cursor; paging still lists every event once", async () => {
+    const range = RANGES[0]![1];
+    const want = data.items.events("alpha", range, {}).map((e) => e.id);
+    expect(want.length).toBeGreaterThan(20);
+    const got: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | null = null;
+    do {
+      // ~300 bytes per event as counted (text + 256): about three per page.
+      const page = await listEvents(data.db.client, { serviceId: "alpha", range, filters: {}, limit: 1000, pageBytes: 700, after: decodeCursor(cursor ?? undefined) });
+      expect(page.data.length).toBeGreaterThan(0);
+      sizes.push(page.data.length);
+      got.push(...page.data.map((e) => e.event_id));
+      cursor = page.next_cursor;
+    } while (cursor);
+    expect(got).toEqual(want);
+    expect(Math.max(...sizes)).toBeLessThan(6);
+  });
+
   test("event rows parse properties back into objects", async () => {
     const page = await listEvents(data.db.client, { serviceId: "gamma", range: RANGES[0]![1], filters: {}, name: "purchase", limit: 5 });
     expect(page.data.length).toBeGreaterThan(0);
