@@ -147,6 +147,23 @@ describe("session views", () => {
     await insert("sessions", [one], "dedup-y");
     expect(await count()).toEqual([2, 2, 2]);
   });
+
+  test("a replay is still a no-op after 1,100 other inserts into the table (schemas/08: the window is 10,000 blocks)", async () => {
+    // errors: a plain MergeTree with no view reading it, so the fillers are cheap and nothing merges duplicates away.
+    const row = (id: string, service: string) => ({
+      service_id: service, event_id: id, timestamp: at("12:30"), received_at: at("12:30"), session_id: "s", visitor_id: "v", user_id: "",
+      fingerprint: "f", message: "m", stack: "", source: "", line: 1, column: 1, url: "https://x.example/", path: "/",
+    });
+    const replayed = row(crypto.randomUUID(), "dedup-late");
+    const count = async () => Number((await rows<{ n: number }>(`SELECT count() AS n FROM ${db}.errors WHERE service_id = 'dedup-late'`))[0]!.n);
+    await insert("errors", [replayed], "late-replay");
+    // Other writers' flushes (another service, each its own token), as other instances make.
+    for (let i = 0; i < 1_100; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => insert("errors", [row(crypto.randomUUID(), "dedup-filler")], `filler-${i + j}`)));
+    }
+    await insert("errors", [replayed], "late-replay");
+    expect(await count()).toBe(1);
+  }, 60_000);
 });
 
 describe("item views", () => {
