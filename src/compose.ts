@@ -21,7 +21,7 @@ import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
 import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-store.ts";
 import { storedEventIds } from "./ingest/stored-ids.ts";
-import { rememberSpooled, valkeyWarmGuard, warmUp } from "./ingest/warm-up.ts";
+import { openWhenWarm, rememberSpooled, warmUp } from "./ingest/warm-up.ts";
 import { directWriter, spoolSink, spoolWriter } from "./ingest/writers.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
@@ -152,42 +152,17 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const saltStore = valkeySalts ?? createFileSaltStore(saltsPath);
   // Rebuilds session states and recent event ids from what ClickHouse holds, once the spool is in
   // ClickHouse too: in-process state died with the previous process; Valkey's only when Valkey
-  // lost its data (valkeyWarmGuard checks at start and every few seconds). Until that is done,
-  // ingest answers 503: items placed on an empty state would split sessions and let retries of
-  // stored events in twice. While ClickHouse does not answer (it is down as the service starts),
-  // the service starts anyway and tries again every few seconds.
-  let ingestReady = false;
-  const warm = async () => {
-    ingestReady = false;
-    await valkeySalts?.republish().catch((err) => logger.warn("could not put the day's salts back into Valkey", { error: String(err) }));
-    await batcher?.flush();
-    const warmed = await warmUp(clickhouse.client, stateStore, dedup);
-    ingestReady = true;
-    logger.info("state warmed up", warmed);
-  };
-  const warmFailed = (err: unknown) => logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey not answering); ingest answers 503 until it is", { error: String((err as Error)?.message ?? err) });
-  let warmRetry: ReturnType<typeof setInterval> | undefined;
-  const warmGuard = redis
-    ? valkeyWarmGuard(redis, warm, { onError: warmFailed, onChecked: () => (ingestReady = true) })
-    : undefined;
-  if (warmGuard) {
-    if (await warmGuard.check().catch((err) => (warmFailed(err), false))) {
-      logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse");
-    }
-  } else {
-    let warming = false;
-    const attempt = async () => {
-      if (ingestReady || warming) return;
-      warming = true;
-      await warm().catch(warmFailed).finally(() => (warming = false));
-      if (ingestReady && warmRetry) clearInterval(warmRetry);
-    };
-    await attempt();
-    if (!ingestReady) {
-      warmRetry = setInterval(() => void attempt(), 5_000);
-      (warmRetry as { unref?: () => void }).unref?.();
-    }
-  }
+  // lost its data. Until then ingest answers 503 (openWhenWarm says why and when it retries).
+  const warmth = await openWhenWarm({
+    redis,
+    warm: async () => {
+      await valkeySalts?.republish().catch((err) => logger.warn("could not put the day's salts back into Valkey", { error: String(err) }));
+      await batcher?.flush();
+      logger.info("state warmed up", await warmUp(clickhouse.client, stateStore, dedup));
+    },
+    onError: (err) => logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey not answering); ingest answers 503 until it is", { error: String((err as Error)?.message ?? err) }),
+    onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
+  });
   const notWarm = () => new ApiError("unavailable", "Ingest state is being rebuilt from ClickHouse, which is not answering yet; retry later", { retryAfterSeconds: 5 });
   const ingestDeps: IngestorDeps = {
     sessionizer: new Sessionizer(stateStore),
@@ -224,7 +199,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       } catch {
         reasons.push("spool: at its cap while ClickHouse catches up");
       }
-      if (!ingestReady) reasons.push("ingest: session and event-id state not rebuilt from ClickHouse yet");
+      if (!warmth.ready()) reasons.push("ingest: session and event-id state not rebuilt from ClickHouse yet");
       // With Valkey, ingest needs it (event-id claims, session state): down means refusing items.
       if (redis && redis.status !== "ready") reasons.push(`valkey: ${redis.status}`);
       return reasons;
@@ -235,7 +210,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         store: keyStore,
         auth: ingestAuth(keyStore, { rootToken: rootToken.token }),
         cors: ingestCors(keyStore),
-        ingest: (ctx, raws, type) => (ingestReady ? ingestItems(ingestDeps, ctx, raws, type) : (countRefused(metrics, raws, type), Promise.reject(notWarm()))),
+        ingest: (ctx, raws, type) => (warmth.ready() ? ingestItems(ingestDeps, ctx, raws, type) : (countRefused(metrics, raws, type), Promise.reject(notWarm()))),
         trustProxy: config.trustProxy,
         socketIp: opts.socketIp ?? (() => undefined),
       }),
@@ -251,8 +226,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       await batcher?.flush();
     },
     close: async () => {
-      warmGuard?.stop();
-      if (warmRetry) clearInterval(warmRetry);
+      warmth.stop();
       const drained = batcher ? await batcher.close() : true;
       await spool.close();
       logger.info("spool closed", { drained });

@@ -154,3 +154,53 @@ export async function rememberSpooled(spool: Spool, dedup: EventDedup): Promise<
   for (const ref of spool.sealedSegments()) total += await rememberRecords(await spool.readSegment(ref), dedup);
   return total;
 }
+
+/** Whether ingest may take items: its state has been rebuilt (see openWhenWarm). */
+export interface IngestWarmth {
+  ready(): boolean;
+  stop(): void;
+}
+
+/**
+ * Runs `warm` (which rebuilds the state with warmUp) until it has succeeded, and says meanwhile
+ * that ingest must refuse items: placed on an empty state they would split sessions and let
+ * retries of stored events in twice.
+ * - Without Valkey (state in process): at start, and every `retryMs` until it succeeds (ClickHouse
+ *   may be down as the service starts: the service starts anyway).
+ * - With Valkey: whenever its marker is missing (valkeyWarmGuard), at start and every few seconds;
+ *   ready again once the marker is there or the rebuild is done.
+ */
+export async function openWhenWarm(opts: {
+  warm: () => Promise<void>;
+  redis?: Pick<Redis, "exists" | "set">;
+  onError: (err: unknown) => void;
+  /** Told when Valkey held no state and it was rebuilt. */
+  onRebuilt?: () => void;
+  retryMs?: number;
+}): Promise<IngestWarmth> {
+  let ready = false;
+  const warm = async () => {
+    ready = false;
+    await opts.warm();
+    ready = true;
+  };
+  if (opts.redis) {
+    const guard = valkeyWarmGuard(opts.redis, warm, { onError: opts.onError, onChecked: () => (ready = true) });
+    if (await guard.check().catch((err) => (opts.onError(err), false))) opts.onRebuilt?.();
+    return { ready: () => ready, stop: guard.stop };
+  }
+  let warming = false;
+  let retry: ReturnType<typeof setInterval> | undefined;
+  const attempt = async () => {
+    if (ready || warming) return;
+    warming = true;
+    await warm().catch(opts.onError).finally(() => (warming = false));
+    if (ready && retry) clearInterval(retry);
+  };
+  await attempt();
+  if (!ready) {
+    retry = setInterval(() => void attempt(), opts.retryMs ?? 5_000);
+    (retry as { unref?: () => void }).unref?.();
+  }
+  return { ready: () => ready, stop: () => clearInterval(retry) };
+}
