@@ -48,10 +48,10 @@ function serve() {
   return Bun.serve({
     port: config.port,
     hostname: config.host,
-    // Far above every route's own limit (ingest 64 KiB / 1 MiB, keys 64 KiB), which the routes check
+    // Off: every route has its own limit (ingest 64 KiB / 1 MiB, keys 64 KiB), which the routes check
     // from Content-Length before reading and while streaming: any oversized body gets the contract's
     // 413 with X-Request-Id, not Bun's bare one. A route that reads no body never buffers one.
-    maxRequestBodySize: 1024 * 1024 * 1024,
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     // Longer than the ClickHouse client's 60 s request timeout: a query waiting on a hung ClickHouse
     // ends in the contract's 503, not in Bun closing the connection at its default 10 s.
     idleTimeout: 75,
@@ -60,15 +60,28 @@ function serve() {
 }
 logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode });
 
-// Shutdown order: stop accepting (in-flight requests finish), drain the spool into ClickHouse,
-// close the spool, stop the key refresher, then close Valkey and ClickHouse (the engine last).
+// Shutdown order: stop accepting (in-flight requests get IN_FLIGHT_MS to finish; one still
+// waiting on a hung ClickHouse is cut off then), drain the spool into ClickHouse
+// (SHUTDOWN_TIMEOUT_MS), close the spool, stop the key refresher, then close Valkey and
+// ClickHouse (the engine last; 2 s at most, see compose.ts). An ingest request cut off still
+// finishes its spool write: the handler runs on, only its connection is closed.
+const IN_FLIGHT_MS = 2_000;
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   logger.info("shutting down", { signal });
-  const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs + 5000);
-  await server.stop();
+  const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs + IN_FLIGHT_MS + 5000);
+  let cut: ReturnType<typeof setTimeout> | undefined;
+  const finished = await Promise.race([
+    server.stop().then(() => true),
+    new Promise<false>((resolve) => (cut = setTimeout(resolve, IN_FLIGHT_MS, false))),
+  ]);
+  clearTimeout(cut);
+  if (!finished) {
+    logger.warn("requests still in flight after 2 s (ClickHouse not answering?): closing their connections");
+    void server.stop(true);
+  }
   await service.close();
   await closeEmbeddedEngines();
   clearTimeout(force);

@@ -128,19 +128,24 @@ test("a hung ClickHouse (stopped with SIGSTOP): /readyz answers 503 within a few
   }
 }, 60_000);
 
-test("SIGTERM with a hung ClickHouse: the spool is kept for the next start and the process exits 0 within SHUTDOWN_TIMEOUT_MS + 2 s", async () => {
+test("SIGTERM with a hung ClickHouse and a query waiting on it: the spool is kept for the next start and the process exits 0 within 2 s + SHUTDOWN_TIMEOUT_MS + 2 s", async () => {
   const s = await sink.startService({ env: { SHUTDOWN_TIMEOUT_MS: "3000" } });
   const key = await s.createKey({ type: "secret", service_id: "hung_stop" });
+  const admin = await s.createKey({ type: "admin", services: ["hung_stop"] });
   const pgid = sink.ch.pid!;
   process.kill(-pgid, "SIGSTOP");
   try {
     const res = await s.fetch("/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body: JSON.stringify({ name: "kept", ip: "8.8.8.8", user_agent: UA }) });
     expect(res.status).toBe(202);
     await Bun.sleep(6_000); // a key refresh (every 5 s) is now waiting on the hung ClickHouse
+    // A dashboard query waits on it too (its connection is closed at shutdown: the fetch fails).
+    const query = s.fetch("/v1/sessions?service_id=hung_stop&limit=7", { headers: { Authorization: `Bearer ${admin}` } }).then((r) => r.status, () => "closed");
+    await Bun.sleep(200);
     const started = Date.now();
     const exit = await s.kill("SIGTERM");
     expect(exit.code).toBe(0);
-    expect(Date.now() - started).toBeLessThan(3000 + 2000 + 1500);
+    expect(Date.now() - started).toBeLessThan(2000 + 3000 + 2000 + 1500);
+    expect(await query).toBe("closed");
   } finally {
     process.kill(-pgid, "SIGCONT");
   }

@@ -32,6 +32,11 @@ test("a body of several MiB gets the app's 413 payload_too_large with X-Request-
     expect(res.headers.get("x-request-id")).toBe("big-body-1");
     expect(((await res.json()) as { error: { code: string }; request_id: string })).toMatchObject({ error: { code: "payload_too_large" }, request_id: "big-body-1" });
   }
+  // A declared length past any size (4 GiB): the app's 413 too, from Content-Length alone.
+  const raw = await rawRequest(s.port, `POST /v1/ingest/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${secret}\r\nContent-Type: application/json\r\nContent-Length: 4294967296\r\nX-Request-Id: huge-1\r\n\r\n{"items":[`);
+  expect(raw).toStartWith("HTTP/1.1 413");
+  expect(raw.toLowerCase()).toContain("x-request-id: huge-1");
+  expect(raw).toContain('"code":"payload_too_large"');
   // The connection and the service are fine afterwards.
   expect((await s.fetch("/healthz")).status).toBe(200);
 }, 60_000);
@@ -64,3 +69,27 @@ test("package.json's start and the Dockerfile's CMD run bun with the same flags 
   const cmd = readFileSync("Dockerfile", "utf8").split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!;
   expect(JSON.parse(cmd.slice(4))).toEqual(["bun", ...BUN_FLAGS, "src/main.ts"]);
 });
+
+/** Sends `text` on a fresh TCP connection and returns what comes back within 5 s (or until closed). */
+async function rawRequest(port: number, text: string): Promise<string> {
+  let received = "";
+  let done!: () => void;
+  const closed = new Promise<void>((resolve) => (done = resolve));
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_, chunk) {
+        received += new TextDecoder().decode(chunk);
+        if (received.includes("\r\n\r\n") && /"request_id"/.test(received)) done();
+      },
+      close() {
+        done();
+      },
+    },
+  });
+  socket.write(text);
+  await Promise.race([closed, Bun.sleep(5_000)]);
+  socket.end();
+  return received;
+}
