@@ -13,16 +13,17 @@ import type Redis from "ioredis";
 /** How long an event id is remembered. */
 export const DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000;
 /**
- * How long an unconfirmed claim blocks its id: longer than any request takes to write, and longer
- * than a crashed instance takes to start again. An instance killed after writing a request's rows
- * to its spool and before confirming leaves the claim pending; when it starts again it confirms
- * the ids of its leftover spool before taking requests (rememberSpooled). Were the claim to expire
- * first, a client's retry through another instance would be stored, and the replay a second
- * copy (multi-instance audit, 2026-11-28: the instance came back after 42 s, past the 30 s this
- * was). The price: a retry of exactly such an id is refused (503) for up to this long when its
- * instance never comes back.
+ * How long an unconfirmed claim blocks its id: longer than any request takes to write, and as long
+ * as a crashed instance usually takes to start again. An instance killed after writing a request's
+ * rows to its spool and before confirming leaves the claim pending; when it starts again it
+ * confirms the ids of its leftover spool before taking requests (rememberSpooled). Were the claim
+ * to expire first, a client's retry through another instance would be stored, and the replay a
+ * second copy (multi-instance audit, 2026-11-28: the instance came back after 42 s, past the 30 s
+ * this was). The price, paid also by one instance restarting: the retry of an id whose request was
+ * cut off before its rows were written is refused (503) for up to this long. A minute balances the
+ * two; an owner-tagged claim released at restart would remove the price, and is not built.
  */
-export const PENDING_CLAIM_MS = 5 * 60 * 1000;
+export const PENDING_CLAIM_MS = 60 * 1000;
 
 /** Another request holds a claim on one of the ids and has not written its rows yet. */
 export class ClaimPendingError extends Error {
