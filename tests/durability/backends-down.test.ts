@@ -8,6 +8,9 @@ import { PROCESS_ROOT_TOKEN, useSinkFixture, type ServiceProcess } from "../help
 import { freeDbIndex, startValkey, stopValkey } from "../setup/valkey.ts";
 
 const sink = useSinkFixture();
+// The sink is stopped with SIGTERM here (connections are refused alike): restarted on its data
+// dir after a SIGKILL, the embedded endpoint (`npm run clickhouse`) answered /ping but hung on
+// queries in 2 of 5 runs of this file, and every later test then timed out.
 const UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
 
 async function expect503(s: ServiceProcess, path: string, init: RequestInit = {}) {
@@ -38,7 +41,7 @@ test("ClickHouse down: query and key routes answer 503 unavailable, /readyz says
   const auth = { Authorization: `Bearer ${admin}` };
   expect(await until(async () => (((await (await s.fetch("/v1/events?service_id=down", { headers: auth })).json()) as { data: unknown[] }).data.length === 1), 10_000)).toBe(true);
 
-  await sink.ch.stop("SIGKILL");
+  await sink.ch.stop("SIGTERM");
   try {
     for (const path of ["/v1/sessions?service_id=down", "/v1/sessions/stats?service_id=down&interval=day", "/v1/events?service_id=down", "/v1/funnels/f?service_id=down", "/v1/behavior/summary?service_id=down&limit=11"]) {
       await expect503(s, path, { headers: auth });
@@ -78,7 +81,7 @@ test("ACK_MODE=insert with ClickHouse down: 503, and the retry once it is back c
   const t = Date.now() - 5 * 60_000;
   const batch = { items: [0, 1, 2].map((i) => ({ type: "event", name: "buy", event_id: crypto.randomUUID(), timestamp: t + i * 1000, anonymous_id: "insert-visitor", ip: "8.8.8.8", user_agent: UA })) };
   const send = () => s.fetch("/v1/ingest/batch", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body: JSON.stringify(batch) });
-  await sink.ch.stop("SIGKILL");
+  await sink.ch.stop("SIGTERM");
   try {
     expect((await send()).status).toBe(503);
   } finally {
