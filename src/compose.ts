@@ -10,11 +10,12 @@ import { registerKeyRoutes } from "./auth/key-routes.ts";
 import { resolveRootToken } from "./auth/root-token.ts";
 import type { Config } from "./config.ts";
 import { ApiError } from "./errors.ts";
+import { withTimeout } from "./with-timeout.ts";
 import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
 import { createCountryLookup } from "./ingest/enrich/country.ts";
 import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
 import { createFileSaltStore, saltFile } from "./ingest/enrich/file-salt-store.ts";
-import { countRefused, ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
+import { BYTES_PER_ITEM, countRefused, ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
 import { visitorHasher } from "./ingest/pipeline.ts";
 import { memoize } from "./memo.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
@@ -195,7 +196,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       }
       // The same check ingest makes (room for one more item), so ready means ingest is taking items.
       try {
-        writer.assertRoom(1024);
+        writer.assertRoom(BYTES_PER_ITEM);
       } catch {
         reasons.push("spool: at its cap while ClickHouse catches up");
       }
@@ -242,13 +243,3 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   };
 }
 
-/** `promise`'s value, or undefined when it takes longer than `ms` (it is left to settle alone). */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms, undefined)));
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

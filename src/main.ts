@@ -4,6 +4,7 @@ import { getConnInfo } from "hono/bun";
 import { composeService } from "./compose.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { closeEmbeddedEngines } from "./storage/clickhouse.ts";
+import { withTimeout } from "./with-timeout.ts";
 
 let config: Config;
 try {
@@ -72,12 +73,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info("shutting down", { signal });
   const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs + IN_FLIGHT_MS + 5000);
-  let cut: ReturnType<typeof setTimeout> | undefined;
-  const finished = await Promise.race([
-    server.stop().then(() => true),
-    new Promise<false>((resolve) => (cut = setTimeout(resolve, IN_FLIGHT_MS, false))),
-  ]);
-  clearTimeout(cut);
+  const finished = await withTimeout(server.stop().then(() => true), IN_FLIGHT_MS);
   if (!finished) {
     logger.warn("requests still in flight after 2 s (ClickHouse not answering?): closing their connections");
     void server.stop(true);

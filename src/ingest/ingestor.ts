@@ -45,7 +45,7 @@ export interface IngestResult {
 }
 
 /** Rough bytes per item in the spool, to refuse before any state changes when it is full. */
-const BYTES_PER_ITEM = 1024;
+export const BYTES_PER_ITEM = 1024;
 
 /**
  * Ingests `raws` for the key's service. `type` is set by the single-item routes. Items of a request

@@ -4,13 +4,8 @@
 # is missing, which needs root or sudo. Run by `npm test` and `.ci/run`; a no-op when installed.
 set -euo pipefail
 
-die() { printf 'install-chromium: ERROR: %s\n' "$*" >&2; exit 1; }
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    die "installing chromium needs root (or sudo): $*"
-  fi
-}
-export DEBIAN_FRONTEND=noninteractive
+INSTALLING=chromium
+source "$(dirname "${BASH_SOURCE[0]}")/apt-helpers.sh"
 
 if command -v chromium >/dev/null; then
   exit 0 # already installed

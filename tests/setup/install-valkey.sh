@@ -5,13 +5,8 @@
 # starting a system-wide server. Run by `npm test` and `.ci/run`; a no-op when already installed.
 set -euo pipefail
 
-die() { printf 'install-valkey: ERROR: %s\n' "$*" >&2; exit 1; }
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    die "installing valkey-server needs root (or sudo): $*"
-  fi
-}
-export DEBIAN_FRONTEND=noninteractive
+INSTALLING=valkey
+source "$(dirname "${BASH_SOURCE[0]}")/apt-helpers.sh"
 
 install_valkey() {
   local sources=/etc/apt/sources.list.d/debian.sources
