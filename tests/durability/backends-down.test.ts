@@ -5,12 +5,15 @@
 // in the session a retry then writes.
 import { expect, test } from "bun:test";
 import { PROCESS_ROOT_TOKEN, useSinkFixture, type ServiceProcess } from "../helpers/service-process.ts";
+import { startTcpFaultProxy } from "../helpers/tcp-fault-proxy.ts";
 import { freeDbIndex, startValkey, stopValkey } from "../setup/valkey.ts";
 
 const sink = useSinkFixture();
 // The sink is stopped with SIGTERM here (connections are refused alike): restarted on its data
 // dir after a SIGKILL, the embedded endpoint (`npm run clickhouse`) answered /ping but hung on
-// queries in 2 of 5 runs of this file, and every later test then timed out.
+// queries in 2 of 5 runs of this file, and every later test then timed out. A hung ClickHouse is
+// a proxy that stops passing bytes (tcp-fault-proxy.ts), not a SIGSTOPped endpoint, for the same
+// reason.
 const UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
 
 async function expect503(s: ServiceProcess, path: string, init: RequestInit = {}) {
@@ -116,10 +119,11 @@ test("Valkey down: ingest answers 503 unavailable and /readyz names it; once it 
   expect(s.logs()).not.toContain("request failed");
 }, 120_000);
 
-test("a hung ClickHouse (stopped with SIGSTOP): /readyz answers 503 within a few seconds", async () => {
-  const s = await sink.startService();
-  const pgid = sink.ch.pid!;
-  process.kill(-pgid, "SIGSTOP");
+test("a hung ClickHouse (a proxy that stops passing bytes): /readyz answers 503 within a few seconds", async () => {
+  const proxy = await startTcpFaultProxy(sink.ch.port);
+  const s = await sink.startService({ clickhouseUrl: proxy.url });
+  expect((await s.fetch("/readyz")).status).toBe(200);
+  proxy.hang();
   try {
     const started = Date.now();
     const res = await s.fetch("/readyz", { signal: AbortSignal.timeout(10_000) });
@@ -127,16 +131,19 @@ test("a hung ClickHouse (stopped with SIGSTOP): /readyz answers 503 within a few
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(((await res.json()) as { reasons: string[] }).reasons.join(" ")).toContain("no answer within");
   } finally {
-    process.kill(-pgid, "SIGCONT");
+    proxy.resume();
   }
+  expect(await until(async () => (await s.fetch("/readyz")).status === 200, 10_000)).toBe(true);
+  await s.dispose();
+  await proxy.close();
 }, 60_000);
 
 test("SIGTERM with a hung ClickHouse and a query waiting on it: the spool is kept for the next start and the process exits 0 within 2 s + SHUTDOWN_TIMEOUT_MS + 2 s", async () => {
-  const s = await sink.startService({ env: { SHUTDOWN_TIMEOUT_MS: "3000" } });
+  const proxy = await startTcpFaultProxy(sink.ch.port);
+  const s = await sink.startService({ clickhouseUrl: proxy.url, env: { SHUTDOWN_TIMEOUT_MS: "3000" } });
   const key = await s.createKey({ type: "secret", service_id: "hung_stop" });
   const admin = await s.createKey({ type: "admin", services: ["hung_stop"] });
-  const pgid = sink.ch.pid!;
-  process.kill(-pgid, "SIGSTOP");
+  proxy.hang();
   try {
     const res = await s.fetch("/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body: JSON.stringify({ name: "kept", ip: "8.8.8.8", user_agent: UA }) });
     expect(res.status).toBe(202);
@@ -150,10 +157,12 @@ test("SIGTERM with a hung ClickHouse and a query waiting on it: the spool is kep
     expect(Date.now() - started).toBeLessThan(2000 + 3000 + 2000 + 1500);
     expect(await query).toBe("closed");
   } finally {
-    process.kill(-pgid, "SIGCONT");
+    proxy.resume();
   }
   // The next start delivers what the spool kept.
   await s.start();
   const rows = async () => Number(((await (await sink.client.query({ query: "SELECT count() AS n FROM events WHERE service_id = 'hung_stop'", format: "JSONEachRow" })).json()) as Array<{ n: string }>)[0]!.n);
   expect(await until(async () => (await rows()) === 1, 20_000)).toBe(true);
+  await s.dispose();
+  await proxy.close();
 }, 60_000);

@@ -275,8 +275,11 @@ export interface SinkFixture {
   ch: EmbeddedServer;
   client: ClickHouseClient;
   database: string;
-  /** Starts a service process on this endpoint and database; it is disposed after the file. */
-  startService(opts?: Omit<ServiceProcessOptions, "clickhouseUrl" | "database">): Promise<ServiceProcess>;
+  /**
+   * Starts a service process on this endpoint and database; it is disposed after the file.
+   * `clickhouseUrl` may name another way to the same endpoint (a fault proxy in front of it).
+   */
+  startService(opts?: Omit<ServiceProcessOptions, "clickhouseUrl" | "database"> & { clickhouseUrl?: string }): Promise<ServiceProcess>;
 }
 
 /** Registers the file's beforeAll/afterAll for a SinkFixture; its fields are set once beforeAll ran. */
@@ -284,7 +287,7 @@ export function useSinkFixture(): SinkFixture {
   const services: ServiceProcess[] = [];
   const fixture = {
     async startService(opts = {}) {
-      const s = await startServiceProcess({ ...opts, clickhouseUrl: fixture.ch.url, database: fixture.database });
+      const s = await startServiceProcess({ clickhouseUrl: fixture.ch.url, ...opts, database: fixture.database });
       services.push(s);
       return s;
     },
