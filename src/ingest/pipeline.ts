@@ -3,7 +3,7 @@
 // there. The steps are pure but for the salt and country look-ups passed in.
 import * as v from "valibot";
 import { toIssues, type Issue } from "../errors.ts";
-import { detectBot } from "./enrich/bot.ts";
+import { detectBot, serverRequestAgent } from "./enrich/bot.ts";
 import { clientIp } from "./enrich/client-ip.ts";
 import { countryFromHeaders, type CountryLookup } from "./enrich/country.ts";
 import { errorFingerprint } from "./enrich/error-fingerprint.ts";
@@ -179,10 +179,11 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
   const time = itemTime(item, ctx);
   if (time instanceof Drop) return time;
 
-  // Server keys speak for their own clients: their items carry the client's IP and user agent.
-  // Without a user agent a server item is not a browser hit, so the bot check does not apply.
+  // Server keys speak for their own clients: their items carry the client's IP and user agent,
+  // else the request's (a User-Agent header naming an HTTP library is the back end's own client:
+  // no user agent). Without a user agent a server item is not a browser hit: no bot check.
   const fromServer = ctx.keyType === "secret";
-  const ua = fromServer ? item.user_agent ?? "" : ctx.headers.get("user-agent") ?? "";
+  const ua = fromServer ? item.user_agent ?? serverRequestAgent(ctx.headers.get("user-agent")) : ctx.headers.get("user-agent") ?? "";
   if ((!fromServer || ua !== "") && detectBot(ua)) return new Drop("bot", "the user agent is a bot or a script");
   const ip = fromServer && item.ip ? item.ip : clientIp(ctx.headers, ctx.socketIp, ctx.trustProxy);
   const headerCountry = fromServer && item.ip ? null : countryFromHeaders(ctx.headers, ctx.trustProxy);

@@ -148,6 +148,20 @@ describe("drops and errors", () => {
     expect(row!.n).toBe(0);
   });
 
+  test("a secret key's item without user_agent takes the User-Agent header (a crawler's is a bot), unless it names an HTTP library", async () => {
+    const send = (path: string, ua: string) => post("/v1/ingest/pageview", { url: `https://shop.example${path}`, ip: "8.8.4.4" }, { "User-Agent": ua });
+    const iphone = (await (await send("/ua-header/iphone", IPHONE)).json()) as { accepted: number };
+    const crawler = (await (await send("/ua-header/crawler", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")).json()) as { accepted: number; dropped: { reason: string }[] };
+    const library = (await (await send("/ua-header/library", "python-requests/2.31.0")).json()) as { accepted: number };
+    expect([iphone.accepted, crawler.accepted, crawler.dropped[0]?.reason, library.accepted]).toEqual([1, 0, "bot", 1]);
+    await svc.flush();
+    const stored = await rows<{ path: string; device: string; browser: string }>("SELECT path, device, browser FROM page_views WHERE path LIKE '/ua-header/%' ORDER BY path");
+    expect(stored.map((r) => [r.path, r.device, r.browser])).toEqual([
+      ["/ua-header/iphone", "mobile", "Safari"],
+      ["/ua-header/library", "other", "Unknown"],
+    ]);
+  });
+
   test("a bad batch item is dropped with its index; the rest are kept", async () => {
     const res = await post("/v1/ingest/batch", {
       items: [

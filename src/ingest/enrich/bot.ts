@@ -22,5 +22,17 @@ export function detectBot(ua: string | null | undefined): boolean {
   return isBotText(text);
 }
 
+/**
+ * The visitor's user agent for a secret key's item that carries no `user_agent`: the request's
+ * `User-Agent` header, as API.md reads ("otherwise from … the `User-Agent` header"), when it is a
+ * browser's or a crawler's (a back end forwarding its visitor's); "" when the header is missing
+ * or names an HTTP library — that is the back end's own client, not a visitor, and its items must
+ * not be dropped as scripts.
+ */
+export function serverRequestAgent(header: string | null): string {
+  const text = (header ?? "").trim();
+  return text === "" || HTTP_LIBRARIES.test(text) ? "" : text;
+}
+
 // isbot runs one large regex per call; the same user agents repeat all day.
 const isBotText = memoize((text: string) => HTTP_LIBRARIES.test(text) || isbot(text), 10_000);
