@@ -10,7 +10,7 @@ import { errorFingerprint } from "./enrich/error-fingerprint.ts";
 import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
 import { isSelfReferral, parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
-import { anonymousVisitorId, visitorId } from "./enrich/visitor-id.ts";
+import { visitorId } from "./enrich/visitor-id.ts";
 import { ITEM_SCHEMAS, keepReservedProperties, type Item, type ItemType } from "./schemas.ts";
 import { IDLE_MS } from "./sessions/session-state.ts";
 import { BoundedMap, memoize } from "../memo.ts";
@@ -108,7 +108,6 @@ const pageParts = memoize((url: string) => {
   return parts && Object.freeze({ ...parts, utm: Object.freeze(parts.utm) });
 }, 20_000);
 const referrerDomainOf = memoize(referrerDomain, 10_000);
-const anonymousIds = new BoundedMap<string, string>(100_000);
 
 /** utcDay of the last two days asked for (an item's day and, just after midnight, the day before). */
 const days: Array<{ day: number; text: string }> = [{ day: NaN, text: "" }, { day: NaN, text: "" }];
@@ -199,13 +198,9 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
       term: item.utm_term ?? utm.term, content: item.utm_content ?? utm.content,
     };
   }
-  let visitor: string | Promise<string>;
-  if (item.anonymous_id) {
-    const key = `${ctx.serviceId}\0${item.anonymous_id}`;
-    visitor = anonymousIds.get(key) ?? anonymousVisitorId(ctx.serviceId, item.anonymous_id).then((id) => (anonymousIds.set(key, id), id));
-  } else {
-    visitor = deps.hashVisitor(utcDayOf(time), ctx.serviceId, ip, ua);
-  }
+  // API.md: `anonymous_id` is "a client-kept visitor id": it is the visitor id, as sent (each
+  // service's ids are its own: session state and every query are scoped by service).
+  const visitor = item.anonymous_id ? item.anonymous_id : deps.hashVisitor(utcDayOf(time), ctx.serviceId, ip, ua);
   const previousVisitor = !item.anonymous_id && time % DAY_MS < IDLE_MS
     ? deps.hashVisitor(utcDayOf(time - DAY_MS), ctx.serviceId, ip, ua)
     : undefined;

@@ -373,6 +373,9 @@ export function correctnessSuite(opts: SuiteOptions): void {
         if (s.clientId !== undefined && row.session_id !== s.clientId) diffs.add(`${service}: session ${s.clientId} has id ${row.session_id}`);
         sessionIds.pair(s.key, row.session_id, diffs, `${service} session at ${row.started_at}`);
         visitorIds.pair(s.visitor, row.visitor_id, diffs, `${service} session at ${row.started_at}`);
+        // A client-kept anonymous_id is the visitor id, as sent (model key "<service> a:<id>").
+        const anonymous = s.visitor.slice(service.length + 1);
+        if (anonymous.startsWith("a:") && row.visitor_id !== anonymous.slice(2)) diffs.add(`${service} session at ${row.started_at}: visitor_id ${row.visitor_id}, sent anonymous_id ${anonymous.slice(2)}`);
       }
       for (const row of byStart.values()) diffs.add(`${service}: unexpected session ${JSON.stringify(row)}`);
       dump.push({ service, rows });

@@ -60,7 +60,7 @@ describe("happy paths", () => {
     const [pv] = await rows<Record<string, unknown>>("SELECT * FROM page_views");
     expect(pv).toMatchObject({
       service_id: "shop", path: "/products/1", hostname: "shop.example", title: "Product", device: "desktop",
-      browser: "Chrome", os: "Windows", country: "US", user_id: "u-1",
+      browser: "Chrome", os: "Windows", country: "US", user_id: "u-1", visitor_id: "anon-1",
     });
     const [ev] = await rows<Record<string, string>>("SELECT * FROM events");
     expect(ev!.name).toBe("add_to_cart");

@@ -34,13 +34,3 @@ export async function visitorId(salt: Uint8Array, serviceId: string, ip: string,
   const mac = await crypto.subtle.sign("HMAC", await hmacKey(salt), message);
   return hex(new Uint8Array(mac, 0, 16));
 }
-
-/**
- * The visitor id for an item that carries the client's own `anonymous_id`: stable across days
- * (the client keeps the id, so there is nothing a daily salt would protect), scoped to the service,
- * and prefixed "a:" so it can never equal a salted id. 32 chars, like `visitorId`.
- */
-export async function anonymousVisitorId(serviceId: string, anonymousId: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(`${serviceId}\0${anonymousId}`));
-  return `a:${hex(new Uint8Array(digest, 0, 15))}`;
-}
