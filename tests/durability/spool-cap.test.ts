@@ -148,3 +148,15 @@ test(`SPOOL_MAX_BYTES=${CAP}: full spool answers 503 + Retry-After, then 202 aga
   expect(counts.size).toBe(acked.size); // nothing refused was stored either
   expect(signs.bad).toEqual([]);
 }, 120_000);
+
+test("a spool cap smaller than one item: ingest refuses it, and /readyz names the spool (ready means a one-item request would be taken)", async () => {
+  const s = await sink.startService({ env: { SPOOL_MAX_BYTES: "1024" }, waitFor: "health" });
+  const key = await s.createKey({ type: "secret", service_id: "cap_tiny" });
+  const ready = async () => {
+    const res = await s.fetch("/readyz");
+    return [res.status, ((await res.json()) as { reasons?: string[] }).reasons?.filter((r) => r.startsWith("spool:")).length ?? 0];
+  };
+  expect(await ready()).toEqual([503, 1]);
+  expect((await post(s, key, 1)).status).toBe(503);
+  expect(await ready()).toEqual([503, 1]);
+}, 60_000);
