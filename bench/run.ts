@@ -35,7 +35,8 @@ options:
   --latency-connections C  open-loop connections (default 256)
   --latency-seconds S   measured seconds per fixed-rate run (default 10)
   --rate R              fixed rate for latency/freshness (default: half the single-item max)
-  --memory-events N     events per memory step (default 40000)
+  --memory-events N     events per memory step (default 120000: at 40000 the allocator's own
+                        jitter of tens of MiB made the per-event figure spread up to 236%)
   --tree head|worktree  code under test: the committed HEAD (default) or the working tree as it is
                         now; either way a snapshot taken at start (others edit the tree meanwhile)
   --env KEY=VALUE       extra service environment, repeatable (diagnosis: SPOOL_FSYNC=false,
@@ -57,7 +58,7 @@ const { values: v, positionals } = parseArgs({
     "latency-seconds": { type: "string", default: "10" },
     "latency-connections": { type: "string", default: "256" },
     rate: { type: "string" },
-    "memory-events": { type: "string", default: "40000" },
+    "memory-events": { type: "string", default: "120000" },
     valkey: { type: "boolean", default: false },
     tree: { type: "string", default: "head" },
     env: { type: "string", multiple: true, default: [] },
