@@ -9,11 +9,11 @@ import { funnelName } from "./schemas.ts";
 import { isBounce, type SessionState } from "./sessions/session-state.ts";
 import type { Assignment, SessionChange } from "./sessions/sessionizer.ts";
 
-export const TABLES = ["sessions", "events", "page_views", "funnel_events", "errors", "web_vitals", "session_aliases"] as const;
+export const TABLES = ["sessions", "events", "page_views", "funnel_events", "errors", "web_vitals", "session_items", "session_aliases"] as const;
 export type Table = (typeof TABLES)[number];
 
 const TABLE_OF_TYPE: Record<EnrichedItem["type"], Table | null> = {
-  session: null, // a session item only shapes its session row
+  session: "session_items", // it shapes its session's row; this row keeps its event_id (schemas/09)
   pageview: "page_views",
   event: "events",
   funnel: "funnel_events",
@@ -115,7 +115,7 @@ export function decodeRecord(record: string): { table: Table; serviceId: string;
 }
 
 /**
- * The row of an accepted item in its own table, or null for session items. Each type's object is
+ * The row of an accepted item in its own table. Each type's object is
  * written out whole (no spread of a shared base: the spread copies property by property and
  * leaves an object shape JSON.stringify walks slowly).
  */
@@ -127,6 +127,12 @@ export function itemRecord(e: EnrichedItem, sessionId: string): string | null {
   const it = e.item;
   let row: object;
   switch (it.type) {
+    case "session":
+      row = {
+        service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,
+        visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
+      };
+      break;
     case "pageview":
       row = {
         service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,

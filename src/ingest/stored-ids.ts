@@ -7,8 +7,8 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { utcDay } from "./enrich/salt-store.ts";
 
-/** Every table that stores items with an event_id (sessions have none). */
-export const ITEM_TABLES = ["events", "page_views", "funnel_events", "errors", "web_vitals"] as const;
+/** Every table that stores items with an event_id (the sessions table has none: session items are in session_items). */
+export const ITEM_TABLES = ["events", "page_views", "funnel_events", "errors", "web_vitals", "session_items"] as const;
 
 export type StoredEventIds = (serviceId: string, items: ReadonlyArray<{ eventId: string; time: number }>) => Promise<Set<string>>;
 

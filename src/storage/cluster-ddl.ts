@@ -29,6 +29,7 @@ const SHARDING_KEYS: Record<string, string> = {
   funnel_events: "cityHash64(session_id)",
   errors: "cityHash64(session_id)",
   web_vitals: "cityHash64(session_id)",
+  session_items: "cityHash64(session_id)",
   session_aliases: "cityHash64(alias)",
   api_keys: "cityHash64(id)",
 };

@@ -64,3 +64,29 @@ test("fault injected (a stored-id lookup that throws): an old back-filled item g
   const recent = await ingestItems(deps, ctx, [{ ...old, event_id: crypto.randomUUID(), timestamp: now - 60_000 }]);
   expect(recent.accepted).toBe(1);
 });
+
+test("a session item's event_id stays a duplicate after a restart: its row in session_items is what the warm-up reads", async () => {
+  const { startTestService } = await import("../helpers/service.ts");
+  const first = await startTestService();
+  const key = await first.key({ type: "secret", service_id: "restart" });
+  const eventId = crypto.randomUUID();
+  const send = (s: typeof first) => s.app.request("/v1/ingest/session", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ event_id: eventId, url: "https://restart.example/", ip: "8.8.8.8", user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0" }),
+  }).then((r) => r.json() as Promise<{ accepted: number; dropped: Array<{ reason: string }> }>);
+  try {
+    expect((await send(first)).accepted).toBe(1);
+    await first.flush();
+  } finally {
+    await first.dispose();
+  }
+  // A new process on the same database: its dedup window starts empty and is rebuilt from ClickHouse.
+  const second = await startTestService({}, { database: first.database, migrate: false });
+  try {
+    const again = await send(second);
+    expect([again.accepted, again.dropped[0]?.reason]).toEqual([0, "duplicate"]);
+  } finally {
+    await second.dispose();
+  }
+});

@@ -158,7 +158,7 @@ function encodeRecordReference(table: string, serviceId: string, time: number, r
   return `${table}|${serviceId}|${referenceIso(time).slice(0, 10)}|${JSON.stringify(row)}`;
 }
 function referenceItemRecord(e: import("../../src/ingest/pipeline.ts").EnrichedItem, sessionId: string): string | null {
-  const table = ({ session: null, pageview: "page_views", event: "events", funnel: "funnel_events", error: "errors", vitals: "web_vitals" } as const)[e.type];
+  const table = ({ session: "session_items", pageview: "page_views", event: "events", funnel: "funnel_events", error: "errors", vitals: "web_vitals" } as const)[e.type];
   if (!table) return null;
   const base = {
     service_id: e.serviceId, event_id: e.eventId, timestamp: referenceIso(e.time), received_at: referenceIso(e.receivedAt),
@@ -167,6 +167,8 @@ function referenceItemRecord(e: import("../../src/ingest/pipeline.ts").EnrichedI
   const it = e.item;
   const rec = (row: object) => encodeRecordReference(table, e.serviceId, e.time, row);
   switch (it.type) {
+    case "session":
+      return rec(base);
     case "pageview":
       return rec({ ...base, hostname: e.hostname, title: it.title ?? "", referrer: e.referrer, referrer_domain: e.referrerDomain,
         utm_source: e.utm.source, utm_medium: e.utm.medium, utm_campaign: e.utm.campaign,
