@@ -70,11 +70,11 @@ test("a session item's event_id stays a duplicate after a restart: its row in se
   const first = await startTestService();
   const key = await first.key({ type: "secret", service_id: "restart" });
   const eventId = crypto.randomUUID();
-  const send = (s: typeof first) => s.app.request("/v1/ingest/session", {
+  const send = (s: typeof first) => Promise.resolve(s.app.request("/v1/ingest/session", {
     method: "POST",
     headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
     body: JSON.stringify({ event_id: eventId, url: "https://restart.example/", ip: "8.8.8.8", user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0" }),
-  }).then((r) => r.json() as Promise<{ accepted: number; dropped: Array<{ reason: string }> }>);
+  })).then((r) => r.json() as Promise<{ accepted: number; dropped: Array<{ reason: string }> }>);
   try {
     expect((await send(first)).accepted).toBe(1);
     await first.flush();
