@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createHash, createHmac } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { visitorId } from "../../src/ingest/enrich/visitor-id.ts";
 import { createMemorySaltStore } from "../../src/ingest/enrich/salt-store.ts";
 import { visitorHasher } from "../../src/ingest/pipeline.ts";
@@ -39,5 +39,31 @@ describe("visitorId", () => {
 
   test("refuses a salt too short to be a secret", async () => {
     await expect(visitorId(new Uint8Array(8), "shop", "8.8.8.8", UA)).rejects.toThrow(RangeError);
+  });
+});
+
+describe("visitorHasher (the pipeline's remembered visitor ids)", () => {
+  test("answers a remembered id synchronously, and concurrent first requests share one computation", async () => {
+    const salts = createMemorySaltStore();
+    let saltLookups = 0;
+    const hash = visitorHasher({ saltFor: (day) => (saltLookups++, salts.saltFor(day)) });
+    const first = await Promise.all(Array.from({ length: 20 }, () => hash("2026-11-28", "shop", "8.8.8.8", "UA")));
+    expect(new Set(first).size).toBe(1);
+    expect(saltLookups).toBe(1);
+    const again = hash("2026-11-28", "shop", "8.8.8.8", "UA");
+    expect(again).toBe(first[0]!); // a string, not a promise
+    expect(first[0]).toBe(await visitorId(await salts.saltFor("2026-11-28"), "shop", "8.8.8.8", "UA"));
+    // Another day, another salt: another id.
+    expect(await hash("2026-11-29", "shop", "8.8.8.8", "UA")).not.toBe(first[0]!);
+  });
+
+  test("a failed salt look-up is not remembered: the next request tries again", async () => {
+    const salts = createMemorySaltStore();
+    let fail = true;
+    // A fault-injecting wrapper around the real store.
+    const hash = visitorHasher({ saltFor: (day) => (fail ? Promise.reject(new Error("salt store down")) : salts.saltFor(day)) });
+    await expect(Promise.resolve(hash("2026-11-28", "shop", "1.1.1.1", "UA"))).rejects.toThrow("salt store down");
+    fail = false;
+    expect(await hash("2026-11-28", "shop", "1.1.1.1", "UA")).toMatch(/^[0-9a-f]{32}$/);
   });
 });
