@@ -8,10 +8,12 @@ import { rootAuth } from "./middleware.ts";
 import { resolver } from "hono-openapi";
 import { describe, jsonResponse } from "../http/openapi.ts";
 import { readJsonBody } from "../ingest/read-body.ts";
+import { wellFormed } from "../ingest/schemas.ts";
 import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
 
 const ServiceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "expected 1–64 characters of a-z, 0-9, _ and -"));
-const Name = v.optional(v.pipe(v.string(), v.maxLength(120, "expected at most 120 characters")), "");
+// Stored in ClickHouse like every other string: a lone surrogate would make the insert fail (500).
+const Name = v.optional(v.pipe(v.string(), v.maxLength(120, "expected at most 120 characters"), wellFormed), "");
 const Origin = v.pipe(
   v.string(),
   v.check((s) => s === ANY_ORIGIN || normalizeOrigin(s) !== null, "expected an http(s) origin such as https://shop.example (no path), or *"),

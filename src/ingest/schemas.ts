@@ -18,7 +18,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 const isWellFormed: (s: string) => boolean = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === "function"
   ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
   : (s) => !LONE_SURROGATE.test(s);
-const wellFormed = v.check(isWellFormed, "must be valid Unicode text (no lone surrogates)");
+export const wellFormed = v.check(isWellFormed, "must be valid Unicode text (no lone surrogates)");
 
 const httpUrl = v.pipe(
   v.string(),

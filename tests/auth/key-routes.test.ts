@@ -107,6 +107,9 @@ describe("key routes: errors", () => {
     ["* mixed with ids", { type: "admin", services: ["*", "shop"] }, "services"],
     ["admin service_id and services naming others", { type: "admin", service_id: "shop", services: ["blog"] }, "service_id"],
     ["name too long", { type: "secret", service_id: "shop", name: "n".repeat(121) }, "name"],
+    // ClickHouse refuses a lone surrogate in an insert: it was a 500 (a high one) or a name stored as U+FFFD (a low one).
+    ["name with a lone high surrogate", { type: "secret", service_id: "shop", name: "x\ud800" }, "name"],
+    ["name with a lone low surrogate", { type: "admin", services: ["shop"], name: "\udc00" }, "name"],
   ];
   test("fields of other key types are ignored (API.md shows one body with every field); an admin token may name one service_id", async () => {
     const secret = await post({ type: "secret", service_id: "shop", origins: ["https://shop.example"], services: ["x"], name: "s" });
