@@ -33,9 +33,10 @@ export interface IngestRouteDeps {
 export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   const now = deps.now ?? Date.now;
   // CORS then the key check, as one middleware layer (errors of the key check carry CORS's Vary:
-  // it is set before the route runs).
+  // it is set before the route runs). Only for the methods the routes answer: any other method
+  // gets its 405 whatever key it carries (an admin key on GET got the key check's 403).
   const { cors, auth } = deps;
-  app.use("/v1/ingest/*", async function ingestGuard(c, next) {
+  app.on(["POST", "OPTIONS"], "/v1/ingest/*", async function ingestGuard(c, next) {
     return cors(c, () => auth(c, next) as Promise<void>);
   });
 

@@ -44,8 +44,9 @@ test("a body of several MiB gets the app's 413 payload_too_large with X-Request-
 test("a wrong method on a route is 405 method_not_allowed with Allow; an unknown path stays 404", async () => {
   const s = await sink.startService();
   const cases: Array<[string, string, string]> = [
-    ["GET", "/v1/ingest/event", "POST"],
-    ["DELETE", "/v1/ingest/batch", "POST"],
+    // OPTIONS answers the CORS preflight of the ingest routes.
+    ["GET", "/v1/ingest/event", "POST, OPTIONS"],
+    ["DELETE", "/v1/ingest/batch", "POST, OPTIONS"],
     ["POST", "/v1/sessions", "GET, HEAD"],
     ["PUT", "/v1/keys", "POST, GET, HEAD"],
     ["POST", "/v1/funnels/checkout", "GET, HEAD"],
@@ -57,6 +58,10 @@ test("a wrong method on a route is 405 method_not_allowed with Allow; an unknown
     expect(res.headers.get("allow")!.split(", ").sort()).toEqual(allow.split(", ").sort());
     expect(((await res.json()) as { error: { code: string }; request_id: string })).toMatchObject({ error: { code: "method_not_allowed" }, request_id: "m-1" });
   }
+  // Whatever key it carries: an admin key on an ingest route got the key check's 403 first.
+  const admin = await s.createKey({ type: "admin", services: ["shop"] });
+  const withKey = await s.fetch("/v1/ingest/event", { method: "GET", headers: { Authorization: `Bearer ${admin}` } });
+  expect([withKey.status, ((await withKey.json()) as { error: { code: string } }).error.code]).toEqual([405, "method_not_allowed"]);
   for (const path of ["/v1/nothing", "/v1/sessions/", "/v1/funnels/a/b"]) {
     const res = await s.fetch(path);
     expect([path, res.status]).toEqual([path, 404]);
