@@ -353,13 +353,8 @@ export async function groupRowsInSlices(records: readonly Uint8Array[], opts: { 
   return grouper.finish();
 }
 
-/**
- * Lets requests that arrived meanwhile run before the flush goes on (setImmediate: after pending
- * I/O callbacks). A flush's synchronous steps are each a few ms on a large segment; run back to
- * back (collapse, body copy, UTF-8 decode, the insert request) they held the loop 28–46 ms once a
- * second (in process, a flush of 8,000 events; 10–20 ms since they take turns).
- */
-export function yieldToRequests(): Promise<void> {
+/** Lets requests that arrived meanwhile run before the flush goes on (setImmediate: after pending I/O callbacks). */
+function yieldToRequests(): Promise<void> {
   return new Promise<void>((resolve) => setImmediate(resolve));
 }
 

@@ -7,7 +7,7 @@
 // client-web like every other request (with the embedded engine too: one code path, client-web's
 // timeout and error mapping); client-web takes text, so the body is decoded once per insert.
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { groupRows, type GroupedRows, type RowSlice, type Table, yieldToRequests } from "../ingest/rows.ts";
+import { groupRows, type GroupedRows, type RowSlice, type Table } from "../ingest/rows.ts";
 import { RawJsonRow } from "./clickhouse.ts";
 
 /** Which services and UTC dates got new rows (for cache invalidation). */
@@ -53,7 +53,6 @@ export async function insertRows(client: ClickHouseClient, grouped: GroupedRows,
   for (const table of tables) {
     const slices = grouped.tables.get(table)!;
     if (slices.length === 0) continue;
-    await yieldToRequests();
     const stored = await insertTable(client, table, slices, opts.token ? `${opts.token}-${table}` : undefined, opts);
     rows.set(table, stored);
   }
@@ -100,14 +99,13 @@ async function insertTable(client: ClickHouseClient, table: Table, rows: RowSlic
 async function insertBody(client: ClickHouseClient, table: Table, body: Uint8Array, settings: Record<string, string | number>): Promise<void> {
   if (!TABLE_NAME.test(table)) throw new Error(`insert: bad table name ${JSON.stringify(table)}`);
   // client-web stringifies each value it is given: one RawJsonRow holding every line is sent as is.
-  // Each step over the whole body (the copy that made it, this decode, the request client-web
-  // builds) is its own turn of the event loop (see yieldToRequests).
-  await yieldToRequests();
-  const text = utf8.decode(body.subarray(0, body.byteLength - 1));
-  await yieldToRequests();
+  // The copy that made the body, this decode and the request client-web builds run back to back
+  // (~5 ms each on 5 MB). Giving each its own turn of the event loop halved the longest stall of a
+  // flush in process but did not move the HTTP p99 at half load, and under saturation every turn
+  // waited behind queued requests: batch freshness p95 2.0 → 3.3 s (bench/RESULTS.md, 14:54).
   await client.insert({
     table,
-    values: [new RawJsonRow(text)],
+    values: [new RawJsonRow(utf8.decode(body.subarray(0, body.byteLength - 1)))],
     format: "JSONEachRow",
     clickhouse_settings: settings,
   });
