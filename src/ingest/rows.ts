@@ -280,20 +280,37 @@ export function sessionRecord(s: SessionState, sign: 1 | -1): string {
  * rows under load. Deterministic, so a replayed flush sends the same rows under the same token.
  */
 export function collapseSessionRecords(records: readonly string[]): string[] {
-  const indexes: number[] = [];
-  const keys: string[] = [];
-  const plus: boolean[] = [];
+  const pairs = new CancellingPairs<number>();
   records.forEach((record, i) => {
     if (!record.startsWith("sessions|")) return;
     const { serviceId, json } = decodeRecord(record);
     const head = SESSION_HEAD.exec(json);
     if (!head) return; // not written by sessionRecord: leave it alone
-    indexes.push(i);
-    keys.push(`${serviceId}|${head[3]}|${head[2]}`);
-    plus.push(head[1] === "1");
+    pairs.add(i, `${serviceId}|${head[3]}|${head[2]}`, head[1] === "1");
   });
-  const cancelled = new Set(Array.from(collapsedPairs(keys, plus), (k) => indexes[k]!));
-  return cancelled.size === 0 ? [...records] : records.filter((_, i) => !cancelled.has(i));
+  return pairs.cancelled.size === 0 ? [...records] : records.filter((_, i) => !pairs.cancelled.has(i));
+}
+
+/**
+ * Rows that cancel out, found one row at a time: a +1 and a −1 row of the same session state
+ * (`key`: service, id, version) cancel, in either order, each row at most once.
+ */
+class CancellingPairs<T> {
+  readonly cancelled = new Set<T>();
+  readonly #openPlus = new Map<string, T>();
+  readonly #openMinus = new Map<string, T>();
+
+  add(row: T, key: string, plus: boolean): void {
+    const mine = plus ? this.#openPlus : this.#openMinus;
+    const other = plus ? this.#openMinus : this.#openPlus;
+    const partner = other.get(key);
+    if (partner !== undefined) {
+      this.cancelled.add(partner).add(row);
+      other.delete(key);
+    } else {
+      mine.set(key, row);
+    }
+  }
 }
 
 /** The leading fields of a session row as sessionRecord writes them (the id stays JSON-escaped). */
@@ -304,8 +321,6 @@ export interface RowSlice {
   buf: Buffer;
   start: number;
   end: number;
-  /** Set by the collapse when the row cancels out against another of the flush. */
-  cancelled: boolean;
 }
 
 /** The rows of a flush per table, in spool order, and which services and UTC dates they touch. */
@@ -364,11 +379,8 @@ class RowGrouper {
   readonly #touched = new Map<string, Set<string>>();
   // Per distinct `table|service|date` prefix (a few per flush): its decoded parts and row list.
   readonly #prefixes = new Map<string, { table: Table; service: string; rows: RowSlice[] }>();
-  // The collapse, applied row by row (so a sliced grouping slices it too): session states (service,
-  // id, version) seen once so far with a +1 / a −1 row, waiting for their partner.
-  readonly #openPlus = new Map<string, RowSlice>();
-  readonly #openMinus = new Map<string, RowSlice>();
-  #cancelled = 0;
+  // The collapse, applied row by row (so a sliced grouping slices it too).
+  readonly #pairs = new CancellingPairs<RowSlice>();
 
   constructor(private readonly collapse: boolean) {}
 
@@ -397,35 +409,21 @@ class RowGrouper {
         if (!dates) this.#touched.set(serviceId, (dates = new Set()));
         for (const d of recordDates(date)) dates.add(d);
       }
-      const row: RowSlice = { buf, start: c + 1, end, cancelled: false };
+      const row: RowSlice = { buf, start: c + 1, end };
       group.rows.push(row);
       if (this.collapse && group.table === "sessions") {
         SESSION_HEAD_AT.lastIndex = c + 1;
         const head = SESSION_HEAD_AT.exec(text);
-        if (head) this.#pair(row, `${group.service}|${head[3]}|${head[2]}`, head[1] === "1");
+        if (head) this.#pairs.add(row, `${group.service}|${head[3]}|${head[2]}`, head[1] === "1");
       }
       pos = end + 1;
     }
   }
 
-  /** collapsedPairs, one row at a time: a +1 and a −1 row of the same state cancel, each at most once. */
-  #pair(row: RowSlice, key: string, plus: boolean): void {
-    const mine = plus ? this.#openPlus : this.#openMinus;
-    const other = plus ? this.#openMinus : this.#openPlus;
-    const partner = other.get(key);
-    if (partner !== undefined) {
-      partner.cancelled = true;
-      row.cancelled = true;
-      other.delete(key);
-      this.#cancelled += 2;
-    } else {
-      mine.set(key, row);
-    }
-  }
-
   finish(): GroupedRows {
     const tables = this.#tables;
-    if (this.#cancelled > 0) tables.set("sessions", tables.get("sessions")!.filter((r) => !r.cancelled));
+    const { cancelled } = this.#pairs;
+    if (cancelled.size > 0) tables.set("sessions", tables.get("sessions")!.filter((r) => !cancelled.has(r)));
     return { tables, touched: this.#touched };
   }
 }
@@ -433,24 +431,3 @@ class RowGrouper {
 /** SESSION_HEAD, matched at `lastIndex` of a longer text (sticky). */
 const SESSION_HEAD_AT = new RegExp(SESSION_HEAD.source.slice(1), "y");
 
-/**
- * Indexes of rows that cancel out: `keys[i]` names a session state (service, id, version) and
- * `plus[i]` its sign; a +1 and a −1 row of the same state (either order) cancel, each row at most once.
- */
-function collapsedPairs(keys: readonly string[], plus: readonly boolean[]): Set<number> {
-  const cancelled = new Set<number>();
-  const openPlus = new Map<string, number>();
-  const openMinus = new Map<string, number>();
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i]!;
-    const [mine, other] = plus[i] ? [openPlus, openMinus] : [openMinus, openPlus];
-    const partner = other.get(k);
-    if (partner !== undefined) {
-      cancelled.add(partner).add(i);
-      other.delete(k);
-    } else {
-      mine.set(k, i);
-    }
-  }
-  return cancelled;
-}
