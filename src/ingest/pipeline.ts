@@ -11,7 +11,7 @@ import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
 import { isSelfReferral, parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { visitorId } from "./enrich/visitor-id.ts";
-import { ITEM_SCHEMAS, keepReservedProperties, type Item, type ItemType } from "./schemas.ts";
+import { ITEM_SCHEMAS, keepReservedProperties, USER_AGENT_MAX, type Item, type ItemType } from "./schemas.ts";
 import { IDLE_MS } from "./sessions/session-state.ts";
 import { BoundedMap, memoize } from "../memo.ts";
 
@@ -181,8 +181,10 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
   // Server keys speak for their own clients: their items carry the client's IP and user agent,
   // else the request's (a User-Agent header naming an HTTP library is the back end's own client:
   // no user agent). Without a user agent a server item is not a browser hit: no bot check.
+  // The header is cut to an item's limit: it keys the visitor-id cache, and a header may be 64 KiB.
   const fromServer = ctx.keyType === "secret";
-  const ua = fromServer ? item.user_agent ?? serverRequestAgent(ctx.headers.get("user-agent")) : ctx.headers.get("user-agent") ?? "";
+  const header = ctx.headers.get("user-agent")?.slice(0, USER_AGENT_MAX) ?? null;
+  const ua = fromServer ? item.user_agent ?? serverRequestAgent(header) : header ?? "";
   if ((!fromServer || ua !== "") && detectBot(ua)) return new Drop("bot", "the user agent is a bot or a script");
   const ip = fromServer && item.ip ? item.ip : clientIp(ctx.headers, ctx.socketIp, ctx.trustProxy);
   const headerCountry = fromServer && item.ip ? null : countryFromHeaders(ctx.headers, ctx.trustProxy);

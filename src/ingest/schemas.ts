@@ -3,6 +3,8 @@
 import * as v from "valibot";
 
 const MAX_URL = 2048;
+/** The longest user agent an item may carry; the `User-Agent` header is cut to it too (pipeline.ts). */
+export const USER_AGENT_MAX = 1024;
 
 /**
  * A lone UTF-16 surrogate ("\ud800" in JSON text) survives JSON.parse, but no UTF-8 encoder keeps
@@ -120,7 +122,7 @@ const common = {
   referrer: v.optional(referrer),
   properties: v.optional(properties),
   ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"))),
-  user_agent: v.optional(str(1024)),
+  user_agent: v.optional(str(USER_AGENT_MAX)),
   service_id: v.optional(serviceId),
 };
 

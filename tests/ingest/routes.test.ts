@@ -162,6 +162,17 @@ describe("drops and errors", () => {
     ]);
   });
 
+  test("a User-Agent header counts up to an item's user_agent limit (1024): two that differ only past it are one visitor", async () => {
+    const long = (tail: string) => `${CHROME} ${"x".repeat(2000)}${tail}`;
+    for (const [path, tail] of [["/ua-long/a", "A"], ["/ua-long/b", "B"]] as const) {
+      const res = await post("/v1/ingest/pageview", { url: `https://shop.example${path}`, ip: "8.8.4.5" }, { "User-Agent": long(tail) });
+      expect(res.status).toBe(202);
+    }
+    await svc.flush();
+    const stored = await rows<{ visitor_id: string }>("SELECT DISTINCT visitor_id FROM page_views WHERE path LIKE '/ua-long/%'");
+    expect(stored).toHaveLength(1);
+  });
+
   test("a bad batch item is dropped with its index; the rest are kept", async () => {
     const res = await post("/v1/ingest/batch", {
       items: [
