@@ -20,6 +20,7 @@ import { visitorHasher } from "./ingest/pipeline.ts";
 import { memoize } from "./memo.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
+import { instanceId, recoverJournal, storedStates } from "./ingest/sessions/journal-recovery.ts";
 import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-store.ts";
 import { storedEventIds } from "./ingest/stored-ids.ts";
 import { openWhenWarm, rememberSpooled, warmUp } from "./ingest/warm-up.ts";
@@ -113,7 +114,9 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     metrics.spoolCorruptTails.inc(spool.corruptTails - corruptSeen);
     corruptSeen = spool.corruptTails;
   });
-  const stateStore = redis ? valkeyStateStore(redis) : memoryStateStore();
+  // With Valkey, commits are journaled per instance until their rows are written (journal-recovery.ts).
+  const sharedState = redis ? valkeyStateStore(redis, undefined, { journal: `analytics:journal:${instanceId(config.dataDir)}` }) : undefined;
+  const stateStore = sharedState ?? memoryStateStore();
   const dedup = redis ? valkeyDedup(redis) : memoryDedup();
   if (redis && config.ackMode === "spool") {
     // Ids in what the previous process left in the spool are stored (or will be): their claims
@@ -163,6 +166,12 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     },
     onError: (err) => logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey not answering); ingest answers 503 until it is", { error: String((err as Error)?.message ?? err) }),
     onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
+    // What the previous process left in the spool goes into ClickHouse first: the check reads it there.
+    recover: sharedState && (async () => {
+      await batcher?.flush();
+      const r = await recoverJournal(sharedState, (refs) => storedStates(clickhouse.client, refs));
+      if (r.rolledBack + r.changedSince > 0) logger.warn("session states whose rows a crash kept from being written were taken back", { ...r });
+    }),
   });
   const notWarm = () => new ApiError("unavailable", "Ingest state is being rebuilt from ClickHouse, which is not answering yet; retry later", { retryAfterSeconds: 5 });
   const ingestDeps: IngestorDeps = {

@@ -144,6 +144,7 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
     }
     if (records.length > 0) await deps.writer.write(records);
     committed = undefined; // the rows are written: the state describes them
+    if (assignment) void deps.sessionizer.settle(assignment).catch(() => undefined); // a restart finds the rows if this fails
     // The rows are durable: from now on a retry is a duplicate. If this fails, the pending claims
     // expire and a later retry is stored again: a rare duplicate rather than a lost event.
     await deps.dedup.confirm(claimed).catch(() => undefined);
@@ -152,7 +153,10 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
     return { accepted: kept.length, dropped, event_ids: kept.map((e) => e.eventId), session_ids: assignment?.sessionIds ?? [] };
   } catch (err) {
     // Rows not written: the session state goes back to what the stored rows say (see undo).
-    if (committed) await deps.sessionizer.undo(committed).catch(() => false);
+    if (committed) {
+      await deps.sessionizer.undo(committed).catch(() => false);
+      await deps.sessionizer.settle(committed).catch(() => undefined);
+    }
     await deps.dedup.release(claimed).catch(() => undefined);
     throw err;
   }

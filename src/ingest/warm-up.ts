@@ -90,10 +90,11 @@ export const WARM_MARKER = "analytics:state-warm";
 export function valkeyWarmGuard(
   redis: Pick<Redis, "exists" | "set">,
   warm: () => Promise<unknown>,
-  opts: { intervalMs?: number; onError: (err: unknown) => void; onChecked?: () => void },
+  opts: { intervalMs?: number; onError: (err: unknown) => void; onChecked?: () => void; before?: () => Promise<void> },
 ): { check(): Promise<boolean>; stop(): void } {
   let running: Promise<boolean> | undefined;
   const check = () => (running ??= (async () => {
+    await opts.before?.();
     if ((await redis.exists(WARM_MARKER)) === 1) {
       opts.onChecked?.();
       return false;
@@ -168,7 +169,7 @@ export interface IngestWarmth {
  * - Without Valkey (state in process): at start, and every `retryMs` until it succeeds (ClickHouse
  *   may be down as the service starts: the service starts anyway).
  * - With Valkey: whenever its marker is missing (valkeyWarmGuard), at start and every few seconds;
- *   ready again once the marker is there or the rebuild is done.
+ *   ready again once the marker is there or the rebuild is done, and `recover` has succeeded.
  */
 export async function openWhenWarm(opts: {
   warm: () => Promise<void>;
@@ -176,6 +177,12 @@ export async function openWhenWarm(opts: {
   onError: (err: unknown) => void;
   /** Told when Valkey held no state and it was rebuilt. */
   onRebuilt?: () => void;
+  /**
+   * With Valkey: must succeed once before ingest takes items (journal-recovery.ts: this instance's
+   * commits whose rows a crash kept from being written are taken back); retried with the check.
+   */
+  recover?: () => Promise<void>;
+  /** How often to retry (and, with Valkey, to check its marker); default 5 s. */
   retryMs?: number;
 }): Promise<IngestWarmth> {
   let ready = false;
@@ -185,7 +192,13 @@ export async function openWhenWarm(opts: {
     ready = true;
   };
   if (opts.redis) {
-    const guard = valkeyWarmGuard(opts.redis, warm, { onError: opts.onError, onChecked: () => (ready = true) });
+    let recovered = false;
+    const before = async () => {
+      if (recovered || !opts.recover) return;
+      await opts.recover();
+      recovered = true;
+    };
+    const guard = valkeyWarmGuard(opts.redis, warm, { onError: opts.onError, onChecked: () => (ready = true), before, intervalMs: opts.retryMs });
     if (await guard.check().catch((err) => (opts.onError(err), false))) opts.onRebuilt?.();
     return { ready: () => ready, stop: guard.stop };
   }

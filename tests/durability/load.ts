@@ -307,14 +307,21 @@ export function expectExactlyOnce(r: Reconciliation, context: () => string, load
   expect(r.duplicated.length).toBe(0);
 }
 
-/** Sessions whose sign sum is not 0 or 1 (a cancel without a state, or two live states). */
-export async function badSessionSigns(client: ClickHouseClient, serviceId: string): Promise<{ sessions: number; bad: { session_id: string; s: number }[] }> {
+/**
+ * Sessions whose rows do not collapse to one state: per (session, version) the signs must sum to 0
+ * (a state and its cancel row) except for at most one version summing to +1, the current state (none
+ * for a session merged into another). A cancel row for a state never stored leaves a version at -1
+ * and two at +1: the sign sum alone (here -1 + 1 + 1 = 1) would not show it.
+ */
+export async function badSessionSigns(client: ClickHouseClient, serviceId: string): Promise<{ sessions: number; bad: { session_id: string; s: number; versions: [number, number][] }[] }> {
   const bad = await (await client.query({
-    query: `SELECT session_id, sum(sign) AS s FROM sessions WHERE service_id = {svc:String}
-            GROUP BY session_id HAVING s NOT IN (0, 1) LIMIT 20`,
+    query: `SELECT session_id, sum(n) AS s, groupArray((version, n)) AS versions FROM (
+              SELECT session_id, version, toInt64(sum(sign)) AS n FROM sessions WHERE service_id = {svc:String}
+              GROUP BY session_id, version HAVING n != 0)
+            GROUP BY session_id HAVING count() > 1 OR min(n) != 1 OR max(n) != 1 LIMIT 20`,
     query_params: { svc: serviceId },
     format: "JSONEachRow",
-  })).json<{ session_id: string; s: number }>();
+  })).json<{ session_id: string; s: number; versions: [number, number][] }>();
   const total = await (await client.query({
     query: "SELECT uniqExact(session_id) AS n FROM sessions WHERE service_id = {svc:String}",
     query_params: { svc: serviceId },

@@ -53,6 +53,11 @@ export interface Assignment {
   aliases: SessionAlias[];
   /** The state writes this assignment committed (what `undo` takes back). */
   writes: readonly StateWrite[];
+  /**
+   * The name these writes are journaled under until `settle` (a shared store keeps them, so a
+   * restart can take back writes whose rows a crash kept from being written).
+   */
+  journal: string;
 }
 
 /** Keep session state this long after its last change (late and back-filled items find it). */
@@ -65,6 +70,8 @@ const visitorKey = (svc: string, visitor: string) => `v:${svc}:${visitor}`;
 const sessionKey = (svc: string, session: string) => `s:${svc}:${session}`;
 
 export class Sessionizer {
+  #journalSeq = 0;
+
   constructor(
     private readonly store: StateStore,
     private readonly newId: () => string = () => crypto.randomUUID(),
@@ -258,8 +265,15 @@ export class Sessionizer {
       const stored = loaded.get(key) ?? null;
       if (!sameSpans(list, (stored?.value as SessionSpan[] | undefined) ?? [])) writes.push({ key, expected: stored, next: list });
     }
-    if (!(await this.store.commit(writes, STATE_TTL_MS))) return undefined;
-    return { sessionIds, changes, cancelled, aliases, writes };
+    // Sortable: time, then a counter (journal-recovery.ts takes entries back newest first).
+    const journal = `${String(this.now()).padStart(15, "0")}-${String(++this.#journalSeq).padStart(12, "0")}`;
+    if (!(await this.store.commit(writes, STATE_TTL_MS, journal))) return undefined;
+    return { sessionIds, changes, cancelled, aliases, writes, journal };
+  }
+
+  /** The assignment's rows are written (or its writes taken back): its journal entry can go. */
+  settle(assignment: Assignment): Promise<void> {
+    return this.store.settle(assignment.journal);
   }
 
   /**

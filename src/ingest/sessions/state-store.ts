@@ -11,8 +11,15 @@ export interface StateStore {
    * loads: never mutate one (transitions build new objects).
    */
   load(keys: readonly string[]): Promise<Map<string, Stored | null>>;
-  /** Writes every entry iff each key still holds `expected`; false when another writer won. */
-  commit(entries: readonly StateWrite[], ttlMs: number): Promise<boolean>;
+  /**
+   * Writes every entry iff each key still holds `expected`; false when another writer won. With
+   * `journal`, a store shared across processes also records the writes under that name, in the
+   * same atomic step, until `settle(journal)`: what a restart takes back if its rows never got
+   * written (see journal-recovery.ts).
+   */
+  commit(entries: readonly StateWrite[], ttlMs: number, journal?: string): Promise<boolean>;
+  /** Forgets journal entry `journal`: its rows are written, or its writes were taken back. */
+  settle(journal: string): Promise<void>;
 }
 
 /** A value as one load saw it; a compare-and-set expects exactly this read (not an equal value). */
@@ -66,6 +73,8 @@ export function memoryStateStore(opts: { maxEntries?: number; now?: () => number
       }
       return true;
     },
+    // State in process dies with the process: nothing to take back after a crash.
+    async settle() {},
   };
 }
 
@@ -95,6 +104,41 @@ for i = 1, n do
 end
 return 1`;
 
+// The same, and the writes recorded in a journal hash (the last key) under ARGV[2n+2]: the keys,
+// the texts expected and the texts written (JSON, built by the caller).
+const CAS_JOURNAL_SCRIPT = `
+local n = #KEYS - 1
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[i])
+  if cur == false then cur = '${NIL}' end
+  if cur ~= ARGV[i] then return 0 end
+end
+for i = 1, n do
+  if ARGV[n + i] == '${NIL}' then redis.call('DEL', KEYS[i])
+  else redis.call('SET', KEYS[i], ARGV[n + i], 'PX', ARGV[2 * n + 1]) end
+end
+redis.call('HSET', KEYS[n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3])
+return 1`;
+
+/**
+ * One journaled compare-and-set: the keys it wrote (without the store's prefix) and each key's
+ * text before and after (null: absent).
+ */
+export interface JournalEntry {
+  id: string;
+  keys: string[];
+  before: Array<string | null>;
+  after: Array<string | null>;
+}
+
+/** A Valkey state store with a journal: what a restarted instance reads back (journal-recovery.ts). */
+export interface JournaledStateStore extends StateStore {
+  /** Every entry not settled yet, oldest first. */
+  journaled(): Promise<JournalEntry[]>;
+  /** Puts each key of `entry` back to its text before, iff every key still holds its text after. */
+  rollBack(entry: JournalEntry, ttlMs: number): Promise<boolean>;
+}
+
 /** What a Valkey load saw: the value and the exact text it was parsed from (what CAS compares). */
 interface ValkeyStored extends Stored {
   readonly text: string;
@@ -104,9 +148,13 @@ interface ValkeyStored extends Stored {
  * Valkey store: MGET to read, one Lua script to compare-and-set a group of keys atomically; values
  * are JSON text there. Texts are parsed once: the last value of each key is remembered with its
  * text (also what this instance just wrote), and a load that reads the same text reuses it.
+ * `journal` names this instance's journal hash (one per instance: see journal-recovery.ts); without
+ * it, commits are not journaled.
  */
-export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts: { remembered?: number } = {}): StateStore {
+export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts: { remembered?: number; journal?: string } = {}): JournaledStateStore {
   const known = new BoundedMap<string, ValkeyStored>(opts.remembered ?? 50_000);
+  const journalKey = opts.journal;
+  const text = (t: string | null) => t ?? NIL;
   return {
     async load(keys) {
       const out = new Map<string, Stored | null>();
@@ -124,12 +172,23 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
       });
       return out;
     },
-    async commit(entries, ttlMs) {
+    async commit(entries, ttlMs, journal) {
       if (entries.length === 0) return true;
       const keys = entries.map((e) => prefix + e.key);
       const texts = entries.map((e) => (e.next === null ? NIL : JSON.stringify(e.next)));
-      const args = [...entries.map((e) => (e.expected as ValkeyStored | null)?.text ?? NIL), ...texts, String(ttlMs)];
-      const ok = (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...args)) === 1;
+      const expected = entries.map((e) => (e.expected as ValkeyStored | null)?.text ?? NIL);
+      const args = [...expected, ...texts, String(ttlMs)];
+      let ok: boolean;
+      if (journal !== undefined && journalKey !== undefined) {
+        const record = JSON.stringify({
+          keys: entries.map((e) => e.key),
+          before: expected.map((t) => (t === NIL ? null : t)),
+          after: texts.map((t) => (t === NIL ? null : t)),
+        });
+        ok = (await redis.eval(CAS_JOURNAL_SCRIPT, keys.length + 1, ...keys, journalKey, ...args, journal, record)) === 1;
+      } else {
+        ok = (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...args)) === 1;
+      }
       if (ok) {
         entries.forEach((e, i) => {
           if (e.next === null) known.delete(e.key);
@@ -137,6 +196,22 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
         });
       }
       return ok;
+    },
+    async settle(journal) {
+      if (journalKey !== undefined) await redis.hdel(journalKey, journal);
+    },
+    async journaled() {
+      if (journalKey === undefined) return [];
+      const all = await redis.hgetall(journalKey);
+      return Object.entries(all)
+        .map(([id, json]) => ({ id, ...(JSON.parse(json) as Omit<JournalEntry, "id">) }))
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    },
+    async rollBack(entry, ttlMs) {
+      if (entry.keys.length === 0) return true;
+      for (const k of entry.keys) known.delete(k);
+      const args = [...entry.after.map(text), ...entry.before.map(text), String(ttlMs)];
+      return (await redis.eval(CAS_SCRIPT, entry.keys.length, ...entry.keys.map((k) => prefix + k), ...args)) === 1;
     },
   };
 }

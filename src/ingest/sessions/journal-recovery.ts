@@ -1,0 +1,107 @@
+// With Valkey, a request's session state is committed there before its rows reach the spool, and
+// Valkey outlives the process. A crash between the two left states that describe rows never
+// written; the next item of such a session would then write a cancel row for a state that was
+// never stored (two live versions, wrong counters and bounce). So each instance journals its
+// commits (state-store.ts) until their rows are written, and at start, once what its spool held is
+// in ClickHouse, takes back every journaled commit whose rows ClickHouse does not hold: newest
+// first, each only if no one changed those keys since (another instance building on it is the
+// limit the README names).
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { STATE_TTL_MS } from "./sessionizer.ts";
+import type { JournalEntry, JournaledStateStore } from "./state-store.ts";
+
+/** A session state a commit wrote: its row with sign +1 is what shows the commit's rows were written. */
+export interface StateRef {
+  service_id: string;
+  session_id: string;
+  version: number;
+}
+
+export interface RecoveryResult {
+  /** Journaled commits found. */
+  entries: number;
+  /** Commits whose rows were not written, taken back. */
+  rolledBack: number;
+  /** Commits whose rows were not written but whose keys changed since: left as they are. */
+  changedSince: number;
+}
+
+/** The session states `entry` wrote (a merged session's marker and span lists are not states). */
+export function writtenStates(entry: JournalEntry): StateRef[] {
+  const out: StateRef[] = [];
+  for (const text of entry.after) {
+    if (text === null) continue;
+    const v = JSON.parse(text) as Partial<StateRef>;
+    if (typeof v.session_id === "string" && typeof v.service_id === "string" && typeof v.version === "number") {
+      out.push({ service_id: v.service_id, session_id: v.session_id, version: v.version });
+    }
+  }
+  return out;
+}
+
+const refKey = (r: StateRef) => `${r.service_id}\u0000${r.session_id}\u0000${r.version}`;
+
+/** Which of `refs` have their +1 row in ClickHouse (as refKey strings). */
+export async function storedStates(client: ClickHouseClient, refs: readonly StateRef[]): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (let i = 0; i < refs.length; i += 1000) {
+    const part = refs.slice(i, i + 1000);
+    const rows = await (await client.query({
+      query: `SELECT service_id, session_id, version FROM sessions
+              WHERE service_id IN {services:Array(String)} AND session_id IN {ids:Array(String)} AND sign = 1
+                AND has(arrayZip({services:Array(String)}, {ids:Array(String)}, {versions:Array(UInt32)}), (service_id, session_id, version))`,
+      query_params: {
+        services: part.map((r) => r.service_id),
+        ids: part.map((r) => r.session_id),
+        versions: part.map((r) => r.version),
+      },
+      format: "JSONEachRow",
+    })).json<StateRef>();
+    for (const r of rows) found.add(refKey({ ...r, version: Number(r.version) }));
+  }
+  return found;
+}
+
+/**
+ * Takes back the journaled commits whose rows were never written. Call it before the instance
+ * takes items, after its leftover spool is in ClickHouse (`isStored` must see every written row).
+ */
+export async function recoverJournal(
+  store: JournaledStateStore,
+  isStored: (refs: readonly StateRef[]) => Promise<Set<string>>,
+): Promise<RecoveryResult> {
+  const entries = await store.journaled();
+  const result: RecoveryResult = { entries: entries.length, rolledBack: 0, changedSince: 0 };
+  if (entries.length === 0) return result;
+  const refs = entries.map(writtenStates);
+  const stored = await isStored(refs.flat());
+  // Newest first: a later commit of this instance may have built on an earlier one's state.
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const entry = entries[i]!;
+    // A request's rows are one spool record (written whole or not at all), so one of its states'
+    // rows tells for all. A commit that wrote no state (none expected) is left as it is.
+    const written = refs[i]!.length === 0 || refs[i]!.some((r) => stored.has(refKey(r)));
+    if (!written) {
+      if (await store.rollBack(entry, STATE_TTL_MS)) result.rolledBack++;
+      else result.changedSince++;
+    }
+    await store.settle(entry.id);
+  }
+  return result;
+}
+
+/**
+ * This instance's name for its journal: a random id kept in DATA_DIR, so a restart on the same data
+ * directory (the same spool) finds the entries its previous process left.
+ */
+export function instanceId(dataDir: string): string {
+  const path = join(dataDir, "instance-id");
+  try {
+    writeFileSync(path, crypto.randomUUID(), { flag: "wx", mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  return readFileSync(path, "utf8").trim();
+}

@@ -1,0 +1,195 @@
+// With Valkey, a request's session state is committed before its rows are written; a crash in
+// between used to leave Valkey one state ahead of ClickHouse, and the session's next item wrote a
+// cancel row for a state never stored (two live versions of the session). These tests crash the
+// write on purpose (fault injection: a writer whose write never returns, standing for a process
+// killed before its spool write) and restart with journal recovery, against the real Valkey and
+// the real schema on the embedded ClickHouse. tests/durability/crash.test.ts does the same with
+// SIGKILL under load.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Redis from "ioredis";
+import { memoryDedup } from "../../src/ingest/dedup.ts";
+import { ingestItems, type IngestorDeps, type RowWriter } from "../../src/ingest/ingestor.ts";
+import { recoverJournal, storedStates } from "../../src/ingest/sessions/journal-recovery.ts";
+import { Sessionizer } from "../../src/ingest/sessions/sessionizer.ts";
+import { valkeyStateStore, type JournaledStateStore } from "../../src/ingest/sessions/state-store.ts";
+import { createMetrics } from "../../src/ops/metrics.ts";
+import { insertRecords } from "../../src/storage/insert-rows.ts";
+import { openWhenWarm, WARM_MARKER } from "../../src/ingest/warm-up.ts";
+import { createAnalyticsDb, type AnalyticsDb } from "../query/fixtures/analytics-db.ts";
+import { freeDbIndex, freeDbPrefix } from "../setup/valkey.ts";
+
+let db: AnalyticsDb;
+const clients: Redis[] = [];
+beforeAll(async () => {
+  db = await createAnalyticsDb("journal");
+});
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await db.close();
+});
+
+/** One "process": its own connection and store, on a shared Valkey prefix and journal. */
+function instance(prefix: string, journal: string | undefined): JournaledStateStore {
+  const redis = new Redis(process.env.TEST_VALKEY_URL!);
+  clients.push(redis);
+  return valkeyStateStore(redis, prefix, { journal });
+}
+
+/** Rows straight into ClickHouse; `crashed` stands for a process killed before its write. */
+function writer(crashed = false): RowWriter {
+  return {
+    assertRoom() {},
+    write: (records) => (crashed ? new Promise<void>(() => {}) : insertRecords(db.client, records).then(() => undefined)),
+  };
+}
+
+function deps(store: JournaledStateStore, w: RowWriter): IngestorDeps {
+  return { sessionizer: new Sessionizer(store), dedup: memoryDedup(), writer: w, metrics: createMetrics(), hashVisitor: () => "visitor", lookupCountry: () => null };
+}
+
+const now = Date.now();
+let seq = 0;
+function item(service: string, visitor: string, name: string) {
+  return { type: "event", name, event_id: crypto.randomUUID(), timestamp: now - 600_000 + ++seq * 1000, anonymous_id: visitor, ip: "8.8.8.8", user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0" };
+}
+const ctx = (service: string) => ({ serviceId: service, keyType: "secret" as const, headers: new Headers(), socketIp: "8.8.8.8", receivedAt: now, trustProxy: false });
+
+/** (version, net sign) of each version of the service's sessions whose rows do not cancel out. */
+async function liveVersions(service: string): Promise<Array<[number, number]>> {
+  const rows = await (await db.client.query({
+    query: "SELECT version, toInt64(sum(sign)) AS n FROM sessions WHERE service_id = {s:String} GROUP BY version HAVING n != 0 ORDER BY version",
+    query_params: { s: service },
+    format: "JSONEachRow",
+  })).json<{ version: number; n: number }>();
+  return rows.map((r) => [Number(r.version), Number(r.n)]);
+}
+
+/** A session's state version in Valkey (through a fresh load). */
+async function versionIn(store: JournaledStateStore, service: string, sessionId: string): Promise<number | undefined> {
+  const got = await store.load([`s:${service}:${sessionId}`]);
+  return (got.get(`s:${service}:${sessionId}`)?.value as { version?: number } | undefined)?.version;
+}
+
+const recover = (store: JournaledStateStore) => recoverJournal(store, (refs) => storedStates(db.client, refs));
+const settled = () => Bun.sleep(50); // the ingestor settles a written commit without waiting for it
+
+describe("journal recovery (Valkey; fault injected: a writer that never returns stands for a crash)", () => {
+  test("a commit whose rows were never written is taken back at restart; the next item builds on the stored state", async () => {
+    const service = "journal_back";
+    const prefix = `${freeDbPrefix()}:`;
+    const journal = `${prefix}journal:a`;
+    const before = instance(prefix, journal);
+    const first = await ingestItems(deps(before, writer()), ctx(service), [item(service, "v1", "a")]);
+    await settled();
+    const sessionId = first.session_ids[0]!;
+    // The "crash": the state is committed (version 2), its rows never written.
+    void ingestItems(deps(before, writer(true)), ctx(service), [item(service, "v1", "b")]);
+    await Bun.sleep(100);
+    expect(await versionIn(before, service, sessionId)).toBe(2);
+    expect(await liveVersions(service)).toEqual([[1, 1]]);
+
+    const after = instance(prefix, journal); // the restarted process: same data dir, same journal
+    expect(await after.journaled()).toHaveLength(1);
+    expect(await recover(after)).toEqual({ entries: 1, rolledBack: 1, changedSince: 0 });
+    expect(await versionIn(after, service, sessionId)).toBe(1);
+    expect(await after.journaled()).toEqual([]);
+
+    const next = await ingestItems(deps(after, writer()), ctx(service), [item(service, "v1", "c")]);
+    expect(next.session_ids).toEqual([sessionId]);
+    // Version 1 cancelled by the next state, version 2: one live state (without recovery, the
+    // cancel row would name version 2 and leave versions 1 and 3 live).
+    expect(await liveVersions(service)).toEqual([[2, 1]]);
+    const [row] = await (await db.client.query({
+      query: "SELECT toInt64(sum(sign * events)) AS events, toInt64(sum(sign * items)) AS items FROM sessions WHERE service_id = {s:String}",
+      query_params: { s: service },
+      format: "JSONEachRow",
+    })).json<{ events: number; items: number }>();
+    expect([Number(row!.events), Number(row!.items)]).toEqual([2, 2]);
+  });
+
+  test("a commit whose rows were written but whose entry was not settled (a crash right after the write) is kept", async () => {
+    const service = "journal_kept";
+    const prefix = `${freeDbPrefix()}:`;
+    const journal = `${prefix}journal:a`;
+    const before = instance(prefix, journal);
+    const neverSettles: JournaledStateStore = { ...before, settle: async () => {} };
+    const first = await ingestItems(deps(neverSettles, writer()), ctx(service), [item(service, "v2", "a")]);
+    await ingestItems(deps(neverSettles, writer()), ctx(service), [item(service, "v2", "b")]);
+    expect(await before.journaled()).toHaveLength(2);
+
+    const after = instance(prefix, journal);
+    expect(await recover(after)).toEqual({ entries: 2, rolledBack: 0, changedSince: 0 });
+    expect(await versionIn(after, service, first.session_ids[0]!)).toBe(2);
+    expect(await after.journaled()).toEqual([]);
+  });
+
+  test("a chain of unwritten commits goes back newest first, to the last written state", async () => {
+    const service = "journal_chain";
+    const prefix = `${freeDbPrefix()}:`;
+    const journal = `${prefix}journal:a`;
+    const before = instance(prefix, journal);
+    const first = await ingestItems(deps(before, writer()), ctx(service), [item(service, "v3", "a")]);
+    await settled();
+    for (const name of ["b", "c", "d"]) void ingestItems(deps(before, writer(true)), ctx(service), [item(service, "v3", name)]);
+    await Bun.sleep(150);
+    const sessionId = first.session_ids[0]!;
+    expect(await versionIn(before, service, sessionId)).toBe(4);
+
+    const after = instance(prefix, journal);
+    expect(await recover(after)).toEqual({ entries: 3, rolledBack: 3, changedSince: 0 });
+    expect(await versionIn(after, service, sessionId)).toBe(1);
+  });
+
+  test("an unwritten commit that another instance has built on since is left alone and counted", async () => {
+    const service = "journal_changed";
+    const prefix = `${freeDbPrefix()}:`;
+    const journal = `${prefix}journal:a`;
+    const before = instance(prefix, journal);
+    const first = await ingestItems(deps(before, writer()), ctx(service), [item(service, "v4", "a")]);
+    await settled();
+    void ingestItems(deps(before, writer(true)), ctx(service), [item(service, "v4", "b")]);
+    await Bun.sleep(100);
+    const other = instance(prefix, `${prefix}journal:b`);
+    await ingestItems(deps(other, writer()), ctx(service), [item(service, "v4", "c")]);
+    const sessionId = first.session_ids[0]!;
+    expect(await versionIn(other, service, sessionId)).toBe(3);
+
+    const after = instance(prefix, journal);
+    expect(await recover(after)).toEqual({ entries: 1, rolledBack: 0, changedSince: 1 });
+    expect(await versionIn(after, service, sessionId)).toBe(3);
+    expect(await after.journaled()).toEqual([]);
+  });
+});
+
+describe("openWhenWarm with Valkey: ingest waits for journal recovery", () => {
+  test("not ready while recovery fails (ClickHouse not answering), ready once a retry succeeds", async () => {
+    const redis = new Redis(process.env.TEST_VALKEY_URL!, { db: freeDbIndex() }); // a database of its own: the marker is global
+    clients.push(redis);
+    await redis.set(WARM_MARKER, "set"); // Valkey holds state: no rebuild, only the recovery
+    let attempts = 0;
+    const errors: unknown[] = [];
+    const warmth = await openWhenWarm({
+      redis,
+      warm: async () => {
+        throw new Error("no rebuild expected: the marker is set");
+      },
+      recover: async () => {
+        if (++attempts < 3) throw new Error("injected: ClickHouse not answering");
+      },
+      onError: (err) => errors.push(err),
+      retryMs: 50,
+    });
+    try {
+      expect(warmth.ready()).toBe(false);
+      for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+      expect(warmth.ready()).toBe(true);
+      expect(attempts).toBe(3);
+      expect(errors.map(String)).toEqual(["Error: injected: ClickHouse not answering", "Error: injected: ClickHouse not answering"]);
+      await Bun.sleep(150); // later checks do not run the recovery again
+      expect(attempts).toBe(3);
+    } finally {
+      warmth.stop();
+      await redis.del(WARM_MARKER);
+    }
+  });
+});
