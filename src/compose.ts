@@ -22,7 +22,7 @@ import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
 import { instanceId, recoverJournal, storedStates } from "./ingest/sessions/journal-recovery.ts";
 import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-store.ts";
-import { storedEventIds } from "./ingest/stored-ids.ts";
+import { storedClaims, storedEventIds } from "./ingest/stored-ids.ts";
 import { openWhenWarm, rememberSpooled, warmUp } from "./ingest/warm-up.ts";
 import { directWriter, spoolSink, spoolWriter } from "./ingest/writers.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -114,10 +114,13 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     metrics.spoolCorruptTails.inc(spool.corruptTails - corruptSeen);
     corruptSeen = spool.corruptTails;
   });
-  // With Valkey, commits are journaled per instance until their rows are written (journal-recovery.ts).
-  const sharedState = redis ? valkeyStateStore(redis, undefined, { journal: `analytics:journal:${instanceId(config.dataDir)}` }) : undefined;
+  // With Valkey, session-state commits and event-id claims are journaled per instance until their
+  // rows are written; a restart takes back or releases what a crash left (journal-recovery.ts).
+  const instance = redis ? instanceId(config.dataDir) : undefined;
+  const sharedState = redis ? valkeyStateStore(redis, undefined, { journal: `analytics:journal:${instance}` }) : undefined;
   const stateStore = sharedState ?? memoryStateStore();
-  const dedup = redis ? valkeyDedup(redis) : memoryDedup();
+  const sharedDedup = redis ? valkeyDedup(redis, { owner: { id: instance!, journal: `analytics:claims:${instance}` } }) : undefined;
+  const dedup = sharedDedup ?? memoryDedup();
   if (redis && config.ackMode === "spool") {
     // Ids in what the previous process left in the spool are stored (or will be): their claims
     // may still be pending in Valkey, so confirm them before the first request (see dedup.ts).
@@ -167,10 +170,12 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     onError: (err) => logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey not answering); ingest answers 503 until it is", { error: String((err as Error)?.message ?? err) }),
     onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
     // What the previous process left in the spool goes into ClickHouse first: the check reads it there.
-    recover: sharedState && (async () => {
+    recover: sharedState && sharedDedup && (async () => {
       await batcher?.flush();
       const r = await recoverJournal(sharedState, (refs) => storedStates(clickhouse.client, refs));
       if (r.rolledBack + r.changedSince > 0) logger.warn("session states whose rows a crash kept from being written were taken back", { ...r });
+      const c = await sharedDedup.recoverClaims((claims) => storedClaims(clickhouse.client, claims));
+      if (c.pending > 0) logger.info("event-id claims the previous process left pending: confirmed where stored, released otherwise", c);
     }),
   });
   const notWarm = () => new ApiError("unavailable", "Ingest state is being rebuilt from ClickHouse, which is not answering yet; retry later", { retryAfterSeconds: 5 });

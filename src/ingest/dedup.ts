@@ -19,9 +19,10 @@ export const DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000;
  * confirms the ids of its leftover spool before taking requests (rememberSpooled). Were the claim
  * to expire first, a client's retry through another instance would be stored, and the replay a
  * second copy (multi-instance audit, 2026-11-28: the instance came back after 42 s, past the 30 s
- * this was). The price, paid also by one instance restarting: the retry of an id whose request was
- * cut off before its rows were written is refused (503) for up to this long. A minute balances the
- * two; an owner-tagged claim released at restart would remove the price, and is not built.
+ * this was). The price: the retry of an id whose request was cut off before its rows were written
+ * is refused (503) until the claim expires, or until its owner starts again: a pending claim names
+ * its instance, which journals its claims and at start confirms those whose rows ClickHouse holds
+ * and releases the others (recoverClaims).
  */
 export const PENDING_CLAIM_MS = 60 * 1000;
 
@@ -38,7 +39,7 @@ export interface EventDedup {
    * For each key, true when it is new (and now claimed), false when it was seen. Throws
    * ClaimPendingError (claiming nothing) when another request's claim on a key is not confirmed yet.
    */
-  claim(keys: readonly string[]): Promise<boolean[]>;
+  claim(keys: readonly string[], itemTimes?: readonly number[]): Promise<boolean[]>;
   /** Marks claimed keys as stored (their rows are durable): retries are duplicates from now on. */
   confirm(keys: readonly string[]): Promise<void>;
   /** Forgets keys claimed by a request that did not complete. */
@@ -96,24 +97,69 @@ export function memoryDedup(opts: { maxEntries?: number; windowMs?: number; now?
   };
 }
 
-const PENDING = "p";
 const CONFIRMED = "1";
+/** A pending claim's value: "p", then the owner's instance id when it has one. */
+const isPending = (value: unknown) => typeof value === "string" && value.startsWith("p");
+
+// Deletes the claim iff it is still the pending claim of this owner (ARGV[1]).
+const RELEASE_OWN_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+export interface ValkeyDedupOptions {
+  windowMs?: number;
+  pendingMs?: number;
+  prefix?: string;
+  /**
+   * This instance's id and the hash that journals its pending claims (field: the key, value: the
+   * item's time, epoch ms, which says where its row would be) until they are confirmed or released:
+   * what recoverClaims reads.
+   */
+  owner?: { id: string; journal: string };
+}
+
+export interface ValkeyDedup extends EventDedup {
+  /**
+   * At start, before taking items, once what the previous process left in its spool is in
+   * ClickHouse: each claim the previous process of this instance left pending is confirmed when
+   * `stored` finds its rows (written, not confirmed before the crash), else released, so a client's
+   * retry is taken at once instead of after PENDING_CLAIM_MS.
+   */
+  recoverClaims(stored: (claims: ReadonlyArray<{ key: string; time: number }>) => Promise<Set<string>>): Promise<{ pending: number; confirmed: number; released: number }>;
+}
 
 /** Valkey: one SET NX GET per id (pending, short expiry), pipelined; confirmed after the write. */
-export function valkeyDedup(redis: Redis, opts: { windowMs?: number; pendingMs?: number; prefix?: string } = {}): EventDedup {
+export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): ValkeyDedup {
   const windowMs = opts.windowMs ?? DEDUP_WINDOW_MS;
   const pendingMs = opts.pendingMs ?? PENDING_CLAIM_MS;
   const prefix = opts.prefix ?? "analytics:eid:";
+  const owner = opts.owner;
+  const pendingValue = owner ? `p:${owner.id}` : "p";
+  /** Forgets journal fields (not waited for: a leftover field only costs recoverClaims a look). */
+  const unjournal = (keys: readonly string[]) => {
+    if (owner && keys.length > 0) void redis.hdel(owner.journal, ...keys).catch(() => undefined);
+  };
   const release = async (keys: readonly string[]) => {
     if (keys.length > 0) await redis.del(...keys.map((k) => prefix + k));
+    unjournal(keys);
+  };
+  const confirm = async (keys: readonly string[]) => {
+    if (keys.length === 0) return;
+    const pipeline = redis.pipeline();
+    for (const key of keys) pipeline.set(prefix + key, CONFIRMED, "PX", windowMs);
+    await pipeline.exec();
+    unjournal(keys);
   };
   return {
-    async claim(keys) {
+    async claim(keys, itemTimes) {
       if (keys.length === 0) return [];
       const pipeline = redis.pipeline();
+      // Journaled before claimed (one pipeline, run in order): every claim of this instance has
+      // its journal field.
+      if (owner) pipeline.hset(owner.journal, ...keys.flatMap((k, i) => [k, String(itemTimes?.[i] ?? Date.now())]));
       // SET NX GET: sets only when absent and returns what was there (null: this call claimed it).
-      for (const key of keys) pipeline.set(prefix + key, PENDING, "PX", pendingMs, "NX", "GET");
-      const results = (await pipeline.exec()) ?? [];
+      for (const key of keys) pipeline.set(prefix + key, pendingValue, "PX", pendingMs, "NX", "GET");
+      const results = ((await pipeline.exec()) ?? []).slice(owner ? 1 : 0);
       const mine = new Set<string>();
       const pending: string[] = [];
       const fresh = results.map(([err, value], i) => {
@@ -124,22 +170,42 @@ export function valkeyDedup(redis: Redis, opts: { windowMs?: number; pendingMs?:
           return true;
         }
         // The same id twice in one request: the later one is a duplicate of the earlier.
-        if (value === PENDING && !mine.has(key)) pending.push(key);
+        if (isPending(value) && !mine.has(key)) pending.push(key);
         return false;
       });
+      unjournal(keys.filter((k) => !mine.has(k)));
       if (pending.length > 0) {
         await release([...mine]);
         throw new ClaimPendingError(pending);
       }
       return fresh;
     },
-    async confirm(keys) {
-      if (keys.length === 0) return;
-      const pipeline = redis.pipeline();
-      for (const key of keys) pipeline.set(prefix + key, CONFIRMED, "PX", windowMs);
-      await pipeline.exec();
-    },
+    confirm,
     release,
+    async recoverClaims(stored) {
+      const result = { pending: 0, confirmed: 0, released: 0 };
+      if (!owner) return result;
+      const journaled = await redis.hgetall(owner.journal);
+      const keys = Object.keys(journaled);
+      for (let i = 0; i < keys.length; i += 1000) {
+        const part = keys.slice(i, i + 1000);
+        const values = await redis.mget(...part.map((k) => prefix + k));
+        // Claims since confirmed, released, expired or taken by another request are not this one's.
+        const own = part.filter((_, j) => values[j] === pendingValue);
+        result.pending += own.length;
+        if (own.length > 0) {
+          const found = await stored(own.map((key) => ({ key, time: Number(journaled[key]) })));
+          const written = own.filter((k) => found.has(k));
+          await confirm(written);
+          result.confirmed += written.length;
+          for (const k of own) {
+            if (!found.has(k)) result.released += Number(await redis.eval(RELEASE_OWN_SCRIPT, 1, prefix + k, pendingValue));
+          }
+        }
+        await redis.hdel(owner.journal, ...part);
+      }
+      return result;
+    },
     async remember(keys) {
       if (keys.length === 0) return;
       const pipeline = redis.pipeline();

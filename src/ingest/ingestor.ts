@@ -87,7 +87,7 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
   if (enriched.length > 0) deps.writer.assertRoom(enriched.length * BYTES_PER_ITEM);
 
   const keys = enriched.map((e) => `${e.serviceId}:${e.eventId}`);
-  const fresh = await deps.dedup.claim(keys).catch((err: unknown) => {
+  const fresh = await deps.dedup.claim(keys, enriched.map((e) => e.time)).catch((err: unknown) => {
     if (err instanceof ClaimPendingError) {
       throw new ApiError("unavailable", "Some event_id of this request is being stored by another request; retry later", { retryAfterSeconds: 5 });
     }

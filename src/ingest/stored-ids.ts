@@ -29,3 +29,22 @@ export function storedEventIds(client: ClickHouseClient): StoredEventIds {
     return new Set(rows.map((r) => r[0]));
   };
 }
+
+/**
+ * Which of `claims` (`service:event_id` keys, as dedup.ts claims them, with the item's time) are
+ * stored: the claims a crashed process left pending whose rows got written anyway.
+ */
+export async function storedClaims(client: ClickHouseClient, claims: ReadonlyArray<{ key: string; time: number }>): Promise<Set<string>> {
+  const byService = new Map<string, Array<{ eventId: string; time: number }>>();
+  for (const { key, time } of claims) {
+    const at = key.indexOf(":");
+    const service = key.slice(0, at);
+    let list = byService.get(service);
+    if (!list) byService.set(service, (list = []));
+    list.push({ eventId: key.slice(at + 1), time });
+  }
+  const lookup = storedEventIds(client);
+  const found = new Set<string>();
+  for (const [service, items] of byService) for (const id of await lookup(service, items)) found.add(`${service}:${id}`);
+  return found;
+}

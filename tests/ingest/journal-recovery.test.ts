@@ -7,13 +7,14 @@
 // SIGKILL under load.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
-import { memoryDedup } from "../../src/ingest/dedup.ts";
+import { ClaimPendingError, memoryDedup, valkeyDedup, type EventDedup } from "../../src/ingest/dedup.ts";
 import { ingestItems, type IngestorDeps, type RowWriter } from "../../src/ingest/ingestor.ts";
 import { recoverJournal, storedStates } from "../../src/ingest/sessions/journal-recovery.ts";
 import { Sessionizer } from "../../src/ingest/sessions/sessionizer.ts";
 import { valkeyStateStore, type JournaledStateStore } from "../../src/ingest/sessions/state-store.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
 import { insertRecords } from "../../src/storage/insert-rows.ts";
+import { storedClaims } from "../../src/ingest/stored-ids.ts";
 import { openWhenWarm, WARM_MARKER } from "../../src/ingest/warm-up.ts";
 import { createAnalyticsDb, type AnalyticsDb } from "../query/fixtures/analytics-db.ts";
 import { freeDbIndex, freeDbPrefix } from "../setup/valkey.ts";
@@ -43,8 +44,8 @@ function writer(crashed = false): RowWriter {
   };
 }
 
-function deps(store: JournaledStateStore, w: RowWriter): IngestorDeps {
-  return { sessionizer: new Sessionizer(store), dedup: memoryDedup(), writer: w, metrics: createMetrics(), hashVisitor: () => "visitor", lookupCountry: () => null };
+function deps(store: JournaledStateStore, w: RowWriter, dedup: EventDedup = memoryDedup()): IngestorDeps {
+  return { sessionizer: new Sessionizer(store), dedup, writer: w, metrics: createMetrics(), hashVisitor: () => "visitor", lookupCountry: () => null };
 }
 
 const now = Date.now();
@@ -191,5 +192,37 @@ describe("openWhenWarm with Valkey: ingest waits for journal recovery", () => {
       warmth.stop();
       await redis.del(WARM_MARKER);
     }
+  });
+});
+
+describe("event-id claims a crash left pending (Valkey; fault injected: a write or a confirm that never returns)", () => {
+  test("the restarted instance confirms the claims whose rows are stored and releases the others; another instance's claims are not touched", async () => {
+    const service = "claims_back";
+    const prefix = `${freeDbPrefix()}:`;
+    const redis = new Redis(process.env.TEST_VALKEY_URL!);
+    clients.push(redis);
+    const owner = { id: "instance-x", journal: `${prefix}claims:x` };
+    const dedupOf = (o: { id: string; journal: string }) => valkeyDedup(redis, { prefix: `${prefix}eid:`, owner: o });
+    const store = instance(prefix, `${prefix}journal:x`);
+    const written = item(service, "v5", "written"); // rows written, the process killed before its confirm
+    const cutOff = item(service, "v6", "cut-off"); // the process killed before the write
+    const x = dedupOf(owner);
+    void ingestItems(deps(store, writer(), { ...x, confirm: () => new Promise<void>(() => {}) }), ctx(service), [written]);
+    void ingestItems(deps(store, writer(true), x), ctx(service), [cutOff]);
+    await Bun.sleep(200);
+    const other = dedupOf({ id: "instance-y", journal: `${prefix}claims:y` });
+    const keyOf = (i: { event_id: string }) => `${service}:${i.event_id}`;
+    const theirs = `${service}:${crypto.randomUUID()}`;
+    expect(await other.claim([theirs])).toEqual([true]); // pending, instance y's
+    // Before the restart, a retry through another instance waits: both claims are pending.
+    expect(await other.claim([keyOf(written)]).catch((e: unknown) => e)).toBeInstanceOf(ClaimPendingError);
+    expect(await other.claim([keyOf(cutOff)]).catch((e: unknown) => e)).toBeInstanceOf(ClaimPendingError);
+
+    const restarted = dedupOf(owner);
+    expect(await restarted.recoverClaims((claims) => storedClaims(db.client, claims))).toEqual({ pending: 2, confirmed: 1, released: 1 });
+    expect(await redis.hlen(owner.journal)).toBe(0);
+    // The stored one is a duplicate now, the cut-off one new; y's claim is still pending.
+    expect(await other.claim([keyOf(written), keyOf(cutOff)])).toEqual([false, true]);
+    expect(await restarted.claim([theirs]).catch((e: unknown) => e)).toBeInstanceOf(ClaimPendingError);
   });
 });
