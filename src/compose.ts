@@ -171,10 +171,12 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
     // What the previous process left in the spool goes into ClickHouse first: the check reads it there.
     recover: sharedState && sharedDedup && (async () => {
-      await batcher?.flush();
-      const r = await recoverJournal(sharedState, (refs) => storedStates(clickhouse.client, refs));
-      if (r.rolledBack + r.changedSince > 0) logger.warn("session states whose rows a crash kept from being written were taken back", { ...r });
-      const c = await sharedDedup.recoverClaims((claims) => storedClaims(clickhouse.client, claims));
+      // ClickHouse must hold what the previous process left in the spool before it is asked.
+      let flushed: Promise<void> | undefined;
+      const inClickHouse = async () => void (await (flushed ??= batcher?.flush() ?? Promise.resolve()));
+      const r = await recoverJournal(sharedState, async (refs) => (await inClickHouse(), storedStates(clickhouse.client, refs)));
+      if (r.rolledBack > 0) logger.warn("session states whose rows a crash kept from being written were taken back", { ...r });
+      const c = await sharedDedup.recoverClaims(async (claims) => (await inClickHouse(), storedClaims(clickhouse.client, claims)));
       if (c.pending > 0) logger.info("event-id claims the previous process left pending: confirmed where stored, released otherwise", c);
     }),
   });

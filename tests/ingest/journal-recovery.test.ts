@@ -91,7 +91,7 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
 
     const after = instance(prefix, journal); // the restarted process: same data dir, same journal
     expect(await after.journaled()).toHaveLength(1);
-    expect(await recover(after)).toEqual({ entries: 1, rolledBack: 1, changedSince: 0 });
+    expect(await recover(after)).toEqual({ entries: 1, rolledBack: 1, builtOn: 0 });
     expect(await versionIn(after, service, sessionId)).toBe(1);
     expect(await after.journaled()).toEqual([]);
 
@@ -119,7 +119,7 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
     expect(await before.journaled()).toHaveLength(2);
 
     const after = instance(prefix, journal);
-    expect(await recover(after)).toEqual({ entries: 2, rolledBack: 0, changedSince: 0 });
+    expect(await recover(after)).toEqual({ entries: 2, rolledBack: 0, builtOn: 1 });
     expect(await versionIn(after, service, first.session_ids[0]!)).toBe(2);
     expect(await after.journaled()).toEqual([]);
   });
@@ -137,7 +137,7 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
     expect(await versionIn(before, service, sessionId)).toBe(4);
 
     const after = instance(prefix, journal);
-    expect(await recover(after)).toEqual({ entries: 3, rolledBack: 3, changedSince: 0 });
+    expect(await recover(after)).toEqual({ entries: 3, rolledBack: 3, builtOn: 0 });
     expect(await versionIn(after, service, sessionId)).toBe(1);
   });
 
@@ -156,7 +156,7 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
     expect(await versionIn(other, service, sessionId)).toBe(3);
 
     const after = instance(prefix, journal);
-    expect(await recover(after)).toEqual({ entries: 1, rolledBack: 0, changedSince: 1 });
+    expect(await recover(after)).toEqual({ entries: 1, rolledBack: 0, builtOn: 1 });
     expect(await versionIn(after, service, sessionId)).toBe(3);
     expect(await after.journaled()).toEqual([]);
   });

@@ -24,8 +24,12 @@ export interface RecoveryResult {
   entries: number;
   /** Commits whose rows were not written, taken back. */
   rolledBack: number;
-  /** Commits whose rows were not written but whose keys changed since: left as they are. */
-  changedSince: number;
+  /**
+   * Commits whose keys changed since (a later commit built on them): left as they are. When such a
+   * commit's rows were not written and another instance built on it, that session's numbers are
+   * off (the README's multi-instance limit).
+   */
+  builtOn: number;
 }
 
 /** The session states `entry` wrote (a merged session's marker and span lists are not states). */
@@ -73,19 +77,21 @@ export async function recoverJournal(
   isStored: (refs: readonly StateRef[]) => Promise<Set<string>>,
 ): Promise<RecoveryResult> {
   const entries = await store.journaled();
-  const result: RecoveryResult = { entries: entries.length, rolledBack: 0, changedSince: 0 };
-  if (entries.length === 0) return result;
-  const refs = entries.map(writtenStates);
-  const stored = await isStored(refs.flat());
-  // Newest first: a later commit of this instance may have built on an earlier one's state.
+  const result: RecoveryResult = { entries: entries.length, rolledBack: 0, builtOn: 0 };
+  // Newest first: a later commit of this instance may have built on an earlier one's state, which
+  // holds its keys again once the later one is taken back. ClickHouse is asked only about commits
+  // that still hold their keys: a clean shutdown leaves none, and the service starts without it.
   for (let i = entries.length - 1; i >= 0; i--) {
     const entry = entries[i]!;
-    // A request's rows are one spool record (written whole or not at all), so one of its states'
-    // rows tells for all. A commit that wrote no state (none expected) is left as it is.
-    const written = refs[i]!.length === 0 || refs[i]!.some((r) => stored.has(refKey(r)));
-    if (!written) {
-      if (await store.rollBack(entry, STATE_TTL_MS)) result.rolledBack++;
-      else result.changedSince++;
+    if (!(await store.holds(entry))) {
+      // Built on since (by a later commit whose rows were written, or by another instance).
+      result.builtOn++;
+    } else {
+      // A request's rows are one spool record (written whole or not at all), so one of its
+      // states' rows tells for all. A commit that wrote no state is left as it is.
+      const refs = writtenStates(entry);
+      const written = refs.length === 0 || (await isStored(refs)).size > 0;
+      if (!written && (await store.rollBack(entry, STATE_TTL_MS))) result.rolledBack++;
     }
     await store.settle(entry.id);
   }

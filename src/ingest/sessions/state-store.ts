@@ -135,6 +135,8 @@ export interface JournalEntry {
 export interface JournaledStateStore extends StateStore {
   /** Every entry not settled yet, oldest first. */
   journaled(): Promise<JournalEntry[]>;
+  /** Whether every key of `entry` still holds the text the entry wrote. */
+  holds(entry: JournalEntry): Promise<boolean>;
   /** Puts each key of `entry` back to its text before, iff every key still holds its text after. */
   rollBack(entry: JournalEntry, ttlMs: number): Promise<boolean>;
 }
@@ -206,6 +208,11 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
       return Object.entries(all)
         .map(([id, json]) => ({ id, ...(JSON.parse(json) as Omit<JournalEntry, "id">) }))
         .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    },
+    async holds(entry) {
+      if (entry.keys.length === 0) return false;
+      const now = await redis.mget(...entry.keys.map((k) => prefix + k));
+      return now.every((t, i) => t === entry.after[i]);
     },
     async rollBack(entry, ttlMs) {
       if (entry.keys.length === 0) return true;
