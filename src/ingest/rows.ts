@@ -269,6 +269,7 @@ export function sessionRecord(s: SessionState, sign: 1 | -1): string {
     screen_height: a.screen_height,
     language: a.language,
     timezone: a.timezone,
+    client_kept: s.client ? 1 : 0,
   };
   return `sessions|${s.service_id}|${sessionDates(s)}|${JSON.stringify(row)}`;
 }

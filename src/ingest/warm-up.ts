@@ -21,6 +21,7 @@ interface SessionRow {
   hostname: string; referrer: string; referrer_domain: string; utm_source: string; utm_medium: string;
   utm_campaign: string; utm_term: string; utm_content: string; device: string; browser: string; os: string;
   country: string; screen_width: number; screen_height: number; language: string; timezone: string;
+  client_kept: number;
 }
 
 /** Loads recent event ids into `dedup` and recent session states into `store`. */
@@ -55,6 +56,7 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     format: "JSONEachRow",
   })).json<{ service_id: string; canonical: string; aliases: string[] }>();
   const merged = new Map(aliasRows.map((a) => [`${a.service_id}:${a.canonical}`, a.aliases.sort()]));
+  const otherIds = await otherVisitorIds(client, rows, merged);
   const spans = new Map<string, SessionSpan[]>();
   const writes: StateWrite[] = [];
   const now = Date.now(); // the states below live STATE_TTL_MS from this commit, and so do their spans
@@ -63,8 +65,14 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     const aliases = merged.get(`${r.service_id}:${r.session_id}`);
     if (aliases) state.merged = aliases;
     writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: state });
-    const vKey = `v:${r.service_id}:${r.visitor_id}`;
-    spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
+    // Filed where the live service filed it: under the visitor id of every item placed in it by
+    // the 30-minute rule (the first item's, and the next day's id of items past UTC midnight);
+    // a session the client keeps by its own id under none.
+    if (state.client) continue;
+    for (const visitor of [r.visitor_id, ...(otherIds.get(`${r.service_id}:${r.session_id}`) ?? [])]) {
+      const vKey = `v:${r.service_id}:${visitor}`;
+      spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
+    }
   }
   for (const [key, list] of spans) writes.push({ key, expected: null, next: list });
   // Key by key, each only where absent: a shared store (Valkey) that lost its data may already
@@ -73,6 +81,42 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     await Promise.all(writes.slice(i, i + 1000).map((w) => store.commit([w], STATE_TTL_MS)));
   }
   return { eventIds: ids.length, sessions: rows.length };
+}
+
+/**
+ * For the sessions among `rows` that span a UTC midnight: the visitor ids of their items other than
+ * the session's own (`service:session` → ids). A visitor without a client-kept id gets a new id
+ * with each day's salt, and its items after midnight carry the new one; the live sessionizer filed
+ * the session under that id too, so the visitor's next item (which no longer looks at the previous
+ * day's id once it is 30 minutes past midnight) finds it. Items of sessions merged into one of
+ * these (their aliases) count as its own.
+ */
+async function otherVisitorIds(client: ClickHouseClient, rows: readonly SessionRow[], merged: ReadonlyMap<string, string[]>): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const crossing = rows.filter((r) => r.client_kept !== 1 && r.started_at.slice(0, 10) !== r.ended_at.slice(0, 10));
+  if (crossing.length === 0) return out;
+  const owner = new Map<string, SessionRow>(); // service:session id of an item → its session
+  const days = new Set<string>();
+  for (const r of crossing) {
+    for (const id of [r.session_id, ...(merged.get(`${r.service_id}:${r.session_id}`) ?? [])]) owner.set(`${r.service_id}:${id}`, r);
+    for (let t = Date.parse(r.started_at.slice(0, 10)); t <= Date.parse(r.ended_at); t += 86_400_000) days.add(new Date(t).toISOString().slice(0, 10));
+  }
+  const ids = [...owner.keys()].map((k) => k.slice(k.indexOf(":") + 1));
+  const where = "service_id IN {services:Array(String)} AND toDate(timestamp) IN {days:Array(Date)} AND session_id IN {ids:Array(String)}";
+  const found = await (await client.query({
+    query: `SELECT DISTINCT service_id, session_id, visitor_id FROM (${ITEM_TABLES.map((t) => `SELECT service_id, session_id, visitor_id FROM ${t} WHERE ${where}`).join(" UNION ALL ")})`,
+    query_params: { services: [...new Set(crossing.map((r) => r.service_id))], days: [...days], ids: [...new Set(ids)] },
+    format: "JSONCompactEachRow",
+  })).json<[string, string, string]>();
+  for (const [service, session, visitor] of found) {
+    const r = owner.get(`${service}:${session}`);
+    if (!r || visitor === r.visitor_id) continue;
+    const key = `${r.service_id}:${r.session_id}`;
+    const list = out.get(key) ?? [];
+    if (!list.includes(visitor)) list.push(visitor);
+    out.set(key, list);
+  }
+  return out;
 }
 
 /** Set (without expiry) in Valkey once its ingest state has been warmed up from ClickHouse. */
@@ -115,7 +159,7 @@ function toState(r: SessionRow): SessionState {
     service_id: r.service_id, session_id: r.session_id, visitor_id: r.visitor_id, user_id: r.user_id,
     started_at: ms(r.started_at), ended_at: ms(r.ended_at), pageviews: r.pageviews, events: r.events, items: r.items,
     converted: r.converted === 1, entry_path: r.entry_path, entry_at: ms(r.started_at), exit_path: r.exit_path,
-    exit_at: ms(r.exit_at), version: r.version,
+    exit_at: ms(r.exit_at), version: r.version, ...(r.client_kept === 1 ? { client: true as const } : {}),
     attrs: {
       hostname: r.hostname, referrer: r.referrer, referrer_domain: r.referrer_domain, utm_source: r.utm_source,
       utm_medium: r.utm_medium, utm_campaign: r.utm_campaign, utm_term: r.utm_term, utm_content: r.utm_content,

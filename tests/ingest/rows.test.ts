@@ -152,6 +152,7 @@ function referenceSessionRecord(s: import("../../src/ingest/sessions/session-sta
     duration_s: Math.floor(durationMs / 1000), duration_ms: durationMs, pageviews: s.pageviews, events: s.events,
     items: s.items, is_bounce: s.pageviews === 1 && s.events === 0 ? 1 : 0, converted: s.converted ? 1 : 0,
     entry_path: s.entry_path, exit_path: s.exit_path, exit_at: referenceIso(s.exit_at), ...s.attrs,
+    client_kept: s.client === true ? 1 : 0,
   })}`;
 }
 function encodeRecordReference(table: string, serviceId: string, time: number, row: object): string {
@@ -222,6 +223,7 @@ function randomState(rng: import("../helpers/seed.ts").Rng) {
     exit_path: rng.pick(ODD),
     exit_at: rng.chance(0.2) ? 0 : ended,
     version: rng.int(1, 10_000),
+    ...(rng.chance(0.2) ? { client: true as const } : {}),
     attrs: {
       hostname: rng.pick(ODD), referrer: rng.pick(ODD), referrer_domain: rng.pick(ODD), utm_source: rng.pick(ODD),
       utm_medium: rng.pick(ODD), utm_campaign: rng.pick(ODD), utm_term: rng.pick(ODD), utm_content: rng.pick(ODD),

@@ -62,6 +62,11 @@ export interface SessionState {
    * ids and are read as this session's through session_aliases. Absent when none.
    */
   merged?: string[];
+  /**
+   * Opened by an item that carried the client's own session_id: the 30-minute rule never joins it,
+   * so it is never filed in the visitor's spans (also when rebuilt after a restart). Absent otherwise.
+   */
+  client?: true;
 }
 
 /** entry_at before any item (JSON-safe, unlike Infinity). */

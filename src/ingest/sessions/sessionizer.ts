@@ -223,6 +223,7 @@ export class Sessionizer {
       const sKey = foundKey ?? sessionKey(svc, id);
       const current = stateOf(sKey);
       let next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
+      if (!current && p.sessionId) next = { ...next, client: true };
       // A session's visitor is that of its first item (the id under the first item's day's salt).
       if (current && p.touch.time < current.started_at && next.visitor_id !== p.visitorId) next = { ...next, visitor_id: p.visitorId };
       setState(sKey, next);

@@ -1,0 +1,119 @@
+// After a restart the session state is rebuilt from ClickHouse (in process; with Valkey, when
+// Valkey lost its data): a visitor's next item must find the same sessions it would have found
+// had the process kept running. Two cases the rebuild used to get wrong (found by a black-box
+// audit, 2026-11-28): a session that crossed UTC midnight (its items after midnight carry the new
+// day's visitor id, under which the live service had also filed the session), and a session kept
+// by the client's own session_id (which the 30-minute rule never joins).
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { testClickHouse } from "../helpers/clickhouse.ts";
+import { startTestService, type TestService } from "../helpers/service.ts";
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const DAY = 86_400_000;
+const UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.0.0 Safari/537.36";
+
+/** Runs `before` on a service, restarts it on the same data directory and database, then `after`. */
+async function acrossRestart(service: string, before: (s: TestService, key: string) => Promise<void>, after: (s: TestService, key: string) => Promise<void>) {
+  const dataDir = mkdtempSync(join(tmpdir(), "analytics-warm-")); // the daily salts live here
+  dirs.push(dataDir);
+  const first = await startTestService({ DATA_DIR: dataDir });
+  const key = await first.key({ type: "secret", service_id: service });
+  try {
+    await before(first, key);
+    await first.flush();
+  } finally {
+    await first.close();
+  }
+  const second = await startTestService({ DATA_DIR: dataDir }, { database: first.database, migrate: false });
+  try {
+    await after(second, key);
+  } finally {
+    await second.dispose();
+  }
+}
+
+async function send(s: TestService, key: string, items: object[]): Promise<void> {
+  const res = await s.app.request("/v1/ingest/batch", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ items }),
+  });
+  const body = (await res.json()) as { accepted: number };
+  expect([res.status, body.accepted]).toEqual([202, items.length]);
+}
+
+/** path → session id of the service's stored page views (after a flush). */
+async function sessionsByPath(s: TestService, service: string): Promise<Record<string, string>> {
+  await s.flush();
+  const ch = testClickHouse(s.database);
+  try {
+    const rows = await (await ch.client.query({
+      query: "SELECT path, session_id FROM page_views WHERE service_id = {s:String}",
+      query_params: { s: service },
+      format: "JSONEachRow",
+    })).json<{ path: string; session_id: string }>();
+    return Object.fromEntries(rows.map((r) => [r.path, r.session_id]));
+  } finally {
+    await ch.close();
+  }
+}
+
+const pageview = (time: number, path: string, extra: object = {}) => ({ type: "pageview", url: `https://warm.example${path}`, timestamp: new Date(time).toISOString(), ip: "81.2.69.160", user_agent: UA, ...extra });
+
+test("a session that crossed UTC midnight goes on after a restart (its items after midnight carry the new day's visitor id)", async () => {
+  const midnight = Math.floor(Date.now() / DAY) * DAY - DAY; // yesterday 00:00 UTC: all items in the past
+  const service = "warm_midnight";
+  await acrossRestart(service, async (s, key) => {
+    await send(s, key, [pageview(midnight - 5 * 60_000, "/a"), pageview(midnight + 20 * 60_000, "/b"), pageview(midnight + 45 * 60_000, "/c")]);
+  }, async (s, key) => {
+    // 15 minutes after /c, 60 minutes into the new day: the same session, as without the restart.
+    await send(s, key, [pageview(midnight + 60 * 60_000, "/d")]);
+    const by = await sessionsByPath(s, service);
+    expect(new Set(Object.values(by)).size).toBe(1);
+    expect(Object.keys(by).sort()).toEqual(["/a", "/b", "/c", "/d"]);
+  });
+});
+
+test("a session kept by the client's session_id stays out of the 30-minute rule after a restart", async () => {
+  const t = Date.now() - 20 * 60_000;
+  const service = "warm_client";
+  await acrossRestart(service, async (s, key) => {
+    await send(s, key, [pageview(t, "/a", { session_id: "client-kept-1" })]);
+  }, async (s, key) => {
+    // Without a session_id, 5 minutes later: a server session of its own, as without the restart.
+    await send(s, key, [pageview(t + 5 * 60_000, "/b")]);
+    const by = await sessionsByPath(s, service);
+    expect(by["/a"]).toBe("client-kept-1");
+    expect(by["/b"]).toBeString();
+    expect(by["/b"]).not.toBe("client-kept-1");
+  });
+});
+
+test("control: without a restart both cases give those answers", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "analytics-warm-"));
+  dirs.push(dataDir);
+  const s = await startTestService({ DATA_DIR: dataDir });
+  try {
+    const midnight = Math.floor(Date.now() / DAY) * DAY - DAY;
+    const key = await s.key({ type: "secret", service_id: "warm_control" });
+    await send(s, key, [pageview(midnight - 5 * 60_000, "/a"), pageview(midnight + 20 * 60_000, "/b"), pageview(midnight + 45 * 60_000, "/c")]);
+    await send(s, key, [pageview(midnight + 60 * 60_000, "/d")]);
+    expect(new Set(Object.values(await sessionsByPath(s, "warm_control"))).size).toBe(1);
+    const key2 = await s.key({ type: "secret", service_id: "warm_control2" });
+    const t = Date.now() - 20 * 60_000;
+    await send(s, key2, [pageview(t, "/a", { session_id: "client-kept-2" })]);
+    await send(s, key2, [pageview(t + 5 * 60_000, "/b")]);
+    const by = await sessionsByPath(s, "warm_control2");
+    expect(by["/a"]).toBe("client-kept-2");
+    expect(by["/b"]).not.toBe("client-kept-2");
+  } finally {
+    await s.dispose();
+  }
+});
