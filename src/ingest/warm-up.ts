@@ -56,7 +56,7 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     format: "JSONEachRow",
   })).json<{ service_id: string; canonical: string; aliases: string[] }>();
   const merged = new Map(aliasRows.map((a) => [`${a.service_id}:${a.canonical}`, a.aliases.sort()]));
-  const otherIds = await otherVisitorIds(client, rows, merged);
+  const facts = await itemFacts(client, rows, merged);
   const spans = new Map<string, SessionSpan[]>();
   const writes: StateWrite[] = [];
   const now = Date.now(); // the states below live STATE_TTL_MS from this commit, and so do their spans
@@ -64,12 +64,14 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     const state = toState(r);
     const aliases = merged.get(`${r.service_id}:${r.session_id}`);
     if (aliases) state.merged = aliases;
+    const known = facts.get(`${r.service_id}:${r.session_id}`);
+    if (known && r.user_id !== "") state.user_at = known.userAt;
     writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: state });
     // Filed where the live service filed it: under the visitor id of every item placed in it by
     // the 30-minute rule (the first item's, and the next day's id of items past UTC midnight);
     // a session the client keeps by its own id under none.
     if (state.client) continue;
-    for (const visitor of [r.visitor_id, ...(otherIds.get(`${r.service_id}:${r.session_id}`) ?? [])]) {
+    for (const visitor of [r.visitor_id, ...(known?.otherVisitors ?? [])]) {
       const vKey = `v:${r.service_id}:${visitor}`;
       spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
     }
@@ -83,38 +85,57 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
   return { eventIds: ids.length, sessions: rows.length };
 }
 
+/** What a session's stored row does not say and its items do (see itemFacts). */
+interface ItemFacts {
+  /** Visitor ids of its items other than the session's own (only for sessions across UTC midnight). */
+  otherVisitors: string[];
+  /** Time of its latest item with a user id (SessionState.user_at). */
+  userAt: number;
+}
+
 /**
- * For the sessions among `rows` that span a UTC midnight: the visitor ids of their items other than
- * the session's own (`service:session` → ids). A visitor without a client-kept id gets a new id
- * with each day's salt, and its items after midnight carry the new one; the live sessionizer filed
- * the session under that id too, so the visitor's next item (which no longer looks at the previous
- * day's id once it is 30 minutes past midnight) finds it. Items of sessions merged into one of
- * these (their aliases) count as its own.
+ * From the items of the sessions among `rows` (their own ids and those of sessions merged into
+ * them), what the live state held and the session row does not keep:
+ * - for a session that spans a UTC midnight, the visitor ids of its items other than its own: a
+ *   visitor without a client-kept id gets a new id with each day's salt, its items after midnight
+ *   carry it, and the live sessionizer filed the session under it too, so the visitor's next item
+ *   (which no longer looks at the previous day's id 30 minutes past midnight) finds the session;
+ * - for a session with a user id, the time of its latest item with one: a late item with an
+ *   earlier time does not replace the user id (applyTouch), after a restart either.
  */
-async function otherVisitorIds(client: ClickHouseClient, rows: readonly SessionRow[], merged: ReadonlyMap<string, string[]>): Promise<Map<string, string[]>> {
-  const out = new Map<string, string[]>();
-  const crossing = rows.filter((r) => r.client_kept !== 1 && r.started_at.slice(0, 10) !== r.ended_at.slice(0, 10));
-  if (crossing.length === 0) return out;
-  const owner = new Map<string, SessionRow>(); // service:session id of an item → its session
-  const days = new Set<string>();
-  for (const r of crossing) {
-    for (const id of [r.session_id, ...(merged.get(`${r.service_id}:${r.session_id}`) ?? [])]) owner.set(`${r.service_id}:${id}`, r);
-    for (let t = Date.parse(r.started_at.slice(0, 10)); t <= Date.parse(r.ended_at); t += 86_400_000) days.add(new Date(t).toISOString().slice(0, 10));
-  }
-  const ids = [...owner.keys()].map((k) => k.slice(k.indexOf(":") + 1));
-  const where = "service_id IN {services:Array(String)} AND toDate(timestamp) IN {days:Array(Date)} AND session_id IN {ids:Array(String)}";
-  const found = await (await client.query({
-    query: `SELECT DISTINCT service_id, session_id, visitor_id FROM (${ITEM_TABLES.map((t) => `SELECT service_id, session_id, visitor_id FROM ${t} WHERE ${where}`).join(" UNION ALL ")})`,
-    query_params: { services: [...new Set(crossing.map((r) => r.service_id))], days: [...days], ids: [...new Set(ids)] },
-    format: "JSONCompactEachRow",
-  })).json<[string, string, string]>();
-  for (const [service, session, visitor] of found) {
-    const r = owner.get(`${service}:${session}`);
-    if (!r || visitor === r.visitor_id) continue;
-    const key = `${r.service_id}:${r.session_id}`;
-    const list = out.get(key) ?? [];
-    if (!list.includes(visitor)) list.push(visitor);
-    out.set(key, list);
+async function itemFacts(client: ClickHouseClient, rows: readonly SessionRow[], merged: ReadonlyMap<string, string[]>): Promise<Map<string, ItemFacts>> {
+  const out = new Map<string, ItemFacts>();
+  const crosses = (r: SessionRow) => r.client_kept !== 1 && r.started_at.slice(0, 10) !== r.ended_at.slice(0, 10);
+  const wanted = rows.filter((r) => crosses(r) || r.user_id !== "");
+  for (let i = 0; i < wanted.length; i += 5_000) {
+    const part = wanted.slice(i, i + 5_000);
+    const owner = new Map<string, SessionRow>(); // service:session id of an item → its session
+    const days = new Set<string>();
+    for (const r of part) {
+      for (const id of [r.session_id, ...(merged.get(`${r.service_id}:${r.session_id}`) ?? [])]) owner.set(`${r.service_id}:${id}`, r);
+      for (let t = Date.parse(r.started_at.slice(0, 10)); t <= Date.parse(r.ended_at.slice(0, 10)); t += 86_400_000) days.add(new Date(t).toISOString().slice(0, 10));
+    }
+    const where = "service_id IN {services:Array(String)} AND toDate(timestamp) IN {days:Array(Date)} AND session_id IN {ids:Array(String)}";
+    const found = await (await client.query({
+      query: `SELECT service_id, session_id, groupUniqArray(visitor_id), toUnixTimestamp64Milli(maxIf(timestamp, user_id != ''))
+              FROM (${ITEM_TABLES.map((t) => `SELECT service_id, session_id, visitor_id, user_id, timestamp FROM ${t} WHERE ${where}`).join(" UNION ALL ")})
+              GROUP BY service_id, session_id`,
+      query_params: {
+        services: [...new Set(part.map((r) => r.service_id))],
+        days: [...days],
+        ids: [...new Set([...owner.keys()].map((k) => k.slice(k.indexOf(":") + 1)))],
+      },
+      format: "JSONCompactEachRow",
+    })).json<[string, string, string[], number | string]>();
+    for (const [service, session, visitors, userAt] of found) {
+      const r = owner.get(`${service}:${session}`);
+      if (!r) continue;
+      const key = `${r.service_id}:${r.session_id}`;
+      const facts = out.get(key) ?? { otherVisitors: [], userAt: 0 };
+      if (crosses(r)) for (const v of visitors) if (v !== r.visitor_id && !facts.otherVisitors.includes(v)) facts.otherVisitors.push(v);
+      facts.userAt = Math.max(facts.userAt, Number(userAt));
+      out.set(key, facts);
+    }
   }
   return out;
 }

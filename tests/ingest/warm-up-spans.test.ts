@@ -1,9 +1,10 @@
 // After a restart the session state is rebuilt from ClickHouse (in process; with Valkey, when
 // Valkey lost its data): a visitor's next item must find the same sessions it would have found
 // had the process kept running. Two cases the rebuild used to get wrong (found by a black-box
-// audit, 2026-11-28): a session that crossed UTC midnight (its items after midnight carry the new
-// day's visitor id, under which the live service had also filed the session), and a session kept
-// by the client's own session_id (which the 30-minute rule never joins).
+// audit, 2026-11-28, and a re-read of what the state holds that a session row does not): a session
+// that crossed UTC midnight (its items after midnight carry the new day's visitor id, under which
+// the live service had also filed the session), a session kept by the client's own session_id
+// (which the 30-minute rule never joins), and the time of the item that gave the user id.
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -96,7 +97,37 @@ test("a session kept by the client's session_id stays out of the 30-minute rule 
   });
 });
 
-test("control: without a restart both cases give those answers", async () => {
+/** The user_id of each of the service's live session states. */
+async function userIds(s: TestService, service: string): Promise<string[]> {
+  await s.flush();
+  const ch = testClickHouse(s.database);
+  try {
+    const rows = await (await ch.client.query({
+      query: "SELECT user_id FROM sessions FINAL WHERE service_id = {s:String} AND sign = 1",
+      query_params: { s: service },
+      format: "JSONEachRow",
+    })).json<{ user_id: string }>();
+    return rows.map((r) => r.user_id);
+  } finally {
+    await ch.close();
+  }
+}
+
+test("a late item with an earlier time does not replace the session's user id after a restart either", async () => {
+  const t = Date.now() - 20 * 60_000;
+  const service = "warm_user";
+  await acrossRestart(service, async (s, key) => {
+    await send(s, key, [pageview(t - 10 * 60_000, "/a"), pageview(t, "/b", { user_id: "u-latest" })]);
+  }, async (s, key) => {
+    // Earlier than the item that gave the user id: the session's user stays that of the latest item.
+    await send(s, key, [pageview(t - 5 * 60_000, "/c", { user_id: "u-earlier" })]);
+    expect(await userIds(s, service)).toEqual(["u-latest"]);
+    await send(s, key, [pageview(t + 60_000, "/d", { user_id: "u-later" })]);
+    expect(await userIds(s, service)).toEqual(["u-later"]);
+  });
+});
+
+test("control: without a restart the cases above give those answers", async () => {
   const dataDir = mkdtempSync(join(tmpdir(), "analytics-warm-"));
   dirs.push(dataDir);
   const s = await startTestService({ DATA_DIR: dataDir });
@@ -113,6 +144,10 @@ test("control: without a restart both cases give those answers", async () => {
     const by = await sessionsByPath(s, "warm_control2");
     expect(by["/a"]).toBe("client-kept-2");
     expect(by["/b"]).not.toBe("client-kept-2");
+    const key3 = await s.key({ type: "secret", service_id: "warm_control3" });
+    await send(s, key3, [pageview(t - 10 * 60_000, "/a"), pageview(t, "/b", { user_id: "u-latest" })]);
+    await send(s, key3, [pageview(t - 5 * 60_000, "/c", { user_id: "u-earlier" })]);
+    expect(await userIds(s, "warm_control3")).toEqual(["u-latest"]);
   } finally {
     await s.dispose();
   }
