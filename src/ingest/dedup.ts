@@ -173,6 +173,9 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
         if (isPending(value) && !mine.has(key)) pending.push(key);
         return false;
       });
+      // Not claimed by this call: not its field. (When the claim it met is another request's of
+      // this instance, that request's field goes too: a crash before it completes then leaves its
+      // claim to expire, as claims did before they were journaled.)
       unjournal(keys.filter((k) => !mine.has(k)));
       if (pending.length > 0) {
         await release([...mine]);
