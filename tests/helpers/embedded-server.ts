@@ -167,14 +167,15 @@ class ChildEmbeddedServer implements EmbeddedServer {
    * every later test of the file then timed out). Not reproduced on demand (6 fresh restart
    * cycles, 4 runs of that file). A server that does not answer `SELECT 1` within 10 s is stopped
    * and started again, twice at most, and says so on stderr: this is the test endpoint's own
-   * start-up, not the service under test.
+   * start-up, not the service under test. The check reads every table's row count (the second CI
+   * failure, 2026-11-28, answered SELECT 1 and hung on the tables).
    */
   async start(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       await this.#startOnce();
       if (await queryOk(this.url)) return;
-      if (attempt === 3) throw new Error(`embedded server answered /ping but no query within 10 s, ${attempt} starts:\n${this.#log}`);
-      console.error(`[embedded server] ${this.url} answered /ping but no query within 10 s; starting it again (attempt ${attempt + 1})`);
+      if (attempt === 3) throw new Error(`embedded server answered /ping but not a query of its tables within 10 s, ${attempt} starts:\n${this.#log}`);
+      console.error(`[embedded server] ${this.url} answered /ping but not a query of its tables within 10 s; starting it again (attempt ${attempt + 1})`);
       await this.stop("SIGTERM");
     }
   }
@@ -294,8 +295,10 @@ function portInUse(port: number): Promise<boolean> {
 
 async function queryOk(url: string): Promise<boolean> {
   try {
-    const res = await fetch(`${url}/?query=SELECT%201`, { signal: AbortSignal.timeout(10_000) });
-    return res.ok && (await res.text()).trim() === "1";
+    // Touches every table (total_rows needs each one loaded): the hang was on tables, not on SELECT 1.
+    const query = "SELECT sum(ifNull(total_rows, 0)) FROM system.tables WHERE database NOT IN ('system', 'INFORMATION_SCHEMA', 'information_schema')";
+    const res = await fetch(`${url}/?query=${encodeURIComponent(query)}`, { signal: AbortSignal.timeout(10_000) });
+    return res.ok && /^\d+\s*$/.test(await res.text());
   } catch {
     return false;
   }
