@@ -91,8 +91,14 @@ function frozen<T>(value: T): T {
 }
 
 const NIL = "\u0000nil";
-const CAS_SCRIPT = `
-local n = #KEYS
+/**
+ * Compare-and-set over KEYS[1..n]: ARGV[1..n] the texts expected, ARGV[n+1..2n] the texts to write,
+ * ARGV[2n+1] the TTL. Journaled, the last key is the journal hash and ARGV[2n+2], ARGV[2n+3] the
+ * field and the record written there in the same step.
+ */
+function casScript(journaled: boolean): string {
+  return `
+local n = #KEYS${journaled ? " - 1" : ""}
 for i = 1, n do
   local cur = redis.call('GET', KEYS[i])
   if cur == false then cur = '${NIL}' end
@@ -101,24 +107,11 @@ end
 for i = 1, n do
   if ARGV[n + i] == '${NIL}' then redis.call('DEL', KEYS[i])
   else redis.call('SET', KEYS[i], ARGV[n + i], 'PX', ARGV[2 * n + 1]) end
-end
+end${journaled ? "\nredis.call('HSET', KEYS[n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3])" : ""}
 return 1`;
-
-// The same, and the writes recorded in a journal hash (the last key) under ARGV[2n+2]: the keys,
-// the texts expected and the texts written (JSON, built by the caller).
-const CAS_JOURNAL_SCRIPT = `
-local n = #KEYS - 1
-for i = 1, n do
-  local cur = redis.call('GET', KEYS[i])
-  if cur == false then cur = '${NIL}' end
-  if cur ~= ARGV[i] then return 0 end
-end
-for i = 1, n do
-  if ARGV[n + i] == '${NIL}' then redis.call('DEL', KEYS[i])
-  else redis.call('SET', KEYS[i], ARGV[n + i], 'PX', ARGV[2 * n + 1]) end
-end
-redis.call('HSET', KEYS[n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3])
-return 1`;
+}
+const CAS_SCRIPT = casScript(false);
+const CAS_JOURNAL_SCRIPT = casScript(true);
 
 /**
  * One journaled compare-and-set: the keys it wrote (without the store's prefix) and each key's
