@@ -29,6 +29,8 @@ interface SinkRun {
   ms: number;
   rowsPerSec: number;
   bytes: number;
+  /** CPU of the inserting process (all threads) while the inserts ran, µs. */
+  cpuUs: number;
 }
 export interface SinkBaseline {
   events: SinkRun;

@@ -14,6 +14,7 @@ const { sessionDistribution, utmStats } = await imp<typeof import("../../src/que
 const { topEvents, topEventsSource } = await imp<typeof import("../../src/query/top-events.ts")>("query", "top-events.ts");
 const { sessionStatsReport, behaviorSummary } = await imp<typeof import("../../src/query/reports.ts")>("query", "reports.ts");
 const { resolveRange } = await imp<typeof import("../../src/query/time-range.ts")>("query", "time-range.ts");
+const { selectRows, SqlParams } = await imp<typeof import("../../src/query/sql-params.ts")>("query", "sql-params.ts");
 
 const [dataDir, serviceId, roundsArg, repsArg, nowArg, endDate] = process.argv.slice(2);
 if (!dataDir || !serviceId || !endDate) throw new Error("usage: query-compare.ts <dataDir> <serviceId> <rounds> <reps> <nowMs> <endDate>");
@@ -79,5 +80,37 @@ for (let r = 0; r < rounds; r++) {
     out[i]!.ratio.push(median(w) / median(v));
   }
 }
+// The engine's floor: the cheapest read there is (SELECT 1) through the same client, settings and
+// lanes; no view can answer faster, so raw ÷ floor bounds the speed-up any view could give.
+const floor: number[] = [];
+for (let r = 0; r < rounds; r++) {
+  const ms: number[] = [];
+  for (let k = 0; k < 20; k++) ms.push((await timed(() => selectRows(ch, "SELECT 1 AS one", new SqlParams()))).ms);
+  floor.push(median(ms));
+}
+// What a view read has to merge for exact visitor counts: the visitor hashes kept in the target's
+// states over the range (each row's state size, as stored: parts not yet merged keep a state per
+// part) against the raw rows the raw path hashes. Close to 1, merging the states is about the
+// work of hashing the raw rows, whatever else the view saves.
+const stateWork: { name: string; states: number; rawRows: number }[] = [];
+for (const days of [7, 30]) {
+  const range = query(days, "UTC").range;
+  const one = async (sql: string) => {
+    const p = new SqlParams();
+    const text = sql.replaceAll("{S}", p.bind("String", serviceId)).replaceAll("{FROM}", p.instant(range.start)).replaceAll("{TO}", p.instant(range.end))
+      .replaceAll("{FROM_S}", p.second(range.start)).replaceAll("{TO_S}", p.second(range.end));
+    const [row] = await selectRows<{ n: number }>(ch, text, p);
+    return Number(row?.n ?? NaN);
+  };
+  const sessionsRaw = await one("SELECT count() AS n FROM sessions WHERE service_id = {S} AND started_at >= {FROM} AND started_at < {TO}");
+  stateWork.push({ name: `session visitors, ${days} d UTC, daily_session_stats`, rawRows: sessionsRaw,
+    states: await one("SELECT sum(finalizeAggregation(visitors64)) AS n FROM daily_session_stats WHERE service_id = {S} AND day >= toDate({FROM}) AND day < toDate({TO})") });
+  stateWork.push({ name: `session visitors, ${days} d UTC, hourly_session_metrics`, rawRows: sessionsRaw,
+    states: await one("SELECT sum(finalizeAggregation(visitors64)) AS n FROM hourly_session_metrics WHERE service_id = {S} AND hour >= {FROM_S} AND hour < {TO_S}") });
+  stateWork.push({ name: `event visitors by name, ${days} d UTC, hourly_event_counts`,
+    rawRows: await one("SELECT count() AS n FROM events WHERE service_id = {S} AND timestamp >= {FROM} AND timestamp < {TO}"),
+    states: await one("SELECT sum(finalizeAggregation(visitors64)) AS n FROM hourly_event_counts WHERE service_id = {S} AND hour >= {FROM_S} AND hour < {TO_S}") });
+}
 console.log(`CMP_JSON ${JSON.stringify(out)}`);
+console.log(`FLOOR_JSON ${JSON.stringify({ floor, stateWork })}`);
 process.exit(0);
