@@ -31,13 +31,21 @@ const httpUrl = v.pipe(
 /**
  * Referrers may be any URL with an authority (android-app://…) or empty for direct traffic.
  * Browsers never refer from javascript:, data: or vbscript: URLs; such a "referrer" is an attempt
- * to store a script URL that a dashboard might render as a link.
+ * to store a script URL that a dashboard might render as a link. Written with `//` they have an
+ * authority too (`javascript://%0aalert(1)` runs as a link: `//…` is a comment up to the
+ * newline), so their schemes are refused by name.
  */
+const SCRIPT_SCHEMES = new Set(["javascript:", "data:", "vbscript:"]);
+function isReferrerUrl(s: string): boolean {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(s)) return false;
+  const parsed = URL.parse(s);
+  return parsed !== null && !SCRIPT_SCHEMES.has(parsed.protocol);
+}
 const referrer = v.pipe(
   v.string(),
   v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
-  v.check((s) => s === "" || (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) && URL.canParse(s)), "must be a URL such as https://… or empty"),
+  v.check((s) => s === "" || isReferrerUrl(s), "must be a URL such as https://… or empty (not a javascript:, data: or vbscript: URL)"),
 );
 /** The YYYY-MM-DD of an ISO time names a real day: Date.parse rolls 2026-04-31 over to May 1st. */
 function calendarDateExists(s: string): boolean {

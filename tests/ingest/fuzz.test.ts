@@ -1073,8 +1073,9 @@ describe("found by fuzzing", () => {
     }
   });
 
-  test("a referrer must be a URL with an authority: javascript:, data: and vbscript: are refused", async () => {
-    for (const referrer of ["javascript:alert(document.cookie)", "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)", "about:blank"]) {
+  test("a referrer must be a URL with an authority: javascript:, data: and vbscript: are refused, with // too", async () => {
+    const withAuthority = ["javascript://%0aalert(document.cookie)", "JavaScript://x/%0Aalert(1)", "DATA://text/html,x", "vbscript://x%0amsgbox(1)"];
+    for (const referrer of ["javascript:alert(document.cookie)", "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)", "about:blank", ...withAuthority]) {
       const res = await post("pageview", JSON.stringify({ url: "https://shop.example/", referrer }));
       expect({ referrer, status: res.status }).toEqual({ referrer, status: 400 });
     }
