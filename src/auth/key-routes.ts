@@ -1,6 +1,7 @@
 // Key management over HTTP (root token only): POST /v1/keys, GET /v1/keys, DELETE /v1/keys/:id.
 // The plaintext key appears once, in the 201 of POST; lists carry neither keys nor hashes.
 import * as v from "valibot";
+import { maxChars } from "../chars.ts";
 import { ApiError, toIssues } from "../errors.ts";
 import type { App } from "../http/app-env.ts";
 import type { KeyRecord, KeyStore, NewKey } from "./key-store.ts";
@@ -13,7 +14,7 @@ import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
 
 const ServiceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "expected 1–64 characters of a-z, 0-9, _ and -"));
 // Stored in ClickHouse like every other string: a lone surrogate would make the insert fail (500).
-const Name = v.optional(v.pipe(v.string(), v.maxLength(120, "expected at most 120 characters"), wellFormed), "");
+const Name = v.optional(v.pipe(maxChars(120, "expected at most 120 characters"), wellFormed), "");
 const Origin = v.pipe(
   v.string(),
   v.check((s) => s === ANY_ORIGIN || normalizeOrigin(s) !== null, "expected an http(s) origin such as https://shop.example (no path), or *"),

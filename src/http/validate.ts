@@ -6,6 +6,7 @@
 import type { MiddlewareHandler } from "hono";
 import { validator } from "hono-openapi";
 import * as v from "valibot";
+import { maxChars } from "../chars.ts";
 import { ApiError, distinctIssues } from "../errors.ts";
 import type { AppEnv } from "./app-env.ts";
 
@@ -92,7 +93,7 @@ export function canonicalTimeZone(tz: string): string | undefined {
   }
 }
 
-const text = (max: number) => v.pipe(v.string(), v.maxLength(max, `at most ${max} characters`));
+const text = (max: number) => maxChars(max, `at most ${max} characters`);
 
 /** A whole number from min to max, as a query string. */
 export const intParam = (min: number, max: number, what: string) =>

@@ -1,6 +1,7 @@
 // The ingest contract: one valibot schema per item type. These schemas are the only source of
 // truth for validation, for the TypeScript types (InferOutput) and for the OpenAPI document.
 import * as v from "valibot";
+import { maxChars } from "../chars.ts";
 
 const MAX_URL = 2048;
 /** The longest user agent an item may carry; the `User-Agent` header is cut to it too (pipeline.ts). */
@@ -23,8 +24,7 @@ const isWellFormed: (s: string) => boolean = typeof (String.prototype as { isWel
 export const wellFormed = v.check(isWellFormed, "must be valid Unicode text (no lone surrogates)");
 
 const httpUrl = v.pipe(
-  v.string(),
-  v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
+  maxChars(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
   v.check((s) => /^https?:\/\//i.test(s) && URL.canParse(s), "must be an absolute http(s) URL"),
 );
@@ -42,8 +42,7 @@ function isReferrerUrl(s: string): boolean {
   return parsed !== null && !SCRIPT_SCHEMES.has(parsed.protocol);
 }
 const referrer = v.pipe(
-  v.string(),
-  v.maxLength(MAX_URL, `must be at most ${MAX_URL} characters`),
+  maxChars(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
   v.check((s) => s === "" || isReferrerUrl(s), "must be a URL such as https://… or empty (not a javascript:, data: or vbscript: URL)"),
 );
@@ -66,10 +65,10 @@ const time = v.union(
   "must be an ISO 8601 time with an offset or epoch milliseconds",
 );
 const propertyValue = v.union(
-  [v.pipe(v.string(), v.maxLength(512, "must be at most 512 characters"), wellFormed), v.pipe(v.number(), v.finite()), v.boolean(), v.null()],
+  [v.pipe(maxChars(512, "must be at most 512 characters"), wellFormed), v.pipe(v.number(), v.finite()), v.boolean(), v.null()],
   "must be a string (≤ 512), a number, a boolean or null",
 );
-const propertyKey = v.pipe(v.string(), v.minLength(1), v.maxLength(64, "keys must be at most 64 characters"), wellFormed);
+const propertyKey = v.pipe(maxChars(64, "keys must be at most 64 characters"), v.minLength(1), wellFormed);
 /**
  * valibot's record leaves out the keys `__proto__`, `prototype` and `constructor` (a guard against
  * prototype pollution), but properties are data, stored as JSON text: such a key is a valid
@@ -113,8 +112,8 @@ export function keepReservedProperties<T extends { properties?: Record<string, u
   return item;
 }
 
-const str = (max: number) => v.pipe(v.string(), v.maxLength(max, `must be at most ${max} characters`), wellFormed);
-const nonEmpty = (max: number) => v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(max, `must be at most ${max} characters`), wellFormed);
+const str = (max: number) => v.pipe(maxChars(max, `must be at most ${max} characters`), wellFormed);
+const nonEmpty = (max: number) => v.pipe(maxChars(max, `must be at most ${max} characters`), v.minLength(1, "must not be empty"), wellFormed);
 const ms = v.pipe(v.number(), v.finite(), v.minValue(0, "must be ≥ 0"), v.maxValue(3_600_000, "must be ≤ 3600000"));
 
 const serviceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"));

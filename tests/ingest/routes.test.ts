@@ -361,6 +361,39 @@ describe("drops and errors", () => {
     expect(body.dropped[0]!.message).toContain("16 KiB");
   });
 
+  // API.md's limits count characters. They were UTF-16 units (JavaScript's length), so 120 emoji,
+  // 120 characters, were refused as an event name of 240; the OpenAPI document's maxLength (JSON
+  // Schema: code points) said otherwise.
+  test("length limits count characters (code points), not UTF-16 units: an emoji is one", async () => {
+    const E = "😀";
+    const props = (key: string, value: string) => ({ type: "event", name: "p", properties: { [key]: value } });
+    const items = [
+      { type: "event", name: E.repeat(120), session_id: E.repeat(64), user_id: `u${E.repeat(127)}` },
+      { type: "event", name: E.repeat(121) },
+      props(E.repeat(64), E.repeat(512)),
+      props(E.repeat(65), "v"),
+      props("k", E.repeat(513)),
+      { type: "funnel", funnel: E.repeat(64), step: 1, step_name: E.repeat(120) },
+      { type: "funnel", funnel: E.repeat(65), step: 1 },
+      { type: "event", name: "a", session_id: E.repeat(65) },
+    ];
+    const res = await post("/v1/ingest/batch", { items: items.map((it) => ({ ...it, user_agent: CHROME, ip: "8.8.8.8" })) });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { accepted: number; dropped: Array<{ index: number; reason: string }> };
+    expect(body.dropped.map((d) => [d.index, d.reason])).toEqual([[1, "invalid"], [3, "invalid"], [4, "invalid"], [6, "invalid"], [7, "invalid"]]);
+    expect(body.accepted).toBe(3);
+    // What ingest accepts, the query routes accept as a filter: the 64-emoji funnel and session.
+    await svc.flush();
+    const admin = await svc.key({ type: "admin", services: ["shop"] });
+    const read = (path: string) => svc.app.request(path, { headers: { Authorization: `Bearer ${admin}` } });
+    const funnel = await read(`/v1/funnels/${encodeURIComponent(E.repeat(64))}?service_id=shop`);
+    expect(funnel.status).toBe(200);
+    expect((await read(`/v1/funnels/${encodeURIComponent(E.repeat(65))}?service_id=shop`)).status).toBe(400);
+    const events = await read(`/v1/events?service_id=shop&session_id=${encodeURIComponent(E.repeat(64))}`);
+    expect(events.status).toBe(200);
+    expect(((await events.json()) as { data: Array<{ name: string }> }).data.map((e) => e.name)).toEqual([E.repeat(120)]);
+  });
+
   test("a body service_id other than the key's is refused with 403", async () => {
     const res = await post("/v1/ingest/event", { name: "x", service_id: "blog", user_agent: CHROME, ip: "8.8.8.8" });
     expect(res.status).toBe(403);
@@ -399,6 +432,7 @@ describe("operations", () => {
     const event = doc.paths["/v1/ingest/event"]!.post as any;
     const props = event.requestBody.content["application/json"].schema.properties;
     expect(props.properties.maxProperties).toBe(50);
+    expect(props.name.maxLength).toBe(120);
     expect(props.key.type).toBe("string");
     expect(event.parameters).toContainEqual(expect.objectContaining({ name: "key", in: "query" }));
   });

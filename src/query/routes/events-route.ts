@@ -1,5 +1,6 @@
 // GET /v1/events: custom events in the range, newest first, keyset-paged.
 import * as v from "valibot";
+import { maxChars } from "../../chars.ts";
 import { describe, jsonResponse } from "../../http/openapi.ts";
 import type { App } from "../../http/app-env.ts";
 import { commonEntries, cursorParam, intParam, queryValidator } from "../../http/validate.ts";
@@ -7,7 +8,7 @@ import { decodeCursor } from "../cursor.ts";
 import { listEvents } from "../event-list.ts";
 import { type CommonQuery, type QueryDeps, resolveCommon, serviceScope, validQuery } from "./query-deps.ts";
 
-const text = (max: number, what: string) => v.optional(v.pipe(v.string(), v.maxLength(max, `at most ${max} characters`), v.description(what)));
+const text = (max: number, what: string) => v.optional(v.pipe(maxChars(max, `at most ${max} characters`), v.description(what)));
 
 export const eventsQuery = {
   ...commonEntries,

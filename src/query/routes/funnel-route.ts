@@ -1,5 +1,6 @@
 // GET /v1/funnels/:name: windowFunnel conversion per step, cached 15 minutes.
 import * as v from "valibot";
+import { maxChars } from "../../chars.ts";
 import { cacheResponse } from "../../cache/cache-middleware.ts";
 import { describe, jsonResponse } from "../../http/openapi.ts";
 import type { App } from "../../http/app-env.ts";
@@ -15,7 +16,7 @@ export const funnelQuery = {
   window: intParam(1, MAX_WINDOW_S, "seconds from step 1 within which every later step must happen, default 86400"),
   by: v.optional(v.pipe(v.picklist(["session", "visitor"], "expected session or visitor"), v.description("the unit that converts, default session"))),
 };
-export const funnelParams = { name: v.pipe(v.string(), v.minLength(1, "1-64 characters"), v.maxLength(64, "1-64 characters"), v.description("funnel name")) };
+export const funnelParams = { name: v.pipe(maxChars(64, "1-64 characters"), v.minLength(1, "1-64 characters"), v.description("funnel name")) };
 
 const ratio = v.nullable(v.number());
 const FunnelResponse = v.object({

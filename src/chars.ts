@@ -1,0 +1,26 @@
+// Length limits count characters: Unicode code points, as API.md's "≤ 64", "1–120 chars" read,
+// as JSON Schema's `maxLength` counts (the OpenAPI document states every limit that way) and as
+// ClickHouse's `lengthUTF8` does. JavaScript's `length` counts UTF-16 units, in which a character
+// outside the Basic Multilingual Plane (most emoji) is 2: 120 emoji are 120 characters.
+import * as v from "valibot";
+
+/** The number of code points in `s`; a lone surrogate counts as one. */
+export function charCount(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++, n++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
+  }
+  return n;
+}
+
+/**
+ * A string of at most `max` characters, stated as `maxLength` in the OpenAPI document. Only a
+ * string of more than `max` UTF-16 units is counted: it has at least as many units as characters.
+ */
+export function maxChars(max: number, message: string) {
+  return v.pipe(v.string(), v.check((s: string) => s.length <= max || charCount(s) <= max, message), v.metadata({ maxLength: max }));
+}
