@@ -17,6 +17,17 @@ export function charCount(s: string): number {
   return n;
 }
 
+/** The first `max` characters of `s`: never half of a surrogate pair, which no UTF-8 encoder keeps. */
+export function cutChars(s: string, max: number): string {
+  if (s.length <= max) return s;
+  let i = 0;
+  for (let n = 0; n < max && i < s.length; n++) {
+    const c = s.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00 ? 2 : 1;
+  }
+  return s.slice(0, i);
+}
+
 /**
  * A string of at most `max` characters, stated as `maxLength` in the OpenAPI document. Only a
  * string of more than `max` UTF-16 units is counted: it has at least as many units as characters.

@@ -1,3 +1,5 @@
+import { cutChars } from "../../chars.ts";
+
 export interface Utm {
   source: string;
   medium: string;
@@ -50,8 +52,9 @@ export function normaliseFilterPath(value: string): string {
   return parsed === null ? value : normalisePath(parsed.pathname);
 }
 
+/** A UTM parameter, decoded, cut to MAX_UTM_LENGTH characters (as the session route's fields count them). */
 function utmValue(params: URLSearchParams, name: string): string {
-  return (params.get(name) ?? "").trim().slice(0, MAX_UTM_LENGTH).trim();
+  return cutChars((params.get(name) ?? "").trim(), MAX_UTM_LENGTH).trim();
 }
 
 /**
