@@ -106,8 +106,12 @@ export const intParam = (min: number, max: number, what: string) =>
     ),
   );
 
-/** An opaque paging cursor from a previous page's `next_cursor`. */
-export const cursorParam = v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,400}$/, "not a cursor from this API"), v.description("next_cursor of the previous page")));
+/**
+ * An opaque paging cursor from a previous page's `next_cursor`: base64url of the last row's time
+ * and id as JSON (cursor.ts). The longest is a session id of 64 control characters, each escaped
+ * to six bytes in JSON (~540 characters of base64url); 1024 leaves room.
+ */
+export const cursorParam = v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,1024}$/, "not a cursor from this API"), v.description("next_cursor of the previous page")));
 
 const timeParam = (what: string) =>
   v.optional(

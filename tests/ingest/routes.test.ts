@@ -394,6 +394,30 @@ describe("drops and errors", () => {
     expect(((await events.json()) as { data: Array<{ name: string }> }).data.map((e) => e.name)).toEqual([E.repeat(120)]);
   });
 
+  // A cursor holds the last row's id as JSON: 64 control characters escape to 384 bytes, past the
+  // cursor parameter's old 400-character limit, so the service refused its own next_cursor.
+  test("a next_cursor over the longest session ids the service accepts is accepted back", async () => {
+    const key = await svc.key({ type: "secret", service_id: "cursor-long" });
+    const admin = await svc.key({ type: "admin", services: ["cursor-long"] });
+    const ids = ["\u0001".repeat(64), "😀".repeat(64), "\u0002".repeat(64)];
+    const t0 = Date.now() - 3_600_000;
+    const items = ids.map((session_id, i) => ({ type: "pageview", url: "https://shop.example/", session_id, timestamp: t0 + i * 60_000, user_agent: CHROME, ip: "8.8.8.8" }));
+    const res = await post("/v1/ingest/batch", { items }, {}, key);
+    expect(((await res.json()) as { accepted: number }).accepted).toBe(3);
+    await svc.flush();
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 4; page++) {
+      const r = await svc.app.request(`/v1/sessions?service_id=cursor-long&limit=1${cursor ? `&cursor=${cursor}` : ""}`, { headers: { Authorization: `Bearer ${admin}` } });
+      expect(r.status).toBe(200);
+      const body = (await r.json()) as { data: Array<{ session_id: string }>; next_cursor: string | null };
+      seen.push(...body.data.map((s) => s.session_id));
+      cursor = body.next_cursor;
+      if (cursor === null) break;
+    }
+    expect(seen).toEqual([...ids].reverse());
+  });
+
   test("a body service_id other than the key's is refused with 403", async () => {
     const res = await post("/v1/ingest/event", { name: "x", service_id: "blog", user_agent: CHROME, ip: "8.8.8.8" });
     expect(res.status).toBe(403);
