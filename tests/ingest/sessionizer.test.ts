@@ -58,6 +58,19 @@ describe.each(stores)("sessionizer on the %s store", (_name, makeStore) => {
     expect(middle.changes.map((c) => [c.after.pageviews, c.after.entry_path, c.after.exit_path])).toEqual(visits.map(() => [3, "/a", "/b"]));
   });
 
+  test("a visitor with as many sessions as 30 days allow (1,441, 30 minutes apart) still has the oldest found by a late item", async () => {
+    // Found by the time audit: spans were capped at 256, so a back-filled week of a heavy
+    // anonymous visitor forgot its oldest sessions, and late items between them did not merge.
+    const s = new Sessionizer(makeStore(), ids);
+    const times = Array.from({ length: 1441 }, (_, k) => T0 + k * IDLE_MS);
+    const first = await s.assign(times.map((t) => place("heavy", touch(t, "pageview", "/p"))));
+    expect(new Set(first.sessionIds).size).toBe(1441);
+    const bridge = await s.assign([place("heavy", touch(T0 + IDLE_MS / 2, "pageview", "/bridge"))]);
+    expect(bridge.sessionIds).toEqual([first.sessionIds[0]!]);
+    const merged = bridge.changes.find((c) => c.after.session_id === first.sessionIds[0]);
+    expect([merged?.after.pageviews, merged?.after.started_at, merged?.after.ended_at]).toEqual([3, T0, T0 + IDLE_MS]);
+  });
+
   test("a span goes when its session's state does (2 hours after the session last changed)", async () => {
     let now = T0;
     const store = makeStore();

@@ -200,19 +200,33 @@ export function matchingSpans(spans: readonly SessionSpan[], time: number): Sess
 /**
  * Spans kept per visitor at most. A span goes when its session's state does (STATE_TTL_MS after
  * the session last changed: it names no session to go on after that), so a visitor on a live site
- * has a few. A back-fill sent in any order can have many sessions of one visitor changing at
- * once (a month of a daily visitor's sessions, each in several pieces until the items between
- * them arrive): each needs its span for a late item to find it. Past the cap, the sessions with
- * the oldest last item go first.
+ * has a few. A back-fill sent in any order can have every session of one visitor changing at
+ * once (a month of a busy visitor's sessions, each in several pieces until the items between
+ * them arrive): each needs its span for a late item to find it. Item times reach back 30 days
+ * and 5 minutes ahead, and sessions are at least 30 minutes apart, so a visitor has at most
+ * 43,205 / 30 + 1 = 1,441 sessions with items in that window: the cap is above that, so no span
+ * that a back-fill can still need is dropped. (It was 256: a heavy `anonymous_id` back-filled over
+ * a week did not merge its old sessions.) Past the cap, the sessions with the oldest last item
+ * would go first.
  */
-export const MAX_SPANS = 256;
+export const MAX_SPANS = 2048;
 
 /** The visitor's spans after `session` changed at wall-clock `now`, newest first, capped. */
 export function updateSpans(spans: readonly SessionSpan[], session: SessionState, now: number, ttlMs: number): SessionSpan[] {
   const gone = session.merged;
   // A span written before spans carried `at` (a rolling upgrade) ages by its last item's time.
-  const others = spans.filter((s) => s.id !== session.session_id && !(gone && gone.includes(s.id)) && now - (s.at ?? s.last) < ttlMs);
-  const updated = [{ id: session.session_id, first: session.started_at, last: session.ended_at, at: now }, ...others];
-  updated.sort((a, b) => b.last - a.last);
+  const updated = spans.filter((s) => s.id !== session.session_id && !(gone && gone.includes(s.id)) && now - (s.at ?? s.last) < ttlMs);
+  // Spans are kept newest first, so the changed one goes in at its place (ahead of equal ones):
+  // a visitor with a thousand spans pays a scan per item, not a sort.
+  const span = { id: session.session_id, first: session.started_at, last: session.ended_at, at: now };
+  let at = 0;
+  while (at < updated.length && updated[at]!.last > span.last) at++;
+  updated.splice(at, 0, span);
+  if (!newestFirst(updated)) updated.sort((a, b) => b.last - a.last); // spans stored in another order
   return updated.length > MAX_SPANS ? updated.slice(0, MAX_SPANS) : updated;
+}
+
+function newestFirst(spans: readonly SessionSpan[]): boolean {
+  for (let i = 1; i < spans.length; i++) if (spans[i]!.last > spans[i - 1]!.last) return false;
+  return true;
 }
