@@ -65,15 +65,20 @@ export function buildApp(deps: AppDeps): App {
 }
 
 /**
- * The methods routes answer on a path (middleware, registered for every method, does not count),
- * for a 405's Allow header. HEAD goes with GET: Hono answers it from the GET route. Built on first
- * use, when every route is registered; asked only on the not-found path.
+ * The methods routes answer on a path, for a 405's Allow header; none (a 404) when no route names
+ * the path itself. Middleware does not count: registered for every method, or for some methods on
+ * a wildcard path (the ingest routes' CORS and key check on /v1/ingest/*, which adds OPTIONS to
+ * the Allow of the routes it guards, but makes no path under it a route). HEAD goes with GET: Hono
+ * answers it from the GET route. Built on first use, when every route is registered; asked only
+ * on the not-found path.
  */
 function registeredMethods(app: App): (path: string) => string[] {
-  let table: Array<{ method: string; pattern: RegExp }> | undefined;
+  let table: Array<{ method: string; pattern: RegExp; wildcard: boolean }> | undefined;
   return (path) => {
-    table ??= app.routes.filter((r) => r.method !== "ALL").map((r) => ({ method: r.method, pattern: routePattern(r.path) }));
-    const methods = new Set(table.filter((t) => t.pattern.test(path)).map((t) => t.method));
+    table ??= app.routes.filter((r) => r.method !== "ALL").map((r) => ({ method: r.method, pattern: routePattern(r.path), wildcard: r.path.includes("*") }));
+    const matching = table.filter((t) => t.pattern.test(path));
+    if (!matching.some((t) => !t.wildcard)) return [];
+    const methods = new Set(matching.map((t) => t.method));
     if (methods.has("GET")) methods.add("HEAD");
     return [...methods];
   };

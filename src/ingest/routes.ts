@@ -35,8 +35,11 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   // CORS then the key check, as one middleware layer (errors of the key check carry CORS's Vary:
   // it is set before the route runs). Only for the methods the routes answer: any other method
   // gets its 405 whatever key it carries (an admin key on GET got the key check's 403).
+  // A path under /v1/ingest/ that is no route gets its 404, with or without a key.
   const { cors, auth } = deps;
+  const routes = new Set(["session", "pageview", "event", "batch"].map((type) => `/v1/ingest/${type}`));
   app.on(["POST", "OPTIONS"], "/v1/ingest/*", async function ingestGuard(c, next) {
+    if (!routes.has(c.req.path)) return next();
     return cors(c, () => auth(c, next) as Promise<void>);
   });
 

@@ -66,6 +66,15 @@ test("a wrong method on a route is 405 method_not_allowed with Allow; an unknown
     const res = await s.fetch(path);
     expect([path, res.status]).toEqual([path, 404]);
   }
+  // A mistyped ingest path is no route: 404, with or without a key (the input audit got a 405
+  // "use POST or OPTIONS" for POST /v1/ingest/events from the ingest routes' guard).
+  const secret = await s.createKey({ type: "secret", service_id: "shop" });
+  for (const path of ["/v1/ingest/events", "/v1/ingest/event/", "/v1/ingest/Event", "/v1/ingest/pageviews"]) {
+    for (const headers of [{}, { Authorization: `Bearer ${secret}` }] as Record<string, string>[]) {
+      const res = await s.fetch(path, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body: '{"name":"x"}' });
+      expect([path, res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([path, 404, "not_found"]);
+    }
+  }
 }, 60_000);
 
 test("package.json's start and the Dockerfile's CMD run bun with the same flags as the test and bench helpers", () => {
