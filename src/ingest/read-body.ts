@@ -8,6 +8,14 @@ const ACCEPTED_TYPES = ["application/json", "text/plain", "application/csp-repor
 /** One decoder for every request: without `stream`, decode() keeps no state between calls. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
+const NO_BODY = "The request has no body; send a JSON object";
+const EMPTY_BODY = "The body is empty; send a JSON object";
+
+/** True for the error of a request that sent no body (or only whitespace): nothing to read a key from. */
+export function isEmptyBodyError(err: unknown): boolean {
+  return err instanceof ApiError && (err.message === NO_BODY || err.message === EMPTY_BODY);
+}
+
 /** Parses the request body as JSON after enforcing content type, encoding and size. */
 export async function readJsonBody(request: Request, limitBytes: number): Promise<unknown> {
   const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
@@ -20,7 +28,7 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
   }
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > limitBytes) throw tooLarge(limitBytes);
-  if (!request.body) throw new ApiError("invalid_body", "The request has no body; send a JSON object");
+  if (!request.body) throw new ApiError("invalid_body", NO_BODY);
 
   let bytes: Uint8Array;
   try {
@@ -43,7 +51,7 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
   } catch {
     throw new ApiError("invalid_body", "The body is not valid UTF-8");
   }
-  if (text.trim() === "") throw new ApiError("invalid_body", "The body is empty; send a JSON object");
+  if (text.trim() === "") throw new ApiError("invalid_body", EMPTY_BODY);
   try {
     return JSON.parse(text);
   } catch {

@@ -9,10 +9,12 @@ import { ApiError, toIssues } from "../errors.ts";
 import type { App, AppEnv } from "../http/app-env.ts";
 import type { IngestResult } from "./ingestor.ts";
 import type { RequestContext } from "./pipeline.ts";
-import { readJsonBody } from "./read-body.ts";
+import { isEmptyBodyError, readJsonBody } from "./read-body.ts";
 import { resolver } from "hono-openapi";
 import { describe, documented, ErrorBody, jsonResponse } from "../http/openapi.ts";
 import { BatchBody, BatchItemDoc, IngestResponse, ITEM_SCHEMAS, type ItemType } from "./schemas.ts";
+
+const MISSING_KEY = "Missing API key: send Authorization: Bearer <key>, X-API-Key, or (public keys) a key query parameter or body field";
 
 /** Body limits (API.md): checked before parsing, on the wire and after decompression. */
 export const SINGLE_LIMIT_BYTES = 64 * 1024;
@@ -60,13 +62,20 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
     };
   };
 
-  /** The body; without a header or query key, a body that cannot hold a key is a 401. */
+  /**
+   * The body. Without a header or query key, a body that was sent but cannot be read (bad JSON,
+   * UTF-8 or gzip) is still a 400 invalid_body: it is the first thing to fix (a sendBeacon body
+   * that carries its `key` cannot be read for it), and the message says that no key came
+   * otherwise. It was a 401 "Missing API key", which named neither the broken body nor the key the
+   * client did send in it. A request with no body at all and no key is a 401: the key is missing.
+   */
   const readBody = async (c: Context<AppEnv>, limit: number): Promise<unknown> => {
     try {
       return await readJsonBody(c.req.raw, limit);
     } catch (err) {
       if (err instanceof ApiError && err.code === "invalid_body" && c.get("principal") === undefined) {
-        throw new ApiError("unauthorized", "Missing API key: send Authorization: Bearer <key>, X-API-Key, or (public keys) a key query parameter or body field");
+        if (isEmptyBodyError(err)) throw new ApiError("unauthorized", MISSING_KEY);
+        throw new ApiError("invalid_body", `${err.message}. No API key came in a header or the query either, and a body key can only be read from a valid body`);
       }
       throw err;
     }

@@ -198,10 +198,14 @@ function validBodyFor(route: Route, auth: Auth): string {
 }
 
 /**
- * An unreadable body (bad JSON, bad UTF-8, broken gzip, not an object) is a 400 invalid_body, but
- * when the key was to come in that body there is no key to judge it by: 401 (routes.ts).
+ * An unreadable body (bad JSON, bad UTF-8, broken gzip) is a 400 invalid_body, also when the key
+ * was to come in that body (routes.ts: the body is the first thing to fix). A body that reads as
+ * JSON but is not an object has no key in it: 401 when the key was to come there.
  */
-const unreadable = (auth: Auth): Expect => ({ kind: "error", codes: [auth.bodyKey ? "unauthorized" : "invalid_body"] });
+const unreadable = (_auth: Auth): Expect => ({ kind: "error", codes: ["invalid_body"] });
+/** No body at all (or only whitespace): nothing to read a key from, so 401 when the key was to come there. */
+const noBody = (auth: Auth): Expect => ({ kind: "error", codes: [auth.bodyKey ? "unauthorized" : "invalid_body"] });
+const notAnObject = (auth: Auth): Expect => ({ kind: "error", codes: [auth.bodyKey ? "unauthorized" : "invalid_body"] });
 
 const limitOf = (route: Route) => (route === "batch" ? BATCH_LIMIT : SINGLE_LIMIT);
 const pickRoute = (): Route => rng.weighted<Route>([[1, "session"], [1, "pageview"], [1, "event"], [1.5, "batch"]]);
@@ -265,7 +269,7 @@ const CATEGORIES: readonly (readonly [number, string, () => Case])[] = [
     const c = newCase("json: not an object", route, auth, text.slice(0, 60));
     c.headers = [...baseHeaders(c), ...auth.headers];
     c.body = () => text;
-    c.expect = unreadable(auth);
+    c.expect = notAnObject(auth);
     return c;
   }],
   [5, "json: truncated", () => {
@@ -280,7 +284,7 @@ const CATEGORIES: readonly (readonly [number, string, () => Case])[] = [
     if (zipped) c.headers.push(["Content-Encoding", "gzip"]);
     const data = zipped ? gzip(bytes) : bytes;
     c.body = () => data;
-    c.expect = unreadable(auth);
+    c.expect = cut === 0 ? noBody(auth) : unreadable(auth);
     return c;
   }],
   [4, "json: invalid syntax", () => {
@@ -373,7 +377,10 @@ const CATEGORIES: readonly (readonly [number, string, () => Case])[] = [
       c.note = name;
       c.headers.push(["Content-Encoding", rng.pick(["gzip", "GZIP", " gzip "])]);
       c.body = () => data;
-      c.expect = unreadable(auth);
+      // gzip of nothing is no body; zero bytes said to be gzip is either that or broken gzip.
+      c.expect = name === "gzip of nothing" ? noBody(auth)
+        : name === "empty body" ? { kind: "error", codes: auth.bodyKey ? ["unauthorized", "invalid_body"] : ["invalid_body"] }
+        : unreadable(auth);
     }
     return c;
   }],

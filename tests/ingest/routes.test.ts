@@ -304,6 +304,27 @@ describe("drops and errors", () => {
     expect(((await tooMany.json()) as { error: { code: string } }).error.code).toBe("invalid_body");
   });
 
+  // The input audit: a sendBeacon body with its key inside and a JSON syntax error was answered
+  // 401 "Missing API key", naming neither the broken body nor the key that was sent.
+  test("an unreadable body whose key was to come inside it is a 400 naming the body; no body and no key is a 401", async () => {
+    const send = (body: BodyInit | undefined, headers: Record<string, string> = {}) =>
+      Promise.resolve(svc.app.request("/v1/ingest/event", { method: "POST", headers: { "Content-Type": "text/plain", ...headers }, body }));
+    for (const [body, headers] of [
+      [`{"name":"x","key":"${publicKey}",}`, {}],
+      [gzipSync(`{"name":"x","key":"${publicKey}"}`).subarray(0, 20), { "Content-Encoding": "gzip" }],
+      [new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d]), {}],
+    ] as const) {
+      const res = await send(body as BodyInit, headers);
+      const err = (await res.json()) as { error: { code: string; message: string } };
+      expect([res.status, err.error.code]).toEqual([400, "invalid_body"]);
+      expect(err.error.message).toContain("No API key came in a header or the query");
+    }
+    for (const body of [undefined, "", "  \n"]) {
+      const res = await send(body);
+      expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([401, "unauthorized"]);
+    }
+  });
+
   test("a secret key's timestamp must be within 30 days back and 5 minutes ahead", async () => {
     const old = await post("/v1/ingest/event", { name: "old", timestamp: Date.now() - 31 * 86_400_000, user_agent: CHROME, ip: "8.8.8.8" });
     expect(old.status).toBe(400);
