@@ -132,7 +132,9 @@ export const filterEntries = {
   utm_source: v.optional(text(256)),
   utm_medium: v.optional(text(256)),
   utm_campaign: v.optional(text(256)),
-  path: v.optional(v.pipe(text(256), v.description("sessions with a page view of this path; item lists: items on this path"))),
+  // A page URL may be 2,048 characters, and ingest keeps its path up to 1,024 (encoded): a path
+  // that was stored can be asked for (it was limited to 256, which stored paths exceeded).
+  path: v.optional(v.pipe(text(2048), v.description("sessions with a page view of this path; item lists: items on this path"))),
   referrer_domain: v.optional(text(256)),
 };
 

@@ -439,6 +439,23 @@ describe("drops and errors", () => {
     expect(seen).toEqual([...ids].reverse());
   });
 
+  // The input audit: paths are stored up to 1,024 characters, but the path filter took 256.
+  test("a stored long path can be asked for with the path filter, also past the stored 1,024 characters", async () => {
+    const key = await svc.key({ type: "secret", service_id: "long-path" });
+    const admin = await svc.key({ type: "admin", services: ["long-path"] });
+    const mid = `/${"m".repeat(599)}`;
+    const long = `/${"l".repeat(1499)}`;
+    const items = [mid, long].map((p) => ({ type: "pageview", url: `https://shop.example${p}`, user_agent: CHROME, ip: "8.8.8.8" }));
+    expect(((await (await post("/v1/ingest/batch", { items }, {}, key)).json()) as { accepted: number }).accepted).toBe(2);
+    await svc.flush();
+    for (const [asked, stored] of [[mid, mid], [long, long.slice(0, 1024)]] as const) {
+      const res = await svc.app.request(`/v1/behavior/summary?service_id=long-path&path=${encodeURIComponent(asked)}`, { headers: { Authorization: `Bearer ${admin}` } });
+      expect(res.status).toBe(200);
+      const pages = ((await res.json()) as { top_pages: Array<{ path: string; views: number; visitors: number }> }).top_pages;
+      expect(pages).toEqual([{ path: stored, views: 1, visitors: 1 }]);
+    }
+  });
+
   test("a body service_id other than the key's is refused with 403", async () => {
     const res = await post("/v1/ingest/event", { name: "x", service_id: "blog", user_agent: CHROME, ip: "8.8.8.8" });
     expect(res.status).toBe(403);
