@@ -14,6 +14,7 @@ import { visitorId } from "./enrich/visitor-id.ts";
 import { ITEM_SCHEMAS, keepReservedProperties, USER_AGENT_MAX, type Item, type ItemType } from "./schemas.ts";
 import { IDLE_MS } from "./sessions/session-state.ts";
 import { BoundedMap, memoize } from "../memo.ts";
+import { parseIsoTime } from "../iso-time.ts";
 
 /** Why an item was not accepted (API.md: at least invalid, bot, duplicate). */
 export type DropReason = "invalid" | "forbidden" | "bot" | "duplicate";
@@ -158,7 +159,7 @@ export function authorizeItem(item: Item, ctx: RequestContext): Drop | undefined
 /** Step 3: item time — the secret key's timestamp (30 days back to 5 minutes ahead) or arrival. */
 export function itemTime(item: Item, ctx: RequestContext): number | Drop {
   if (item.timestamp === undefined) return ctx.receivedAt;
-  const time = typeof item.timestamp === "number" ? item.timestamp : Date.parse(item.timestamp);
+  const time = typeof item.timestamp === "number" ? item.timestamp : parseIsoTime(item.timestamp);
   if (time < ctx.receivedAt - BACKFILL_MS || time > ctx.receivedAt + AHEAD_MS) {
     const message = "must be within the last 30 days and at most 5 minutes ahead";
     return new Drop("invalid", `timestamp: ${message}`, [{ path: "timestamp", message }]);

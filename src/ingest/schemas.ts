@@ -2,6 +2,7 @@
 // truth for validation, for the TypeScript types (InferOutput) and for the OpenAPI document.
 import * as v from "valibot";
 import { maxChars } from "../chars.ts";
+import { parseIsoTime } from "../iso-time.ts";
 
 const MAX_URL = 2048;
 /** The longest user agent an item may carry; the `User-Agent` header is cut to it too (pipeline.ts). */
@@ -58,8 +59,8 @@ const time = v.union(
     v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(8.64e15)),
     v.pipe(
       v.string(),
-      v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i, "must be ISO 8601 with an offset"),
-      v.check((s) => !Number.isNaN(Date.parse(s)) && calendarDateExists(s), "must be a valid time"),
+      v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)$/i, "must be ISO 8601 with an offset (Z, ±HH:MM, ±HHMM or ±HH)"),
+      v.check((s) => !Number.isNaN(parseIsoTime(s)) && calendarDateExists(s), "must be a valid time"),
     ),
   ],
   "must be an ISO 8601 time with an offset or epoch milliseconds",

@@ -4,6 +4,7 @@
 // that SQL compares against, so the zone logic lives in TypeScript only.
 import { ApiError } from "../errors.ts";
 import { dateOfDay, dayNumber, localDate, localHourStart, localMidnight, nextLocalHour } from "./zoned-time.ts";
+import { parseIsoTime } from "../iso-time.ts";
 
 export const INTERVALS = ["hour", "day", "week", "month"] as const;
 export type Interval = (typeof INTERVALS)[number];
@@ -26,7 +27,7 @@ type Bound = { date: string } | { ms: number };
 
 function parseBound(value: string): Bound {
   if (DATE.test(value)) return { date: value };
-  return { ms: /^\d+$/.test(value) ? Number(value) : Date.parse(value) };
+  return { ms: /^\d+$/.test(value) ? Number(value) : parseIsoTime(value) };
 }
 
 function invalid(param: string, message: string): ApiError {
