@@ -45,7 +45,8 @@ interface StandardIssue {
 export function invalidQuery(issues: readonly StandardIssue[]): ApiError {
   const list = distinctIssues(issues.map((issue) => ({
     path: (issue.path ?? []).map((p) => String(typeof p === "object" && p !== null ? p.key : p)).join("."),
-    message: issue.message,
+    // A parameter sent twice reaches the schema as an array ("…but received Array").
+    message: / received Array$/.test(issue.message) ? "given more than once; send it once" : issue.message,
   })), MAX_ISSUES);
   const names = [...new Set(list.map((i) => i.path.split(".")[0] || "query"))];
   return new ApiError("invalid_query", `Invalid query parameter${names.length > 1 ? "s" : ""}: ${names.join(", ")}`, { issues: list });

@@ -22,7 +22,9 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
   if (type !== "" && !ACCEPTED_TYPES.includes(type)) {
     throw new ApiError("unsupported_media_type", `Content-Type ${type} is not accepted; send application/json or text/plain holding JSON`);
   }
-  const encoding = (request.headers.get("content-encoding") ?? "identity").trim().toLowerCase();
+  // x-gzip is gzip (RFC 9110, 8.4.1.3).
+  const sent = (request.headers.get("content-encoding") ?? "identity").trim().toLowerCase();
+  const encoding = sent === "x-gzip" ? "gzip" : sent;
   if (encoding !== "identity" && encoding !== "gzip") {
     throw new ApiError("unsupported_media_type", `Content-Encoding ${encoding} is not accepted; send gzip or no encoding`);
   }

@@ -123,6 +123,9 @@ describe("happy paths", () => {
     const zipped = await post("/v1/ingest/batch", gzipSync(JSON.stringify({ items: [{ type: "event", name: "zip", user_agent: CHROME, ip: "9.9.9.9" }] })), { "Content-Encoding": "gzip" });
     expect(zipped.status).toBe(202);
     expect(((await zipped.json()) as { accepted: number }).accepted).toBe(1);
+    // x-gzip is gzip (RFC 9110, 8.4.1.3); it was a 415.
+    const xzipped = await post("/v1/ingest/batch", gzipSync(JSON.stringify({ items: [{ type: "event", name: "xzip", user_agent: CHROME, ip: "9.9.9.9" }] })), { "Content-Encoding": "x-gzip" });
+    expect([xzipped.status, ((await xzipped.json()) as { accepted: number }).accepted]).toEqual([202, 1]);
   });
 });
 

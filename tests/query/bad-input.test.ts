@@ -62,6 +62,14 @@ describe("400 invalid_query naming the parameter", () => {
   ];
   for (const [path, param] of cases) test(`${path.slice(0, 90)} → ${param}`, () => expect400(path, param));
 
+  // The input audit: a repeated parameter was answered "Invalid type: Expected string but received Array".
+  test("a parameter sent twice is named, with a message that says to send it once", async () => {
+    for (const [path, param] of [["/v1/sessions?service_id=alpha&limit=5&limit=6", "limit"], ["/v1/sessions?service_id=alpha&service_id=beta", "service_id"]] as const) {
+      const body = (await (await get(path)).json()) as { error: { issues: Array<{ path: string; message: string }> } };
+      expect(body.error.issues).toContainEqual({ path: param, message: "given more than once; send it once" });
+    }
+  });
+
   test("a value that fails two checks with the same message lists that issue once", async () => {
     for (const path of ["/v1/sessions?service_id=alpha&limit=-1", "/v1/sessions?service_id=alpha&limit=abc"]) {
       const body = (await (await get(path)).json()) as { error: { issues: Array<{ path: string; message: string }> } };
