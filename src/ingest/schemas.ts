@@ -162,12 +162,15 @@ export const EventItem = v.object({
 // The funnel's name is the field `funnel` (API.md). `name` is taken in its place when `funnel` is
 // absent (README decision: a tracker that names it like an event's name is not dropped);
 // `funnelName` reads it.
+// "." and ".." are the only names no URL can carry: clients and the server resolve them as path
+// segments, so GET /v1/funnels/.. never reaches the route and such a funnel could not be read.
+const funnelNameField = v.pipe(nonEmpty(64), v.check((s) => s !== "." && s !== "..", 'must not be "." or "..": no URL of /v1/funnels/:name can name it'));
 export const FunnelItem = v.pipe(
   v.object({
     ...common,
     type: v.optional(v.literal("funnel")),
-    funnel: v.optional(nonEmpty(64)),
-    name: v.optional(nonEmpty(64)),
+    funnel: v.optional(funnelNameField),
+    name: v.optional(funnelNameField),
     step: v.pipe(v.number(), v.integer("must be an integer"), v.minValue(1, "must be 1–20"), v.maxValue(20, "must be 1–20")),
     step_name: v.optional(str(120)),
   }),

@@ -293,6 +293,17 @@ describe("drops and errors", () => {
     expect(stored).toEqual([{ funnel: "by-funnel-field", step: 1 }, { funnel: "by-name-field", step: 2 }, { funnel: "funnel-wins", step: 3 }]);
   });
 
+  // The input audit: a funnel named "." or ".." was stored, but no URL reaches /v1/funnels/.. (the
+  // dot segments are resolved away), so it could never be read.
+  test('a funnel named "." or ".." is dropped as invalid; names with other dots are fine', async () => {
+    const who = { user_agent: CHROME, ip: "8.8.8.8" };
+    const items = [".", "..", "...", ".a", "a.b"].map((funnel) => ({ type: "funnel", ...who, funnel, step: 1 }));
+    const body = (await (await post("/v1/ingest/batch", { items: [...items, { type: "funnel", ...who, name: "..", step: 1 }] })).json()) as { accepted: number; dropped: Array<{ index: number; message: string }> };
+    expect(body.dropped.map((d) => d.index)).toEqual([0, 1, 5]);
+    expect(body.dropped[0]!.message).toContain('must not be "." or ".."');
+    expect(body.accepted).toBe(3);
+  });
+
   test("a single bad item is a 400 invalid_body naming the field; the body limits answer 413", async () => {
     const bad = await post("/v1/ingest/event", { name: 42 });
     expect(bad.status).toBe(400);
