@@ -11,6 +11,7 @@ import { resolveRootToken } from "./auth/root-token.ts";
 import type { Config } from "./config.ts";
 import { ApiError } from "./errors.ts";
 import { withTimeout } from "./with-timeout.ts";
+import { useEngineTimeZones } from "./http/validate.ts";
 import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
 import { createCountryLookup } from "./ingest/enrich/country.ts";
 import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
@@ -75,6 +76,11 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     const applied = await migrate(adminClickHouse.client, { database: ch.database });
     if (applied.length > 0) logger.info("migrations applied", { files: applied.map((a) => a.file) });
   }
+  // In the background: a start must not wait on a ClickHouse that is down (until read, Intl decides).
+  void adminClickHouse.client.query({ query: "SELECT time_zone FROM system.time_zones", format: "JSONEachRow" })
+    .then((r) => r.json<{ time_zone: string }>())
+    .then((zones) => useEngineTimeZones(zones.map((z) => z.time_zone)))
+    .catch((err) => logger.warn("time zones of ClickHouse not read; tz is checked against Intl only", { error: String(err) }));
 
   const redis = config.valkey
     ? new Redis(config.valkey.url, {

@@ -82,8 +82,24 @@ function sameCalendarDay(s: string): boolean {
 
 const timeZones = new Map(["UTC", ...Intl.supportedValuesOf("timeZone")].map((z) => [z.toLowerCase(), z]));
 
+/**
+ * The zones the ClickHouse behind this process knows (system.time_zones), once read at start. A
+ * zone Intl knows and ClickHouse does not (US/Pacific-New, a link tzdata dropped) worked on the
+ * routes that bucket in JavaScript and failed on those that bucket in SQL; with this list every
+ * route refuses it alike. Unset (tests without an engine, or the read failed): Intl alone decides.
+ */
+let engineZones: ReadonlySet<string> | undefined;
+export function useEngineTimeZones(zones: Iterable<string>): void {
+  engineZones = new Set(zones);
+}
+
 /** The canonical IANA name for `tz` (case-insensitive), or undefined when it is not a zone. */
 export function canonicalTimeZone(tz: string): string | undefined {
+  const name = intlTimeZone(tz);
+  return name !== undefined && engineZones !== undefined && !engineZones.has(name) ? undefined : name;
+}
+
+function intlTimeZone(tz: string): string | undefined {
   const known = timeZones.get(tz.toLowerCase());
   if (known) return known;
   // Aliases (Asia/Calcutta, US/Eastern) are real zones that Intl resolves but does not list.

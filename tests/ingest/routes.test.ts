@@ -505,6 +505,20 @@ describe("operations", () => {
     expect(text).toMatch(/^spool_segments \d+/m);
   });
 
+  // The input audit: US/Pacific-New (Intl knows it, ClickHouse does not) was 400 on stats only;
+  // the routes that bucket in JavaScript answered 200. The service now reads ClickHouse's zones.
+  test("a zone ClickHouse does not know is 400 on tz on every query route, not only where SQL uses it", async () => {
+    const admin = await svc.key({ type: "admin", services: ["shop"] });
+    const get = (path: string) => svc.app.request(path, { headers: { Authorization: `Bearer ${admin}` } });
+    const routes = ["/v1/sessions/stats", "/v1/behavior/summary", "/v1/sessions", "/v1/events", "/v1/funnels/f"];
+    for (const route of routes) {
+      const res = await get(`${route}?service_id=shop&tz=US/Pacific-New`);
+      const body = (await res.json()) as { error?: { code: string; issues: Array<{ path: string }> } };
+      expect([route, res.status, body.error?.code, body.error?.issues.map((i) => i.path)]).toEqual([route, 400, "invalid_query", ["tz"]]);
+      expect((await get(`${route}?service_id=shop&tz=US/Pacific`)).status).toBe(200); // a link ClickHouse has
+    }
+  });
+
   test("/readyz is 200 with ClickHouse up and the schema current; /healthz is 200", async () => {
     expect((await svc.app.request("/healthz")).status).toBe(200);
     const ready = await svc.app.request("/readyz");
