@@ -218,6 +218,7 @@ export function validItem(rng: Rng, type: ItemType, kind: KeyKind, withType: boo
       break;
     case "funnel":
       item.funnel = textOf(rng, 1, 64);
+      if (item.funnel === "." || item.funnel === "..") item.funnel += "x"; // dot segments are refused (schemas.ts)
       item.step = rng.range(1, 20);
       if (rng.chance(0.5)) item.step_name = textOf(rng, 0, 120);
       break;
