@@ -24,6 +24,12 @@ export interface InsertOptions {
    * derived deterministically, so a retried flush dedups the same way).
    */
   onRejected?: (table: Table, json: string, error: unknown) => Promise<void>;
+  /**
+   * Called after each table's INSERT returned, with what the whole call touches: its rows are
+   * readable from then on, so a cached answer must not outlive that moment by the other tables'
+   * inserts (cache invalidation, ingest/writers.ts).
+   */
+  afterTable?: (table: Table, touched: Touched) => void;
 }
 
 /** ClickHouse error codes that mean "this data cannot be stored", not "try again later". */
@@ -55,6 +61,7 @@ export async function insertRows(client: ClickHouseClient, grouped: GroupedRows,
     if (slices.length === 0) continue;
     const stored = await insertTable(client, table, slices, opts.token ? `${opts.token}-${table}` : undefined, opts);
     rows.set(table, stored);
+    opts.afterTable?.(table, grouped.touched);
   }
   return { rows, touched: grouped.touched };
 }
