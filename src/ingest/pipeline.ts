@@ -128,11 +128,15 @@ const NO_UTM: Utm = { source: "", medium: "", campaign: "", term: "", content: "
 
 /** Step 1: the item matches its type's schema. */
 export function validateItem(raw: unknown, type: ItemType | undefined): Item | Drop {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return new Drop("invalid", "an item must be a JSON object");
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    const message = "an item must be a JSON object";
+    return new Drop("invalid", message, [{ path: "", message }]);
+  }
   const t = (type ?? (raw as { type?: unknown }).type) as ItemType;
   const schema = ITEM_SCHEMAS[t];
   if (!schema || !Object.hasOwn(ITEM_SCHEMAS, t)) {
-    return new Drop("invalid", `type must be one of ${Object.keys(ITEM_SCHEMAS).join(", ")}`);
+    const message = `must be one of ${Object.keys(ITEM_SCHEMAS).join(", ")}`;
+    return new Drop("invalid", `type ${message}`, [{ path: "type", message }]);
   }
   const parsed = v.safeParse(schema, raw);
   if (!parsed.success) {

@@ -229,10 +229,17 @@ describe("drops and errors", () => {
         { type: "event", name: "ok", user_agent: CHROME, ip: "8.8.8.8" },
         { type: "pageview", url: "ftp://shop.example/x" },
         { type: "event", name: "p", properties: { nested: { a: 1 } } },
+        // Every drop carries issues (the response audit found none on these two kinds).
+        { type: "bogus" },
+        { name: "no type" },
+        5,
+        null,
       ],
     });
     const body = (await res.json()) as { dropped: Array<{ index: number; issues: Array<{ path: string }> }> };
-    expect(body.dropped.map((d) => [d.index, d.issues.map((i) => i.path)])).toEqual([[1, ["items.1.url"]], [2, ["items.2.properties.nested"]]]);
+    expect(body.dropped.map((d) => [d.index, d.issues.map((i) => i.path)])).toEqual([
+      [1, ["items.1.url"]], [2, ["items.2.properties.nested"]], [3, ["items.3.type"]], [4, ["items.4.type"]], [5, ["items.5"]], [6, ["items.6"]],
+    ]);
   });
 
   test("a batch whose body service_id is not the key's is refused whole with 403; the key's own is accepted", async () => {
