@@ -66,6 +66,19 @@ describe("migrate", () => {
     expect(await pendingMigrations(client, { database: db })).toEqual([]);
   });
 
+  // Retention is by TTL (README "Retention"): user_profiles, holding the application's user ids,
+  // was the one data table without one (response audit); only the service's own bookkeeping
+  // (keys, applied migrations) is kept without a TTL.
+  test("every table that holds tracked data has a TTL; only api_keys and schema_migrations do not", async () => {
+    const database = uniqueDatabase("ttl");
+    await migrate(client, { database });
+    const tables = await rows<{ name: string; ttl: string }>(
+      `SELECT name, extract(create_table_query, 'TTL [^S]*') AS ttl FROM system.tables WHERE database = '${database}' AND engine != 'MaterializedView' ORDER BY name`,
+    );
+    expect(tables.filter((t) => t.ttl === "").map((t) => t.name)).toEqual(["api_keys", "schema_migrations"]);
+    expect(tables.find((t) => t.name === "user_profiles")?.ttl.trim()).toBe("TTL toDateTime(last_seen) + toIntervalYear(1)");
+  });
+
   test("an applied file that changed is refused, naming the file; a new file is applied alone", async () => {
     const db = uniqueDatabase("mig");
     const dir = schemaCopy();
