@@ -1,7 +1,7 @@
 // Builds the Hono app from its dependencies. Web-standard APIs only (Request, Response, fetch,
 // Web Crypto): Bun-specific code stays in main.ts and the disk spool, so the same app can be
 // mounted on another runtime.
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ApiError, isBackendUnavailable } from "./errors.ts";
 import type { Logger } from "./logger.ts";
@@ -29,15 +29,19 @@ export function buildApp(deps: AppDeps): App {
   registerOpenApiRoute(app); // last: it documents every route registered above
 
   const methodsOf = registeredMethods(app);
+  // Answered, not thrown: an error thrown from the not-found handler skips the rest of the
+  // middleware, so 404s and 405s were neither counted in http_requests_total nor logged.
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname;
     const allow = methodsOf(path);
     if (allow.length > 0) {
-      throw new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow.join(" or ")}`, { allow });
+      return errorResponse(new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow.join(" or ")}`, { allow }), c);
     }
-    throw new ApiError("not_found", `No route for ${c.req.method} ${path}`);
+    return errorResponse(new ApiError("not_found", `No route for ${c.req.method} ${path}`), c);
   });
-  app.onError((err, c) => {
+  app.onError((err, c) => errorResponse(err, c));
+  /** The contract's error body for `err`, counted and logged by kind. */
+  function errorResponse(err: unknown, c: Context<AppEnv>): Response {
     const requestId = c.get("requestId") ?? crypto.randomUUID();
     const apiError = toApiError(err);
     if (apiError.status === 503) {
@@ -60,7 +64,7 @@ export function buildApp(deps: AppDeps): App {
       apiError.status as 400,
       headers,
     );
-  });
+  }
   return app;
 }
 

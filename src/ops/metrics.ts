@@ -11,11 +11,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     const started = Date.now() / 1000;
     new Gauge({ name: "process_start_time_seconds", help: "Start time of the process (Unix seconds)", registers, collect() { this.set(started); } });
     new Gauge({ name: "process_resident_memory_bytes", help: "Resident memory size in bytes", registers, collect() { this.set(process.memoryUsage.rss()); } });
-    new Gauge({
+    // A counter (it only grows; `_total`), set from the process's own count at each scrape.
+    new Counter({
       name: "process_cpu_seconds_total", help: "User and system CPU time spent in seconds", registers,
       collect() {
         const { user, system } = process.cpuUsage();
-        this.set((user + system) / 1e6);
+        this.reset();
+        this.inc((user + system) / 1e6);
       },
     });
   }
@@ -57,7 +59,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       itemTally(`${type} ${outcome}`, () => ({ type, outcome }), n);
     },
     clientErrors: new Counter({
-      name: "http_client_errors_total", help: "4xx answers by error code", labelNames: ["code"] as const, registers,
+      name: "http_client_errors_total", help: "Refused requests (4xx, and 503 unavailable) by error code", labelNames: ["code"] as const, registers,
     }),
     spoolBytes: new Gauge({ name: "spool_bytes", help: "Bytes in the durable spool", registers }),
     spoolSegments: new Gauge({ name: "spool_segments", help: "Segments in the durable spool", registers }),

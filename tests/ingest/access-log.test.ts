@@ -68,4 +68,26 @@ describe("access log", () => {
     // The scrape itself is counted at the next scrape, not lost.
     expect(await (await app.request("/metrics")).text()).toContain('http_requests_total{method="GET",route="/metrics",status="200"} 1');
   });
+
+  // The response audit: answers of the not-found handler (unknown paths, wrong methods) were
+  // neither counted nor logged, since that handler threw past the middleware.
+  test("a 404 (unknown path) and a 405 (wrong method) are counted and logged like any answer", async () => {
+    const { app, requests } = appAt("info");
+    for (let i = 0; i < 3; i++) expect((await app.request("/v1/aaa", { headers: { "X-Request-Id": `nf-${i}` } })).status).toBe(404);
+    expect((await app.request("/v1/sessions", { method: "DELETE", headers: { "X-Request-Id": "na" } })).status).toBe(405);
+    expect(requests().map((l) => [l.request_id, l.status])).toEqual([["nf-0", 404], ["nf-1", 404], ["nf-2", 404], ["na", 405]]);
+    const text = await (await app.request("/metrics")).text();
+    expect(text).toMatch(/http_requests_total\{method="GET",route="[^"]*",status="404"\} 3/);
+    expect(text).toMatch(/http_requests_total\{method="DELETE",route="[^"]*",status="405"\} 1/);
+  });
+
+  test("process_cpu_seconds_total is a counter (it only grows; it was typed gauge)", async () => {
+    const metrics = createMetrics({ defaultMetrics: true });
+    const first = await metrics.registry.getSingleMetricAsString("process_cpu_seconds_total");
+    expect(first).toContain("# TYPE process_cpu_seconds_total counter");
+    const value = (text: string) => Number(/^process_cpu_seconds_total (\S+)$/m.exec(text)![1]);
+    const t0 = performance.now();
+    while (performance.now() - t0 < 20); // spend some CPU
+    expect(value(await metrics.registry.getSingleMetricAsString("process_cpu_seconds_total"))).toBeGreaterThan(value(first));
+  });
 });
