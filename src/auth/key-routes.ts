@@ -7,7 +7,7 @@ import type { App } from "../http/app-env.ts";
 import type { KeyRecord, KeyStore, NewKey } from "./key-store.ts";
 import { rootAuth } from "./middleware.ts";
 import { resolver } from "hono-openapi";
-import { describe, jsonResponse } from "../http/openapi.ts";
+import { describe, ErrorBody, jsonResponse } from "../http/openapi.ts";
 import { readJsonBody } from "../ingest/read-body.ts";
 import { wellFormed } from "../ingest/schemas.ts";
 import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
@@ -81,17 +81,22 @@ const MAX_BODY_BYTES = 64 * 1024;
 export function registerKeyRoutes(app: App, deps: { store: KeyStore; rootToken: string }): void {
   const auth = rootAuth(deps.rootToken, { store: deps.store });
 
-  const keysDoc = (summary: string, status: number, schema?: v.GenericSchema) =>
-    describe({ summary, tags: ["keys"], responses: schema ? { [status]: jsonResponse(schema, summary) } : { [status]: { description: summary } } });
+  const keysDoc = (summary: string, status: number, schema?: v.GenericSchema, more: Record<number, ReturnType<typeof jsonResponse>> = {}) =>
+    describe({ summary, tags: ["keys"], responses: { ...more, [status]: schema ? jsonResponse(schema, summary) : { description: summary } } });
+  const bodyErrors = {
+    413: jsonResponse(ErrorBody, "Body over 64 KiB (payload_too_large)"),
+    415: jsonResponse(ErrorBody, "Content-Type not accepted (unsupported_media_type)"),
+  };
   const KeyJson = v.object({
     id: v.string(), type: v.string(), name: v.string(), service_id: v.nullable(v.string()), services: v.array(v.string()),
     origins: v.array(v.string()), key_prefix: v.string(), created_at: v.string(), revoked_at: v.nullable(v.string()),
   });
 
   // Documents the request body; validation itself reads the body once, in the route.
-  const validatorDoc = describe({ requestBody: { required: true, content: { "application/json": { schema: resolver(CreateKeyBody) } } } });
+  const createBody = { schema: resolver(CreateKeyBody) };
+  const validatorDoc = describe({ requestBody: { required: true, content: { "application/json": createBody, "text/plain": createBody } } });
 
-  app.post("/v1/keys", keysDoc("Create a key (the key is shown once)", 201, v.object({ ...KeyJson.entries, key: v.string() })), validatorDoc, auth, async (c) => {
+  app.post("/v1/keys", keysDoc("Create a key (the key is shown once)", 201, v.object({ ...KeyJson.entries, key: v.string() }), bodyErrors), validatorDoc, auth, async (c) => {
     const body = v.safeParse(CreateKeyBody, await jsonBody(c.req.raw));
     if (!body.success) throw new ApiError("invalid_body", "Invalid key request", { issues: toIssues(body.issues) });
     const { record, key } = await deps.store.create(toNewKey(body.output));

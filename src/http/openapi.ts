@@ -31,17 +31,29 @@ export const ErrorBody = v.object({
   request_id: v.string(),
 });
 
-/** A JSON response described by a valibot schema. */
-export function jsonResponse(schema: v.GenericSchema, description: string) {
-  return { description, content: { "application/json": { schema: resolver(schema) } } };
+type HeaderSpec = { description: string; schema: { type: "string" | "integer" } };
+const header = (description: string, type: "string" | "integer" = "string"): HeaderSpec => ({ description, schema: { type } });
+/** Every answer carries it (API.md). */
+const REQUEST_ID = { "X-Request-Id": header("The request's id: the client's own when it sent a sane one, else generated; error bodies carry it as request_id") };
+/** The cached routes' answers (API.md: X-Cache). */
+export const CACHE_HEADERS = {
+  "X-Cache": header("HIT when the answer came from the cache, MISS when it was computed"),
+  Age: header("Seconds since the cached answer was computed", "integer"),
+};
+
+/** A JSON response described by a valibot schema; `headers` beyond X-Request-Id, which every answer has. */
+export function jsonResponse(schema: v.GenericSchema, description: string, headers: Record<string, HeaderSpec> = {}) {
+  return { description, headers: { ...REQUEST_ID, ...headers }, content: { "application/json": { schema: resolver(schema) } } };
 }
 
 const ERRORS = {
   400: jsonResponse(ErrorBody, "Invalid input (invalid_query / invalid_body), with issues naming each field"),
   401: jsonResponse(ErrorBody, "Missing, unknown or revoked credential"),
   403: jsonResponse(ErrorBody, "A valid credential without access to this route or service"),
+  404: jsonResponse(ErrorBody, "No such route or resource (not_found)"),
+  405: jsonResponse(ErrorBody, "Method not allowed on this route (method_not_allowed)", { Allow: header("The methods the route answers") }),
   429: jsonResponse(ErrorBody, "Rate limited"),
-  503: jsonResponse(ErrorBody, "Temporarily unavailable; see Retry-After"),
+  503: jsonResponse(ErrorBody, "Temporarily unavailable (unavailable)", { "Retry-After": header("Seconds to wait before retrying", "integer") }),
 };
 
 type DescribeSpec = Parameters<typeof describeRoute>[0];
@@ -72,6 +84,7 @@ export function registerOpenApiRoute(app: Hono<any>, info: { title?: string; ver
           securitySchemes: {
             bearer: { type: "http", scheme: "bearer", description: "Admin token (ak_), ingest key (pk_/sk_) or the root token, per route" },
             apiKey: { type: "apiKey", in: "header", name: "X-API-Key", description: "Ingest keys only" },
+            keyQuery: { type: "apiKey", in: "query", name: "key", description: "Public keys (pk_) only, for trackers that cannot set headers; a body field `key` works too" },
           },
         },
         security: [{ bearer: [] }],

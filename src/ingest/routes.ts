@@ -83,7 +83,9 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
 
   for (const type of ["session", "pageview", "event"] as const) {
     const bodyDoc = v.object({ ...ITEM_SCHEMAS[type].entries, key: v.optional(v.string()) });
-    app.post(`/v1/ingest/${type}`, documented(docs(bodyDoc, `Track one ${type}`, SINGLE_LIMIT_BYTES), async (c: Context<AppEnv>) => {
+    // The session route answers its session_id always (null when the item was dropped).
+    const accepted = type === "session" ? v.object({ ...IngestResponse.entries, session_id: v.nullable(v.string()) }) : IngestResponse;
+    app.post(`/v1/ingest/${type}`, documented(docs(bodyDoc, `Track one ${type}`, SINGLE_LIMIT_BYTES, accepted), async (c: Context<AppEnv>) => {
       const body = await readBody(c, SINGLE_LIMIT_BYTES);
       const ctx = await context(c, bodyKey(body));
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -128,17 +130,19 @@ function bodyKey(body: unknown): unknown {
 }
 
 /** OpenAPI description of an ingest route, from the same schema the route validates with. */
-function docs(schema: v.GenericSchema, summary: string, limit: number) {
+function docs(schema: v.GenericSchema, summary: string, limit: number, accepted: v.GenericSchema = IngestResponse) {
   const content = { schema: resolver(schema) };
   return describe({
     summary,
     tags: ["ingest"],
+    // Any one of them (API.md "Credentials"); a body `key` needs no scheme.
+    security: [{ bearer: [] }, { apiKey: [] }, { keyQuery: [] }],
     description: `JSON, or text/plain holding JSON (sendBeacon); gzip allowed. At most ${limit} bytes, also after decompression. ` +
       "Keys: Authorization: Bearer, X-API-Key, or for public keys the key query parameter or body field.",
     parameters: [{ name: "key", in: "query", required: false, schema: { type: "string" }, description: "A public key (pk_…), for trackers that cannot set headers" }],
     requestBody: { required: true, content: { "application/json": content, "text/plain": content } },
     responses: {
-      202: jsonResponse(IngestResponse, "Accepted: what was kept, and each dropped item with its index and reason"),
+      202: jsonResponse(accepted, "Accepted: what was kept, and each dropped item with its index and reason"),
       413: jsonResponse(ErrorBody, "Body over the limit (payload_too_large)"),
       415: jsonResponse(ErrorBody, "Content-Type or Content-Encoding not accepted (unsupported_media_type)"),
     },

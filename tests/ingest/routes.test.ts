@@ -548,6 +548,19 @@ describe("operations", () => {
     const props = event.requestBody.content["application/json"].schema.properties;
     expect(props.properties.maxProperties).toBe(50);
     expect(props.name.maxLength).toBe(120);
+    // What the response audit found missing: the headers every answer has, 404/405, the ingest
+    // key schemes, the session route's session_id, the cached routes' X-Cache, the keys route's 413/415.
+    expect(Object.keys(event.responses["202"].headers)).toEqual(["X-Request-Id"]);
+    expect(Object.keys(event.responses["405"].headers).sort()).toEqual(["Allow", "X-Request-Id"]);
+    expect(Object.keys(event.responses["503"].headers).sort()).toEqual(["Retry-After", "X-Request-Id"]);
+    expect(event.responses["404"]).toBeDefined();
+    expect(event.security).toEqual([{ bearer: [] }, { apiKey: [] }, { keyQuery: [] }]);
+    const session202 = (doc.paths["/v1/ingest/session"]!.post as any).responses["202"].content["application/json"].schema;
+    expect(session202.required).toContain("session_id");
+    const summary = (doc as any).paths["/v1/behavior/summary"].get.responses["200"].headers;
+    expect(Object.keys(summary).sort()).toEqual(["Age", "X-Cache", "X-Request-Id"]);
+    const keys = (doc as any).paths["/v1/keys"].post;
+    expect([keys.responses["201"], keys.responses["413"], keys.responses["415"]].every(Boolean)).toBe(true);
     expect(props.key.type).toBe("string");
     expect(event.parameters).toContainEqual(expect.objectContaining({ name: "key", in: "query" }));
   });

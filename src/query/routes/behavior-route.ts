@@ -3,7 +3,7 @@
 import * as v from "valibot";
 import { cacheResponse } from "../../cache/cache-middleware.ts";
 import { ApiError } from "../../errors.ts";
-import { describe, jsonResponse } from "../../http/openapi.ts";
+import { CACHE_HEADERS, describe, jsonResponse } from "../../http/openapi.ts";
 import type { App } from "../../http/app-env.ts";
 import { commonEntries, intParam, isDateValue, queryValidator } from "../../http/validate.ts";
 import { behaviorSummary } from "../reports.ts";
@@ -46,7 +46,7 @@ export function registerBehaviorRoute(app: App, deps: QueryDeps): void {
   const now = deps.now ?? Date.now;
   app.get(
     "/v1/behavior/summary",
-    describe({ summary: "Behavior summary", tags: ["queries"], responses: { 200: jsonResponse(BehaviorResponse, "What visitors did") } }),
+    describe({ summary: "Behavior summary", tags: ["queries"], responses: { 200: jsonResponse(BehaviorResponse, "What visitors did", CACHE_HEADERS) } }),
     deps.auth,
     queryValidator(behaviorQuery),
     serviceScope(),

@@ -2,7 +2,7 @@
 import * as v from "valibot";
 import { maxChars } from "../../chars.ts";
 import { cacheResponse } from "../../cache/cache-middleware.ts";
-import { describe, jsonResponse } from "../../http/openapi.ts";
+import { CACHE_HEADERS, describe, jsonResponse } from "../../http/openapi.ts";
 import type { App } from "../../http/app-env.ts";
 import { commonEntries, intParam, paramValidator, queryValidator } from "../../http/validate.ts";
 import { funnelReport } from "../funnel.ts";
@@ -41,7 +41,7 @@ export function registerFunnelRoute(app: App, deps: QueryDeps): void {
   const funnelName = (c: { req: { valid: unknown } }) => (c.req.valid as (t: "param") => { name: string })("param").name;
   app.get(
     "/v1/funnels/:name",
-    describe({ summary: "Funnel analysis", tags: ["queries"], responses: { 200: jsonResponse(FunnelResponse, "Units reaching each step") } }),
+    describe({ summary: "Funnel analysis", tags: ["queries"], responses: { 200: jsonResponse(FunnelResponse, "Units reaching each step", CACHE_HEADERS) } }),
     deps.auth,
     paramValidator(funnelParams),
     queryValidator(funnelQuery),

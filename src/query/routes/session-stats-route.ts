@@ -2,7 +2,7 @@
 // campaigns. Cached 5 minutes.
 import * as v from "valibot";
 import { cacheResponse } from "../../cache/cache-middleware.ts";
-import { describe, jsonResponse } from "../../http/openapi.ts";
+import { CACHE_HEADERS, describe, jsonResponse } from "../../http/openapi.ts";
 import type { App } from "../../http/app-env.ts";
 import { commonEntries, queryValidator } from "../../http/validate.ts";
 import { sessionStatsReport } from "../reports.ts";
@@ -31,7 +31,7 @@ export function registerSessionStatsRoute(app: App, deps: QueryDeps): void {
   const now = deps.now ?? Date.now;
   app.get(
     "/v1/sessions/stats",
-    describe({ summary: "Session stats", tags: ["queries"], responses: { 200: jsonResponse(StatsResponse, "Session metrics over the range") } }),
+    describe({ summary: "Session stats", tags: ["queries"], responses: { 200: jsonResponse(StatsResponse, "Session metrics over the range", CACHE_HEADERS) } }),
     deps.auth,
     queryValidator(statsQuery),
     serviceScope(),
