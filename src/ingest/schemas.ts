@@ -24,10 +24,13 @@ const isWellFormed: (s: string) => boolean = typeof (String.prototype as { isWel
   : (s) => !LONE_SURROGATE.test(s);
 export const wellFormed = v.check(isWellFormed, "must be valid Unicode text (no lone surrogates)");
 
+// v.metadata states in the OpenAPI document what a v.check enforces (JSON Schema has no place for
+// a check's function), wherever JSON Schema can say it.
 const httpUrl = v.pipe(
   maxChars(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
   v.check((s) => /^https?:\/\//i.test(s) && URL.canParse(s), "must be an absolute http(s) URL"),
+  v.metadata({ format: "uri", pattern: "^[Hh][Tt][Tt][Pp][Ss]?://" }),
 );
 /**
  * Referrers may be any URL with an authority (android-app://…) or empty for direct traffic.
@@ -46,6 +49,7 @@ const referrer = v.pipe(
   maxChars(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
   v.check((s) => s === "" || isReferrerUrl(s), "must be a URL such as https://… or empty (not a javascript:, data: or vbscript: URL)"),
+  v.metadata({ pattern: "^([A-Za-z][A-Za-z0-9+.-]*://.*)?$", description: "A URL with an authority, or \"\" for direct traffic; javascript:, data: and vbscript: URLs are refused" }),
 );
 /** The YYYY-MM-DD of an ISO time names a real day: Date.parse rolls 2026-04-31 over to May 1st. */
 function calendarDateExists(s: string): boolean {
@@ -65,6 +69,7 @@ const time = v.union(
   ],
   "must be an ISO 8601 time with an offset or epoch milliseconds",
 );
+const itemTime = v.pipe(time, v.metadata({ description: "Secret keys only: at most 30 days back and 5 minutes ahead of the server's clock" }));
 const propertyValue = v.union(
   [v.pipe(maxChars(512, "must be at most 512 characters"), wellFormed), v.pipe(v.number(), v.finite()), v.boolean(), v.null()],
   "must be a string (≤ 512), a number, a boolean or null",
@@ -125,11 +130,11 @@ const common = {
   session_id: v.optional(nonEmpty(64)),
   anonymous_id: v.optional(nonEmpty(128)),
   user_id: v.optional(str(128)),
-  timestamp: v.optional(time),
+  timestamp: v.optional(itemTime),
   url: v.optional(httpUrl),
   referrer: v.optional(referrer),
   properties: v.optional(properties),
-  ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"))),
+  ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"), v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }] }))),
   user_agent: v.optional(str(USER_AGENT_MAX)),
   service_id: v.optional(serviceId),
 };
@@ -164,7 +169,11 @@ export const EventItem = v.object({
 // `funnelName` reads it.
 // "." and ".." are the only names no URL can carry: clients and the server resolve them as path
 // segments, so GET /v1/funnels/.. never reaches the route and such a funnel could not be read.
-const funnelNameField = v.pipe(nonEmpty(64), v.check((s) => s !== "." && s !== "..", 'must not be "." or "..": no URL of /v1/funnels/:name can name it'));
+const funnelNameField = v.pipe(
+  nonEmpty(64),
+  v.check((s) => s !== "." && s !== "..", 'must not be "." or "..": no URL of /v1/funnels/:name can name it'),
+  v.metadata({ not: { enum: [".", ".."] } }),
+);
 export const FunnelItem = v.pipe(
   v.object({
     ...common,
@@ -175,6 +184,7 @@ export const FunnelItem = v.pipe(
     step_name: v.optional(str(120)),
   }),
   v.forward(v.check((i) => i.funnel !== undefined || i.name !== undefined, "is required: the funnel's name, 1–64 characters"), ["funnel"]),
+  v.metadata({ anyOf: [{ required: ["funnel"] }, { required: ["name"] }] }),
 );
 
 /** The funnel a funnel item is a step of. */
@@ -187,7 +197,7 @@ export const ErrorItem = v.object({
   type: v.optional(v.literal("error")),
   message: nonEmpty(1024),
   // "≤ 16 KiB" is bytes: 16384 characters of non-ASCII text would be up to 48 KiB of UTF-8.
-  stack: v.optional(v.pipe(str(16 * 1024), v.maxBytes(16 * 1024, "must be at most 16 KiB (16384 bytes of UTF-8)"))),
+  stack: v.optional(v.pipe(str(16 * 1024), v.maxBytes(16 * 1024, "must be at most 16 KiB (16384 bytes of UTF-8)"), v.metadata({ description: "At most 16 KiB of UTF-8 (bytes, not characters)" }))),
   source: v.optional(str(MAX_URL)),
   line: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(4294967295))),
   column: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(4294967295))),
@@ -205,6 +215,7 @@ export const VitalsItem = v.pipe(
     cls: v.optional(v.pipe(v.number(), v.finite(), v.minValue(0, "must be ≥ 0"), v.maxValue(100, "must be ≤ 100"))),
   }),
   v.check((i) => [i.lcp, i.inp, i.fcp, i.ttfb, i.cls].some((x) => x !== undefined), "must carry at least one of lcp, inp, cls, fcp, ttfb"),
+  v.metadata({ anyOf: ["lcp", "inp", "cls", "fcp", "ttfb"].map((m) => ({ required: [m] })) }),
 );
 
 export const ITEM_SCHEMAS = {

@@ -559,6 +559,11 @@ describe("operations", () => {
     expect(session202.required).toContain("session_id");
     const summary = (doc as any).paths["/v1/behavior/summary"].get.responses["200"].headers;
     expect(Object.keys(summary).sort()).toEqual(["Age", "X-Cache", "X-Request-Id"]);
+    // Checks that JSON Schema can state are stated (the audit validated refused bodies against the document).
+    const pageview = (doc as any).paths["/v1/ingest/pageview"].post.requestBody.content["application/json"].schema.properties;
+    expect([pageview.url.format, pageview.url.pattern]).toEqual(["uri", "^[Hh][Tt][Tt][Pp][Ss]?://"]);
+    expect(pageview.ip.anyOf).toEqual([{ format: "ipv4" }, { format: "ipv6" }]);
+    expect(pageview.referrer.pattern).toBe("^([A-Za-z][A-Za-z0-9+.-]*://.*)?$");
     const keys = (doc as any).paths["/v1/keys"].post;
     expect([keys.responses["201"], keys.responses["413"], keys.responses["415"]].every(Boolean)).toBe(true);
     expect(props.key.type).toBe("string");
