@@ -52,6 +52,9 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
   };
 }
 
+/** The 401 of an ingest request without any key. */
+export const MISSING_INGEST_KEY = "Missing API key: send Authorization: Bearer <key>, X-API-Key, or (public keys) a key query parameter or body field";
+
 /**
  * For ingest routes, after the body is parsed: the principal from the headers or query if
  * ingestAuth set one, else from the body's `key` field (public keys only). Throws 401 without any.
@@ -61,7 +64,7 @@ export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown):
   if (current?.kind === "ingest") return current;
   const key = typeof bodyKey === "string" ? nonEmpty(bodyKey) : undefined;
   if (key === undefined) {
-    throw new ApiError("unauthorized", "Missing API key: send Authorization: Bearer <key>, X-API-Key, or (public keys) a key query parameter or body field");
+    throw new ApiError("unauthorized", MISSING_INGEST_KEY);
   }
   const principal = await ingestPrincipalFor(c, store, key, "body");
   c.set("principal", principal);

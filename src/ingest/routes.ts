@@ -3,7 +3,7 @@
 // A bad single item is a 400; a bad batch item is dropped with its index and reason.
 import type { Context, MiddlewareHandler } from "hono";
 import * as v from "valibot";
-import { resolveBodyKey } from "../auth/middleware.ts";
+import { MISSING_INGEST_KEY, resolveBodyKey } from "../auth/middleware.ts";
 import type { KeyStore } from "../auth/key-store.ts";
 import { ApiError, toIssues } from "../errors.ts";
 import type { App, AppEnv } from "../http/app-env.ts";
@@ -13,8 +13,6 @@ import { isEmptyBodyError, readJsonBody } from "./read-body.ts";
 import { resolver } from "hono-openapi";
 import { describe, documented, ErrorBody, jsonResponse } from "../http/openapi.ts";
 import { BatchBody, BatchItemDoc, IngestResponse, ITEM_SCHEMAS, type ItemType } from "./schemas.ts";
-
-const MISSING_KEY = "Missing API key: send Authorization: Bearer <key>, X-API-Key, or (public keys) a key query parameter or body field";
 
 /** Body limits (API.md): checked before parsing, on the wire and after decompression. */
 export const SINGLE_LIMIT_BYTES = 64 * 1024;
@@ -74,7 +72,7 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
       return await readJsonBody(c.req.raw, limit);
     } catch (err) {
       if (err instanceof ApiError && err.code === "invalid_body" && c.get("principal") === undefined) {
-        if (isEmptyBodyError(err)) throw new ApiError("unauthorized", MISSING_KEY);
+        if (isEmptyBodyError(err)) throw new ApiError("unauthorized", MISSING_INGEST_KEY);
         throw new ApiError("invalid_body", `${err.message}. No API key came in a header or the query either, and a body key can only be read from a valid body`);
       }
       throw err;

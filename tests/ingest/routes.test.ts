@@ -495,6 +495,15 @@ describe("drops and errors", () => {
     }
   });
 
+  // The ingest guard (CORS and key check) skips paths that are no ingest route (they get their
+  // 404); a percent-encoded spelling of a route is that route and must not slip past it.
+  test("a percent-encoded ingest path gets the same origin and key checks as the plain one", async () => {
+    for (const path of ["/v1/ingest/event", "/v1/ingest/%65vent", "/v1/ingest/ev%65nt"]) {
+      const res = await post(path, { name: "x" }, { Origin: "https://evil.example" }, publicKey);
+      expect([path, res.status, ((await res.json()) as { error: { message: string } }).error.message]).toEqual([path, 403, "Origin https://evil.example is not allowed for this key"]);
+    }
+  });
+
   test("a body service_id other than the key's is refused with 403", async () => {
     const res = await post("/v1/ingest/event", { name: "x", service_id: "blog", user_agent: CHROME, ip: "8.8.8.8" });
     expect(res.status).toBe(403);
