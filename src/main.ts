@@ -20,6 +20,12 @@ try {
 /** Start-up failures the operator can fix (a busy port, an unusable DATA_DIR): one line, exit 2. */
 function startupError(err: unknown): never {
   const e = err as { code?: unknown; message?: unknown; path?: unknown };
+  // The embedded engine locks its data directory: a second process on it cannot connect (libchdb
+  // prints its own reason, "Cannot lock file …", on the line before).
+  if (e.code === "CHDB_CONNECTION") {
+    console.error(`start-up error: the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`);
+    process.exit(2);
+  }
   const known: Record<string, string> = {
     EADDRINUSE: `port ${config.port} is already in use (PORT)`,
     EADDRNOTAVAIL: `cannot listen on ${config.host} (HOST): no such local address`,

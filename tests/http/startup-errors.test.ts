@@ -36,3 +36,38 @@ test("a DATA_DIR that cannot be created: one line naming DATA_DIR, exit 2", asyn
   expect(code).toBe(2);
   expect(stderr.trim()).toMatch(/^start-up error: .*\(DATA_DIR\)$/);
 }, 40_000);
+
+// Found by the crash re-verification: a second process on a data directory in use printed chdb's
+// stack trace.
+test("a DATA_DIR in use by another process (embedded engine): a line naming DATA_DIR after libchdb's own, exit 2, no stack", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "startup-busy-"));
+  const freePort = () => {
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = probe.port;
+    probe.stop(true);
+    return String(port);
+  };
+  const first = Bun.spawn([process.execPath, ...BUN_FLAGS, "src/main.ts"], {
+    env: { PATH: process.env.PATH ?? "", ANALYTICS_ROOT_TOKEN: "rt_startup_errors_0123456789abcdef", PORT: freePort(), HOST: "127.0.0.1", DATA_DIR: dir },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  try {
+    // Wait until the first one listens (its engine holds the directory's lock from then on).
+    const reader = first.stdout.getReader();
+    let out = "";
+    while (!out.includes('"listening"')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    const { code, stderr } = await start({ PORT: freePort(), HOST: "127.0.0.1", DATA_DIR: dir });
+    expect(code).toBe(2);
+    expect(stderr).not.toContain("ChdbConnectionError");
+    expect(stderr.trim().split("\n").at(-1)).toBe(`start-up error: the embedded ClickHouse could not open DATA_DIR ${dir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`);
+  } finally {
+    first.kill("SIGTERM");
+    await first.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
