@@ -4,16 +4,16 @@
 // outside the Basic Multilingual Plane (most emoji) is 2: 120 emoji are 120 characters.
 import * as v from "valibot";
 
+/** UTF-16 units of the character at `i`: 2 for a surrogate pair, else 1 (a lone surrogate too). */
+function unitsAt(s: string, i: number): 1 | 2 {
+  const c = s.charCodeAt(i);
+  return c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00 ? 2 : 1;
+}
+
 /** The number of code points in `s`; a lone surrogate counts as one. */
 export function charCount(s: string): number {
   let n = 0;
-  for (let i = 0; i < s.length; i++, n++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const next = s.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) i++;
-    }
-  }
+  for (let i = 0; i < s.length; i += unitsAt(s, i)) n++;
   return n;
 }
 
@@ -21,10 +21,7 @@ export function charCount(s: string): number {
 export function cutChars(s: string, max: number): string {
   if (s.length <= max) return s;
   let i = 0;
-  for (let n = 0; n < max && i < s.length; n++) {
-    const c = s.charCodeAt(i);
-    i += c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00 ? 2 : 1;
-  }
+  for (let n = 0; n < max && i < s.length; n++) i += unitsAt(s, i);
   return s.slice(0, i);
 }
 

@@ -216,17 +216,12 @@ export function updateSpans(spans: readonly SessionSpan[], session: SessionState
   const gone = session.merged;
   // A span written before spans carried `at` (a rolling upgrade) ages by its last item's time.
   const updated = spans.filter((s) => s.id !== session.session_id && !(gone && gone.includes(s.id)) && now - (s.at ?? s.last) < ttlMs);
-  // Spans are kept newest first, so the changed one goes in at its place (ahead of equal ones):
+  // Spans are kept newest first (every list is made here, and the warm-up builds its lists here
+  // too), so the changed one goes in at its place (ahead of equal ones):
   // a visitor with a thousand spans pays a scan per item, not a sort.
   const span = { id: session.session_id, first: session.started_at, last: session.ended_at, at: now };
   let at = 0;
   while (at < updated.length && updated[at]!.last > span.last) at++;
   updated.splice(at, 0, span);
-  if (!newestFirst(updated)) updated.sort((a, b) => b.last - a.last); // spans stored in another order
   return updated.length > MAX_SPANS ? updated.slice(0, MAX_SPANS) : updated;
-}
-
-function newestFirst(spans: readonly SessionSpan[]): boolean {
-  for (let i = 1; i < spans.length; i++) if (spans[i]!.last > spans[i - 1]!.last) return false;
-  return true;
 }
