@@ -16,9 +16,21 @@ const MAX_ISSUES = 20;
 /** Middleware: validates the query string; the route reads `c.req.valid("query")`. */
 export function queryValidator<const E extends v.ObjectEntries>(entries: E) {
   const schema = v.strictObject(entries, strictMessage);
-  return validator("query", schema, (result) => {
-    if (!result.success) throw invalidQuery(result.error as readonly StandardIssue[]);
+  return validator("query", schema, (result, c) => {
+    // Hono's query parser drops a parameter with no name (`?=x`), so the strict schema never
+    // sees it: an unknown parameter all the same.
+    const nameless = namelessParams(c.req.url).map((segment) => ({ message: `unknown parameter with no name (${JSON.stringify(segment)})` }));
+    const issues = [...nameless, ...(result.success ? [] : (result.error as readonly StandardIssue[]))];
+    if (issues.length > 0) throw invalidQuery(issues);
   }) as MiddlewareHandler<AppEnv, string, { in: { query: v.InferInput<typeof schema> }; out: { query: v.InferOutput<typeof schema> } }>;
+}
+
+/** The `name=value` pairs of a URL's query with an empty name (`?=x`, `?a=1&=`), as sent. */
+export function namelessParams(url: string): string[] {
+  const q = url.indexOf("?");
+  if (q < 0) return [];
+  const end = url.indexOf("#", q);
+  return url.slice(q + 1, end < 0 ? undefined : end).split("&").filter((segment) => segment.startsWith("="));
 }
 
 // The strict object's own message covers unknown keys, missing keys and a wrong input type.

@@ -35,6 +35,17 @@ function invalid(param: string, message: string): ApiError {
 }
 
 /**
+ * How a bound of digits only was read, for the messages of a range that makes no sense:
+ * `from=20261128` is epoch milliseconds (1970-01-01T05:37:41.128Z), not a date.
+ */
+function epochNote(q: { from?: string; to?: string }): string {
+  const read = (["from", "to"] as const)
+    .filter((k) => q[k] !== undefined && /^\d+$/.test(q[k]!))
+    .map((k) => `${k}=${q[k]} is epoch milliseconds (${new Date(Number(q[k])).toISOString()})`);
+  return read.length === 0 ? "" : `; ${read.join(", ")}; a date is YYYY-MM-DD`;
+}
+
+/**
  * Resolves from/to/tz (already format-checked) at time `now`. Default: the last 7 days, i.e.
  * local today and the 6 days before. A missing end is filled from the other one.
  */
@@ -56,14 +67,14 @@ export function resolveRange(q: { from?: string; to?: string; tz: string }, now:
     if ("date" in fromB && "date" in toB && fromB.date <= toB.date) {
       throw invalid("from", `${fromB.date === toB.date ? fromB.date : `${fromB.date} to ${toB.date}`} does not exist in ${q.tz} (the zone skipped it): the range is empty`);
     }
-    throw invalid("from", "must be before to");
+    throw invalid("from", `must be before to${epochNote(q)}`);
   }
   if ("date" in fromB && "date" in toB) {
     const days = dayNumber(toB.date) - dayNumber(fromB.date) + 1;
     if (days > MAX_RANGE_DAYS) throw invalid("to", `the range may span at most ${MAX_RANGE_DAYS} days`);
     return { start, end, tz: q.tz, dates: { from: fromB.date, to: toB.date } };
   }
-  if (end - start > MAX_RANGE_DAYS * DAY_MS) throw invalid("to", `the range may span at most ${MAX_RANGE_DAYS} days`);
+  if (end - start > MAX_RANGE_DAYS * DAY_MS) throw invalid("to", `the range may span at most ${MAX_RANGE_DAYS} days${epochNote(q)}`);
   return { start, end, tz: q.tz };
 }
 

@@ -70,6 +70,27 @@ describe("400 invalid_query naming the parameter", () => {
     }
   });
 
+  // The input audit: Hono's parser drops `?=x`, so a nameless parameter was silently ignored.
+  test("a parameter with no name is an unknown parameter, on every query route", async () => {
+    for (const path of ["/v1/sessions?service_id=alpha&=x", "/v1/sessions/stats?=&service_id=alpha", "/v1/behavior/summary?service_id=alpha&=1", "/v1/events?service_id=alpha&=a", "/v1/funnels/signup?service_id=alpha&=b"]) {
+      const res = await get(path);
+      const body = (await res.json()) as { error: { code: string; message: string; issues: Array<{ path: string; message: string }> } };
+      expect([path, res.status, body.error.code]).toEqual([path, 400, "invalid_query"]);
+      expect(body.error.issues[0]!.message).toStartWith("unknown parameter with no name");
+    }
+    // Empty segments (`&&`) carry neither a name nor a value: not a parameter.
+    expect((await get("/v1/sessions?service_id=alpha&&limit=5&")).status).toBe(200);
+  });
+
+  // The input audit: from=20261128 (a date without dashes) is read as epoch ms, and the answer only
+  // said the range was too long.
+  test("a range that fails on a bound of digits says it was read as epoch milliseconds", async () => {
+    const body = (await (await get("/v1/sessions?service_id=alpha&from=20261128")).json()) as { error: { message: string } };
+    expect(body.error.message).toContain("from=20261128 is epoch milliseconds (1970-01-01T05:37:41.128Z)");
+    const plain = (await (await get("/v1/sessions?service_id=alpha&from=2024-01-01")).json()) as { error: { message: string } };
+    expect(plain.error.message).not.toContain("epoch");
+  });
+
   test("a value that fails two checks with the same message lists that issue once", async () => {
     for (const path of ["/v1/sessions?service_id=alpha&limit=-1", "/v1/sessions?service_id=alpha&limit=abc"]) {
       const body = (await (await get(path)).json()) as { error: { issues: Array<{ path: string; message: string }> } };
