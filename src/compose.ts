@@ -4,6 +4,7 @@ import Redis from "ioredis";
 import { join } from "node:path";
 import { buildApp } from "./app.ts";
 import { ClickHouseKeyStore } from "./auth/key-store.ts";
+import { valkeyRevocationFeed } from "./auth/revocation-feed.ts";
 import { adminAuth, ingestAuth } from "./auth/middleware.ts";
 import { ingestCors } from "./auth/ingest-cors.ts";
 import { registerKeyRoutes } from "./auth/key-routes.ts";
@@ -101,6 +102,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     // Unknown well-formed keys cost one indexed look-up each; past this rate they get 503.
     lookupsPerSecond: 200,
     onError: (err, during) => logger.warn("key store error", { during, error: String(err) }),
+    revocations: redis ? valkeyRevocationFeed(redis) : undefined,
   });
   await keyStore.start();
 

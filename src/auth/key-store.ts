@@ -3,13 +3,16 @@
 // revocation written by any instance is in force everywhere within one refresh period (+ query
 // time), well inside the contract's 10 s. A key created elsewhere and not yet in the map costs one
 // direct lookup by hash, bounded by LookupGuard. While ClickHouse is unreachable the last map keeps
-// serving (ingestion goes on into the spool); keys it has never seen answer 503, not 401.
+// serving (ingestion goes on into the spool); keys it has never seen answer 503, not 401. With
+// Valkey, revocations are also announced there (revocation-feed.ts), so an instance that cannot
+// reach ClickHouse still stops a key revoked elsewhere within the feed's period (2 s).
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { ApiError } from "../errors.ts";
 import { constantTimeEqual, generateKey, generateKeyId, hashKey, keyPrefixOf, keyTypeOf, knownKeyHash, type KeyType } from "./key-format.ts";
 import { LookupGuard } from "./lookup-guard.ts";
 import { originAllowed } from "./origin.ts";
 import { fromRow, LATEST_ROWS_SQL, toRow, type KeyRow } from "./key-rows.ts";
+import type { RevocationFeed } from "./revocation-feed.ts";
 
 /** A key as stored and listed: never the key itself, never its hash. */
 export interface KeyRecord {
@@ -59,7 +62,10 @@ export interface ClickHouseKeyStoreOptions {
   /** The clock of the look-up budget and the negative cache (tests freeze it). */
   now?: () => number;
   /** Failed refreshes and lookups are reported here (the store keeps serving its last map). */
-  onError?: (err: unknown, during: "refresh" | "lookup") => void;
+  onError?: (err: unknown, during: "refresh" | "lookup" | "feed") => void;
+  /** Where revocations are announced to and read from, besides ClickHouse (Valkey, when configured). */
+  revocations?: RevocationFeed;
+  feedIntervalMs?: number;
 }
 
 interface Entry { hash: string; record: KeyRecord }
@@ -71,7 +77,13 @@ export class ClickHouseKeyStore implements KeyStore {
   readonly #intervalMs: number;
   readonly #onError: NonNullable<ClickHouseKeyStoreOptions["onError"]>;
   #byHash = new Map<string, Entry>();
+  readonly #feed: RevocationFeed | undefined;
+  readonly #feedIntervalMs: number;
+  /** Hashes the feed announced as revoked: refused whatever the map says. */
+  #announced = new Set<string>();
+  #feedFailing = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #feedTimer: ReturnType<typeof setInterval> | undefined;
   #refreshing: Promise<void> | undefined;
   /** Epoch ms of the last successful refresh (null before the first one). */
   lastRefreshAt: number | null = null;
@@ -80,6 +92,8 @@ export class ClickHouseKeyStore implements KeyStore {
     this.#client = opts.client;
     this.#intervalMs = opts.refreshIntervalMs ?? 5_000;
     this.#onError = opts.onError ?? (() => {});
+    this.#feed = opts.revocations;
+    this.#feedIntervalMs = opts.feedIntervalMs ?? 2_000;
     this.#guard = new LookupGuard({ negativeTtlMs: opts.negativeTtlMs ?? 5_000, lookupsPerSecond: opts.lookupsPerSecond ?? 20, now: opts.now });
   }
 
@@ -89,13 +103,34 @@ export class ClickHouseKeyStore implements KeyStore {
     this.#timer = setInterval(() => void this.refresh().catch(() => {}), this.#intervalMs);
     // The timer must not keep a process alive that is otherwise done (CLI, tests).
     (this.#timer as { unref?: () => void }).unref?.();
-    await this.refresh().catch(() => {});
+    if (this.#feed) {
+      this.#feedTimer = setInterval(() => void this.readFeed().catch(() => {}), this.#feedIntervalMs);
+      (this.#feedTimer as { unref?: () => void }).unref?.();
+    }
+    await Promise.all([this.refresh().catch(() => {}), this.readFeed().catch(() => {})]);
+  }
+
+  /** Reads the revocations announced by every instance (no-op without a feed). */
+  async readFeed(): Promise<void> {
+    if (!this.#feed) return;
+    try {
+      // Only ever added to: revocation is final, also when Valkey loses its data.
+      for (const hash of await this.#feed.revoked()) this.#announced.add(hash);
+      this.#feedFailing = false;
+    } catch (err) {
+      // Once per failure streak: Valkey being down is logged by its client already.
+      if (!this.#feedFailing) this.#onError(err, "feed");
+      this.#feedFailing = true;
+      throw err;
+    }
   }
 
   /** Stops the timer and waits for a refresh in flight. */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    clearInterval(this.#feedTimer);
     this.#timer = undefined;
+    this.#feedTimer = undefined;
     await this.#refreshing?.catch(() => {});
   }
 
@@ -134,7 +169,11 @@ export class ClickHouseKeyStore implements KeyStore {
   async revoke(id: string): Promise<boolean> {
     const [row] = await this.#query(LATEST_ROWS_SQL("WHERE id = {id:String}"), { id });
     if (!row) return false;
-    if (row.revoked_at !== null) return true;
+    if (row.revoked_at !== null) {
+      // Revoked before, maybe by a call whose announcement failed: announce it (again).
+      await this.#announce(row.key_hash);
+      return true;
+    }
     const now = new Date();
     // Another instance's clock may be ahead of ours; the revocation row must still be the newest
     // version for ReplacingMergeTree, or a merge would keep the active row.
@@ -142,7 +181,23 @@ export class ClickHouseKeyStore implements KeyStore {
     const revoked = { ...fromRow(row), revokedAt: now.toISOString() };
     await this.#client.insert({ table: "api_keys", values: [toRow(revoked, row.key_hash, updated)], format: "JSONEachRow" });
     this.#put({ hash: row.key_hash, record: revoked });
+    await this.#announce(row.key_hash);
     return true;
+  }
+
+  /**
+   * Stored in ClickHouse already; other instances that reach it learn within a refresh. One that
+   * does not would keep the key: a failed announcement is a 503, and the retry announces it.
+   */
+  async #announce(hash: string): Promise<void> {
+    if (!this.#feed) return;
+    try {
+      await this.#feed.publish(hash);
+    } catch (err) {
+      this.#onError(err, "feed");
+      throw new ApiError("unavailable", "The key is revoked in ClickHouse but other instances could not be told through Valkey; retry the revocation", { retryAfterSeconds: 5 });
+    }
+    this.#announced.add(hash);
   }
 
   async verify(presentedKey: string): Promise<KeyRecord | null> {
@@ -152,7 +207,7 @@ export class ClickHouseKeyStore implements KeyStore {
     // The map matched on the hash already; the explicit constant-time comparison keeps the check
     // of stored secrets free of timing leaks whatever structure finds the candidate.
     if (!entry || !constantTimeEqual(entry.hash, hash)) return null;
-    return entry.record.revokedAt === null ? entry.record : null;
+    return this.#active(entry) ? entry.record : null;
   }
 
   verifyKnown(presentedKey: string): KeyRecord | null | undefined {
@@ -161,12 +216,16 @@ export class ClickHouseKeyStore implements KeyStore {
     const entry = hash === undefined ? undefined : this.#byHash.get(hash);
     if (hash === undefined || entry === undefined) return undefined;
     if (!constantTimeEqual(entry.hash, hash)) return null;
-    return entry.record.revokedAt === null ? entry.record : null;
+    return this.#active(entry) ? entry.record : null;
+  }
+
+  #active(entry: Entry): boolean {
+    return entry.record.revokedAt === null && !this.#announced.has(entry.hash);
   }
 
   publicOriginAllowed(origin: string): boolean {
-    for (const { record } of this.#byHash.values()) {
-      if (record.type === "public" && record.revokedAt === null && originAllowed(record.origins, origin)) return true;
+    for (const entry of this.#byHash.values()) {
+      if (entry.record.type === "public" && this.#active(entry) && originAllowed(entry.record.origins, origin)) return true;
     }
     return false;
   }

@@ -5,6 +5,9 @@ import { ClickHouseKeyStore } from "../../src/auth/key-store.ts";
 import { ApiError } from "../../src/errors.ts";
 import type { ClickHouse } from "../../src/storage/clickhouse.ts";
 import { keysDatabase } from "./keys-db.ts";
+import Redis from "ioredis";
+import { REVOKED_KEYS, valkeyRevocationFeed } from "../../src/auth/revocation-feed.ts";
+import { freeDbPrefix, valkeyUrl } from "../setup/valkey.ts";
 
 let ch: ClickHouse;
 const stores: ClickHouseKeyStore[] = [];
@@ -166,6 +169,60 @@ describe("ClickHouseKeyStore", () => {
     expect(err).toBeInstanceOf(ApiError);
     expect((err as ApiError).code).toBe("unavailable");
     expect(errors).toEqual(["refresh", "lookup"]);
+  });
+
+  // The security audit: instance b could not reach ClickHouse when a revoked its key, so it kept
+  // accepting the key (ingest into the spool, cached answers from Valkey) for the whole outage.
+  test("with a real Valkey feed, a revocation reaches an instance whose ClickHouse is down (fault injected)", async () => {
+    const redis = new Redis(valkeyUrl(), { keyPrefix: `${freeDbPrefix()}:` });
+    try {
+      const feed = valkeyRevocationFeed(redis);
+      const a = store({ revocations: feed });
+      const { client, state } = observed(ch.client);
+      const b = store({ client, revocations: feed, feedIntervalMs: 50 });
+      await Promise.all([a.start(), b.start()]);
+      const admin = await a.create({ type: "admin", services: ["shop"] });
+      const ingest = await a.create({ type: "public", serviceId: "shop", origins: ["https://shop.example"] });
+      for (const { key } of [admin, ingest]) expect(await b.verify(key)).not.toBeNull();
+      state.down = true;
+      await expect(b.refresh()).rejects.toThrow("injected");
+
+      await a.revoke(admin.record.id);
+      await a.revoke(ingest.record.id);
+      const deadline = Date.now() + 5_000;
+      while ((await b.verify(admin.key)) !== null && Date.now() < deadline) await Bun.sleep(20);
+      for (const { key } of [admin, ingest]) {
+        expect(await b.verify(key)).toBeNull();
+        expect(b.verifyKnown(key)).toBeNull();
+      }
+      expect(b.publicOriginAllowed("https://shop.example")).toBe(false);
+      // Final, even when Valkey loses the set and ClickHouse is still out of reach.
+      await redis.del(REVOKED_KEYS);
+      await b.readFeed();
+      expect(await b.verify(admin.key)).toBeNull();
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  test("a revocation whose announcement fails is a 503, and revoking again announces it", async () => {
+    const published: string[] = [];
+    let down = true;
+    const feed = {
+      publish: async (h: string) => {
+        if (down) throw new Error("injected: Valkey is down");
+        published.push(h);
+      },
+      revoked: async () => published,
+    };
+    const a = store({ revocations: feed });
+    const { record, key } = await a.create({ type: "secret", serviceId: "shop" });
+    const err = await a.revoke(record.id).catch((e: unknown) => e);
+    expect((err as ApiError).code).toBe("unavailable");
+    expect(await a.verify(key)).toBeNull(); // stored, and in force here
+    down = false;
+    expect(await a.revoke(record.id)).toBe(true);
+    expect(published).toEqual([await hashKey(key)]);
   });
 
   test("publicOriginAllowed looks at active public keys only", async () => {
