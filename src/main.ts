@@ -6,6 +6,10 @@ import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { closeEmbeddedEngines } from "./storage/clickhouse.ts";
 import { withTimeout } from "./with-timeout.ts";
 
+// Everything this process creates (the data directory, spool segments, the engine's files, the
+// root token) is the operator's alone: it holds every tenant's data and the keys' hashes.
+process.umask(0o077);
+
 let config: Config;
 try {
   config = loadConfig(process.env);

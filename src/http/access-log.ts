@@ -26,6 +26,10 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<A
     const id = sent && CLIENT_ID.test(sent) ? sent : crypto.randomUUID();
     c.set("requestId", id);
     c.header("X-Request-Id", id);
+    // Answers are JSON about one tenant's data: never sniffed as something else, never kept by a
+    // shared cache or the browser (the service caches the heavy ones itself, per credential scope).
+    c.header("X-Content-Type-Options", "nosniff");
+    c.header("Cache-Control", "no-store");
     await next();
     const seconds = (performance.now() - started) / 1000;
     const route = routePath(c, -1) || "unmatched";

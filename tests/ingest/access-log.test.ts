@@ -69,6 +69,15 @@ describe("access log", () => {
     expect(await (await app.request("/metrics")).text()).toContain('http_requests_total{method="GET",route="/metrics",status="200"} 1');
   });
 
+  // The security audit: answers carried neither header. They are one tenant's JSON: a shared cache
+  // or a browser must not keep them, and nothing may sniff them as another type.
+  test("every answer, error or not, says nosniff and no-store", async () => {
+    const { app, post } = appAt("info");
+    for (const res of [await post({}), await post({ refuse: true }), await app.request("/nope"), await app.request("/v1/ingest/event")]) {
+      expect([res.status, res.headers.get("x-content-type-options"), res.headers.get("cache-control")]).toEqual([res.status, "nosniff", "no-store"]);
+    }
+  });
+
   // The response audit: answers of the not-found handler (unknown paths, wrong methods) were
   // neither counted nor logged, since that handler threw past the middleware.
   test("a 404 (unknown path) and a 405 (wrong method) are counted and logged like any answer", async () => {
