@@ -19,7 +19,7 @@ export function queryValidator<const E extends v.ObjectEntries>(entries: E) {
   return validator("query", schema, (result, c) => {
     // Hono's query parser drops a parameter with no name (`?=x`), so the strict schema never
     // sees it: an unknown parameter all the same.
-    const nameless = namelessParams(c.req.url).map((segment) => ({ message: `unknown parameter with no name (${JSON.stringify(segment)})` }));
+    const nameless = namelessParams(c.req.url).map((segment) => ({ message: `unknown parameter with no name (${JSON.stringify(segment.length > 40 ? `${segment.slice(0, 40)}…` : segment)})` }));
     const issues = [...nameless, ...(result.success ? [] : (result.error as readonly StandardIssue[]))];
     if (issues.length > 0) throw invalidQuery(issues);
   }) as MiddlewareHandler<AppEnv, string, { in: { query: v.InferInput<typeof schema> }; out: { query: v.InferOutput<typeof schema> } }>;
