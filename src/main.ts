@@ -4,11 +4,10 @@ import { getConnInfo } from "hono/bun";
 import { composeService } from "./compose.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { closeEmbeddedEngines } from "./storage/clickhouse.ts";
+import { keepFilesPrivate } from "./private-files.ts";
 import { withTimeout } from "./with-timeout.ts";
 
-// Everything this process creates (the data directory, spool segments, the engine's files, the
-// root token) is the operator's alone: it holds every tenant's data and the keys' hashes.
-process.umask(0o077);
+keepFilesPrivate();
 
 let config: Config;
 try {

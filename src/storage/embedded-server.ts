@@ -4,6 +4,9 @@
 import { parseArgs } from "node:util";
 import { closeEmbeddedEngines, embeddedEngine } from "./clickhouse.ts";
 import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
+import { keepFilesPrivate } from "../private-files.ts";
+
+keepFilesPrivate();
 
 const { values } = parseArgs({
   options: {

@@ -4,6 +4,7 @@
 // 1 anything else (ClickHouse unreachable, ...). Errors are one line on stderr.
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "../config.ts";
+import { keepFilesPrivate } from "../private-files.ts";
 import { closeEmbeddedEngines, createClickHouse } from "./clickhouse.ts";
 import { migrate, MigrationError, migrationStatements, type MigrateOptions } from "./migrate.ts";
 
@@ -67,6 +68,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+keepFilesPrivate();
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (err) {
