@@ -146,10 +146,14 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     });
     if (remembered > 0) logger.info("event ids of the leftover spool confirmed", { ids: remembered });
   }
+  // The embedded engine died with the previous process: the oldest segment it left may have been in
+  // the middle of its INSERT (writers.ts, LeftoverRepair). A server's engine was not killed with us.
+  const oldestLeftover = spool.sealedSegments()[0];
+  const leftoverRepair = embedded && oldestLeftover ? { segmentSeq: oldestLeftover.seq, database: ch.database } : undefined;
   const batcher = config.ackMode === "spool"
     ? createBatcher({
         spool,
-        sink: spoolSink(clickhouse.client, metrics, invalidate, { dir: join(config.dataDir, "spool", "quarantine"), logger }),
+        sink: spoolSink(clickhouse.client, metrics, invalidate, { dir: join(config.dataDir, "spool", "quarantine"), logger }, leftoverRepair),
         flushIntervalMs: config.flushIntervalMs,
         // Shutdown drains for as long as SHUTDOWN_TIMEOUT_MS allows (the batcher's own default is 5 s).
         drainTimeoutMs: config.shutdownTimeoutMs,

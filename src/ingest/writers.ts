@@ -10,7 +10,8 @@ import { ApiError } from "../errors.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { Sink } from "../spool/batcher.ts";
 import { SpoolFullError, type Spool } from "../spool/spool.ts";
-import { insertRecords, insertRows, type Touched } from "../storage/insert-rows.ts";
+import { insertRecords, insertRows, insertTable, type Touched } from "../storage/insert-rows.ts";
+import { repairLostRows } from "../storage/replay-repair.ts";
 import type { RowWriter } from "./ingestor.ts";
 import { groupRowsInSlices } from "./rows.ts";
 
@@ -54,12 +55,22 @@ export function directWriter(client: ClickHouseClient, wait: boolean, onTouched:
 }
 
 /**
+ * The oldest segment a previous process left in the spool (embedded engine only): the one a kill
+ * can have caught in the middle of its INSERT. After it is inserted, each table is checked for its
+ * rows (storage/replay-repair.ts).
+ */
+export interface LeftoverRepair {
+  segmentSeq: number;
+  database: string;
+}
+
+/**
  * The batcher's sink: one spool segment into ClickHouse, deduplicated by the segment's token.
  * Rows ClickHouse refuses as data (validation should make this impossible) are written to
  * `quarantineDir` with the error, logged and counted, so one bad row cannot stall every flush.
  */
-export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched: (t: Touched) => void, quarantine: { dir: string; logger: Logger }): Sink {
-  return async ({ records, token }) => {
+export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched: (t: Touched) => void, quarantine: { dir: string; logger: Logger }, repair?: LeftoverRepair): Sink {
+  return async ({ segment, records, token }) => {
     const started = performance.now();
     const onRejected = async (table: string, json: string, error: unknown) => {
       await mkdir(quarantine.dir, { recursive: true });
@@ -76,6 +87,19 @@ export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched:
       // events of a flush are readable while its sessions are still being inserted, and a cached
       // summary stayed stale for that long (a HIT one count behind /v1/events, response audit).
       const { rows } = await insertRows(client, grouped, { token, onRejected, afterTable: (_table, touched) => onTouched(touched) });
+      if (repair && segment.seq === repair.segmentSeq) {
+        const report = await repairLostRows(client, grouped, {
+          database: repair.database,
+          insert: (table, slices, repairToken, opts) => insertTable(client, table, slices, repairToken, opts),
+          insertOptions: { onRejected },
+          tokenPrefix: `${token}-repair-${Date.now().toString(36)}`,
+        });
+        if (report.repaired.size > 0) {
+          onTouched(grouped.touched);
+          quarantine.logger.warn("rows a kill kept from their table written again (their dedup token had survived)", { token, ...Object.fromEntries(report.repaired) });
+        }
+        if (report.unknownSessionRows > 0) quarantine.logger.info("leftover segment: cancel rows whose landing cannot be checked", { token, rows: report.unknownSessionRows });
+      }
       for (const [table, n] of rows) metrics.flushRows.inc({ table }, n);
       metrics.flushDuration.observe((performance.now() - started) / 1000);
     } catch (err) {

@@ -80,7 +80,7 @@ export function jsonEachRowBody(rows: readonly RowSlice[]): Uint8Array {
 }
 
 /** Inserts one table's rows; on a data error, splits them to set aside only the bad rows. */
-async function insertTable(client: ClickHouseClient, table: Table, rows: RowSlice[], token: string | undefined, opts: InsertOptions): Promise<number> {
+export async function insertTable(client: ClickHouseClient, table: Table, rows: RowSlice[], token: string | undefined, opts: InsertOptions): Promise<number> {
   try {
     await insertBody(client, table, jsonEachRowBody(rows), {
       date_time_input_format: "best_effort",
