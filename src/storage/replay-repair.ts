@@ -1,8 +1,9 @@
 // Rows a kill in the middle of an INSERT lost although their deduplication token survived, found
 // and written again when the spool segment that INSERT carried is replayed at start.
 //
-// The embedded engine writes a table's new part in two steps: it records the block's dedup token
-// in the table's deduplication log, then renames the part's directory into place. A process killed
+// The embedded engine records a block's dedup token in the table's deduplication log and moves the
+// new part's directory into place as separate steps, the log entry first (as its source reads and
+// the failure below shows). A process killed
 // between the two (it runs in our process: our kill is its kill) leaves the token without the
 // part, so the replay of the same segment, with the same token, is dropped as a duplicate and the
 // rows are gone from that table, while the table's materialized views, whose own tokens were not
