@@ -11,7 +11,7 @@ import type { Metrics } from "../ops/metrics.ts";
 import type { Sink } from "../spool/batcher.ts";
 import { SpoolFullError, type Spool } from "../spool/spool.ts";
 import { insertRecords, insertRows, insertTable, type Touched } from "../storage/insert-rows.ts";
-import { repairLostRows } from "../storage/replay-repair.ts";
+import { attachViews, repairLostRows, ViewsLeftDetached } from "../storage/replay-repair.ts";
 import type { RowWriter } from "./ingestor.ts";
 import { groupRowsInSlices } from "./rows.ts";
 
@@ -70,7 +70,13 @@ export interface LeftoverRepair {
  * `quarantineDir` with the error, logged and counted, so one bad row cannot stall every flush.
  */
 export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched: (t: Touched) => void, quarantine: { dir: string; logger: Logger }, repair?: LeftoverRepair): Sink {
+  let detachedViews: ViewsLeftDetached | undefined;
   return async ({ segment, records, token }) => {
+    if (detachedViews) {
+      // A repair could not attach its views again: inserting now would leave them without rows.
+      await attachViews(client, detachedViews.database, detachedViews.views);
+      detachedViews = undefined;
+    }
     const started = performance.now();
     const onRejected = async (table: string, json: string, error: unknown) => {
       await mkdir(quarantine.dir, { recursive: true });
@@ -93,6 +99,9 @@ export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched:
           insert: (table, slices, repairToken, opts) => insertTable(client, table, slices, repairToken, opts),
           insertOptions: { onRejected },
           tokenPrefix: `${token}-repair-${Date.now().toString(36)}`,
+        }).catch((err: unknown) => {
+          if (err instanceof ViewsLeftDetached) detachedViews = err;
+          throw err;
         });
         if (report.repaired.size > 0) {
           onTouched(grouped.touched);

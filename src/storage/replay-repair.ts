@@ -107,6 +107,36 @@ async function viewsOf(client: ClickHouseClient, database: string, table: Table)
   return views;
 }
 
+/**
+ * Thrown when views could not be attached again after a repair: until they are, an insert into
+ * their table would not reach them, so the sink inserts nothing (writers.ts) and retries
+ * `attachViews` first. A restart attaches them too (a plain DETACH does not survive one).
+ */
+export class ViewsLeftDetached extends Error {
+  constructor(readonly database: string, readonly views: string[], cause: unknown) {
+    super(`materialized views left detached after a replay repair: ${views.join(", ")} (${String((cause as Error)?.message ?? cause)}); no insert until they are attached again`);
+    this.name = "ViewsLeftDetached";
+  }
+}
+
+/** Attaches `views` of `database`; throws ViewsLeftDetached naming those it could not. */
+export async function attachViews(client: ClickHouseClient, database: string, views: readonly string[]): Promise<void> {
+  const left: string[] = [];
+  let error: unknown;
+  for (const v of views) {
+    if (!IDENTIFIER.test(v) || !IDENTIFIER.test(database)) throw new Error(`replay repair: bad name ${JSON.stringify(`${database}.${v}`)}`);
+    try {
+      await client.command({ query: `ATTACH TABLE ${database}.${v}` });
+    } catch (err) {
+      // 57 TABLE_ALREADY_EXISTS: attached already (an earlier attempt got through).
+      if (String((err as { code?: unknown }).code) === "57") continue;
+      left.push(v);
+      error = err;
+    }
+  }
+  if (left.length > 0) throw new ViewsLeftDetached(database, left, error);
+}
+
 export interface RepairOptions {
   database: string;
   /** Inserts one table's rows (insert-rows.ts `insertTable`), under the given token. */
@@ -140,11 +170,15 @@ export async function repairLostRows(client: ClickHouseClient, grouped: GroupedR
     else continue;
     if (lost.length === 0) continue;
     const views = await viewsOf(client, opts.database, table);
-    for (const v of views) await client.command({ query: `DETACH TABLE ${opts.database}.${v}` });
+    const detached: string[] = [];
     try {
+      for (const v of views) {
+        await client.command({ query: `DETACH TABLE ${opts.database}.${v}` });
+        detached.push(v);
+      }
       await opts.insert(table, lost, `${opts.tokenPrefix}-${table}`, opts.insertOptions);
     } finally {
-      for (const v of views) await client.command({ query: `ATTACH TABLE ${opts.database}.${v}` });
+      await attachViews(client, opts.database, detached);
     }
     report.repaired.set(table, lost.length);
   }
