@@ -31,7 +31,7 @@ import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { createBatcher } from "./spool/batcher.ts";
 import { openSpool } from "./spool/spool.ts";
-import { createClickHouse } from "./storage/clickhouse.ts";
+import { createClickHouse, orphanDedupEntries } from "./storage/clickhouse.ts";
 import type { Touched } from "./storage/insert-rows.ts";
 import { migrate, pendingMigrations } from "./storage/migrate.ts";
 import { createQueryParts } from "./compose-query.ts";
@@ -72,6 +72,10 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const adminClickHouse = createClickHouse({
     url: ch.url, database: "default", user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes,
   });
+  for (const { table, parts } of [...orphanDedupEntries.values()].flat()) {
+    logger.warn("dedup entries of parts a kill kept from being committed removed: the replay writes them", { table, parts });
+  }
+  orphanDedupEntries.clear();
   // Against a real server, migrations are an explicit step (npm run migrate); embedded, they run here.
   if (opts.migrate ?? embedded) {
     const applied = await migrate(adminClickHouse.client, { database: ch.database });

@@ -5,6 +5,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ChdbEngine } from "./embedded/chdb-engine.ts";
 import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
+import { dropOrphanDedupEntries, type OrphanReport } from "./embedded/orphan-dedup-entries.ts";
 
 export interface ClickHouseOptions {
   /** Server URL; when absent the embedded engine under `dataDir` is used. */
@@ -33,6 +34,8 @@ export class RawJsonRow {
 const stringify = (value: unknown): string => (value instanceof RawJsonRow ? value.json : JSON.stringify(value));
 
 const engines = new Map<string, ChdbEngine>();
+/** What opening each engine directory removed from its tables' dedup logs (orphan-dedup-entries.ts). */
+export const orphanDedupEntries = new Map<string, OrphanReport[]>();
 
 /** Opens (or reuses: one per process and directory) the embedded engine under `dataDir`. */
 export function embeddedEngine(dataDir: string, lanes = 4): ChdbEngine {
@@ -40,6 +43,8 @@ export function embeddedEngine(dataDir: string, lanes = 4): ChdbEngine {
   let engine = engines.get(dir);
   if (!engine) {
     mkdirSync(dir, { recursive: true });
+    // Before the engine reads its tables: entries a kill left without their part (see the file).
+    orphanDedupEntries.set(dir, dropOrphanDedupEntries(dir));
     engine = ChdbEngine.open(dir, lanes);
     engines.set(dir, engine);
   }

@@ -14,7 +14,9 @@
 // the ones it lacks are inserted again under a fresh token with the table's materialized views
 // detached (they hold the block already), and attached again right after. A plain DETACH is undone
 // by a restart, so a kill during the repair leaves the views attached, and the next start checks
-// again. Not covered: a view that lost its own part the same way (README, "What a 202 means").
+// again. The engine's dedup log is cleaned of such tokens before it opens (orphan-dedup-entries.ts),
+// which makes the replay itself write the lost parts, in views too; this check is the second line,
+// for a table whose log that step could not read (README, "What a 202 means").
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { GroupedRows, RowSlice, Table } from "../ingest/rows.ts";
 import { ITEM_TABLES } from "../ingest/stored-ids.ts";
