@@ -52,31 +52,27 @@ async function check(args: string[], env: Record<string, string>, dir: string, r
   }
 }
 
-test("the service: a DATA_DIR it creates is 0700, and its files (spool, engine, root token) are not readable by others", async () => {
+/** A path under a fresh temporary directory (not created: the program under test creates it). */
+async function inNewDir(run: (dir: string) => Promise<void>): Promise<void> {
   const parent = mkdtempSync(join(tmpdir(), "data-mode-"));
-  const dir = join(parent, "data");
   try {
+    await run(join(parent, "data"));
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+}
+
+test("the service: a DATA_DIR it creates is 0700, and its files (spool, engine, root token) are not readable by others", () =>
+  inNewDir(async (dir) => {
     // No ANALYTICS_ROOT_TOKEN: the generated token file is checked too.
     await check([...BUN_FLAGS, "src/main.ts"], { PORT: String(freePort()), HOST: "127.0.0.1", DATA_DIR: dir }, dir, '"listening"', ["root-token", "spool", "clickhouse"]);
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
-  }
-}, 60_000);
+  }), 60_000);
 
-test("npm run migrate on a new embedded DATA_DIR: 0700, nothing readable by others", async () => {
-  const parent = mkdtempSync(join(tmpdir(), "data-mode-"));
-  const dir = join(parent, "data");
-  try {
-    await check(["src/storage/migrate-cli.ts"], { DATA_DIR: dir }, dir, null, ["clickhouse"]);
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
-  }
-}, 60_000);
+test("npm run migrate on a new embedded DATA_DIR: 0700, nothing readable by others", () =>
+  inNewDir((dir) => check(["src/storage/migrate-cli.ts"], { DATA_DIR: dir }, dir, null, ["clickhouse"])), 60_000);
 
-test("npm run clickhouse (the embedded endpoint) on a new data directory: 0700, nothing readable by others", async () => {
-  const parent = mkdtempSync(join(tmpdir(), "data-mode-"));
-  const dir = join(parent, "data");
-  try {
+test("npm run clickhouse (the embedded endpoint) on a new data directory: 0700, nothing readable by others", () =>
+  inNewDir(async (dir) => {
     const port = freePort();
     // A table with a row, written through the endpoint: the files a tenant's data lands in.
     const write = async () => {
@@ -86,7 +82,4 @@ test("npm run clickhouse (the embedded endpoint) on a new data directory: 0700, 
       }
     };
     await check(["src/storage/embedded-server.ts", "--port", String(port), "--data", dir], {}, dir, "listening", ["clickhouse"], write);
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
-  }
-}, 60_000);
+  }), 60_000);
