@@ -31,7 +31,8 @@ import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { createBatcher } from "./spool/batcher.ts";
 import { openSpool } from "./spool/spool.ts";
-import { createClickHouse, orphanDedupEntries } from "./storage/clickhouse.ts";
+import { createClickHouse } from "./storage/clickhouse.ts";
+import type { OrphanReport } from "./storage/embedded/orphan-dedup-entries.ts";
 import type { Touched } from "./storage/insert-rows.ts";
 import { migrate, pendingMigrations } from "./storage/migrate.ts";
 import { createQueryParts } from "./compose-query.ts";
@@ -66,16 +67,16 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const metrics = opts.metrics ?? createMetrics({ defaultMetrics: true });
   const ch = config.clickhouse;
   const embedded = ch.url === undefined;
+  // Logged as the engine opens (a start killed right after must not lose the line).
+  const onOrphanDedupEntries = (reports: OrphanReport[]) => {
+    for (const { table, parts } of reports) logger.warn("dedup entries of parts a kill kept from being committed removed: the replay writes them", { table, parts });
+  };
   const clickhouse = createClickHouse({
-    url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes,
+    url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes, onOrphanDedupEntries,
   });
   const adminClickHouse = createClickHouse({
     url: ch.url, database: "default", user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes,
   });
-  for (const { table, parts } of [...orphanDedupEntries.values()].flat()) {
-    logger.warn("dedup entries of parts a kill kept from being committed removed: the replay writes them", { table, parts });
-  }
-  orphanDedupEntries.clear();
   // Against a real server, migrations are an explicit step (npm run migrate); embedded, they run here.
   if (opts.migrate ?? embedded) {
     const applied = await migrate(adminClickHouse.client, { database: ch.database });

@@ -15,6 +15,8 @@ export interface ClickHouseOptions {
   password?: string;
   dataDir?: string;
   embeddedLanes?: number;
+  /** Embedded engine: told, before it opens, what a kill left in its dedup logs and was removed. */
+  onOrphanDedupEntries?: OnOrphanDedupEntries;
   requestTimeoutMs?: number;
 }
 
@@ -34,17 +36,18 @@ export class RawJsonRow {
 const stringify = (value: unknown): string => (value instanceof RawJsonRow ? value.json : JSON.stringify(value));
 
 const engines = new Map<string, ChdbEngine>();
-/** What opening each engine directory removed from its tables' dedup logs (orphan-dedup-entries.ts). */
-export const orphanDedupEntries = new Map<string, OrphanReport[]>();
+/** Told what opening an engine directory removed from its tables' dedup logs (orphan-dedup-entries.ts). */
+export type OnOrphanDedupEntries = (reports: OrphanReport[]) => void;
 
 /** Opens (or reuses: one per process and directory) the embedded engine under `dataDir`. */
-export function embeddedEngine(dataDir: string, lanes = 4): ChdbEngine {
+export function embeddedEngine(dataDir: string, lanes = 4, onOrphans?: OnOrphanDedupEntries): ChdbEngine {
   const dir = join(dataDir, "clickhouse");
   let engine = engines.get(dir);
   if (!engine) {
     mkdirSync(dir, { recursive: true });
     // Before the engine reads its tables: entries a kill left without their part (see the file).
-    orphanDedupEntries.set(dir, dropOrphanDedupEntries(dir));
+    const orphans = dropOrphanDedupEntries(dir);
+    if (orphans.length > 0) onOrphans?.(orphans);
     engine = ChdbEngine.open(dir, lanes);
     engines.set(dir, engine);
   }
@@ -66,7 +69,7 @@ export function createClickHouse(opts: ClickHouseOptions): ClickHouse {
     return { client, engine: undefined, close: () => client.close() };
   }
   if (!opts.dataDir) throw new Error("createClickHouse: either url or dataDir is required");
-  const engine = embeddedEngine(opts.dataDir, opts.embeddedLanes);
+  const engine = embeddedEngine(opts.dataDir, opts.embeddedLanes, opts.onOrphanDedupEntries);
   const client = createClient({
     ...common,
     url: "http://embedded.clickhouse",

@@ -21,7 +21,11 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`--port: expected a port number, got ${JSON.stringify(values.port)}`);
   process.exit(2);
 }
-const handler = createClickHouseHttpHandler(embeddedEngine(values.data, Number(values.lanes) || 4));
+const handler = createClickHouseHttpHandler(
+  embeddedEngine(values.data, Number(values.lanes) || 4, (reports) => {
+    for (const { table, parts } of reports) console.log(JSON.stringify({ msg: "dedup entries of parts a kill kept from being committed removed: the replay writes them", table, parts }));
+  }),
+);
 const server = Bun.serve({
   port,
   hostname: values.host,

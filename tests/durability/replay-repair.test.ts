@@ -105,6 +105,9 @@ test("a flush whose table and view parts a kill lost although their tokens survi
   expect((await get("/v1/events?service_id=shop")).data.length).toBe(3);
   second.proc.kill("SIGTERM");
   expect(await second.proc.exited).toBe(0);
+  // Said as the engine opened: one line per table or view whose entry was removed.
+  const said = (await new Response(second.proc.stdout).text()).split("\n").filter((l) => l.includes("dedup entries of parts a kill kept from being committed removed"));
+  expect(said.length).toBe(4);
 
   // Every table and view holds the flush once: the lost ones got it back, the others kept theirs.
   const ch = await endpoint(dataDir, freePort());

@@ -2,7 +2,7 @@
 // orphan-dedup-entries.ts), on synthetic table directories laid out as the embedded engine lays
 // them out (the engine's own layout is exercised by tests/durability/replay-repair.test.ts).
 import { afterAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dropOrphanDedupEntries, dropOrphansOfTable, maxBlockOf } from "../../src/storage/embedded/orphan-dedup-entries.ts";
@@ -41,6 +41,13 @@ test("an entry above every part on disk is removed; entries of parts on disk, me
   expect(dropOrphansOfTable(dir)).toEqual(["202611_5_5_0"]);
   expect(logOf(dir)).toBe(log.replace("1\t202611_5_5_0\t202611_eee_5\n", ""));
   expect(dropOrphansOfTable(dir)).toEqual([]); // nothing more on a second look
+});
+
+test("a rewrite a kill left behind (deduplication_log_N.txt.tmp) is removed: the engine would read it as a log and refuse to open", () => {
+  const dir = table("ddd1", ["all_1_1_0"], "1\tall_1_1_0\tall_x_1\n");
+  writeFileSync(join(dir, "deduplication_logs", "deduplication_log_1.txt.tmp"), "1\tall_1_1_0\tall_x_1\n");
+  expect(dropOrphansOfTable(dir)).toEqual([]);
+  expect(readdirSync(join(dir, "deduplication_logs"))).toEqual(["deduplication_log_1.txt"]);
 });
 
 test("a table with no part left (its only insert lost) loses that entry; a log line not understood leaves the file alone", () => {

@@ -17,10 +17,14 @@
 // replay of its token, and tokens are replayed only for segments the previous process left, whose
 // landed parts are on disk and keep their entries. Lines or names this does not understand leave
 // their file untouched.
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const LOG_FILE = /^deduplication_log_\d+\.txt$/;
+// A log rewritten here goes through a temporary file next to it; one a kill left behind would stop
+// the engine from opening (it reads every file of the directory as a log), and its log still holds
+// what the rewrite was to remove.
+const STALE_REWRITE = /^deduplication_log_\d+\.txt\.tmp$/;
 const LOG_LINE = /^([12])\t([^\t]+)\t([^\t]+)$/;
 
 /** The highest block number of a part name `<partition>_<min>_<max>_<level>[_<mutation>]`. */
@@ -42,6 +46,7 @@ export interface OrphanReport {
 export function dropOrphansOfTable(tableDir: string): string[] {
   const logDir = join(tableDir, "deduplication_logs");
   if (!existsSync(logDir)) return [];
+  for (const name of readdirSync(logDir)) if (STALE_REWRITE.test(name)) unlinkSync(join(logDir, name));
   let highest = -1;
   for (const name of readdirSync(tableDir)) {
     const max = maxBlockOf(name);
