@@ -18,7 +18,13 @@ import { BUN_FLAGS } from "../../src/runtime-flags.ts";
 
 const ROOT = "rt_replay_repair_root_token_0123456789abcdef";
 const work = mkdtempSync(join(tmpdir(), "replay-repair-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+// Every child, so that a failed assertion does not leave a service running.
+const children: Array<ReturnType<typeof Bun.spawn>> = [];
+afterAll(async () => {
+  for (const child of children) child.kill("SIGKILL");
+  await Promise.all(children.map((c) => c.exited));
+  rmSync(work, { recursive: true, force: true });
+});
 
 function freePort(): number {
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -43,6 +49,7 @@ async function service(dataDir: string, port: number) {
     stdout: "pipe",
     stderr: "pipe",
   });
+  children.push(proc);
   const url = `http://127.0.0.1:${port}`;
   await until("readiness", async () => (await fetch(`${url}/readyz`)).status === 200);
   return { proc, url };
@@ -51,6 +58,7 @@ async function service(dataDir: string, port: number) {
 /** The embedded endpoint on the same data directory, to read tables and views directly. */
 async function endpoint(dataDir: string, port: number) {
   const proc = Bun.spawn([process.execPath, "src/storage/embedded-server.ts", "--port", String(port), "--data", dataDir], { stdout: "pipe", stderr: "pipe" });
+  children.push(proc);
   const url = `http://127.0.0.1:${port}`;
   await until("the endpoint", async () => (await fetch(`${url}/ping`)).ok);
   const count = async (sql: string) => Number((await (await fetch(url, { method: "POST", body: `${sql} FORMAT TSV` })).text()).trim());
