@@ -9,9 +9,10 @@
 // lost their part, and they stay short of its rows (crash audits saw `sessions` short of one
 // flush's 16 sessions, and `daily_session_stats` short of 9, while the other tables held them).
 //
-// Such an entry is recognisable before the engine opens: block numbers are allocated per table in
-// increasing order, and the lost part's number is above every part on disk (nothing was inserted
-// into that table after it: flushes are sequential and the process died). Removing the entry makes
+// Such an entry is recognisable before the engine opens: no part on disk in its partition covers its
+// block number (a part's name carries the range of block numbers it holds; merges keep ranges, and
+// no merge ran after the kill). That holds also when the killed INSERT wrote one part per partition
+// (a flush spanning a month boundary) and only some of them landed. Removing the entry makes
 // the replay insert exactly the parts that are missing; the tables and views that have theirs keep
 // their entries and drop the replay as before. An entry removed this way can only matter to a
 // replay of its token, and tokens are replayed only for segments the previous process left, whose
@@ -27,12 +28,12 @@ const LOG_FILE = /^deduplication_log_\d+\.txt$/;
 const STALE_REWRITE = /^deduplication_log_\d+\.txt\.tmp$/;
 const LOG_LINE = /^([12])\t([^\t]+)\t([^\t]+)$/;
 
-/** The highest block number of a part name `<partition>_<min>_<max>_<level>[_<mutation>]`. */
-export function maxBlockOf(partName: string): number | undefined {
+/** Partition and block range of a part name `<partition>_<min>_<max>_<level>[_<mutation>]`. */
+export function partRange(partName: string): { partition: string; min: number; max: number } | undefined {
   const fields = partName.split("_");
   if (fields.length !== 4 && fields.length !== 5) return undefined;
   if (fields[0] === "" || fields[0]!.startsWith("tmp") || !fields.slice(1).every((f) => /^\d+$/.test(f))) return undefined;
-  return Number(fields[2]);
+  return { partition: fields[0]!, min: Number(fields[1]), max: Number(fields[2]) };
 }
 
 export interface OrphanReport {
@@ -42,40 +43,43 @@ export interface OrphanReport {
   parts: string[];
 }
 
-/** Removes, from one table's dedup logs, the entries of parts above every part on disk. */
+/** Removes, from one table's dedup logs, the entries of parts no part on disk covers. */
 export function dropOrphansOfTable(tableDir: string): string[] {
   const logDir = join(tableDir, "deduplication_logs");
   if (!existsSync(logDir)) return [];
   for (const name of readdirSync(logDir)) if (STALE_REWRITE.test(name)) unlinkSync(join(logDir, name));
-  let highest = -1;
-  for (const name of readdirSync(tableDir)) {
-    const max = maxBlockOf(name);
-    if (max !== undefined && max > highest) highest = max;
+  const onDisk = new Map<string, Array<{ min: number; max: number }>>();
+  for (const range of readdirSync(tableDir).map(partRange)) {
+    if (range) onDisk.set(range.partition, [...(onDisk.get(range.partition) ?? []), range]);
   }
-  const removed: string[] = [];
-  for (const file of readdirSync(logDir).filter((f) => LOG_FILE.test(f))) {
-    const path = join(logDir, file);
-    const text = readFileSync(path, "utf8");
-    const lines = text.split("\n");
+  const covered = (e: { partition: string; min: number; max: number }) => (onDisk.get(e.partition) ?? []).some((p) => p.min <= e.min && e.max <= p.max);
+  const files = readdirSync(logDir).filter((f) => LOG_FILE.test(f)).map((file) => {
+    const lines = readFileSync(join(logDir, file), "utf8").split("\n");
     if (lines.at(-1) === "") lines.pop();
+    return { path: join(logDir, file), lines };
+  });
+  // Parts the log itself records as dropped: their entries are inert, and stay as they are.
+  const dropped = new Set(files.flatMap((f) => f.lines.map((l) => LOG_LINE.exec(l)).filter((m) => m?.[1] === "2").map((m) => m![2]!)));
+  const removed: string[] = [];
+  for (const { path, lines } of files) {
     const keep: string[] = [];
     let understood = true;
-    const dropped: string[] = [];
+    const orphans: string[] = [];
     for (const line of lines) {
       const m = LOG_LINE.exec(line);
-      const max = m ? maxBlockOf(m[2]!) : undefined;
-      if (!m || max === undefined) {
+      const entry = m ? partRange(m[2]!) : undefined;
+      if (!m || entry === undefined) {
         understood = false;
         break;
       }
-      if (m[1] === "1" && max > highest) dropped.push(m[2]!);
+      if (m[1] === "1" && !dropped.has(m[2]!) && !covered(entry)) orphans.push(m[2]!);
       else keep.push(line);
     }
-    if (!understood || dropped.length === 0) continue;
+    if (!understood || orphans.length === 0) continue;
     const tmp = `${path}.tmp`;
     writeFileSync(tmp, keep.map((l) => `${l}\n`).join(""));
     renameSync(tmp, path);
-    removed.push(...dropped);
+    removed.push(...orphans);
   }
   return removed;
 }
