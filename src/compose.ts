@@ -32,7 +32,7 @@ import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { createBatcher } from "./spool/batcher.ts";
 import { openSpool } from "./spool/spool.ts";
 import { createClickHouse } from "./storage/clickhouse.ts";
-import type { OrphanReport } from "./storage/embedded/orphan-dedup-entries.ts";
+import { ORPHANS_REMOVED, type OrphanReport } from "./storage/embedded/orphan-dedup-entries.ts";
 import type { Touched } from "./storage/insert-rows.ts";
 import { migrate, pendingMigrations } from "./storage/migrate.ts";
 import { createQueryParts } from "./compose-query.ts";
@@ -69,7 +69,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const embedded = ch.url === undefined;
   // Logged as the engine opens (a start killed right after must not lose the line).
   const onOrphanDedupEntries = (reports: OrphanReport[]) => {
-    for (const { table, parts } of reports) logger.warn("dedup entries of parts a kill kept from being committed removed: the replay writes them", { table, parts });
+    for (const { table, parts } of reports) logger.warn(ORPHANS_REMOVED, { table, parts });
   };
   const clickhouse = createClickHouse({
     url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes, onOrphanDedupEntries,

@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { closeEmbeddedEngines, embeddedEngine } from "./clickhouse.ts";
 import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
+import { ORPHANS_REMOVED } from "./embedded/orphan-dedup-entries.ts";
 import { keepFilesPrivate } from "../private-files.ts";
 
 keepFilesPrivate();
@@ -23,7 +24,7 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const handler = createClickHouseHttpHandler(
   embeddedEngine(values.data, Number(values.lanes) || 4, (reports) => {
-    for (const { table, parts } of reports) console.log(JSON.stringify({ msg: "dedup entries of parts a kill kept from being committed removed: the replay writes them", table, parts }));
+    for (const { table, parts } of reports) console.log(JSON.stringify({ msg: ORPHANS_REMOVED, table, parts }));
   }),
 );
 const server = Bun.serve({

@@ -41,7 +41,8 @@ export function isDataError(err: unknown): boolean {
 
 const utf8 = new TextDecoder();
 const encoder = new TextEncoder();
-const TABLE_NAME = /^[a-z_][a-z0-9_]*$/;
+/** A name SQL may carry unquoted and unparameterised (tables, views, databases). */
+export const SQL_IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
 
 /** Inserts every record (strings, as `encodeRecord` makes them) into its table. */
 export async function insertRecords(client: ClickHouseClient, records: readonly string[], opts: InsertOptions = {}): Promise<{ rows: Map<Table, number>; touched: Touched }> {
@@ -104,7 +105,7 @@ export async function insertTable(client: ClickHouseClient, table: Table, rows: 
 
 /** One INSERT of a JSONEachRow body through client-web. */
 async function insertBody(client: ClickHouseClient, table: Table, body: Uint8Array, settings: Record<string, string | number>): Promise<void> {
-  if (!TABLE_NAME.test(table)) throw new Error(`insert: bad table name ${JSON.stringify(table)}`);
+  if (!SQL_IDENTIFIER.test(table)) throw new Error(`insert: bad table name ${JSON.stringify(table)}`);
   // client-web stringifies each value it is given: one RawJsonRow holding every line is sent as is.
   // The copy that made the body, this decode and the request client-web builds run back to back
   // (~5 ms each on 5 MB). Giving each its own turn of the event loop halved the longest stall of a

@@ -20,9 +20,8 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { GroupedRows, RowSlice, Table } from "../ingest/rows.ts";
 import { ITEM_TABLES } from "../ingest/stored-ids.ts";
-import type { InsertOptions } from "./insert-rows.ts";
+import { type InsertOptions, SQL_IDENTIFIER } from "./insert-rows.ts";
 
-const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
 const utf8 = new TextDecoder();
 
 type Row = Record<string, unknown> & { service_id: string };
@@ -105,7 +104,7 @@ async function lostAliases(client: ClickHouseClient, rows: RowSlice[]): Promise<
 async function viewsOf(client: ClickHouseClient, database: string, table: Table): Promise<string[]> {
   const [row] = await select<{ views: string[] }>(client, "SELECT dependencies_table AS views FROM system.tables WHERE database = {db:String} AND name = {table:String}", { db: database, table });
   const views = row?.views ?? [];
-  for (const v of views) if (!IDENTIFIER.test(v)) throw new Error(`replay repair: unexpected view name ${JSON.stringify(v)}`);
+  for (const v of views) if (!SQL_IDENTIFIER.test(v)) throw new Error(`replay repair: unexpected view name ${JSON.stringify(v)}`);
   return views;
 }
 
@@ -126,7 +125,7 @@ export async function attachViews(client: ClickHouseClient, database: string, vi
   const left: string[] = [];
   let error: unknown;
   for (const v of views) {
-    if (!IDENTIFIER.test(v) || !IDENTIFIER.test(database)) throw new Error(`replay repair: bad name ${JSON.stringify(`${database}.${v}`)}`);
+    if (!SQL_IDENTIFIER.test(v) || !SQL_IDENTIFIER.test(database)) throw new Error(`replay repair: bad name ${JSON.stringify(`${database}.${v}`)}`);
     try {
       await client.command({ query: `ATTACH TABLE ${database}.${v}` });
     } catch (err) {
@@ -158,7 +157,7 @@ export interface RepairReport {
 
 /** Checks every table of an inserted segment and writes again what a table lacks. */
 export async function repairLostRows(client: ClickHouseClient, grouped: GroupedRows, opts: RepairOptions): Promise<RepairReport> {
-  if (!IDENTIFIER.test(opts.database)) throw new Error(`replay repair: bad database name ${JSON.stringify(opts.database)}`);
+  if (!SQL_IDENTIFIER.test(opts.database)) throw new Error(`replay repair: bad database name ${JSON.stringify(opts.database)}`);
   const report: RepairReport = { repaired: new Map(), unknownSessionRows: 0 };
   for (const [table, rows] of grouped.tables) {
     if (rows.length === 0) continue;

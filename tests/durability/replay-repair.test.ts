@@ -15,6 +15,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUN_FLAGS } from "../../src/runtime-flags.ts";
+import { freePort } from "../helpers/embedded-server.ts";
+import { ORPHANS_REMOVED } from "../../src/storage/embedded/orphan-dedup-entries.ts";
 
 const ROOT = "rt_replay_repair_root_token_0123456789abcdef";
 const work = mkdtempSync(join(tmpdir(), "replay-repair-"));
@@ -26,12 +28,6 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
 
 async function until(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -77,7 +73,7 @@ function deleteParts(dataDir: string, table: string): number {
 
 test("a flush whose table and view parts a kill lost although their tokens survived is written again at the next start, other views not counted twice (fault injected)", async () => {
   const dataDir = join(work, "data");
-  const port = freePort();
+  const port = await freePort();
   const first = await service(dataDir, port);
   const post = (path: string, token: string, body: unknown) =>
     fetch(`${first.url}${path}`, { method: "POST", headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -114,11 +110,11 @@ test("a flush whose table and view parts a kill lost although their tokens survi
   second.proc.kill("SIGTERM");
   expect(await second.proc.exited).toBe(0);
   // Said as the engine opened: one line per table or view whose entry was removed.
-  const said = (await new Response(second.proc.stdout).text()).split("\n").filter((l) => l.includes("dedup entries of parts a kill kept from being committed removed"));
+  const said = (await new Response(second.proc.stdout).text()).split("\n").filter((l) => l.includes(ORPHANS_REMOVED));
   expect(said.length).toBe(4);
 
   // Every table and view holds the flush once: the lost ones got it back, the others kept theirs.
-  const ch = await endpoint(dataDir, freePort());
+  const ch = await endpoint(dataDir, await freePort());
   try {
     expect(await ch.count("SELECT sum(sign) FROM analytics_db.sessions")).toBe(3);
     expect(await ch.count("SELECT count() FROM analytics_db.events")).toBe(3);

@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUN_FLAGS } from "../../src/runtime-flags.ts";
+import { freePort } from "../helpers/embedded-server.ts";
 
 /** Every path below `dir` (links not followed) whose mode lets group or others in. */
 function openToOthers(dir: string): { entries: number; open: string[] } {
@@ -18,12 +19,6 @@ function openToOthers(dir: string): { entries: number; open: string[] } {
   return { entries: names.length, open };
 }
 
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
 
 /** Runs `args` until its stdout shows `ready` (or it exits), checks `dir`, then stops it. */
 async function check(args: string[], env: Record<string, string>, dir: string, ready: string | null, expectNames: string[], afterReady?: () => Promise<void>) {
@@ -65,7 +60,7 @@ async function inNewDir(run: (dir: string) => Promise<void>): Promise<void> {
 test("the service: a DATA_DIR it creates is 0700, and its files (spool, engine, root token) are not readable by others", () =>
   inNewDir(async (dir) => {
     // No ANALYTICS_ROOT_TOKEN: the generated token file is checked too.
-    await check([...BUN_FLAGS, "src/main.ts"], { PORT: String(freePort()), HOST: "127.0.0.1", DATA_DIR: dir }, dir, '"listening"', ["root-token", "spool", "clickhouse"]);
+    await check([...BUN_FLAGS, "src/main.ts"], { PORT: String(await freePort()), HOST: "127.0.0.1", DATA_DIR: dir }, dir, '"listening"', ["root-token", "spool", "clickhouse"]);
   }), 60_000);
 
 test("npm run migrate on a new embedded DATA_DIR: 0700, nothing readable by others", () =>
@@ -73,7 +68,7 @@ test("npm run migrate on a new embedded DATA_DIR: 0700, nothing readable by othe
 
 test("npm run clickhouse (the embedded endpoint) on a new data directory: 0700, nothing readable by others", () =>
   inNewDir(async (dir) => {
-    const port = freePort();
+    const port = await freePort();
     // A table with a row, written through the endpoint: the files a tenant's data lands in.
     const write = async () => {
       for (const sql of ["CREATE DATABASE IF NOT EXISTS mode_test", "CREATE TABLE mode_test.t (x String) ENGINE = MergeTree ORDER BY x", "INSERT INTO mode_test.t VALUES ('tenant data')"]) {

@@ -36,6 +36,9 @@ export function partRange(partName: string): { partition: string; min: number; m
   return { partition: fields[0]!, min: Number(fields[1]), max: Number(fields[2]) };
 }
 
+/** The log line of each table whose entries were removed (the service's log and `npm run clickhouse`). */
+export const ORPHANS_REMOVED = "dedup entries of parts a kill kept from being committed removed: the replay writes them";
+
 export interface OrphanReport {
   /** The table's data directory (under the engine's `store`). */
   table: string;
@@ -50,7 +53,10 @@ export function dropOrphansOfTable(tableDir: string): string[] {
   for (const name of readdirSync(logDir)) if (STALE_REWRITE.test(name)) unlinkSync(join(logDir, name));
   const onDisk = new Map<string, Array<{ min: number; max: number }>>();
   for (const range of readdirSync(tableDir).map(partRange)) {
-    if (range) onDisk.set(range.partition, [...(onDisk.get(range.partition) ?? []), range]);
+    if (!range) continue;
+    const list = onDisk.get(range.partition);
+    if (list) list.push(range);
+    else onDisk.set(range.partition, [range]);
   }
   const covered = (e: { partition: string; min: number; max: number }) => (onDisk.get(e.partition) ?? []).some((p) => p.min <= e.min && e.max <= p.max);
   const files = readdirSync(logDir).filter((f) => LOG_FILE.test(f)).map((file) => {
