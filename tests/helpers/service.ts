@@ -16,14 +16,16 @@ export interface TestService extends Service {
   database: string;
   /** Creates a key through the API and returns the plaintext key. */
   key(body: Record<string, unknown>): Promise<string>;
-  /** Removes the spool directory (the database stays; names are unique). */
+  /** Closes the service and removes the spool directory it made (the database stays; names are unique). */
   dispose(): Promise<void>;
 }
 
 /** Starts a service; `env` adds environment variables (e.g. VALKEY_URL, SPOOL_MAX_BYTES). */
 export async function startTestService(env: Record<string, string> = {}, opts: { database?: string; socketIp?: string; migrate?: boolean } = {}): Promise<TestService> {
   const database = opts.database ?? uniqueDatabase("svc");
-  const dataDir = mkdtempSync(join(tmpdir(), "analytics-svc-"));
+  // A spool directory of its own unless the test names one (then the test owns it).
+  const ownDir = env.DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), "analytics-svc-")) : undefined;
+  const dataDir = env.DATA_DIR ?? ownDir!;
   const config = loadConfig({
     NODE_ENV: "test",
     DATA_DIR: dataDir,
@@ -54,7 +56,7 @@ export async function startTestService(env: Record<string, string> = {}, opts: {
     },
     async dispose() {
       await service.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownDir) rmSync(ownDir, { recursive: true, force: true });
     },
   };
 }

@@ -3,7 +3,7 @@
 // on every row at any moment: on parts written before 05 (computed on read), on parts written
 // after it (stored at insert), and once old and new parts have merged.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, readdirSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { migrate } from "../../src/storage/migrate.ts";
@@ -56,6 +56,7 @@ describe("05: hash columns", () => {
     const dir = mkdtempSync(join(tmpdir(), "schema-04-"));
     for (const f of readdirSync(SCHEMA_DIR).filter((n) => n < "05")) copyFileSync(join(SCHEMA_DIR, f), join(dir, f));
     await migrate(client, { database: db, schemaDir: dir });
+    rmSync(dir, { recursive: true, force: true });
     await insertAll("old");
     await migrate(client, { database: db });
   });

@@ -3,7 +3,7 @@
 // (visitors64, over cityHash64(visitor_id), schemas/04) are compared with counts over the ids
 // themselves; a deployment migrated to 04 while holding data keeps every number.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, readdirSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { migrate } from "../../src/storage/migrate.ts";
@@ -299,6 +299,7 @@ describe("04 on a deployment that already holds data", () => {
     const dir = mkdtempSync(join(tmpdir(), "schema-03-"));
     for (const f of readdirSync(SCHEMA_DIR).filter((n) => n < "04")) copyFileSync(join(SCHEMA_DIR, f), join(dir, f));
     await migrate(client, { database: old, schemaDir: dir });
+    rmSync(dir, { recursive: true, force: true });
     const a = Array.from({ length: 40 }, (_, i) => first(i));
     await insertInto("sessions", a, "old-1");
     await insertInto("sessions", a.filter((_, i) => i % 2 === 0).flatMap((r) => [{ ...r, sign: -1 }, longer(r, 2)]), "old-2");
