@@ -8,7 +8,7 @@ import { clientIp } from "./enrich/client-ip.ts";
 import { countryFromHeaders, type CountryLookup } from "./enrich/country.ts";
 import { errorFingerprint } from "./enrich/error-fingerprint.ts";
 import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
-import { isSelfReferral, parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
+import { parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { visitorId } from "./enrich/visitor-id.ts";
 import { ITEM_SCHEMAS, keepReservedProperties, USER_AGENT_MAX, type Item, type ItemType } from "./schemas.ts";
@@ -186,8 +186,11 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
   // Server keys speak for their own clients: their items carry the client's IP and user agent,
   // else the request's (a User-Agent header naming an HTTP library is the back end's own client:
   // no user agent). Without a user agent a server item is not a browser hit: no bot check.
+  // A public key's request without an `Origin` header is "a server or a tool" (API.md: accepted;
+  // browsers send `Origin` with every POST), so its header is read the same way: a crawler's is a
+  // bot, an HTTP library's or none is the tool itself. A public item cannot set `user_agent`/`ip`.
   // The header is cut to an item's limit: it keys the visitor-id cache, and a header may be 64 KiB.
-  const fromServer = ctx.keyType === "secret";
+  const fromServer = ctx.keyType === "secret" || !ctx.headers.has("origin");
   const header = ctx.headers.get("user-agent")?.slice(0, USER_AGENT_MAX) ?? null;
   const ua = fromServer ? item.user_agent ?? serverRequestAgent(header) : header ?? "";
   if ((!fromServer || ua !== "") && detectBot(ua)) return new Drop("bot", "the user agent is a bot or a script");
@@ -197,7 +200,6 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
 
   const page = item.url ? pageParts(item.url) : null;
   const refDomain = item.referrer ? referrerDomainOf(item.referrer) : "";
-  const selfReferral = page !== null && isSelfReferral(refDomain, page.hostname);
   let utm = page?.utm ?? NO_UTM;
   if (item.type === "session") {
     utm = {
@@ -232,8 +234,8 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
     url: item.url ?? "",
     path: page?.path ?? "",
     hostname: page?.hostname ?? "",
-    referrer: selfReferral ? "" : item.referrer ?? "",
-    referrerDomain: selfReferral ? "" : refDomain,
+    referrer: item.referrer ?? "",
+    referrerDomain: refDomain,
     utm,
     device: agent.device,
     browser: agent.browser,

@@ -119,7 +119,7 @@ export interface GenItem {
   /** What the service derives, known by construction. */
   path: string;
   utm: { source: string; medium: string; campaign: string };
-  /** The referrer as a session stores it ('' for a self-referral) and its domain. */
+  /** The referrer as a session stores it (as sent, an internal link's too; '' when none) and its domain. */
   sessionReferrer: string;
   referrerDomain: string;
   title?: string;
@@ -269,7 +269,11 @@ export function generateTraffic(r: Rng, opts: TrafficOptions): Traffic {
       it.path = encodeURI(path);
       if (campaign) it.utm = { source: campaign.source, medium: campaign.medium, campaign: campaign.campaign };
       if (referrer === "self") {
-        it.referrer = `${r.pick(site.hosts)}${encodeURI(r.pick(site.paths))}`;
+        // An internal link: API.md's session referrer is the URL as sent, its domain the host without www.
+        const own = r.pick(site.hosts);
+        it.referrer = `${own}${encodeURI(r.pick(site.paths))}`;
+        it.sessionReferrer = it.referrer;
+        it.referrerDomain = new URL(own).hostname.replace(/^www\./, "");
       } else if (referrer) {
         it.referrer = referrer.url;
         it.sessionReferrer = referrer.url;

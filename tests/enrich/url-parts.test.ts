@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { isSelfReferral, parsePageUrl, referrerDomain } from "../../src/ingest/enrich/url-parts.ts";
+import { parsePageUrl, referrerDomain } from "../../src/ingest/enrich/url-parts.ts";
 
 describe("parsePageUrl", () => {
   test("splits host, path and UTM parameters", () => {
@@ -72,28 +72,5 @@ describe("referrerDomain", () => {
     ["about:blank", ""],
   ])("%p → %p", (referrer, domain) => {
     expect(referrerDomain(referrer)).toBe(domain);
-  });
-});
-
-describe("isSelfReferral", () => {
-  test("normalises exactly as trim, lower case, one trailing dot and one leading www. removed", () => {
-    const normalise = (host: string) => host.trim().toLowerCase().replace(/\.$/, "").replace(/^www\./, "");
-    const hosts = ["shop.example", " Shop.Example. ", "www.shop.example", "WWW.shop.example..", "www.www.shop.example", "www.", ".", "", "www", "shop.example.www.", "\tb.example\n"];
-    for (const a of hosts) for (const b of hosts) {
-      expect(isSelfReferral(a, b)).toBe(normalise(a) !== "" && normalise(a) === normalise(b));
-    }
-  });
-
-  test("the same site, however spelled, is a self-referral", () => {
-    expect(isSelfReferral("shop.example", "shop.example")).toBe(true);
-    expect(isSelfReferral(referrerDomain("https://www.shop.example/cart"), "shop.example")).toBe(true);
-    expect(isSelfReferral("Shop.Example", "www.shop.example")).toBe(true);
-  });
-
-  test("other hosts, subdomains included, and no referrer are not", () => {
-    expect(isSelfReferral("google.com", "shop.example")).toBe(false);
-    expect(isSelfReferral("blog.shop.example", "shop.example")).toBe(false);
-    expect(isSelfReferral("", "shop.example")).toBe(false);
-    expect(isSelfReferral("", "")).toBe(false);
   });
 });

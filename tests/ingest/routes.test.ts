@@ -268,6 +268,46 @@ describe("drops and errors", () => {
     expect(Object.keys(JSON.parse(row!.properties)).sort()).toEqual(["__proto__", "constructor", "ok", "prototype"]);
   });
 
+  test("a public key's request without an Origin (a server or a tool) is accepted whatever HTTP library it names; a crawler's is still a bot, and so is a library's sent with an Origin", async () => {
+    const send = async (path: string, headers: Record<string, string>) => {
+      const res = await post("/v1/ingest/pageview", { url: `https://shop.example/tool/${path}` }, headers, publicKey);
+      expect(res.status).toBe(202);
+      const body = (await res.json()) as { accepted: number; dropped: { reason: string }[] };
+      return body.accepted === 1 ? "accepted" : body.dropped[0]!.reason;
+    };
+    const answers = [
+      await send("curl", { "User-Agent": "curl/8.5.0" }),
+      await send("bun", { "User-Agent": "Bun/1.3.0" }),
+      await send("none", {}),
+      await send("chrome", { "User-Agent": CHROME }),
+      await send("crawler", { "User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" }),
+      await send("page-curl", { "User-Agent": "curl/8.5.0", Origin: "https://shop.example" }),
+      await send("page-chrome", { "User-Agent": CHROME, Origin: "https://shop.example" }),
+    ];
+    expect(answers).toEqual(["accepted", "accepted", "accepted", "accepted", "bot", "bot", "accepted"]);
+    await svc.flush();
+    const stored = await rows<{ path: string; browser: string }>("SELECT path, browser FROM page_views WHERE path LIKE '/tool/%' ORDER BY path");
+    expect(stored.map((r) => [r.path, r.browser])).toEqual([
+      ["/tool/bun", "Unknown"], ["/tool/chrome", "Chrome"], ["/tool/curl", "Unknown"], ["/tool/none", "Unknown"], ["/tool/page-chrome", "Chrome"],
+    ]);
+  });
+
+  test("a referrer on the page's own site is kept as sent (API.md: the session's referrer is the URL; only an empty one is direct)", async () => {
+    const t = Date.now() - 120_000;
+    const visit = (n: number, referrer: string) => ({ type: "pageview", url: `https://www.selfref.example/in/${n}`, referrer, timestamp: t + n, user_agent: CHROME, ip: `8.8.${n}.1`, session_id: `selfref-${n}` });
+    const res = await post("/v1/ingest/batch", { items: [visit(1, "https://www.selfref.example/from"), visit(2, "https://selfref.example/from"), visit(3, "")] });
+    expect(((await res.json()) as { accepted: number }).accepted).toBe(3);
+    await svc.flush();
+    const stored = await rows<{ session_id: string; referrer: string; referrer_domain: string }>(
+      "SELECT session_id, argMax(referrer, version) AS referrer, argMax(referrer_domain, version) AS referrer_domain FROM sessions WHERE session_id LIKE 'selfref-%' GROUP BY session_id HAVING sum(sign) > 0 ORDER BY session_id",
+    );
+    expect(stored).toEqual([
+      { session_id: "selfref-1", referrer: "https://www.selfref.example/from", referrer_domain: "selfref.example" },
+      { session_id: "selfref-2", referrer: "https://selfref.example/from", referrer_domain: "selfref.example" },
+      { session_id: "selfref-3", referrer: "", referrer_domain: "" },
+    ]);
+  });
+
   test("the session route answers session_id null when its item is dropped (bot, duplicate)", async () => {
     const item = { event_id: crypto.randomUUID(), url: "https://shop.example/", user_agent: CHROME, ip: "8.8.8.8" };
     const first = (await (await post("/v1/ingest/session", item)).json()) as { accepted: number; session_id: string | null };

@@ -88,20 +88,3 @@ export function referrerDomain(referrer: string): string {
   const parsed = parseUrl(referrer);
   return parsed === null ? "" : siteHost(parsed);
 }
-
-/**
- * True when the referrer is the page's own site (an internal link): such a visit is direct
- * traffic, so the caller stores '' as its referrer domain. Both sides are compared normalised.
- */
-export function isSelfReferral(referrerDomain: string, pageHostname: string): boolean {
-  const referrer = normaliseHost(referrerDomain);
-  return referrer !== "" && referrer === normaliseHost(pageHostname);
-}
-
-/** Trimmed, lowercase, one trailing dot and one leading "www." removed (string operations: per item). */
-function normaliseHost(host: string): string {
-  let h = host.trim().toLowerCase();
-  if (h.endsWith(".")) h = h.slice(0, -1);
-  if (h.startsWith("www.")) h = h.slice(4);
-  return h;
-}
