@@ -34,7 +34,7 @@ export const ErrorBody = v.object({
 type HeaderSpec = { description: string; schema: { type: "string" | "integer" } };
 const header = (description: string, type: "string" | "integer" = "string"): HeaderSpec => ({ description, schema: { type } });
 /** Every answer carries it (API.md). */
-const REQUEST_ID = { "X-Request-Id": header("The request's id: the client's own when it sent a sane one, else generated; error bodies carry it as request_id") };
+const REQUEST_ID = { "X-Request-Id": header("The request's id: the client's own, echoed as sent, else generated; error bodies carry it as request_id") };
 /** The cached routes' answers (API.md: X-Cache). */
 export const CACHE_HEADERS = {
   "X-Cache": header("HIT when the answer came from the cache, MISS when it was computed"),
