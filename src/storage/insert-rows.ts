@@ -34,9 +34,16 @@ export interface InsertOptions {
 
 /** ClickHouse error codes that mean "this data cannot be stored", not "try again later". */
 const DATA_ERRORS = new Set(["6", "25", "26", "27", "38", "41", "53", "69", "70", "72", "117", "131", "321", "376", "1001"]);
+// 1001 (a C++ exception) also carries what the engine's disk says: a part directory it could not
+// create for lack of space, inodes or permission, a read-only or failing file system. Those rows
+// are fine and must wait for the disk, not be set aside (a disk-full audit saw acknowledged rows
+// quarantined that way), so a message naming the system refuses the "data" reading for any code.
+const SYSTEM_FAULT = /filesystem error|No space left|not enough space|Cannot reserve|Disk quota|Operation not permitted|Permission denied|Read-only file system|Input\/output error|Too many open files|Cannot allocate memory|Memory limit/i;
 
 export function isDataError(err: unknown): boolean {
-  return typeof err === "object" && err !== null && DATA_ERRORS.has(String((err as { code?: unknown }).code));
+  if (typeof err !== "object" || err === null || !DATA_ERRORS.has(String((err as { code?: unknown }).code))) return false;
+  const message = (err as { message?: unknown }).message;
+  return !(typeof message === "string" && SYSTEM_FAULT.test(message));
 }
 
 const utf8 = new TextDecoder();

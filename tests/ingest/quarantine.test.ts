@@ -40,3 +40,27 @@ test("a row ClickHouse refuses as data is set aside; the rest of the flush lands
   expect(touched).toContain("shop");
   expect((await metrics.registry.getSingleMetricAsString("spool_quarantined_rows_total"))).toContain('table="events"');
 });
+
+test("a disk fault the engine reports as a C++ exception (code 1001) is not bad data (fault injected): nothing is set aside, the flush fails and its retry stores every row", async () => {
+  const faultDir = mkdtempSync(join(tmpdir(), "quarantine-disk-"));
+  const good = "2026-11-01T11:00:00.000Z";
+  const lines = ["e1", "e2", "e3"].map((n) => event(n, good));
+  let failing = true;
+  // The real client, but while `failing` its INSERTs throw what chdb said when a part directory could not be made.
+  const diskFull = Object.assign(new Error('std::__1::filesystem::filesystem_error: filesystem error: in create_directories: No space left on device ["/data/clickhouse/store/8a4/tmp_insert_202611_21_21_0"]'), { name: "ClickHouseError", code: "1001" });
+  const client = new Proxy(ch.client, {
+    get: (target, prop) => (prop === "insert" && failing ? () => Promise.reject(diskFull) : Reflect.get(target, prop)),
+  });
+  try {
+    const sink = spoolSink(client, createMetrics(), () => {}, { dir: faultDir, logger: silentLogger });
+    const batch = { segment: { seq: 2, name: "seg-2", path: "", bytes: 0 }, records: [new TextEncoder().encode(lines.join("\n"))], token: "tok-q-disk" };
+    await expect(sink(batch)).rejects.toThrow("No space left on device");
+    expect(readdirSync(faultDir)).toEqual([]);
+    failing = false;
+    await sink(batch);
+    const names = await (await ch.client.query({ query: "SELECT name FROM events WHERE name LIKE 'e_' ORDER BY name", format: "JSONEachRow" })).json<{ name: string }>();
+    expect(names.map((r) => r.name)).toEqual(["e1", "e2", "e3"]);
+  } finally {
+    rmSync(faultDir, { recursive: true, force: true });
+  }
+});
