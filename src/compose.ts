@@ -31,6 +31,7 @@ import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { createBatcher } from "./spool/batcher.ts";
 import { openSpool } from "./spool/spool.ts";
+import type { OpenFile } from "./spool/segment-writer.ts";
 import { createClickHouse } from "./storage/clickhouse.ts";
 import { ORPHANS_REMOVED, type OrphanReport } from "./storage/embedded/orphan-dedup-entries.ts";
 import type { Touched } from "./storage/insert-rows.ts";
@@ -59,6 +60,8 @@ export interface ComposeOptions {
   migrate?: boolean;
   /** Where the embedded engine keeps its data (default DATA_DIR); tests share one engine. */
   engineDataDir?: string;
+  /** Opens spool segment files (default node's `open`); tests inject disk faults with it. */
+  spoolOpenFile?: OpenFile;
 }
 
 /** Builds the service from `config`. */
@@ -119,7 +122,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // SPOOL_MAX_BYTES: ingest refuses (503) when an estimate of a request's rows does not fit, before
   // any state changes; the spool refuses an append that does not fit, after the session state was
   // computed: the ingestor then takes the state back (Sessionizer.undo) and answers 503 too.
-  const spool = await openSpool({ dir: join(config.dataDir, "spool"), capBytes: config.spool.maxBytes, fsync: config.spool.fsync, logger });
+  const spool = await openSpool({ dir: join(config.dataDir, "spool"), capBytes: config.spool.maxBytes, fsync: config.spool.fsync, logger, openFile: opts.spoolOpenFile });
   let corruptSeen = 0;
   metrics.collectors.push(() => {
     metrics.spoolBytes.set(spool.bytes());
@@ -233,6 +236,8 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       } catch {
         reasons.push("spool: at its cap while ClickHouse catches up");
       }
+      const writeFailure = spool.writeFailure();
+      if (writeFailure !== null) reasons.push(`spool: cannot write to its disk (${writeFailure})`);
       if (!warmth.ready()) reasons.push("ingest: session and event-id state not rebuilt from ClickHouse yet");
       // With Valkey, ingest needs it (event-id claims, session state): down means refusing items.
       if (redis && redis.status !== "ready") reasons.push(`valkey: ${redis.status}`);

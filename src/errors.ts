@@ -1,5 +1,6 @@
 // The one error type of the API. Routes and domain code throw ApiError with a code; the single
 // onError handler in app.ts turns it into the contract's error body.
+import { ClickHouseError } from "@clickhouse/client-web";
 import type * as v from "valibot";
 
 export const ERROR_STATUS = {
@@ -62,7 +63,13 @@ const NETWORK_CODES = new Set([
 const NETWORK_MESSAGE = /ECONNREFUSED|ECONNRESET|socket hang up|Unable to connect|fetch failed|Connection is closed|Stream isn't writeable|Command timed out|Timeout error|timed out/i;
 // ClickHouse errors that say "not now" rather than "wrong query": timeouts, overload, memory,
 // network; and a database or table not there yet (the schema is not migrated: /readyz says so).
-const CLICKHOUSE_UNAVAILABLE = new Set(["60", "81", "159", "202", "209", "210", "241"]);
+const CLICKHOUSE_UNAVAILABLE = new Set(["60", "81", "159", "202", "209", "210", "241", "243"]);
+/**
+ * What the engine says when its disk, not the query, is the problem (no space or inodes, no
+ * permission, a read-only or failing file system, no memory); chdb reports some of these as a
+ * generic C++ exception (1001). Such a failure is "not now": 503 on a request, a retry of a flush.
+ */
+export const SYSTEM_FAULT = /filesystem error|No space left|not enough space|Cannot reserve|Disk quota|Operation not permitted|Permission denied|Read-only file system|Input\/output error|Too many open files|Cannot allocate memory|Memory limit/i;
 
 /**
  * Whether `err` (or an error it wraps as `cause`) says a backing service — ClickHouse, Valkey —
@@ -73,7 +80,8 @@ export function isBackendUnavailable(err: unknown): boolean {
   for (let depth = 0; e && typeof e === "object" && depth < 5; depth++, e = e.cause as typeof e) {
     if (typeof e.code === "string" && NETWORK_CODES.has(e.code)) return true;
     if (e.name === "TimeoutError" || e.name === "MaxRetriesPerRequestError") return true;
-    if (e.name === "ClickHouseError" && CLICKHOUSE_UNAVAILABLE.has(String(e.code))) return true;
+    // By class: client-web's ClickHouseError keeps Error's `name`, so a name test never matched.
+    if (e instanceof ClickHouseError && (CLICKHOUSE_UNAVAILABLE.has(String(e.code)) || SYSTEM_FAULT.test(e.message))) return true;
     if (typeof e.message === "string" && NETWORK_MESSAGE.test(e.message)) return true;
   }
   return false;

@@ -9,7 +9,7 @@ import type { Logger } from "../logger.ts";
 import { ApiError } from "../errors.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { Sink } from "../spool/batcher.ts";
-import { SpoolFullError, type Spool } from "../spool/spool.ts";
+import { SpoolFullError, SpoolWriteError, type Spool } from "../spool/spool.ts";
 import { insertRecords, insertRows, insertTable, type Touched } from "../storage/insert-rows.ts";
 import { attachViews, repairLostRows, ViewsLeftDetached } from "../storage/replay-repair.ts";
 import type { RowWriter } from "./ingestor.ts";
@@ -34,6 +34,8 @@ export function spoolWriter(spool: Spool, capBytes: number): RowWriter {
         await spool.append([records.join("\n")]);
       } catch (err) {
         if (err instanceof SpoolFullError) throw unavailable("The ingest buffer is full while ClickHouse catches up; retry later");
+        // The disk refused the bytes (full, read-only, failing): nothing was acknowledged.
+        if (err instanceof SpoolWriteError) throw unavailable("The ingest buffer cannot write to its disk; retry later");
         throw err;
       }
     },

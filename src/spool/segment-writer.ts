@@ -1,7 +1,7 @@
 // The one segment being appended to. O_EXCL: a segment name is never reused; O_APPEND: a write
 // after a truncate lands at the new end.
 import { constants } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { segmentName, syncDir, type SegmentRef } from "./segment-files.ts";
 
@@ -22,11 +22,14 @@ export interface SegmentWriter {
   close(): Promise<void>;
 }
 
+/** How a segment file is opened: `open` of node:fs/promises, or a test's wrapper injecting disk faults. */
+export type OpenFile = (path: string, flags: number, mode: number) => Promise<FileHandle>;
+
 /** Creates segment `seq` in `dir`; with `fsync`, its directory entry is durable before it is used. */
-export async function createSegmentWriter(dir: string, seq: number, fsync: boolean): Promise<SegmentWriter> {
+export async function createSegmentWriter(dir: string, seq: number, fsync: boolean, openFile: OpenFile = open): Promise<SegmentWriter> {
   const name = segmentName(seq);
   const ref: SegmentRef = { seq, name, path: path.join(dir, name), bytes: 0 };
-  const fh = await open(ref.path, NEW_SEGMENT, 0o644);
+  const fh = await openFile(ref.path, NEW_SEGMENT, 0o644);
   if (fsync) await syncDir(dir);
   return {
     ref,

@@ -12,7 +12,7 @@ import path from "node:path";
 import { measureRecords, writeFrames, type MeasuredRecord } from "./frame.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { listSegments, readVerified, spoolId, CORRUPT_DIR, type SegmentRef } from "./segment-files.ts";
-import { createSegmentWriter, SegmentBrokenError, type SegmentWriter } from "./segment-writer.ts";
+import { createSegmentWriter, SegmentBrokenError, type OpenFile, type SegmentWriter } from "./segment-writer.ts";
 
 export type { SegmentRef } from "./segment-files.ts";
 
@@ -22,6 +22,19 @@ export class SpoolFullError extends Error {
   constructor(readonly bytes: number, readonly capBytes: number) {
     super(`spool full: ${bytes} bytes would exceed the cap of ${capBytes}`);
     this.name = "SpoolFullError";
+  }
+}
+
+/**
+ * Thrown by `append` when the disk refused the bytes (no space, no inodes, a read-only or failing
+ * file system): nothing of that append is acknowledged. Ingest answers 503, and the next append
+ * tries again (on a fresh segment when the failed write could not be cut off).
+ */
+export class SpoolWriteError extends Error {
+  readonly code = "SPOOL_WRITE";
+  constructor(cause: unknown) {
+    super(`spool: cannot write to its disk: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = "SpoolWriteError";
   }
 }
 
@@ -39,6 +52,8 @@ export interface SpoolOptions {
   segmentBytes?: number;
   fsync?: boolean;
   logger?: SpoolLogger;
+  /** Opens segment files; tests pass a wrapper that injects disk faults (default: node's `open`). */
+  openFile?: OpenFile;
 }
 
 /** The spool: appends become durable, sealed segments are read back and removed once delivered. */
@@ -56,13 +71,14 @@ export interface Spool {
   segments(): number; // sealed segments, plus the active one if it has records
   activeBytes(): number;
   onCommit(listener: (activeBytes: number) => void): () => void; // after each group commit
+  writeFailure(): string | null; // why the last append failed, until one succeeds (readiness)
   close(): Promise<void>; // commits what is queued, then closes the file
 }
 
 /** Opens (or creates) the spool in `dir`, recovering the segment a previous process was writing. */
 export async function openSpool(options: SpoolOptions): Promise<Spool> {
   // Segments larger than the batcher's seal size, so one flush is one segment (one INSERT per table).
-  const { dir, capBytes, segmentBytes = 32 * 1024 * 1024, fsync = true, logger = console } = options;
+  const { dir, capBytes, segmentBytes = 32 * 1024 * 1024, fsync = true, logger = console, openFile } = options;
   await mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
   const id = await spoolId(dir);
   let fsyncs = 0;
@@ -82,7 +98,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     return records;
   }
 
-  const createSegment = (seq: number) => createSegmentWriter(dir, seq, fsync);
+  const createSegment = (seq: number) => createSegmentWriter(dir, seq, fsync, openFile);
 
   // Only the last written segment can have a torn tail (the previous process died writing it), so
   // only it is checked now; the others are checked when read. Empty segments go, but only after the
@@ -96,8 +112,23 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     sealed.splice(sealed.indexOf(ref), 1);
   }
   let queuedBytes = 0; // accepted but not yet on disk; counts against the cap
-  let broken: unknown = null; // a SegmentBrokenError: appends are refused from then on
+  // The active segment has bytes of a failed write that could not be cut off (SegmentBrokenError):
+  // the next commit moves to a fresh segment first. The broken one is sealed at its last good
+  // length; on reading, whatever follows that is a bad tail, set aside (it was never acknowledged).
+  let broken = false;
   let closed = false;
+  // A full or failing disk fails every commit: one error line when it starts, one every 10 s while
+  // it lasts, one when writes work again (not a line per commit).
+  let writeFailure: string | null = null;
+  let failures = 0;
+  let lastFailureLog = 0;
+  const noteFailure = (message: string, fields: Record<string, unknown>) => {
+    failures++;
+    if (failures === 1 || Date.now() - lastFailureLog >= 10_000) {
+      lastFailureLog = Date.now();
+      logger.error(message, { ...fields, failures });
+    }
+  };
   const listeners = new Set<(activeBytes: number) => void>();
 
   /** The records of one append, checked and sized (see measureRecords). */
@@ -113,16 +144,28 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     let total = 0;
     for (const p of batch) total += p.frameBytes;
     try {
-      if (broken || !active) throw broken ?? new Error("spool: closed");
+      if (!active) throw new Error("spool: closed");
+      if (broken) {
+        await roll(active);
+        broken = false;
+      }
       const frames = Buffer.allocUnsafe(total);
       let at = 0;
       for (const p of batch) at = writeFrames(p.measured, frames, at);
       await active.append(frames);
       if (fsync) fsyncs++;
+      if (failures > 0) {
+        logger.info("spool: writes work again", { failures });
+        failures = 0;
+        writeFailure = null;
+      }
     } catch (error) {
-      logger.error("spool: write failed", { segment: active?.ref.name, error: String(error) });
-      if (error instanceof SegmentBrokenError) broken = error;
-      throw error;
+      if (!active) throw error;
+      if (error instanceof SegmentBrokenError) broken = true;
+      const cause = error instanceof SegmentBrokenError ? error.cause : error;
+      writeFailure = String(cause instanceof Error ? cause.message : cause);
+      noteFailure("spool: write failed", { segment: active.ref.name, error: String(error) });
+      throw new SpoolWriteError(cause);
     } finally {
       queuedBytes -= total;
     }
@@ -149,7 +192,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       }
     }
     if (active.ref.bytes >= segmentBytes) {
-      await roll(active).catch((error) => logger.error("spool: cannot roll segment", { error: String(error) }));
+      await roll(active).catch((error) => noteFailure("spool: cannot roll segment", { error: String(error) }));
     }
   }
 
@@ -161,7 +204,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     get fsyncs() { return fsyncs; },
     get corruptTails() { return corruptTails; },
     append(records) {
-      if (closed || broken || !active) return Promise.reject(closed ? new Error("spool: closed") : broken);
+      if (closed || !active) return Promise.reject(new Error("spool: closed"));
       if (records.length === 0) return Promise.resolve();
       let pending: Pending;
       try {
@@ -196,6 +239,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     bytes: () => sealedBytes + (active?.ref.bytes ?? 0),
     segments: () => sealed.length + (active && active.ref.bytes > 0 ? 1 : 0),
     activeBytes: () => active?.ref.bytes ?? 0,
+    writeFailure: () => writeFailure,
     onCommit(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

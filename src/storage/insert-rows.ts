@@ -9,6 +9,7 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { groupRows, type GroupedRows, type RowSlice, type Table } from "../ingest/rows.ts";
 import { RawJsonRow } from "./clickhouse.ts";
+import { SYSTEM_FAULT } from "../errors.ts";
 
 /** Which services and UTC dates got new rows (for cache invalidation). */
 export type Touched = Map<string, Set<string>>;
@@ -37,8 +38,8 @@ const DATA_ERRORS = new Set(["6", "25", "26", "27", "38", "41", "53", "69", "70"
 // 1001 (a C++ exception) also carries what the engine's disk says: a part directory it could not
 // create for lack of space, inodes or permission, a read-only or failing file system. Those rows
 // are fine and must wait for the disk, not be set aside (a disk-full audit saw acknowledged rows
-// quarantined that way), so a message naming the system refuses the "data" reading for any code.
-const SYSTEM_FAULT = /filesystem error|No space left|not enough space|Cannot reserve|Disk quota|Operation not permitted|Permission denied|Read-only file system|Input\/output error|Too many open files|Cannot allocate memory|Memory limit/i;
+// quarantined that way), so a message naming the system (SYSTEM_FAULT) refuses the "data" reading
+// for any code.
 
 export function isDataError(err: unknown): boolean {
   if (typeof err !== "object" || err === null || !DATA_ERRORS.has(String((err as { code?: unknown }).code))) return false;

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { composeService, type Service } from "../../src/compose.ts";
 import { loadConfig } from "../../src/config.ts";
+import type { OpenFile } from "../../src/spool/segment-writer.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
 import { testDataDir, uniqueDatabase } from "./clickhouse.ts";
@@ -21,7 +22,7 @@ export interface TestService extends Service {
 }
 
 /** Starts a service; `env` adds environment variables (e.g. VALKEY_URL, SPOOL_MAX_BYTES). */
-export async function startTestService(env: Record<string, string> = {}, opts: { database?: string; socketIp?: string; migrate?: boolean } = {}): Promise<TestService> {
+export async function startTestService(env: Record<string, string> = {}, opts: { database?: string; socketIp?: string; migrate?: boolean; spoolOpenFile?: OpenFile } = {}): Promise<TestService> {
   const database = opts.database ?? uniqueDatabase("svc");
   // A spool directory of its own unless the test names one (then the test owns it).
   const ownDir = env.DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), "analytics-svc-")) : undefined;
@@ -40,6 +41,7 @@ export async function startTestService(env: Record<string, string> = {}, opts: {
     metrics: createMetrics(),
     engineDataDir: testDataDir(),
     migrate: opts.migrate ?? true,
+    spoolOpenFile: opts.spoolOpenFile,
     socketIp: () => opts.socketIp ?? "203.0.113.7",
   });
   return {

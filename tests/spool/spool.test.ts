@@ -2,8 +2,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { statSync } from "node:fs";
 import path from "node:path";
 import { FRAME_HEADER_BYTES } from "../../src/spool/frame.ts";
-import { openSpool, SpoolFullError } from "../../src/spool/spool.ts";
-import { readAll, recordingLogger, removeTempDirs, segmentFiles, tempDir, texts } from "./support.ts";
+import { openSpool, SpoolFullError, SpoolWriteError } from "../../src/spool/spool.ts";
+import { faultyDisk, readAll, recordingLogger, removeTempDirs, segmentFiles, tempDir, texts } from "./support.ts";
 
 afterEach(removeTempDirs);
 
@@ -136,6 +136,44 @@ describe("cap", () => {
     const results = await Promise.allSettled(Array.from({ length: 50 }, () => spool.append(["x".repeat(92)])));
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(10);
     expect(spool.bytes()).toBe(1000);
+    await spool.close();
+  });
+});
+
+describe("a disk that refuses writes (fault injected: a segment file whose writes fail)", () => {
+  test("an append the disk refuses rejects with SpoolWriteError, readiness names it, and appends work again once there is room", async () => {
+    const { disk, openFile } = faultyDisk();
+    const logger = recordingLogger();
+    const spool = await openSpool({ dir: tempDir(), capBytes: MiB, logger, openFile });
+    await spool.append(["before"]);
+    disk.full = true;
+    for (let i = 0; i < 5; i++) await expect(spool.append([`refused-${i}`])).rejects.toBeInstanceOf(SpoolWriteError);
+    expect(spool.writeFailure()).toContain("ENOSPC");
+    expect(logger.lines.filter((l) => l.message === "spool: write failed")).toHaveLength(1); // not one per refused append
+    disk.full = false;
+    await spool.append(["after"]);
+    expect(spool.writeFailure()).toBeNull();
+    expect(logger.lines.some((l) => l.message === "spool: writes work again")).toBe(true);
+    await spool.seal();
+    expect(await readAll(spool)).toEqual(["before", "after"]);
+    await spool.close();
+  });
+
+  test("a torn write that cannot be cut off moves appends to a fresh segment instead of refusing them until a restart; nothing acknowledged is lost", async () => {
+    const { disk, openFile } = faultyDisk();
+    const dir = tempDir();
+    const spool = await openSpool({ dir, capBytes: MiB, logger: recordingLogger(), openFile });
+    await spool.append(["kept-1"]);
+    disk.full = true;
+    disk.noTruncate = true;
+    await expect(spool.append(["torn"])).rejects.toBeInstanceOf(SpoolWriteError);
+    disk.full = false;
+    disk.noTruncate = false;
+    await spool.append(["kept-2"]);
+    await spool.seal();
+    expect(segmentFiles(dir).length).toBeGreaterThanOrEqual(2);
+    // The torn bytes sit after the first segment's last good record: read back as a bad tail, set aside.
+    expect(await readAll(spool)).toEqual(["kept-1", "kept-2"]);
     await spool.close();
   });
 });

@@ -3,6 +3,8 @@
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { open } from "node:fs/promises";
+import type { OpenFile } from "../../src/spool/segment-writer.ts";
 import type { Spool, SpoolLogger } from "../../src/spool/spool.ts";
 
 const made: string[] = [];
@@ -41,4 +43,32 @@ export async function readAll(spool: Spool): Promise<string[]> {
   const out: string[] = [];
   for (const ref of spool.sealedSegments()) out.push(...texts(await spool.readSegment(ref)));
   return out;
+}
+
+/**
+ * A fault-injecting `openFile` for the spool: real files, but while `disk.full` every write fails
+ * with ENOSPC after writing half of its bytes (a torn write), and while `disk.noTruncate` the
+ * cut-off after it fails too.
+ */
+export function faultyDisk(): { disk: { full: boolean; noTruncate: boolean }; openFile: OpenFile } {
+  const disk = { full: false, noTruncate: false };
+  const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+  const openFile = async (p: string, flags: number, mode: number) => {
+    const fh = await open(p, flags, mode);
+    return new Proxy(fh, {
+      get(target, prop) {
+        if (prop === "write") {
+          return async (buf: Uint8Array, offset: number, length: number) => {
+            if (!disk.full) return target.write(buf, offset, length);
+            await target.write(buf, offset, Math.max(1, length >> 1));
+            throw enospc();
+          };
+        }
+        if (prop === "truncate") return (len: number) => (disk.noTruncate ? Promise.reject(enospc()) : target.truncate(len));
+        const value = Reflect.get(target, prop);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  };
+  return { disk, openFile };
 }
