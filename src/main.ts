@@ -5,6 +5,7 @@ import { composeService } from "./compose.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { closeEmbeddedEngines } from "./storage/clickhouse.ts";
 import { keepFilesPrivate } from "./private-files.ts";
+import { startupMessage } from "./startup-errors.ts";
 import { withTimeout } from "./with-timeout.ts";
 
 keepFilesPrivate();
@@ -20,24 +21,9 @@ try {
   throw err;
 }
 
-/** Start-up failures the operator can fix (a busy port, an unusable DATA_DIR): one line, exit 2. */
+/** Start-up failures the operator can fix (see startup-errors.ts): one line, exit 2. */
 function startupError(err: unknown): never {
-  const e = err as { code?: unknown; message?: unknown; path?: unknown };
-  // The embedded engine locks its data directory: a second process on it cannot connect (libchdb
-  // prints its own reason, "Cannot lock file …", on the line before).
-  if (e.code === "CHDB_CONNECTION") {
-    console.error(`start-up error: the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`);
-    process.exit(2);
-  }
-  const known: Record<string, string> = {
-    EADDRINUSE: `port ${config.port} is already in use (PORT)`,
-    EADDRNOTAVAIL: `cannot listen on ${config.host} (HOST): no such local address`,
-    EINVAL: `cannot listen on ${config.host}:${config.port} (HOST, PORT)`,
-    EACCES: `permission denied${e.path ? ` on ${String(e.path)}` : ""} (DATA_DIR, or a port below 1024)`,
-    ENOENT: `no such file or directory${e.path ? `: ${String(e.path)}` : ""} (DATA_DIR)`,
-    EROFS: `read-only file system${e.path ? `: ${String(e.path)}` : ""} (DATA_DIR)`,
-  };
-  const message = typeof e.code === "string" ? known[e.code] : undefined;
+  const message = startupMessage(err, config);
   if (message === undefined) throw err;
   console.error(`start-up error: ${message}`);
   process.exit(2);

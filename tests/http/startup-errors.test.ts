@@ -4,7 +4,10 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ClickHouseError } from "@clickhouse/client-web";
 import { BUN_FLAGS } from "../../src/runtime-flags.ts";
+import { startupMessage } from "../../src/startup-errors.ts";
+import { MigrationError } from "../../src/storage/migrate.ts";
 
 async function start(env: Record<string, string>) {
   const proc = Bun.spawn([process.execPath, ...BUN_FLAGS, "src/main.ts"], {
@@ -71,3 +74,18 @@ test("a DATA_DIR in use by another process (embedded engine): a line naming DATA
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+// Found by the disk-full audit: starting on a full disk printed a stack and exited 1. A full disk
+// cannot be made here without root, so these are the errors it produced, fed to the same mapping.
+test("a full or failing disk under DATA_DIR: one line naming DATA_DIR, whether the service or the engine hit it", () => {
+  const config = { port: 3004, host: "0.0.0.0", dataDir: "/data" };
+  const mkdirFull = Object.assign(new Error("ENOSPC: no space left on device, mkdir '/mnt/x/d5a'"), { code: "ENOSPC", path: "/mnt/x/d5a" });
+  expect(startupMessage(mkdirFull, config)).toBe("no space left on the device: /mnt/x/d5a (DATA_DIR: free space or inodes)");
+  const engine = new ClickHouseError({ message: 'std::__1::filesystem::filesystem_error: filesystem error: in create_directories: No space left on device ["/mnt/x/d5b/clickhouse/metadata"]\nstack…', code: "1001", type: "STD_EXCEPTION" });
+  const migration = new MigrationError("schema_migrations: could not be created", "01-database.sql", { cause: engine });
+  expect(startupMessage(migration, config)).toBe(
+    'the disk under DATA_DIR (or the ClickHouse server\'s) refused a write: std::__1::filesystem::filesystem_error: filesystem error: in create_directories: No space left on device ["/mnt/x/d5b/clickhouse/metadata"] (free space or inodes, check permissions)',
+  );
+  expect(startupMessage(new ClickHouseError({ message: "Cannot reserve 1.00 MiB, not enough space.", code: "243", type: "NOT_ENOUGH_SPACE" }), config)).toContain("refused a write: Cannot reserve 1.00 MiB");
+  expect(startupMessage(new TypeError("undefined is not a function"), config)).toBeUndefined(); // a bug still throws
+});

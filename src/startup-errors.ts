@@ -1,0 +1,36 @@
+// Start-up failures the operator can fix (a busy port, an unusable or full DATA_DIR): the one line
+// main.ts prints before exiting with code 2, instead of a stack.
+import type { Config } from "./config.ts";
+import { SYSTEM_FAULT } from "./errors.ts";
+
+/** The line for `err`, or undefined when it is not one of those failures (a bug: let it throw). */
+export function startupMessage(err: unknown, config: Pick<Config, "port" | "host" | "dataDir">): string | undefined {
+  const e = err as { code?: unknown; message?: unknown; path?: unknown };
+  // The embedded engine locks its data directory: a second process on it cannot connect (libchdb
+  // prints its own reason, "Cannot lock file …", on the line before).
+  if (e.code === "CHDB_CONNECTION") {
+    return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`;
+  }
+  const at = e.path ? `: ${String(e.path)}` : "";
+  const known: Record<string, string> = {
+    EADDRINUSE: `port ${config.port} is already in use (PORT)`,
+    EADDRNOTAVAIL: `cannot listen on ${config.host} (HOST): no such local address`,
+    EINVAL: `cannot listen on ${config.host}:${config.port} (HOST, PORT)`,
+    EACCES: `permission denied${e.path ? ` on ${String(e.path)}` : ""} (DATA_DIR, or a port below 1024)`,
+    ENOENT: `no such file or directory${at} (DATA_DIR)`,
+    EROFS: `read-only file system${at} (DATA_DIR)`,
+    ENOSPC: `no space left on the device${at} (DATA_DIR: free space or inodes)`,
+    EDQUOT: `disk quota exceeded${at} (DATA_DIR)`,
+    EIO: `input/output error${at} (DATA_DIR: the disk is failing)`,
+  };
+  if (typeof e.code === "string" && known[e.code]) return known[e.code];
+  // The engine's own disk faults (a migration that cannot write its files, no room to reserve)
+  // come as its errors, the cause of a MigrationError: named by their first line.
+  for (let c = err as { message?: unknown; cause?: unknown } | undefined, depth = 0; c && typeof c === "object" && depth < 5; c = c.cause as typeof c, depth++) {
+    if (typeof c.message === "string" && SYSTEM_FAULT.test(c.message)) {
+      const line = c.message.split("\n")[0]!.trim().slice(0, 300);
+      return `the disk under DATA_DIR (or the ClickHouse server's) refused a write: ${line} (free space or inodes, check permissions)`;
+    }
+  }
+  return undefined;
+}
