@@ -180,6 +180,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // Rebuilds session states and recent event ids from what ClickHouse holds, once the spool is in
   // ClickHouse too: in-process state died with the previous process; Valkey's only when Valkey
   // lost its data. Until then ingest answers 503 (openWhenWarm says why and when it retries).
+  let warmError = ""; // why the last rebuild failed, for /readyz (a full disk is not "not answering")
   const warmth = await openWhenWarm({
     redis,
     warm: async () => {
@@ -187,7 +188,10 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       await batcher?.flush();
       logger.info("state warmed up", await warmUp(clickhouse.client, stateStore, dedup));
     },
-    onError: (err) => logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey not answering); ingest answers 503 until it is", { error: String((err as Error)?.message ?? err) }),
+    onError: (err) => {
+      warmError = String((err as Error)?.message ?? err).split("\n")[0]!.slice(0, 300);
+      logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error: String((err as Error)?.message ?? err) });
+    },
     onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
     // What the previous process left in the spool goes into ClickHouse first: the check reads it there.
     recover: sharedState && sharedDedup && (async () => {
@@ -200,7 +204,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       if (c.pending > 0) logger.info("event-id claims the previous process left pending: confirmed where stored, released otherwise", c);
     }),
   });
-  const notWarm = () => new ApiError("unavailable", "Ingest state is being rebuilt from ClickHouse, which is not answering yet; retry later", { retryAfterSeconds: 5 });
+  const notWarm = () => new ApiError("unavailable", "Ingest state is being rebuilt from ClickHouse, which has not answered yet; retry later", { retryAfterSeconds: 5 });
   const ingestDeps: IngestorDeps = {
     sessionizer: new Sessionizer(stateStore),
     dedup,
@@ -238,7 +242,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       }
       const writeFailure = spool.writeFailure();
       if (writeFailure !== null) reasons.push(`spool: cannot write to its disk (${writeFailure})`);
-      if (!warmth.ready()) reasons.push("ingest: session and event-id state not rebuilt from ClickHouse yet");
+      if (!warmth.ready()) reasons.push(`ingest: session and event-id state not rebuilt from ClickHouse yet${warmError ? ` (last attempt: ${warmError})` : ""}`);
       // With Valkey, ingest needs it (event-id claims, session state): down means refusing items.
       if (redis && redis.status !== "ready") reasons.push(`valkey: ${redis.status}`);
       return reasons;

@@ -64,6 +64,9 @@ test("ClickHouse down: query and key routes answer 503 unavailable, /readyz says
     expect(refused.status).toBe(503);
     const reasons = ((await (await s.fetch("/readyz")).json()) as { reasons: string[] }).reasons;
     expect(reasons.some((r) => r.startsWith("ingest:"))).toBe(true);
+    // …and, once a rebuild has failed, why (a full disk is not "not answering": disk-full audit).
+    const saysWhy = async () => ((await (await s.fetch("/readyz")).json()) as { reasons: string[] }).reasons.some((r) => r.startsWith("ingest:") && r.includes("(last attempt: "));
+    expect(await until(saysWhy, 15_000)).toBe(true);
   } finally {
     await sink.ch.start();
   }
