@@ -31,8 +31,9 @@ import { createLogger, type Logger } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { createBatcher } from "./spool/batcher.ts";
 import { openSpool } from "./spool/spool.ts";
+import { fileSystemBarrier } from "./storage/embedded/sync-fs.ts";
 import type { OpenFile } from "./spool/segment-writer.ts";
-import { createClickHouse } from "./storage/clickhouse.ts";
+import { createClickHouse, embeddedEngineDir } from "./storage/clickhouse.ts";
 import { ORPHANS_REMOVED, type OrphanReport } from "./storage/embedded/orphan-dedup-entries.ts";
 import type { Touched } from "./storage/insert-rows.ts";
 import { migrate, pendingMigrations } from "./storage/migrate.ts";
@@ -158,10 +159,15 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // the middle of its INSERT (writers.ts, LeftoverRepair). A server's engine was not killed with us.
   const oldestLeftover = spool.sealedSegments()[0];
   const leftoverRepair = embedded && oldestLeftover ? { segmentSeq: oldestLeftover.seq, database: ch.database } : undefined;
+  // The embedded engine writes its parts without fsync: with SPOOL_FSYNC on (the default), a
+  // segment goes only after a syncfs of the engine's file system (storage/embedded/sync-fs.ts).
+  const durable = embedded && config.ackMode === "spool" && config.spool.fsync
+    ? await fileSystemBarrier(embeddedEngineDir(opts.engineDataDir ?? config.dataDir), (m, f) => logger.warn(m, f))
+    : undefined;
   const batcher = config.ackMode === "spool"
     ? createBatcher({
         spool,
-        sink: spoolSink(clickhouse.client, metrics, invalidate, { dir: join(config.dataDir, "spool", "quarantine"), logger }, leftoverRepair),
+        sink: spoolSink(clickhouse.client, metrics, invalidate, { dir: join(config.dataDir, "spool", "quarantine"), logger }, leftoverRepair, durable),
         flushIntervalMs: config.flushIntervalMs,
         // Shutdown drains for as long as SHUTDOWN_TIMEOUT_MS allows (the batcher's own default is 5 s).
         drainTimeoutMs: config.shutdownTimeoutMs,

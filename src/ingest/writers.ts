@@ -71,7 +71,15 @@ export interface LeftoverRepair {
  * Rows ClickHouse refuses as data (validation should make this impossible) are written to
  * `quarantineDir` with the error, logged and counted, so one bad row cannot stall every flush.
  */
-export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched: (t: Touched) => void, quarantine: { dir: string; logger: Logger }, repair?: LeftoverRepair): Sink {
+export function spoolSink(
+  client: ClickHouseClient,
+  metrics: Metrics,
+  onTouched: (t: Touched) => void,
+  quarantine: { dir: string; logger: Logger },
+  repair?: LeftoverRepair,
+  /** Makes what the inserts wrote durable before the segment may go (embedded engine: storage/embedded/sync-fs.ts). */
+  durable?: () => Promise<void>,
+): Sink {
   let detachedViews: ViewsLeftDetached | undefined;
   return async ({ segment, records, token }) => {
     if (detachedViews) {
@@ -111,6 +119,8 @@ export function spoolSink(client: ClickHouseClient, metrics: Metrics, onTouched:
         }
         if (report.unknownSessionRows > 0) quarantine.logger.info("leftover segment: cancel rows whose landing cannot be checked", { token, rows: report.unknownSessionRows });
       }
+      // Resolving tells the batcher it may delete the segment: the engine's parts must be on disk first.
+      await durable?.();
       for (const [table, n] of rows) metrics.flushRows.inc({ table }, n);
       metrics.flushDuration.observe((performance.now() - started) / 1000);
     } catch (err) {

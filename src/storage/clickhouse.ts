@@ -39,9 +39,12 @@ const engines = new Map<string, ChdbEngine>();
 /** Told what opening an engine directory removed from its tables' dedup logs (orphan-dedup-entries.ts). */
 export type OnOrphanDedupEntries = (reports: OrphanReport[]) => void;
 
+/** Where the embedded engine keeps its files under `dataDir`. */
+export const embeddedEngineDir = (dataDir: string): string => join(dataDir, "clickhouse");
+
 /** Opens (or reuses: one per process and directory) the embedded engine under `dataDir`. */
 export function embeddedEngine(dataDir: string, lanes = 4, onOrphans?: OnOrphanDedupEntries): ChdbEngine {
-  const dir = join(dataDir, "clickhouse");
+  const dir = embeddedEngineDir(dataDir);
   let engine = engines.get(dir);
   if (!engine) {
     mkdirSync(dir, { recursive: true });
