@@ -107,7 +107,7 @@ function toApiError(err: unknown): ApiError {
     return new ApiError("invalid_query", `tz: ${message}`, { issues: [{ path: "tz", message }] });
   }
   if (isBackendUnavailable(err)) {
-    return new ApiError("unavailable", "ClickHouse or Valkey is not answering right now; retry later", { retryAfterSeconds: 5 });
+    return new ApiError("unavailable", "ClickHouse or Valkey cannot serve this right now (down, overloaded, or out of disk); retry later", { retryAfterSeconds: 5 });
   }
   if (err instanceof HTTPException) {
     const status = err.status;

@@ -1,14 +1,17 @@
 // Start-up failures the operator can fix (a busy port, an unusable or full DATA_DIR): the one line
 // main.ts prints before exiting with code 2, instead of a stack.
+import { statfsSync } from "node:fs";
 import type { Config } from "./config.ts";
 import { SYSTEM_FAULT } from "./errors.ts";
 
 /** The line for `err`, or undefined when it is not one of those failures (a bug: let it throw). */
 export function startupMessage(err: unknown, config: Pick<Config, "port" | "host" | "dataDir">): string | undefined {
   const e = err as { code?: unknown; message?: unknown; path?: unknown };
-  // The embedded engine locks its data directory: a second process on it cannot connect (libchdb
-  // prints its own reason, "Cannot lock file …", on the line before).
+  // The embedded engine could not open its directory (libchdb prints its own reason on the line
+  // before): a full disk (no space or no inodes for its status file), or, most often, the lock
+  // another process holds on it.
   if (e.code === "CHDB_CONNECTION") {
+    if (diskFull(config.dataDir)) return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: its disk has no free space or inodes`;
     return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`;
   }
   const at = e.path ? `: ${String(e.path)}` : "";
@@ -33,4 +36,14 @@ export function startupMessage(err: unknown, config: Pick<Config, "port" | "host
     }
   }
   return undefined;
+}
+
+/** True when the file system under `dir` has no block or no inode left for an unprivileged write. */
+function diskFull(dir: string): boolean {
+  try {
+    const fs = statfsSync(dir);
+    return fs.bavail === 0 || (fs.files > 0 && fs.ffree === 0);
+  } catch {
+    return false;
+  }
 }

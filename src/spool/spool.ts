@@ -119,16 +119,11 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   let closed = false;
   // A full or failing disk fails every commit: one error line when it starts, one every 10 s while
   // it lasts, one when writes work again (not a line per commit).
+  // A segment that cannot be rolled (no inode for the next file) is the same story for rolls,
+  // counted apart: appends still work then, and must not restart the count of failed rolls.
   let writeFailure: string | null = null;
-  let failures = 0;
-  let lastFailureLog = 0;
-  const noteFailure = (message: string, fields: Record<string, unknown>) => {
-    failures++;
-    if (failures === 1 || Date.now() - lastFailureLog >= 10_000) {
-      lastFailureLog = Date.now();
-      logger.error(message, { ...fields, failures });
-    }
-  };
+  const writes = failureLog(logger, "spool: write failed", "spool: writes work again");
+  const rolls = failureLog(logger, "spool: cannot roll segment", "spool: segments roll again");
   const listeners = new Set<(activeBytes: number) => void>();
 
   /** The records of one append, checked and sized (see measureRecords). */
@@ -154,17 +149,14 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       for (const p of batch) at = writeFrames(p.measured, frames, at);
       await active.append(frames);
       if (fsync) fsyncs++;
-      if (failures > 0) {
-        logger.info("spool: writes work again", { failures });
-        failures = 0;
-        writeFailure = null;
-      }
+      writes.succeeded();
+      writeFailure = null;
     } catch (error) {
       if (!active) throw error;
       if (error instanceof SegmentBrokenError) broken = true;
       const cause = error instanceof SegmentBrokenError ? error.cause : error;
       writeFailure = String(cause instanceof Error ? cause.message : cause);
-      noteFailure("spool: write failed", { segment: active.ref.name, error: String(error) });
+      writes.failed({ segment: active.ref.name, error: String(error) });
       throw new SpoolWriteError(cause);
     } finally {
       queuedBytes -= total;
@@ -192,7 +184,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       }
     }
     if (active.ref.bytes >= segmentBytes) {
-      await roll(active).catch((error) => noteFailure("spool: cannot roll segment", { error: String(error) }));
+      await roll(active).then(rolls.succeeded, (error) => rolls.failed({ error: String(error) }));
     }
   }
 
@@ -219,7 +211,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     },
     seal() {
       return group.exclusive(async () => {
-        if (active && active.ref.bytes > 0) await roll(active);
+        if (active && active.ref.bytes > 0) await roll(active).then(rolls.succeeded);
       });
     },
     sealedSegments: () => [...sealed],
@@ -251,6 +243,29 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       active = null;
       if (!last) return;
       await last.close(); // the next open seals it, or, if empty, keeps it only as the high-water mark
+    },
+  };
+}
+
+/**
+ * One error line when a kind of failure starts, one every 10 s while it lasts (with the count), and
+ * one info line when it stops: a full disk fails every commit, and a line per commit flooded the log.
+ */
+function failureLog(logger: SpoolLogger, failedMessage: string, recoveredMessage: string) {
+  let failures = 0;
+  let lastLog = 0;
+  return {
+    failed(fields: Record<string, unknown>): void {
+      failures++;
+      if (failures === 1 || Date.now() - lastLog >= 10_000) {
+        lastLog = Date.now();
+        logger.error(failedMessage, { ...fields, failures });
+      }
+    },
+    succeeded(): void {
+      if (failures === 0) return;
+      logger.info(recoveredMessage, { failures });
+      failures = 0;
     },
   };
 }

@@ -159,6 +159,22 @@ describe("a disk that refuses writes (fault injected: a segment file whose write
     await spool.close();
   });
 
+  test("no inode for the next segment: appends go on in the current one, and the failed rolls are logged once, not once per commit (a flood of ~160 lines a second before)", async () => {
+    const { disk, openFile } = faultyDisk();
+    const logger = recordingLogger();
+    const spool = await openSpool({ dir: tempDir(), capBytes: MiB, segmentBytes: 64, logger, openFile });
+    disk.noInodes = true;
+    for (let i = 0; i < 20; i++) await spool.append([`record-${i}-${"x".repeat(40)}`]);
+    expect(logger.lines.filter((l) => l.message === "spool: cannot roll segment")).toHaveLength(1);
+    expect(logger.lines.filter((l) => l.level === "info")).toEqual([]);
+    disk.noInodes = false;
+    await spool.append(["after"]);
+    await spool.seal(); // after the commit's own roll attempt (it runs once the append resolved)
+    expect(logger.lines.filter((l) => l.message === "spool: segments roll again")).toHaveLength(1);
+    expect(await readAll(spool)).toHaveLength(21);
+    await spool.close();
+  });
+
   test("a torn write that cannot be cut off moves appends to a fresh segment instead of refusing them until a restart; nothing acknowledged is lost", async () => {
     const { disk, openFile } = faultyDisk();
     const dir = tempDir();

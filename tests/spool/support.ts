@@ -48,12 +48,13 @@ export async function readAll(spool: Spool): Promise<string[]> {
 /**
  * A fault-injecting `openFile` for the spool: real files, but while `disk.full` every write fails
  * with ENOSPC after writing half of its bytes (a torn write), and while `disk.noTruncate` the
- * cut-off after it fails too.
+ * cut-off after it fails too; while `disk.noInodes` no new segment file can be created.
  */
-export function faultyDisk(): { disk: { full: boolean; noTruncate: boolean }; openFile: OpenFile } {
-  const disk = { full: false, noTruncate: false };
+export function faultyDisk(): { disk: { full: boolean; noTruncate: boolean; noInodes: boolean }; openFile: OpenFile } {
+  const disk = { full: false, noTruncate: false, noInodes: false };
   const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
   const openFile = async (p: string, flags: number, mode: number) => {
+    if (disk.noInodes) throw Object.assign(new Error(`ENOSPC: no space left on device, open '${p}'`), { code: "ENOSPC" });
     const fh = await open(p, flags, mode);
     return new Proxy(fh, {
       get(target, prop) {
