@@ -1,9 +1,11 @@
 // The one embedded ClickHouse engine a test run shares (libchdb binds one data directory per
 // process). Tests isolate themselves by database name.
-import { mkdtempSync } from "node:fs";
+import { afterAll, beforeAll } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClickHouse, type ClickHouse } from "../../src/storage/clickhouse.ts";
+import { migrate } from "../../src/storage/migrate.ts";
 
 let dataDir: string | undefined;
 
@@ -22,4 +24,16 @@ export function uniqueDatabase(prefix = "t"): string {
 /** A client-web client on the shared embedded engine, defaulting to `database`. */
 export function testClickHouse(database = "default"): ClickHouse {
   return createClickHouse({ database, dataDir: testDataDir() });
+}
+
+/**
+ * For sink tests: a migrated database of the file's own and a scratch directory, made before the
+ * file's tests and the directory removed after them (call at the top level of a test file).
+ */
+export function migratedDatabaseWithScratch(name: string): { database: string; ch: ClickHouse; dir: string } {
+  const database = uniqueDatabase(name);
+  const dir = mkdtempSync(join(tmpdir(), `${name}-`));
+  beforeAll(() => migrate(testClickHouse("default").client, { database }));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return { database, ch: testClickHouse(database), dir };
 }

@@ -3,23 +3,16 @@
 // versions were bumped once after the last table, so a cached summary answered one count behind
 // /v1/events for that long (found by the response audit: a HIT with top_events N-1 after
 // /v1/events showed N).
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeRecord } from "../../src/ingest/rows.ts";
 import { spoolSink } from "../../src/ingest/writers.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
-import { migrate } from "../../src/storage/migrate.ts";
-import { testClickHouse, uniqueDatabase } from "../helpers/clickhouse.ts";
+import { migratedDatabaseWithScratch } from "../helpers/clickhouse.ts";
 
-const database = uniqueDatabase("flushinv");
-const ch = testClickHouse(database);
-const dir = mkdtempSync(join(tmpdir(), "flushinv-"));
-beforeAll(() => migrate(testClickHouse("default").client, { database }));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const { ch, dir } = migratedDatabaseWithScratch("flushinv");
 
 test("fault injected (a second table's insert held open): the cache is invalidated once the first table's rows are readable", async () => {
   const time = Date.parse("2026-11-01T10:00:00Z");

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,14 +6,9 @@ import { encodeRecord } from "../../src/ingest/rows.ts";
 import { spoolSink } from "../../src/ingest/writers.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
-import { migrate } from "../../src/storage/migrate.ts";
-import { testClickHouse, uniqueDatabase } from "../helpers/clickhouse.ts";
+import { migratedDatabaseWithScratch } from "../helpers/clickhouse.ts";
 
-const database = uniqueDatabase("quar");
-const ch = testClickHouse(database);
-const dir = mkdtempSync(join(tmpdir(), "quarantine-"));
-beforeAll(() => migrate(testClickHouse("default").client, { database }));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const { ch, dir } = migratedDatabaseWithScratch("quar");
 
 const event = (name: string, timestamp: string) =>
   encodeRecord("events", "shop", Date.parse("2026-11-01T00:00:00Z"), {

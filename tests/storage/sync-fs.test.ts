@@ -1,23 +1,16 @@
 // A flush is durable only after a syncfs of the engine's file system (src/storage/embedded/sync-fs.ts):
 // the sink resolves (and the batcher may delete the segment) only after it, and a failed one keeps
 // the segment for the retry.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { encodeRecord } from "../../src/ingest/rows.ts";
 import { spoolSink } from "../../src/ingest/writers.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
 import { fileSystemBarrier, syncFileSystem } from "../../src/storage/embedded/sync-fs.ts";
-import { migrate } from "../../src/storage/migrate.ts";
-import { testClickHouse, uniqueDatabase } from "../helpers/clickhouse.ts";
+import { migratedDatabaseWithScratch } from "../helpers/clickhouse.ts";
 
-const database = uniqueDatabase("syncfs");
-const ch = testClickHouse(database);
-const dir = mkdtempSync(join(tmpdir(), "syncfs-"));
-beforeAll(() => migrate(testClickHouse("default").client, { database }));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const { ch, dir } = migratedDatabaseWithScratch("syncfs");
 
 test("sync -f: resolves for a directory, rejects naming the directory when it cannot sync; the barrier is off (with a warning) where it does not work", async () => {
   await syncFileSystem(dir);
