@@ -10,7 +10,7 @@ import { ingestCors } from "./auth/ingest-cors.ts";
 import { registerKeyRoutes } from "./auth/key-routes.ts";
 import { resolveRootToken } from "./auth/root-token.ts";
 import type { Config } from "./config.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, firstLine } from "./errors.ts";
 import { withTimeout } from "./with-timeout.ts";
 import { useEngineTimeZones } from "./http/validate.ts";
 import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
@@ -195,8 +195,9 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       logger.info("state warmed up", await warmUp(clickhouse.client, stateStore, dedup));
     },
     onError: (err) => {
-      warmError = String((err as Error)?.message ?? err).split("\n")[0]!.slice(0, 300);
-      logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error: String((err as Error)?.message ?? err) });
+      const error = String((err as Error)?.message ?? err);
+      warmError = firstLine(error);
+      logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error });
     },
     onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
     // What the previous process left in the spool goes into ClickHouse first: the check reads it there.

@@ -64,6 +64,11 @@ const NETWORK_MESSAGE = /ECONNREFUSED|ECONNRESET|socket hang up|Unable to connec
 // ClickHouse errors that say "not now" rather than "wrong query": timeouts, overload, memory,
 // network; and a database or table not there yet (the schema is not migrated: /readyz says so).
 const CLICKHOUSE_UNAVAILABLE = new Set(["60", "81", "159", "202", "209", "210", "241", "243"]);
+/** The first line of an error message, trimmed and cut to `max` characters (for one-line reports). */
+export function firstLine(message: string, max = 300): string {
+  return message.split("\n")[0]!.trim().slice(0, max);
+}
+
 /**
  * What the engine says when its disk, not the query, is the problem (no space or inodes, no
  * permission, a read-only or failing file system, no memory); chdb reports some of these as a

@@ -2,7 +2,7 @@
 // main.ts prints before exiting with code 2, instead of a stack.
 import { statfsSync } from "node:fs";
 import type { Config } from "./config.ts";
-import { SYSTEM_FAULT } from "./errors.ts";
+import { firstLine, SYSTEM_FAULT } from "./errors.ts";
 
 /** The line for `err`, or undefined when it is not one of those failures (a bug: let it throw). */
 export function startupMessage(err: unknown, config: Pick<Config, "port" | "host" | "dataDir">): string | undefined {
@@ -31,8 +31,7 @@ export function startupMessage(err: unknown, config: Pick<Config, "port" | "host
   // come as its errors, the cause of a MigrationError: named by their first line.
   for (let c = err as { message?: unknown; cause?: unknown } | undefined, depth = 0; c && typeof c === "object" && depth < 5; c = c.cause as typeof c, depth++) {
     if (typeof c.message === "string" && SYSTEM_FAULT.test(c.message)) {
-      const line = c.message.split("\n")[0]!.trim().slice(0, 300);
-      return `the disk under DATA_DIR (or the ClickHouse server's) refused a write: ${line} (free space or inodes, check permissions)`;
+      return `the disk under DATA_DIR (or the ClickHouse server's) refused a write: ${firstLine(c.message)} (free space or inodes, check permissions)`;
     }
   }
   return undefined;

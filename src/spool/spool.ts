@@ -32,9 +32,13 @@ export class SpoolFullError extends Error {
  */
 export class SpoolWriteError extends Error {
   readonly code = "SPOOL_WRITE";
+  /** What the disk said (the failed write's own error). */
+  readonly reason: string;
   constructor(cause: unknown) {
-    super(`spool: cannot write to its disk: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`spool: cannot write to its disk: ${reason}`, { cause });
     this.name = "SpoolWriteError";
+    this.reason = reason;
   }
 }
 
@@ -121,7 +125,6 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   // it lasts, one when writes work again (not a line per commit).
   // A segment that cannot be rolled (no inode for the next file) is the same story for rolls,
   // counted apart: appends still work then, and must not restart the count of failed rolls.
-  let writeFailure: string | null = null;
   const writes = failureLog(logger, "spool: write failed", "spool: writes work again");
   const rolls = failureLog(logger, "spool: cannot roll segment", "spool: segments roll again");
   const listeners = new Set<(activeBytes: number) => void>();
@@ -150,14 +153,12 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       await active.append(frames);
       if (fsync) fsyncs++;
       writes.succeeded();
-      writeFailure = null;
     } catch (error) {
       if (!active) throw error;
       if (error instanceof SegmentBrokenError) broken = true;
-      const cause = error instanceof SegmentBrokenError ? error.cause : error;
-      writeFailure = String(cause instanceof Error ? cause.message : cause);
-      writes.failed({ segment: active.ref.name, error: String(error) });
-      throw new SpoolWriteError(cause);
+      const failure = new SpoolWriteError(error instanceof SegmentBrokenError ? error.cause : error);
+      writes.failed(failure.reason, { segment: active.ref.name, error: String(error) });
+      throw failure;
     } finally {
       queuedBytes -= total;
     }
@@ -184,7 +185,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       }
     }
     if (active.ref.bytes >= segmentBytes) {
-      await roll(active).then(rolls.succeeded, (error) => rolls.failed({ error: String(error) }));
+      await roll(active).then(rolls.succeeded, (error) => rolls.failed(String(error), { error: String(error) }));
     }
   }
 
@@ -231,7 +232,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     bytes: () => sealedBytes + (active?.ref.bytes ?? 0),
     segments: () => sealed.length + (active && active.ref.bytes > 0 ? 1 : 0),
     activeBytes: () => active?.ref.bytes ?? 0,
-    writeFailure: () => writeFailure,
+    writeFailure: () => writes.reason(),
     onCommit(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -250,12 +251,16 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
 /**
  * One error line when a kind of failure starts, one every 10 s while it lasts (with the count), and
  * one info line when it stops: a full disk fails every commit, and a line per commit flooded the log.
+ * `reason()` is the last failure's, until a success (readiness).
  */
 function failureLog(logger: SpoolLogger, failedMessage: string, recoveredMessage: string) {
   let failures = 0;
   let lastLog = 0;
+  let last: string | null = null;
   return {
-    failed(fields: Record<string, unknown>): void {
+    reason: (): string | null => last,
+    failed(reason: string, fields: Record<string, unknown>): void {
+      last = reason;
       failures++;
       if (failures === 1 || Date.now() - lastLog >= 10_000) {
         lastLog = Date.now();
@@ -263,6 +268,7 @@ function failureLog(logger: SpoolLogger, failedMessage: string, recoveredMessage
       }
     },
     succeeded(): void {
+      last = null;
       if (failures === 0) return;
       logger.info(recoveredMessage, { failures });
       failures = 0;
