@@ -8,6 +8,7 @@ import type { Logger } from "./logger.ts";
 import type { Metrics } from "./ops/metrics.ts";
 import type { App, AppEnv } from "./http/app-env.ts";
 import { accessLog } from "./http/access-log.ts";
+import { hasRefusedHost, withAbsoluteUrl } from "./http/request-url.ts";
 import { registerOpsRoutes, type Readiness } from "./ops/ops-routes.ts";
 import { registerOpenApiRoute } from "./http/openapi.ts";
 
@@ -24,6 +25,10 @@ export interface AppDeps {
 export function buildApp(deps: AppDeps): App {
   const app = new Hono<AppEnv>();
   app.use("*", accessLog(deps.logger, deps.metrics)); // request id, metrics, access log
+  app.use("*", (c, next) => {
+    if (!hasRefusedHost(c.req.raw)) return next();
+    throw new ApiError("invalid_request", "The Host header is not a valid host[:port]; send the name the service is reached at (e.g. Host: analytics.example.com), or no Host header");
+  });
   registerOpsRoutes(app, deps);
   for (const register of deps.routes ?? []) register(app);
   registerOpenApiRoute(app); // last: it documents every route registered above
@@ -40,6 +45,9 @@ export function buildApp(deps: AppDeps): App {
     return errorResponse(new ApiError("not_found", `No route for ${c.req.method} ${path}`), c);
   });
   app.onError((err, c) => errorResponse(err, c));
+  // A request without a usable Host reaches the app with only a path as its URL (request-url.ts).
+  const dispatch = app.fetch;
+  app.fetch = (request, ...rest) => dispatch(withAbsoluteUrl(request), ...rest);
   /** The contract's error body for `err`, counted and logged by kind. */
   function errorResponse(err: unknown, c: Context<AppEnv>): Response {
     const requestId = c.get("requestId") ?? crypto.randomUUID();

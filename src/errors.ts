@@ -6,6 +6,8 @@ import type * as v from "valibot";
 export const ERROR_STATUS = {
   invalid_body: 400,
   invalid_query: 400,
+  /** The request itself is malformed, neither its body nor its query (e.g. a Host header naming no host). */
+  invalid_request: 400,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,

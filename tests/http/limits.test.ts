@@ -77,6 +77,43 @@ test("a wrong method on a route is 405 method_not_allowed with Allow; an unknown
   }
 }, 60_000);
 
+test("no Host header (HTTP/1.0) is served; a Host naming no host is 400 invalid_request, stores nothing, and never a 500", async () => {
+  // Bun gives such requests a URL that is only the path; routing and `new URL` failed on it (500s).
+  const s = await sink.startService();
+  const secret = await s.createKey({ type: "secret", service_id: "hosts" });
+  const event = (name: string) => JSON.stringify({ name });
+  const post = (name: string, host: string, version = "1.1") =>
+    `POST /v1/ingest/event HTTP/${version}\r\n${host}Authorization: Bearer ${secret}\r\nContent-Type: application/json\r\nContent-Length: ${event(name).length}\r\nX-Request-Id: rid-${name}\r\nConnection: close\r\n\r\n${event(name)}`;
+  for (const host of ["a b", "x/y", "a@b", "a<b"]) {
+    for (const path of ["/healthz", "/v1/sessions?service_id=hosts", "/nothing"]) {
+      const raw = await rawRequest(s.port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nX-Request-Id: rid-host\r\nConnection: close\r\n\r\n`);
+      expect([host, path, raw.slice(0, 12)]).toEqual([host, path, "HTTP/1.1 400"]);
+      expect(raw).toContain('"code":"invalid_request"');
+      expect(raw).toContain('"request_id":"rid-host"');
+      expect(raw.toLowerCase()).toContain("x-request-id: rid-host");
+    }
+  }
+  expect(await rawRequest(s.port, post("refused", "Host: x/y\r\n"))).toStartWith("HTTP/1.1 400");
+  // Without a Host (HTTP/1.0 may leave it out) or with an empty one, the request is served.
+  for (const [path, status] of [["/healthz", 200], ["/readyz", 200], ["/nothing", 404]] as const) {
+    expect((await rawRequest(s.port, `GET ${path} HTTP/1.0\r\n\r\n`)).slice(0, 12)).toBe(`HTTP/1.1 ${status}`);
+    expect((await rawRequest(s.port, `GET ${path} HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n`)).slice(0, 12)).toBe(`HTTP/1.1 ${status}`);
+  }
+  // (HTTP/1.1 without any Host is Bun's own bare 400, as RFC 9112 asks.)
+  const accepted = await rawRequest(s.port, post("no-host", "", "1.0"));
+  expect(accepted).toStartWith("HTTP/1.1 202");
+  expect(accepted).toContain('"accepted":1');
+  // The accepted event becomes readable; the refused one, sent first, never does.
+  let names: string[] = [];
+  for (let i = 0; i < 100 && !names.includes("no-host"); i++) {
+    await Bun.sleep(100);
+    const r = await sink.client.query({ query: "SELECT name FROM events WHERE service_id = 'hosts' ORDER BY name", format: "JSONEachRow" });
+    names = ((await r.json()) as Array<{ name: string }>).map((x) => x.name);
+  }
+  expect(names).toEqual(["no-host"]);
+  expect(s.logs()).not.toContain("Invalid URL");
+}, 60_000);
+
 test("package.json's start and the Dockerfile's CMD run bun with the same flags as the test and bench helpers", () => {
   const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
   expect(start).toBe(["bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
