@@ -20,7 +20,9 @@ export function queryValidator<const E extends v.ObjectEntries>(entries: E) {
     // Hono's query parser drops a parameter with no name (`?=x`), so the strict schema never
     // sees it: an unknown parameter all the same.
     const nameless = namelessParams(c.req.url).map((segment) => ({ message: `unknown parameter with no name (${JSON.stringify(segment.length > 40 ? `${segment.slice(0, 40)}…` : segment)})` }));
-    const issues = [...nameless, ...(result.success ? [] : (result.error as readonly StandardIssue[]))];
+    // Hono keeps a value it cannot decode as sent (`os=%ff` filtered for the text "%ff").
+    const undecodable = undecodableParams(c.req.url).map((name) => ({ path: [name], message: NOT_UTF8 }));
+    const issues = [...nameless, ...undecodable, ...(result.success ? [] : (result.error as readonly StandardIssue[]))];
     if (issues.length > 0) throw invalidQuery(issues);
   }) as MiddlewareHandler<AppEnv, string, { in: { query: v.InferInput<typeof schema> }; out: { query: v.InferOutput<typeof schema> } }>;
 }
@@ -33,6 +35,33 @@ export function namelessParams(url: string): string[] {
   return url.slice(q + 1, end < 0 ? undefined : end).split("&").filter((segment) => segment.startsWith("="));
 }
 
+const NOT_UTF8 = "not valid percent-encoded UTF-8 (é is %C3%A9; a literal % is %25)";
+
+/** Decodes a query or path component as a server does, or undefined when it is not valid UTF-8 percent-encoding. */
+function decodeComponent(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Names of the query parameters whose name or value is not valid percent-encoded UTF-8 (`%ff`, `%zz`, `%ED%A0%80`). */
+export function undecodableParams(url: string): string[] {
+  const q = url.indexOf("?");
+  if (q < 0 || !url.includes("%", q)) return [];
+  const end = url.indexOf("#", q);
+  const out: string[] = [];
+  for (const segment of url.slice(q + 1, end < 0 ? undefined : end).split("&")) {
+    if (!segment.includes("%")) continue;
+    const eq = segment.indexOf("=");
+    const rawName = (eq < 0 ? segment : segment.slice(0, eq)).replaceAll("+", " ");
+    const name = decodeComponent(rawName);
+    if (name === undefined || decodeComponent(eq < 0 ? "" : segment.slice(eq + 1).replaceAll("+", " ")) === undefined) out.push(name ?? rawName);
+  }
+  return out;
+}
+
 // The strict object's own message covers unknown keys, missing keys and a wrong input type.
 function strictMessage(issue: v.BaseIssue<unknown>): string {
   if (issue.expected === "never") return `unknown parameter ${String(issue.input)}`;
@@ -43,7 +72,12 @@ function strictMessage(issue: v.BaseIssue<unknown>): string {
 /** Middleware: validates path parameters the same way (a bad one is a 400 naming it). */
 export function paramValidator<const E extends v.ObjectEntries>(entries: E) {
   const schema = v.object(entries);
-  return validator("param", schema, (result) => {
+  return validator("param", schema, (result, c) => {
+    // As for query values: Hono hands a segment it cannot decode over as sent (`/v1/funnels/%ff`).
+    const pathname = c.req.url.slice(c.req.url.indexOf("/", c.req.url.indexOf("//") + 2)).split(/[?#]/)[0]!;
+    if (decodeComponent(pathname) === undefined) {
+      throw invalidQuery(Object.keys(entries).map((name) => ({ path: [name], message: NOT_UTF8 })));
+    }
     if (!result.success) throw invalidQuery(result.error as readonly StandardIssue[]);
   }) as MiddlewareHandler<AppEnv, string, { in: { param: v.InferInput<typeof schema> }; out: { param: v.InferOutput<typeof schema> } }>;
 }

@@ -82,6 +82,31 @@ describe("400 invalid_query naming the parameter", () => {
     expect((await get("/v1/sessions?service_id=alpha&&limit=5&")).status).toBe(200);
   });
 
+  // The bad-input audit: Hono keeps a component it cannot decode as sent, so `os=%ff` filtered for
+  // the text "%ff" (200, no rows) and /v1/funnels/%ff answered for a funnel named "%ff".
+  test("a value, name or path segment that is not valid percent-encoded UTF-8 is named, on every query route", async () => {
+    const cases: Array<[string, string]> = [
+      ["/v1/sessions?service_id=alpha&os=%ff", "os"],
+      ["/v1/sessions/stats?service_id=alpha&utm_source=%ED%A0%80", "utm_source"],
+      ["/v1/events?service_id=alpha&utm_medium=%C0%AF", "utm_medium"],
+      ["/v1/behavior/summary?service_id=alpha&path=/%zz", "path"],
+      ["/v1/behavior/summary?service_id=alpha&path=%", "path"],
+      ["/v1/sessions?service_id=alpha&c%ffountry=x", "c%ffountry"],
+      ["/v1/funnels/%ff?service_id=alpha", "name"],
+      ["/v1/funnels/sign%E2%82up?service_id=alpha", "name"],
+    ];
+    for (const [path, param] of cases) {
+      const res = await get(path);
+      const body = (await res.json()) as { error: { code: string; issues: Array<{ path: string; message: string }> } };
+      expect([path, res.status, body.error.code]).toEqual([path, 400, "invalid_query"]);
+      expect(body.error.issues).toContainEqual({ path: param, message: "not valid percent-encoded UTF-8 (é is %C3%A9; a literal % is %25)" });
+    }
+    // Well-formed encodings, a literal % as %25 and + for a space are read as before.
+    for (const path of ["/v1/sessions?service_id=alpha&os=%C3%A9", "/v1/behavior/summary?service_id=alpha&path=/100%25", "/v1/sessions?service_id=alpha&utm_campaign=spring+sale", "/v1/funnels/sign%C3%A9?service_id=alpha"]) {
+      expect([path, (await get(path)).status]).toEqual([path, 200]);
+    }
+  });
+
   // The input audit: from=20261128 (a date without dashes) is read as epoch ms, and the answer only
   // said the range was too long.
   test("a range that fails on a bound of digits says it was read as epoch milliseconds", async () => {
