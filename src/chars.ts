@@ -4,6 +4,21 @@
 // outside the Basic Multilingual Plane (most emoji) is 2: 120 emoji are 120 characters.
 import * as v from "valibot";
 
+/**
+ * A lone UTF-16 surrogate ("\ud800" in JSON text) survives JSON.parse, but no UTF-8 encoder keeps
+ * it: ClickHouse refuses the whole INSERT (CANNOT_PARSE_ESCAPE_SEQUENCE), so one such item would
+ * stop the spool's flushes for good. Every string that is stored must be well-formed text.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/**
+ * String.prototype.isWellFormed (ES2024) answers exactly "no lone surrogate", natively; the regex
+ * above says the same (its lookbehind runs in the regex interpreter: ~2 µs on a 120-character
+ * user agent, per string). The regex stays for runtimes without isWellFormed.
+ */
+export const isWellFormed: (s: string) => boolean = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === "function"
+  ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
+  : (s) => !LONE_SURROGATE.test(s);
+
 /** UTF-16 units of the character at `i`: 2 for a surrogate pair, else 1 (a lone surrogate too). */
 function unitsAt(s: string, i: number): 1 | 2 {
   const c = s.charCodeAt(i);

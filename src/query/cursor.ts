@@ -1,7 +1,21 @@
 // Keyset cursors for newest-first lists: the (time, id) of the last row returned. The next page
 // holds rows strictly before it in (time DESC, id DESC) order, so rows that arrive later (newer
-// times) never shift a page. Opaque to clients: base64url of a small JSON array.
+// times) never shift a page. Opaque to clients: base64url of a small JSON array that also names
+// its list, so a cursor of one list is refused by the other (it used to page it from that time).
+import { isWellFormed } from "../chars.ts";
 import { ApiError } from "../errors.ts";
+
+/** Which list a cursor pages: the session list's ids are session ids, the event list's event ids. */
+export type CursorList = "sessions" | "events";
+const TAG: Record<CursorList, string> = { sessions: "s", events: "e" };
+/** Row times are item times, which ingest keeps within 1970..9999; 2200 is the query routes' bound. */
+const MAX_T = Date.UTC(2200, 0, 1);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const validId: Record<CursorList, (id: string) => boolean> = {
+  // A session id is 1-64 characters (API.md) of well-formed text; an event id a UUID as stored.
+  sessions: (id) => id.length >= 1 && id.length <= 64 && isWellFormed(id),
+  events: (id) => UUID.test(id),
+};
 
 export interface Keyset {
   /** Epoch ms of the last row. */
@@ -9,17 +23,21 @@ export interface Keyset {
   id: string;
 }
 
-export function encodeCursor(k: Keyset): string {
-  return Buffer.from(JSON.stringify([k.t, k.id]), "utf8").toString("base64url");
+export function encodeCursor(list: CursorList, k: Keyset): string {
+  return Buffer.from(JSON.stringify([TAG[list], k.t, k.id]), "utf8").toString("base64url");
 }
 
-/** Decodes a cursor; anything not made by encodeCursor is a 400 naming `cursor`. */
-export function decodeCursor(cursor: string | undefined): Keyset | undefined {
+/** Decodes a cursor of `list`; anything encodeCursor did not make for that list is a 400 naming `cursor`. */
+export function decodeCursor(list: CursorList, cursor: string | undefined): Keyset | undefined {
   if (cursor === undefined) return undefined;
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
-    if (Array.isArray(value) && value.length === 2 && Number.isSafeInteger(value[0]) && value[0] >= 0 && typeof value[1] === "string" && value[1].length <= 128) {
-      return { t: value[0], id: value[1] };
+    if (
+      Array.isArray(value) && value.length === 3 && value[0] === TAG[list] &&
+      Number.isSafeInteger(value[1]) && value[1] >= 0 && value[1] < MAX_T &&
+      typeof value[2] === "string" && validId[list](value[2])
+    ) {
+      return { t: value[1], id: value[2] };
     }
   } catch {
     // fall through to the 400

@@ -75,7 +75,7 @@ export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promi
       path: rest.path,
       properties: parseProperties(properties),
     })),
-    next_cursor: rows.length > page.length && last ? encodeCursor({ t: last.ts, id: last.id }) : null,
+    next_cursor: rows.length > page.length && last ? encodeCursor("events", { t: last.ts, id: last.id }) : null,
   };
 }
 

@@ -104,6 +104,6 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
       os: r.a_os,
       country: r.a_country,
     })),
-    next_cursor: rows.length > q.limit && last ? encodeCursor({ t: last.started, id: last.sid }) : null,
+    next_cursor: rows.length > q.limit && last ? encodeCursor("sessions", { t: last.started, id: last.sid }) : null,
   };
 }

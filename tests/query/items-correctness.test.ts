@@ -89,7 +89,7 @@ describe("lists page through exactly the brute-force order", () => {
         const got: string[] = [];
         let cursor: string | null = null;
         do {
-          const page = await listSessions(data.db.client, { serviceId: "alpha", range, filters: f, limit: 7, after: decodeCursor(cursor ?? undefined) });
+          const page = await listSessions(data.db.client, { serviceId: "alpha", range, filters: f, limit: 7, after: decodeCursor("sessions", cursor ?? undefined) });
           got.push(...page.data.map((s) => s.session_id));
           cursor = page.next_cursor;
         } while (cursor);
@@ -100,7 +100,7 @@ describe("lists page through exactly the brute-force order", () => {
         const got: string[] = [];
         let cursor: string | null = null;
         do {
-          const page = await listEvents(data.db.client, { serviceId: "alpha", range, filters: f, limit: 9, after: decodeCursor(cursor ?? undefined) });
+          const page = await listEvents(data.db.client, { serviceId: "alpha", range, filters: f, limit: 9, after: decodeCursor("events", cursor ?? undefined) });
           got.push(...page.data.map((e) => e.event_id));
           cursor = page.next_cursor;
         } while (cursor);
@@ -137,7 +137,7 @@ describe("lists page through exactly the brute-force order", () => {
     let cursor: string | null = null;
     do {
       // ~300 bytes per event as counted (text + 256): about three per page.
-      const page = await listEvents(data.db.client, { serviceId: "alpha", range, filters: {}, limit: 1000, pageBytes: 700, after: decodeCursor(cursor ?? undefined) });
+      const page = await listEvents(data.db.client, { serviceId: "alpha", range, filters: {}, limit: 1000, pageBytes: 700, after: decodeCursor("events", cursor ?? undefined) });
       expect(page.data.length).toBeGreaterThan(0);
       sizes.push(page.data.length);
       got.push(...page.data.map((e) => e.event_id));

@@ -77,6 +77,30 @@ describe("contract shapes", () => {
     const events = await (await get("/v1/events?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=1&name=click")).json();
     expect(events.data).toHaveLength(1);
     expect(typeof events.next_cursor).toBe("string");
+    const nextEvents = await (await get(`/v1/events?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=1&name=click&cursor=${events.next_cursor}`)).json();
+    expect(nextEvents.data).toHaveLength(1);
+    expect(nextEvents.data[0].event_id).not.toBe(events.data[0].event_id);
+    // The bad-input audit: a cursor of one list paged the other from its time, and cursors holding
+    // no real row (a time past any date, a lone surrogate, an id no event has) were answered 200.
+    const cross = [
+      `/v1/events?service_id=alpha&from=2026-03-05&to=2026-04-01&cursor=${first.next_cursor}`,
+      `/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&cursor=${events.next_cursor}`,
+    ];
+    const forged = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    const [, t, sid] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string];
+    const bad = [
+      `/v1/sessions?service_id=alpha&cursor=${forged([t, sid])}`, // the old two-element form
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", 8640000000000001, sid])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", -1, sid])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, "\ud800"])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, "x".repeat(65)])}`,
+      `/v1/events?service_id=alpha&cursor=${forged(["e", t, "not-a-uuid"])}`,
+    ];
+    for (const path of [...cross, ...bad]) {
+      const res = await get(path);
+      const body = (await res.json()) as { error: { code: string; issues: Array<{ path: string }> } };
+      expect([path, res.status, body.error.code, body.error.issues[0]!.path]).toEqual([path, 400, "invalid_query", "cursor"]);
+    }
   });
 
   test("a path filter is read as ingest stores paths (no trailing slash, percent-encoded)", async () => {

@@ -50,7 +50,7 @@ export function registerEventsRoute(app: App, deps: QueryDeps): void {
         sessionId: q.session_id,
         userId: q.user_id,
         limit: Number(q.limit ?? 50),
-        after: decodeCursor(q.cursor),
+        after: decodeCursor("events", q.cursor),
       });
       return c.json(page);
     },

@@ -43,7 +43,7 @@ export function registerSessionsRoute(app: App, deps: QueryDeps): void {
     async (c) => {
       const q = validQuery<CommonQuery & { limit?: string; cursor?: string }>(c);
       const common = resolveCommon(q, (deps.now ?? Date.now)());
-      const page = await listSessions(deps.clickhouse, { ...common, limit: Number(q.limit ?? 50), after: decodeCursor(q.cursor) });
+      const page = await listSessions(deps.clickhouse, { ...common, limit: Number(q.limit ?? 50), after: decodeCursor("sessions", q.cursor) });
       return c.json(page);
     },
   );
