@@ -31,6 +31,11 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
   return async function ingestAuthMiddleware(c, next) {
     const header = bearerToken(c) ?? nonEmpty(c.req.header("x-api-key"));
     const query = header === undefined ? nonEmpty(c.req.query("key")) : undefined;
+    // `?key=A&key=B` used the first and ignored the other: which key was meant is the sender's to say.
+    if (query !== undefined && (c.req.queries("key")?.length ?? 0) > 1) {
+      const message = "given more than once; send one key";
+      throw new ApiError("invalid_query", `key: ${message}`, { issues: [{ path: "key", message }] });
+    }
     if (header !== undefined || query !== undefined) {
       const key = (header ?? query)!;
       const source = header !== undefined ? "header" : "query";

@@ -84,6 +84,18 @@ describe("ingestAuth", () => {
     expect(secret.principal.type).toBe("secret");
   });
 
+  // The bad-input audit: `?key=A&key=B` used the first key and answered 202.
+  test("a key query parameter sent twice is 400 invalid_query naming it, whichever comes first", async () => {
+    for (const query of [`?key=${keys.public}&key=pk_garbage`, `?key=pk_garbage&key=${keys.public}`, `?key=${keys.public}&key=${keys.public}`]) {
+      const res = await ingest({}, {}, query);
+      const body = (await res.json()) as { error: { code: string; issues: Array<{ path: string; message: string }> } };
+      expect([query, res.status, body.error.code]).toEqual([query, 400, "invalid_query"]);
+      expect(body.error.issues).toEqual([{ path: "key", message: "given more than once; send one key" }]);
+    }
+    // A key in a header wins over the query, as before.
+    expect((await ingest({ "X-API-Key": keys.public }, {}, `?key=a&key=b`)).status).toBe(202);
+  });
+
   test("a header key wins over a body key", async () => {
     const res = await ingest({ Authorization: `Bearer ${keys.secret}` }, { key: generateKey("public") });
     expect(res.status).toBe(202);
