@@ -120,7 +120,9 @@ const common = {
   url: v.optional(httpUrl),
   referrer: v.optional(referrer),
   properties: v.optional(properties),
-  ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"), v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }] }))),
+  // valibot's v.ip takes an IPv6 zone id (fe80::1%eth0), which names an interface of the sender's
+  // host, not an address; JSON Schema's ipv6 format, which the OpenAPI document states, has none.
+  ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"), v.check((s) => !s.includes("%"), "must be an IPv4 or IPv6 address, without a zone id (%eth0)"), v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }] }))),
   user_agent: v.optional(str(USER_AGENT_MAX)),
   service_id: v.optional(serviceId),
 };

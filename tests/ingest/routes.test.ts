@@ -414,6 +414,19 @@ describe("drops and errors", () => {
     }
   });
 
+  // The bad-input audit: an IPv6 zone id was accepted (202) against the OpenAPI's ipv6 format.
+  test("an ip with an IPv6 zone id is refused; plain IPv4 and IPv6 addresses are taken", async () => {
+    for (const ip of ["fe80::1%eth0", "fe80::1%1", "::1%lo"]) {
+      const res = await post("/v1/ingest/event", { name: "x", user_agent: CHROME, ip });
+      const body = (await res.json()) as { error: { code: string; issues: Array<{ path: string; message: string }> } };
+      expect([ip, res.status, body.error.code]).toEqual([ip, 400, "invalid_body"]);
+      expect(body.error.issues).toContainEqual({ path: "ip", message: "must be an IPv4 or IPv6 address, without a zone id (%eth0)" });
+    }
+    for (const ip of ["8.8.8.8", "2001:4860:4860::8888", "fe80::1", "::ffff:8.8.8.8"]) {
+      expect([ip, v.safeParse(EventItem, { name: "x", ip }).success]).toEqual([ip, true]);
+    }
+  });
+
   // ISO 8601 writes an offset as ±HH:MM, ±HHMM or ±HH; ±HH was refused as "must be ISO 8601 with
   // an offset" (input audit), on ingest and in query ranges.
   test("a time with an hour-only offset (+05, -03) is the same instant as with :00, on ingest and in query ranges", async () => {
