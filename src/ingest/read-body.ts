@@ -18,10 +18,13 @@ export function isEmptyBodyError(err: unknown): boolean {
 
 /** Parses the request body as JSON after enforcing content type, encoding and size. */
 export async function readJsonBody(request: Request, limitBytes: number): Promise<unknown> {
-  const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  const contentType = request.headers.get("content-type") ?? "";
+  const semicolon = contentType.indexOf(";");
+  const type = (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
   if (type !== "" && !ACCEPTED_TYPES.includes(type)) {
     throw new ApiError("unsupported_media_type", `Content-Type ${type} is not accepted; send application/json or text/plain holding JSON`);
   }
+  if (semicolon >= 0) checkCharset(contentType.slice(semicolon + 1));
   // x-gzip is gzip (RFC 9110, 8.4.1.3).
   const sent = (request.headers.get("content-encoding") ?? "identity").trim().toLowerCase();
   const encoding = sent === "x-gzip" ? "gzip" : sent;
@@ -58,6 +61,24 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
     return JSON.parse(text);
   } catch {
     throw new ApiError("invalid_body", "The body is not valid JSON");
+  }
+}
+
+/** Charsets whose bytes read as UTF-8 unchanged (ASCII is a subset). */
+const UTF8_CHARSETS = new Set(["utf-8", "utf8", "us-ascii"]);
+
+/**
+ * The body is read as UTF-8 whatever it declares: a declared Latin-1 body was stored garbled and a
+ * UTF-16 one refused as "not valid JSON", so a charset that is not UTF-8 is refused by name instead.
+ */
+function checkCharset(params: string): void {
+  for (const param of params.split(";")) {
+    const eq = param.indexOf("=");
+    if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== "charset") continue;
+    const charset = param.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1").toLowerCase();
+    if (!UTF8_CHARSETS.has(charset)) {
+      throw new ApiError("unsupported_media_type", `charset ${charset} is not accepted; send the body as UTF-8 (charset=utf-8, or no charset)`);
+    }
   }
 }
 

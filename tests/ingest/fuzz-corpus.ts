@@ -489,6 +489,8 @@ export const WRONG_CONTENT_TYPES: readonly string[] = [
   "application/octet-stream", "application/json-patch+json", "application/jsonx", "application/ld+json", "json", "text/json",
   "application/javascript", "image/png", "application/json, text/plain", "*/*", "application/*", "text/*", "%%%", "application",
   "application/x-json", "text/plain-json", "application/json\tx", "a".repeat(3000),
+  // The body is read as UTF-8: another declared charset is refused by name (it was stored garbled).
+  "application/json; charset=iso-8859-1", "text/plain;charset=utf-16le", 'application/json; charset="latin1"', "text/plain; charset=windows-1252",
 ];
 
 export const WRONG_ENCODINGS: readonly string[] = ["br", "deflate", "compress", "zstd", "gzip, gzip", "gzip, br", "identity, gzip", "gzip;q=1", "garbage", "*", "chunked", "GZIP2", "a".repeat(2000)];

@@ -159,7 +159,7 @@ function goodAuth(opts: { kind?: KeyKind; serviceKey?: { secret: string; public:
   }
 }
 
-const VALID_CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "text/plain;charset=UTF-8", "text/plain", "APPLICATION/JSON", "application/csp-report"];
+const VALID_CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "text/plain;charset=UTF-8", "text/plain", "APPLICATION/JSON", "application/csp-report", 'application/json; charset="UTF-8"', "text/plain; charset=us-ascii", "application/json; foo=bar"];
 
 /** Headers every request carries, plus an X-Request-Id now and then. */
 function baseHeaders(c: Pick<Case, "requestId">, contentType: string | null = rng.pick(VALID_CONTENT_TYPES)): [string, string][] {

@@ -414,6 +414,22 @@ describe("drops and errors", () => {
     }
   });
 
+  // The bad-input audit: a declared Latin-1 body was read as UTF-8 and stored garbled, a UTF-16 one
+  // refused as "not valid JSON"; a charset other than UTF-8 is now refused by name.
+  test("a body declaring a charset other than UTF-8 is 415 naming it; utf-8, us-ascii or none are read", async () => {
+    const latin1 = Buffer.from(JSON.stringify({ name: "café" }), "latin1");
+    for (const type of ["application/json; charset=iso-8859-1", "text/plain;charset=UTF-16LE", 'application/json; charset="windows-1252"']) {
+      const res = await svc.app.request("http://x/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${secret}`, "Content-Type": type, "User-Agent": CHROME }, body: latin1 });
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect([type, res.status, body.error.code]).toEqual([type, 415, "unsupported_media_type"]);
+      expect(body.error.message).toContain("send the body as UTF-8");
+    }
+    for (const type of ["application/json; charset=utf-8", 'text/plain; charset="UTF-8"', "application/json; charset=us-ascii", "application/json"]) {
+      const res = await svc.app.request("http://x/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${secret}`, "Content-Type": type, "User-Agent": CHROME }, body: JSON.stringify({ name: "x" }) });
+      expect([type, res.status]).toEqual([type, 202]);
+    }
+  });
+
   // The bad-input audit: an IPv6 zone id was accepted (202) against the OpenAPI's ipv6 format.
   test("an ip with an IPv6 zone id is refused; plain IPv4 and IPv6 addresses are taken", async () => {
     for (const ip of ["fe80::1%eth0", "fe80::1%1", "::1%lo"]) {
