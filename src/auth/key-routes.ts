@@ -28,7 +28,8 @@ const Services = v.pipe(
 );
 /**
  * POST /v1/keys body. Fields that do not apply to the key's type are ignored (API.md shows one
- * body with every field). `origins` is optional for public keys and defaults to none: such a key
+ * body with every field), and the answer names them in `ignored_fields`, so that `origins` sent
+ * with a secret key (or a misspelt field) is not taken for a restriction that holds. `origins` is optional for public keys and defaults to none: such a key
  * is refused for every browser request (Origin header) and accepted from servers and tools, so a
  * forgotten allow-list never opens a key to every web site. An admin token takes `services`, or
  * `service_id` as a one-service list (both only when they say the same).
@@ -58,6 +59,18 @@ export const CreateKeyBody = v.variant(
   'expected an object with "type": "public", "secret" or "admin"',
 );
 export type CreateKeyBody = v.InferOutput<typeof CreateKeyBody>;
+
+/** The fields each type of key reads; any other field of the body is named as ignored. */
+const KEY_FIELDS: Record<CreateKeyBody["type"], ReadonlySet<string>> = {
+  public: new Set(["type", "service_id", "origins", "name"]),
+  secret: new Set(["type", "service_id", "name"]),
+  admin: new Set(["type", "services", "service_id", "name"]),
+};
+
+/** The fields of `input` (an object CreateKeyBody accepted) that a key of `type` does not read. */
+export function ignoredKeyFields(input: object, type: CreateKeyBody["type"]): string[] {
+  return Object.keys(input).filter((field) => !KEY_FIELDS[type].has(field));
+}
 
 /** A key as the API shows it (snake_case, no secret). */
 export function keyJson(record: KeyRecord) {
@@ -96,11 +109,18 @@ export function registerKeyRoutes(app: App, deps: { store: KeyStore; rootToken: 
   const createBody = { schema: resolver(CreateKeyBody) };
   const validatorDoc = describe({ requestBody: { required: true, content: { "application/json": createBody, "text/plain": createBody } } });
 
-  app.post("/v1/keys", keysDoc("Create a key (the key is shown once)", 201, v.object({ ...KeyJson.entries, key: v.string() }), bodyErrors), validatorDoc, auth, async (c) => {
-    const body = v.safeParse(CreateKeyBody, await jsonBody(c.req.raw));
+  const Created = v.object({
+    ...KeyJson.entries,
+    key: v.string(),
+    ignored_fields: v.optional(v.pipe(v.array(v.string()), v.description("fields of the request this type of key does not read (only when there were any)"))),
+  });
+  app.post("/v1/keys", keysDoc("Create a key (the key is shown once)", 201, Created, bodyErrors), validatorDoc, auth, async (c) => {
+    const input = await jsonBody(c.req.raw);
+    const body = v.safeParse(CreateKeyBody, input);
     if (!body.success) throw new ApiError("invalid_body", "Invalid key request", { issues: toIssues(body.issues) });
     const { record, key } = await deps.store.create(toNewKey(body.output));
-    return c.json({ ...keyJson(record), key }, 201);
+    const ignored = ignoredKeyFields(input as object, body.output.type);
+    return c.json({ ...keyJson(record), key, ...(ignored.length > 0 ? { ignored_fields: ignored } : {}) }, 201);
   });
 
   app.get("/v1/keys", keysDoc("List keys (no secrets)", 200, v.object({ data: v.array(KeyJson) })), auth, async (c) => c.json({ data: (await deps.store.list()).map(keyJson) }));

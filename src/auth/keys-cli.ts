@@ -96,6 +96,7 @@ function toRequest(positionals: string[], values: Values): { method: string; pat
   if (values.type === "public" || values.type === "secret") {
     if (!values.service) throw new UsageError(`create --type ${values.type} needs --service <id>`);
     body.service_id = values.service;
+    if (values.origin && values.type === "secret") throw new UsageError("--origin applies to public keys only: a secret key is not bound to origins");
     // --origin may repeat or carry a comma-separated list.
     if (values.origin) body.origins = values.origin.flatMap((o) => o.split(",")).map((o) => o.trim()).filter(Boolean);
   } else if (values.type === "admin") {

@@ -111,15 +111,23 @@ describe("key routes: errors", () => {
     ["name with a lone high surrogate", { type: "secret", service_id: "shop", name: "x\ud800" }, "name"],
     ["name with a lone low surrogate", { type: "admin", services: ["shop"], name: "\udc00" }, "name"],
   ];
-  test("fields of other key types are ignored (API.md shows one body with every field); an admin token may name one service_id", async () => {
+  // The bad-input audit: `origins` on a secret key was dropped without a word, so an operator could
+  // believe the key bound to an origin; the answer now names every field it did not read.
+  test("fields of other key types are ignored (API.md shows one body with every field) and named in ignored_fields; an admin token may name one service_id", async () => {
     const secret = await post({ type: "secret", service_id: "shop", origins: ["https://shop.example"], services: ["x"], name: "s" });
     expect(secret.status).toBe(201);
-    expect(((await secret.json()) as { origins: string[]; services: string[] })).toMatchObject({ origins: [], services: [] });
+    expect(((await secret.json()) as { origins: string[]; services: string[] })).toMatchObject({ origins: [], services: [], ignored_fields: ["origins", "services"] });
     const admin = await post({ type: "admin", service_id: "shop", origins: [] });
     expect(admin.status).toBe(201);
-    expect(((await admin.json()) as { services: string[] }).services).toEqual(["shop"]);
-    const both = await post({ type: "admin", service_id: "shop", services: ["shop"] });
-    expect(both.status).toBe(201);
+    expect(((await admin.json()) as { services: string[] })).toMatchObject({ services: ["shop"], ignored_fields: ["origins"] });
+    const typo = await post({ type: "public", service_id: "shop", orgins: ["https://shop.example"] });
+    expect(((await typo.json()) as object)).toMatchObject({ origins: [], ignored_fields: ["orgins"] });
+    // A body with only what the type reads has no ignored_fields at all.
+    for (const body of [{ type: "admin", service_id: "shop", services: ["shop"] }, { type: "public", service_id: "shop", origins: ["https://shop.example"], name: "p" }, { type: "secret", service_id: "shop" }]) {
+      const res = await post(body);
+      expect(res.status).toBe(201);
+      expect(Object.keys((await res.json()) as object)).not.toContain("ignored_fields");
+    }
   });
 
   for (const [name, body, path] of cases) {

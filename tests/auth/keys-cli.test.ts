@@ -95,6 +95,9 @@ describe("keys CLI", () => {
     expect((await run(["frobnicate"])).code).toBe(2);
     expect((await run(["create", "--type", "admin"])).code).toBe(2);
     expect((await run(["create", "--type", "public"])).code).toBe(2);
+    const secretWithOrigin = await run(["create", "--type", "secret", "--service", "shop", "--origin", "https://shop.example"]);
+    expect(secretWithOrigin.code).toBe(2);
+    expect(secretWithOrigin.err).toContain("--origin applies to public keys only");
     expect((await run(["revoke"])).code).toBe(2);
     expect((await run(["list", "--bogus"])).code).toBe(2);
     expect((await run(["list"], { DATA_DIR: join(dataDir, "missing") })).err).toContain("no root token");
