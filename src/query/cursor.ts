@@ -2,7 +2,7 @@
 // holds rows strictly before it in (time DESC, id DESC) order, so rows that arrive later (newer
 // times) never shift a page. Opaque to clients: base64url of a small JSON array that also names
 // its list, so a cursor of one list is refused by the other (it used to page it from that time).
-import { isWellFormed } from "../chars.ts";
+import { charCount, isWellFormed } from "../chars.ts";
 import { ApiError } from "../errors.ts";
 
 /** Which list a cursor pages: the session list's ids are session ids, the event list's event ids. */
@@ -12,8 +12,9 @@ const TAG: Record<CursorList, string> = { sessions: "s", events: "e" };
 const MAX_T = Date.UTC(2200, 0, 1);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const validId: Record<CursorList, (id: string) => boolean> = {
-  // A session id is 1-64 characters (API.md) of well-formed text; an event id a UUID as stored.
-  sessions: (id) => id.length >= 1 && id.length <= 64 && isWellFormed(id),
+  // A session id is 1-64 characters (API.md: code points, emoji too) of well-formed text; an event
+  // id a UUID as stored.
+  sessions: (id) => id.length >= 1 && id.length <= 128 && charCount(id) <= 64 && isWellFormed(id),
   events: (id) => UUID.test(id),
 };
 
