@@ -41,8 +41,27 @@ export class ApiError extends Error {
 
 /** Dotted paths ("items.3.url") and messages from valibot issues. */
 export function toIssues(issues: readonly v.BaseIssue<unknown>[], limit = 20): Issue[] {
-  return distinctIssues(issues.map((issue) => ({ path: (issue.path ?? []).map((p) => String(p.key)).join("."), message: issue.message })), limit);
+  return distinctIssues(issues.map((issue) => ({ path: (issue.path ?? []).map((p) => String(p.key)).join("."), message: plainMessage(issue.message) })), limit);
 }
+
+/**
+ * valibot's own texts, where a schema sets none ('Invalid type: Expected string but received
+ * null', 'Invalid key: Expected "url" but received undefined'), in the words of the messages the
+ * schemas set ("must be …"); any other message is kept as it is.
+ */
+export function plainMessage(message: string): string {
+  let m = /^Invalid key: Expected "[^"]*" but received undefined$/.exec(message);
+  if (m) return "is required";
+  m = /^Invalid type: Expected (.+) but received (.+)$/.exec(message);
+  if (m) return `must be ${EXPECTED_TYPE[m[1]!] ?? m[1]} (received ${m[2]})`;
+  m = /^Invalid length: Expected ([<>]=)(\d+) but received (\d+)$/.exec(message);
+  if (m) return `must be ${m[1] === "<=" ? "at most" : "at least"} ${m[2]} long (received ${m[3]})`;
+  m = /^Invalid (finite|integer|safe integer): Received (.+)$/.exec(message);
+  if (m) return `must be ${m[1] === "finite" ? "a finite number" : "a whole number"} (received ${m[2]})`;
+  return message;
+}
+
+const EXPECTED_TYPE: Record<string, string> = { string: "a string", number: "a number", boolean: "true or false", Object: "an object", Array: "an array" };
 
 /**
  * The first `limit` issues, each (path, message) once: a value failing two actions of one schema

@@ -46,7 +46,7 @@ function calendarDateExists(s: string): boolean {
 /** ISO 8601 with an offset, or epoch milliseconds. */
 const time = v.union(
   [
-    v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(8.64e15)),
+    v.pipe(v.number(), v.integer("epoch milliseconds must be a whole number"), v.minValue(0, "epoch milliseconds must be ≥ 0"), v.maxValue(8.64e15, "epoch milliseconds must be ≤ 8640000000000000")),
     v.pipe(
       v.string(),
       v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)$/i, "must be ISO 8601 with an offset (Z, ±HH:MM, ±HHMM or ±HH)"),
@@ -57,10 +57,10 @@ const time = v.union(
 );
 const itemTime = v.pipe(time, v.metadata({ description: "Secret keys only: at most 30 days back and 5 minutes ahead of the server's clock" }));
 const propertyValue = v.union(
-  [v.pipe(maxChars(512, "must be at most 512 characters"), wellFormed), v.pipe(v.number(), v.finite()), v.boolean(), v.null()],
+  [v.pipe(maxChars(512, "must be at most 512 characters"), wellFormed), v.pipe(v.number(), v.finite("must be a finite number")), v.boolean(), v.null()],
   "must be a string (≤ 512), a number, a boolean or null",
 );
-const propertyKey = v.pipe(maxChars(64, "keys must be at most 64 characters"), v.minLength(1), wellFormed);
+const propertyKey = v.pipe(maxChars(64, "keys must be at most 64 characters"), v.minLength(1, "keys must not be empty"), wellFormed);
 /**
  * valibot's record leaves out the keys `__proto__`, `prototype` and `constructor` (a guard against
  * prototype pollution), but properties are data, stored as JSON text: such a key is a valid
@@ -106,7 +106,7 @@ export function keepReservedProperties<T extends { properties?: Record<string, u
 
 const str = (max: number) => v.pipe(maxChars(max, `must be at most ${max} characters`), wellFormed);
 const nonEmpty = (max: number) => v.pipe(maxChars(max, `must be at most ${max} characters`), v.minLength(1, "must not be empty"), wellFormed);
-const ms = v.pipe(v.number(), v.finite(), v.minValue(0, "must be ≥ 0"), v.maxValue(3_600_000, "must be ≤ 3600000"));
+const ms = v.pipe(v.number(), v.finite("must be a finite number"), v.minValue(0, "must be ≥ 0"), v.maxValue(3_600_000, "must be ≤ 3600000"));
 
 const serviceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"));
 
@@ -122,7 +122,7 @@ const common = {
   properties: v.optional(properties),
   // valibot's v.ip takes an IPv6 zone id (fe80::1%eth0), which names an interface of the sender's
   // host, not an address; JSON Schema's ipv6 format, which the OpenAPI document states, has none.
-  ip: v.optional(v.pipe(v.string(), v.maxLength(45), v.ip("must be an IPv4 or IPv6 address"), v.check((s) => !s.includes("%"), "must be an IPv4 or IPv6 address, without a zone id (%eth0)"), v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }] }))),
+  ip: v.optional(v.pipe(v.string(), v.maxLength(45, "must be an IPv4 or IPv6 address"), v.ip("must be an IPv4 or IPv6 address"), v.check((s) => !s.includes("%"), "must be an IPv4 or IPv6 address, without a zone id (%eth0)"), v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }] }))),
   user_agent: v.optional(str(USER_AGENT_MAX)),
   service_id: v.optional(serviceId),
 };
@@ -136,8 +136,8 @@ export const SessionItem = v.object({
   utm_term: v.optional(str(256)),
   utm_content: v.optional(str(256)),
   screen: v.optional(v.object({
-    width: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)),
-    height: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)),
+    width: v.pipe(v.number(), v.integer("must be a whole number of pixels"), v.minValue(0, "must be 0–65535"), v.maxValue(65535, "must be 0–65535")),
+    height: v.pipe(v.number(), v.integer("must be a whole number of pixels"), v.minValue(0, "must be 0–65535"), v.maxValue(65535, "must be 0–65535")),
   })),
   language: v.optional(str(35)),
   timezone: v.optional(str(64)),
@@ -187,8 +187,8 @@ export const ErrorItem = v.object({
   // "≤ 16 KiB" is bytes: 16384 characters of non-ASCII text would be up to 48 KiB of UTF-8.
   stack: v.optional(v.pipe(str(16 * 1024), v.maxBytes(16 * 1024, "must be at most 16 KiB (16384 bytes of UTF-8)"), v.metadata({ description: "At most 16 KiB of UTF-8 (bytes, not characters)" }))),
   source: v.optional(str(MAX_URL)),
-  line: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(4294967295))),
-  column: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(4294967295))),
+  line: v.optional(v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0, "must be 0–4294967295"), v.maxValue(4294967295, "must be 0–4294967295"))),
+  column: v.optional(v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0, "must be 0–4294967295"), v.maxValue(4294967295, "must be 0–4294967295"))),
 });
 
 export const VitalsItem = v.pipe(
@@ -200,7 +200,7 @@ export const VitalsItem = v.pipe(
     inp: v.optional(ms),
     fcp: v.optional(ms),
     ttfb: v.optional(ms),
-    cls: v.optional(v.pipe(v.number(), v.finite(), v.minValue(0, "must be ≥ 0"), v.maxValue(100, "must be ≤ 100"))),
+    cls: v.optional(v.pipe(v.number(), v.finite("must be a finite number"), v.minValue(0, "must be ≥ 0"), v.maxValue(100, "must be ≤ 100"))),
   }),
   v.check((i) => [i.lcp, i.inp, i.fcp, i.ttfb, i.cls].some((x) => x !== undefined), "must carry at least one of lcp, inp, cls, fcp, ttfb"),
   v.metadata({ anyOf: ["lcp", "inp", "cls", "fcp", "ttfb"].map((m) => ({ required: [m] })) }),
