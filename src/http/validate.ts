@@ -74,8 +74,7 @@ export function paramValidator<const E extends v.ObjectEntries>(entries: E) {
   const schema = v.object(entries);
   return validator("param", schema, (result, c) => {
     // As for query values: Hono hands a segment it cannot decode over as sent (`/v1/funnels/%ff`).
-    const pathname = c.req.url.slice(c.req.url.indexOf("/", c.req.url.indexOf("//") + 2)).split(/[?#]/)[0]!;
-    if (decodeComponent(pathname) === undefined) {
+    if (decodeComponent(new URL(c.req.url).pathname) === undefined) {
       throw invalidQuery(Object.keys(entries).map((name) => ({ path: [name], message: NOT_UTF8 })));
     }
     if (!result.success) throw invalidQuery(result.error as readonly StandardIssue[]);
