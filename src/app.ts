@@ -21,13 +21,28 @@ export interface AppDeps {
   routes?: ReadonlyArray<(app: App) => void>;
 }
 
+/**
+ * Hono answers HEAD with the GET answer's headers and no body, and Bun then sends
+ * `Content-Length: 0`; RFC 9110 (8.6) allows a Content-Length on a HEAD answer only when it is the
+ * GET body's. The GET body is read here, once, for its length.
+ */
+async function keepHeadLength(c: Context<AppEnv>): Promise<void> {
+  if (!c.res.body) return;
+  const body = await c.res.arrayBuffer();
+  const res = new Response(body, c.res);
+  res.headers.set("Content-Length", String(body.byteLength));
+  c.res = res;
+}
+
 /** The HTTP application: middleware, every route, and the one error handler. */
 export function buildApp(deps: AppDeps): App {
   const app = new Hono<AppEnv>();
   app.use("*", accessLog(deps.logger, deps.metrics)); // request id, metrics, access log
   app.use("*", (c, next) => {
-    if (!hasRefusedHost(c.req.raw)) return next();
-    throw new ApiError("invalid_request", "The Host header is not a valid host[:port]; send the name the service is reached at (e.g. Host: analytics.example.com), or no Host header");
+    if (hasRefusedHost(c.req.raw)) {
+      throw new ApiError("invalid_request", "The Host header is not a valid host[:port]; send the name the service is reached at (e.g. Host: analytics.example.com), or no Host header");
+    }
+    return c.req.method === "HEAD" ? next().then(() => keepHeadLength(c)) : next();
   });
   registerOpsRoutes(app, deps);
   for (const register of deps.routes ?? []) register(app);
@@ -37,7 +52,7 @@ export function buildApp(deps: AppDeps): App {
   // Answered, not thrown: an error thrown from the not-found handler skips the rest of the
   // middleware, so 404s and 405s were neither counted in http_requests_total nor logged.
   app.notFound((c) => {
-    const path = new URL(c.req.url).pathname;
+    const path = c.req.path; // what the router matched against
     const allow = methodsOf(path);
     if (allow.length > 0) {
       return errorResponse(new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow.join(" or ")}`, { allow }), c);

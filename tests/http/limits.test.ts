@@ -84,10 +84,12 @@ test("no Host header (HTTP/1.0) is served; a Host naming no host is 400 invalid_
   const event = (name: string) => JSON.stringify({ name });
   const post = (name: string, host: string, version = "1.1") =>
     `POST /v1/ingest/event HTTP/${version}\r\n${host}Authorization: Bearer ${secret}\r\nContent-Type: application/json\r\nContent-Length: ${event(name).length}\r\nX-Request-Id: rid-${name}\r\nConnection: close\r\n\r\n${event(name)}`;
-  for (const host of ["a b", "x/y", "a@b", "a<b"]) {
-    for (const path of ["/healthz", "/v1/sessions?service_id=hosts", "/nothing"]) {
-      const raw = await rawRequest(s.port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nX-Request-Id: rid-host\r\nConnection: close\r\n\r\n`);
-      expect([host, path, raw.slice(0, 12)]).toEqual([host, path, "HTTP/1.1 400"]);
+  // The first four Bun gives a path-only URL; the rest an absolute one no URL parser takes (the
+  // re-audit: 500s on 404 and 405 answers, whose handler parsed the URL).
+  for (const host of ["a b", "x/y", "a@b", "a<b", "a:99999", "[::1", "999.1.1.1", "a%20b"]) {
+    for (const [method, path] of [["GET", "/healthz"], ["GET", "/v1/sessions?service_id=hosts"], ["GET", "/nothing"], ["PUT", "/healthz"]]) {
+      const raw = await rawRequest(s.port, `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nX-Request-Id: rid-host\r\nConnection: close\r\n\r\n`);
+      expect([host, method, path, raw.slice(0, 12)]).toEqual([host, method, path, "HTTP/1.1 400"]);
       expect(raw).toContain('"code":"invalid_request"');
       expect(raw).toContain('"request_id":"rid-host"');
       expect(raw.toLowerCase()).toContain("x-request-id: rid-host");
