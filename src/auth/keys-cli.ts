@@ -93,10 +93,13 @@ function toRequest(positionals: string[], values: Values): { method: string; pat
   if (command !== "create" || rest.length > 0) throw new UsageError(command ? `unknown command or extra arguments: ${positionals.join(" ")}` : "no command");
   const body: Record<string, unknown> = { type: values.type };
   if (values.name !== undefined) body.name = values.name;
+  // An option the type does not read is refused, not dropped (a secret key's --origin would bind nothing).
+  if (values.origin && values.type !== "public") throw new UsageError("--origin applies to public keys only");
+  if (values.services && values.type !== "admin") throw new UsageError("--services applies to admin tokens only; a public or secret key takes --service <id>");
+  if (values.service && values.type === "admin") throw new UsageError("an admin token takes --services <id,id,...>, not --service");
   if (values.type === "public" || values.type === "secret") {
     if (!values.service) throw new UsageError(`create --type ${values.type} needs --service <id>`);
     body.service_id = values.service;
-    if (values.origin && values.type === "secret") throw new UsageError("--origin applies to public keys only: a secret key is not bound to origins");
     // --origin may repeat or carry a comma-separated list.
     if (values.origin) body.origins = values.origin.flatMap((o) => o.split(",")).map((o) => o.trim()).filter(Boolean);
   } else if (values.type === "admin") {

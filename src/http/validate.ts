@@ -93,7 +93,7 @@ export function invalidQuery(issues: readonly StandardIssue[]): ApiError {
     // A parameter sent twice reaches the schema as an array ("…but received Array").
     message: / received Array$/.test(issue.message) ? "given more than once; send it once" : issue.message,
   })), MAX_ISSUES);
-  const names = [...new Set(list.map((i) => i.path.split(".")[0] || "query"))];
+  const names = [...new Set(list.map((i) => i.path.split(".")[0] || "(a parameter with no name)"))];
   return new ApiError("invalid_query", `Invalid query parameter${names.length > 1 ? "s" : ""}: ${names.join(", ")}`, { issues: list });
 }
 

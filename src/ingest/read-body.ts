@@ -77,7 +77,7 @@ function checkCharset(params: string): void {
     if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== "charset") continue;
     const charset = param.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1").toLowerCase();
     if (!UTF8_CHARSETS.has(charset)) {
-      throw new ApiError("unsupported_media_type", `charset ${charset} is not accepted; send the body as UTF-8 (charset=utf-8, or no charset)`);
+      throw new ApiError("unsupported_media_type", `charset ${JSON.stringify(charset)} is not accepted; send the body as UTF-8 (charset=utf-8, or no charset)`);
     }
   }
 }

@@ -110,7 +110,7 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
     const parsed = v.safeParse(BatchBody, body);
     if (!parsed.success) {
       const issues = toIssues(parsed.issues);
-      throw new ApiError("invalid_body", `The batch is not valid: ${issues[0]!.path ? `${issues[0]!.path} ` : ""}${issues[0]!.message}`, { issues });
+      throw new ApiError("invalid_body", `The batch is not valid: ${issues[0]!.path ? `${issues[0]!.path}: ` : ""}${issues[0]!.message}`, { issues });
     }
     if (parsed.output.service_id !== undefined && parsed.output.service_id !== ctx.serviceId) {
       throw new ApiError("forbidden", `service_id ${parsed.output.service_id} is not the key's service (${ctx.serviceId})`);

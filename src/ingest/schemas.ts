@@ -226,9 +226,9 @@ export const BatchBody = v.object({
   // A body service_id must be the key's (API.md); the route refuses another with 403.
   service_id: v.optional(serviceId),
   items: v.pipe(
-    v.array(v.unknown(), "items must be an array"),
-    v.minLength(1, "items must hold 1 to 500 items"),
-    v.maxLength(500, "items must hold 1 to 500 items"),
+    v.array(v.unknown(), "must be an array of 1 to 500 items"),
+    v.minLength(1, "must hold 1 to 500 items"),
+    v.maxLength(500, "must hold 1 to 500 items"),
   ),
   key: v.optional(v.string()),
 });

@@ -5,6 +5,9 @@
 import { charCount, isWellFormed } from "../chars.ts";
 import { ApiError } from "../errors.ts";
 
+/** Bytes that are not UTF-8 throw (toString would make them U+FFFD, an id no cursor was made with). */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Which list a cursor pages: the session list's ids are session ids, the event list's event ids. */
 export type CursorList = "sessions" | "events";
 const TAG: Record<CursorList, string> = { sessions: "s", events: "e" };
@@ -32,7 +35,7 @@ export function encodeCursor(list: CursorList, k: Keyset): string {
 export function decodeCursor(list: CursorList, cursor: string | undefined): Keyset | undefined {
   if (cursor === undefined) return undefined;
   try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    const value: unknown = JSON.parse(UTF8.decode(Buffer.from(cursor, "base64url")));
     if (
       Array.isArray(value) && value.length === 3 && value[0] === TAG[list] &&
       Number.isSafeInteger(value[1]) && value[1] >= 0 && value[1] < MAX_T &&

@@ -98,6 +98,10 @@ describe("keys CLI", () => {
     const secretWithOrigin = await run(["create", "--type", "secret", "--service", "shop", "--origin", "https://shop.example"]);
     expect(secretWithOrigin.code).toBe(2);
     expect(secretWithOrigin.err).toContain("--origin applies to public keys only");
+    // Every option the type does not read is refused, not dropped (re-audit).
+    for (const argv of [["create", "--type", "admin", "--services", "shop", "--origin", "https://a.example"], ["create", "--type", "public", "--service", "shop", "--services", "blog"], ["create", "--type", "admin", "--services", "shop", "--service", "shop"]]) {
+      expect([argv.join(" "), (await run(argv)).code]).toEqual([argv.join(" "), 2]);
+    }
     expect((await run(["revoke"])).code).toBe(2);
     expect((await run(["list", "--bogus"])).code).toBe(2);
     expect((await run(["list"], { DATA_DIR: join(dataDir, "missing") })).err).toContain("no root token");

@@ -50,3 +50,8 @@ test("plainMessage rewrites valibot's defaults and keeps every other message", (
   expect(plainMessage("Invalid integer: Received 1.5")).toBe("must be a whole number (received 1.5)");
   expect(plainMessage("must be at most 120 characters")).toBe("must be at most 120 characters");
 });
+
+test("a refused batch's message names the field and says what to fix", () => {
+  expect(issuesOf(BatchBody, { items: "x" })).toEqual([{ path: "items", message: "must be an array of 1 to 500 items" }]);
+  expect(issuesOf(BatchBody, { items: [] })).toEqual([{ path: "items", message: "must hold 1 to 500 items" }]);
+});

@@ -418,7 +418,7 @@ describe("drops and errors", () => {
   // refused as "not valid JSON"; a charset other than UTF-8 is now refused by name.
   test("a body declaring a charset other than UTF-8 is 415 naming it; utf-8, us-ascii or none are read", async () => {
     const latin1 = Buffer.from(JSON.stringify({ name: "café" }), "latin1");
-    for (const type of ["application/json; charset=iso-8859-1", "text/plain;charset=UTF-16LE", 'application/json; charset="windows-1252"']) {
+    for (const type of ["application/json; charset=iso-8859-1", "text/plain;charset=UTF-16LE", 'application/json; charset="windows-1252"', "application/json; charset="]) {
       const res = await svc.app.request("http://x/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${secret}`, "Content-Type": type, "User-Agent": CHROME }, body: latin1 });
       const body = (await res.json()) as { error: { code: string; message: string } };
       expect([type, res.status, body.error.code]).toEqual([type, 415, "unsupported_media_type"]);
@@ -427,6 +427,18 @@ describe("drops and errors", () => {
     for (const type of ["application/json; charset=utf-8", 'text/plain; charset="UTF-8"', "application/json; charset=us-ascii", "application/json"]) {
       const res = await svc.app.request("http://x/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${secret}`, "Content-Type": type, "User-Agent": CHROME }, body: JSON.stringify({ name: "x" }) });
       expect([type, res.status]).toEqual([type, 202]);
+    }
+  });
+
+  // The re-audit: "The batch is not valid: items items must be an array", and no colon after a path.
+  test("a refused batch says which field and what to fix, once", async () => {
+    for (const [body, message] of [
+      [{}, "The batch is not valid: items: is required"],
+      [{ items: "x" }, "The batch is not valid: items: must be an array of 1 to 500 items"],
+      [{ items: [] }, "The batch is not valid: items: must hold 1 to 500 items"],
+    ] as const) {
+      const res = await post("/v1/ingest/batch", body);
+      expect([res.status, ((await res.json()) as { error: { message: string } }).error.message]).toEqual([400, message]);
     }
   });
 

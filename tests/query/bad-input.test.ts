@@ -77,6 +77,7 @@ describe("400 invalid_query naming the parameter", () => {
       const body = (await res.json()) as { error: { code: string; message: string; issues: Array<{ path: string; message: string }> } };
       expect([path, res.status, body.error.code]).toEqual([path, 400, "invalid_query"]);
       expect(body.error.issues[0]!.message).toStartWith("unknown parameter with no name");
+      expect(body.error.message).toBe("Invalid query parameter: (a parameter with no name)");
     }
     // Empty segments (`&&`) carry neither a name nor a value: not a parameter.
     expect((await get("/v1/sessions?service_id=alpha&&limit=5&")).status).toBe(200);

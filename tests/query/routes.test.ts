@@ -95,11 +95,25 @@ describe("contract shapes", () => {
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, "\ud800"])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, "x".repeat(65)])}`,
       `/v1/events?service_id=alpha&cursor=${forged(["e", t, "not-a-uuid"])}`,
+      // A lone surrogate as raw bytes (not a JSON escape): decoding made it U+FFFD, an id it never was.
+      `/v1/sessions?service_id=alpha&cursor=${Buffer.concat([Buffer.from(`["s",${t},"`), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"]')]).toString("base64url")}`,
     ];
     for (const path of [...cross, ...bad]) {
       const res = await get(path);
       const body = (await res.json()) as { error: { code: string; issues: Array<{ path: string }> } };
       expect([path, res.status, body.error.code, body.error.issues[0]!.path]).toEqual([path, 400, "invalid_query", "cursor"]);
+    }
+  });
+
+  // The re-audit: HEAD answered Content-Length: 0, which RFC 9110 (8.6) allows only for an empty GET body.
+  test("HEAD on a query route answers the GET's headers with the GET body's Content-Length and no body", async () => {
+    for (const path of ["/v1/sessions/stats?service_id=alpha&from=2026-03-05&to=2026-04-01", "/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=2", "/v1/sessions?service_id=alpha&limit=0"]) {
+      const full = await q.app.request(`http://x${path}`, { headers: { Authorization: `Bearer ${q.adminAll}` } });
+      const body = await full.arrayBuffer();
+      const head = await q.app.request(`http://x${path}`, { method: "HEAD", headers: { Authorization: `Bearer ${q.adminAll}` } });
+      expect([path, head.status, head.headers.get("content-length")]).toEqual([path, full.status, String(body.byteLength)]);
+      expect(head.headers.get("content-type")).toBe(full.headers.get("content-type"));
+      expect((await head.arrayBuffer()).byteLength).toBe(0);
     }
   });
 
