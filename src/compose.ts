@@ -102,6 +102,10 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       })
     : undefined;
   redis?.on("error", (err) => logger.warn("valkey error", { error: err.message }));
+  // Commands fail ("Stream isn't writeable") until the connection is up, and the key store reads
+  // the revocation feed at once: a moment for it to connect. One that is down is logged by the
+  // client above, and the service starts all the same (ingest answers 503 until it is back).
+  if (redis) await readyWithin(redis, VALKEY_CONNECT_WAIT_MS);
 
   const rootToken = resolveRootToken(config);
   if (rootToken.generatedAt) logger.info("root token generated", { file: rootToken.generatedAt });
@@ -292,3 +296,19 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   };
 }
 
+/** How long a start waits for Valkey's connection before going on without it. */
+const VALKEY_CONNECT_WAIT_MS = 1000;
+
+/** Resolves once `redis` is ready, or after `ms` (whichever comes first). */
+function readyWithin(redis: Redis, ms: number): Promise<void> {
+  if (redis.status === "ready") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off("ready", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    redis.once("ready", done);
+  });
+}
