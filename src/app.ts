@@ -8,7 +8,7 @@ import type { Logger } from "./logger.ts";
 import type { Metrics } from "./ops/metrics.ts";
 import type { App, AppEnv } from "./http/app-env.ts";
 import { accessLog } from "./http/access-log.ts";
-import { hasRefusedHost, withAbsoluteUrl } from "./http/request-url.ts";
+import { hasRefusedHost, withUsableUrl } from "./http/request-url.ts";
 import { registerOpsRoutes, type Readiness } from "./ops/ops-routes.ts";
 import { registerOpenApiRoute } from "./http/openapi.ts";
 
@@ -62,7 +62,7 @@ export function buildApp(deps: AppDeps): App {
   app.onError((err, c) => errorResponse(err, c));
   // A request without a usable Host reaches the app with only a path as its URL (request-url.ts).
   const dispatch = app.fetch;
-  app.fetch = (request, ...rest) => dispatch(withAbsoluteUrl(request), ...rest);
+  app.fetch = (request, ...rest) => dispatch(withUsableUrl(request), ...rest);
   /** The contract's error body for `err`, counted and logged by kind. */
   function errorResponse(err: unknown, c: Context<AppEnv>): Response {
     const requestId = c.get("requestId") ?? crypto.randomUUID();

@@ -29,9 +29,10 @@ const Services = v.pipe(
 /**
  * POST /v1/keys body. Fields that do not apply to the key's type are ignored (API.md shows one
  * body with every field), and the answer names them in `ignored_fields`, so that `origins` sent
- * with a secret key (or a misspelt field) is not taken for a restriction that holds. `origins` is optional for public keys and defaults to none: such a key
- * is refused for every browser request (Origin header) and accepted from servers and tools, so a
- * forgotten allow-list never opens a key to every web site. An admin token takes `services`, or
+ * with a secret key (or a misspelt field) is not taken for a restriction that holds. `origins` is
+ * optional for public keys and defaults to none: such a key is refused for every browser request
+ * (Origin header) and accepted from servers and tools, so a forgotten allow-list never opens a key
+ * to every web site. An admin token takes `services`, or
  * `service_id` as a one-service list (both only when they say the same).
  */
 export const CreateKeyBody = v.variant(

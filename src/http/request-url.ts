@@ -10,7 +10,7 @@
 const refusedHost = new WeakSet<Request>();
 
 /** `req` itself when its URL parses (every request with a usable Host), else a copy whose URL does. */
-export function withAbsoluteUrl(req: Request): Request {
+export function withUsableUrl(req: Request): Request {
   const url = req.url;
   if (url.charCodeAt(0) !== 0x2f /* "/" */) {
     if (URL.canParse(url)) return req; // ~0.1 µs
@@ -25,7 +25,7 @@ export function withAbsoluteUrl(req: Request): Request {
   return absolute;
 }
 
-/** Whether `withAbsoluteUrl` saw a Host header that names no host. */
+/** Whether `withUsableUrl` saw a Host header that names no host. */
 export function hasRefusedHost(req: Request): boolean {
   return refusedHost.has(req);
 }

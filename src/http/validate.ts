@@ -103,7 +103,7 @@ const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d
 const EPOCH_MS = /^\d{1,15}$/;
 // 1970..2200: far enough for any real data, and Date arithmetic stays exact.
 const MIN_MS = 0;
-const MAX_MS = Date.UTC(2200, 0, 1);
+export const MAX_MS = Date.UTC(2200, 0, 1);
 
 /** A calendar date `YYYY-MM-DD` that exists (no 2026-02-29, no 2026-04-31), 1970..2199. */
 export function isDateValue(s: string): boolean {

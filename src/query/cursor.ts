@@ -2,8 +2,10 @@
 // holds rows strictly before it in (time DESC, id DESC) order, so rows that arrive later (newer
 // times) never shift a page. Opaque to clients: base64url of a small JSON array that also names
 // its list, so a cursor of one list is refused by the other (it used to page it from that time).
+import * as v from "valibot";
 import { charCount, isWellFormed } from "../chars.ts";
 import { ApiError } from "../errors.ts";
+import { MAX_MS } from "../http/validate.ts";
 
 /** Bytes that are not UTF-8 throw (toString would make them U+FFFD, an id no cursor was made with). */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
@@ -11,14 +13,12 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
 /** Which list a cursor pages: the session list's ids are session ids, the event list's event ids. */
 export type CursorList = "sessions" | "events";
 const TAG: Record<CursorList, string> = { sessions: "s", events: "e" };
-/** Row times are item times, which ingest keeps within 1970..9999; 2200 is the query routes' bound. */
-const MAX_T = Date.UTC(2200, 0, 1);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const Uuid = v.pipe(v.string(), v.uuid());
 const validId: Record<CursorList, (id: string) => boolean> = {
   // A session id is 1-64 characters (API.md: code points, emoji too) of well-formed text; an event
   // id a UUID as stored.
   sessions: (id) => id.length >= 1 && id.length <= 128 && charCount(id) <= 64 && isWellFormed(id),
-  events: (id) => UUID.test(id),
+  events: (id) => v.is(Uuid, id),
 };
 
 export interface Keyset {
@@ -38,7 +38,7 @@ export function decodeCursor(list: CursorList, cursor: string | undefined): Keys
     const value: unknown = JSON.parse(UTF8.decode(Buffer.from(cursor, "base64url")));
     if (
       Array.isArray(value) && value.length === 3 && value[0] === TAG[list] &&
-      Number.isSafeInteger(value[1]) && value[1] >= 0 && value[1] < MAX_T &&
+      Number.isSafeInteger(value[1]) && value[1] >= 0 && value[1] < MAX_MS && // the query routes' bound on times
       typeof value[2] === "string" && validId[list](value[2])
     ) {
       return { t: value[1], id: value[2] };

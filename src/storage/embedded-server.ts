@@ -6,7 +6,7 @@ import { closeEmbeddedEngines, embeddedEngine } from "./clickhouse.ts";
 import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
 import { ORPHANS_REMOVED } from "./embedded/orphan-dedup-entries.ts";
 import { keepFilesPrivate } from "../private-files.ts";
-import { withAbsoluteUrl } from "../http/request-url.ts";
+import { withUsableUrl } from "../http/request-url.ts";
 
 keepFilesPrivate();
 
@@ -33,7 +33,7 @@ const server = Bun.serve({
   hostname: values.host,
   maxRequestBodySize: 1024 * 1024 * 1024,
   idleTimeout: 255,
-  fetch: (req) => handler(withAbsoluteUrl(req)),
+  fetch: (req) => handler(withUsableUrl(req)),
 });
 console.log(JSON.stringify({ msg: "embedded clickhouse listening", url: `http://${values.host}:${server.port}`, data: values.data }));
 
