@@ -243,34 +243,26 @@ test("session rows are the text of the object they replaced, for both signs, ove
   }
 });
 
-test("a cancel row built from the cached +1 row equals one built from scratch, over random session histories", async () => {
+test("a change's rows are the cancel row of the state before and the row of the state after, over random session histories", async () => {
   const { sessionRecords } = await import("../../src/ingest/rows.ts");
   const { applyTouch } = await import("../../src/ingest/sessions/session-state.ts");
   const { prng, testSeed } = await import("../helpers/seed.ts");
   const rng = prng(testSeed("cancelRows", 20261131));
-  let hits = 0;
   for (let k = 0; k < 300; k++) {
     let state = randomState(rng);
-    let cached = false; // whether `state` was the `after` of an earlier change (its +1 row is cached)
-    if (rng.chance(0.5)) {
-      expect(sessionRecords({ before: undefined, after: state })).toEqual([referenceSessionRecord(state, 1)]);
-      cached = true;
-    }
+    expect(sessionRecords({ before: undefined, after: state })).toEqual([referenceSessionRecord(state, 1)]);
     for (let step = rng.int(1, 6); step > 0; step--) {
       const touch = {
         time: state.started_at + rng.int(-600_000, 3_600_000), kind: rng.pick(["pageview", "event", "session", "error"] as const),
         path: rng.pick(ODD), conversion: rng.chance(0.2), userId: rng.pick(ODD), attrs: randomState(rng).attrs,
       };
       const after = applyTouch(state, touch);
-      // A state loaded from Valkey is a copy: never cached, built from scratch.
+      // A state loaded from Valkey is a copy of the stored one: its rows are the same text.
       const before = rng.chance(0.2) ? structuredClone(state) : state;
-      if (before === state && cached) hits++;
       expect(sessionRecords({ before, after })).toEqual([referenceSessionRecord(state, -1), referenceSessionRecord(after, 1)]);
       state = after;
-      cached = true;
     }
   }
-  expect(hits).toBeGreaterThan(500); // the cache was exercised, not only the scratch path
 });
 
 test("item rows are the text of the objects they replaced, for every item type", async () => {

@@ -1,5 +1,5 @@
-// The in-process session state store shares stored values with every later reader (and rows.ts
-// caches a state's row text by object identity), so what it stores can no longer change.
+// The in-process session state store shares stored values with every later reader (its
+// compare-and-set compares identities), so what it stores can no longer change.
 import { expect, test } from "bun:test";
 import { memoryStateStore } from "../../src/ingest/sessions/state-store.ts";
 

@@ -79,8 +79,8 @@ export function memoryStateStore(opts: { maxEntries?: number; now?: () => number
 }
 
 /**
- * Stored values are shared with every later reader (and rows.ts caches a state's row text by
- * identity), so they must never change: frozen, nested objects too, a mutation throws.
+ * Stored values are shared with every later reader (and the compare-and-set compares identities),
+ * so they must never change: frozen, nested objects too, a mutation throws.
  */
 function frozen<T>(value: T): T {
   if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
