@@ -287,7 +287,9 @@ export class Model {
     const top = Math.max(0, ...steps.map((i) => i.step!));
     const units = new Map<string, GenItem[]>();
     for (const it of steps) {
-      const unit = by === "session" ? this.sessionOf.get(it)!.key : visitorOf(it);
+      // By visitor: the visitor of the item's session (its first item's), not the item's own day id.
+      const session = this.sessionOf.get(it)!;
+      const unit = by === "session" ? session.key : session.visitor;
       units.set(unit, [...(units.get(unit) ?? []), it]);
     }
     const windowMs = windowS * 1000;

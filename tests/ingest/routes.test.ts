@@ -731,6 +731,25 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     expect(events.map((e) => e.session_id)).toEqual([sessions[0]!.session_id, sessions[0]!.session_id]);
   });
 
+  test("a funnel by visitor counts the steps of a visit across UTC midnight as one visitor's, as by session", async () => {
+    const key = await svc.key({ type: "secret", service_id: "funnel-midnight" });
+    const admin = await svc.key({ type: "admin", services: ["funnel-midnight"] });
+    const midnight = Math.floor(Date.now() / DAY) * DAY - DAY;
+    const who = { ip: "203.0.113.7", user_agent: IPHONE };
+    const step = (n: number, at: number) => ({ type: "funnel", funnel: "mn", step: n, timestamp: at, ...who });
+    // One visitor's hashed id changes at midnight: steps 1 before it, 2 and 3 after (3 arriving late).
+    expect((await post("/v1/ingest/batch", { items: [step(1, midnight - 10 * MIN), step(2, midnight + 10 * MIN)] }, {}, key)).status).toBe(202);
+    await svc.flush();
+    expect((await post("/v1/ingest/batch", { items: [step(3, midnight + 15 * MIN)] }, {}, key)).status).toBe(202);
+    await svc.flush();
+    const range = `from=${new Date(midnight - DAY).toISOString().slice(0, 10)}&to=${new Date(midnight).toISOString().slice(0, 10)}`;
+    expect((await get(admin, `/v1/sessions?service_id=funnel-midnight&${range}`)).data).toHaveLength(1);
+    for (const by of ["session", "visitor"]) {
+      const funnel = (await get(admin, `/v1/funnels/mn?service_id=funnel-midnight&${range}&by=${by}`)) as unknown as { steps: Array<{ units: number }>; overall_conversion: number | null };
+      expect({ by, units: funnel.steps.map((s) => s.units), overall: funnel.overall_conversion }).toEqual({ by, units: [1, 1, 1], overall: 1 });
+    }
+  });
+
   test("a late item before midnight that changes a session's attributes refreshes the cached answers of the next day", async () => {
     const key = await svc.key({ type: "secret", service_id: "late-cache" });
     const admin = await svc.key({ type: "admin", services: ["late-cache"] });
