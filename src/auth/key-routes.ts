@@ -17,6 +17,9 @@ const ServiceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "expected 1â€
 const Name = v.optional(v.pipe(maxChars(120, "expected at most 120 characters"), wellFormed), "");
 const Origin = v.pipe(
   v.string(),
+  // The URL parser takes "https://*.shop.example" as a host, which no browser sends: the key would
+  // refuse every page it was meant for (isolation audit, 2026-11-29).
+  v.check((s) => s === ANY_ORIGIN || !s.includes("*"), "wildcards inside an origin (https://*.shop.example) are not supported: list each origin, or send * alone to allow any"),
   v.check((s) => s === ANY_ORIGIN || normalizeOrigin(s) !== null, "expected an http(s) origin such as https://shop.example (no path), or *"),
   v.transform((s) => (s === ANY_ORIGIN ? s : normalizeOrigin(s)!)),
 );

@@ -140,6 +140,17 @@ describe("key routes: errors", () => {
     });
   }
 
+  test("an origin with a wildcard inside (not * alone) → 400 saying wildcards are not supported", async () => {
+    for (const origin of ["https://*.shop.example", "https://shop.*", "*.shop.example"]) {
+      const res = await post({ type: "public", service_id: "shop", origins: ["https://ok.example", origin] });
+      expect(res.status).toBe(400);
+      const error = await errorOf(res);
+      expect(error.issues?.[0]).toMatchObject({ path: "origins.1" });
+      expect(error.issues?.[0]?.message).toContain("wildcards inside an origin");
+    }
+    expect((await post({ type: "public", service_id: "shop", origins: ["*"] })).status).toBe(201);
+  });
+
   test("revoking an unknown or malformed id is 404 not_found", async () => {
     for (const id of ["key_0000000000000000", "nope", "key_%27%20OR%201%3D1"]) {
       const res = await app.request(`/v1/keys/${id}`, { method: "DELETE", headers: root });
