@@ -139,9 +139,18 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // rows are written; a restart takes back or releases what a crash left (journal-recovery.ts).
   const instance = redis ? instanceId(config.dataDir) : undefined;
   const sharedState = redis ? valkeyStateStore(redis, undefined, { journal: `analytics:journal:${instance}` }) : undefined;
-  const stateStore = sharedState ?? memoryStateStore();
+  let stateEvicted = 0;
+  const localState = sharedState ? undefined : memoryStateStore({ onEvicted: () => stateEvicted++ });
+  const stateStore = sharedState ?? localState!;
   const sharedDedup = redis ? valkeyDedup(redis, { owner: { id: instance!, journal: `analytics:claims:${instance}` } }) : undefined;
-  const dedup = sharedDedup ?? memoryDedup();
+  const localDedup = sharedDedup ? undefined : memoryDedup();
+  const dedup = sharedDedup ?? localDedup!;
+  metrics.collectors.push(() => {
+    metrics.stateEntries.set(localState?.size() ?? 0);
+    metrics.stateEvicted.inc(stateEvicted);
+    stateEvicted = 0;
+    metrics.dedupIds.set(localDedup?.size() ?? 0);
+  });
   if (redis && config.ackMode === "spool") {
     // Ids in what the previous process left in the spool are stored (or will be): their claims
     // may still be pending in Valkey, so confirm them before the first request (see dedup.ts).

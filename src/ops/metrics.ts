@@ -76,6 +76,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       name: "spool_quarantined_rows_total", help: "Rows ClickHouse refused as data, set aside in spool/quarantine",
       labelNames: ["table"] as const, registers,
     }),
+    // In-process ingest state (without Valkey): how close it is to its caps (README, "Memory and
+    // restarts at scale").
+    stateEntries: new Gauge({ name: "ingest_state_entries", help: "In-process session state entries (sessions and visitors' recent sessions; 0 with Valkey), capped at 2 million", registers }),
+    stateEvicted: new Counter({
+      name: "ingest_state_evicted_total", help: "In-process session state entries pushed out by the cap before their 2 hours: a visitor coming back may start a new session", registers,
+    }),
+    dedupIds: new Gauge({ name: "ingest_dedup_ids", help: "Event ids the in-process dedup remembers (0 with Valkey); near 2 million it remembers less than 24 hours", registers }),
     cacheRequests: new Counter({
       name: "cache_requests_total", help: "Query cache lookups by route and result",
       labelNames: ["route", "result"] as const, registers,

@@ -602,6 +602,17 @@ describe("operations", () => {
     expect(text).toMatch(/^spool_segments \d+/m);
   });
 
+  test("/metrics reports the in-process ingest state against its caps", async () => {
+    const value = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)`, "m").exec(text)?.[1] ?? NaN);
+    const before = await (await svc.app.request("/metrics")).text();
+    await post("/v1/ingest/event", { name: "m", user_agent: CHROME, ip: "8.8.4.99", anonymous_id: `metrics-${crypto.randomUUID()}` });
+    const after = await (await svc.app.request("/metrics")).text();
+    // A new visitor: its session's state and its span list, and the event's id.
+    expect(value(after, "ingest_state_entries") - value(before, "ingest_state_entries")).toBe(2);
+    expect(value(after, "ingest_dedup_ids") - value(before, "ingest_dedup_ids")).toBe(1);
+    expect(value(after, "ingest_state_evicted_total")).toBe(0);
+  });
+
   // The input audit: US/Pacific-New (Intl knows it, ClickHouse does not) was 400 on stats only;
   // the routes that bucket in JavaScript answered 200. The service now reads ClickHouse's zones.
   test("a zone ClickHouse does not know is 400 on tz on every query route, not only where SQL uses it", async () => {

@@ -17,3 +17,14 @@ test("a committed value is frozen, nested objects too: a later mutation throws",
   }).toThrow(TypeError);
   expect(loaded?.value).toEqual({ session_id: "s1", items: 1, attrs: { device: "mobile" } });
 });
+
+test("the cap's evictions of entries that had not expired are told; expired ones are not", async () => {
+  let now = 1_000;
+  let evicted = 0;
+  const store = memoryStateStore({ maxEntries: 2, now: () => now, onEvicted: () => evicted++ });
+  for (const key of ["a", "b", "c"]) expect(await store.commit([{ key, expected: null, next: { key } }], 60_000)).toBe(true);
+  expect([store.size(), evicted]).toEqual([2, 1]); // "a" went, 60 s before its time
+  now += 60_000; // "b" and "c" have expired
+  for (const key of ["d", "e"]) expect(await store.commit([{ key, expected: null, next: { key } }], 60_000)).toBe(true);
+  expect([store.size(), evicted]).toEqual([2, 1]);
+});

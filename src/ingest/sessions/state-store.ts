@@ -40,11 +40,17 @@ export interface StateWrite {
  * entries go first). Values are kept as objects (no JSON on either side); an entry object is what
  * a load hands out, so the compare-and-set compares identities.
  */
-export function memoryStateStore(opts: { maxEntries?: number; now?: () => number } = {}): StateStore & { size(): number } {
+export function memoryStateStore(
+  opts: { maxEntries?: number; now?: () => number; /** Told of each entry the cap pushed out before it expired. */ onEvicted?: () => void } = {},
+): StateStore & { size(): number } {
   const now = opts.now ?? Date.now;
+  const onEvicted = opts.onEvicted;
   // Written order (a write counts as a use, a read does not): a linked-list LRU, not Map
   // re-insertion, whose deletions leave tombstones that JSC's Map then rehashes and walks.
-  const map = new BoundedMap<string, { value: unknown; expiresAt: number }>(opts.maxEntries ?? 2_000_000);
+  const map = new BoundedMap<string, { value: unknown; expiresAt: number }>(
+    opts.maxEntries ?? 2_000_000,
+    onEvicted && ((_key, entry) => entry.expiresAt > now() && onEvicted()),
+  );
   const read = (key: string, at: number) => {
     const entry = map.peek(key);
     if (!entry) return null;
