@@ -80,3 +80,19 @@ async function shutdown(signal: string): Promise<void> {
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+
+// Started by `npm start` (npm sets npm_lifecycle_event), the service is npm's child: npm forwards
+// SIGTERM to it (the script `exec`s bun, so no shell sits between them to swallow it), but a
+// SIGKILL of npm cannot be forwarded, and the service would run on as an orphan holding the port
+// and the data directory, so that the next `npm start` fails. When npm is gone, stop as on
+// SIGTERM. (Run directly, as in the Dockerfile, nothing is watched.)
+if (process.env.npm_lifecycle_event !== undefined) {
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch);
+    logger.warn("the npm process that started the service is gone: stopping", { parent });
+    void shutdown("parent exited");
+  }, 100);
+  watch.unref();
+}
