@@ -3,7 +3,9 @@
 import { getConnInfo } from "hono/bun";
 import { composeService } from "./compose.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { createLogger } from "./logger.ts";
 import { closeEmbeddedEngines } from "./storage/clickhouse.ts";
+import { waitForPreviousOwner } from "./storage/embedded/previous-owner.ts";
 import { keepFilesPrivate } from "./private-files.ts";
 import { startupMessage } from "./startup-errors.ts";
 import { withTimeout } from "./with-timeout.ts";
@@ -29,6 +31,13 @@ function startupError(err: unknown): never {
   process.exit(2);
 }
 
+// A previous process on this data directory may still be draining (a restart right after a stop):
+// wait for it rather than fail on its lock (storage/embedded/previous-owner.ts).
+if (config.clickhouse.url === undefined) {
+  const waitMs = config.shutdownTimeoutMs + 5_000;
+  await waitForPreviousOwner(config.dataDir, waitMs, (pid) =>
+    createLogger(config.logLevel).warn("DATA_DIR is held by a previous process still stopping: waiting for it", { pid, up_to_ms: waitMs }));
+}
 const service = await composeService(config, { socketIp: (c) => getConnInfo(c).remote.address }).catch(startupError);
 const { app, logger } = service;
 let server: ReturnType<typeof Bun.serve>;

@@ -70,3 +70,42 @@ test("SIGKILL of npm start stops the service too, so the next npm start on its p
   second.npm.kill("SIGTERM");
   await waitFor("the second service exiting", 15_000, () => !alive(second.bun));
 }, 90_000);
+
+test("npm start right after npm was killed under load comes up once the old service has drained", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "npm-start-"));
+  dirs.push(dataDir);
+  const port = await freePort();
+  const first = await npmStart(dataDir, port);
+  const created = await fetch(`http://127.0.0.1:${port}/v1/keys`, {
+    method: "POST",
+    headers: { authorization: "Bearer npm-start-test-root-token-0123456789", "content-type": "application/json" },
+    body: JSON.stringify({ type: "secret", service_id: "npm" }),
+  });
+  const key = ((await created.json()) as { key: string }).key;
+  let stop = false;
+  // Batches keep coming, so the old service has a spool to drain when it stops.
+  const load = Promise.all(Array.from({ length: 16 }, async () => {
+    while (!stop) {
+      const body = JSON.stringify({ items: Array.from({ length: 100 }, (_, i) => ({ type: "event", name: "e", anonymous_id: `v${i}` })) });
+      await fetch(`http://127.0.0.1:${port}/v1/ingest/batch`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body }).catch(() => Bun.sleep(20));
+    }
+  }));
+  await Bun.sleep(2_000);
+  first.npm.kill("SIGKILL");
+  const second = Bun.spawn(["npm", "start"], {
+    cwd: REPO,
+    env: { ...process.env, PORT: String(port), DATA_DIR: dataDir, ANALYTICS_ROOT_TOKEN: "npm-start-test-root-token-0123456789", LOG_LEVEL: "warn" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  try {
+    await waitFor("the old service stopping", 15_000, () => !alive(first.bun));
+    await waitFor("the new service answering", 30_000, async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null))?.status === 200);
+    expect(await Promise.race([second.exited.then((code) => `exited ${code}`), Bun.sleep(500).then(() => "running")])).toBe("running");
+  } finally {
+    stop = true;
+    await load;
+    second.kill("SIGTERM");
+    await second.exited;
+  }
+}, 90_000);
