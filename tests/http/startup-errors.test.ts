@@ -16,9 +16,9 @@ async function start(env: Record<string, string>) {
     stderr: "pipe",
   });
   const timer = setTimeout(() => proc.kill(), 30_000);
-  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
-  return { code, stderr };
+  return { code, stdout, stderr };
 }
 
 test("a port already in use: one line naming PORT, exit 2", async () => {
@@ -42,7 +42,7 @@ test("a DATA_DIR that cannot be created: one line naming DATA_DIR, exit 2", asyn
 
 // Found by the crash re-verification: a second process on a data directory in use printed chdb's
 // stack trace.
-test("a DATA_DIR in use by another process (embedded engine): a line naming DATA_DIR after libchdb's own, exit 2, no stack", async () => {
+test("a DATA_DIR in use by another process (embedded engine): the start waits for it (bounded), then a line naming DATA_DIR after libchdb's own, exit 2, no stack", async () => {
   const dir = mkdtempSync(join(tmpdir(), "startup-busy-"));
   const freePort = () => {
     const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -64,7 +64,11 @@ test("a DATA_DIR in use by another process (embedded engine): a line naming DATA
       if (done) break;
       out += new TextDecoder().decode(value);
     }
-    const { code, stderr } = await start({ PORT: freePort(), HOST: "127.0.0.1", DATA_DIR: dir });
+    // SHUTDOWN_TIMEOUT_MS=0: it waits 5 s for the holder (a previous service still stopping?).
+    const started = Date.now();
+    const { code, stdout, stderr } = await start({ PORT: freePort(), HOST: "127.0.0.1", DATA_DIR: dir, SHUTDOWN_TIMEOUT_MS: "0" });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(5_000);
+    expect(stdout).toContain(`"msg":"DATA_DIR is held by a previous process still stopping: waiting for it","pid":${first.pid}`);
     expect(code).toBe(2);
     expect(stderr).not.toContain("ChdbConnectionError");
     expect(stderr.trim().split("\n").at(-1)).toBe(`start-up error: the embedded ClickHouse could not open DATA_DIR ${dir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`);
