@@ -30,6 +30,13 @@ async function waitFor(what: string, ms: number, check: () => boolean | Promise<
   return Date.now() - started;
 }
 
+/** A fresh data directory (removed after the file) and a free port. */
+async function freshPlace(): Promise<{ dataDir: string; port: number }> {
+  const dataDir = mkdtempSync(join(tmpdir(), "npm-start-"));
+  dirs.push(dataDir);
+  return { dataDir, port: await freePort() };
+}
+
 /** `npm start` on a free port and a fresh data directory, ready; with the pid of its bun child. */
 async function npmStart(dataDir: string, port: number) {
   const npm = Bun.spawn(["npm", "start"], {
@@ -48,9 +55,7 @@ async function npmStart(dataDir: string, port: number) {
 }
 
 test("SIGTERM to npm start reaches the service: it drains and exits", async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "npm-start-"));
-  dirs.push(dataDir);
-  const port = await freePort();
+  const { dataDir, port } = await freshPlace();
   const { npm, bun, healthy } = await npmStart(dataDir, port);
   npm.kill("SIGTERM");
   await waitFor("the service exiting after npm's SIGTERM", 15_000, () => !alive(bun));
@@ -59,9 +64,7 @@ test("SIGTERM to npm start reaches the service: it drains and exits", async () =
 }, 60_000);
 
 test("SIGKILL of npm start stops the service too, so the next npm start on its port and data directory comes up", async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "npm-start-"));
-  dirs.push(dataDir);
-  const port = await freePort();
+  const { dataDir, port } = await freshPlace();
   const first = await npmStart(dataDir, port);
   first.npm.kill("SIGKILL");
   const gone = await waitFor("the orphaned service stopping", 15_000, () => !alive(first.bun));
@@ -72,9 +75,7 @@ test("SIGKILL of npm start stops the service too, so the next npm start on its p
 }, 90_000);
 
 test("npm start right after npm was killed under load comes up once the old service has drained", async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "npm-start-"));
-  dirs.push(dataDir);
-  const port = await freePort();
+  const { dataDir, port } = await freshPlace();
   const first = await npmStart(dataDir, port);
   const created = await fetch(`http://127.0.0.1:${port}/v1/keys`, {
     method: "POST",
