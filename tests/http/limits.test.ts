@@ -118,7 +118,8 @@ test("no Host header (HTTP/1.0) is served; a Host naming no host is 400 invalid_
 
 test("package.json's start and the Dockerfile's CMD run bun with the same flags as the test and bench helpers", () => {
   const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
-  expect(start).toBe(["bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
+  // `exec`: no shell between npm and bun to swallow npm's SIGTERM (tests/durability/npm-start.test.ts).
+  expect(start).toBe(["exec", "bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
   const cmd = readFileSync("Dockerfile", "utf8").split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!;
   expect(JSON.parse(cmd.slice(4))).toEqual(["bun", ...BUN_FLAGS, "src/main.ts"]);
 });
