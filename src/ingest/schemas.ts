@@ -106,6 +106,11 @@ export function keepReservedProperties<T extends { properties?: Record<string, u
 
 const str = (max: number) => v.pipe(maxChars(max, `must be at most ${max} characters`), wellFormed);
 const nonEmpty = (max: number) => v.pipe(maxChars(max, `must be at most ${max} characters`), v.minLength(1, "must not be empty"), wellFormed);
+/** A whole number within 0..max, with messages that say so. */
+const wholeNumber = (max: number, what = "a whole number") =>
+  v.pipe(v.number(), v.integer(`must be ${what}`), v.minValue(0, `must be 0–${max}`), v.maxValue(max, `must be 0–${max}`));
+const pixels = wholeNumber(65535, "a whole number of pixels");
+const uint32 = wholeNumber(4294967295);
 const ms = v.pipe(v.number(), v.finite("must be a finite number"), v.minValue(0, "must be ≥ 0"), v.maxValue(3_600_000, "must be ≤ 3600000"));
 
 const serviceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"));
@@ -136,8 +141,8 @@ export const SessionItem = v.object({
   utm_term: v.optional(str(256)),
   utm_content: v.optional(str(256)),
   screen: v.optional(v.object({
-    width: v.pipe(v.number(), v.integer("must be a whole number of pixels"), v.minValue(0, "must be 0–65535"), v.maxValue(65535, "must be 0–65535")),
-    height: v.pipe(v.number(), v.integer("must be a whole number of pixels"), v.minValue(0, "must be 0–65535"), v.maxValue(65535, "must be 0–65535")),
+    width: pixels,
+    height: pixels,
   })),
   language: v.optional(str(35)),
   timezone: v.optional(str(64)),
@@ -187,8 +192,8 @@ export const ErrorItem = v.object({
   // "≤ 16 KiB" is bytes: 16384 characters of non-ASCII text would be up to 48 KiB of UTF-8.
   stack: v.optional(v.pipe(str(16 * 1024), v.maxBytes(16 * 1024, "must be at most 16 KiB (16384 bytes of UTF-8)"), v.metadata({ description: "At most 16 KiB of UTF-8 (bytes, not characters)" }))),
   source: v.optional(str(MAX_URL)),
-  line: v.optional(v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0, "must be 0–4294967295"), v.maxValue(4294967295, "must be 0–4294967295"))),
-  column: v.optional(v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0, "must be 0–4294967295"), v.maxValue(4294967295, "must be 0–4294967295"))),
+  line: v.optional(uint32),
+  column: v.optional(uint32),
 });
 
 export const VitalsItem = v.pipe(
