@@ -18,8 +18,16 @@ function dataDirHeldBy(pid: number): string {
   return dir;
 }
 
+/** A bun child that has started (its /proc entry shows its own command line only once it has). */
+async function runningBun(script: string) {
+  const child = Bun.spawn([process.execPath, "-e", `console.log("up"); ${script}`], { stdout: "pipe" });
+  await child.stdout.getReader().read();
+  return child;
+}
+
 test("a live bun process named in the status file is waited for until it exits, and told once", async () => {
-  const holder = Bun.spawn([process.execPath, "-e", "setTimeout(() => {}, 1200)"]);
+  // Read right after spawn, /proc/<pid>/cmdline can still be empty (mid-exec): wait for the child to run.
+  const holder = await runningBun("setTimeout(() => {}, 1200)");
   const dir = dataDirHeldBy(holder.pid);
   expect(previousOwner(dir)).toBe(holder.pid);
   const told: number[] = [];
@@ -32,7 +40,7 @@ test("a live bun process named in the status file is waited for until it exits, 
 });
 
 test("the wait is bounded", async () => {
-  const holder = Bun.spawn([process.execPath, "-e", "setTimeout(() => {}, 10_000)"]);
+  const holder = await runningBun("setTimeout(() => {}, 10_000)");
   try {
     const started = Date.now();
     await waitForPreviousOwner(dataDirHeldBy(holder.pid), 300, () => {});
@@ -43,7 +51,8 @@ test("the wait is bounded", async () => {
 });
 
 test("no status file, a pid that is gone, a pid of another program or our own: nothing to wait for", async () => {
-  const other = Bun.spawn(["sleep", "10"]);
+  const other = Bun.spawn(["sh", "-c", "echo up; exec sleep 10"], { stdout: "pipe" });
+  await other.stdout.getReader().read(); // running its own command line, not a copy of ours
   const gone = Bun.spawn(["true"]);
   await gone.exited;
   try {
