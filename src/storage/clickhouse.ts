@@ -5,6 +5,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ChdbEngine } from "./embedded/chdb-engine.ts";
 import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
+import { JsonEachRowBytes, lend } from "./embedded/lent-bodies.ts";
 import { dropOrphanDedupEntries, type OrphanReport } from "./embedded/orphan-dedup-entries.ts";
 
 export interface ClickHouseOptions {
@@ -28,12 +29,14 @@ export interface ClickHouse {
   close(): Promise<void>;
 }
 
-/** A row that is already one line of JSON: inserted as is, without parsing it again. */
-export class RawJsonRow {
-  constructor(readonly json: string) {}
-}
+export { JsonEachRowBytes };
 
-const stringify = (value: unknown): string => (value instanceof RawJsonRow ? value.json : JSON.stringify(value));
+const utf8 = new TextDecoder();
+// Rows already in JSONEachRow text go as they are, never parsed again: to a server as text (without
+// their last "\n", which client-web adds back), to the embedded engine lent by reference.
+const toServer = (value: unknown): string =>
+  value instanceof JsonEachRowBytes ? utf8.decode(value.bytes.subarray(0, value.bytes.byteLength - 1)) : JSON.stringify(value);
+const toEmbedded = (value: unknown): string => (value instanceof JsonEachRowBytes ? lend(value) : JSON.stringify(value));
 
 const engines = new Map<string, ChdbEngine>();
 /** Told what opening an engine directory removed from its tables' dedup logs (orphan-dedup-entries.ts). */
@@ -65,16 +68,16 @@ export function createClickHouse(opts: ClickHouseOptions): ClickHouse {
     password: opts.password ?? "",
     request_timeout: opts.requestTimeoutMs ?? 60_000,
     clickhouse_settings: { date_time_output_format: "iso" as const, output_format_json_quote_64bit_integers: 0 as const },
-    json: { parse: JSON.parse, stringify },
   };
   if (opts.url) {
-    const client = createClient({ ...common, url: opts.url });
+    const client = createClient({ ...common, json: { parse: JSON.parse, stringify: toServer }, url: opts.url });
     return { client, engine: undefined, close: () => client.close() };
   }
   if (!opts.dataDir) throw new Error("createClickHouse: either url or dataDir is required");
   const engine = embeddedEngine(opts.dataDir, opts.embeddedLanes, opts.onOrphanDedupEntries);
   const client = createClient({
     ...common,
+    json: { parse: JSON.parse, stringify: toEmbedded },
     url: "http://embedded.clickhouse",
     fetch: createClickHouseHttpHandler(engine) as typeof fetch,
   });

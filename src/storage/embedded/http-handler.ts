@@ -3,6 +3,7 @@
 // `{name:Type}` parameters, insert settings, error codes) runs unchanged against chdb; the same
 // handler served on a TCP port (`npm run clickhouse`) is a local "ClickHouse over HTTP".
 import type { ChdbEngine, EngineOutput, EngineSummary } from "./chdb-engine.ts";
+import { claim } from "./lent-bodies.ts";
 
 /** URL parameters that belong to the HTTP layer; every other unknown one is a setting. */
 const HTTP_PARAMS = new Set([
@@ -23,16 +24,19 @@ const RESPONSE_PIECE = 1024 * 1024;
 /** Builds a `fetch`-shaped function that answers ClickHouse HTTP requests from `engine`. */
 export function createClickHouseHttpHandler(engine: ChdbEngine): (input: RequestInfo | URL, init?: RequestInit) => Promise<Response> {
   return async (input, init) => {
-    const request = input instanceof Request && init === undefined ? input : new Request(input, init);
     try {
-      return await handle(engine, request);
+      // This process's client lends insert bodies by reference (lent-bodies.ts): take the bytes
+      // back here instead of encoding a string and reading it out of a Request again.
+      const lent = typeof init?.body === "string" ? claim(init.body) : undefined;
+      const request = input instanceof Request && init === undefined ? input : new Request(input, lent ? { ...init, body: null } : init);
+      return await handle(engine, request, lent);
     } catch (err) {
       return errorResponse(err);
     }
   };
 }
 
-async function handle(engine: ChdbEngine, request: Request): Promise<Response> {
+async function handle(engine: ChdbEngine, request: Request, lentBody?: Uint8Array): Promise<Response> {
   const url = new URL(request.url);
   if (url.pathname === "/ping" || (url.pathname === "/" && request.method !== "POST" && !url.searchParams.has("query"))) {
     return new Response("Ok.\n", { headers: { "Content-Type": "text/plain; charset=UTF-8" } });
@@ -47,7 +51,7 @@ async function handle(engine: ChdbEngine, request: Request): Promise<Response> {
     else if (!HTTP_PARAMS.has(name)) settings[name] = value;
   }
   let urlQuery = url.searchParams.get("query");
-  let body: Uint8Array | undefined;
+  let body: Uint8Array | undefined = lentBody;
   const contentType = request.headers.get("content-type") ?? "";
   if (contentType.startsWith("multipart/form-data")) {
     // client-web moves long parameter lists into a multipart body.
@@ -57,7 +61,7 @@ async function handle(engine: ChdbEngine, request: Request): Promise<Response> {
       if (name === "query") urlQuery = value;
       else if (name.startsWith("param_")) params[name.slice(6)] = value;
     }
-  } else if (request.body) {
+  } else if (!body && request.body) {
     const stream = request.headers.get("content-encoding") === "gzip"
       ? request.body.pipeThrough(new DecompressionStream("gzip"))
       : request.body;
