@@ -1,6 +1,6 @@
-// Builds the Hono app from its dependencies. Web-standard APIs only (Request, Response, fetch,
-// Web Crypto): Bun-specific code stays in main.ts and the disk spool, so the same app can be
-// mounted on another runtime.
+// Builds the Hono app from its dependencies. Web-standard APIs (Request, Response, fetch) plus
+// node:crypto's hashes: Bun-specific code stays in main.ts and the disk spool, so the same app can
+// be mounted on Node too.
 import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ApiError, isBackendUnavailable } from "./errors.ts";

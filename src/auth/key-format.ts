@@ -1,7 +1,8 @@
 // What a key looks like: a type prefix and 43 random base62 characters (≥ 256 bits). Base62 keeps
-// keys one "word" (double-click selects all of it, no URL escaping in a `?key=` query). Web
-// Crypto only, so this runs wherever the app does.
+// keys one "word" (double-click selects all of it, no URL escaping in a `?key=` query). Hashes
+// use node:crypto's synchronous SHA-256 (Web Crypto's digest is a worker-thread round trip).
 
+import { createHash } from "node:crypto";
 import { BoundedMap } from "../memo.ts";
 
 export type KeyType = "public" | "secret" | "admin";
@@ -55,14 +56,14 @@ export function keyPrefixOf(key: string): string {
   return key.slice(0, 8);
 }
 
-// Every request presents its key; the same few keys come back all day, and a digest through
-// Web Crypto costs a thread hop. Hashes of recent keys are kept (never the other way round), of
+// Every request presents its key; the same few keys come back all day, and each digest costs a
+// few µs. Hashes of recent keys are kept (never the other way round), of
 // strings up to REMEMBERED_KEY_LENGTH only: keys are 46 characters and a root token a few dozen,
 // while a bearer token can be as long as the headers (64 KiB), and 10,000 of those are 640 MB.
 const recentHashes = new BoundedMap<string, string>(10_000);
 const REMEMBERED_KEY_LENGTH = 128;
 
-/** hashKey's answer when the key's hash is remembered (no Web Crypto round trip), else undefined. */
+/** hashKey's answer when the key's hash is remembered, else undefined. */
 export function knownKeyHash(key: string): string | undefined {
   return recentHashes.get(key);
 }
@@ -71,16 +72,9 @@ export function knownKeyHash(key: string): string | undefined {
 export async function hashKey(key: string): Promise<string> {
   const known = recentHashes.get(key);
   if (known !== undefined) return known;
-  const hash = await digestHex(key);
+  const hash = createHash("sha256").update(key).digest("hex");
   if (key.length <= REMEMBERED_KEY_LENGTH) recentHashes.set(key, hash);
   return hash;
-}
-
-async function digestHex(key: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
-  let hex = "";
-  for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
-  return hex;
 }
 
 /**

@@ -47,7 +47,7 @@ export function cacheResponse(opts: CacheRouteOptions): MiddlewareHandler<AppEnv
       versions = undefined;
     }
     // Without versions the answer cannot be keyed safely: compute it, still sharing concurrent runs.
-    const key = await cacheKey({ ...request.identity, versions: versions ?? [-1] });
+    const key = cacheKey({ ...request.identity, versions: versions ?? [-1] });
     const cacheUp = versions !== undefined;
     const flight = flights.run(key, async () => {
       let cacheFailed = !cacheUp;

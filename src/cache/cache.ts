@@ -5,6 +5,7 @@
 // (`analytics:ver:{serviceId}:{YYYY-MM-DD}`). `invalidate` bumps the counters of the dates a flush
 // wrote; a request reads the counters of the dates its range touches and folds them into its key,
 // so entries computed before the new data simply stop being found and age out by TTL.
+import { createHash } from "node:crypto";
 
 /** A stored response body and when it was computed (epoch ms, for the Age header). */
 export interface CachedValue {
@@ -55,9 +56,8 @@ export interface CacheIdentity {
  * `analytics:{kind}:{id}:{label}:{hash}`: the seed's readable prefix, extended with a hash of the
  * parameters, the caller's scope and the date versions.
  */
-export async function cacheKey(i: CacheIdentity): Promise<string> {
-  const text = JSON.stringify([i.params, i.versions]);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  const hash = Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+export function cacheKey(i: CacheIdentity): string {
+  // Synchronous node:crypto: Web Crypto's digest is a worker-thread round trip (visitor-id.ts).
+  const hash = createHash("sha256").update(JSON.stringify([i.params, i.versions])).digest("hex").slice(0, 32);
   return `analytics:${i.kind}:${i.id}:${i.label}:${hash}`;
 }

@@ -78,7 +78,7 @@ export interface PipelineDeps {
 
 /**
  * Visitor ids from the day's salt, remembered for the most recent visitors: one visitor sends
- * many items a day, and each HMAC costs a Web Crypto round trip.
+ * many items a day, and each HMAC costs a few µs (and the day's salt a look-up, in Valkey when shared).
  */
 export function visitorHasher(salts: SaltStore, max = 100_000): PipelineDeps["hashVisitor"] {
   const recent = new BoundedMap<string, string>(max);
@@ -173,7 +173,7 @@ export function itemTime(item: Item, ctx: RequestContext): number | Drop {
 
 /**
  * Runs every step for one raw item; an EnrichedItem or the Drop that stopped it. Synchronous
- * unless a visitor id has to be computed (Web Crypto), which then makes it a promise.
+ * unless a visitor id has to be computed (its day's salt is looked up), which then makes it a promise.
  */
 export function enrichItem(raw: unknown, index: number, type: ItemType | undefined, ctx: RequestContext, deps: PipelineDeps): EnrichedItem | Drop | Promise<EnrichedItem | Drop> {
   const item = validateItem(raw, type);
