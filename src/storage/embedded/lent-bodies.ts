@@ -2,7 +2,7 @@
 // text, so a flush's JSONEachRow bytes (already the exact body) would be decoded into a string,
 // joined by client-web, and encoded again by `new Request` and read back by the handler: three
 // copies of every flushed byte on the JS thread, ~60% of the flush's synchronous time
-// (bench/RESULTS.md, 2026-11-29 06:xx). With the embedded engine the bytes stay where they are:
+// (bench/RESULTS.md, 2026-11-29 05:59). With the embedded engine the bytes stay where they are:
 // the client's stringify hands client-web a short token instead of the text, and the in-process
 // fetch (http-handler.ts) swaps the token back for the bytes. Everything else about the request
 // (query, settings, query id, timeout, error mapping) still goes through client-web.
