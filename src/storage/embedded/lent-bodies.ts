@@ -1,11 +1,12 @@
 // Insert bodies lent to the in-process engine by reference. client-web takes insert data only as
 // text, so a flush's JSONEachRow bytes (already the exact body) would be decoded into a string,
-// joined by client-web, and encoded again by `new Request` and read back by the handler: three
-// copies of every flushed byte on the JS thread, ~60% of the flush's synchronous time
-// (bench/RESULTS.md, 2026-11-29 05:59). With the embedded engine the bytes stay where they are:
-// the client's stringify hands client-web a short token instead of the text, and the in-process
-// fetch (http-handler.ts) swaps the token back for the bytes. Everything else about the request
-// (query, settings, query id, timeout, error mapping) still goes through client-web.
+// joined by client-web, encoded again by `new Request` and read back by the handler: three copies
+// of every flushed byte on the JS thread, most of the insert's synchronous time (577 of 657 ms in a
+// profile of the long event-loop stalls; bench/RESULTS.md, 2026-11-29 05:59). With the embedded
+// engine the bytes stay where they are: the client's stringify hands client-web a short token
+// instead of the text, and the in-process fetch (http-handler.ts) swaps the token back for the
+// bytes. Everything else about the request (query, settings, query id, timeout, error mapping)
+// still goes through client-web.
 //
 // Tokens are only ever looked up for bodies that the in-process fetch receives as a string from
 // this process's own client; a request from the network (`npm run clickhouse`) arrives as a
