@@ -1,6 +1,6 @@
 // node:crypto, synchronous: Web Crypto's `subtle.sign` answered through a worker-thread round trip
 // (25–35 µs per call against ~1 µs, with a p99 of ~100 µs and stray waits of 2–4 ms on the shared
-// 2-core machine; bench/RESULTS.md, 2026-11-29 07:05). The service runs on Bun, which has it.
+// 2-core machine; bench/RESULTS.md, 2026-11-29 06:41). The service runs on Bun, which has it.
 import { createHmac } from "node:crypto";
 
 /**
