@@ -97,4 +97,23 @@ describe("access log", () => {
     while (performance.now() - t0 < 20); // spend some CPU
     expect(value(await metrics.registry.getSingleMetricAsString("process_cpu_seconds_total"))).toBeGreaterThan(value(first));
   });
+
+  test("eventloop_delay_seconds reports a held event loop, and each scrape starts afresh", async () => {
+    const metrics = createMetrics({ defaultMetrics: true });
+    const stat = (text: string, name: string) => Number(new RegExp(`^eventloop_delay_seconds\\{stat="${name}"\\} (\\S+)$`, "m").exec(text)![1]);
+    await Bun.sleep(50);
+    await metrics.registry.metrics(); // start afresh
+    await Bun.sleep(30);
+    const t0 = performance.now();
+    while (performance.now() - t0 < 300); // hold the loop for 300 ms
+    await Bun.sleep(30); // let the timer see it
+    const held = await metrics.registry.metrics();
+    expect(stat(held, "max")).toBeGreaterThan(0.25);
+    expect(stat(held, "max")).toBeLessThan(2);
+    await Bun.sleep(100);
+    const after = await metrics.registry.metrics();
+    // Not the 300 ms any more (a busy test machine may still hold the loop for a while).
+    expect(stat(after, "max")).toBeLessThan(0.2);
+    expect(stat(after, "p99")).toBeLessThan(0.2);
+  });
 });
