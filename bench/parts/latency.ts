@@ -21,6 +21,15 @@ interface LatencyRun {
   idleAfterRssBytes?: number;
   /** Service CPU per thread group over the fixed-rate load, in cores. */
   threads?: Record<ThreadGroup, number>;
+  /** The service's own `eventloop_delay_seconds` over the fixed-rate load (warm-up included), ms. */
+  loopDelay?: { p50: number; p99: number; max: number };
+}
+
+/** The service's event-loop delay since the previous scrape (each GET /metrics starts afresh). */
+async function scrapeLoopDelay(url: string): Promise<{ p50: number; p99: number; max: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const stat = (name: string) => Number(new RegExp(`^eventloop_delay_seconds\\{stat="${name}"\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN) * 1000;
+  return { p50: stat("p50"), p99: stat("p99"), max: stat("max") };
 }
 
 /** Half the service's single-item maximum: from the ingest part of this invocation, or measured now. */
@@ -63,12 +72,14 @@ async function serviceRun(ctx: BenchContext, rate: number, round: number): Promi
   let stopped = false;
   try {
     const key = await svc.createSecretKey("bench");
+    await scrapeLoopDelay(svc.url); // starts the service's delay record afresh
     const t0 = Date.now();
     const threads0 = threadCpu(svc.child.pid);
     const result = await runOpenLoop({ url: `${svc.url}/v1/ingest/event`, rate, seconds: ctx.opts.latencySeconds, warmup: 1, connections: ctx.opts.latencyConnections, key });
     const t1 = Date.now();
     const loadSeconds = (t1 - t0) / 1000;
     const threads = threadCores(threads0, threadCpu(svc.child.pid), loadSeconds);
+    const loopDelay = await scrapeLoopDelay(svc.url);
     // Idle for a while after the load: the flush timer (not the shutdown drain) inserts the tail.
     await Bun.sleep(2500);
     const idleAfter = svc.stats().rssBytes;
@@ -79,7 +90,7 @@ async function serviceRun(ctx: BenchContext, rate: number, round: number): Promi
     const all = await countQueryable({ dataDir }, "bench");
     const f = count.freshness_ms;
     return {
-      target: "service", round, result, threads, queryable: all.events.rows, acknowledged: result.statuses["202"] ?? 0, idleAfterRssBytes: idleAfter,
+      target: "service", round, result, threads, loopDelay, queryable: all.events.rows, acknowledged: result.statuses["202"] ?? 0, idleAfterRssBytes: idleAfter,
       freshness: f ? { n: f.n, p50: f.p50, p95: f.p95, p99: f.p99, max: f.max } : undefined,
     };
   } finally {
@@ -138,6 +149,7 @@ function makePart(name: "latency" | "freshness", withB1: boolean): Part {
           "",
           `- service p99 ÷ B1 p99 (per-round ratio): **${fmtSummary(targets[0]!.measured, 2)}** — target ≤ 2: ${targets[0]!.pass ? "met" : "**missed**"}`,
           `- service p99: **${fmtSummary(svcP99, 2)} ms** — target < 5 ms: ${targets[1]!.pass ? "met" : "**missed**"}`,
+          `- the service's event loop during the fixed-rate load (its own \`eventloop_delay_seconds\`, a 10 ms timer; warm-up included; medians over rounds): delay p50 ${fmt(col("service", (x) => x.loopDelay?.p50 ?? NaN).median, 1)} ms, p99 ${fmt(col("service", (x) => x.loopDelay?.p99 ?? NaN).median, 1)} ms, max ${fmtSummary(col("service", (x) => x.loopDelay?.max ?? NaN), 1)} ms: a request that arrives while the loop is held waits that long.`,
           `- service CPU by thread during the fixed-rate load (median over rounds, % of one core; see the ingest part for the groups): ${(["js", "engine", "pool", "runtime"] as ThreadGroup[]).map((g) => `${g === "js" ? "JS thread" : g === "pool" ? "Bun pool" : g} ${fmt(col("service", (x) => (x.threads?.[g] ?? NaN) * 100).median, 0)}%`).join(", ")}.`,
           "",
         );
