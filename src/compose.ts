@@ -38,6 +38,7 @@ import { ORPHANS_REMOVED, type OrphanReport } from "./storage/embedded/orphan-de
 import type { Touched } from "./storage/insert-rows.ts";
 import { migrate, pendingMigrations } from "./storage/migrate.ts";
 import { createQueryParts } from "./compose-query.ts";
+import { SHUTTING_DOWN } from "./ops/ops-routes.ts";
 
 import type { App, AppEnv } from "./http/app-env.ts";
 import type { Context } from "hono";
@@ -48,6 +49,8 @@ export interface Service {
   metrics: Metrics;
   /** Flushes the spool into ClickHouse now (tests, benchmarks). */
   flush(): Promise<void>;
+  /** The process is stopping: /readyz answers 503 "shutting down" from now on (a load balancer stops sending). */
+  beginShutdown(): void;
   /** Stops the parts in order: drain the spool, close it, stop refreshers, close Valkey and ClickHouse. */
   close(): Promise<void>;
 }
@@ -239,10 +242,12 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // The schema files ship with the code, so once every one is applied the schema stays current
   // for this process's life: later probes skip reading the files and schema_migrations.
   let schemaCurrent = false;
+  let shuttingDown = false;
   const app = buildApp({
     logger,
     metrics,
     readiness: async () => {
+      if (shuttingDown) return [SHUTTING_DOWN];
       const reasons: string[] = [];
       // A hung ClickHouse must not hang the probe: no answer within READY_TIMEOUT_MS is a reason.
       const ping = await withTimeout(clickhouse.client.ping(), READY_TIMEOUT_MS);
@@ -287,6 +292,9 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     metrics,
     flush: async () => {
       await batcher?.flush();
+    },
+    beginShutdown: () => {
+      shuttingDown = true;
     },
     close: async () => {
       warmth.stop();

@@ -1,5 +1,6 @@
 // The entry point: parse config, compose the service, serve it with Bun, and shut down in order.
 // Bun-specific code lives here (Bun.serve, signals, the socket address) so app.ts stays portable.
+import type { Server } from "bun";
 import { getConnInfo } from "hono/bun";
 import { composeService } from "./compose.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
@@ -60,23 +61,56 @@ function serve() {
     // Longer than the ClickHouse client's 60 s request timeout: a query waiting on a hung ClickHouse
     // ends in the contract's 503, not in Bun closing the connection at its default 10 s.
     idleTimeout: 75,
-    fetch: (req, srv) => app.fetch(req, { server: srv }),
+    fetch: (req, srv) => (draining ? lastCall(req, srv) : app.fetch(req, { server: srv })),
   });
+}
+
+// While stopping (see shutdown), every answer closes its connection, so a client's next request
+// goes out on a new connection (to another instance, or refused once this one stops listening)
+// instead of one this process may close unread.
+let draining = false;
+let lastArrival = 0;
+async function lastCall(req: Request, srv: Server<undefined>): Promise<Response> {
+  lastArrival = performance.now();
+  const res = await app.fetch(req, { server: srv });
+  try {
+    res.headers.set("Connection", "close");
+    return res;
+  } catch {
+    // Immutable headers: the same answer in a new Response.
+    const headers = new Headers(res.headers);
+    headers.set("Connection", "close");
+    return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+  }
 }
 logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode });
 
-// Shutdown order: stop accepting (in-flight requests get IN_FLIGHT_MS to finish; one still
-// waiting on a hung ClickHouse is cut off then), drain the spool into ClickHouse
-// (SHUTDOWN_TIMEOUT_MS), close the spool, stop the key refresher, then close Valkey and
-// ClickHouse (the engine last; 2 s at most, see compose.ts). An ingest request cut off still
-// finishes its spool write: the handler runs on, only its connection is closed.
+// Shutdown order: answer last calls (/readyz 503 "shutting down", every answer with
+// `Connection: close`) until no request arrived for QUIET_MS, at most LAST_CALL_MS; then stop
+// accepting (in-flight requests get IN_FLIGHT_MS to finish; one still waiting on a hung
+// ClickHouse is cut off then), drain the spool into ClickHouse (SHUTDOWN_TIMEOUT_MS), close the
+// spool, stop the key refresher, then close Valkey and ClickHouse (the engine last; 2 s at most,
+// see compose.ts). An ingest request cut off still finishes its spool write: the handler runs on,
+// only its connection is closed.
+//
+// The last calls exist because Bun's server.stop() closes at once every connection it is not
+// answering a request on, and a request its client already wrote but the busy event loop had not
+// read yet counts as none: a kill audit saw requests written 6–71 ms before SIGTERM reset unread
+// (tests/durability/sigterm-queued.test.ts). Serving on for a while reads them.
+const QUIET_MS = 100;
+const LAST_CALL_MS = 1_000;
 const IN_FLIGHT_MS = 2_000;
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   logger.info("shutting down", { signal });
-  const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs + IN_FLIGHT_MS + 5000);
+  const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs + LAST_CALL_MS + IN_FLIGHT_MS + 5000);
+  service.beginShutdown();
+  draining = true;
+  const lastCalls = performance.now();
+  lastArrival = lastCalls;
+  while (performance.now() - lastCalls < LAST_CALL_MS && performance.now() - lastArrival < QUIET_MS) await Bun.sleep(10);
   const finished = await withTimeout(server.stop().then(() => true), IN_FLIGHT_MS);
   if (!finished) {
     logger.warn("requests still in flight after 2 s (ClickHouse not answering?): closing their connections");

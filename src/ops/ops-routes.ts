@@ -4,6 +4,9 @@ import { describe, jsonResponse } from "../http/openapi.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "../logger.ts";
 
+/** /readyz's only reason once the process is stopping (a planned stop: logged at info, not warn). */
+export const SHUTTING_DOWN = "shutting down";
+
 /** What /readyz checks: each check answers null when fine, or the reason it is not. */
 export type Readiness = () => Promise<string[]>;
 
@@ -23,7 +26,8 @@ export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metric
   const logChange = (reasons: string[]) => {
     const now = reasons.join("; ");
     if (now === lastReasons) return;
-    if (reasons.length > 0) deps.logger.warn("not ready", { reasons });
+    if (reasons.length === 1 && reasons[0] === SHUTTING_DOWN) deps.logger.info("not ready", { reasons });
+    else if (reasons.length > 0) deps.logger.warn("not ready", { reasons });
     else deps.logger.info("ready again");
     lastReasons = now;
   };
