@@ -309,6 +309,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         return true;
       }), 2_000);
       if (!released) logger.warn("connections not closed within 2 s (ClickHouse or Valkey not answering); exiting anyway");
+      if (!opts.metrics) metrics.close(); // ours, not a caller's
     },
   };
 }

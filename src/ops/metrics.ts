@@ -6,6 +6,8 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   const registers = [registry];
+  /** Stops what runs on its own (the event-loop delay monitor's timer): the service's last step. */
+  let stop = () => {};
   // A few process metrics of our own instead of prom-client's defaults: those read V8 heap-space
   // statistics, which in Bun walk the heap and held the event loop 40–240 ms per scrape (bench).
   if (opts.defaultMetrics) {
@@ -26,6 +28,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     // scrape reports the delays since the previous one and starts afresh.
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
+    stop = () => loop.disable();
     new Gauge({
       name: "eventloop_delay_seconds", help: "Event-loop delay since the previous scrape (p50, p99, max), timed by a 10 ms timer",
       labelNames: ["stat"] as const, registers,
@@ -104,6 +107,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       name: "cache_requests_total", help: "Query cache lookups by route and result",
       labelNames: ["route", "result"] as const, registers,
     }),
+    close: () => stop(),
   };
 }
 

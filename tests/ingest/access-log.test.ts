@@ -115,5 +115,6 @@ describe("access log", () => {
     // Not the 300 ms any more (a busy test machine may still hold the loop for a while).
     expect(stat(after, "max")).toBeLessThan(0.2);
     expect(stat(after, "p99")).toBeLessThan(0.2);
+    metrics.close();
   });
 });
