@@ -29,8 +29,6 @@ export interface ClickHouse {
   close(): Promise<void>;
 }
 
-export { JsonEachRowBytes };
-
 const utf8 = new TextDecoder();
 // Rows already in JSONEachRow text go as they are, never parsed again: to a server as text (without
 // their last "\n", which client-web adds back), to the embedded engine lent by reference.

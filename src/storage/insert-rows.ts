@@ -9,8 +9,7 @@
 // insert; the embedded engine is lent the bytes themselves (storage/embedded/lent-bodies.ts).
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { groupRows, type GroupedRows, type RowSlice, type Table } from "../ingest/rows.ts";
-import { JsonEachRowBytes } from "./clickhouse.ts";
-import { release } from "./embedded/lent-bodies.ts";
+import { JsonEachRowBytes, release } from "./embedded/lent-bodies.ts";
 import { SYSTEM_FAULT } from "../errors.ts";
 
 /** Which services and UTC dates got new rows (for cache invalidation). */

@@ -2,9 +2,9 @@
 // the rows arrive byte for byte, no loan outlives its insert, and only this process's own client
 // can lend (a request from the network carrying a token's text is just a body).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createClickHouse, JsonEachRowBytes } from "../../src/storage/clickhouse.ts";
+import { createClickHouse } from "../../src/storage/clickhouse.ts";
 import { createClickHouseHttpHandler } from "../../src/storage/embedded/http-handler.ts";
-import { lend, outstandingLoans, release } from "../../src/storage/embedded/lent-bodies.ts";
+import { JsonEachRowBytes, lend, outstandingLoans, release } from "../../src/storage/embedded/lent-bodies.ts";
 import { insertRecords } from "../../src/storage/insert-rows.ts";
 import { migrate } from "../../src/storage/migrate.ts";
 import { startEmbeddedServer, type EmbeddedServer } from "../helpers/embedded-server.ts";
