@@ -1,8 +1,26 @@
-// Flags of the `bun` command that runs src/main.ts. Bun answers a request whose request line and
-// headers exceed --max-http-header-size (default 16 KiB) with a bare 431 before the app sees it:
-// no X-Request-Id, no error body. At 64 KiB a long query string or header reaches the app, which
-// names the offending parameter in a 400 like any other bad value (API.md: every response
-// carries X-Request-Id). package.json's `start` and the Dockerfile's CMD spell the same flags
-// (tests/config.test.ts checks that they do); test and benchmark helpers start the service with
-// these.
+// How the `bun` process that runs src/main.ts is started: its command-line flags and the
+// environment it needs before it starts. package.json's `start` and the Dockerfile spell both
+// (tests/http/limits.test.ts checks that they do); test and benchmark helpers start the service
+// with them too, so what they measure is what runs in production.
+
+// Bun answers a request whose request line and headers exceed --max-http-header-size (default
+// 16 KiB) with a bare 431 before the app sees it: no X-Request-Id, no error body. At 64 KiB a long
+// query string or header reaches the app, which names the offending parameter in a 400 like any
+// other bad value (API.md: every response carries X-Request-Id).
 export const BUN_FLAGS = ["--max-http-header-size=65536"] as const;
+
+// Bun's allocator (mimalloc) reads its options from the environment once, at process start.
+// MIMALLOC_PURGE_DELAY=-1: memory the process freed is kept for its next allocations instead of
+// being handed back to the kernel 100 ms later (the default). Each flush and each group commit
+// allocates megabytes; with the default every one of those pages was handed back and faulted in
+// again, 20,000–40,000 page faults a second at saturation and half the process's CPU in the
+// kernel. Kept, ingest does 1.3× the single-item and 2× the batch throughput on the same machine
+// (interleaved A/B, bench/RESULTS.md 2026-11-29 08:47). The price: the process's RSS stays at its
+// high-water mark instead of shrinking after a burst (README, "Memory"). An operator who prefers
+// the memory back sets MIMALLOC_PURGE_DELAY themselves; the start script keeps their value.
+export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: "-1" } as const;
+
+/** The environment assignments of package.json's `start`: the operator's value wins, ours is the default. */
+export function startScriptEnv(): string {
+  return Object.entries(RUNTIME_ENV).map(([k, v]) => `${k}=\${${k}:-${v}}`).join(" ");
+}

@@ -5,7 +5,7 @@ import { spawn, type Subprocess } from "bun";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
-import { BUN_FLAGS } from "../../src/runtime-flags.ts";
+import { BUN_FLAGS, RUNTIME_ENV } from "../../src/runtime-flags.ts";
 
 export const REPO = resolve(import.meta.dir, "..", "..");
 // Scratch space (data directories, logs, profiles, snapshots): git-ignored, and outside the
@@ -184,11 +184,11 @@ async function waitHttp(url: string, child: Child, timeoutMs: number, ok = (r: R
   throw new Error(`${child.name} did not answer ${url} within ${timeoutMs} ms:\n${child.log()}`);
 }
 
-/** B0 or B1 on a free port, with the runtime flags the service runs with (like for like). */
+/** B0 or B1 on a free port, with the runtime flags and environment the service runs with (like for like). */
 export async function startBaseline(kind: "b0" | "b1", logDir: string): Promise<Child & { url: string }> {
   const port = await freePort();
   const child = spawnChild(kind.toUpperCase(), [BUN, ...BUN_FLAGS, join(REPO, "bench", "baselines", `${kind}.ts`), String(port)], {
-    env: { NODE_ENV: "production" },
+    env: { ...RUNTIME_ENV, NODE_ENV: "production" },
     logFile: join(logDir, `${kind}.log`),
   });
   const url = `http://127.0.0.1:${port}`;
@@ -232,6 +232,7 @@ export class Service {
     const started = performance.now();
     const child = spawnChild(opts.label ?? "service", cmd, {
       env: {
+        ...RUNTIME_ENV,
         NODE_ENV: "production",
         PORT: String(port),
         HOST: "127.0.0.1",

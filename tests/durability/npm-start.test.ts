@@ -6,6 +6,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { RUNTIME_ENV } from "../../src/runtime-flags.ts";
 import { freePort } from "../helpers/embedded-server.ts";
 
 const REPO = resolve(import.meta.dir, "..", "..");
@@ -38,10 +39,11 @@ async function freshPlace(): Promise<{ dataDir: string; port: number }> {
 }
 
 /** `npm start` on a free port and a fresh data directory, ready; with the pid of its bun child. */
-async function npmStart(dataDir: string, port: number) {
+async function npmStart(dataDir: string, port: number, extraEnv: Record<string, string> = {}) {
+  const { MIMALLOC_PURGE_DELAY: _, ...inherited } = process.env;
   const npm = Bun.spawn(["npm", "start"], {
     cwd: REPO,
-    env: { ...process.env, PORT: String(port), DATA_DIR: dataDir, ANALYTICS_ROOT_TOKEN: "npm-start-test-root-token-0123456789", LOG_LEVEL: "warn" },
+    env: { ...inherited, PORT: String(port), DATA_DIR: dataDir, ANALYTICS_ROOT_TOKEN: "npm-start-test-root-token-0123456789", LOG_LEVEL: "warn", ...extraEnv },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -53,6 +55,26 @@ async function npmStart(dataDir: string, port: number) {
   expect(readFileSync(`/proc/${bun}/cmdline`, "utf8")).toContain("src/main.ts");
   return { npm, bun, healthy };
 }
+
+/** The environment process `pid` started with. */
+function environOf(pid: number): Map<string, string> {
+  const entries = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").filter(Boolean);
+  return new Map(entries.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)] as [string, string]));
+}
+
+test("npm start runs the service with the allocator setting of src/runtime-flags.ts; an operator's own value wins", async () => {
+  for (const [extra, expected] of [[{}, RUNTIME_ENV.MIMALLOC_PURGE_DELAY], [{ MIMALLOC_PURGE_DELAY: "250" }, "250"]] as const) {
+    const { dataDir, port } = await freshPlace();
+    const { npm, bun } = await npmStart(dataDir, port, extra);
+    try {
+      expect(environOf(bun).get("MIMALLOC_PURGE_DELAY")).toBe(expected);
+    } finally {
+      npm.kill("SIGTERM");
+      await waitFor("the service exiting", 15_000, () => !alive(bun));
+      await npm.exited;
+    }
+  }
+}, 90_000);
 
 test("SIGTERM to npm start reaches the service: it drains and exits", async () => {
   const { dataDir, port } = await freshPlace();

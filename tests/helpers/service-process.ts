@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { BUN_FLAGS } from "../../src/runtime-flags.ts";
+import { BUN_FLAGS, RUNTIME_ENV } from "../../src/runtime-flags.ts";
 import { migrate } from "../../src/storage/migrate.ts";
 import { uniqueDatabase } from "./clickhouse.ts";
 import { afterAll, beforeAll } from "bun:test";
@@ -161,6 +161,7 @@ class ChildService implements ServiceProcess {
     if (this.#disposed) throw new Error("service process: start after dispose");
     if (this.#child) throw new Error(`service process: already running (pid ${this.#child.pid})`);
     const env: Record<string, string> = {
+      ...RUNTIME_ENV,
       PATH: process.env.PATH ?? "/usr/bin:/bin",
       HOME: process.env.HOME ?? tmpdir(),
       NODE_ENV: "test",

@@ -4,7 +4,7 @@
 // a route is a 405 with Allow.
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { BUN_FLAGS } from "../../src/runtime-flags.ts";
+import { BUN_FLAGS, RUNTIME_ENV, startScriptEnv } from "../../src/runtime-flags.ts";
 import { PROCESS_ROOT_TOKEN, useSinkFixture } from "../helpers/service-process.ts";
 
 const sink = useSinkFixture();
@@ -116,12 +116,17 @@ test("no Host header (HTTP/1.0) is served; a Host naming no host is 400 invalid_
   expect(s.logs()).not.toContain("Invalid URL");
 }, 60_000);
 
-test("package.json's start and the Dockerfile's CMD run bun with the same flags as the test and bench helpers", () => {
+test("package.json's start and the Dockerfile run bun with the same flags and environment as the test and bench helpers", () => {
   const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
   // `exec`: no shell between npm and bun to swallow npm's SIGTERM (tests/durability/npm-start.test.ts).
-  expect(start).toBe(["exec", "bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
-  const cmd = readFileSync("Dockerfile", "utf8").split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!;
+  expect(start).toBe([startScriptEnv(), "exec", "bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
+  expect(startScriptEnv()).toBe("MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:--1}");
+  const dockerfile = readFileSync("Dockerfile", "utf8");
+  const cmd = dockerfile.split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!;
   expect(JSON.parse(cmd.slice(4))).toEqual(["bun", ...BUN_FLAGS, "src/main.ts"]);
+  // The runtime stage's ENV (continued lines joined) sets each variable to the same value.
+  const env = dockerfile.replace(/\\\n\s*/g, " ").split("\n").filter((l) => l.startsWith("ENV ")).at(-1)!;
+  for (const [k, v] of Object.entries(RUNTIME_ENV)) expect(env.split(/\s+/)).toContain(`${k}=${v}`);
 });
 
 /** Sends `text` on a fresh TCP connection and returns what comes back within 5 s (or until closed). */
