@@ -16,8 +16,9 @@ export const BUN_FLAGS = ["--max-http-header-size=65536"] as const;
 // again, 20,000–40,000 page faults a second at saturation and half the process's CPU in the
 // kernel. Kept, ingest does 1.3× the single-item and 2× the batch throughput on the same machine
 // (interleaved A/B, bench/RESULTS.md 2026-11-29 08:47). The price: the process's RSS stays at its
-// high-water mark instead of shrinking after a burst (README, "Memory and the allocator"). An operator who prefers
-// the memory back sets MIMALLOC_PURGE_DELAY themselves; the start script keeps their value.
+// high-water mark instead of shrinking after a burst (README, "Memory and the allocator"). An
+// operator who prefers the memory back sets MIMALLOC_PURGE_DELAY themselves; the start script
+// keeps their value.
 export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: "-1" } as const;
 
 /** The environment assignments of package.json's `start`: the operator's value wins, ours is the default. */
