@@ -62,6 +62,32 @@ export function ingestItems(deps: IngestorDeps, ctx: RequestContext, raws: reado
   });
 }
 
+/**
+ * How long a request waits, between tries, for another request's pending claim on one of its ids
+ * (Valkey: claimed, rows not yet durable) to become a stored id or to be given back: about 1.2 s in
+ * all. The other request usually writes within milliseconds, so a client's retry that races its
+ * own original, or a beacon sent twice, is answered `duplicate` (or stored, when the original
+ * failed) instead of 503. A claim still pending after that belongs to a request stuck or cut off
+ * with its process (dedup.ts, PENDING_CLAIM_MS): 503 with Retry-After, as before.
+ */
+export const CLAIM_RETRY_DELAYS_MS: readonly number[] = [10, 25, 50, 100, 200, 400, 400];
+
+/** dedup.claim, waiting (bounded) for claims of other requests still in flight; see CLAIM_RETRY_DELAYS_MS. */
+async function claimAfterOthers(dedup: EventDedup, keys: readonly string[], times: readonly number[]): Promise<boolean[]> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await dedup.claim(keys, times);
+    } catch (err) {
+      if (!(err instanceof ClaimPendingError)) throw err;
+      const delay = CLAIM_RETRY_DELAYS_MS[attempt];
+      if (delay === undefined) {
+        throw new ApiError("unavailable", "Some event_id of this request is being stored by another request; retry later", { retryAfterSeconds: 5 });
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
 /** Counts every item of a request refused with 503 (see ingestItems). */
 export function countRefused(metrics: Metrics, raws: readonly unknown[], type?: ItemType): void {
   for (const raw of raws) metrics.countItems(typeOf(raw, type), "unavailable");
@@ -87,12 +113,7 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
   if (enriched.length > 0) deps.writer.assertRoom(enriched.length * BYTES_PER_ITEM);
 
   const keys = enriched.map((e) => `${e.serviceId}:${e.eventId}`);
-  const fresh = await deps.dedup.claim(keys, enriched.map((e) => e.time)).catch((err: unknown) => {
-    if (err instanceof ClaimPendingError) {
-      throw new ApiError("unavailable", "Some event_id of this request is being stored by another request; retry later", { retryAfterSeconds: 5 });
-    }
-    throw err;
-  });
+  const fresh = await claimAfterOthers(deps.dedup, keys, enriched.map((e) => e.time));
   await dropStoredBeyondWindow(deps, ctx, enriched, keys, fresh);
   const kept: EnrichedItem[] = [];
   const claimed: string[] = [];
