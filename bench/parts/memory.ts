@@ -37,6 +37,9 @@ async function migrate(url: string, logDir: string): Promise<void> {
   if ((await proc.exited) !== 0) throw new Error(`migrate failed:\n${out}\n${err}`);
 }
 
+/** mimalloc's own default purge delay (ms), used by this part instead of the production -1. */
+const MEMORY_PURGE_DELAY = "100";
+
 /** RSS after a forced full GC and a short settle: what the process retains, not its garbage. */
 async function settledRss(svc: Service, ms = 700): Promise<number> {
   await Bun.sleep(ms);
@@ -51,7 +54,10 @@ async function round(ctx: BenchContext, r: number): Promise<MemoryRound> {
   let svc: Service | undefined;
   try {
     await migrate(ch.url, dir);
-    svc = await Service.start({ dataDir: join(dir, "data"), logDir: dir, env: { ...ctx.serviceEnv, CLICKHOUSE_URL: ch.url }, inspect: true });
+    // The allocator hands freed memory back here (its own default, not the production setting of
+    // src/runtime-flags.ts): with -1 the memory a step frees stays in RSS and the next step reuses
+    // it, so RSS growth after a GC would not say what buffering retains (bench/RESULTS.md, 09:11).
+    svc = await Service.start({ dataDir: join(dir, "data"), logDir: dir, env: { ...ctx.serviceEnv, CLICKHOUSE_URL: ch.url, MIMALLOC_PURGE_DELAY: MEMORY_PURGE_DELAY }, inspect: true });
     const idleRss = svc.stats().rssBytes;
     const key = await svc.createSecretKey("bench");
     const items = ctx.opts.batchItems;
@@ -116,7 +122,7 @@ export const memoryPart: Part = {
     const markdown = [
       "### Memory",
       "",
-      `Service against \`npm run clickhouse\` (CLICKHOUSE_URL), ${rounds[0]?.events ?? 0} events per step as ${rounds[0] ? rounds[0].events / ctx.opts.batchItems : 0} batches of ${ctx.opts.batchItems}, 8 at a time; RSS read after each step once a full GC was forced through Bun's inspector (the service runs with \`--inspect\` on loopback in this part only), so it counts what is retained, not garbage. Steps: warm-up (sink up) → control (sink up) → SIGTERM ClickHouse → the same events with the sink down → ClickHouse started again → spool drains → count.`,
+      `Service against \`npm run clickhouse\` (CLICKHOUSE_URL), ${rounds[0]?.events ?? 0} events per step as ${rounds[0] ? rounds[0].events / ctx.opts.batchItems : 0} batches of ${ctx.opts.batchItems}, 8 at a time; RSS read after each step once a full GC was forced through Bun's inspector (the service runs with \`--inspect\` on loopback in this part only), so it counts what is retained, not garbage. This part alone runs the service with \`MIMALLOC_PURGE_DELAY=${MEMORY_PURGE_DELAY}\` (the allocator's own default) instead of the production -1, which keeps freed memory in RSS for reuse (peak and idle RSS with the production setting: ingest part). Steps: warm-up (sink up) → control (sink up) → SIGTERM ClickHouse → the same events with the sink down → ClickHouse started again → spool drains → count.`,
       "",
       "| measure | median (min–max, spread) |",
       "|---|---|",
