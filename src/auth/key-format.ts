@@ -57,9 +57,9 @@ export function keyPrefixOf(key: string): string {
 }
 
 // Every request presents its key; the same few keys come back all day, and each digest costs a
-// few µs. Hashes of recent keys are kept (never the other way round), of
-// strings up to REMEMBERED_KEY_LENGTH only: keys are 46 characters and a root token a few dozen,
-// while a bearer token can be as long as the headers (64 KiB), and 10,000 of those are 640 MB.
+// few µs. Hashes of recent keys are kept (never the other way round), of strings up to
+// REMEMBERED_KEY_LENGTH only: keys are 46 characters and a root token a few dozen, while a bearer
+// token can be as long as the headers (64 KiB), and 10,000 of those are 640 MB.
 const recentHashes = new BoundedMap<string, string>(10_000);
 const REMEMBERED_KEY_LENGTH = 128;
 
@@ -69,7 +69,7 @@ export function knownKeyHash(key: string): string | undefined {
 }
 
 /** Hex SHA-256 of a key: the only form in which keys are stored. */
-export async function hashKey(key: string): Promise<string> {
+export function hashKey(key: string): string {
   const known = recentHashes.get(key);
   if (known !== undefined) return known;
   const hash = createHash("sha256").update(key).digest("hex");

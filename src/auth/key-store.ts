@@ -142,7 +142,7 @@ export class ClickHouseKeyStore implements KeyStore {
 
   async create(input: NewKey): Promise<{ record: KeyRecord; key: string }> {
     const key = generateKey(input.type);
-    const hash = await hashKey(key);
+    const hash = hashKey(key);
     const now = new Date();
     const record: KeyRecord = {
       id: generateKeyId(),
@@ -202,7 +202,7 @@ export class ClickHouseKeyStore implements KeyStore {
 
   async verify(presentedKey: string): Promise<KeyRecord | null> {
     if (keyTypeOf(presentedKey) === null) return null;
-    const hash = await hashKey(presentedKey);
+    const hash = hashKey(presentedKey);
     const entry = this.#byHash.get(hash) ?? (await this.#lookup(hash));
     // The map matched on the hash already; the explicit constant-time comparison keeps the check
     // of stored secrets free of timing leaks whatever structure finds the candidate.

@@ -5,7 +5,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { ApiError } from "../errors.ts";
 import type { AppEnv, Principal } from "../http/app-env.ts";
-import { constantTimeEqual, hashKey, knownKeyHash } from "./key-format.ts";
+import { constantTimeEqual, hashKey } from "./key-format.ts";
 import type { KeyRecord, KeyStore } from "./key-store.ts";
 import { originAllowed } from "./origin.ts";
 
@@ -27,7 +27,6 @@ export interface AuthOptions {
  */
 export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareHandler<AppEnv> {
   const isRoot = rootMatcher(opts.rootToken);
-  const isRootKnown = knownRootMatcher(opts.rootToken);
   return async function ingestAuthMiddleware(c, next) {
     const header = bearerToken(c) ?? nonEmpty(c.req.header("x-api-key"));
     const query = header === undefined ? nonEmpty(c.req.query("key")) : undefined;
@@ -39,19 +38,13 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
     if (header !== undefined || query !== undefined) {
       const key = (header ?? query)!;
       const source = header !== undefined ? "header" : "query";
-      // The usual request presents a key seen a moment ago: decided without waiting. The same
-      // checks in the same order as below, where anything not remembered is decided.
-      const root = header === undefined ? false : isRootKnown(header);
-      const record = root === false ? store.verifyKnown?.(key) : undefined;
-      if (root === false && record !== undefined) {
-        if (record === null) throw new ApiError("unauthorized", "Unknown or revoked API key");
-        c.set("principal", principalOf(c, record, source));
-      } else {
-        if (header !== undefined && (await isRoot(header))) {
-          throw new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
-        }
-        c.set("principal", await ingestPrincipalFor(c, store, key, source));
+      if (header !== undefined && isRoot(header)) {
+        throw new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
       }
+      // The usual request presents a key the store holds already: decided without waiting.
+      const record = store.verifyKnown?.(key);
+      if (record === null) throw new ApiError("unauthorized", "Unknown or revoked API key");
+      c.set("principal", record !== undefined ? principalOf(c, record, source) : await ingestPrincipalFor(c, store, key, source));
     }
     await next();
   };
@@ -81,7 +74,7 @@ export function adminAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareHa
   const isRoot = rootMatcher(opts.rootToken);
   return async function adminAuthMiddleware(c, next) {
     const token = requireBearer(c, "an admin token");
-    if (await isRoot(token)) throw new ApiError("forbidden", "The root token manages keys only; read with an admin token");
+    if (isRoot(token)) throw new ApiError("forbidden", "The root token manages keys only; read with an admin token");
     const record = await verified(store, token);
     if (record.type !== "admin") throw new ApiError("forbidden", `A ${record.type} key cannot read; use an admin token`);
     c.set("principal", { kind: "admin", keyId: record.id, services: record.services });
@@ -95,7 +88,7 @@ export function rootAuth(rootToken: string, opts: { store?: KeyStore } = {}): Mi
   const isRoot = rootMatcher(rootToken);
   return async function rootAuthMiddleware(c, next) {
     const token = requireBearer(c, "the root token");
-    if (!(await isRoot(token))) {
+    if (!isRoot(token)) {
       // A working key in the wrong place is worth telling apart from a typo.
       if (opts.store && (await opts.store.verify(token))) throw new ApiError("forbidden", "Only the root token manages keys");
       throw new ApiError("unauthorized", "Invalid root token");
@@ -169,23 +162,9 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === "" ? undefined : value.trim();
 }
 
-/**
- * rootMatcher's answer when both hashes are known already (true or false), else undefined. The
- * root token's hash is known from the first request on; a presented key's once hashKey saw it.
- */
-function knownRootMatcher(rootToken: string | undefined): (presented: string) => boolean | undefined {
-  if (!rootToken) return () => false;
-  let expected: string | undefined;
-  void hashKey(rootToken).then((h) => (expected = h));
-  return (presented) => {
-    const hash = knownKeyHash(presented);
-    return expected === undefined || hash === undefined ? undefined : constantTimeEqual(hash, expected);
-  };
-}
-
 /** Compares against the root token by SHA-256, so the comparison time reveals neither length nor content. */
-function rootMatcher(rootToken: string | undefined): (presented: string) => Promise<boolean> {
-  if (!rootToken) return async () => false;
+function rootMatcher(rootToken: string | undefined): (presented: string) => boolean {
+  if (!rootToken) return () => false;
   const expected = hashKey(rootToken);
-  return async (presented) => constantTimeEqual(await hashKey(presented), await expected);
+  return (presented) => constantTimeEqual(hashKey(presented), expected);
 }
