@@ -4,6 +4,7 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import { encodeCursor, type Keyset } from "./cursor.ts";
 import { type Filters, itemConditions, itemSession } from "./filters.ts";
 import type { Page } from "./session-list.ts";
+import { newestRows } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 
@@ -37,29 +38,9 @@ export const PAGE_BYTES = 8 * 1024 * 1024;
 
 type Raw = Omit<EventRow, "event_id" | "timestamp" | "properties" | "session_id"> & { id: string; ts: number; sid: string; properties: string };
 
-/** One page of events, newest first by (timestamp, event_id). */
+/** One page of events, newest first by (timestamp, event_id); see newest-first.ts for the windows. */
 export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promise<Page<EventRow>> {
-  const p = new SqlParams();
-  const service = p.bind("String", q.serviceId);
-  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`];
-  if (q.name !== undefined) where.push(`name = ${p.bind("String", q.name)}`);
-  // Events of a merged session are listed (and found) under the session they went into.
-  const session = itemSession(service);
-  if (q.sessionId !== undefined) where.push(`${session} = ${p.bind("String", q.sessionId)}`);
-  if (q.userId !== undefined) where.push(`user_id = ${p.bind("String", q.userId)}`);
-  where.push(...itemConditions(q.filters, p, service, q.range));
-  if (q.after) where.push(`(timestamp, toString(event_id)) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
-  // A page holds up to `limit` events and about PAGE_BYTES of their text: 1,000 events of 50
-  // properties of 512 characters are 55 MB. Rows past that come back without their text
-  // (`beyond`), only to say that there is more: the page ends before them, with a cursor.
-  const size = "length(properties) + length(url) + length(name) + 256";
-  const sql = `SELECT id, name, ts, sid, visitor_id, user_id, url, path, if(beyond, '', properties) AS properties, beyond FROM (
-      SELECT toString(event_id) AS id, name, toUnixTimestamp64Milli(timestamp) AS ts, ${session} AS sid, visitor_id, user_id, url, path, properties,
-        sum(${size}) OVER (ORDER BY timestamp DESC, id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - (${size}) > ${p.bind("UInt64", q.pageBytes ?? PAGE_BYTES)} AS beyond
-      FROM events WHERE ${where.join(" AND ")}
-      ORDER BY timestamp DESC, id DESC LIMIT ${p.bind("UInt32", q.limit + 1)})
-    ORDER BY ts DESC, id DESC`;
-  const rows = await selectRows<Raw & { beyond: number }>(ch, sql, p);
+  const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => eventsBetween(ch, q, lower, upper));
   const fits = rows.findIndex((r) => r.beyond === 1);
   const page = rows.slice(0, Math.min(q.limit, fits === -1 ? rows.length : fits));
   const last = page[page.length - 1];
@@ -77,6 +58,32 @@ export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promi
     })),
     next_cursor: rows.length > page.length && last ? encodeCursor("events", { t: last.ts, id: last.id }) : null,
   };
+}
+
+/** The newest limit + 1 events of [lower, upper) (and before the cursor), the ones past the page's text budget without their text. */
+async function eventsBetween(ch: ClickHouseClient, q: EventListQuery, lower: number, upper: number): Promise<Array<Raw & { beyond: number }>> {
+  const p = new SqlParams();
+  const service = p.bind("String", q.serviceId);
+  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(lower)}`, `timestamp < ${p.instant(upper)}`];
+  if (q.name !== undefined) where.push(`name = ${p.bind("String", q.name)}`);
+  // Events of a merged session are listed (and found) under the session they went into.
+  const session = itemSession(service);
+  if (q.sessionId !== undefined) where.push(`${session} = ${p.bind("String", q.sessionId)}`);
+  if (q.userId !== undefined) where.push(`user_id = ${p.bind("String", q.userId)}`);
+  where.push(...itemConditions(q.filters, p, service, { start: lower, end: upper }));
+  if (q.after) where.push(`(timestamp, toString(event_id)) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
+  // A page holds up to `limit` events and about PAGE_BYTES of their text: 1,000 events of 50
+  // properties of 512 characters are 55 MB. Rows past that come back without their text
+  // (`beyond`), only to say that there is more: the page ends before them, with a cursor. The
+  // running size is taken over the limit + 1 rows only, after the LIMIT.
+  const size = "length(properties) + length(url) + length(name) + 256";
+  const sql = `SELECT id, name, ts, sid, visitor_id, user_id, url, path, if(beyond, '', properties) AS properties, beyond FROM (
+      SELECT *, sum(sz) OVER (ORDER BY ts DESC, id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - sz > ${p.bind("UInt64", q.pageBytes ?? PAGE_BYTES)} AS beyond FROM (
+        SELECT toString(event_id) AS id, name, toUnixTimestamp64Milli(timestamp) AS ts, ${session} AS sid, visitor_id, user_id, url, path, properties, ${size} AS sz
+        FROM events WHERE ${where.join(" AND ")}
+        ORDER BY timestamp DESC, id DESC LIMIT ${p.bind("UInt32", q.limit + 1)}))
+    ORDER BY ts DESC, id DESC`;
+  return selectRows<Raw & { beyond: number }>(ch, sql, p);
 }
 
 // Stored as sent after validation, so it parses; an unreadable value must not fail the page.

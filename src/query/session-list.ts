@@ -4,6 +4,7 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { encodeCursor, type Keyset } from "./cursor.ts";
 import { type Filters, sessionConditions } from "./filters.ts";
+import { newestRows } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 
@@ -52,32 +53,9 @@ export interface SessionListQuery {
 type Raw = { sid: string; started: number; ended: number } & Record<`a_${(typeof TEXT_COLUMNS)[number]}`, string> &
   Record<`a_${(typeof NUMBER_COLUMNS)[number]}`, number>;
 
-/** One page of sessions, newest first by (started_at, session_id). */
+/** One page of sessions, newest first by (started_at, session_id); see newest-first.ts for the windows. */
 export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): Promise<Page<SessionRow>> {
-  const p = new SqlParams();
-  const service = p.bind("String", q.serviceId);
-  const where = [
-    `service_id = ${service}`,
-    `started_at >= ${p.instant(q.range.start)}`,
-    `started_at < ${p.instant(q.range.end)}`,
-    ...sessionConditions(q.filters, p, service, q.range.start),
-  ];
-  // The keyset goes in WHERE: exact for the same reason filters are (a cancel row repeats its
-  // state's started_at), and it lets the scan skip newer days.
-  if (q.after) where.push(`(started_at, session_id) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
-  // Two steps: pick the page's sessions with a narrow GROUP BY (id, sign, start only), then read
-  // every column of just those; grouping all columns of every session in the range costs far more.
-  const sql = `SELECT session_id AS sid, ${COLUMNS},
-      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended
-    FROM sessions
-    WHERE service_id = ${service} AND started_at >= ${p.instant(q.range.start)} AND started_at < ${p.instant(q.range.end)}
-      AND session_id IN (
-        SELECT session_id FROM sessions WHERE ${where.join(" AND ")}
-        GROUP BY session_id HAVING sum(sign) > 0
-        ORDER BY argMax(started_at, version) DESC, session_id DESC LIMIT ${p.bind("UInt32", q.limit + 1)})
-    GROUP BY session_id HAVING sum(sign) > 0
-    ORDER BY started DESC, sid DESC`;
-  const rows = await selectRows<Raw>(ch, sql, p);
+  const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => sessionsBetween(ch, q, lower, upper));
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
   return {
@@ -106,4 +84,29 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
     })),
     next_cursor: rows.length > q.limit && last ? encodeCursor("sessions", { t: last.started, id: last.sid }) : null,
   };
+}
+
+/** The newest limit + 1 sessions whose current state started in [lower, upper) (and before the cursor). */
+async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower: number, upper: number): Promise<Raw[]> {
+  const p = new SqlParams();
+  const service = p.bind("String", q.serviceId);
+  const inWindow = `service_id = ${service} AND started_at >= ${p.instant(lower)} AND started_at < ${p.instant(upper)}`;
+  // A session's page views never precede its start, so the path semi-join reads from `lower` on.
+  const where = [inWindow, ...sessionConditions(q.filters, p, service, lower)];
+  // The keyset goes in WHERE: exact for the same reason filters are (a cancel row repeats its
+  // state's started_at).
+  if (q.after) where.push(`(started_at, session_id) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
+  // Two steps: pick the page's sessions with a narrow GROUP BY (id, sign, start only), then read
+  // every column of just those; grouping all columns of every session in the window costs far more.
+  const sql = `SELECT session_id AS sid, ${COLUMNS},
+      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended
+    FROM sessions
+    WHERE ${inWindow}
+      AND session_id IN (
+        SELECT session_id FROM sessions WHERE ${where.join(" AND ")}
+        GROUP BY session_id HAVING sum(sign) > 0
+        ORDER BY argMax(started_at, version) DESC, session_id DESC LIMIT ${p.bind("UInt32", q.limit + 1)})
+    GROUP BY session_id HAVING sum(sign) > 0
+    ORDER BY started DESC, sid DESC`;
+  return selectRows<Raw>(ch, sql, p);
 }
