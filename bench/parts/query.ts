@@ -1,9 +1,11 @@
 // Query benchmarks (bench/README.md, "query"): a generated data set of ~10M events over 30 days for
 // one service (bench/lib/query-data.ts, written inside the engine, cached under .tmp/bench/query-data
 // by generator version, size and end date); then, per round, a fresh service in production mode on
-// that data (fresh process = empty in-process cache): cache-MISS latency of /v1/sessions/stats and
-// /v1/behavior/summary over a fixed set of distinct parameter combinations (interleaved), then
-// cache-HIT latency (the same request repeated) next to B0's GET latency (the HTTP floor). Last, the
+// that data (fresh process = empty in-process cache): cache-MISS latency of the cached routes
+// (/v1/sessions/stats, /v1/behavior/summary, /v1/funnels/:name) and the latency of the uncached
+// lists (/v1/sessions, /v1/events: a first page and the page after it) over a fixed set of distinct
+// parameter combinations (routes interleaved), then cache-HIT latency (the same request repeated)
+// next to B0's GET latency (the HTTP floor). Last, the
 // same questions through the views and with forceRaw in one process (bench/lib/query-compare.ts):
 // the speed-up per question and whether the answers are identical.
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -49,35 +51,45 @@ async function dataSet(ctx: BenchContext): Promise<{ dir: string; endMs: number;
   return { dir, endMs, gen, cached: false };
 }
 
+/** Cached routes answer MISS then HIT; the lists are not cached (keyset pages of live data). */
+const CACHED = ["stats", "behavior", "funnels"] as const;
+const LISTS = ["sessions", "events"] as const;
+type Route = (typeof CACHED)[number] | (typeof LISTS)[number];
+const ROUTES: readonly Route[] = [...CACHED, ...LISTS];
+/** The funnel of the data set (bench/lib/query-data.ts): steps 1-4 of `checkout`. */
+const LABEL: Record<Route, string> = { stats: "/v1/sessions/stats", behavior: "/v1/behavior/summary", funnels: "/v1/funnels/checkout", sessions: "/v1/sessions", events: "/v1/events" };
+
 interface Combo {
-  route: "stats" | "behavior";
+  route: Route;
   path: string;
   filtered: boolean;
 }
 
-/** 20 distinct requests per route: 7 / 30 days × UTC / Europe/Berlin × 3 unfiltered + 2 filtered variants. */
+/** Per route 20 distinct requests: 7 / 30 days × UTC / Europe/Berlin × 3 unfiltered + 2 filtered variants. */
 function combos(endDate: string): Combo[] {
   const before = (n: number) => new Date(Date.parse(endDate) - n * DAY).toISOString().slice(0, 10);
+  const variants: Record<Route, ReadonlyArray<readonly [string, boolean]>> = {
+    stats: [["interval=day", false], ["interval=week", false], ["interval=hour", false], ["interval=day&device=mobile", true], ["interval=day&country=DE", true]],
+    behavior: [["limit=10", false], ["limit=20", false], ["limit=50", false], ["limit=10&device=mobile", true], ["limit=10&country=DE", true]],
+    funnels: [["by=session", false], ["by=visitor", false], ["window=3600", false], ["by=session&device=mobile", true], ["by=session&country=DE", true]],
+    sessions: [["limit=50", false], ["limit=200", false], ["limit=10", false], ["limit=50&device=mobile", true], ["limit=50&country=DE", true]],
+    events: [["limit=50", false], ["limit=200", false], ["limit=50&name=signup", false], ["limit=50&device=mobile", true], ["limit=50&country=DE", true]],
+  };
   const out: Combo[] = [];
   for (const days of [7, 30]) {
     for (const tz of ["UTC", "Europe/Berlin"]) {
       const base = `service_id=${SERVICE}&from=${before(days - 1)}&to=${endDate}&tz=${encodeURIComponent(tz)}`;
-      for (const [v, filtered] of [["interval=day", false], ["interval=week", false], ["interval=hour", false], ["interval=day&device=mobile", true], ["interval=day&country=DE", true]] as const) {
-        out.push({ route: "stats", path: `/v1/sessions/stats?${base}&${v}`, filtered });
-      }
-      for (const [v, filtered] of [["limit=10", false], ["limit=20", false], ["limit=50", false], ["limit=10&device=mobile", true], ["limit=10&country=DE", true]] as const) {
-        out.push({ route: "behavior", path: `/v1/behavior/summary?${base}&${v}`, filtered });
-      }
+      for (const route of ROUTES) for (const [v, filtered] of variants[route]) out.push({ route, path: `${LABEL[route]}?${base}&${v}`, filtered });
     }
   }
   return out;
 }
 
-async function timedGet(url: string, token?: string): Promise<{ ms: number; status: number; cache: string | null }> {
+async function timedGet(url: string, token?: string): Promise<{ ms: number; status: number; cache: string | null; body: string }> {
   const s = performance.now();
   const res = await fetch(url, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
-  await res.arrayBuffer();
-  return { ms: performance.now() - s, status: res.status, cache: res.headers.get("x-cache") };
+  const body = await res.text();
+  return { ms: performance.now() - s, status: res.status, cache: res.headers.get("x-cache"), body };
 }
 
 const pct = (xs: number[], p: number) => percentileSorted([...xs].sort((a, b) => a - b), p);
@@ -95,27 +107,39 @@ export const queryPart: Part = {
     const endDate = new Date(data.endMs - DAY).toISOString().slice(0, 10);
     const list = combos(endDate);
     const b0 = await startBaseline("b0", dir);
-    type Round = { miss: Record<string, { ms: number; filtered: boolean; path: string }[]>; hit: Record<string, number[]>; b0: number[]; startMs: number; bad: string[] };
+    /** `page` 2: a list's next page (its first page's next_cursor), measured after the first. */
+    type Round = { miss: Record<string, { ms: number; filtered: boolean; path: string; page: 1 | 2 }[]>; hit: Record<string, number[]>; b0: number[]; startMs: number; bad: string[] };
     const rounds: Round[] = [];
     try {
       for (let r = 0; r < ctx.opts.rounds; r++) {
         const svc = await Service.start({ dataDir: data.dir, logDir: dir, env: ctx.serviceEnv, label: `service-r${r + 1}` });
-        const round: Round = { miss: { stats: [], behavior: [] }, hit: { stats: [], behavior: [] }, b0: [], startMs: svc.startMs, bad: [] };
+        const round: Round = { miss: Object.fromEntries(ROUTES.map((r) => [r, []])), hit: Object.fromEntries(CACHED.map((r) => [r, []])), b0: [], startMs: svc.startMs, bad: [] };
         try {
           const token = await adminToken(svc);
-          // Warm-up (not measured, never one of the measured keys): a 14-day range on both routes.
-          for (const p of ["/v1/sessions/stats", "/v1/behavior/summary"]) await timedGet(`${svc.url}${p}?service_id=${SERVICE}&from=${new Date(data.endMs - 14 * DAY).toISOString().slice(0, 10)}&to=${endDate}&tz=America%2FNew_York`, token);
-          // MISS: every combination once, in a per-round rotated order (routes interleaved).
+          // Warm-up (not measured, never one of the measured keys): a 14-day range on every route.
+          for (const route of ROUTES) await timedGet(`${svc.url}${LABEL[route]}?service_id=${SERVICE}&from=${new Date(data.endMs - 14 * DAY).toISOString().slice(0, 10)}&to=${endDate}&tz=America%2FNew_York`, token);
+          // MISS: every combination once, in a per-round rotated order (routes interleaved); a
+          // list's first page is followed by its next page. Lists send no X-Cache.
           const order = list.map((_, i) => list[(i + r * 7) % list.length]!);
           for (const c of order) {
+            const cached = (CACHED as readonly string[]).includes(c.route);
             const res = await timedGet(svc.url + c.path, token);
-            if (res.status !== 200 || res.cache !== "MISS") round.bad.push(`${c.path} → ${res.status} ${res.cache}`);
-            round.miss[c.route]!.push({ ms: res.ms, filtered: c.filtered, path: c.path });
+            if (res.status !== 200 || res.cache !== (cached ? "MISS" : null)) round.bad.push(`${c.path} → ${res.status} ${res.cache}`);
+            round.miss[c.route]!.push({ ms: res.ms, filtered: c.filtered, path: c.path, page: 1 });
+            if (cached) continue;
+            const next = (JSON.parse(res.body) as { next_cursor: string | null }).next_cursor;
+            if (next === null) {
+              round.bad.push(`${c.path} → no next page`);
+              continue;
+            }
+            const res2 = await timedGet(`${svc.url}${c.path}&cursor=${encodeURIComponent(next)}`, token);
+            if (res2.status !== 200) round.bad.push(`${c.path} (page 2) → ${res2.status}`);
+            round.miss[c.route]!.push({ ms: res2.ms, filtered: c.filtered, path: `${c.path}&cursor=…`, page: 2 });
           }
-          // HIT: the 7-day UTC request of each route (cached by the MISS pass), alternating with B0.
-          const hitPaths = { stats: list.find((c) => c.route === "stats")!.path, behavior: list.find((c) => c.route === "behavior")!.path };
+          // HIT: the 7-day UTC request of each cached route (cached by the MISS pass), alternating with B0.
+          const hitPaths = Object.fromEntries(CACHED.map((route) => [route, list.find((c) => c.route === route)!.path])) as Record<(typeof CACHED)[number], string>;
           for (let i = 0; i < HIT_REQUESTS; i++) {
-            for (const route of ["stats", "behavior"] as const) {
+            for (const route of CACHED) {
               const res = await timedGet(svc.url + hitPaths[route], token);
               if (res.cache !== "HIT" && round.bad.length < 20) round.bad.push(`${hitPaths[route]} → ${res.status} ${res.cache} (expected HIT)`);
               round.hit[route]!.push(res.ms);
@@ -126,7 +150,7 @@ export const queryPart: Part = {
           await svc.stop("SIGTERM");
         }
         rounds.push(round);
-        ctx.log(`query: round ${r + 1}: MISS p95 stats ${fmt(pct(round.miss.stats!.map((x) => x.ms), 95))} ms, behavior ${fmt(pct(round.miss.behavior!.map((x) => x.ms), 95))} ms; HIT p99 ${fmt(pct(round.hit.stats!, 99))} / ${fmt(pct(round.hit.behavior!, 99))} ms`);
+        ctx.log(`query: round ${r + 1}: MISS / uncached p95 ${ROUTES.map((route) => `${route} ${fmt(pct(round.miss[route]!.map((x) => x.ms), 95))}`).join(", ")} ms; HIT p99 ${CACHED.map((route) => `${route} ${fmt(pct(round.hit[route]!, 99))}`).join(", ")} ms`);
       }
     } finally {
       await b0.stop("SIGKILL");
@@ -149,16 +173,19 @@ export const queryPart: Part = {
 
     // ---- targets and tables
     const perRound = (f: (r: Round) => number) => summarize(rounds.map(f));
-    const missP = (route: string, p: number, which?: boolean) => perRound((r) => pct(r.miss[route]!.filter((x) => which === undefined || x.filtered === which).map((x) => x.ms), p));
+    type Miss = Round["miss"][string][number];
+    const missP = (route: string, p: number, keep: (x: Miss) => boolean = () => true) => perRound((r) => pct(r.miss[route]!.filter(keep).map((x) => x.ms), p));
     const hitP = (route: string, p: number) => perRound((r) => pct(r.hit[route]!, p));
+    const isList = (route: Route) => (LISTS as readonly string[]).includes(route);
     const targets: TargetCheck[] = [];
-    for (const [route, label] of [["stats", "/v1/sessions/stats"], ["behavior", "/v1/behavior/summary"]] as const) {
+    for (const route of ROUTES) {
       const m = missP(route, 95);
-      targets.push({ name: `${label} cache-MISS p95 (10M events, 20 distinct requests)`, target: "< 100 ms", measured: m, pass: m.n ? m.median < 100 : undefined, unit: "ms" });
+      const what = isList(route) ? "uncached p95 (10M events, 20 distinct first pages and their next pages)" : "cache-MISS p95 (10M events, 20 distinct requests)";
+      targets.push({ name: `${LABEL[route]} ${what}`, target: "< 100 ms", measured: m, pass: m.n ? m.median < 100 : undefined, unit: "ms" });
     }
-    for (const [route, label] of [["stats", "/v1/sessions/stats"], ["behavior", "/v1/behavior/summary"]] as const) {
+    for (const route of CACHED) {
       const m = hitP(route, 99);
-      targets.push({ name: `${label} cache-HIT p99`, target: "< 3 ms", measured: m, pass: m.n ? m.median < 3 : undefined, unit: "ms" });
+      targets.push({ name: `${LABEL[route]} cache-HIT p99`, target: "< 3 ms", measured: m, pass: m.n ? m.median < 3 : undefined, unit: "ms" });
     }
     const viewQs = compare.filter((c) => !c.name.includes("whole"));
     const minRatio = summarize([0, 1, 2].slice(0, ctx.opts.rounds).map((i) => Math.min(...viewQs.filter((c) => c.source !== "raw").map((c) => c.ratio[i] ?? NaN))));
@@ -169,12 +196,14 @@ export const queryPart: Part = {
     }
     const fmtS = (s: ReturnType<typeof summarize>) => fmtSummary(s, 1);
     const g = data.gen as Record<string, number>;
-    const missRows = (["stats", "behavior"] as const).flatMap((route) =>
-      ([[undefined, "all 20"], [false, "12 unfiltered"], [true, "8 filtered"]] as const).map(([w, label]) => `| ${route === "stats" ? "/v1/sessions/stats" : "/v1/behavior/summary"} | ${label} | ${fmtS(missP(route, 50, w))} | ${fmtS(missP(route, 95, w))} | ${fmtS(missP(route, 99, w))} |`),
-    );
-    // Slowest MISS requests (median over rounds), to say which ones miss the target.
+    const groups: ReadonlyArray<readonly [string, (x: Miss) => boolean]> = [["all", () => true], ["unfiltered", (x) => !x.filtered], ["filtered", (x) => x.filtered]];
+    const missRows = ROUTES.flatMap((route) => [
+      ...groups.map(([label, keep]) => `| ${LABEL[route]} | ${isList(route) ? "uncached" : "MISS"} | ${label}${isList(route) ? " (pages 1 and 2)" : ""} | ${fmtS(missP(route, 50, keep))} | ${fmtS(missP(route, 95, keep))} | ${fmtS(missP(route, 99, keep))} |`),
+      ...(isList(route) ? [`| ${LABEL[route]} | uncached | next pages only | ${fmtS(missP(route, 50, (x) => x.page === 2))} | ${fmtS(missP(route, 95, (x) => x.page === 2))} | ${fmtS(missP(route, 99, (x) => x.page === 2))} |`] : []),
+    ]);
+    // Slowest requests (median over rounds), to say which ones miss the target.
     const byPath = new Map<string, number[]>();
-    for (const r of rounds) for (const route of ["stats", "behavior"]) for (const x of r.miss[route]!) byPath.set(x.path, [...(byPath.get(x.path) ?? []), x.ms]);
+    for (const r of rounds) for (const route of ROUTES) for (const x of r.miss[route]!) byPath.set(x.path, [...(byPath.get(x.path) ?? []), x.ms]);
     const slowest = [...byPath.entries()].map(([p, xs]) => [p, median(xs)] as const).sort((a, b) => b[1] - a[1]);
     const markdown = [
       "### Query routes",
@@ -184,22 +213,22 @@ export const queryPart: Part = {
         `events: ${fmt(g.page_views ?? NaN, 0)} page views + ${fmt(g.events ?? NaN, 0)} custom + ${fmt(g.web_vitals ?? NaN, 0)} vitals + ${fmt(g.funnel_events ?? NaN, 0)} funnel steps + ${fmt(g.errors ?? NaN, 0)} errors = **${fmt(((g.page_views ?? 0) + (g.events ?? 0) + (g.web_vitals ?? 0) + (g.funnel_events ?? 0) + (g.errors ?? 0)) / 1e6, 2)}M**.`,
       "",
       `Per round a fresh service (NODE_ENV=production, embedded engine, ${ctx.serviceEnv.VALKEY_URL ? "Valkey cache" : "in-process cache"}; started in ${rounds.map((r) => fmt(r.startMs / 1000, 1)).join(" / ")} s), one unmeasured warm-up request per route, then sequential GETs with an admin token over keep-alive: ` +
-        `MISS = each of 20 distinct requests per route once (7 / 30 days × UTC / Europe/Berlin × {3 unfiltered: interval day/week/hour or limit 10/20/50; 2 filtered: device=mobile, country=DE}), routes interleaved, order rotated per round; ` +
-        `HIT = the 7-day UTC request ${HIT_REQUESTS}× per route, alternating with a GET to B0 (bare Bun.serve: the HTTP floor of this client). Client-side latency (fetch to body read). Per-round percentiles; median (min–max, spread) over ${rounds.length} rounds.`,
+        `MISS = each of 20 distinct requests per route once (7 / 30 days × UTC / Europe/Berlin × {3 unfiltered: stats interval day/week/hour, summary limit 10/20/50, funnel by=session/by=visitor/window=3600, lists limit 50/200 and 10 (sessions) or name=signup (events); 2 filtered: device=mobile, country=DE}), routes interleaved, order rotated per round; ` +
+        `the lists (/v1/sessions, /v1/events) are not cached: each first page is followed by its next page (its next_cursor), both measured. ` +
+        `HIT = the 7-day UTC request of each cached route ${HIT_REQUESTS}× per route, alternating with a GET to B0 (bare Bun.serve: the HTTP floor of this client). Client-side latency (fetch to body read). Per-round percentiles; median (min–max, spread) over ${rounds.length} rounds.`,
       "",
-      "| route | requests | MISS p50 ms | MISS p95 ms | MISS p99 ms |",
-      "|---|---|---|---|---|",
+      "| route | answered | requests | p50 ms | p95 ms | p99 ms |",
+      "|---|---|---|---|---|---|",
       ...missRows,
       "",
-      `Slowest MISS requests (median over rounds): ${slowest.slice(0, 6).map(([p, ms]) => `\`${p.replace(/service_id=bench&/, "").replace(/&tz=UTC/, "")}\` ${fmt(ms, 0)} ms`).join("; ")}.`,
+      `Slowest requests (median over rounds): ${slowest.slice(0, 8).map(([p, ms]) => `\`${p.replace(/service_id=bench&/, "").replace(/&tz=UTC/, "")}\` ${fmt(ms, 0)} ms`).join("; ")}.`,
       "",
       "| HIT | p50 ms | p99 ms | p99.9 ms |",
       "|---|---|---|---|",
-      `| /v1/sessions/stats | ${fmtS(hitP("stats", 50))} | ${fmtS(hitP("stats", 99))} | ${fmtS(hitP("stats", 99.9))} |`,
-      `| /v1/behavior/summary | ${fmtS(hitP("behavior", 50))} | ${fmtS(hitP("behavior", 99))} | ${fmtS(hitP("behavior", 99.9))} |`,
+      ...CACHED.map((route) => `| ${LABEL[route]} | ${fmtS(hitP(route, 50))} | ${fmtS(hitP(route, 99))} | ${fmtS(hitP(route, 99.9))} |`),
       `| B0 GET (floor) | ${fmtS(perRound((r) => pct(r.b0, 50)))} | ${fmtS(perRound((r) => pct(r.b0, 99)))} | ${fmtS(perRound((r) => pct(r.b0, 99.9)))} |`,
       "",
-      `Checks: ${rounds.map((r, i) => `round ${i + 1}: ${r.bad.length === 0 ? "every MISS request answered 200 MISS, every HIT request HIT" : `**${r.bad.length} unexpected answers**: ${r.bad.slice(0, 3).join("; ")}`}`).join("; ")}.`,
+      `Checks: ${rounds.map((r, i) => `round ${i + 1}: ${r.bad.length === 0 ? "every MISS request answered 200 MISS, every list page 200 with a next page, every HIT request HIT" : `**${r.bad.length} unexpected answers**: ${r.bad.slice(0, 3).join("; ")}`}`).join("; ")}.`,
       "",
       `View vs raw (bench/lib/query-compare.ts: the query functions called directly in one process on the same data, view path vs \`forceRaw\`, interleaved, alternating order, 3 repetitions per round → per-round medians; ratio = raw ÷ view per round). "source" is what the view path chose (session metrics: daily / hourly view or raw).`,
       "",
