@@ -87,22 +87,25 @@ export async function funnelReport(ch: ClickHouseClient, q: FunnelQuery): Promis
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   const where = baseWhere(q, p, service);
-  const levels = await selectRows<LevelRow>(
-    ch,
-    `SELECT level, count() AS units, groupArrayIf(evs, level >= 2) AS chains FROM (
-       SELECT windowFunnel(${p.bind("UInt64", windowMs)})(ts, ${CONDITIONS}) AS level, groupArray((ts, step)) AS evs
-       FROM (${unitRows(q, p, service, where)})
-       GROUP BY unit)
-     GROUP BY level`,
-    p,
-  );
   const p2 = new SqlParams();
-  const names = await selectRows<{ step: number; top: number; name: string }>(
-    ch,
-    `SELECT step, max(step) OVER () AS top, argMaxIf(step_name, (timestamp, step_name), step_name != '') AS name
-     FROM funnel_events WHERE ${baseWhere(q, p2)} GROUP BY step`,
-    p2,
-  );
+  // The two questions run side by side (the step names read only the steps' own rows).
+  const [levels, names] = await Promise.all([
+    selectRows<LevelRow>(
+      ch,
+      `SELECT level, count() AS units, groupArrayIf(evs, level >= 2) AS chains FROM (
+         SELECT windowFunnel(${p.bind("UInt64", windowMs)})(ts, ${CONDITIONS}) AS level, groupArray((ts, step)) AS evs
+         FROM (${unitRows(q, p, service, where)})
+         GROUP BY unit)
+       GROUP BY level`,
+      p,
+    ),
+    selectRows<{ step: number; top: number; name: string }>(
+      ch,
+      `SELECT step, max(step) OVER () AS top, argMaxIf(step_name, (timestamp, step_name), step_name != '') AS name
+       FROM funnel_events WHERE ${baseWhere(q, p2)} GROUP BY step`,
+      p2,
+    ),
+  ]);
   const top = names[0]?.top ?? 0;
   const reached = new Array<number>(top + 1).fill(0);
   const deltas: number[][] = Array.from({ length: top + 1 }, () => []);
