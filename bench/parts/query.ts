@@ -230,7 +230,7 @@ export const queryPart: Part = {
       "",
       `Checks: ${rounds.map((r, i) => `round ${i + 1}: ${r.bad.length === 0 ? "every MISS request answered 200 MISS, every list page 200 with a next page, every HIT request HIT" : `**${r.bad.length} unexpected answers**: ${r.bad.slice(0, 3).join("; ")}`}`).join("; ")}.`,
       "",
-      `View vs raw (bench/lib/query-compare.ts: the query functions called directly in one process on the same data, view path vs \`forceRaw\`, interleaved, alternating order, 3 repetitions per round → per-round medians; ratio = raw ÷ view per round). "source" is what the view path chose (session metrics: daily / hourly view or raw).`,
+      `View vs raw (bench/lib/query-compare.ts: the query functions called directly in one process on the same data, view path vs \`forceRaw\`, one thread per query as the service's reports run them, interleaved, alternating order, 3 repetitions per round → per-round medians; ratio = raw ÷ view per round). "source" is what the view path chose (session metrics: daily / hourly view or raw).`,
       "",
       `The engine's floor, \`SELECT 1\` through the same client (median of 20 per round): ${fmtS(summarize(floor))} ms. No view answers faster than that, so "raw ÷ floor" is the largest speed-up any view could give a question.`,
       "",
