@@ -54,10 +54,20 @@ export interface ExecOptions {
   threads?: number;
 }
 
+// With one thread a GROUP BY gains little from two-level hash tables (they exist to merge
+// per-thread tables in parallel), yet ClickHouse converts to them once the states hold 50 MB,
+// and exact visitor sets pay for that conversion: a 30-day hourly series has 720 keys whose sets
+// pass 50 MB. One-thread reads (the reports) keep the conversion by key count only (100,000 keys,
+// the default; a filter's set of matching sessions groups 684k keys and is faster two-level).
+// Bench data, one thread, medians of 5: 30-day hourly series 281 → 131 ms, top pages 528 → 316,
+// top pages filtered by device 536 → 501 (bench/RESULTS.md, 2026-11-29 11:45).
+const ONE_THREAD = "max_threads = 1, group_by_two_level_threshold_bytes = 0";
+
 /** Runs a SELECT and returns its rows as objects (JSONEachRow). */
 export async function selectRows<T>(ch: ClickHouseClient, query: string, params: SqlParams, exec: ExecOptions = {}): Promise<T[]> {
   // `threads` is a number from code (never request input); checked so it cannot carry text.
-  const threads = exec.threads !== undefined && Number.isInteger(exec.threads) && exec.threads > 0 ? `, max_threads = ${exec.threads}` : "";
+  const valid = exec.threads !== undefined && Number.isInteger(exec.threads) && exec.threads > 0;
+  const threads = !valid ? "" : exec.threads === 1 ? `, ${ONE_THREAD}` : `, max_threads = ${exec.threads}`;
   const result = await ch.query({ query: `${query}\n${READ_SETTINGS}${threads}`, query_params: params.values, format: "JSONEachRow" });
   return result.json<T>();
 }

@@ -50,6 +50,18 @@ describe("read path", () => {
     expect(await threads()).toBe(await threads({}));
   });
 
+  test("one-thread reads go two-level by key count only, not by the size of their states; other reads keep the engine's defaults", async () => {
+    const setting = (name: string, exec?: { threads?: number }) =>
+      selectRows<{ v: number }>(db.client, `SELECT getSetting('${name}') AS v`, new SqlParams(), exec).then(([r]) => Number(r!.v));
+    const bytes = "group_by_two_level_threshold_bytes";
+    const keys = "group_by_two_level_threshold";
+    expect(await setting(bytes, { threads: 1 })).toBe(0);
+    expect(await setting(bytes, { threads: 2 })).toBeGreaterThan(0);
+    expect(await setting(bytes)).toBe(await setting(bytes, { threads: 2 }));
+    expect(await setting(keys, { threads: 1 })).toBe(await setting(keys));
+    expect(await setting(keys, { threads: 1 })).toBeGreaterThan(0);
+  });
+
   test("top events: raw rows below 14 days or with a filter, the hourly view from 14 days, same answer", async () => {
     const days = (from: string, to: string) => ({ serviceId: "svc", range: resolveRange({ from, to, tz: "UTC" }, NOW), filters: {}, limit: 10 });
     const short = days("2026-05-10", "2026-05-12");
