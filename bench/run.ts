@@ -199,7 +199,7 @@ const section = [
   "",
   "| what | target | measured: median (min–max, spread) | verdict |",
   "|---|---|---|---|",
-  ...targets.map((t) => `| ${t.name} | ${t.target} | ${fmtSummary(t.measured, t.unit === "B" || t.unit === "ms" ? 0 : 3)}${t.unit ? ` ${t.unit}` : ""} | ${verdict(t)} |`),
+  ...targets.map((t) => `| ${t.name} | ${t.target} | ${fmtSummary(t.measured, t.unit === "B" || t.unit === "ms" ? (t.unit === "ms" && t.measured.median < 10 ? 1 : 0) : 3)}${t.unit ? ` ${t.unit}` : ""} | ${verdict(t)} |`),
   "",
   ...results.map((r) => r.markdown),
 ].join("\n");
