@@ -56,6 +56,7 @@ const CACHED = ["stats", "behavior", "funnels"] as const;
 const LISTS = ["sessions", "events"] as const;
 type Route = (typeof CACHED)[number] | (typeof LISTS)[number];
 const ROUTES: readonly Route[] = [...CACHED, ...LISTS];
+const isList = (route: Route): boolean => (LISTS as readonly string[]).includes(route);
 /** The funnel of the data set (bench/lib/query-data.ts): steps 1-4 of `checkout`. */
 const LABEL: Record<Route, string> = { stats: "/v1/sessions/stats", behavior: "/v1/behavior/summary", funnels: "/v1/funnels/checkout", sessions: "/v1/sessions", events: "/v1/events" };
 
@@ -122,7 +123,7 @@ export const queryPart: Part = {
           // list's first page is followed by its next page. Lists send no X-Cache.
           const order = list.map((_, i) => list[(i + r * 7) % list.length]!);
           for (const c of order) {
-            const cached = (CACHED as readonly string[]).includes(c.route);
+            const cached = !isList(c.route);
             const res = await timedGet(svc.url + c.path, token);
             if (res.status !== 200 || res.cache !== (cached ? "MISS" : null)) round.bad.push(`${c.path} → ${res.status} ${res.cache}`);
             round.miss[c.route]!.push({ ms: res.ms, filtered: c.filtered, path: c.path, page: 1 });
@@ -176,7 +177,6 @@ export const queryPart: Part = {
     type Miss = Round["miss"][string][number];
     const missP = (route: string, p: number, keep: (x: Miss) => boolean = () => true) => perRound((r) => pct(r.miss[route]!.filter(keep).map((x) => x.ms), p));
     const hitP = (route: string, p: number) => perRound((r) => pct(r.hit[route]!, p));
-    const isList = (route: Route) => (LISTS as readonly string[]).includes(route);
     const targets: TargetCheck[] = [];
     for (const route of ROUTES) {
       const m = missP(route, 95);
