@@ -4,7 +4,7 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import { encodeCursor, type Keyset } from "./cursor.ts";
 import { type Filters, itemConditions, itemSession } from "./filters.ts";
 import type { Page } from "./session-list.ts";
-import { newestRows } from "./newest-first.ts";
+import { newestRows, nextWindow, pageUpperBound } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 
@@ -56,7 +56,10 @@ export async function listEvents(ch: ClickHouseClient, q: EventListQuery): Promi
       path: rest.path,
       properties: parseProperties(properties),
     })),
-    next_cursor: rows.length > page.length && last ? encodeCursor("events", { t: last.ts, id: last.id }) : null,
+    next_cursor:
+      rows.length > page.length && last
+        ? encodeCursor("events", { t: last.ts, id: last.id, w: nextWindow(pageUpperBound(q.range.end, q.after), last.ts, page.length, q.limit) })
+        : null,
   };
 }
 

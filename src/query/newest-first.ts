@@ -7,10 +7,12 @@
 // session grouped, every event sorted with its text); a busy service finds its page in the first
 // hour. A window grows by what the last one found (twice the width that would hold a page at its
 // density, at least 4 times; 16 times when it found nothing), so a quiet service needs a few
-// small reads, and all of them together read at most 4/3 of the last window's rows. Exact
-// whatever the window: each session state's rows (its +1 row and a cancel row) share their
-// started_at, so a window holds whole states, and an item has one time.
-import type { Keyset } from "./cursor.ts";
+// small reads, and all of them together read at most 4/3 of the last window's rows. A next page
+// starts from the width its cursor carries: twice what held this page's rows, scaled to a full
+// page, so paging on at a steady density takes one read a page. Exact whatever the window: each
+// session state's rows (its +1 row and a cancel row) share their started_at, so a window holds
+// whole states, and an item has one time.
+import { type Keyset, MIN_WINDOW_MS } from "./cursor.ts";
 
 const FIRST_WINDOW_MS = 3_600_000;
 
@@ -26,10 +28,20 @@ export function pageUpperBound(rangeEnd: number, after: Keyset | undefined): num
  */
 export async function newestRows<T>(range: { start: number; end: number }, after: Keyset | undefined, limit: number, read: (lower: number, upper: number) => Promise<T[]>): Promise<T[]> {
   const upper = pageUpperBound(range.end, after);
-  for (let width = FIRST_WINDOW_MS; ; ) {
+  for (let width = after?.w ?? FIRST_WINDOW_MS; ; ) {
     const lower = Math.max(range.start, upper - width);
     const rows = await read(lower, upper);
     if (rows.length > limit || lower === range.start) return rows;
     width *= rows.length === 0 ? 16 : Math.max(4, Math.ceil((2 * (limit + 1)) / rows.length));
   }
+}
+
+/**
+ * The first window of the page after this one (the `w` its cursor carries): this page's `pageRows`
+ * rows lie in [lastT, upper), so at that density a page of limit + 1 rows fits in
+ * (upper - lastT) * (limit + 1) / pageRows; twice that leaves room for the density to halve.
+ */
+export function nextWindow(upper: number, lastT: number, pageRows: number, limit: number): number {
+  const held = Math.max(1, upper - lastT);
+  return Math.max(MIN_WINDOW_MS, Math.ceil((2 * held * (limit + 1)) / Math.max(1, pageRows)));
 }

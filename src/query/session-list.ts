@@ -4,7 +4,7 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { encodeCursor, type Keyset } from "./cursor.ts";
 import { type Filters, sessionConditions } from "./filters.ts";
-import { newestRows } from "./newest-first.ts";
+import { newestRows, nextWindow, pageUpperBound } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 
@@ -82,7 +82,10 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
       os: r.a_os,
       country: r.a_country,
     })),
-    next_cursor: rows.length > q.limit && last ? encodeCursor("sessions", { t: last.started, id: last.sid }) : null,
+    next_cursor:
+      rows.length > q.limit && last
+        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit) })
+        : null,
   };
 }
 

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { decodeCursor } from "../../src/query/cursor.ts";
 import { listEvents } from "../../src/query/event-list.ts";
-import { newestRows, pageUpperBound } from "../../src/query/newest-first.ts";
+import { newestRows, nextWindow, pageUpperBound } from "../../src/query/newest-first.ts";
 import { listSessions } from "../../src/query/session-list.ts";
 import { resolveRange } from "../../src/query/time-range.ts";
 import { type AnalyticsDb, createAnalyticsDb } from "./fixtures/analytics-db.ts";
@@ -48,6 +48,39 @@ describe("newestRows: the windows it reads", () => {
     const { asked, read } = source([]);
     await newestRows({ start: 0, end: 10 * HOUR }, { t: 5 * HOUR, id: "x" }, 5, read);
     expect(asked[0]).toEqual([4 * HOUR + 1, 5 * HOUR + 1]);
+  });
+
+  test("a cursor's window is the first one read", async () => {
+    const { asked, read } = source([]);
+    await newestRows({ start: 0, end: 10 * HOUR }, { t: 5 * HOUR, id: "x", w: 3 * HOUR }, 5, read);
+    expect(asked[0]).toEqual([2 * HOUR + 1, 5 * HOUR + 1]);
+  });
+
+  test("the next window is twice what held the page, scaled to a full page, at least 1 s", () => {
+    // 5 rows in the 10 h before the bound: 6 rows need 12 h at that density; twice that.
+    expect(nextWindow(1000 * HOUR, 990 * HOUR, 5, 5)).toBe(24 * HOUR);
+    // A page cut short (the events' text budget) scales up to the rows a page needs.
+    expect(nextWindow(1000 * HOUR, 990 * HOUR, 2, 5)).toBe(60 * HOUR);
+    expect(nextWindow(1000, 999, 5, 5)).toBe(1000);
+  });
+
+  test("paging on at a steady density reads one window a page", async () => {
+    // One row an hour over the whole range; without the cursor's window each page would start
+    // from 1 h again and need two reads.
+    const times = Array.from({ length: 1000 }, (_, i) => i * HOUR + 1);
+    const { asked, read } = source(times);
+    let after: { t: number; id: string; w?: number } | undefined;
+    const reads: number[] = [];
+    for (let page = 0; page < 8; page++) {
+      const before = asked.length;
+      const rows = await newestRows(range, after, 5, read);
+      reads.push(asked.length - before);
+      const upper = pageUpperBound(range.end, after);
+      const last = rows[4]!;
+      after = { t: last, id: "x", w: nextWindow(upper, last, 5, 5) };
+      expect(rows).toEqual(times.filter((t) => t < upper).sort((a, b) => b - a).slice(0, 6));
+    }
+    expect(reads).toEqual([2, 1, 1, 1, 1, 1, 1, 1]);
   });
 });
 

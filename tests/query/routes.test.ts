@@ -87,9 +87,19 @@ describe("contract shapes", () => {
       `/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&cursor=${events.next_cursor}`,
     ];
     const forged = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-    const [, t, sid] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string];
+    const [, t, sid, w] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string, number];
+    // The next page's first window rides along (src/query/newest-first.ts); a cursor without it
+    // (made before it existed) pages the same rows.
+    expect(Number.isSafeInteger(w) && w >= 1000).toBe(true);
+    const withoutHint = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid])}`)).json();
+    expect(withoutHint).toEqual(second);
     const bad = [
       `/v1/sessions?service_id=alpha&cursor=${forged([t, sid])}`, // the old two-element form
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 999])}`, // a first window under 1 s
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 1500.5])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, String(w)])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 8640000000000001])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, w])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", 8640000000000001, sid])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", -1, sid])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, "\ud800"])}`,
