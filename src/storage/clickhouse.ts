@@ -75,6 +75,10 @@ export function createClickHouse(opts: ClickHouseOptions): ClickHouse {
   const engine = embeddedEngine(opts.dataDir, opts.embeddedLanes, opts.onOrphanDedupEntries);
   const client = createClient({
     ...common,
+    // Whole answers (the service reads every result whole anyway), so each read runs on chdb's
+    // worker threads instead of being planned on the event loop (embedded/http-handler.ts). A
+    // query that wants its rows in pieces passes wait_end_of_query: 0.
+    clickhouse_settings: { ...common.clickhouse_settings, wait_end_of_query: 1 as const },
     json: { parse: JSON.parse, stringify: toEmbedded },
     url: "http://embedded.clickhouse",
     fetch: createClickHouseHttpHandler(engine) as typeof fetch,
