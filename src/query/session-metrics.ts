@@ -12,14 +12,19 @@
 // `session_cancels` (schemas/07-session_cancels.sql): the (started_at, visitor) of every
 // cancelled state whose session did not go on with the same start and visitor, i.e. the moved,
 // merged and re-keyed ones; the common update (one more page view) adds none.
-// - raw rows: the pairs are the candidates' groups with a +1 row whose rows sum to 0 (a state's
-//   attributes come with its start: a filter keeps or drops a session's rows alike). A
-//   background merge removes a +1 row with its cancel row, from the set and the sum alike;
-// - views: their sets keep a pair after a merge has removed its rows, so every candidate pair
-//   counts whose visitor has no live session starting in the bucket.
-// Exact, at the cost of a scan of `sign` and `visitor_hash` of the candidates' rows in the range
-// instead of grouping every visitor (measured: 30-day daily series 44 ms with the view's sets vs
-// ~196 ms grouping every visitor from raw rows).
+// - raw rows: one query counts the set of visitors of +1 rows among the other visitors, and a
+//   candidate visitor in a bucket when their rows there sum to more than 0 (a state's attributes
+//   come with its start: a filter keeps or drops a session's rows alike). Both counts are the
+//   same before and after a background merge removes a +1 row with its cancel row, and they come
+//   from one read of the table: run as two queries (the set, then the candidates' sums), a merge
+//   landing between them counted a superseded visitor once too often (an audit saw 113 visitors
+//   for 112, cached for minutes);
+// - views: their sets keep a pair after a merge has removed its rows, so a second query (run
+//   alongside; the live sums it reads do not change with merges) counts every candidate pair
+//   whose visitor has no live session starting in the bucket, for the answer to subtract.
+// Exact, at the cost of reading the candidates' rows per visitor instead of grouping every
+// visitor (measured: 30-day daily series 44 ms with the view's sets vs ~196 ms grouping every
+// visitor from raw rows).
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, hasAnyFilter, sessionConditions } from "./filters.ts";
 import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
@@ -68,8 +73,6 @@ interface MetricRow {
 
 // Aliases carry a prefix: an alias equal to a column name would shadow it elsewhere in the query.
 // Visitors: exact distinct count of cityHash64(visitor_id) (see VISITOR_KEY in sql-params.ts).
-const RAW_METRICS = `sum(sign) AS m_sessions, uniqExactIf(${VISITOR_KEY}, sign > 0) AS m_visitors, sum(sign * pageviews) AS m_pageviews,
-  sum(sign * is_bounce) AS m_bounces, sum(sign * duration_ms) / 1000 AS m_duration, sum(sign * converted) AS m_conversions`;
 // Both view targets have the same columns; visitors64 holds uniqExact states over the same
 // cityHash64(visitor_id) (schemas/04-visitor_hash_views.sql), so both paths count the same set.
 const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors64) AS m_visitors, sum(s.pageviews) AS m_pageviews,
@@ -122,18 +125,31 @@ function bucketSql(interval: Interval, col: string, range: TimeRange, p: SqlPara
   return interval === "hour" && hasOffsetChangeOffTheHour(range) ? HOUR_BY_LABEL(col, tz) : BUCKET[interval](col, tz);
 }
 
-function metricsQuery(q: SessionQuery, source: SessionSource, interval?: Interval): { sql: string; params: SqlParams } {
+// Raw rows, one read: per bucket, the visitors of +1 rows among non-candidates (their +1 rows
+// belong to live sessions or to states replaced with the same start and visitor), plus each
+// candidate whose rows in the bucket sum to more than 0 (see the top). Candidates are grouped
+// one by one; everyone else in one group per bucket.
+function rawMetricsQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
+  const { p, service, range, candidate, bucket } = candidateParts(q, interval);
+  const where = [range, ...sessionConditions(q.filters, p, service, q.range.start)];
+  const sql = `SELECT ${interval ? "b, min(g_at) AS b_at, " : ""}sum(g_sessions) AS m_sessions,
+      sum(g_visitors) + countIf(g_candidate AND g_sessions > 0) AS m_visitors, sum(g_pageviews) AS m_pageviews,
+      sum(g_bounces) AS m_bounces, sum(g_duration) / 1000 AS m_duration, sum(g_conversions) AS m_conversions
+    FROM (SELECT ${bucket}${candidate} AS g_candidate, if(g_candidate, ${VISITOR_KEY}, 0) AS g_key,
+        toUnixTimestamp(min(started_at)) AS g_at, sum(sign) AS g_sessions,
+        uniqExactIf(${VISITOR_KEY}, sign > 0 AND NOT g_candidate) AS g_visitors, sum(sign * pageviews) AS g_pageviews,
+        sum(sign * is_bounce) AS g_bounces, sum(sign * duration_ms) AS g_duration, sum(sign * converted) AS g_conversions
+      FROM sessions WHERE ${where.join(" AND ")} GROUP BY ${interval ? "b, " : ""}g_candidate, g_key)${interval ? " GROUP BY b" : ""}`;
+  return { sql, params: p };
+}
+
+function viewMetricsQuery(q: SessionQuery, source: "hourly" | "daily", interval?: Interval): { sql: string; params: SqlParams } {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   let from: string;
   let col: string;
   const where = [`service_id = ${service}`];
-  if (source === "raw") {
-    from = "sessions";
-    col = "started_at";
-    where.push(`started_at >= ${p.instant(q.range.start)}`, `started_at < ${p.instant(q.range.end)}`);
-    where.push(...sessionConditions(q.filters, p, service, q.range.start));
-  } else if (source === "hourly") {
+  if (source === "hourly") {
     from = "hourly_session_metrics AS s";
     col = "s.hour";
     where.push(`s.hour >= ${p.second(q.range.start)}`, `s.hour < ${p.second(q.range.end)}`);
@@ -144,12 +160,12 @@ function metricsQuery(q: SessionQuery, source: SessionSource, interval?: Interva
   }
   const bucket = interval ? `${bucketSql(interval, col, q.range, p)} AS b, toUnixTimestamp(min(${col})) AS b_at, ` : "";
   const group = interval ? " GROUP BY b" : "";
-  return { sql: `SELECT ${bucket}${source === "raw" ? RAW_METRICS : VIEW_METRICS} FROM ${from} WHERE ${where.join(" AND ")}${group}`, params: p };
+  return { sql: `SELECT ${bucket}${VIEW_METRICS} FROM ${from} WHERE ${where.join(" AND ")}${group}`, params: p };
 }
 
-// What both corrections share: the range's rows of the service, the visitor key of rows whose
-// visitor has a cancelled state there (session_cancels), and the bucket expression.
-function correctionParts(q: SessionQuery, interval?: Interval) {
+// What the raw query and the views' correction share: the range's rows of the service, whether a
+// row's visitor has a cancelled state there (session_cancels: a candidate), and the bucket.
+function candidateParts(q: SessionQuery, interval?: Interval) {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   const range = `service_id = ${service} AND started_at >= ${p.instant(q.range.start)} AND started_at < ${p.instant(q.range.end)}`;
@@ -158,22 +174,11 @@ function correctionParts(q: SessionQuery, interval?: Interval) {
   return { p, service, range, candidate, bucket };
 }
 
-// Per bucket: the (bucket, visitor) groups the raw +1-row set counts although none of their
-// sessions is live (see the top). Same rows as the raw metrics (range and filters).
-function supersededRawQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
-  const { p, service, range, candidate, bucket } = correctionParts(q, interval);
-  const where = [range, ...sessionConditions(q.filters, p, service, q.range.start), candidate];
-  const sql = `SELECT ${interval ? "b, " : ""}countIf(v_plus > 0 AND v_sessions <= 0) AS m_gone
-    FROM (SELECT ${bucket}${VISITOR_KEY} AS v_key, sum(sign) AS v_sessions, countIf(sign > 0) AS v_plus
-      FROM sessions WHERE ${where.join(" AND ")} GROUP BY ${interval ? "b, " : ""}v_key)${interval ? " GROUP BY b" : ""}`;
-  return { sql, params: p };
-}
-
 // Per bucket: the (bucket, visitor) pairs of cancelled states (session_cancels) whose visitor
 // has no live session starting in the bucket: the views' sets hold them (see the top). Views
 // answer only unfiltered questions, so no filters here.
 function supersededViewQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
-  const { p, range, candidate, bucket } = correctionParts(q, interval);
+  const { p, range, candidate, bucket } = candidateParts(q, interval);
   const key = interval ? "b, v_key" : "v_key";
   const sql = `SELECT ${interval ? "b, " : ""}count() AS m_gone
     FROM (SELECT DISTINCT ${bucket}visitor_hash AS v_key FROM session_cancels WHERE ${range}) AS cancelled
@@ -185,8 +190,12 @@ function supersededViewQuery(q: SessionQuery, interval?: Interval): { sql: strin
 // The source's rows (one per bucket, one row without interval) with exact visitors.
 async function metricRows(ch: ClickHouseClient, q: SessionQuery, read: ReadOptions, interval?: Interval): Promise<MetricRow[]> {
   const source = chooseSource(q, read, interval);
-  const main = metricsQuery(q, source, interval);
-  const gone = source === "raw" ? supersededRawQuery(q, interval) : supersededViewQuery(q, interval);
+  if (source === "raw") {
+    const raw = rawMetricsQuery(q, interval);
+    return selectRows<MetricRow>(ch, raw.sql, raw.params, read);
+  }
+  const main = viewMetricsQuery(q, source, interval);
+  const gone = supersededViewQuery(q, interval);
   const [rows, corrections] = await Promise.all([
     selectRows<MetricRow>(ch, main.sql, main.params, read),
     selectRows<{ b?: number; m_gone: number }>(ch, gone.sql, gone.params, read),
