@@ -38,10 +38,17 @@ export class SqlParams {
  */
 export const VISITOR_KEY = "visitor_hash";
 
-// Settings of every read. `IN (subquery)` sets (sessions matching a filter: up to millions of
-// ids) are otherwise also prepared for primary-key analysis, which tripled the time of an item
-// list filtered by device over 30 days (1.5 s → 0.54 s without); small sets still use the index.
-const READ_SETTINGS = "SETTINGS use_index_for_in_with_subqueries_max_values = 10000";
+// Settings of every read of the query routes:
+// - `IN (subquery)` sets (sessions matching a filter: up to millions of ids) are otherwise also
+//   prepared for primary-key analysis, which tripled the time of an item list filtered by device
+//   over 30 days (1.5 s → 0.54 s without); small sets still use the index;
+// - the threads that run a report's query get the lowest CPU priority (nice 19, reset when the
+//   query ends; ClickHouse applies it only with CAP_SYS_NICE, else it is a no-op): ingest, the
+//   flush and merges keep the cores when dashboards and traffic compete. With 30-day reports read
+//   back to back beside 1,000 single events a second, every one of 22,000 requests was answered
+//   within the load instead of 11,953-20,125, uncorrected 202 p50 13 ms against 18-30; alone, a
+//   report runs as fast as before (bench/RESULTS.md, session 16 probes).
+const READ_SETTINGS = "SETTINGS use_index_for_in_with_subqueries_max_values = 10000, os_thread_priority = 19";
 
 /** How a read runs, as opposed to what it asks (the answer never depends on it). */
 export interface ExecOptions {

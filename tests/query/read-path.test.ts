@@ -43,6 +43,11 @@ describe("read path", () => {
     expect(Number(row!.v)).toBe(10000);
   });
 
+  test("every read asks for the lowest CPU priority for its threads (nice 19): ingest comes first", async () => {
+    const [row] = await selectRows<{ v: number }>(db.client, "SELECT getSetting('os_thread_priority') AS v", new SqlParams());
+    expect(Number(row!.v)).toBe(19);
+  });
+
   test("threads: the engine's default unless asked; the reports ask for one per query", async () => {
     const threads = (exec?: { threads?: number }) =>
       selectRows<{ v: number }>(db.client, "SELECT getSetting('max_threads') AS v", new SqlParams(), exec).then(([r]) => Number(r!.v));
