@@ -822,15 +822,21 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     return interval ? await sessionSeries(ch(), q, interval, read) : await sessionTotals(ch(), q, read);
   };
 
-  test("a late item that moves a session's start to an earlier hour moves its visitor there, also after the rows merge", async () => {
-    const key = await svc.key({ type: "secret", service_id: "late-moved" });
+  /** One visit two days ago: a page view at 10:20 UTC, stored, then a late one at 09:55 that moves its start. Returns that day. */
+  const moveStartBack = async (service: string, ip: string): Promise<number> => {
+    const key = await svc.key({ type: "secret", service_id: service });
     const day = Math.floor(Date.now() / DAY) * DAY - 2 * DAY;
-    const t = day + 10 * 60 * MIN + 20 * MIN; // 10:20 UTC two days ago
-    const who = { ip: "9.9.9.9", user_agent: CHROME };
+    const t = day + 10 * 60 * MIN + 20 * MIN;
+    const who = { ip, user_agent: CHROME };
     expect((await post("/v1/ingest/pageview", { ...who, timestamp: t, url: "https://shop.example/a" }, {}, key)).status).toBe(202);
     await svc.flush(); // the 10:20 state reaches the hourly view
     expect((await post("/v1/ingest/pageview", { ...who, timestamp: t - 25 * MIN, url: "https://shop.example/b" }, {}, key)).status).toBe(202);
     await svc.flush();
+    return day;
+  };
+
+  test("a late item that moves a session's start to an earlier hour moves its visitor there, also after the rows merge", async () => {
+    const day = await moveStartBack("late-moved", "9.9.9.9");
     const date = new Date(day).toISOString().slice(0, 10);
     const hours = async () => {
       const series = (await viewVisitors("late-moved", date, date, "hour")) as Array<{ t: string; sessions: number; visitors: number }>;
@@ -847,14 +853,7 @@ describe("items that arrive late (separate requests, out of time order)", () => 
   // visitor set, then the candidates' sums), a merge landing between them left the 10:00 hour
   // with 0 sessions and 1 visitor (a black-box audit saw 113 visitors for 112); one read cannot.
   test("raw visitors stay exact when a merge lands while a report reads (fault: OPTIMIZE forced after its first read)", async () => {
-    const key = await svc.key({ type: "secret", service_id: "late-merging" });
-    const day = Math.floor(Date.now() / DAY) * DAY - 2 * DAY;
-    const t = day + 10 * 60 * MIN + 20 * MIN; // 10:20 UTC two days ago
-    const who = { ip: "9.9.9.10", user_agent: CHROME };
-    expect((await post("/v1/ingest/pageview", { ...who, timestamp: t, url: "https://shop.example/a" }, {}, key)).status).toBe(202);
-    await svc.flush();
-    expect((await post("/v1/ingest/pageview", { ...who, timestamp: t - 25 * MIN, url: "https://shop.example/b" }, {}, key)).status).toBe(202);
-    await svc.flush();
+    const day = await moveStartBack("late-merging", "9.9.9.10");
     const base = ch();
     let first: Promise<unknown> | undefined;
     // Every query after the first waits until the first has been read and the merge has run.
