@@ -13,11 +13,13 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 # ---- runtime ---------------------------------------------------------------------------------
 FROM oven/bun:1.4-slim
 WORKDIR /app
-# MIMALLOC_PURGE_DELAY: see src/runtime-flags.ts (the allocator keeps freed memory for reuse).
+# MIMALLOC_PURGE_DELAY, UV_THREADPOOL_SIZE: see src/runtime-flags.ts (the allocator keeps freed
+# memory for reuse; engine queries do not take every thread the spool's fdatasync needs).
 ENV NODE_ENV=production \
     PORT=3004 \
     DATA_DIR=/data \
-    MIMALLOC_PURGE_DELAY=-1
+    MIMALLOC_PURGE_DELAY=-1 \
+    UV_THREADPOOL_SIZE=16
 
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --chown=root:root package.json tsconfig.json ./

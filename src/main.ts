@@ -84,7 +84,7 @@ async function lastCall(req: Request, srv: Server<undefined>): Promise<Response>
   }
 }
 // The allocator setting the process started with (src/runtime-flags.ts): "unset" returns freed memory after 100 ms.
-logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode, mimalloc_purge_delay: process.env.MIMALLOC_PURGE_DELAY ?? "unset" });
+logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode, mimalloc_purge_delay: process.env.MIMALLOC_PURGE_DELAY ?? "unset", uv_threadpool_size: process.env.UV_THREADPOOL_SIZE ?? "unset" });
 
 // Shutdown order: answer last calls (/readyz 503 "shutting down", every answer with
 // `Connection: close`) until no request arrived for QUIET_MS, at most LAST_CALL_MS; then stop

@@ -19,7 +19,15 @@ export const BUN_FLAGS = ["--max-http-header-size=65536"] as const;
 // high-water mark instead of shrinking after a burst (README, "Memory and the allocator"). An
 // operator who prefers the memory back sets MIMALLOC_PURGE_DELAY themselves; the start script
 // keeps their value.
-export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: "-1" } as const;
+//
+// UV_THREADPOOL_SIZE=16: Bun's work pool (read once, at start; one thread per core by default, 2
+// here) runs both chdb's calls, each holding its thread for the whole query, and the async file
+// I/O of the spool, whose fdatasync every 202 waits for. With two threads, two dashboard reads
+// made every acknowledgement wait behind them: while 30-day reports were read back to back
+// beside 300 single events a second, the spool's write + fdatasync took p99 1.1 s and the 202s
+// p99 1.06-1.35 s; with 16 threads, 62-74 ms (bench/RESULTS.md, session 16). 16 leaves room for
+// the engine's default 4 lanes and their inserts; with EMBEDDED_LANES above ~12, raise it too.
+export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: "-1", UV_THREADPOOL_SIZE: "16" } as const;
 
 /** The environment assignments of package.json's `start`: the operator's value wins, ours is the default. */
 export function startScriptEnv(): string {

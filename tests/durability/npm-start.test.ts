@@ -40,7 +40,7 @@ async function freshPlace(): Promise<{ dataDir: string; port: number }> {
 
 /** `npm start` on a free port and a fresh data directory, ready; with the pid of its bun child. */
 async function npmStart(dataDir: string, port: number, extraEnv: Record<string, string> = {}) {
-  const { MIMALLOC_PURGE_DELAY: _, ...inherited } = process.env;
+  const { MIMALLOC_PURGE_DELAY: _, UV_THREADPOOL_SIZE: __, ...inherited } = process.env;
   const npm = Bun.spawn(["npm", "start"], {
     cwd: REPO,
     env: { ...inherited, PORT: String(port), DATA_DIR: dataDir, ANALYTICS_ROOT_TOKEN: "npm-start-test-root-token-0123456789", LOG_LEVEL: "warn", ...extraEnv },
@@ -62,12 +62,17 @@ function environOf(pid: number): Map<string, string> {
   return new Map(entries.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)] as [string, string]));
 }
 
-test("npm start runs the service with the allocator setting of src/runtime-flags.ts; an operator's own value wins", async () => {
-  for (const [extra, expected] of [[{}, RUNTIME_ENV.MIMALLOC_PURGE_DELAY], [{ MIMALLOC_PURGE_DELAY: "250" }, "250"]] as const) {
+test("npm start runs the service with the runtime settings of src/runtime-flags.ts; an operator's own value wins", async () => {
+  const cases = [
+    [{}, RUNTIME_ENV],
+    [{ MIMALLOC_PURGE_DELAY: "250", UV_THREADPOOL_SIZE: "24" }, { MIMALLOC_PURGE_DELAY: "250", UV_THREADPOOL_SIZE: "24" }],
+  ] as const;
+  for (const [extra, expected] of cases) {
     const { dataDir, port } = await freshPlace();
     const { npm, bun } = await npmStart(dataDir, port, extra);
     try {
-      expect(environOf(bun).get("MIMALLOC_PURGE_DELAY")).toBe(expected);
+      const environ = environOf(bun);
+      expect({ MIMALLOC_PURGE_DELAY: environ.get("MIMALLOC_PURGE_DELAY"), UV_THREADPOOL_SIZE: environ.get("UV_THREADPOOL_SIZE") }).toEqual({ ...expected });
     } finally {
       npm.kill("SIGTERM");
       await waitFor("the service exiting", 15_000, () => !alive(bun));
