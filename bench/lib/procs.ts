@@ -362,9 +362,8 @@ export class ClickHouseServer {
     return s;
   }
   async start(): Promise<void> {
-    // The same command `npm run clickhouse` runs (its environment too), without npm's wrapper processes in between.
+    // The same command `npm run clickhouse` runs, without npm's wrapper processes in between.
     this.child = spawnChild("clickhouse", [BUN, join(srcRoot, "src", "storage", "embedded-server.ts"), "--port", String(this.port), "--host", "127.0.0.1", "--data", this.dataDir], {
-      env: { ...RUNTIME_ENV },
       logFile: join(this.logDir, "clickhouse.log"),
       cwd: srcRoot,
     });

@@ -117,11 +117,9 @@ test("no Host header (HTTP/1.0) is served; a Host naming no host is 400 invalid_
 }, 60_000);
 
 test("package.json's start and the Dockerfile run bun with the same flags and environment as the test and bench helpers", () => {
-  const scripts = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string; clickhouse: string } }).scripts;
+  const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
   // `exec`: no shell between npm and bun to swallow npm's SIGTERM (tests/durability/npm-start.test.ts).
-  expect(scripts.start).toBe([startScriptEnv(), "exec", "bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
-  // The embedded engine served over HTTP runs chdb's calls on the same kind of process: same settings.
-  expect(scripts.clickhouse).toBe([startScriptEnv(), "exec", "bun", "src/storage/embedded-server.ts"].join(" "));
+  expect(start).toBe([startScriptEnv(), "exec", "bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
   expect(startScriptEnv()).toBe("MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:--1} UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-16}");
   const dockerfile = readFileSync("Dockerfile", "utf8");
   const cmd = dockerfile.split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!;
