@@ -43,6 +43,9 @@ import { SHUTTING_DOWN } from "./ops/ops-routes.ts";
 import type { App, AppEnv } from "./http/app-env.ts";
 import type { Context } from "hono";
 
+/** How long an embedded-engine request may wait or run before it is logged (`slow engine request`). */
+const SLOW_ENGINE_REQUEST_MS = 10_000;
+
 export interface Service {
   app: App;
   logger: Logger;
@@ -81,6 +84,8 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const clickhouse = createClickHouse({
     url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes, onOrphanDedupEntries,
   });
+  // Embedded: a request queued or running in the engine for over 10 s is logged while it lasts.
+  const stopSlowWatch = clickhouse.engine?.watchSlow(SLOW_ENGINE_REQUEST_MS, (slow) => logger.warn("slow engine request", { ...slow }));
   const adminClickHouse = createClickHouse({
     url: ch.url, database: "default", user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes,
   });
@@ -298,6 +303,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     },
     close: async () => {
       warmth.stop();
+      stopSlowWatch?.();
       const drained = batcher ? await batcher.close() : true;
       await spool.close();
       logger.info("spool closed", { drained });

@@ -18,16 +18,18 @@ const { values } = parseArgs({
     lanes: { type: "string", default: "4" },
   },
 });
+const SLOW_REQUEST_MS = 10_000;
 const port = Number(values.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`--port: expected a port number, got ${JSON.stringify(values.port)}`);
   process.exit(2);
 }
-const handler = createClickHouseHttpHandler(
-  embeddedEngine(values.data, Number(values.lanes) || 4, (reports) => {
-    for (const { table, parts } of reports) console.log(JSON.stringify({ msg: ORPHANS_REMOVED, table, parts }));
-  }),
-);
+const engine = embeddedEngine(values.data, Number(values.lanes) || 4, (reports) => {
+  for (const { table, parts } of reports) console.log(JSON.stringify({ msg: ORPHANS_REMOVED, table, parts }));
+});
+// A request queued or running for over 10 s is logged while it lasts (its clients see only a timeout).
+engine.watchSlow(SLOW_REQUEST_MS, (slow) => console.log(JSON.stringify({ msg: "slow request", ...slow })));
+const handler = createClickHouseHttpHandler(engine);
 const server = Bun.serve({
   port,
   hostname: values.host,

@@ -21,7 +21,17 @@ test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or
   const s = await sink.startService();
   const key = await s.createKey({ type: "secret", service_id: "outage" });
   const load = new Load({ target: () => s.url, key, workers: 4, maxRequests: 12_000, maxDurationMs: OUTAGE_MS + 12_000, padBytes: 1200, requestTimeoutMs: 10_000 });
-  const context = () => `${load.summary()}\nservice log tail:\n${s.logs().slice(-4000)}\nclickhouse log tail:\n${sink.ch.logs().slice(-2000)}`;
+  const context = () => `${load.summary()}\nservice log tail:\n${s.logs().slice(-4000)}\nclickhouse log tail:\n${sink.ch.logs().slice(-4000)}`;
+  // The checks' own reads: one hung for its client's 60 s once in 56 runs (2026-11-29), with no
+  // word of why; a failing read now says what both processes logged (the engine logs requests
+  // queued or running over 10 s).
+  const withContext = async <T>(what: string, read: () => Promise<T>): Promise<T> => {
+    try {
+      return await read();
+    } catch (err) {
+      throw new Error(`${what} failed: ${String(err)}\n${context()}`, { cause: err });
+    }
+  };
 
   let during: { ok: number; other: Record<string, number>; bytes: number; accepted: number; rssBefore: number; rssMax: number; readyz: number; healthz: number };
   try {
@@ -69,8 +79,8 @@ test("20 s without ClickHouse: 202s go on, RSS stays bounded, nothing is lost or
   const metrics = await (await s.fetch("/metrics")).text();
   const heapUsed = Number(/^process_resident_memory_bytes\s+(\S+)/m.exec(metrics)?.[1] ?? NaN);
   const spoolBytes = /^\w*spool_bytes\S*\s+(\S+)/m.exec(metrics)?.[1] ?? "?";
-  const r = await reconcile(sink.client, "outage", load);
-  const signs = await badSessionSigns(sink.client, "outage");
+  const r = await withContext("reconcile", () => reconcile(sink.client, "outage", load));
+  const signs = await withContext("session signs", () => badSessionSigns(sink.client, "outage"));
   console.log(
     `[sink-outage] outage ${OUTAGE_MS / 1000} s: ${during.ok} requests answered 202 (${during.accepted} events, ${(during.bytes / MB).toFixed(1)} MB of bodies), ` +
       `other answers ${JSON.stringify(during.other)}; readyz ${during.readyz}, healthz ${during.healthz} during the outage; ` +

@@ -70,6 +70,24 @@ interface Job {
   stream: boolean;
   resolve: (out: EngineOutput) => void;
   reject: (err: unknown) => void;
+  /** When it was queued, and when a lane took it (performance.now()). */
+  queuedAt: number;
+  startedAt?: number;
+  /** Already reported as slow (see watchSlow): each request is reported once. */
+  reported?: boolean;
+}
+
+/** A request that has waited for a lane, or run on one, longer than watchSlow's threshold. */
+export interface SlowRequest {
+  state: "queued" | "running";
+  /** How long it has been in that state, ms. */
+  ms: number;
+  /** The statement's start, whitespace collapsed (no parameter values, no insert data). */
+  sql: string;
+  /** A streamed read keeps its lane until its reader has taken every chunk. */
+  stream: boolean;
+  lanesBusy: number;
+  queued: number;
 }
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -97,6 +115,8 @@ export class ChdbEngine {
   readonly #queue: Job[] = [];
   /** Requests running on a lane (streams included, until they end). */
   readonly #running = new Set<Promise<void>>();
+  /** The jobs behind #running, for watchSlow. */
+  readonly #onLanes = new Set<Job>();
   #closed = false;
 
   private constructor(readonly dataDir: string, laneCount: number) {
@@ -106,6 +126,11 @@ export class ChdbEngine {
       database: "default",
       settings: new Map(),
     }));
+  }
+
+  /** How many requests can run at once (the number of connections). */
+  get lanes(): number {
+    return this.#lanes.length;
   }
 
   /** Opens the engine on `dataDir` with `lanes` parallel connections. */
@@ -121,9 +146,32 @@ export class ChdbEngine {
   run(req: EngineRequest, opts: { stream?: boolean } = {}): Promise<EngineOutput> {
     if (this.#closed) return Promise.reject(new Error("Code: 999. DB::Exception: embedded engine is closed. (ENGINE_CLOSED)"));
     return new Promise<EngineOutput>((resolve, reject) => {
-      this.#queue.push({ req, stream: opts.stream ?? false, resolve, reject });
+      this.#queue.push({ req, stream: opts.stream ?? false, resolve, reject, queuedAt: performance.now() });
       this.#dispatch();
     });
+  }
+
+  /**
+   * Reports every request that waits for a lane, or holds one, longer than `thresholdMs`, once,
+   * while it is still waiting or running: a stuck request (a stream nobody reads, a statement that
+   * never returns) shows up in the log instead of only as a client's timeout. Returns a stop function.
+   */
+  watchSlow(thresholdMs: number, report: (slow: SlowRequest) => void): () => void {
+    const check = () => {
+      const now = performance.now();
+      const lanesBusy = this.#onLanes.size;
+      const queued = this.#queue.length;
+      for (const job of [...this.#queue, ...this.#onLanes]) {
+        const since = job.startedAt ?? job.queuedAt;
+        if (job.reported || now - since < thresholdMs) continue;
+        job.reported = true;
+        const sql = job.req.sql.replace(/\s+/g, " ").trim().slice(0, 160);
+        report({ state: job.startedAt === undefined ? "queued" : "running", ms: Math.round(now - since), sql, stream: job.stream, lanesBusy, queued });
+      }
+    };
+    const timer = setInterval(check, Math.max(10, Math.min(1000, Math.floor(thresholdMs / 4))));
+    timer.unref?.();
+    return () => clearInterval(timer);
   }
 
   /** Closes every lane after the requests already queued or running. */
@@ -141,7 +189,11 @@ export class ChdbEngine {
       if (lane.busy) continue;
       const job = this.#queue.shift()!;
       lane.busy = true;
+      job.startedAt = performance.now();
+      job.reported = false; // reported while queued: may be reported again if it then runs long
+      this.#onLanes.add(job);
       const running: Promise<void> = this.#runOnLane(lane, job).finally(() => {
+        this.#onLanes.delete(job);
         this.#running.delete(running);
         lane.busy = false;
         this.#dispatch();
