@@ -155,6 +155,8 @@ export class ChdbEngine {
    * Reports every request that waits for a lane, or holds one, longer than `thresholdMs`, once,
    * while it is still waiting or running: a stuck request (a stream nobody reads, a statement that
    * never returns) shows up in the log instead of only as a client's timeout. Returns a stop function.
+   * With several watchers on one engine (tests compose several services on one), a request is
+   * reported to whichever sees it first.
    */
   watchSlow(thresholdMs: number, report: (slow: SlowRequest) => void): () => void {
     const check = () => {
