@@ -34,6 +34,7 @@ import { openSpool } from "./spool/spool.ts";
 import { fileSystemBarrier } from "./storage/embedded/sync-fs.ts";
 import type { OpenFile } from "./spool/segment-writer.ts";
 import { createClickHouse, embeddedEngineDir } from "./storage/clickhouse.ts";
+import { SLOW_REQUEST_MS } from "./storage/embedded/chdb-engine.ts";
 import { ORPHANS_REMOVED, type OrphanReport } from "./storage/embedded/orphan-dedup-entries.ts";
 import type { Touched } from "./storage/insert-rows.ts";
 import { migrate, pendingMigrations } from "./storage/migrate.ts";
@@ -42,9 +43,6 @@ import { SHUTTING_DOWN } from "./ops/ops-routes.ts";
 
 import type { App, AppEnv } from "./http/app-env.ts";
 import type { Context } from "hono";
-
-/** How long an embedded-engine request may wait or run before it is logged (`slow engine request`). */
-const SLOW_ENGINE_REQUEST_MS = 10_000;
 
 export interface Service {
   app: App;
@@ -85,7 +83,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes, onOrphanDedupEntries,
   });
   // Embedded: a request queued or running in the engine for over 10 s is logged while it lasts.
-  const stopSlowWatch = clickhouse.engine?.watchSlow(SLOW_ENGINE_REQUEST_MS, (slow) => logger.warn("slow engine request", { ...slow }));
+  const stopSlowWatch = clickhouse.engine?.watchSlow(SLOW_REQUEST_MS, (slow) => logger.warn("slow engine request", { ...slow }));
   const adminClickHouse = createClickHouse({
     url: ch.url, database: "default", user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes,
   });

@@ -3,6 +3,7 @@
 // Usage: bun src/storage/embedded-server.ts [--port 8123] [--host 127.0.0.1] [--data ./data]
 import { parseArgs } from "node:util";
 import { closeEmbeddedEngines, embeddedEngine } from "./clickhouse.ts";
+import { SLOW_REQUEST_MS } from "./embedded/chdb-engine.ts";
 import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
 import { ORPHANS_REMOVED } from "./embedded/orphan-dedup-entries.ts";
 import { keepFilesPrivate } from "../private-files.ts";
@@ -18,7 +19,6 @@ const { values } = parseArgs({
     lanes: { type: "string", default: "4" },
   },
 });
-const SLOW_REQUEST_MS = 10_000;
 const port = Number(values.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`--port: expected a port number, got ${JSON.stringify(values.port)}`);

@@ -106,6 +106,8 @@ const STATEMENT_SETTINGS = new Set(["insert_deduplication_token"]);
 /** The trailing `FORMAT <name>` of an insert prefix, where a SETTINGS clause goes in front of. */
 const INSERT_FORMAT_TAIL = /\s+FORMAT\s+[A-Za-z0-9_]+\s*$/i;
 const HAS_SETTINGS_CLAUSE = /\bSETTINGS\b/i;
+/** How long a request may wait for a lane, or hold one, before the service and `npm run clickhouse` log it (watchSlow). */
+export const SLOW_REQUEST_MS = 10_000;
 /** A stream nobody reads for this long is cancelled, so its lane cannot stay blocked. */
 const STREAM_IDLE_MS = 60_000;
 
@@ -113,10 +115,8 @@ export class ChdbEngine {
   readonly #lanes: Lane[];
   /** Requests waiting for a lane, oldest first: the next free lane takes the head. */
   readonly #queue: Job[] = [];
-  /** Requests running on a lane (streams included, until they end). */
-  readonly #running = new Set<Promise<void>>();
-  /** The jobs behind #running, for watchSlow. */
-  readonly #onLanes = new Set<Job>();
+  /** Requests running on a lane (streams included, until they end), each with its run. */
+  readonly #running = new Map<Job, Promise<void>>();
   #closed = false;
 
   private constructor(readonly dataDir: string, laneCount: number) {
@@ -161,9 +161,9 @@ export class ChdbEngine {
   watchSlow(thresholdMs: number, report: (slow: SlowRequest) => void): () => void {
     const check = () => {
       const now = performance.now();
-      const lanesBusy = this.#onLanes.size;
+      const lanesBusy = this.#running.size;
       const queued = this.#queue.length;
-      for (const job of [...this.#queue, ...this.#onLanes]) {
+      for (const job of [...this.#queue, ...this.#running.keys()]) {
         const since = job.startedAt ?? job.queuedAt;
         if (job.reported || now - since < thresholdMs) continue;
         job.reported = true;
@@ -180,7 +180,7 @@ export class ChdbEngine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    while (this.#running.size > 0) await Promise.all([...this.#running]);
+    while (this.#running.size > 0) await Promise.all([...this.#running.values()]);
     for (const l of this.#lanes) l.session.close();
   }
 
@@ -193,14 +193,12 @@ export class ChdbEngine {
       lane.busy = true;
       job.startedAt = performance.now();
       job.reported = false; // reported while queued: may be reported again if it then runs long
-      this.#onLanes.add(job);
       const running: Promise<void> = this.#runOnLane(lane, job).finally(() => {
-        this.#onLanes.delete(job);
-        this.#running.delete(running);
+        this.#running.delete(job);
         lane.busy = false;
         this.#dispatch();
       });
-      this.#running.add(running);
+      this.#running.set(job, running);
     }
   }
 
