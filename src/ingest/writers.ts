@@ -14,6 +14,7 @@ import { insertRecords, insertRows, insertTable, type Touched } from "../storage
 import { attachViews, repairLostRows, ViewsLeftDetached } from "../storage/replay-repair.ts";
 import type { RowWriter } from "./ingestor.ts";
 import { groupRowsInSlices } from "./rows.ts";
+import { ScratchBuffer } from "../scratch-buffer.ts";
 
 const RETRY_AFTER_SECONDS = 5;
 
@@ -81,6 +82,8 @@ export function spoolSink(
   durable?: () => Promise<void>,
 ): Sink {
   let detachedViews: ViewsLeftDetached | undefined;
+  // The flush's insert bodies, built one at a time (insert-rows.ts, InsertOptions.bodyBuffer).
+  const bodyBuffer = new ScratchBuffer(64 * 1024 * 1024);
   return async ({ segment, records, token }) => {
     if (detachedViews) {
       // A repair could not attach its views again: inserting now would leave them without rows.
@@ -102,12 +105,12 @@ export function spoolSink(
       // Cached answers are invalidated after each table's insert, not once after the last: the
       // events of a flush are readable while its sessions are still being inserted, and a cached
       // summary stayed stale for that long (a HIT one count behind /v1/events, response audit).
-      const { rows } = await insertRows(client, grouped, { token, onRejected, afterTable: (_table, touched) => onTouched(touched) });
+      const { rows } = await insertRows(client, grouped, { token, onRejected, bodyBuffer, afterTable: (_table, touched) => onTouched(touched) });
       if (repair && segment.seq === repair.segmentSeq) {
         const report = await repairLostRows(client, grouped, {
           database: repair.database,
           insert: (table, slices, repairToken, opts) => insertTable(client, table, slices, repairToken, opts),
-          insertOptions: { onRejected },
+          insertOptions: { onRejected, bodyBuffer },
           tokenPrefix: `${token}-repair-${Date.now().toString(36)}`,
         }).catch((err: unknown) => {
           if (err instanceof ViewsLeftDetached) detachedViews = err;

@@ -5,6 +5,7 @@
 // Contract (after Plausible's write buffer and Unkey's batcher): flush on a timer, on size, on an
 // explicit `flush()` (tests never sleep) and on `close()`; timer-driven passes handle their own
 // errors (counted, logged once per failure streak, retried with capped full-jitter backoff).
+import { ScratchBuffer } from "../scratch-buffer.ts";
 import { recordsChecksum } from "./frame.ts";
 import type { SegmentRef, Spool, SpoolLogger } from "./spool.ts";
 
@@ -33,6 +34,7 @@ export interface BatcherOptions {
   drainTimeoutMs?: number;
   backoff?: { baseMs: number; maxMs: number };
   logger?: SpoolLogger;
+  /** Called with a delivered segment's records, which are only valid during the call. */
   onFlushed?: (records: Uint8Array[]) => void;
   metrics?: BatcherMetrics;
   random?: () => number;
@@ -81,10 +83,14 @@ export function createBatcher(options: BatcherOptions): Batcher {
   let abandoned = false; // close() gave up waiting: stop before the next segment
   let closed: Promise<boolean> | undefined;
   let head: { ref: SegmentRef; records: Uint8Array[]; token: string } | null = null; // kept across retries
+  // One segment is read at a time, and its records (views of this buffer) are done with once it is
+  // delivered and removed, or replaced as the head: the next read may overwrite them then.
+  const readBuffer = new ScratchBuffer(64 * 1024 * 1024);
 
   async function deliver(ref: SegmentRef): Promise<void> {
     if (head?.ref !== ref) {
-      const records = await spool.readSegment(ref);
+      head = null;
+      const records = await spool.readSegment(ref, readBuffer);
       head = { ref, records, token: segmentToken(spool.id, ref, records) };
     }
     const { records, token } = head;

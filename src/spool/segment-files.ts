@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { decodeFrames } from "./frame.ts";
+import type { ScratchBuffer } from "../scratch-buffer.ts";
 
 /** A segment file; `bytes` is its size on disk (it shrinks if a bad tail is set aside). */
 export interface SegmentRef {
@@ -73,14 +74,33 @@ export interface Verified {
   setAside?: { file: string; bytes: number; problem: string };
 }
 
+/** A whole file's bytes in `into` (its previous content is overwritten). */
+async function readInto(file: string, into: ScratchBuffer): Promise<Buffer> {
+  const fh = await open(file, "r");
+  try {
+    const size = (await fh.stat()).size;
+    const bytes = into.take(size);
+    let at = 0;
+    while (at < size) {
+      const { bytesRead } = await fh.read(bytes, at, size - at, at);
+      if (bytesRead === 0) break; // cut short meanwhile: what was read is what there is
+      at += bytesRead;
+    }
+    return bytes.subarray(0, at);
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
  * Reads a segment and checks every frame. From the first bad frame on, the bytes are copied to
  * corrupt/ (durably) and only then cut off the segment, so a crash in between loses nothing and a
- * later read neither finds nor reports the same damage again.
+ * later read neither finds nor reports the same damage again. With `into`, the bytes (and the
+ * records, which are views of them) live in that buffer until its next take.
  */
-export async function readVerified(dir: string, ref: SegmentRef): Promise<Verified> {
+export async function readVerified(dir: string, ref: SegmentRef, into?: ScratchBuffer): Promise<Verified> {
   // A segment someone deleted by hand reads as empty, so the batcher drops it instead of retrying forever.
-  const bytes = await readFile(ref.path).catch((error: NodeJS.ErrnoException) => {
+  const bytes = await (into ? readInto(ref.path, into) : readFile(ref.path)).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return Buffer.alloc(0);
     throw error;
   });

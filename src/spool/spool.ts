@@ -13,6 +13,7 @@ import { measureRecords, writeFrames, type MeasuredRecord } from "./frame.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { listSegments, readVerified, spoolId, CORRUPT_DIR, type SegmentRef } from "./segment-files.ts";
 import { createSegmentWriter, SegmentBrokenError, type OpenFile, type SegmentWriter } from "./segment-writer.ts";
+import { ScratchBuffer } from "../scratch-buffer.ts";
 
 export type { SegmentRef } from "./segment-files.ts";
 
@@ -69,7 +70,7 @@ export interface Spool {
   append(records: readonly (Uint8Array | string)[]): Promise<void>; // resolves once fdatasync'd
   seal(): Promise<void>; // rolls the active segment if it has records
   sealedSegments(): SegmentRef[]; // oldest first
-  readSegment(ref: SegmentRef): Promise<Uint8Array[]>; // verified; a bad tail is set aside
+  readSegment(ref: SegmentRef, into?: ScratchBuffer): Promise<Uint8Array[]>; // verified; a bad tail is set aside; with `into`, the records are views of it
   remove(ref: SegmentRef): Promise<void>; // only once the sink confirmed the segment
   bytes(): number; // segment bytes on disk, sealed + active: what the cap is checked against
   segments(): number; // sealed segments, plus the active one if it has records
@@ -91,9 +92,9 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   const sealed = await listSegments(dir); // oldest first; whatever a previous process left is sealed now
   let sealedBytes = sealed.reduce((sum, ref) => sum + ref.bytes, 0);
 
-  async function verify(ref: SegmentRef): Promise<Uint8Array[]> {
+  async function verify(ref: SegmentRef, into?: ScratchBuffer): Promise<Uint8Array[]> {
     const before = ref.bytes;
-    const { records, setAside } = await readVerified(dir, ref);
+    const { records, setAside } = await readVerified(dir, ref, into);
     if (setAside) {
       corruptTails++;
       sealedBytes -= before - ref.bytes;
@@ -137,7 +138,9 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
 
   // Every append of a group commit is framed straight into one buffer (text encoded once, no
   // per-append buffer and no concatenation): what Buffer.from, encodeFrames and Buffer.concat
-  // each copied before.
+  // each copied before. The buffer is kept for the next commit (commits run one at a time, and the
+  // write has returned when the next one starts): a fresh one each time was page-faulted in again.
+  const commitBuffer = new ScratchBuffer(16 * 1024 * 1024);
   async function commit(batch: readonly Pending[]): Promise<void> {
     let total = 0;
     for (const p of batch) total += p.frameBytes;
@@ -147,7 +150,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
         await roll(active);
         broken = false;
       }
-      const frames = Buffer.allocUnsafe(total);
+      const frames = commitBuffer.take(total);
       let at = 0;
       for (const p of batch) at = writeFrames(p.measured, frames, at);
       await active.append(frames);
@@ -216,9 +219,9 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       });
     },
     sealedSegments: () => [...sealed],
-    async readSegment(ref) {
+    async readSegment(ref, into) {
       if (!sealed.includes(ref)) throw new Error(`spool: ${ref.name} is not a sealed segment of this spool`);
-      return verify(ref);
+      return verify(ref, into);
     },
     async remove(ref) {
       const index = sealed.indexOf(ref);

@@ -11,6 +11,7 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import { groupRows, type GroupedRows, type RowSlice, type Table } from "../ingest/rows.ts";
 import { JsonEachRowBytes, release } from "./embedded/lent-bodies.ts";
 import { SYSTEM_FAULT } from "../errors.ts";
+import type { ScratchBuffer } from "../scratch-buffer.ts";
 
 /** Which services and UTC dates got new rows (for cache invalidation). */
 export type Touched = Map<string, Set<string>>;
@@ -32,6 +33,12 @@ export interface InsertOptions {
    * inserts (cache invalidation, ingest/writers.ts).
    */
   afterTable?: (table: Table, touched: Touched) => void;
+  /**
+   * Where each table's body is built, for a caller whose inserts run one at a time (the flush):
+   * kept between inserts instead of a fresh buffer each. Dropped when an insert fails, since the
+   * engine may still be reading a body the client gave up waiting for.
+   */
+  bodyBuffer?: ScratchBuffer;
 }
 
 /** ClickHouse error codes that mean "this data cannot be stored", not "try again later". */
@@ -77,10 +84,10 @@ export async function insertRows(client: ClickHouseClient, grouped: GroupedRows,
 }
 
 /** The rows' JSON text, one line each, in one buffer (the only copy of the bytes on the way). */
-export function jsonEachRowBody(rows: readonly RowSlice[]): Uint8Array {
+export function jsonEachRowBody(rows: readonly RowSlice[], into?: ScratchBuffer): Uint8Array {
   let total = 0;
   for (const r of rows) total += r.end - r.start + 1;
-  const body = Buffer.allocUnsafe(total);
+  const body = into ? into.take(total) : Buffer.allocUnsafe(total);
   let at = 0;
   for (const r of rows) {
     at += r.buf.copy(body, at, r.start, r.end); // by offsets: no view object per row
@@ -92,13 +99,14 @@ export function jsonEachRowBody(rows: readonly RowSlice[]): Uint8Array {
 /** Inserts one table's rows; on a data error, splits them to set aside only the bad rows. */
 export async function insertTable(client: ClickHouseClient, table: Table, rows: RowSlice[], token: string | undefined, opts: InsertOptions): Promise<number> {
   try {
-    await insertBody(client, table, jsonEachRowBody(rows), {
+    await insertBody(client, table, jsonEachRowBody(rows, opts.bodyBuffer), {
       date_time_input_format: "best_effort",
       ...(token ? { insert_deduplication_token: token, deduplicate_blocks_in_dependent_materialized_views: 1 } : {}),
       ...(opts.async ? { async_insert: 1, wait_for_async_insert: opts.async.wait ? 1 : 0 } : {}),
     });
     return rows.length;
   } catch (err) {
+    opts.bodyBuffer?.drop();
     if (!opts.onRejected || !isDataError(err)) throw err;
     if (rows.length === 1) {
       const r = rows[0]!;
