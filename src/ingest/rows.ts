@@ -364,18 +364,19 @@ class RowGrouper {
 
   add(record: Uint8Array): void {
     const buf = Buffer.isBuffer(record) ? record : Buffer.from(record.buffer, record.byteOffset, record.byteLength);
-    // latin1 maps each byte to one character: string offsets are byte offsets, keys compare bytes
-    // exactly, and the engine's string search runs instead of a byte loop in JS.
-    const text = buf.toString("latin1");
+    // The bytes are searched where they lie: turning each record into a string first (one
+    // allocation the size of the record, megabytes a flush) cost more than everything else here.
+    const length = buf.byteLength;
     let pos = 0;
-    while (pos < text.length) {
-      let end = text.indexOf("\n", pos);
-      if (end < 0) end = text.length;
-      const a = text.indexOf("|", pos);
-      const b = a < 0 || a >= end ? -1 : text.indexOf("|", a + 1);
-      const c = b < 0 || b >= end ? -1 : text.indexOf("|", b + 1);
-      if (c < 0 || c >= end) throw new Error(`spool record without table|service|date prefix: ${utf8.decode(buf.subarray(pos, Math.min(end, pos + 80)))}`);
-      const key = text.slice(pos, c);
+    while (pos < length) {
+      let end = buf.indexOf(NEWLINE, pos);
+      if (end < 0) end = length;
+      const a = barAt(buf, pos, end);
+      const b = a < 0 ? -1 : barAt(buf, a + 1, end);
+      const c = b < 0 ? -1 : barAt(buf, b + 1, end);
+      if (c < 0) throw new Error(`spool record without table|service|date prefix: ${utf8.decode(buf.subarray(pos, Math.min(end, pos + 80)))}`);
+      // latin1 maps each byte to one character: keys compare the prefix's bytes exactly.
+      const key = buf.toString("latin1", pos, c);
       let group = this.#prefixes.get(key);
       if (!group) {
         const { table, serviceId, date } = decodeRecord(`${utf8.decode(buf.subarray(pos, c))}|`);
@@ -390,8 +391,8 @@ class RowGrouper {
       const row: RowSlice = { buf, start: c + 1, end };
       group.rows.push(row);
       if (this.collapse && group.table === "sessions") {
-        SESSION_HEAD_AT.lastIndex = c + 1;
-        const head = SESSION_HEAD_AT.exec(text);
+        // The head (sign, version, JSON-escaped id of at most 64 characters) lies well within 1 KB.
+        const head = SESSION_HEAD.exec(buf.toString("latin1", c + 1, Math.min(end, c + 1 + SESSION_HEAD_MAX_BYTES)));
         if (head) this.#pairs.add(row, `${group.service}|${head[3]}|${head[2]}`, head[1] === "1");
       }
       pos = end + 1;
@@ -406,6 +407,12 @@ class RowGrouper {
   }
 }
 
-/** SESSION_HEAD, matched at `lastIndex` of a longer text (sticky). */
-const SESSION_HEAD_AT = new RegExp(SESSION_HEAD.source.slice(1), "y");
+/** Bytes of a session row that always hold its head: `{"sign":-1,"version":…,"session_id":` and an id escaped at 6 bytes a character. */
+const SESSION_HEAD_MAX_BYTES = 1024;
+
+/** Where the next "|" is in `buf[from, end)`, or -1 (a prefix is tens of bytes: a loop beats a native call). */
+function barAt(buf: Buffer, from: number, end: number): number {
+  for (let i = from; i < end; i++) if (buf[i] === BAR) return i;
+  return -1;
+}
 

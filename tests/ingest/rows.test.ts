@@ -53,7 +53,9 @@ test("groupRows (bytes) gives the rows, order, collapse and touched dates of the
   const { prng, testSeed } = await import("../helpers/seed.ts");
   const rng = prng(testSeed("groupRows", 20261128));
   const attrs = { hostname: "", referrer: "", referrer_domain: "", utm_source: "", utm_medium: "", utm_campaign: "", utm_term: "", utm_content: "", device: "desktop", browser: "Chrome", os: "Linux", country: "", screen_width: 0, screen_height: 0, language: "", timezone: "" };
-  const odd = ["plain", 'q"uo\\te', "Grüße|中文", "🎉|👍🏽", "a|b|c", "\\", "x".repeat(64)];
+  // The longest ids the contract allows, also escaped at 6 bytes a character: the session row's head
+  // (sign, version, id) is read from its first 1024 bytes.
+  const odd = ["plain", 'q"uo\\te', "Grüße|中文", "🎉|👍🏽", "a|b|c", "\\", "x".repeat(64), "\u0001".repeat(64), '"'.repeat(64)];
   const services = ["shop", "blög", "svc-2"];
   type S = ReturnType<typeof openSession>;
   const live: S[] = [];
