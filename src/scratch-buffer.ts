@@ -14,6 +14,8 @@
 // takes it again, so a user whose last use may still be read by someone else (an insert the
 // client gave up on while the engine still parses it) calls `drop()` first.
 
+const GRAIN = 64 * 1024;
+
 /** A grow-only byte buffer, reused while its size stays within `maxKeepBytes`. */
 export class ScratchBuffer {
   #kept: Buffer | null = null;
@@ -27,8 +29,8 @@ export class ScratchBuffer {
   take(size: number): Buffer {
     if (this.#kept && this.#kept.byteLength >= size) return this.#kept.subarray(0, size);
     if (size > this.maxKeepBytes) return Buffer.allocUnsafe(size);
-    // Doubling: a load that grows a little at a time reallocates a few times, not every time.
-    this.#kept = Buffer.allocUnsafe(Math.min(this.maxKeepBytes, Math.max(size, 2 * (this.#kept?.byteLength ?? 0), 64 * 1024)));
+    // Rounded up to whole 64 KB, not doubled: it keeps at most 64 KB more than the largest use.
+    this.#kept = Buffer.allocUnsafe(Math.min(this.maxKeepBytes, Math.ceil(size / GRAIN) * GRAIN || GRAIN));
     return this.#kept.subarray(0, size);
   }
 
