@@ -5,10 +5,10 @@
 // 16 KB or more costs page faults, at ~15 µs each: a new 16 KB Buffer filled once took 14–19 µs
 // (about one fault per allocation, the same with Buffer.alloc, allocUnsafeSlow or a Uint8Array)
 // against ~1 µs for the same fill of a kept one. The spool's commits, the flush's segment reads
-// and its insert bodies each wrote megabytes a second into fresh memory; keeping the commit and
-// body buffers took the JS thread's faults at saturation from 2,600–2,900 to 1,700–2,300 a second (single
-// items) and from 7,400–8,700 to 5,600–5,800 (100-item batches); bench/RESULTS.md, 2026-11-29
-// 18:27–19:10.
+// and its insert bodies each wrote megabytes a second into fresh memory. Keeping the commit and
+// body buffers took the JS thread's faults at saturation from 2,600–2,900 to 1,700–2,300 a second
+// (single items) and from 7,400–8,700 to 5,600–5,800 (100-item batches); bench/RESULTS.md,
+// 2026-11-29 18:27–19:10.
 //
 // The rule that keeps it safe: whoever takes the buffer is its only reader and writer until it
 // takes it again, so a user whose last use may still be read by someone else (an insert the
