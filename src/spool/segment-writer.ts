@@ -6,6 +6,10 @@ import path from "node:path";
 import { segmentName, syncDir, type SegmentRef } from "./segment-files.ts";
 
 const NEW_SEGMENT = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND;
+// With fsync, every write returns once its bytes are durable (O_DSYNC: what write + fdatasync
+// gave, in one call). Each call is a round trip through Bun's work pool that the 202s of a group
+// commit wait for, so one call instead of two per commit.
+const DURABLE_WRITES = constants.O_DSYNC;
 
 /** Raised when a failed write could not be cut off again: the segment can no longer be trusted. */
 export class SegmentBrokenError extends Error {
@@ -29,7 +33,7 @@ export type OpenFile = (path: string, flags: number, mode: number) => Promise<Fi
 export async function createSegmentWriter(dir: string, seq: number, fsync: boolean, openFile: OpenFile = open): Promise<SegmentWriter> {
   const name = segmentName(seq);
   const ref: SegmentRef = { seq, name, path: path.join(dir, name), bytes: 0 };
-  const fh = await openFile(ref.path, NEW_SEGMENT, 0o644);
+  const fh = await openFile(ref.path, fsync ? NEW_SEGMENT | DURABLE_WRITES : NEW_SEGMENT, 0o644);
   if (fsync) await syncDir(dir);
   return {
     ref,
@@ -38,7 +42,6 @@ export async function createSegmentWriter(dir: string, seq: number, fsync: boole
         for (let at = 0; at < frames.byteLength; ) {
           at += (await fh.write(frames, at, frames.byteLength - at)).bytesWritten;
         }
-        if (fsync) await fh.datasync();
       } catch (error) {
         // Part of the batch may be on disk: cut it off, or later records would sit behind garbage
         // and be set aside with it on the next read.

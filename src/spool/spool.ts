@@ -6,7 +6,10 @@
 // fdatasync each). Async FileHandle write+datasync was chosen over writeSync+fdatasyncSync in a
 // microtask: the sync pair wins a closed loop (~430k vs ~320k/s raw) but blocks the event loop, so
 // in an open-loop server model (20 µs CPU per request) async acks ~43k/s vs ~28k/s, and with a
-// 2 ms fsync (a real disk) ~43k/s vs ~3k/s.
+// 2 ms fsync (a real disk) ~43k/s vs ~3k/s. Since 2026-11-29 the segment is opened O_DSYNC and a
+// commit is one async write (segment-writer.ts): one round trip through Bun's work pool instead of
+// two, which took the half-load 202 p99 from 102–109 to 58–71 ms in two of three pairs
+// (bench/RESULTS.md, 20:00).
 import { mkdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import { measureRecords, writeFrames, type MeasuredRecord } from "./frame.ts";
@@ -65,9 +68,9 @@ export interface SpoolOptions {
 export interface Spool {
   readonly id: string; // stable per directory, part of every dedup token
   readonly dir: string;
-  readonly fsyncs: number; // fdatasyncs issued for appends (group commit makes this << appends)
+  readonly fsyncs: number; // durable writes issued for appends (group commit makes this << appends)
   readonly corruptTails: number; // bad tails set aside into corrupt/ since open
-  append(records: readonly (Uint8Array | string)[]): Promise<void>; // resolves once fdatasync'd
+  append(records: readonly (Uint8Array | string)[]): Promise<void>; // resolves once durable (an O_DSYNC write)
   seal(): Promise<void>; // rolls the active segment if it has records
   sealedSegments(): SegmentRef[]; // oldest first
   readSegment(ref: SegmentRef, into?: ScratchBuffer): Promise<Uint8Array[]>; // verified; a bad tail is set aside; with `into`, the records are views of it

@@ -32,6 +32,24 @@ describe("append and read", () => {
     await spool.close();
   });
 
+  test("segments are opened for durable writes (O_DSYNC) with fsync on, and without it when off", async () => {
+    const { constants } = await import("node:fs");
+    const { open } = await import("node:fs/promises");
+    for (const fsync of [true, false]) {
+      const flags: number[] = [];
+      const spool = await openSpool({
+        dir: tempDir(), capBytes: MiB, fsync, logger: recordingLogger(),
+        openFile: (file, f, mode) => (flags.push(f), open(file, f, mode)),
+      });
+      await spool.append(["x"]);
+      await spool.seal();
+      await spool.append(["y"]); // the next segment too
+      expect(flags.length).toBeGreaterThanOrEqual(2);
+      for (const f of flags) expect((f & constants.O_DSYNC) !== 0).toBe(fsync);
+      await spool.close();
+    }
+  });
+
   test("1,000 concurrent appends are group-committed into far fewer fsyncs", async () => {
     const spool = await openSpool({ dir: tempDir(), capBytes: 64 * MiB, logger: recordingLogger() });
     const ids = Array.from({ length: 1000 }, (_, i) => `event-${i}`);
