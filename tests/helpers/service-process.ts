@@ -297,7 +297,14 @@ export function useSinkFixture(): SinkFixture {
     const t0 = performance.now();
     fixture.ch = await startEmbeddedServer();
     const t1 = performance.now();
-    fixture.database = await migrateEndpoint(fixture.ch.url);
+    try {
+      fixture.database = await migrateEndpoint(fixture.ch.url);
+    } catch (err) {
+      // A migration statement failed inside the engine's process (twice in CI: "The server is
+      // shutting down due to a fatal error" during an INSERT … SELECT of a migration): its log says why.
+      console.error(`[sink fixture] migration failed; the engine's log:\n${fixture.ch.logs()}`);
+      throw err;
+    }
     if (performance.now() - t0 > 5_000) console.error(`[sink fixture] slow set-up: server ${Math.round(t1 - t0)} ms, migration ${Math.round(performance.now() - t1)} ms`);
     fixture.client = endpointClient(fixture.ch.url, fixture.database);
     // Hooks default to 5 s: a server start plus a full migration can take longer on a busy machine.
