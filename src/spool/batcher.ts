@@ -86,6 +86,17 @@ export function createBatcher(options: BatcherOptions): Batcher {
   // One segment is read at a time, and its records (views of this buffer) are done with once it is
   // delivered and removed, or replaced as the head: the next read may overwrite them then.
   const readBuffer = new ScratchBuffer(64 * 1024 * 1024);
+  // What a previous process left (every segment sealed when the batcher starts): a restart after a
+  // crash says so, and says when those rows are in, so an operator can tell a replay happened.
+  let leftover: { last: SegmentRef; segments: number; records: number; started: number } | null = null;
+  const sealedAtStart = spool.sealedSegments();
+  if (sealedAtStart.length > 0) {
+    leftover = { last: sealedAtStart.at(-1)!, segments: sealedAtStart.length, records: 0, started: performance.now() };
+    logger.info("batcher: segments left by the previous process go first", {
+      segments: sealedAtStart.length,
+      bytes: sealedAtStart.reduce((sum, ref) => sum + ref.bytes, 0),
+    });
+  }
 
   async function deliver(ref: SegmentRef): Promise<void> {
     if (head?.ref !== ref) {
@@ -107,6 +118,13 @@ export function createBatcher(options: BatcherOptions): Batcher {
     const durationMs = performance.now() - started;
     await spool.remove(ref);
     head = null;
+    if (leftover) {
+      leftover.records += records.length;
+      if (ref === leftover.last) {
+        logger.info("batcher: segments left by the previous process are flushed", { segments: leftover.segments, records: leftover.records, ms: Math.round(performance.now() - leftover.started) });
+        leftover = null;
+      }
+    }
     if (records.length === 0) return;
     stats.flushes++;
     stats.rowsFlushed += records.length;

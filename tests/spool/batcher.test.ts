@@ -190,6 +190,38 @@ describe("start and stop", () => {
     await after.close();
   });
 
+  test("a start with segments left by the previous process logs them, and logs again once the last of them is flushed; a start without says nothing", async () => {
+    const dir = tempDir();
+    const before = await openSpool({ dir, capBytes: MiB, segmentBytes: 40, logger: recordingLogger() });
+    for (const r of ["left-1", "left-2", "left-3-is-a-longer-record-than-the-rest", "left-4"]) await before.append([r]);
+    await before.close(); // killed before any flush: every segment stays
+    const lines: { message: string; fields?: Record<string, unknown> }[] = [];
+    const logger = { info: (message: string, fields?: Record<string, unknown>) => void lines.push({ message, fields }), warn: () => {}, error: () => {} };
+    const after = await openSpool({ dir, capBytes: MiB, segmentBytes: 40, logger: recordingLogger() });
+    const leftBytes = after.sealedSegments().reduce((sum, ref) => sum + ref.bytes, 0);
+    const leftSegments = after.sealedSegments().length;
+    expect(leftSegments).toBeGreaterThan(1);
+    const { sink, delivered } = flakySink();
+    const batcher = createBatcher({ spool: after, sink, flushIntervalMs: NEVER, logger });
+    expect(lines).toEqual([{ message: "batcher: segments left by the previous process go first", fields: { segments: leftSegments, bytes: leftBytes } }]);
+    await after.append(["new-1"]);
+    await batcher.flush();
+    expect(delivered).toEqual(["left-1", "left-2", "left-3-is-a-longer-record-than-the-rest", "left-4", "new-1"]);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatchObject({ message: "batcher: segments left by the previous process are flushed", fields: { segments: leftSegments, records: 4 } });
+    await batcher.close();
+    await after.close();
+
+    lines.length = 0;
+    const again = await openSpool({ dir, capBytes: MiB, logger: recordingLogger() });
+    const quiet = createBatcher({ spool: again, sink, flushIntervalMs: NEVER, logger });
+    await again.append(["new-2"]);
+    await quiet.flush();
+    expect(lines).toEqual([]);
+    await quiet.close();
+    await again.close();
+  });
+
   test("close seals and drains what is left", async () => {
     const spool = await freshSpool();
     const { sink, delivered } = flakySink();
