@@ -83,8 +83,9 @@ async function lastCall(req: Request, srv: Server<undefined>): Promise<Response>
     return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
   }
 }
-// The allocator setting the process started with (src/runtime-flags.ts): "unset" returns freed memory after 100 ms.
-logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode, mimalloc_purge_delay: process.env.MIMALLOC_PURGE_DELAY ?? "unset", uv_threadpool_size: process.env.UV_THREADPOOL_SIZE ?? "unset" });
+// The runtime settings the process started with (src/runtime-flags.ts): "unset" is the library's own default
+// (Bun's allocator returns freed memory after 100 ms, the engine's after 5 s).
+logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode, mimalloc_purge_delay: process.env.MIMALLOC_PURGE_DELAY ?? "unset", uv_threadpool_size: process.env.UV_THREADPOOL_SIZE ?? "unset", je_malloc_conf: process.env.JE_MALLOC_CONF ?? "unset" });
 
 // Shutdown order: answer last calls (/readyz 503 "shutting down", every answer with
 // `Connection: close`) until no request arrived for QUIET_MS, at most LAST_CALL_MS; then stop

@@ -27,7 +27,17 @@ export const BUN_FLAGS = ["--max-http-header-size=65536"] as const;
 // beside 300 single events a second, the spool's write + fdatasync took p99 1.1 s and the 202s
 // p99 1.06-1.35 s; with 16 threads, 62-74 ms (bench/RESULTS.md, session 16). 16 leaves room for
 // the engine's default 4 lanes and their inserts; with EMBEDDED_LANES above ~12, raise it too.
-export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: "-1", UV_THREADPOOL_SIZE: "16" } as const;
+//
+// JE_MALLOC_CONF: the embedded engine (libchdb) has its own allocator, jemalloc, which reads this
+// variable at start (chdb's build prefixes it `JE_`; a bogus option aborts the process, so it is
+// read). ClickHouse builds it to hand memory back 5 s after it was freed (dirty_decay_ms and
+// muzzy_decay_ms 5000), and every report read faults its working memory in again; page faults
+// cost ~15 µs on this kind of virtual machine: with reads 6 s apart (someone clicking through a
+// dashboard), a 30-day stats report took 375–429 ms with 28,000 faults, against 120–212 ms with
+// a minute's decay, and a 7-day summary 319–573 against 150–346 ms (bench/RESULTS.md, 2026-11-29
+// 21:50). A minute, not "never": after a quiet minute the memory goes back (RSS 624 → 305 MiB
+// within 30 s of idle there), where the engine's transient peaks for long reports can be large.
+export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: "-1", UV_THREADPOOL_SIZE: "16", JE_MALLOC_CONF: "dirty_decay_ms:60000,muzzy_decay_ms:60000" } as const;
 
 /** The environment assignments of package.json's `start`: the operator's value wins, ours is the default. */
 export function startScriptEnv(): string {

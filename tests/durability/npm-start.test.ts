@@ -65,14 +65,17 @@ function environOf(pid: number): Map<string, string> {
 test("npm start runs the service with the runtime settings of src/runtime-flags.ts; an operator's own value wins", async () => {
   const cases = [
     [{}, RUNTIME_ENV],
-    [{ MIMALLOC_PURGE_DELAY: "250", UV_THREADPOOL_SIZE: "24" }, { MIMALLOC_PURGE_DELAY: "250", UV_THREADPOOL_SIZE: "24" }],
+    [
+      { MIMALLOC_PURGE_DELAY: "250", UV_THREADPOOL_SIZE: "24", JE_MALLOC_CONF: "dirty_decay_ms:1000" },
+      { MIMALLOC_PURGE_DELAY: "250", UV_THREADPOOL_SIZE: "24", JE_MALLOC_CONF: "dirty_decay_ms:1000" },
+    ],
   ] as const;
   for (const [extra, expected] of cases) {
     const { dataDir, port } = await freshPlace();
     const { npm, bun } = await npmStart(dataDir, port, extra);
     try {
       const environ = environOf(bun);
-      expect({ MIMALLOC_PURGE_DELAY: environ.get("MIMALLOC_PURGE_DELAY"), UV_THREADPOOL_SIZE: environ.get("UV_THREADPOOL_SIZE") }).toEqual({ ...expected });
+      expect(Object.fromEntries(Object.keys(RUNTIME_ENV).map((k) => [k, environ.get(k)]))).toEqual({ ...expected });
     } finally {
       npm.kill("SIGTERM");
       await waitFor("the service exiting", 15_000, () => !alive(bun));

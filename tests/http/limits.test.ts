@@ -126,7 +126,7 @@ test("package.json's start and the Dockerfile run bun with the same flags and en
   const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
   // `exec`: no shell between npm and bun to swallow npm's SIGTERM (tests/durability/npm-start.test.ts).
   expect(start).toBe([startScriptEnv(), "exec", "bun", ...BUN_FLAGS, "src/main.ts"].join(" "));
-  expect(startScriptEnv()).toBe("MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:--1} UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-16}");
+  expect(startScriptEnv()).toBe("MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:--1} UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-16} JE_MALLOC_CONF=${JE_MALLOC_CONF:-dirty_decay_ms:60000,muzzy_decay_ms:60000}");
   const dockerfile = readFileSync("Dockerfile", "utf8");
   const cmd = dockerfile.split("\n").filter((l) => l.startsWith("CMD ")).at(-1)!;
   expect(JSON.parse(cmd.slice(4))).toEqual(["bun", ...BUN_FLAGS, "src/main.ts"]);
