@@ -54,10 +54,13 @@ export function buildApp(deps: AppDeps): App {
   app.notFound((c) => {
     const path = c.req.path; // what the router matched against
     const allow = methodsOf(path);
+    // A HEAD answer is the GET answer's headers (keepHeadLength) and its body is never sent: the
+    // body measured for its Content-Length is the one a GET gets, which names GET.
+    const method = c.req.method === "HEAD" ? "GET" : c.req.method;
     if (allow.length > 0) {
-      return errorResponse(new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow.join(" or ")}`, { allow }), c);
+      return errorResponse(new ApiError("method_not_allowed", `${method} is not allowed on ${path}; use ${allow.join(" or ")}`, { allow }), c);
     }
-    return errorResponse(new ApiError("not_found", `No route for ${c.req.method} ${path}`), c);
+    return errorResponse(new ApiError("not_found", `No route for ${method} ${path}`), c);
   });
   app.onError((err, c) => errorResponse(err, c));
   // A request without a usable Host reaches the app with only a path as its URL (request-url.ts).

@@ -116,8 +116,9 @@ describe("contract shapes", () => {
   });
 
   // The re-audit: HEAD answered Content-Length: 0, which RFC 9110 (8.6) allows only for an empty GET body.
-  test("HEAD on a query route answers the GET's headers with the GET body's Content-Length and no body", async () => {
-    for (const path of ["/v1/sessions/stats?service_id=alpha&from=2026-03-05&to=2026-04-01", "/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=2", "/v1/sessions?service_id=alpha&limit=0"]) {
+  // A 404 or 405 answered HEAD with the length of a body naming HEAD, one byte more than the GET's.
+  test("HEAD on a query route answers the GET's headers with the GET body's Content-Length and no body; so do its 404s and 405s", async () => {
+    for (const path of ["/v1/sessions/stats?service_id=alpha&from=2026-03-05&to=2026-04-01", "/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=2", "/v1/sessions?service_id=alpha&limit=0", "/v1/no-such-route", "/v1/ingest/event"]) {
       const full = await q.app.request(`http://x${path}`, { headers: { Authorization: `Bearer ${q.adminAll}` } });
       const body = await full.arrayBuffer();
       const head = await q.app.request(`http://x${path}`, { method: "HEAD", headers: { Authorization: `Bearer ${q.adminAll}` } });
