@@ -626,7 +626,7 @@ describe.each([inProcessMode(), tcpMode()])("ClickHouse conformance ($name)", (m
     // A handler that buffered the result measured over 700 MB cold in both modes.
     expect(cold.growthMb).toBeLessThan(2 * cold.resultMb);
     // Steady state: what the stream needs at once. In TCP mode this includes the server process,
-    // whose collector the test cannot drive (freed blocks wait there for its next GC): over 20 CI
+    // whose collector the test cannot drive (freed blocks wait there for its next GC): over 10 CI
     // runs its warm growth measured 29–142 MB, and once 201 MB; a buffering handler, 700+ MB.
     expect(warm.growthMb).toBeLessThan(mode.name === "tcp" ? 1.5 * warm.resultMb : 150);
   }, 120_000);
