@@ -9,7 +9,7 @@
 // 2 ms fsync (a real disk) ~43k/s vs ~3k/s. Since 2026-11-29 the segment is opened O_DSYNC and a
 // commit is one async write (segment-writer.ts): one round trip through Bun's work pool instead of
 // two, which took the half-load 202 p99 from 102–109 to 58–71 ms in two of three pairs
-// (bench/RESULTS.md, 20:00).
+// (bench/RESULTS.md, 2026-11-29 19:57).
 import { mkdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import { measureRecords, writeFrames, type MeasuredRecord } from "./frame.ts";

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { statSync } from "node:fs";
+import { constants, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import path from "node:path";
 import { FRAME_HEADER_BYTES } from "../../src/spool/frame.ts";
 import { openSpool, SpoolFullError, SpoolWriteError } from "../../src/spool/spool.ts";
@@ -33,8 +34,6 @@ describe("append and read", () => {
   });
 
   test("segments are opened for durable writes (O_DSYNC) with fsync on, and without it when off", async () => {
-    const { constants } = await import("node:fs");
-    const { open } = await import("node:fs/promises");
     for (const fsync of [true, false]) {
       const flags: number[] = [];
       const spool = await openSpool({
