@@ -23,6 +23,10 @@ const Origin = v.pipe(
   v.check((s) => s === ANY_ORIGIN || normalizeOrigin(s) !== null, "expected an http(s) origin such as https://shop.example (no path), or *"),
   v.transform((s) => (s === ANY_ORIGIN ? s : normalizeOrigin(s)!)),
 );
+const Origins = v.pipe(
+  v.array(Origin),
+  v.check((list) => !list.includes(ANY_ORIGIN) || list.length === 1, '"*" already means every origin; send it alone'),
+);
 const Services = v.pipe(
   v.array(v.union([v.literal("*"), ServiceId], 'expected a service id or "*"')),
   v.minLength(1, 'expected at least one service id, or ["*"] for all'),
@@ -41,7 +45,7 @@ const Services = v.pipe(
 export const CreateKeyBody = v.variant(
   "type",
   [
-    v.object({ type: v.literal("public"), service_id: ServiceId, origins: v.optional(v.pipe(v.array(Origin), v.maxLength(100, "expected at most 100 origins")), []), name: Name }),
+    v.object({ type: v.literal("public"), service_id: ServiceId, origins: v.optional(v.pipe(Origins, v.maxLength(100, "expected at most 100 origins")), []), name: Name }),
     v.object({ type: v.literal("secret"), service_id: ServiceId, name: Name }),
     v.pipe(
       v.object({ type: v.literal("admin"), services: v.optional(Services), service_id: v.optional(ServiceId), name: Name }),

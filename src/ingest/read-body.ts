@@ -24,6 +24,11 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
   if (type !== "" && !ACCEPTED_TYPES.includes(type)) {
     throw new ApiError("unsupported_media_type", `Content-Type ${type} is not accepted; send application/json or text/plain holding JSON`);
   }
+  // No header (or an empty one) reads as JSON; parameters without a media type (";charset=utf-8")
+  // are a malformed header, not a missing one.
+  if (type === "" && contentType.trim() !== "") {
+    throw new ApiError("unsupported_media_type", `Content-Type ${JSON.stringify(contentType)} names no media type; send application/json or text/plain holding JSON`);
+  }
   if (semicolon >= 0) checkCharset(contentType.slice(semicolon + 1));
   // x-gzip is gzip (RFC 9110, 8.4.1.3).
   const sent = (request.headers.get("content-encoding") ?? "identity").trim().toLowerCase();

@@ -82,7 +82,10 @@ const reservedEntries = v.rawCheck<Record<string, unknown>>(({ dataset, addIssue
   }
 });
 const properties = v.pipe(
-  v.custom<Record<string, unknown>>((o) => typeof o === "object" && o !== null && !Array.isArray(o), "must be an object of key/value pairs, not an array"),
+  v.custom<Record<string, unknown>>(
+    (o) => typeof o === "object" && o !== null && !Array.isArray(o),
+    (issue) => `must be an object of key/value pairs, not ${Array.isArray(issue.input) ? "an array" : issue.input === null ? "null" : typeof issue.input}`,
+  ),
   v.maxEntries(50, "must have at most 50 keys"),
   reservedEntries,
   v.record(propertyKey, propertyValue),

@@ -67,7 +67,9 @@ export function resolveRange(q: { from?: string; to?: string; tz: string }, now:
     if ("date" in fromB && "date" in toB && fromB.date <= toB.date) {
       throw invalid("from", `${fromB.date === toB.date ? fromB.date : `${fromB.date} to ${toB.date}`} does not exist in ${q.tz} (the zone skipped it): the range is empty`);
     }
-    throw invalid("from", `must be before to${epochNote(q)}`);
+    // Without `to`, the end was filled in (today, or now): say so rather than name a `to` never sent.
+    const implied = q.to === undefined ? ` (to was not sent: it defaults to ${"date" in toB ? `today in ${q.tz}, ${toB.date}` : "now"})` : "";
+    throw invalid("from", `must be before to${implied}${epochNote(q)}`);
   }
   if ("date" in fromB && "date" in toB) {
     const days = dayNumber(toB.date) - dayNumber(fromB.date) + 1;

@@ -105,6 +105,8 @@ describe("key routes: errors", () => {
     ["admin without services", { type: "admin" }, "services"],
     ["admin with no services", { type: "admin", services: [] }, "services"],
     ["* mixed with ids", { type: "admin", services: ["*", "shop"] }, "services"],
+    // The black-box audit of session 20: ["*", "https://a.example"] was taken (the list means any origin).
+    ["* mixed with origins", { type: "public", service_id: "shop", origins: ["*", "https://a.example"] }, "origins"],
     ["admin service_id and services naming others", { type: "admin", service_id: "shop", services: ["blog"] }, "service_id"],
     ["name too long", { type: "secret", service_id: "shop", name: "n".repeat(121) }, "name"],
     // ClickHouse refuses a lone surrogate in an insert: it was a 500 (a high one) or a name stored as U+FFFD (a low one).

@@ -430,6 +430,28 @@ describe("drops and errors", () => {
     }
   });
 
+  // The black-box audit of session 20: ";;;" was read as JSON, a header with no media type at all.
+  test("a Content-Type with parameters but no media type is 415; no header, or an empty one, reads as JSON", async () => {
+    for (const type of [";;;", "; charset=utf-8", " ;"]) {
+      const res = await svc.app.request("http://x/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${secret}`, "Content-Type": type, "User-Agent": CHROME }, body: JSON.stringify({ name: "x" }) });
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect([type, res.status, body.error.code]).toEqual([type, 415, "unsupported_media_type"]);
+      expect(body.error.message).toContain("names no media type");
+    }
+    for (const headers of [{}, { "Content-Type": "" }] as Array<Record<string, string>>) {
+      const res = await svc.app.request("http://x/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${secret}`, "User-Agent": CHROME, ...headers }, body: JSON.stringify({ name: "x" }) });
+      expect(res.status).toBe(202);
+    }
+  });
+
+  test("properties that are not an object say what they are", async () => {
+    for (const [properties, what] of [[null, "null"], [[1], "an array"], ["x", "string"], [3, "number"]] as const) {
+      const res = await post("/v1/ingest/event", { name: "x", properties });
+      const body = (await res.json()) as { error: { issues: Array<{ path: string; message: string }> } };
+      expect(body.error.issues).toContainEqual({ path: "properties", message: `must be an object of key/value pairs, not ${what}` });
+    }
+  });
+
   // The re-audit: "The batch is not valid: items items must be an array", and no colon after a path.
   test("a refused batch says which field and what to fix, once", async () => {
     for (const [body, message] of [

@@ -67,6 +67,20 @@ describe("ranges", () => {
     expect(fail({ from: "2025-01-01", to: "2026-02-05" })).toEqual({ code: "invalid_query", path: "to" });
     expect(() => resolveRange({ from: "2025-01-01", to: "2026-02-04", tz: "UTC" }, NOW)).not.toThrow(); // 400 days exactly
   });
+  // The black-box audit of session 20: `from` in the future alone was "must be before to", naming a `to` never sent.
+  test("a from after the filled-in end says what the end was", () => {
+    const message = (q: { from: string }) => {
+      try {
+        resolveRange({ ...q, tz: "Europe/Berlin" }, NOW);
+      } catch (e) {
+        return (e as ApiError).extra.issues?.[0]?.message;
+      }
+      throw new Error("expected a 400");
+    };
+    const today = new Intl.DateTimeFormat("en-CA", { timeZone: "Europe/Berlin" }).format(NOW);
+    expect(message({ from: "2099-01-01" })).toBe(`must be before to (to was not sent: it defaults to today in Europe/Berlin, ${today})`);
+    expect(message({ from: "2099-01-01T00:00:00Z" })).toBe("must be before to (to was not sent: it defaults to now)");
+  });
   test("UTC dates touched and labels", () => {
     const r = resolveRange({ from: "2026-03-29", to: "2026-03-30", tz: "Asia/Kolkata" }, NOW);
     expect(utcDatesOf(r)).toEqual(["2026-03-28", "2026-03-29", "2026-03-30"]);
