@@ -1,7 +1,21 @@
 // ISO 8601 times with an offset (API.md "Times"). ISO 8601 writes an offset as ±HH:MM, ±HHMM or
 // ±HH; Date.parse knows the first two only, so ±HH is read as ±HH:00.
 
+/**
+ * The forms read, at ingest and in query ranges alike: date, `T`, hours and minutes, optional
+ * seconds and fraction, an offset. RFC 3339 (5.6) lets `T` and `Z` be lower case; the classes are
+ * spelled out instead of an `i` flag, which the OpenAPI `pattern` generated from it would lose.
+ */
+export const ISO_TIME = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$/;
+
 /** The ms of an ISO 8601 time with an offset (NaN when Date.parse cannot read it). */
 export function parseIsoTime(s: string): number {
   return Date.parse(/[+-]\d{2}$/.test(s) ? `${s}:00` : s);
+}
+
+/** Whether the time's `YYYY-MM-DD` exists (Date.parse rolls 2026-02-31 over to March). */
+export function calendarDateExists(s: string): boolean {
+  const [y, m, d] = s.slice(0, 10).split("-").map(Number) as [number, number, number];
+  const probe = new Date(Date.UTC(y, m - 1, d));
+  return probe.getUTCFullYear() === y && probe.getUTCMonth() === m - 1 && probe.getUTCDate() === d;
 }

@@ -9,7 +9,7 @@ import * as v from "valibot";
 import { maxChars } from "../chars.ts";
 import { ApiError, distinctIssues } from "../errors.ts";
 import type { AppEnv } from "./app-env.ts";
-import { parseIsoTime } from "../iso-time.ts";
+import { calendarDateExists, ISO_TIME, parseIsoTime } from "../iso-time.ts";
 
 const MAX_ISSUES = 20;
 
@@ -99,7 +99,7 @@ export function invalidQuery(issues: readonly StandardIssue[]): ApiError {
 
 const SERVICE_ID = /^[a-z0-9_-]{1,64}$/;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
-const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$/;
+const TIME = ISO_TIME;
 const EPOCH_MS = /^\d{1,15}$/;
 // 1970..2200: far enough for any real data, and Date arithmetic stays exact.
 const MIN_MS = 0;
@@ -115,14 +115,7 @@ export function isDateValue(s: string): boolean {
 function isTimeValue(s: string): boolean {
   if (DATE.test(s)) return isDateValue(s);
   const ms = EPOCH_MS.test(s) ? Number(s) : TIME.test(s) ? parseIsoTime(s) : NaN;
-  return Number.isFinite(ms) && ms >= MIN_MS && ms < MAX_MS && (!TIME.test(s) || sameCalendarDay(s));
-}
-
-// Date.parse rolls 2026-02-31 over to March; reject such impossible calendar fields.
-function sameCalendarDay(s: string): boolean {
-  const [y, m, d] = s.slice(0, 10).split("-").map(Number) as [number, number, number];
-  const probe = new Date(Date.UTC(y, m - 1, d));
-  return probe.getUTCMonth() === m - 1 && probe.getUTCDate() === d;
+  return Number.isFinite(ms) && ms >= MIN_MS && ms < MAX_MS && (!TIME.test(s) || calendarDateExists(s));
 }
 
 const timeZones = new Map(["UTC", ...Intl.supportedValuesOf("timeZone")].map((z) => [z.toLowerCase(), z]));

@@ -2,7 +2,7 @@
 // truth for validation, for the TypeScript types (InferOutput) and for the OpenAPI document.
 import * as v from "valibot";
 import { isWellFormed, maxChars } from "../chars.ts";
-import { parseIsoTime } from "../iso-time.ts";
+import { calendarDateExists, ISO_TIME, parseIsoTime } from "../iso-time.ts";
 
 const MAX_URL = 2048;
 /** The longest user agent an item may carry; the `User-Agent` header is cut to it too (pipeline.ts). */
@@ -37,19 +37,13 @@ const referrer = v.pipe(
   v.check((s) => s === "" || isReferrerUrl(s), "must be a URL such as https://… or empty (not a javascript:, data: or vbscript: URL)"),
   v.metadata({ pattern: "^([A-Za-z][A-Za-z0-9+.-]*://.*)?$", description: "A URL with an authority, or \"\" for direct traffic; javascript:, data: and vbscript: URLs are refused" }),
 );
-/** The YYYY-MM-DD of an ISO time names a real day: Date.parse rolls 2026-04-31 over to May 1st. */
-function calendarDateExists(s: string): boolean {
-  const [y, m, d] = s.slice(0, 10).split("-").map(Number) as [number, number, number];
-  const probe = new Date(Date.UTC(y, m - 1, d));
-  return probe.getUTCFullYear() === y && probe.getUTCMonth() === m - 1 && probe.getUTCDate() === d;
-}
 /** ISO 8601 with an offset, or epoch milliseconds. */
 const time = v.union(
   [
     v.pipe(v.number(), v.integer("epoch milliseconds must be a whole number"), v.minValue(0, "epoch milliseconds must be ≥ 0"), v.maxValue(8.64e15, "epoch milliseconds must be ≤ 8640000000000000")),
     v.pipe(
       v.string(),
-      v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)$/i, "must be ISO 8601 with an offset (Z, ±HH:MM, ±HHMM or ±HH)"),
+      v.regex(ISO_TIME, "must be ISO 8601 with an offset (Z, ±HH:MM, ±HHMM or ±HH)"),
       v.check((s) => !Number.isNaN(parseIsoTime(s)) && calendarDateExists(s), "must be a valid time"),
     ),
   ],

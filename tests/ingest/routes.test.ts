@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import * as v from "valibot";
+import { ISO_TIME } from "../../src/iso-time.ts";
 import type { EventDedup } from "../../src/ingest/dedup.ts";
 import { EventItem } from "../../src/ingest/schemas.ts";
 import { chooseSource, sessionSeries, sessionTotals } from "../../src/query/session-metrics.ts";
@@ -687,6 +688,9 @@ describe("operations", () => {
     expect([pageview.url.format, pageview.url.pattern]).toEqual(["uri", "^[Hh][Tt][Tt][Pp][Ss]?://"]);
     expect(pageview.ip.anyOf).toEqual([{ format: "ipv4" }, { format: "ipv6" }]);
     expect(pageview.referrer.pattern).toBe("^([A-Za-z][A-Za-z0-9+.-]*://.*)?$");
+    // The time pattern is the one the routes test, lower-case t and z included (an `i` flag would be lost here).
+    const timePattern = JSON.stringify(pageview.timestamp).match(/"pattern":"([^"]+)"/)?.[1]?.replace(/\\\\/g, "\\");
+    expect(timePattern).toBe(ISO_TIME.source);
     const keys = (doc as any).paths["/v1/keys"].post;
     expect([keys.responses["201"], keys.responses["413"], keys.responses["415"]].every(Boolean)).toBe(true);
     expect(props.key.type).toBe("string");

@@ -117,6 +117,16 @@ describe("400 invalid_query naming the parameter", () => {
     expect(plain.error.message).not.toContain("epoch");
   });
 
+  // The black-box audit of session 20: ingest took "…t10:00:00z" (RFC 3339 allows lower case) and
+  // the query routes refused it. Both read the same forms now (the item schema's OpenAPI pattern:
+  // tests/ingest/routes.test.ts).
+  test("a time with lower-case t and z is read as its upper-case form, as at ingest", async () => {
+    const upper = await get("/v1/sessions/stats?service_id=alpha&from=2026-03-05T10:00:00Z&to=2026-03-20T00:00:00%2B01:00");
+    const lower = await get("/v1/sessions/stats?service_id=alpha&from=2026-03-05t10:00:00z&to=2026-03-20t00:00:00%2B01:00");
+    expect([upper.status, lower.status]).toEqual([200, 200]);
+    expect(await lower.json()).toEqual(await upper.json());
+  });
+
   test("a value that fails two checks with the same message lists that issue once", async () => {
     for (const path of ["/v1/sessions?service_id=alpha&limit=-1", "/v1/sessions?service_id=alpha&limit=abc"]) {
       const body = (await (await get(path)).json()) as { error: { issues: Array<{ path: string; message: string }> } };
