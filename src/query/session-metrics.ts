@@ -67,7 +67,8 @@ interface MetricRow {
   m_visitors: number;
   m_pageviews: number;
   m_bounces: number;
-  m_duration: number;
+  /** Total duration in ms, an exact integer: the average divides it once (see toTotals). */
+  m_duration_ms: number;
   m_conversions: number;
 }
 
@@ -76,7 +77,7 @@ interface MetricRow {
 // Both view targets have the same columns; visitors64 holds uniqExact states over the same
 // cityHash64(visitor_id) (schemas/04-visitor_hash_views.sql), so both paths count the same set.
 const VIEW_METRICS = `sum(s.sessions) AS m_sessions, uniqExactMerge(s.visitors64) AS m_visitors, sum(s.pageviews) AS m_pageviews,
-  sum(s.bounces) AS m_bounces, sum(s.duration_ms_sum) / 1000 AS m_duration, sum(s.conversions) AS m_conversions`;
+  sum(s.bounces) AS m_bounces, sum(s.duration_ms_sum) AS m_duration_ms, sum(s.conversions) AS m_conversions`;
 
 // The bucket of a row as a number naming its local bucket, the UTC epoch second of the bucket's
 // start. A series maps each row to its bucket by `b_at`, the row group's earliest instant (see
@@ -134,7 +135,7 @@ function rawMetricsQuery(q: SessionQuery, interval?: Interval): { sql: string; p
   const where = [range, ...sessionConditions(q.filters, p, service, q.range.start)];
   const sql = `SELECT ${interval ? "b, min(g_at) AS b_at, " : ""}sum(g_sessions) AS m_sessions,
       sum(g_visitors) + countIf(g_candidate AND g_sessions > 0) AS m_visitors, sum(g_pageviews) AS m_pageviews,
-      sum(g_bounces) AS m_bounces, sum(g_duration) / 1000 AS m_duration, sum(g_conversions) AS m_conversions
+      sum(g_bounces) AS m_bounces, sum(g_duration) AS m_duration_ms, sum(g_conversions) AS m_conversions
     FROM (SELECT ${bucket}${candidate} AS g_candidate, if(g_candidate, ${VISITOR_KEY}, 0) AS g_key,
         toUnixTimestamp(min(started_at)) AS g_at, sum(sign) AS g_sessions,
         uniqExactIf(${VISITOR_KEY}, sign > 0 AND NOT g_candidate) AS g_visitors, sum(sign * pageviews) AS g_pageviews,
@@ -209,14 +210,16 @@ function ratio(n: number, d: number): number | null {
 }
 
 function toTotals(r: MetricRow | undefined): SessionTotals {
-  const m = r ?? { m_sessions: 0, m_visitors: 0, m_pageviews: 0, m_bounces: 0, m_duration: 0, m_conversions: 0 };
+  const m = r ?? { m_sessions: 0, m_visitors: 0, m_pageviews: 0, m_bounces: 0, m_duration_ms: 0, m_conversions: 0 };
   return {
     sessions: m.m_sessions,
     visitors: m.m_visitors,
     pageviews: m.m_pageviews,
     bounces: m.m_bounces,
     bounce_rate: ratio(m.m_bounces, m.m_sessions),
-    avg_duration_s: ratio(m.m_duration, m.m_sessions),
+    // One division of two exact integers: the double nearest the true mean (ms ÷ 1000 ÷ n rounds
+    // twice, 3246.7419999999997 for 3246.742).
+    avg_duration_s: ratio(m.m_duration_ms, m.m_sessions * 1000),
     pages_per_session: ratio(m.m_pageviews, m.m_sessions),
     conversions: m.m_conversions,
   };

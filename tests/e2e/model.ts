@@ -168,7 +168,7 @@ export class Model {
       pageviews,
       bounces,
       bounce_rate: n === 0 ? null : bounces / n,
-      avg_duration_s: n === 0 ? null : durationMs / 1000 / n,
+      avg_duration_s: n === 0 ? null : durationMs / (n * 1000),
       pages_per_session: n === 0 ? null : pageviews / n,
       conversions: list.filter((s) => s.converted).length,
     };

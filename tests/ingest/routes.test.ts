@@ -707,6 +707,25 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     return (await res.json()) as { data: Array<Record<string, any>> };
   };
 
+  // The numbers audit of session 20: 3,246.742 s came out as 3246.7419999999997 (ms ÷ 1000 ÷ n
+  // rounds twice). 3 sessions of 0, 0 and 1,005 ms: 0.335, where the two roundings give 0.33499999999999996.
+  test("avg_duration_s is the double nearest the exact mean (one division of the ms total)", async () => {
+    const key = await svc.key({ type: "secret", service_id: "avg-round" });
+    const admin = await svc.key({ type: "admin", services: ["avg-round"] });
+    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 9 * 60 * MIN;
+    for (const [i, ms] of [0, 0, 1005].entries()) {
+      const who = { ip: `9.9.9.${i + 1}`, user_agent: CHROME, url: "https://shop.example/a" };
+      expect((await post("/v1/ingest/pageview", { ...who, timestamp: t }, {}, key)).status).toBe(202);
+      if (ms > 0) expect((await post("/v1/ingest/pageview", { ...who, timestamp: t + ms }, {}, key)).status).toBe(202);
+    }
+    await svc.flush();
+    const date = new Date(t).toISOString().slice(0, 10);
+    for (const path of [`/v1/sessions/stats?service_id=avg-round&from=${date}&to=${date}`, `/v1/behavior/summary?service_id=avg-round&date=${date}`]) {
+      const body = (await (await svc.app.request(path, { headers: { Authorization: `Bearer ${admin}` } })).json()) as { totals?: Record<string, number>; sessions?: Record<string, number> };
+      expect({ path, totals: body.totals ?? body.sessions }).toMatchObject({ path, totals: { sessions: 3, avg_duration_s: 0.335 } });
+    }
+  });
+
   test("a late item within 30 minutes of two sessions of a visitor makes them one session; their items read as its own", async () => {
     const key = await svc.key({ type: "secret", service_id: "late-bridge" });
     const admin = await svc.key({ type: "admin", services: ["late-bridge"] });
