@@ -142,8 +142,11 @@ export async function funnelReport(ch: ClickHouseClient, q: FunnelQuery): Promis
   if (row && Number(row.disagreements) !== 0) throw new Error(`funnel chain replay disagrees with windowFunnel for ${row.disagreements} units`);
   const top = names[0]?.top ?? 0;
   const reached = (k: number) => Number(row?.reached[k - 1] ?? 0);
-  /** The median in seconds: the mean of the middle two (once the same value for an odd count). */
-  const medianSeconds = (k: number) => (reached(k) === 0 ? null : (Number(row!.low[k - 1]) / 1000 + Number(row!.high[k - 1]) / 1000) / 2);
+  /**
+   * The median in seconds: the mean of the middle two ms gaps (for an odd count the middle one
+   * twice), one division of an exact integer, so the double nearest the exact value.
+   */
+  const medianSeconds = (k: number) => (reached(k) === 0 ? null : (Number(row!.low[k - 1]) + Number(row!.high[k - 1])) / 2000);
   const nameOf = new Map(names.map((n) => [n.step, n.name]));
   const steps: FunnelStep[] = [];
   for (let k = 1; k <= top; k++) {

@@ -302,7 +302,7 @@ export class Model {
       const chain = firstChainToTop(events, windowMs);
       if (chain.length !== level) throw new Error(`model: greedy chain ${chain.length} disagrees with existence ${level}`);
       for (let k = 1; k <= level; k++) reached[k]! += 1;
-      for (let k = 2; k <= level; k++) deltas[k]!.push((chain[k - 1]! - chain[k - 2]!) / 1000);
+      for (let k = 2; k <= level; k++) deltas[k]!.push(chain[k - 1]! - chain[k - 2]!);
     }
     const ratio = (n: number, d: number) => (d === 0 ? null : n / d);
     const stepName = (k: number) => {
@@ -366,11 +366,12 @@ export function firstChainToTop(events: ReadonlyArray<readonly [number, number]>
   return best;
 }
 
+/** The median of ms gaps, in seconds: the exact value (the middle two's mean) rounded once. */
 export function median(xs: readonly number[]): number | null {
   if (xs.length === 0) return null;
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return s.length % 2 === 1 ? s[m]! / 1000 : (s[m - 1]! + s[m]!) / 2000;
 }
 
 /** p75 as linear interpolation between closest ranks over the sorted samples (inclusive). */

@@ -726,6 +726,22 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     }
   });
 
+  // Likewise the funnel median: gaps of 1 and 9 ms are 0.005 s, where (0.001 + 0.009) / 2 gives 0.004999999999999999.
+  test("a funnel median is the double nearest the exact mean of the middle two gaps", async () => {
+    const key = await svc.key({ type: "secret", service_id: "median-round" });
+    const admin = await svc.key({ type: "admin", services: ["median-round"] });
+    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 9 * 60 * MIN;
+    for (const [i, gap] of [1, 9].entries()) {
+      const who = { ip: `9.9.8.${i + 1}`, user_agent: CHROME, url: "https://shop.example/a", funnel: "f" };
+      const items = [{ type: "funnel", ...who, step: 1, timestamp: t }, { type: "funnel", ...who, step: 2, timestamp: t + gap }];
+      expect((await post("/v1/ingest/batch", { items }, {}, key)).status).toBe(202);
+    }
+    await svc.flush();
+    const date = new Date(t).toISOString().slice(0, 10);
+    const body = (await (await svc.app.request(`/v1/funnels/f?service_id=median-round&from=${date}&to=${date}`, { headers: { Authorization: `Bearer ${admin}` } })).json()) as { steps: Array<Record<string, unknown>> };
+    expect(body.steps.map((s) => [s.units, s.median_seconds_from_previous])).toEqual([[2, null], [2, 0.005]]);
+  });
+
   test("a late item within 30 minutes of two sessions of a visitor makes them one session; their items read as its own", async () => {
     const key = await svc.key({ type: "secret", service_id: "late-bridge" });
     const admin = await svc.key({ type: "admin", services: ["late-bridge"] });
