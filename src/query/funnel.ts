@@ -1,10 +1,10 @@
 // GET /v1/funnels/:name over raw funnel_events (funnel_stats only counts step hits; conversion
 // needs the order and window of each unit's events). Levels come from ClickHouse's windowFunnel;
-// the times between steps come from the same pass replayed in SQL (CHAIN_FOLD below), and both
-// must agree: a disagreement is a bug worth a 500 rather than a quietly wrong number. The engine
-// answers one row of per-step counts and medians, so nothing per unit crosses into JavaScript.
+// the per-unit chains for medians are replayed in TypeScript (funnel-chain.ts), and both must
+// agree: a disagreement is a bug worth a 500 rather than a quietly wrong number.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, itemConditions, itemSession, itemSessionHash } from "./filters.ts";
+import { funnelChain, MAX_STEPS, medianSeconds } from "./funnel-chain.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 
@@ -61,9 +61,6 @@ function unitRows(q: FunnelQuery, p: SqlParams, service: string, where: string):
     ) AS s USING h`;
 }
 
-/** Funnel items carry steps 1–20 (ingest/schemas.ts). */
-export const MAX_STEPS = 20;
-
 const CONDITIONS = Array.from({ length: MAX_STEPS }, (_, i) => `step = ${i + 1}`).join(", ");
 
 function baseWhere(q: FunnelQuery, p: SqlParams, service = p.bind("String", q.serviceId)): string {
@@ -77,58 +74,29 @@ function baseWhere(q: FunnelQuery, p: SqlParams, service = p.bind("String", q.se
   ].join(" AND ");
 }
 
-/**
- * The chain windowFunnel's default mode follows for one unit, as an `arrayFold` over its
- * `(ts, step)` events sorted by (time, step): a step-1 event (re)starts a chain; a step-k event
- * extends the latest chain that reached step k−1 when it is within the window of that chain's
- * step-1 time (equal times count). The state is (highest step so far, the times of the chain
- * that first reached it, the latest chain per step); its second element is the unit's chain:
- * steps 1..level, the times the medians are made of (README, "Funnel median").
- */
-export function chainFold(events: string, windowMs: string, slots: string): string {
-  return `arrayFold((acc, e) -> if(
-      e.2 = 1 OR (length(acc.3[e.2 - 1]) > 0 AND e.1 <= acc.3[e.2 - 1][1] + ${windowMs}),
-      (if(e.2 > acc.1, e.2, acc.1),
-       if(e.2 > acc.1, if(e.2 = 1, [e.1], arrayPushBack(acc.3[e.2 - 1], e.1)), acc.2),
-       arrayMap((c, i) -> if(i = e.2, if(e.2 = 1, [e.1], arrayPushBack(acc.3[e.2 - 1], e.1)), c), acc.3, arrayEnumerate(acc.3))),
-      acc),
-    arraySort(${events}),
-    (toUInt8(0), CAST([], 'Array(UInt64)'), arrayWithConstant(${slots}, CAST([], 'Array(UInt64)')))).2`;
-}
-
-interface StepsRow {
-  /** Units reaching step k, at index k−1. */
-  reached: Array<number | string>;
-  /** Lower and upper median of the ms from step k−1 to step k over the units reaching k, at index k−1. */
-  low: Array<number | string>;
-  high: Array<number | string>;
-  disagreements: number | string;
+interface LevelRow {
+  level: number;
+  units: number;
+  /** (time ms, step) events of each unit at this level; only for levels ≥ 2 (medians). */
+  chains: Array<Array<[number, number]>>;
 }
 
 /** Units reaching each step, conversions and medians; steps 1..highest step present. */
 export async function funnelReport(ch: ClickHouseClient, q: FunnelQuery): Promise<FunnelResult> {
+  const windowMs = q.windowSeconds * 1000;
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   const where = baseWhere(q, p, service);
-  const windowMs = p.bind("UInt64", q.windowSeconds * 1000);
   const p2 = new SqlParams();
-  // One row: per-step arrays aggregated over units (-ForEach aggregates array index k over the
-  // rows whose array reaches k: a unit at level L counts for steps 1..L). The exact lower and
-  // upper medians (`quantileExactLow/High`) are the middle value twice for an odd count and the
-  // two middle values for an even one. The two questions run side by side (the step names read
-  // only the steps' own rows).
+  // The two questions run side by side (the step names read only the steps' own rows).
   const [levels, names] = await Promise.all([
-    selectRows<StepsRow>(
+    selectRows<LevelRow>(
       ch,
-      `SELECT sumForEach(arrayWithConstant(level, toUInt64(1))) AS reached,
-         quantileExactLowForEach(0.5)(gaps) AS low, quantileExactHighForEach(0.5)(gaps) AS high,
-         countIf(length(chain) != level) AS disagreements
-       FROM (
-         SELECT windowFunnel(${windowMs})(ts, ${CONDITIONS}) AS level,
-           ${chainFold("groupArray((ts, step))", windowMs, "toUInt32(max(step))")} AS chain,
-           arrayDifference(chain) AS gaps
+      `SELECT level, count() AS units, groupArrayIf(evs, level >= 2) AS chains FROM (
+         SELECT windowFunnel(${p.bind("UInt64", windowMs)})(ts, ${CONDITIONS}) AS level, groupArray((ts, step)) AS evs
          FROM (${unitRows(q, p, service, where)})
-         GROUP BY unit)`,
+         GROUP BY unit)
+       GROUP BY level`,
       p,
     ),
     selectRows<{ step: number; top: number; name: string }>(
@@ -138,29 +106,32 @@ export async function funnelReport(ch: ClickHouseClient, q: FunnelQuery): Promis
       p2,
     ),
   ]);
-  const row = levels[0];
-  if (row && Number(row.disagreements) !== 0) throw new Error(`funnel chain replay disagrees with windowFunnel for ${row.disagreements} units`);
   const top = names[0]?.top ?? 0;
-  const reached = (k: number) => Number(row?.reached[k - 1] ?? 0);
-  /**
-   * The median in seconds: the mean of the middle two ms gaps (for an odd count the middle one
-   * twice), one division of an exact integer, so the double nearest the exact value.
-   */
-  const medianSeconds = (k: number) => (reached(k) === 0 ? null : (Number(row!.low[k - 1]) + Number(row!.high[k - 1])) / 2000);
+  const reached = new Array<number>(top + 1).fill(0);
+  /** Gaps in ms between step k−1 and step k of each unit's chain (exact integers). */
+  const deltas: number[][] = Array.from({ length: top + 1 }, () => []);
+  for (const row of levels) {
+    for (let k = 1; k <= row.level; k++) reached[k]! += row.units;
+    for (const events of row.chains) {
+      const chain = funnelChain(events, windowMs);
+      if (chain.level !== row.level) throw new Error(`funnel chain replay disagrees with windowFunnel (${chain.level} vs ${row.level})`);
+      for (let k = 2; k <= chain.level; k++) deltas[k]!.push(chain.times[k - 1]! - chain.times[k - 2]!);
+    }
+  }
   const nameOf = new Map(names.map((n) => [n.step, n.name]));
   const steps: FunnelStep[] = [];
   for (let k = 1; k <= top; k++) {
-    const units = reached(k);
+    const units = reached[k]!;
     steps.push({
       step: k,
       name: nameOf.get(k) ?? "",
       units,
-      conversion_from_previous: k === 1 ? 1 : ratio(units, reached(k - 1)),
-      conversion_from_start: k === 1 ? 1 : ratio(units, reached(1)),
-      median_seconds_from_previous: k === 1 ? null : medianSeconds(k),
+      conversion_from_previous: k === 1 ? 1 : ratio(units, reached[k - 1]!),
+      conversion_from_start: k === 1 ? 1 : ratio(units, reached[1]!),
+      median_seconds_from_previous: k === 1 ? null : medianSeconds(deltas[k]!),
     });
   }
-  return { funnel: q.funnel, steps, overall_conversion: top === 0 ? null : ratio(reached(top), reached(1)) };
+  return { funnel: q.funnel, steps, overall_conversion: top === 0 ? null : ratio(reached[top]!, reached[1]!) };
 }
 
 function ratio(n: number, d: number): number | null {
