@@ -147,15 +147,24 @@ export function validateItem(raw: unknown, type: ItemType | undefined): Item | D
   return keepReservedProperties(raw, { ...parsed.output, type: t } as Item);
 }
 
-/** Step 2: the key may set what the item sets (public keys: no ip, user_agent, timestamp). */
+const SECRET_KEY_FIELDS = ["ip", "user_agent", "timestamp"] as const;
+
+/**
+ * Step 0, before the item's values are checked: a public key may not send `ip`, `user_agent` or
+ * `timestamp` at all, whatever they hold (a malformed `ip` was a 400 that became a 403 once fixed).
+ */
+export function publicKeyFields(raw: unknown, ctx: RequestContext): Drop | undefined {
+  if (ctx.keyType !== "public" || typeof raw !== "object" || raw === null) return undefined;
+  for (const field of SECRET_KEY_FIELDS) {
+    if (Object.hasOwn(raw, field)) return new Drop("forbidden", `${field} can only be set with a secret key`);
+  }
+  return undefined;
+}
+
+/** Step 2: the item's `service_id`, when it sends one, is the key's. */
 export function authorizeItem(item: Item, ctx: RequestContext): Drop | undefined {
   if (item.service_id !== undefined && item.service_id !== ctx.serviceId) {
     return new Drop("forbidden", `service_id ${item.service_id} is not the key's service (${ctx.serviceId})`);
-  }
-  if (ctx.keyType === "public") {
-    for (const field of ["ip", "user_agent", "timestamp"] as const) {
-      if (item[field] !== undefined) return new Drop("forbidden", `${field} can only be set with a secret key`);
-    }
   }
   return undefined;
 }
@@ -176,6 +185,8 @@ export function itemTime(item: Item, ctx: RequestContext): number | Drop {
  * unless a visitor id has to be computed (its day's salt is looked up), which then makes it a promise.
  */
 export function enrichItem(raw: unknown, index: number, type: ItemType | undefined, ctx: RequestContext, deps: PipelineDeps): EnrichedItem | Drop | Promise<EnrichedItem | Drop> {
+  const refused = publicKeyFields(raw, ctx);
+  if (refused) return refused;
   const item = validateItem(raw, type);
   if (item instanceof Drop) return item;
   const denied = authorizeItem(item, ctx);

@@ -195,6 +195,14 @@ describe("a public key cannot set ip, user_agent or timestamp", () => {
     }
   });
 
+  // The bad-input audit of session 20: {"ip":"bad"} or {"timestamp":null} was a 400 that became a 403 once fixed.
+  test("the field alone is forbidden, whatever its value (malformed, null)", async () => {
+    for (const [field, value] of [["ip", "bad"], ["timestamp", null], ["user_agent", 42], ["timestamp", "yesterday"]] as const) {
+      const err = await expectError(await ingest("event", { headers: { Authorization: `Bearer ${k.shopPublic}` }, body: bodyFor("event", { [field]: value }) }), 403, "forbidden");
+      expect(err.error.message).toBe(`${field} can only be set with a secret key`);
+    }
+  });
+
   test("in a batch, each such item is dropped with reason forbidden and the clean ones are kept", async () => {
     const ids = Array.from({ length: 5 }, () => crypto.randomUUID());
     const f = forbidden();
