@@ -78,7 +78,7 @@ const reservedEntries = v.rawCheck<Record<string, unknown>>(({ dataset, addIssue
 const properties = v.pipe(
   v.custom<Record<string, unknown>>(
     (o) => typeof o === "object" && o !== null && !Array.isArray(o),
-    (issue) => `must be an object of key/value pairs, not ${Array.isArray(issue.input) ? "an array" : issue.input === null ? "null" : typeof issue.input}`,
+    (issue) => `must be an object of key/value pairs, not ${Array.isArray(issue.input) ? "an array" : issue.input === null ? "null" : `a ${typeof issue.input}`}`,
   ),
   v.maxEntries(50, "must have at most 50 keys"),
   reservedEntries,

@@ -446,7 +446,7 @@ describe("drops and errors", () => {
   });
 
   test("properties that are not an object say what they are", async () => {
-    for (const [properties, what] of [[null, "null"], [[1], "an array"], ["x", "string"], [3, "number"]] as const) {
+    for (const [properties, what] of [[null, "null"], [[1], "an array"], ["x", "a string"], [3, "a number"], [true, "a boolean"]] as const) {
       const res = await post("/v1/ingest/event", { name: "x", properties });
       const body = (await res.json()) as { error: { issues: Array<{ path: string; message: string }> } };
       expect(body.error.issues).toContainEqual({ path: "properties", message: `must be an object of key/value pairs, not ${what}` });
