@@ -99,7 +99,6 @@ export function invalidQuery(issues: readonly StandardIssue[]): ApiError {
 
 const SERVICE_ID = /^[a-z0-9_-]{1,64}$/;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
-const TIME = ISO_TIME;
 const EPOCH_MS = /^\d{1,15}$/;
 // 1970..2200: far enough for any real data, and Date arithmetic stays exact.
 const MIN_MS = 0;
@@ -114,8 +113,9 @@ export function isDateValue(s: string): boolean {
 
 function isTimeValue(s: string): boolean {
   if (DATE.test(s)) return isDateValue(s);
-  const ms = EPOCH_MS.test(s) ? Number(s) : TIME.test(s) ? parseIsoTime(s) : NaN;
-  return Number.isFinite(ms) && ms >= MIN_MS && ms < MAX_MS && (!TIME.test(s) || calendarDateExists(s));
+  const iso = ISO_TIME.test(s);
+  const ms = EPOCH_MS.test(s) ? Number(s) : iso ? parseIsoTime(s) : NaN;
+  return Number.isFinite(ms) && ms >= MIN_MS && ms < MAX_MS && (!iso || calendarDateExists(s));
 }
 
 const timeZones = new Map(["UTC", ...Intl.supportedValuesOf("timeZone")].map((z) => [z.toLowerCase(), z]));
