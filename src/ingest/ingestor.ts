@@ -131,8 +131,6 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
     const placements: Placement[] = kept.map((e) => ({
       serviceId: e.serviceId,
       visitorId: e.visitorId,
-      previousVisitorId: e.previousVisitorId,
-      nextVisitorId: e.nextVisitorId,
       sessionId: e.clientSessionId,
       touch: {
         time: e.time,

@@ -12,7 +12,6 @@ import { parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { visitorId } from "./enrich/visitor-id.ts";
 import { ITEM_SCHEMAS, keepReservedProperties, USER_AGENT_MAX, type Item, type ItemType } from "./schemas.ts";
-import { IDLE_MS } from "./sessions/session-state.ts";
 import { BoundedMap, memoize } from "../memo.ts";
 import { parseIsoTime } from "../iso-time.ts";
 
@@ -46,17 +45,6 @@ export interface EnrichedItem {
   clientSessionId: string | undefined;
   userId: string;
   visitorId: string;
-  /**
-   * The same visitor under the previous UTC day's salt, for items in the first 30 minutes of a
-   * UTC day: a session going on at midnight continues (the visitor id changes daily, the visit
-   * does not).
-   */
-  previousVisitorId: string | undefined;
-  /**
-   * The same visitor under the next UTC day's salt, for items in the last 30 minutes of a UTC day:
-   * a late item before midnight joins the visit that went on after it (items arrive in any order).
-   */
-  nextVisitorId: string | undefined;
   url: string;
   path: string;
   hostname: string;
@@ -110,7 +98,7 @@ const pageParts = memoize((url: string) => {
 }, 20_000);
 const referrerDomainOf = memoize(referrerDomain, 10_000);
 
-/** utcDay of the last two days asked for (an item's day and, just after midnight, the day before). */
+/** utcDay of the last two days asked for (a request's items may straddle a UTC midnight). */
 const days: Array<{ day: number; text: string }> = [{ day: NaN, text: "" }, { day: NaN, text: "" }];
 function utcDayOf(time: number): string {
   const day = Math.floor(time / DAY_MS);
@@ -219,17 +207,12 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
     };
   }
   // API.md: `anonymous_id` is "a client-kept visitor id": it is the visitor id, as sent (each
-  // service's ids are its own: session state and every query are scoped by service).
+  // service's ids are its own: session state and every query are scoped by service). Otherwise
+  // the id is keyed with the salt of the item's UTC day: at UTC midnight the same person is
+  // another visitor, so a visit going on then is two sessions (README, "Midnight").
   const visitor = item.anonymous_id ? item.anonymous_id : deps.hashVisitor(utcDayOf(time), ctx.serviceId, ip, ua);
-  const previousVisitor = !item.anonymous_id && time % DAY_MS < IDLE_MS
-    ? deps.hashVisitor(utcDayOf(time - DAY_MS), ctx.serviceId, ip, ua)
-    : undefined;
 
-  const nextVisitor = !item.anonymous_id && DAY_MS - (time % DAY_MS) < IDLE_MS
-    ? deps.hashVisitor(utcDayOf(time + DAY_MS), ctx.serviceId, ip, ua)
-    : undefined;
-
-  const build = (visitorId: string, previousVisitorId: string | undefined, nextVisitorId: string | undefined): EnrichedItem => ({
+  const build = (visitorId: string): EnrichedItem => ({
     index,
     type: item.type,
     item,
@@ -240,8 +223,6 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
     clientSessionId: item.session_id,
     userId: item.user_id ?? "",
     visitorId,
-    previousVisitorId,
-    nextVisitorId,
     url: item.url ?? "",
     path: page?.path ?? "",
     hostname: page?.hostname ?? "",
@@ -254,6 +235,5 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
     country: headerCountry ?? deps.lookupCountry(ip) ?? "",
     fingerprint: item.type === "error" ? errorFingerprint(item.message, item.stack, item.source) : "",
   });
-  if (typeof visitor === "string" && typeof previousVisitor !== "object" && typeof nextVisitor !== "object") return build(visitor, previousVisitor, nextVisitor);
-  return Promise.all([visitor, previousVisitor, nextVisitor]).then(([v, p, n]) => build(v, p, n));
+  return typeof visitor === "string" ? build(visitor) : visitor.then(build);
 }

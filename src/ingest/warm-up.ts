@@ -56,7 +56,7 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     format: "JSONEachRow",
   })).json<{ service_id: string; canonical: string; aliases: string[] }>();
   const merged = new Map(aliasRows.map((a) => [`${a.service_id}:${a.canonical}`, a.aliases.sort()]));
-  const facts = await itemFacts(client, rows, merged);
+  const userTimes = await latestUserItems(client, rows, merged);
   const spans = new Map<string, SessionSpan[]>();
   const writes: StateWrite[] = [];
   const now = Date.now(); // the states below live STATE_TTL_MS from this commit, and so do their spans
@@ -64,17 +64,15 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     const state = toState(r);
     const aliases = merged.get(`${r.service_id}:${r.session_id}`);
     if (aliases) state.merged = aliases;
-    const known = facts.get(`${r.service_id}:${r.session_id}`);
-    if (known && r.user_id !== "") state.user_at = known.userAt;
+    const userAt = userTimes.get(`${r.service_id}:${r.session_id}`);
+    if (userAt !== undefined) state.user_at = userAt;
     writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: state });
-    // Filed where the live service filed it: under the visitor id of every item placed in it by
-    // the 30-minute rule (the first item's, and the next day's id of items past UTC midnight);
-    // a session the client keeps by its own id under none.
+    // Filed where the live service filed it: under its visitor id (the 30-minute rule places an
+    // item only among its own visitor id's sessions); a session the client keeps by its own id
+    // under none.
     if (state.client) continue;
-    for (const visitor of [r.visitor_id, ...(known?.otherVisitors ?? [])]) {
-      const vKey = `v:${r.service_id}:${visitor}`;
-      spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
-    }
+    const vKey = `v:${r.service_id}:${r.visitor_id}`;
+    spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
   }
   for (const [key, list] of spans) writes.push({ key, expected: null, next: list });
   // Key by key, each only where absent: a shared store (Valkey) that lost its data may already
@@ -85,28 +83,15 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
   return { eventIds: ids.length, sessions: rows.length };
 }
 
-/** What a session's stored row does not say and its items do (see itemFacts). */
-interface ItemFacts {
-  /** Visitor ids of its items other than the session's own (only for sessions across UTC midnight). */
-  otherVisitors: string[];
-  /** Time of its latest item with a user id (SessionState.user_at). */
-  userAt: number;
-}
-
 /**
- * From the items of the sessions among `rows` (their own ids and those of sessions merged into
- * them), what the live state held and the session row does not keep:
- * - for a session that spans a UTC midnight, the visitor ids of its items other than its own: a
- *   visitor without a client-kept id gets a new id with each day's salt, its items after midnight
- *   carry it, and the live sessionizer filed the session under it too, so the visitor's next item
- *   (which no longer looks at the previous day's id 30 minutes past midnight) finds the session;
- * - for a session with a user id, the time of its latest item with one: a late item with an
- *   earlier time does not replace the user id (applyTouch), after a restart either.
+ * For each session among `rows` with a user id, the time of its latest item with one (its own
+ * items and those of sessions merged into it): what the live state held (SessionState.user_at)
+ * and the session row does not keep, so that a late item with an earlier time does not replace
+ * the user id (applyTouch), after a restart either.
  */
-async function itemFacts(client: ClickHouseClient, rows: readonly SessionRow[], merged: ReadonlyMap<string, string[]>): Promise<Map<string, ItemFacts>> {
-  const out = new Map<string, ItemFacts>();
-  const crosses = (r: SessionRow) => r.client_kept !== 1 && r.started_at.slice(0, 10) !== r.ended_at.slice(0, 10);
-  const wanted = rows.filter((r) => crosses(r) || r.user_id !== "");
+async function latestUserItems(client: ClickHouseClient, rows: readonly SessionRow[], merged: ReadonlyMap<string, string[]>): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const wanted = rows.filter((r) => r.user_id !== "");
   for (let i = 0; i < wanted.length; i += 5_000) {
     const part = wanted.slice(i, i + 5_000);
     const owner = new Map<string, SessionRow>(); // service:session id of an item → its session
@@ -115,10 +100,10 @@ async function itemFacts(client: ClickHouseClient, rows: readonly SessionRow[], 
       for (const id of [r.session_id, ...(merged.get(`${r.service_id}:${r.session_id}`) ?? [])]) owner.set(`${r.service_id}:${id}`, r);
       for (let t = Date.parse(r.started_at.slice(0, 10)); t <= Date.parse(r.ended_at.slice(0, 10)); t += 86_400_000) days.add(new Date(t).toISOString().slice(0, 10));
     }
-    const where = "service_id IN {services:Array(String)} AND toDate(timestamp) IN {days:Array(Date)} AND session_id IN {ids:Array(String)}";
+    const where = "service_id IN {services:Array(String)} AND toDate(timestamp) IN {days:Array(Date)} AND session_id IN {ids:Array(String)} AND user_id != ''";
     const found = await (await client.query({
-      query: `SELECT service_id, session_id, groupUniqArray(visitor_id), toUnixTimestamp64Milli(maxIf(timestamp, user_id != ''))
-              FROM (${ITEM_TABLES.map((t) => `SELECT service_id, session_id, visitor_id, user_id, timestamp FROM ${t} WHERE ${where}`).join(" UNION ALL ")})
+      query: `SELECT service_id, session_id, toUnixTimestamp64Milli(max(timestamp))
+              FROM (${ITEM_TABLES.map((t) => `SELECT service_id, session_id, timestamp FROM ${t} WHERE ${where}`).join(" UNION ALL ")})
               GROUP BY service_id, session_id`,
       query_params: {
         services: [...new Set(part.map((r) => r.service_id))],
@@ -126,15 +111,12 @@ async function itemFacts(client: ClickHouseClient, rows: readonly SessionRow[], 
         ids: [...new Set([...owner.keys()].map((k) => k.slice(k.indexOf(":") + 1)))],
       },
       format: "JSONCompactEachRow",
-    })).json<[string, string, string[], number | string]>();
-    for (const [service, session, visitors, userAt] of found) {
+    })).json<[string, string, number | string]>();
+    for (const [service, session, userAt] of found) {
       const r = owner.get(`${service}:${session}`);
       if (!r) continue;
       const key = `${r.service_id}:${r.session_id}`;
-      const facts = out.get(key) ?? { otherVisitors: [], userAt: 0 };
-      if (crosses(r)) for (const v of visitors) if (v !== r.visitor_id && !facts.otherVisitors.includes(v)) facts.otherVisitors.push(v);
-      facts.userAt = Math.max(facts.userAt, Number(userAt));
-      out.set(key, facts);
+      out.set(key, Math.max(out.get(key) ?? 0, Number(userAt)));
     }
   }
   return out;

@@ -3,7 +3,7 @@
 // the per-unit chains for medians are replayed in TypeScript (funnel-chain.ts), and both must
 // agree: a disagreement is a bug worth a 500 rather than a quietly wrong number.
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { type Filters, itemConditions, itemSession, itemSessionHash } from "./filters.ts";
+import { type Filters, itemConditions, itemSession } from "./filters.ts";
 import { funnelChain, MAX_STEPS, medianSeconds } from "./funnel-chain.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
@@ -34,31 +34,13 @@ export interface FunnelQuery {
 
 /**
  * (unit, ts, step) of each funnel_events row in the query. By session, the unit is the item's
- * session (a merged session's steps count in the one it went into). By visitor, it is the visitor
- * of that session, not the item's own visitor id: the hashed id changes at UTC midnight, and the
- * steps of a visit going on then would otherwise be two visitors, each short of what their one
- * session reached (README, "Midnight").
- *
- * Only two kinds of session hold items whose own visitor id is not the session's: one whose items
- * span a UTC midnight (the day's salt changed), and one kept under a client's `session_id` (items
- * of any visitor may name it). Every other item is placed through its own visitor's sessions, so
- * its id is already the session's. The join reads those two kinds only (a few percent of the
- * sessions), by `session_hash` like the attribute filters (filters.ts); any other item keeps its
- * own id. A session's visitor is its current state's: a late item that becomes its first item
- * gives it that item's id, and the rows of its earlier states stay until ClickHouse merges them.
- * Measured on the bench's 30-day data set: ~1.5× the time of reading the items' own ids.
+ * session (a merged session's steps count in the one it went into). By visitor, it is the item's
+ * own visitor id (API.md: the `anonymous_id`, else the hash keyed with the item's UTC day's salt):
+ * steps of one person on either side of a UTC midnight are two visitors' (README, "Midnight").
  */
-function unitRows(q: FunnelQuery, p: SqlParams, service: string, where: string): string {
-  const ts = "toUInt64(toUnixTimestamp64Milli(timestamp))";
-  if (q.by === "session") return `SELECT ${itemSession(service)} AS unit, ${ts} AS ts, step FROM funnel_events WHERE ${where}`;
-  return `SELECT if(s.visitor = '', f.visitor_id, s.visitor) AS unit, f.ts AS ts, f.step AS step
-    FROM (SELECT ${itemSessionHash(service)} AS h, visitor_id, ${ts} AS ts, step FROM funnel_events WHERE ${where}) AS f
-    LEFT JOIN (
-      SELECT session_hash AS h, argMax(visitor_id, (version, sign)) AS visitor FROM sessions
-      WHERE service_id = ${service} AND started_at < ${p.instant(q.range.end)} AND ended_at >= ${p.instant(q.range.start)}
-        AND (toDate(started_at, 'UTC') != toDate(ended_at, 'UTC') OR client_kept = 1)
-      GROUP BY h
-    ) AS s USING h`;
+function unitRows(q: FunnelQuery, service: string, where: string): string {
+  const unit = q.by === "session" ? itemSession(service) : "visitor_id";
+  return `SELECT ${unit} AS unit, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, step FROM funnel_events WHERE ${where}`;
 }
 
 const CONDITIONS = Array.from({ length: MAX_STEPS }, (_, i) => `step = ${i + 1}`).join(", ");
@@ -94,7 +76,7 @@ export async function funnelReport(ch: ClickHouseClient, q: FunnelQuery): Promis
       ch,
       `SELECT level, count() AS units, groupArrayIf(evs, level >= 2) AS chains FROM (
          SELECT windowFunnel(${p.bind("UInt64", windowMs)})(ts, ${CONDITIONS}) AS level, groupArray((ts, step)) AS evs
-         FROM (${unitRows(q, p, service, where)})
+         FROM (${unitRows(q, service, where)})
          GROUP BY unit)
        GROUP BY level`,
       p,

@@ -2,10 +2,11 @@
 // plain loops, from API.md's definitions ("Sessions and metrics", "Precise readings"), without
 // any of the service's code. It sessionizes by itself:
 //   - items with a client session_id form that session, whatever their gaps;
-//   - other items of one person (anonymous_id, else IP + user agent) form sessions split where
-//     30 minutes or more pass between consecutive item times — also across UTC midnight, where the
-//     visitor id (a hash keyed with a daily salt) changes but the visit goes on;
-//   - a session's visitor is that of its first item (IP + user agent on the first item's UTC day);
+//   - other items of one visitor form sessions split where 30 minutes or more pass between
+//     consecutive item times; a visitor is an anonymous_id, else IP + user agent on the item's UTC
+//     day (API.md: "a keyed hash of (daily salt, service, IP, user agent)"), so at UTC midnight a
+//     hashed visitor is a new visitor and a visit going on then is two sessions;
+//   - a session's visitor is that of its first item (a client session's items may carry several);
 //   - a session's visitor, referrer, UTM, device, browser, OS, country and entry page come from
 //     its first item (API.md: "A session's attributes (referrer, UTM, device, browser, OS, country,
 //     entry page) come from its first item"; a first item without a URL gives no entry page),
@@ -72,8 +73,7 @@ export class Model {
     this.items = [...accepted].sort(byTime);
     const groups = new Map<string, GenItem[]>();
     for (const it of this.items) {
-      const person = it.anonymousId !== undefined ? `a:${it.anonymousId}` : `h:${it.ip}|${it.ua}`;
-      const g = it.sessionId !== undefined ? `c|${it.service}|${it.sessionId}` : `v|${it.service}|${person}`;
+      const g = it.sessionId !== undefined ? `c|${it.service}|${it.sessionId}` : `v|${visitorOf(it)}`;
       const list = groups.get(g) ?? [];
       list.push(it);
       groups.set(g, list);
@@ -287,9 +287,8 @@ export class Model {
     const top = Math.max(0, ...steps.map((i) => i.step!));
     const units = new Map<string, GenItem[]>();
     for (const it of steps) {
-      // By visitor: the visitor of the item's session (its first item's), not the item's own day id.
-      const session = this.sessionOf.get(it)!;
-      const unit = by === "session" ? session.key : session.visitor;
+      // By visitor: the item's own visitor (its anonymous_id, else IP + user agent on its UTC day).
+      const unit = by === "session" ? this.sessionOf.get(it)!.key : visitorOf(it);
       units.set(unit, [...(units.get(unit) ?? []), it]);
     }
     const windowMs = windowS * 1000;

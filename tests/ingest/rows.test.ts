@@ -287,7 +287,7 @@ test("item rows are the text of the objects they replaced, for every item type",
     const e = {
       index: 0, type: item.type, item, serviceId: s.service_id, eventId: rng.pick([rng.uuid(), rng.pick(ODD)]),
       time: s.started_at, receivedAt: s.ended_at, clientSessionId: undefined, userId: rng.pick(ODD), visitorId: rng.pick(ODD),
-      previousVisitorId: undefined, url: rng.pick(ODD), path: rng.pick(ODD), hostname: rng.pick(ODD), referrer: rng.pick(ODD),
+      url: rng.pick(ODD), path: rng.pick(ODD), hostname: rng.pick(ODD), referrer: rng.pick(ODD),
       referrerDomain: rng.pick(ODD), utm: { source: rng.pick(ODD), medium: rng.pick(ODD), campaign: rng.pick(ODD), term: "", content: "" },
       device: rng.pick(ODD), browser: rng.pick(ODD), os: rng.pick(ODD), country: rng.pick(ODD), fingerprint: rng.pick(ODD),
     } as unknown as import("../../src/ingest/pipeline.ts").EnrichedItem;

@@ -1,10 +1,10 @@
 // After a restart the session state is rebuilt from ClickHouse (in process; with Valkey, when
 // Valkey lost its data): a visitor's next item must find the same sessions it would have found
-// had the process kept running. Two cases the rebuild used to get wrong (found by a black-box
-// audit, 2026-11-28, and a re-read of what the state holds that a session row does not): a session
-// that crossed UTC midnight (its items after midnight carry the new day's visitor id, under which
-// the live service had also filed the session), a session kept by the client's own session_id
-// (which the 30-minute rule never joins), and the time of the item that gave the user id.
+// had the process kept running: a hashed visitor's sessions on both sides of a UTC midnight (each
+// day's id finds its own day's session, never the other's), and two cases the rebuild used to get
+// wrong (found by a black-box audit, 2026-11-28, and a re-read of what the state holds that a
+// session row does not): a session kept by the client's own session_id (which the 30-minute rule
+// never joins), and the time of the item that gave the user id.
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -68,17 +68,24 @@ async function sessionsByPath(s: TestService, service: string): Promise<Record<s
 
 const pageview = (time: number, path: string, extra: object = {}) => ({ type: "pageview", url: `https://warm.example${path}`, timestamp: new Date(time).toISOString(), ip: "81.2.69.160", user_agent: UA, ...extra });
 
-test("a session that crossed UTC midnight goes on after a restart (its items after midnight carry the new day's visitor id)", async () => {
+/** Before: a hashed visitor's page views /a (23:35) and /b, /c (00:20, 00:45: the next day's id). */
+const beforeMidnight = (midnight: number) => [pageview(midnight - 25 * 60_000, "/a"), pageview(midnight + 20 * 60_000, "/b"), pageview(midnight + 45 * 60_000, "/c")];
+/** After: /a2 (23:55) goes on in /a's session, /d (01:00) in /b's: each day's id finds its own day's session. */
+const afterMidnight = (midnight: number) => [pageview(midnight - 5 * 60_000, "/a2"), pageview(midnight + 60 * 60_000, "/d")];
+function expectMidnightSessions(by: Record<string, string>) {
+  expect(Object.keys(by).sort()).toEqual(["/a", "/a2", "/b", "/c", "/d"]);
+  expect([by["/a2"], by["/c"], by["/d"]]).toEqual([by["/a"]!, by["/b"]!, by["/b"]!]);
+  expect(by["/a"]).not.toBe(by["/b"]!);
+}
+
+test("a hashed visitor's sessions on each side of UTC midnight go on after a restart, each under its own day's id", async () => {
   const midnight = Math.floor(Date.now() / DAY) * DAY - DAY; // yesterday 00:00 UTC: all items in the past
   const service = "warm_midnight";
   await acrossRestart(service, async (s, key) => {
-    await send(s, key, [pageview(midnight - 5 * 60_000, "/a"), pageview(midnight + 20 * 60_000, "/b"), pageview(midnight + 45 * 60_000, "/c")]);
+    await send(s, key, beforeMidnight(midnight));
   }, async (s, key) => {
-    // 15 minutes after /c, 60 minutes into the new day: the same session, as without the restart.
-    await send(s, key, [pageview(midnight + 60 * 60_000, "/d")]);
-    const by = await sessionsByPath(s, service);
-    expect(new Set(Object.values(by)).size).toBe(1);
-    expect(Object.keys(by).sort()).toEqual(["/a", "/b", "/c", "/d"]);
+    await send(s, key, afterMidnight(midnight));
+    expectMidnightSessions(await sessionsByPath(s, service));
   });
 });
 
@@ -134,9 +141,9 @@ test("control: without a restart the cases above give those answers", async () =
   try {
     const midnight = Math.floor(Date.now() / DAY) * DAY - DAY;
     const key = await s.key({ type: "secret", service_id: "warm_control" });
-    await send(s, key, [pageview(midnight - 5 * 60_000, "/a"), pageview(midnight + 20 * 60_000, "/b"), pageview(midnight + 45 * 60_000, "/c")]);
-    await send(s, key, [pageview(midnight + 60 * 60_000, "/d")]);
-    expect(new Set(Object.values(await sessionsByPath(s, "warm_control"))).size).toBe(1);
+    await send(s, key, beforeMidnight(midnight));
+    await send(s, key, afterMidnight(midnight));
+    expectMidnightSessions(await sessionsByPath(s, "warm_control"));
     const key2 = await s.key({ type: "secret", service_id: "warm_control2" });
     const t = Date.now() - 20 * 60_000;
     await send(s, key2, [pageview(t, "/a", { session_id: "client-kept-2" })]);

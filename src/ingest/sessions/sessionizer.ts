@@ -16,10 +16,6 @@ export interface Placement {
   visitorId: string;
   /** The client's own session id: it always wins over the 30-minute rule. */
   sessionId?: string;
-  /** The visitor's id under yesterday's salt (items just after UTC midnight): its session may go on. */
-  previousVisitorId?: string;
-  /** The visitor's id under tomorrow's salt (items just before UTC midnight): a visit that went on after it. */
-  nextVisitorId?: string;
   touch: Touch;
 }
 
@@ -92,8 +88,6 @@ export class Sessionizer {
   async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
     // Every key is built once and the same string used for every look-up (a string hashes once).
     const vKeys: Array<string | undefined> = new Array(placements.length);
-    const previousKeys: Array<string | undefined> = new Array(placements.length);
-    const nextKeys: Array<string | undefined> = new Array(placements.length);
     const visitorKeys = new Set<string>();
     const sessionKeys = new Set<string>();
     placements.forEach((p, i) => {
@@ -102,24 +96,20 @@ export class Sessionizer {
         return;
       }
       visitorKeys.add((vKeys[i] = visitorKey(p.serviceId, p.visitorId)));
-      if (p.previousVisitorId) visitorKeys.add((previousKeys[i] = visitorKey(p.serviceId, p.previousVisitorId)));
-      if (p.nextVisitorId) visitorKeys.add((nextKeys[i] = visitorKey(p.serviceId, p.nextVisitorId)));
     });
     const loaded = await this.store.load([...visitorKeys]);
     // The sessions an item can go on: those whose span it is within 30 minutes of (a visitor can
     // have many spans in a back-fill; the others are not read). A span that an earlier item of
     // this request extends was matched by that item, so its state is among these.
     placements.forEach((p, i) => {
-      for (const key of [vKeys[i], previousKeys[i], nextKeys[i]]) {
-        const stored = key === undefined ? undefined : loaded.get(key);
-        if (!stored) continue;
-        for (const span of matchingSpans(stored.value as SessionSpan[], p.touch.time)) sessionKeys.add(sessionKey(p.serviceId, span.id));
-      }
+      const stored = vKeys[i] === undefined ? undefined : loaded.get(vKeys[i]!);
+      if (!stored) return;
+      for (const span of matchingSpans(stored.value as SessionSpan[], p.touch.time)) sessionKeys.add(sessionKey(p.serviceId, span.id));
     });
     let missing: string[] = [];
     for (const k of sessionKeys) if (!loaded.has(k)) missing.push(k);
-    // A session merged into another left a marker naming it (a span list elsewhere, e.g. under
-    // the visitor's previous-day id, may still name the merged session): load what they name.
+    // A session merged into another left a marker naming it (a span list may still name the
+    // merged session, e.g. one rebuilt from rows stored before the merge): load what they name.
     for (let round = 0; missing.length > 0 && round < MAX_HOPS; round++) {
       const more = new Set<string>();
       for (const [k, v] of await this.store.load(missing)) {
@@ -174,24 +164,13 @@ export class Sessionizer {
       const svc = p.serviceId;
       const vKey = vKeys[i];
       let id = p.sessionId;
-      /** Other span lists of the visitor (yesterday's or tomorrow's id) the session was found in. */
-      const alsoIn: string[] = [];
       /** The session key of the one session found (saves building it again). */
       let foundKey: string | undefined;
       if (!id) {
-        // Around UTC midnight the visitor id changes with the salt; the visit does not: the
-        // visitor's sessions under the previous (next) day's id count too.
-        let matches = matchingSpans(spansOf(vKey!), p.touch.time);
-        if (previousKeys[i] !== undefined || nextKeys[i] !== undefined) for (const key of [previousKeys[i], nextKeys[i]]) {
-          if (!key) continue;
-          const more = matchingSpans(spansOf(key), p.touch.time);
-          if (more.length === 0) continue;
-          alsoIn.push(key);
-          matches = matches.concat(more);
-        }
-        // The sessions those spans name now (a merged one stands for the one it went into).
+        // The sessions the visitor's spans within 30 minutes name now (a merged one stands for
+        // the one it went into).
         const found: SessionState[] = [];
-        for (const span of matches) {
+        for (const span of matchingSpans(spansOf(vKey!), p.touch.time)) {
           const key = resolveKey(svc, span.id);
           const state = stateOf(key);
           if (state && !found.some((f) => f.session_id === state.session_id)) {
@@ -224,14 +203,12 @@ export class Sessionizer {
       const current = stateOf(sKey);
       let next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
       if (!current && p.sessionId) next = { ...next, client: true };
-      // A session's visitor is that of its first item (the id under the first item's day's salt).
+      // A session's visitor is that of its first item (only a client-kept session can hold items
+      // of several visitor ids: the 30-minute rule places an item among its own id's sessions).
       if (current && p.touch.time < current.started_at && next.visitor_id !== p.visitorId) next = { ...next, visitor_id: p.visitorId };
       setState(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
-      if (vKey) {
-        spans.set(vKey, updateSpans(spansOf(vKey), next, now, STATE_TTL_MS));
-        for (const key of alsoIn) spans.set(key, updateSpans(spansOf(key), next, now, STATE_TTL_MS));
-      }
+      if (vKey) spans.set(vKey, updateSpans(spansOf(vKey), next, now, STATE_TTL_MS));
       sessionIds[i] = id;
     }
     // Items placed in a session that a later item of this request merged into another.
