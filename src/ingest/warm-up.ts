@@ -14,15 +14,28 @@ import type { StateStore, StateWrite } from "./sessions/state-store.ts";
 
 const MAX_IDS = 2_000_000;
 
-interface SessionRow {
-  service_id: string; session_id: string; visitor_id: string; user_id: string;
-  started_at: string; ended_at: string; pageviews: number; events: number; items: number;
-  converted: number; entry_path: string; exit_path: string; exit_at: string; version: number;
-  hostname: string; referrer: string; referrer_domain: string; utm_source: string; utm_medium: string;
-  utm_campaign: string; utm_term: string; utm_content: string; device: string; browser: string; os: string;
-  country: string; screen_width: number; screen_height: number; language: string; timezone: string;
-  client_kept: number;
-}
+/**
+ * The columns of a stored session state the warm-up reads, in order: rows come as JSON arrays
+ * (JSONCompactEachRow) with times as epoch ms. On 500k recent sessions in process, keyed rows
+ * with ISO times were 313 MB that took the engine ~8 s to write out; these are 123 MB and ~3 s
+ * (`bench/RESULTS.md`, 2026-11-30 02:30).
+ */
+const SESSION_COLUMNS = [
+  "service_id", "session_id", "visitor_id", "user_id", "started_at", "ended_at", "pageviews", "events", "items",
+  "converted", "entry_path", "exit_path", "exit_at", "version", "hostname", "referrer", "referrer_domain",
+  "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "device", "browser", "os", "country",
+  "screen_width", "screen_height", "language", "timezone", "client_kept",
+] as const;
+const TIME_COLUMNS: ReadonlySet<string> = new Set(["started_at", "ended_at", "exit_at"]);
+type SessionRow = [
+  service_id: string, session_id: string, visitor_id: string, user_id: string, started_at: number, ended_at: number,
+  pageviews: number, events: number, items: number, converted: number, entry_path: string, exit_path: string,
+  exit_at: number, version: number, hostname: string, referrer: string, referrer_domain: string, utm_source: string,
+  utm_medium: string, utm_campaign: string, utm_term: string, utm_content: string, device: string, browser: string,
+  os: string, country: string, screen_width: number, screen_height: number, language: string, timezone: string,
+  client_kept: number,
+];
+const SESSION_SELECT = SESSION_COLUMNS.map((c) => (TIME_COLUMNS.has(c) ? `toUnixTimestamp64Milli(${c})` : c)).join(", ");
 
 /** Loads recent event ids into `dedup` and recent session states into `store`. */
 export async function warmUp(client: ClickHouseClient, store: StateStore, dedup: EventDedup): Promise<{ eventIds: number; sessions: number }> {
@@ -39,16 +52,21 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
   const ids = text === "" ? [] : text.slice(0, text.endsWith("\n") ? -1 : undefined).split("\n");
   await dedup.remember(ids);
 
-  // The latest state of each session changed within the state TTL (cancelled states collapse).
-  const rows = await (await client.query({
-    query: `SELECT * EXCEPT (sign, updated_at, duration_s, duration_ms, is_bounce) FROM sessions FINAL
+  // The latest state of each session changed within the state TTL (cancelled states collapse),
+  // streamed: rows are turned into states while the engine writes out the rest (500k sessions in
+  // process: ~3.9 s against ~5.5 s read whole).
+  const result = await client.query({
+    query: `SELECT ${SESSION_SELECT} FROM sessions FINAL
             WHERE sign = 1 AND (service_id, session_id) IN (
               SELECT service_id, session_id FROM sessions WHERE updated_at > now64(3) - toIntervalMillisecond({ttl:UInt64}))`,
     query_params: { ttl: STATE_TTL_MS },
-    format: "JSONEachRow",
-  })).json<SessionRow>();
+    format: "JSONCompactEachRow",
+    clickhouse_settings: { wait_end_of_query: 0 },
+  });
+  const states: SessionState[] = [];
+  for await (const rows of result.stream<SessionRow>()) for (const row of rows) states.push(toState(row.json()));
   // The ids merged into each of them (a later merge must repoint those aliases too).
-  const aliasRows = rows.length === 0 ? [] : await (await client.query({
+  const aliasRows = states.length === 0 ? [] : await (await client.query({
     query: `SELECT service_id, canonical, groupArray(alias) AS aliases FROM (
               SELECT service_id, alias, argMax(canonical, version) AS canonical FROM session_aliases
               WHERE (service_id, alias) IN (SELECT service_id, alias FROM session_aliases WHERE (service_id, canonical) IN (
@@ -59,22 +77,22 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     format: "JSONEachRow",
   })).json<{ service_id: string; canonical: string; aliases: string[] }>();
   const merged = new Map(aliasRows.map((a) => [`${a.service_id}:${a.canonical}`, a.aliases.sort()]));
-  const userTimes = await latestUserItems(client, rows, merged);
+  const userTimes = await latestUserItems(client, states, merged);
   const spans = new Map<string, SessionSpan[]>();
   const writes: StateWrite[] = [];
   const now = Date.now(); // the states below live STATE_TTL_MS from this commit, and so do their spans
-  for (const r of rows) {
-    const state = toState(r);
-    const aliases = merged.get(`${r.service_id}:${r.session_id}`);
+  for (const state of states) {
+    const key = `${state.service_id}:${state.session_id}`;
+    const aliases = merged.get(key);
     if (aliases) state.merged = aliases;
-    const userAt = userTimes.get(`${r.service_id}:${r.session_id}`);
+    const userAt = userTimes.get(key);
     if (userAt !== undefined) state.user_at = userAt;
-    writes.push({ key: `s:${r.service_id}:${r.session_id}`, expected: null, next: state });
+    writes.push({ key: `s:${key}`, expected: null, next: state });
     // Filed where the live service filed it: under its visitor id (the 30-minute rule places an
     // item only among its own visitor id's sessions); a session the client keeps by its own id
     // under none.
     if (state.client) continue;
-    const vKey = `v:${r.service_id}:${r.visitor_id}`;
+    const vKey = `v:${state.service_id}:${state.visitor_id}`;
     spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
   }
   for (const [key, list] of spans) writes.push({ key, expected: null, next: list });
@@ -83,25 +101,26 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
   for (let i = 0; i < writes.length; i += 1000) {
     await Promise.all(writes.slice(i, i + 1000).map((w) => store.commit([w], STATE_TTL_MS)));
   }
-  return { eventIds: ids.length, sessions: rows.length };
+  return { eventIds: ids.length, sessions: states.length };
 }
 
 /**
- * For each session among `rows` with a user id, the time of its latest item with one (its own
+ * For each session among `states` with a user id, the time of its latest item with one (its own
  * items and those of sessions merged into it): what the live state held (SessionState.user_at)
  * and the session row does not keep, so that a late item with an earlier time does not replace
  * the user id (applyTouch), after a restart either.
  */
-async function latestUserItems(client: ClickHouseClient, rows: readonly SessionRow[], merged: ReadonlyMap<string, string[]>): Promise<Map<string, number>> {
+async function latestUserItems(client: ClickHouseClient, states: readonly SessionState[], merged: ReadonlyMap<string, string[]>): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  const wanted = rows.filter((r) => r.user_id !== "");
+  const wanted = states.filter((r) => r.user_id !== "");
+  const DAY_MS = 86_400_000;
   for (let i = 0; i < wanted.length; i += 5_000) {
     const part = wanted.slice(i, i + 5_000);
-    const owner = new Map<string, SessionRow>(); // service:session id of an item → its session
+    const owner = new Map<string, SessionState>(); // service:session id of an item → its session
     const days = new Set<string>();
     for (const r of part) {
       for (const id of [r.session_id, ...(merged.get(`${r.service_id}:${r.session_id}`) ?? [])]) owner.set(`${r.service_id}:${id}`, r);
-      for (let t = Date.parse(r.started_at.slice(0, 10)); t <= Date.parse(r.ended_at.slice(0, 10)); t += 86_400_000) days.add(new Date(t).toISOString().slice(0, 10));
+      for (let d = Math.floor(r.started_at / DAY_MS); d <= Math.floor(r.ended_at / DAY_MS); d++) days.add(new Date(d * DAY_MS).toISOString().slice(0, 10));
     }
     const where = "service_id IN {services:Array(String)} AND toDate(timestamp) IN {days:Array(Date)} AND session_id IN {ids:Array(String)} AND user_id != ''";
     const found = await (await client.query({
@@ -160,17 +179,19 @@ export function valkeyWarmGuard(
 }
 
 function toState(r: SessionRow): SessionState {
-  const ms = (s: string) => Date.parse(s);
+  const [
+    service_id, session_id, visitor_id, user_id, started_at, ended_at, pageviews, events, items, converted,
+    entry_path, exit_path, exit_at, version, hostname, referrer, referrer_domain, utm_source, utm_medium,
+    utm_campaign, utm_term, utm_content, device, browser, os, country, screen_width, screen_height, language,
+    timezone, client_kept,
+  ] = r;
   return {
-    service_id: r.service_id, session_id: r.session_id, visitor_id: r.visitor_id, user_id: r.user_id,
-    started_at: ms(r.started_at), ended_at: ms(r.ended_at), pageviews: r.pageviews, events: r.events, items: r.items,
-    converted: r.converted === 1, entry_path: r.entry_path, entry_at: ms(r.started_at), exit_path: r.exit_path,
-    exit_at: ms(r.exit_at), version: r.version, ...(r.client_kept === 1 ? { client: true as const } : {}),
+    service_id, session_id, visitor_id, user_id, started_at, ended_at, pageviews, events, items,
+    converted: converted === 1, entry_path, entry_at: started_at, exit_path, exit_at, version,
+    ...(client_kept === 1 ? { client: true as const } : {}),
     attrs: {
-      hostname: r.hostname, referrer: r.referrer, referrer_domain: r.referrer_domain, utm_source: r.utm_source,
-      utm_medium: r.utm_medium, utm_campaign: r.utm_campaign, utm_term: r.utm_term, utm_content: r.utm_content,
-      device: r.device, browser: r.browser, os: r.os, country: r.country, screen_width: r.screen_width,
-      screen_height: r.screen_height, language: r.language, timezone: r.timezone,
+      hostname, referrer, referrer_domain, utm_source, utm_medium, utm_campaign, utm_term, utm_content,
+      device, browser, os, country, screen_width, screen_height, language, timezone,
     },
   };
 }

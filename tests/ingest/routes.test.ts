@@ -781,6 +781,36 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     expect(spans.map((x: { id: string }) => x.id)).toEqual([id]);
   });
 
+  test("the warm-up rebuilds a session's whole state from its stored row, every column in its place", async () => {
+    const key = await svc.key({ type: "secret", service_id: "warm-columns" });
+    const admin = await svc.key({ type: "admin", services: ["warm-columns"] });
+    const t = Math.floor(Date.now() / MIN) * MIN - 50 * MIN;
+    const who = { ip: "81.2.69.160", user_agent: CHROME };
+    const url = "https://shop.example/landing?utm_source=src&utm_medium=med&utm_campaign=cmp&utm_term=trm&utm_content=cnt";
+    const session = { ...who, timestamp: t, url, referrer: "https://www.news.example/story", screen: { width: 1280, height: 720 }, language: "de-DE", timezone: "Europe/Berlin" };
+    expect((await post("/v1/ingest/session", session, {}, key)).status).toBe(202);
+    expect((await post("/v1/ingest/pageview", { ...who, timestamp: t + MIN, url: "https://shop.example/pricing", user_id: "u-1" }, {}, key)).status).toBe(202);
+    expect((await post("/v1/ingest/event", { ...who, timestamp: t + 2 * MIN, name: "buy", conversion: true }, {}, key)).status).toBe(202);
+    await svc.flush();
+    const date = new Date(t).toISOString().slice(0, 10);
+    const [listed] = (await get(admin, `/v1/sessions?service_id=warm-columns&from=${date}&to=${date}`)).data;
+    const store = memoryStateStore();
+    await warmUp(ch(), store, { remember: async () => undefined } as unknown as EventDedup);
+    const stored = (await store.load([`s:warm-columns:${listed!.session_id}`])).values().next().value?.value;
+    expect(stored).toEqual({
+      service_id: "warm-columns", session_id: listed!.session_id, visitor_id: listed!.visitor_id, user_id: "u-1", user_at: t + MIN,
+      started_at: t, ended_at: t + 2 * MIN, pageviews: 1, events: 1, items: 3, converted: true,
+      entry_path: "/landing", entry_at: t, exit_path: "/pricing", exit_at: t + MIN, version: 3,
+      attrs: {
+        hostname: "shop.example", referrer: "https://www.news.example/story", referrer_domain: "news.example",
+        utm_source: "src", utm_medium: "med", utm_campaign: "cmp", utm_term: "trm", utm_content: "cnt",
+        device: listed!.device, browser: listed!.browser, os: listed!.os, country: listed!.country,
+        screen_width: 1280, screen_height: 720, language: "de-DE", timezone: "Europe/Berlin",
+      },
+    });
+    expect([listed!.device, listed!.browser, listed!.os, listed!.country].every((x) => typeof x === "string" && x !== "")).toBe(true);
+  });
+
   test("a hashed visitor's visit across UTC midnight is two sessions, one per day's visitor id, whichever part is stored first", async () => {
     const key = await svc.key({ type: "secret", service_id: "late-midnight" });
     const admin = await svc.key({ type: "admin", services: ["late-midnight"] });
