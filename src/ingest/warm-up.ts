@@ -10,7 +10,7 @@ import { decodeRecord } from "./rows.ts";
 import { ITEM_TABLES } from "./stored-ids.ts";
 import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
 import { STATE_TTL_MS } from "./sessions/sessionizer.ts";
-import type { StateStore, StateWrite } from "./sessions/state-store.ts";
+import type { SeedEntry, StateStore } from "./sessions/state-store.ts";
 
 const MAX_IDS = 2_000_000;
 
@@ -79,7 +79,7 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
   const merged = new Map(aliasRows.map((a) => [`${a.service_id}:${a.canonical}`, a.aliases.sort()]));
   const userTimes = await latestUserItems(client, states, merged);
   const spans = new Map<string, SessionSpan[]>();
-  const writes: StateWrite[] = [];
+  const writes: SeedEntry[] = [];
   const now = Date.now(); // the states below live STATE_TTL_MS from this commit, and so do their spans
   for (const state of states) {
     const key = `${state.service_id}:${state.session_id}`;
@@ -87,7 +87,7 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     if (aliases) state.merged = aliases;
     const userAt = userTimes.get(key);
     if (userAt !== undefined) state.user_at = userAt;
-    writes.push({ key: `s:${key}`, expected: null, next: state });
+    writes.push({ key: `s:${key}`, value: state });
     // Filed where the live service filed it: under its visitor id (the 30-minute rule places an
     // item only among its own visitor id's sessions); a session the client keeps by its own id
     // under none.
@@ -95,12 +95,10 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     const vKey = `v:${state.service_id}:${state.visitor_id}`;
     spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
   }
-  for (const [key, list] of spans) writes.push({ key, expected: null, next: list });
-  // Key by key, each only where absent: a shared store (Valkey) that lost its data may already
-  // hold new state written by live traffic since, which wins.
-  for (let i = 0; i < writes.length; i += 1000) {
-    await Promise.all(writes.slice(i, i + 1000).map((w) => store.commit([w], STATE_TTL_MS)));
-  }
+  for (const [key, value] of spans) writes.push({ key, value });
+  // Each only where absent: a shared store (Valkey) that lost its data may already hold new state
+  // written by live traffic since, which wins.
+  await store.seed(writes, STATE_TTL_MS);
   return { eventIds: ids.length, sessions: states.length };
 }
 

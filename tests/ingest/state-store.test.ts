@@ -1,7 +1,13 @@
 // The in-process session state store shares stored values with every later reader (its
-// compare-and-set compares identities), so what it stores can no longer change.
-import { expect, test } from "bun:test";
-import { memoryStateStore } from "../../src/ingest/sessions/state-store.ts";
+// compare-and-set compares identities), so what it stores can no longer change. Both stores'
+// `seed`, which a warm-up writes through.
+import { afterAll, expect, test } from "bun:test";
+import Redis from "ioredis";
+import { memoryStateStore, type StateStore, valkeyStateStore } from "../../src/ingest/sessions/state-store.ts";
+import { freeDbPrefix, valkeyUrl } from "../setup/valkey.ts";
+
+const redis = new Redis(valkeyUrl(), { lazyConnect: false });
+afterAll(() => redis.disconnect());
 
 test("a committed value is frozen, nested objects too: a later mutation throws", async () => {
   const store = memoryStateStore();
@@ -27,4 +33,48 @@ test("the cap's evictions of entries that had not expired are told; expired ones
   now += 60_000; // "b" and "c" have expired
   for (const key of ["d", "e"]) expect(await store.commit([{ key, expected: null, next: { key } }], 60_000)).toBe(true);
   expect([store.size(), evicted]).toEqual([2, 1]);
+});
+
+// seed: what a warm-up uses to put back state where live writers have not written since.
+const stores: Array<[string, () => StateStore]> = [
+  ["memory", () => memoryStateStore()],
+  ["valkey", () => valkeyStateStore(redis, `${freeDbPrefix()}:`)],
+];
+
+test.each(stores)("seed writes the absent keys only, leaves the present ones as they are, and says how many it wrote (%s store)", async (_name, makeStore) => {
+  const store = makeStore();
+  expect(await store.commit([{ key: "live", expected: null, next: { v: "live" } }], 60_000)).toBe(true);
+  const written = await store.seed([{ key: "live", value: { v: "seed" } }, { key: "a", value: { v: "a", nested: { n: 1 } } }, { key: "b", value: [{ id: "s" }] }], 60_000);
+  expect(written).toBe(2);
+  const loaded = await store.load(["live", "a", "b", "c"]);
+  expect([...loaded.entries()].map(([k, s]) => [k, s?.value ?? null])).toEqual([
+    ["live", { v: "live" }], ["a", { v: "a", nested: { n: 1 } }], ["b", [{ id: "s" }]], ["c", null],
+  ]);
+  // A seeded value takes part in compare-and-set like a committed one.
+  expect(await store.commit([{ key: "a", expected: loaded.get("a")!, next: { v: "a2" } }], 60_000)).toBe(true);
+  expect((await store.load(["a"])).get("a")?.value).toEqual({ v: "a2" });
+});
+
+test("seed in process: values are frozen and expire after the TTL like committed ones", async () => {
+  let now = 1_000;
+  const store = memoryStateStore({ now: () => now });
+  const value = { items: 1, attrs: { device: "mobile" } };
+  expect(await store.seed([{ key: "k", value }], 60_000)).toBe(1);
+  expect(() => {
+    value.attrs.device = "desktop";
+  }).toThrow(TypeError);
+  now += 59_999;
+  expect((await store.load(["k"])).get("k")?.value).toBe(value);
+  now += 1;
+  expect((await store.load(["k"])).get("k")).toBeNull();
+  expect(await store.seed([{ key: "k", value: { items: 2 } }], 60_000)).toBe(1); // expired counts as absent
+});
+
+test("seed in Valkey sets the TTL it is given", async () => {
+  const prefix = `${freeDbPrefix()}:`;
+  const store = valkeyStateStore(redis, prefix);
+  expect(await store.seed([{ key: "t", value: { x: 1 } }], 60_000)).toBe(1);
+  const ttl = await redis.pttl(`${prefix}t`);
+  expect(ttl).toBeGreaterThan(55_000);
+  expect(ttl).toBeLessThanOrEqual(60_000);
 });

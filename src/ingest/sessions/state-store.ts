@@ -20,6 +20,18 @@ export interface StateStore {
   commit(entries: readonly StateWrite[], ttlMs: number, journal?: string): Promise<boolean>;
   /** Forgets journal entry `journal`: its rows are written, or its writes were taken back. */
   settle(journal: string): Promise<void>;
+  /**
+   * Writes each entry whose key is absent and leaves the others as they are (no group atomicity):
+   * how a warm-up puts back state that live writers may already have replaced. Returns how many
+   * it wrote.
+   */
+  seed(entries: readonly SeedEntry[], ttlMs: number): Promise<number>;
+}
+
+export interface SeedEntry {
+  key: string;
+  /** JSON-serializable, never null. */
+  value: unknown;
 }
 
 /** A value as one load saw it; a compare-and-set expects exactly this read (not an equal value). */
@@ -81,6 +93,17 @@ export function memoryStateStore(
     },
     // State in process dies with the process: nothing to take back after a crash.
     async settle() {},
+    async seed(entries, ttlMs) {
+      const at = now();
+      const expiresAt = at + ttlMs;
+      let written = 0;
+      for (const e of entries) {
+        if (read(e.key, at) !== null) continue;
+        map.set(e.key, { value: frozen(e.value), expiresAt });
+        written++;
+      }
+      return written;
+    },
   };
 }
 
@@ -200,6 +223,23 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
     },
     async settle(journal) {
       if (journalKey !== undefined) await redis.hdel(journalKey, journal);
+    },
+    async seed(entries, ttlMs) {
+      let written = 0;
+      for (let i = 0; i < entries.length; i += 1000) {
+        const part = entries.slice(i, i + 1000);
+        const texts = part.map((e) => JSON.stringify(e.value));
+        const pipeline = redis.pipeline();
+        part.forEach((e, k) => pipeline.set(prefix + e.key, texts[k]!, "PX", ttlMs, "NX"));
+        const replies = (await pipeline.exec()) ?? [];
+        replies.forEach(([err, reply], k) => {
+          if (err) throw err;
+          if (reply !== "OK") return;
+          written++;
+          known.set(part[k]!.key, { value: part[k]!.value, text: texts[k]! });
+        });
+      }
+      return written;
     },
     async journaled() {
       if (journalKey === undefined) return [];
