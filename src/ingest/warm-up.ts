@@ -6,6 +6,7 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import type Redis from "ioredis";
 import type { Spool } from "../spool/spool.ts";
 import { DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
+import { utcDay } from "./enrich/salt-store.ts";
 import { decodeRecord } from "./rows.ts";
 import { ITEM_TABLES } from "./stored-ids.ts";
 import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
@@ -13,6 +14,7 @@ import { STATE_TTL_MS } from "./sessions/sessionizer.ts";
 import type { SeedEntry, StateStore } from "./sessions/state-store.ts";
 
 const MAX_IDS = 2_000_000;
+const DAY_MS = 86_400_000;
 
 /**
  * The columns of a stored session state the warm-up reads, in order: rows come as JSON arrays
@@ -111,14 +113,13 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
 async function latestUserItems(client: ClickHouseClient, states: readonly SessionState[], merged: ReadonlyMap<string, string[]>): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const wanted = states.filter((r) => r.user_id !== "");
-  const DAY_MS = 86_400_000;
   for (let i = 0; i < wanted.length; i += 5_000) {
     const part = wanted.slice(i, i + 5_000);
     const owner = new Map<string, SessionState>(); // service:session id of an item → its session
     const days = new Set<string>();
     for (const r of part) {
       for (const id of [r.session_id, ...(merged.get(`${r.service_id}:${r.session_id}`) ?? [])]) owner.set(`${r.service_id}:${id}`, r);
-      for (let d = Math.floor(r.started_at / DAY_MS); d <= Math.floor(r.ended_at / DAY_MS); d++) days.add(new Date(d * DAY_MS).toISOString().slice(0, 10));
+      for (let d = Math.floor(r.started_at / DAY_MS); d <= Math.floor(r.ended_at / DAY_MS); d++) days.add(utcDay(d * DAY_MS));
     }
     const where = "service_id IN {services:Array(String)} AND toDate(timestamp) IN {days:Array(Date)} AND session_id IN {ids:Array(String)} AND user_id != ''";
     const found = await (await client.query({

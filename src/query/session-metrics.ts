@@ -4,9 +4,9 @@
 // Visitors: a visitor counts in a bucket when a live session of theirs starts there. The source
 // counts the set of visitors of +1 rows (raw uniqExactIf, the views' visitors64), and a set
 // cannot forget a state that a late item superseded (start moved to an earlier bucket, session
-// merged into another, an earlier first item of a client-kept session under another visitor id). So the
-// set over-counts exactly the (bucket, visitor) pairs it holds that have no live session, and a
-// second query (run alongside) counts those pairs per bucket for the answer to subtract. A cancel
+// merged into another, an earlier first item of a client-kept session under another visitor id).
+// So the set over-counts exactly the (bucket, visitor) pairs it holds that have no live session,
+// and a second query (run alongside) counts those pairs per bucket for the answer to subtract. A cancel
 // row repeats its state's started_at and visitor_id, so sum(sign) over a visitor's rows in a
 // bucket is the number of their live sessions starting there. The candidates come from
 // `session_cancels` (schemas/07-session_cancels.sql): the (started_at, visitor) of every
