@@ -1,4 +1,4 @@
-// Memory of the in-process ingest state per visitor (README, Performance: "Memory and restarts at
+// Memory of the in-process ingest state per visitor (bench/ANALYSIS.md, "Memory and restarts at
 // scale"): the service composed in process (embedded engine, no Valkey, flushing on), N new
 // visitors with one page view each, then the same visitors once more; heap and RSS after a full
 // GC, per visitor, with the JavaScript object counts that grew.

@@ -16,7 +16,7 @@ export const BUN_FLAGS = ["--max-http-header-size=65536"] as const;
 // again, 20,000–40,000 page faults a second at saturation and half the process's CPU in the
 // kernel. Kept, ingest does 1.3× the single-item and 2× the batch throughput on the same machine
 // (interleaved A/B, bench/RESULTS.md 2026-11-29 08:47). The price: the process's RSS stays at its
-// high-water mark instead of shrinking after a burst (README, "Memory and the allocator"). An
+// high-water mark instead of shrinking after a burst (README, "Memory"). An
 // operator who prefers the memory back sets MIMALLOC_PURGE_DELAY themselves; the start script
 // keeps their value.
 //

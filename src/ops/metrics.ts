@@ -24,7 +24,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       },
     });
     // How long the JS thread was held: every request arriving meanwhile waits it out, which is
-    // what the 202's tail is made of (README, Performance). The runtime times a 10 ms timer; each
+    // what the 202's tail is made of (bench/ANALYSIS.md, "The 202 tail"). The runtime times a 10 ms timer; each
     // scrape reports the delays since the previous one and starts afresh.
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
@@ -96,8 +96,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       name: "spool_quarantined_rows_total", help: "Rows ClickHouse refused as data, set aside in spool/quarantine",
       labelNames: ["table"] as const, registers,
     }),
-    // In-process ingest state (without Valkey): how close it is to its caps (README, "Memory and
-    // restarts at scale").
+    // In-process ingest state (without Valkey): how close it is to its caps (README, "Memory").
     stateEntries: new Gauge({ name: "ingest_state_entries", help: "In-process session state entries (sessions and visitors' recent sessions; 0 with Valkey), capped at 2 million", registers }),
     stateEvicted: new Counter({
       name: "ingest_state_evicted_total", help: "In-process session state entries pushed out by the cap before their 2 hours: a visitor coming back may start a new session", registers,
