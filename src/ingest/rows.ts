@@ -1,7 +1,9 @@
 // Turns accepted items and session changes into ClickHouse rows, encoded as spool records.
-// A record is `<table>|<service_id>|<UTC dates>|<JSONEachRow line>`: the sink groups records by
-// table and concatenates the JSON parts without parsing them, and the service and dates tell the
-// cache which answers the new rows change. The dates are one `YYYY-MM-DD`, or `from..to` for a
+// A record is `<table>|<service_id>|<UTC dates>|<row>`: the sink groups records by table and
+// concatenates the rows without parsing them, and the service and dates tell the cache which
+// answers the new rows change. A row is a JSON array of the table's ROW_COLUMNS (inserted as
+// JSONCompactEachRow); rows that earlier versions left in the spool are JSON objects (JSONEachRow),
+// and still go in as such. The dates are one `YYYY-MM-DD`, or `from..to` for a
 // session row whose session spans UTC midnight (see sessionDates). One spool record holds the lines of one request,
 // joined by "\n" (JSON text never holds a raw newline).
 import type { EnrichedItem } from "./pipeline.ts";
@@ -11,6 +13,49 @@ import type { Assignment, SessionChange } from "./sessions/sessionizer.ts";
 
 export const TABLES = ["sessions", "events", "page_views", "funnel_events", "errors", "web_vitals", "session_items", "session_aliases"] as const;
 export type Table = (typeof TABLES)[number];
+
+/**
+ * The columns of each table's rows, in the order the encoders below write the values. Rows are JSON
+ * arrays, not objects naming each value: the embedded engine parses an array row for 15–35% less
+ * CPU, and JSON.stringify writes one in about half the time (bench/insert-format.ts; bench/RESULTS.md,
+ * 2026-11-30 04:16). Columns left out get their DEFAULT, as keys left out of an object did.
+ *
+ * Spool segments outlive the process that wrote them, so a list is never changed in place: rows
+ * already spooled under it would be read against the new one. A table that needs other columns
+ * gets a new record tag with its own list (tests/ingest/rows.test.ts pins these).
+ */
+export const ROW_COLUMNS = {
+  sessions: [
+    "sign", "version", "session_id", "service_id", "visitor_id", "user_id", "started_at", "ended_at", "duration_s", "duration_ms",
+    "pageviews", "events", "items", "is_bounce", "converted", "entry_path", "exit_path", "exit_at", "hostname", "referrer",
+    "referrer_domain", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "device", "browser", "os", "country",
+    "screen_width", "screen_height", "language", "timezone", "client_kept",
+  ],
+  events: [...itemColumns(), "hostname", "name", "conversion", "properties"],
+  page_views: [
+    ...itemColumns(), "hostname", "title", "referrer", "referrer_domain", "utm_source", "utm_medium", "utm_campaign",
+    "device", "browser", "os", "country",
+  ],
+  funnel_events: [...itemColumns(), "funnel", "step", "step_name"],
+  errors: [...itemColumns(), "fingerprint", "message", "stack", "source", "line", "column"],
+  web_vitals: [...itemColumns(), "lcp", "inp", "cls", "fcp", "ttfb"],
+  session_items: itemColumns(),
+  session_aliases: ["service_id", "alias", "canonical", "version", "started_at"],
+} as const satisfies Record<Table, readonly string[]>;
+
+/** The columns every item row starts with. */
+function itemColumns() {
+  return ["service_id", "event_id", "timestamp", "received_at", "session_id", "visitor_id", "user_id", "url", "path"] as const;
+}
+
+/** A row of `table` as an object by column name, whichever form it was written in (tests, repairs). */
+export function rowObject(table: Table, json: string): Record<string, unknown> {
+  const row = JSON.parse(json) as unknown;
+  if (!Array.isArray(row)) return row as Record<string, unknown>;
+  const columns: readonly string[] = ROW_COLUMNS[table];
+  if (row.length !== columns.length) throw new Error(`a ${table} row has ${row.length} values for ${columns.length} columns`);
+  return Object.fromEntries(columns.map((c, i) => [c, row[i]]));
+}
 
 const TABLE_OF_TYPE: Record<EnrichedItem["type"], Table | null> = {
   session: "session_items", // it shapes its session's row; this row keeps its event_id (schemas/09)
@@ -101,8 +146,11 @@ export function recordDates(field: string): string[] {
   return out;
 }
 
-/** One record for the spool. */
-export function encodeRecord(table: Table, serviceId: string, time: number, row: object): string {
+/**
+ * One record for the spool: `row` holds the values of ROW_COLUMNS[table] in order. (An object by
+ * column name is the form earlier versions wrote; it is still read, and tests write it so.)
+ */
+export function encodeRecord(table: Table, serviceId: string, time: number, row: readonly unknown[] | object): string {
   return `${table}|${serviceId}|${utcDate(time)}|${JSON.stringify(row)}`;
 }
 
@@ -115,9 +163,8 @@ export function decodeRecord(record: string): { table: Table; serviceId: string;
 }
 
 /**
- * The row of an accepted item in its own table. Each type's object is
- * written out whole (no spread of a shared base: the spread copies property by property and
- * leaves an object shape JSON.stringify walks slowly).
+ * The row of an accepted item in its own table: the values of ROW_COLUMNS[table], in order. Each
+ * type's array is written out whole (no spread of a shared head: it would copy it value by value).
  */
 export function itemRecord(e: EnrichedItem, sessionId: string): string | null {
   const table = TABLE_OF_TYPE[e.type];
@@ -125,51 +172,41 @@ export function itemRecord(e: EnrichedItem, sessionId: string): string | null {
   const timestamp = iso(e.time);
   const receivedAt = iso(e.receivedAt);
   const it = e.item;
-  let row: object;
+  let row: unknown[];
   switch (it.type) {
     case "session":
-      row = {
-        service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,
-        visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
-      };
+      row = [e.serviceId, e.eventId, timestamp, receivedAt, sessionId, e.visitorId, e.userId, e.url, e.path];
       break;
     case "pageview":
-      row = {
-        service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,
-        visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
-        hostname: e.hostname, title: it.title ?? "", referrer: e.referrer, referrer_domain: e.referrerDomain,
-        utm_source: e.utm.source, utm_medium: e.utm.medium, utm_campaign: e.utm.campaign,
-        device: e.device, browser: e.browser, os: e.os, country: e.country,
-      };
+      row = [
+        e.serviceId, e.eventId, timestamp, receivedAt, sessionId, e.visitorId, e.userId, e.url, e.path,
+        e.hostname, it.title ?? "", e.referrer, e.referrerDomain, e.utm.source, e.utm.medium, e.utm.campaign,
+        e.device, e.browser, e.os, e.country,
+      ];
       break;
     case "event":
-      row = {
-        service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,
-        visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
-        hostname: e.hostname, name: it.name, conversion: it.conversion ? 1 : 0, properties: JSON.stringify(it.properties ?? {}),
-      };
+      row = [
+        e.serviceId, e.eventId, timestamp, receivedAt, sessionId, e.visitorId, e.userId, e.url, e.path,
+        e.hostname, it.name, it.conversion ? 1 : 0, JSON.stringify(it.properties ?? {}),
+      ];
       break;
     case "funnel":
-      row = {
-        service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,
-        visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
-        funnel: funnelName(it), step: it.step, step_name: it.step_name ?? "",
-      };
+      row = [
+        e.serviceId, e.eventId, timestamp, receivedAt, sessionId, e.visitorId, e.userId, e.url, e.path,
+        funnelName(it), it.step, it.step_name ?? "",
+      ];
       break;
     case "error":
-      row = {
-        service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,
-        visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
-        fingerprint: e.fingerprint, message: it.message, stack: it.stack ?? "", source: it.source ?? "",
-        line: it.line ?? 0, column: it.column ?? 0,
-      };
+      row = [
+        e.serviceId, e.eventId, timestamp, receivedAt, sessionId, e.visitorId, e.userId, e.url, e.path,
+        e.fingerprint, it.message, it.stack ?? "", it.source ?? "", it.line ?? 0, it.column ?? 0,
+      ];
       break;
     case "vitals":
-      row = {
-        service_id: e.serviceId, event_id: e.eventId, timestamp, received_at: receivedAt, session_id: sessionId,
-        visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
-        lcp: it.lcp ?? null, inp: it.inp ?? null, cls: it.cls ?? null, fcp: it.fcp ?? null, ttfb: it.ttfb ?? null,
-      };
+      row = [
+        e.serviceId, e.eventId, timestamp, receivedAt, sessionId, e.visitorId, e.userId, e.url, e.path,
+        it.lcp ?? null, it.inp ?? null, it.cls ?? null, it.fcp ?? null, it.ttfb ?? null,
+      ];
       break;
     default:
       return null;
@@ -199,55 +236,24 @@ export function mergeRecords(a: Pick<Assignment, "cancelled" | "aliases">): stri
   const out: string[] = [];
   for (const s of a.cancelled) out.push(sessionRecord(s, -1));
   for (const al of a.aliases) {
-    const row = { service_id: al.service_id, alias: al.alias, canonical: al.canonical, version: al.version, started_at: iso(al.started_at) };
+    const row = [al.service_id, al.alias, al.canonical, al.version, iso(al.started_at)];
     out.push(encodeRecord("session_aliases", al.service_id, al.started_at, row));
   }
   return out;
 }
 
-/** A session row (the attributes written out, not spread: see itemRecord). */
+/** A session row: the values of ROW_COLUMNS.sessions, in order (written out, not spread: see itemRecord). */
 export function sessionRecord(s: SessionState, sign: 1 | -1): string {
   const durationMs = s.ended_at - s.started_at;
   const a = s.attrs;
-  const startedAt = iso(s.started_at);
-  // sign, version and session_id lead the JSON: collapseSessionRecords reads them without parsing.
-  const row = {
-    sign,
-    version: s.version,
-    session_id: s.session_id,
-    service_id: s.service_id,
-    visitor_id: s.visitor_id,
-    user_id: s.user_id,
-    started_at: startedAt,
-    ended_at: iso(s.ended_at),
-    duration_s: Math.floor(durationMs / 1000),
-    duration_ms: durationMs,
-    pageviews: s.pageviews,
-    events: s.events,
-    items: s.items,
-    is_bounce: isBounce(s) ? 1 : 0,
-    converted: s.converted ? 1 : 0,
-    entry_path: s.entry_path,
-    exit_path: s.exit_path,
-    exit_at: iso(s.exit_at),
-    hostname: a.hostname,
-    referrer: a.referrer,
-    referrer_domain: a.referrer_domain,
-    utm_source: a.utm_source,
-    utm_medium: a.utm_medium,
-    utm_campaign: a.utm_campaign,
-    utm_term: a.utm_term,
-    utm_content: a.utm_content,
-    device: a.device,
-    browser: a.browser,
-    os: a.os,
-    country: a.country,
-    screen_width: a.screen_width,
-    screen_height: a.screen_height,
-    language: a.language,
-    timezone: a.timezone,
-    client_kept: s.client ? 1 : 0,
-  };
+  // sign, version and session_id lead the row: collapseSessionRecords reads them without parsing.
+  const row = [
+    sign, s.version, s.session_id, s.service_id, s.visitor_id, s.user_id, iso(s.started_at), iso(s.ended_at),
+    Math.floor(durationMs / 1000), durationMs, s.pageviews, s.events, s.items, isBounce(s) ? 1 : 0, s.converted ? 1 : 0,
+    s.entry_path, s.exit_path, iso(s.exit_at), a.hostname, a.referrer, a.referrer_domain, a.utm_source, a.utm_medium,
+    a.utm_campaign, a.utm_term, a.utm_content, a.device, a.browser, a.os, a.country, a.screen_width, a.screen_height,
+    a.language, a.timezone, s.client ? 1 : 0,
+  ];
   return `sessions|${s.service_id}|${sessionDates(s)}|${JSON.stringify(row)}`;
 }
 
@@ -262,7 +268,7 @@ export function collapseSessionRecords(records: readonly string[]): string[] {
   records.forEach((record, i) => {
     if (!record.startsWith("sessions|")) return;
     const { serviceId, json } = decodeRecord(record);
-    const head = SESSION_HEAD.exec(json);
+    const head = matchSessionHead(json);
     if (!head) return; // not written by sessionRecord: leave it alone
     pairs.add(i, `${serviceId}|${head[3]}|${head[2]}`, head[1] === "1");
   });
@@ -291,8 +297,16 @@ class CancellingPairs<T> {
   }
 }
 
-/** The leading fields of a session row as sessionRecord writes them (the id stays JSON-escaped). */
-const SESSION_HEAD = /^\{"sign":(-?1),"version":(\d+),"session_id":("(?:[^"\\]|\\.)*")/;
+/**
+ * The leading values of a session row as sessionRecord writes them (sign, version, the id still
+ * JSON-escaped: the same text in either form), or null for a row it did not write. Rows from
+ * before 2026-11-30 are objects whose first keys are those three.
+ */
+function matchSessionHead(text: string): RegExpExecArray | null {
+  return (text.charCodeAt(0) === 0x5b ? SESSION_HEAD : OBJECT_SESSION_HEAD).exec(text);
+}
+const SESSION_HEAD = /^\[(-?1),(\d+),("(?:[^"\\]|\\.)*")/;
+const OBJECT_SESSION_HEAD = /^\{"sign":(-?1),"version":(\d+),"session_id":("(?:[^"\\]|\\.)*")/;
 
 /** One row of a flush: the bytes of its JSON text, `buf[start, end)`, inside a spool record. */
 export interface RowSlice {
@@ -406,21 +420,21 @@ class RowGrouper {
   }
 }
 
-/** Bytes of a session row that always hold its head: `{"sign":-1,"version":…,"session_id":` and an id escaped at 6 bytes a character. */
+/** Bytes of a session row that always hold its head: `{"sign":-1,"version":…,"session_id":` (the longer, object form) and an id escaped at 6 bytes a character. */
 const SESSION_HEAD_MAX_BYTES = 1024;
 /** Bytes that hold the head of a row with a usual id (a UUID's head is ~75 bytes). */
 const SESSION_HEAD_USUAL_BYTES = 160;
 
 /**
- * The head of the session row `buf[start, end)` (SESSION_HEAD's match), read from its first
+ * The head of the session row `buf[start, end)` (matchSessionHead's match), read from its first
  * bytes: a string of the usual head's size first, the longest possible head only when that is
  * too short for the id (a string of 1 KB per session row cost ~7% of a batch flush's grouping).
  */
 function sessionHead(buf: Buffer, start: number, end: number): RegExpExecArray | null {
   const usual = Math.min(end, start + SESSION_HEAD_USUAL_BYTES);
-  const head = SESSION_HEAD.exec(buf.toString("latin1", start, usual));
+  const head = matchSessionHead(buf.toString("latin1", start, usual));
   if (head || usual === end) return head;
-  return SESSION_HEAD.exec(buf.toString("latin1", start, Math.min(end, start + SESSION_HEAD_MAX_BYTES)));
+  return matchSessionHead(buf.toString("latin1", start, Math.min(end, start + SESSION_HEAD_MAX_BYTES)));
 }
 
 /** Where the next "|" is in `buf[from, end)`, or -1 (a prefix is tens of bytes: a loop beats a native call). */

@@ -195,7 +195,11 @@ function toState(r: SessionRow): SessionState {
   };
 }
 
-const EVENT_ID = /"event_id":"([^"]+)"/;
+/**
+ * An item row's event id: its second value (ingest/rows.ts ROW_COLUMNS; the service id before it
+ * holds no quote), or in the object rows of earlier versions the value of "event_id".
+ */
+const EVENT_ID = /^\["[^"]*","([^"]+)"|"event_id":"([^"]+)"/;
 
 /** Marks the event ids of spool records (item rows; session rows have none) as stored. */
 async function rememberRecords(records: readonly Uint8Array[], dedup: EventDedup): Promise<number> {
@@ -206,7 +210,8 @@ async function rememberRecords(records: readonly Uint8Array[], dedup: EventDedup
     for (const line of decoder.decode(bytes).split("\n")) {
       const { table, serviceId, json } = decodeRecord(line);
       if (table === "sessions") continue;
-      const id = EVENT_ID.exec(json)?.[1];
+      const match = EVENT_ID.exec(json);
+      const id = match?.[1] ?? match?.[2];
       if (id) keys.push(`${serviceId}:${id}`);
     }
   }

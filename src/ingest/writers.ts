@@ -91,9 +91,10 @@ export function spoolSink(
       detachedViews = undefined;
     }
     const started = performance.now();
-    const onRejected = async (table: string, json: string, error: unknown) => {
+    const onRejected = async (table: string, json: string, error: unknown, columns: readonly string[] | undefined) => {
       await mkdir(quarantine.dir, { recursive: true });
-      const line = JSON.stringify({ table, row: json, error: String((error as Error)?.message ?? error).slice(0, 2000) });
+      // An array row's values are those of `columns`, in order (ingest/rows.ts ROW_COLUMNS).
+      const line = JSON.stringify({ table, row: json, ...(columns ? { columns } : {}), error: String((error as Error)?.message ?? error).slice(0, 2000) });
       await appendFile(join(quarantine.dir, `${token}.jsonl`), `${line}\n`);
       metrics.quarantinedRows.inc({ table });
       quarantine.logger.error("row refused by ClickHouse set aside", { table, token, file: join(quarantine.dir, `${token}.jsonl`) });

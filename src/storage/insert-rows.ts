@@ -1,6 +1,7 @@
-// Writes encoded rows (see ingest/rows.ts) to ClickHouse: one INSERT per table, JSONEachRow,
-// with a deterministic insert_deduplication_token so a replayed flush is a no-op, also in the
-// materialized views that hang off each table.
+// Writes encoded rows (see ingest/rows.ts) to ClickHouse: one INSERT per table, JSONCompactEachRow
+// with the table's column list, with a deterministic insert_deduplication_token so a replayed flush
+// is a no-op, also in the materialized views that hang off each table. Rows an earlier version left
+// in the spool as JSON objects go in a JSONEachRow INSERT of their own.
 //
 // The JSON text of the rows goes to ClickHouse as it lies in the spool: each table's body is the
 // rows' bytes copied once into one buffer, never parsed or re-stringified per row. It goes through
@@ -8,7 +9,7 @@
 // timeout and error mapping). client-web takes text: for a server the body is decoded once per
 // insert; the embedded engine is lent the bytes themselves (storage/embedded/lent-bodies.ts).
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { groupRows, type GroupedRows, type RowSlice, type Table } from "../ingest/rows.ts";
+import { groupRows, type GroupedRows, ROW_COLUMNS, type RowSlice, type Table } from "../ingest/rows.ts";
 import { JsonEachRowBytes, release } from "./embedded/lent-bodies.ts";
 import { SYSTEM_FAULT } from "../errors.ts";
 import type { ScratchBuffer } from "../scratch-buffer.ts";
@@ -26,7 +27,7 @@ export interface InsertOptions {
    * flush forever: the rest of the table's rows are inserted around them (bisection, with tokens
    * derived deterministically, so a retried flush dedups the same way).
    */
-  onRejected?: (table: Table, json: string, error: unknown) => Promise<void>;
+  onRejected?: (table: Table, json: string, error: unknown, columns: readonly string[] | undefined) => Promise<void>;
   /**
    * Called after each table's INSERT returned, with what the whole call touches: its rows are
    * readable from then on, so a cached answer must not outlive that moment by the other tables'
@@ -96,10 +97,28 @@ export function jsonEachRowBody(rows: readonly RowSlice[], into?: ScratchBuffer)
   return body;
 }
 
-/** Inserts one table's rows; on a data error, splits them to set aside only the bad rows. */
+/** Whether a row is a JSON array (ROW_COLUMNS order), not an object as earlier versions wrote. */
+const isArrayRow = (r: RowSlice) => r.buf[r.start] === 0x5b; // "["
+
+/**
+ * Inserts one table's rows; on a data error, splits them to set aside only the bad rows. Rows in
+ * the two forms go in separate INSERTs: the arrays under `token`, the objects (left in the spool by
+ * an earlier version) under `token` too when they are all there is (as that version named them, so
+ * a segment it had half inserted is not stored twice), else under `token`-objects.
+ */
 export async function insertTable(client: ClickHouseClient, table: Table, rows: RowSlice[], token: string | undefined, opts: InsertOptions): Promise<number> {
+  const arrays = rows.filter(isArrayRow);
+  if (arrays.length === rows.length) return insertForm(client, table, rows, ROW_COLUMNS[table], token, opts);
+  if (arrays.length === 0) return insertForm(client, table, rows, undefined, token, opts);
+  const objects = rows.filter((r) => !isArrayRow(r));
+  const stored = await insertForm(client, table, objects, undefined, token && `${token}-objects`, opts);
+  return stored + (await insertForm(client, table, arrays, ROW_COLUMNS[table], token, opts));
+}
+
+/** Rows of one form: arrays of `columns`, or (no columns) objects by column name. */
+async function insertForm(client: ClickHouseClient, table: Table, rows: RowSlice[], columns: readonly string[] | undefined, token: string | undefined, opts: InsertOptions): Promise<number> {
   try {
-    await insertBody(client, table, jsonEachRowBody(rows, opts.bodyBuffer), {
+    await insertBody(client, table, columns, jsonEachRowBody(rows, opts.bodyBuffer), {
       date_time_input_format: "best_effort",
       ...(token ? { insert_deduplication_token: token, deduplicate_blocks_in_dependent_materialized_views: 1 } : {}),
       ...(opts.async ? { async_insert: 1, wait_for_async_insert: opts.async.wait ? 1 : 0 } : {}),
@@ -110,25 +129,26 @@ export async function insertTable(client: ClickHouseClient, table: Table, rows: 
     if (!opts.onRejected || !isDataError(err)) throw err;
     if (rows.length === 1) {
       const r = rows[0]!;
-      await opts.onRejected(table, utf8.decode(r.buf.subarray(r.start, r.end)), err);
+      await opts.onRejected(table, utf8.decode(r.buf.subarray(r.start, r.end)), err, columns);
       return 0;
     }
     const half = Math.ceil(rows.length / 2);
-    const left = await insertTable(client, table, rows.slice(0, half), token && `${token}-a`, opts);
-    const right = await insertTable(client, table, rows.slice(half), token && `${token}-b`, opts);
+    const left = await insertForm(client, table, rows.slice(0, half), columns, token && `${token}-a`, opts);
+    const right = await insertForm(client, table, rows.slice(half), columns, token && `${token}-b`, opts);
     return left + right;
   }
 }
 
-/** One INSERT of a JSONEachRow body (every line ending in "\n") through client-web. */
-async function insertBody(client: ClickHouseClient, table: Table, body: Uint8Array, settings: Record<string, string | number>): Promise<void> {
+/** One INSERT of JSON rows (every line ending in "\n"): arrays of `columns`, or objects, through client-web. */
+async function insertBody(client: ClickHouseClient, table: Table, columns: readonly string[] | undefined, body: Uint8Array, settings: Record<string, string | number>): Promise<void> {
   if (!SQL_IDENTIFIER.test(table)) throw new Error(`insert: bad table name ${JSON.stringify(table)}`);
   // client-web stringifies each value it is given: one value holding every line is sent as is
   // (clickhouse.ts). The embedded engine takes the bytes without a decode or a copy; they were
   // decoded and encoded again before, ~10 ms of the JS thread per 5 MB flushed.
   const rows = new JsonEachRowBytes(body);
   try {
-    await client.insert({ table, values: [rows], format: "JSONEachRow", clickhouse_settings: settings });
+    if (columns === undefined) await client.insert({ table, values: [rows], format: "JSONEachRow", clickhouse_settings: settings });
+    else await client.insert({ table, values: [rows], format: "JSONCompactEachRow", columns: columns.map((c) => `\`${c}\``) as [string, ...string[]], clickhouse_settings: settings });
   } finally {
     release(rows);
   }

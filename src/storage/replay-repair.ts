@@ -18,7 +18,7 @@
 // which makes the replay itself write the lost parts, in views too; this check is the second line,
 // for a table whose log that step could not read (README, "What a 202 means").
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import type { GroupedRows, RowSlice, Table } from "../ingest/rows.ts";
+import { type GroupedRows, type RowSlice, rowObject, type Table } from "../ingest/rows.ts";
 import { ITEM_TABLES } from "../ingest/stored-ids.ts";
 import { type InsertOptions, SQL_IDENTIFIER } from "./insert-rows.ts";
 
@@ -26,8 +26,9 @@ const utf8 = new TextDecoder();
 
 type Row = Record<string, unknown> & { service_id: string };
 
-function parse(slice: RowSlice): Row {
-  return JSON.parse(utf8.decode(slice.buf.subarray(slice.start, slice.end))) as Row;
+/** A row by column name (arrays and the objects of earlier versions alike). */
+function parse(table: Table, slice: RowSlice): Row {
+  return rowObject(table, utf8.decode(slice.buf.subarray(slice.start, slice.end))) as Row;
 }
 
 async function select<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T[]> {
@@ -36,7 +37,7 @@ async function select<T>(client: ClickHouseClient, query: string, params: Record
 
 /** Item rows whose event id the table does not hold. */
 async function lostItems(client: ClickHouseClient, table: Table, rows: RowSlice[]): Promise<RowSlice[]> {
-  const parsed = rows.map(parse);
+  const parsed = rows.map((r) => parse(table, r));
   const found = await select<{ k: string }>(
     client,
     `SELECT concat(service_id, '|', lower(toString(event_id))) AS k FROM ${table}
@@ -60,7 +61,7 @@ async function lostItems(client: ClickHouseClient, table: Table, rows: RowSlice[
  * left, and reported.
  */
 async function lostSessions(client: ClickHouseClient, rows: RowSlice[]): Promise<{ lost: RowSlice[]; unknown: number }> {
-  const parsed = rows.map(parse);
+  const parsed = rows.map((r) => parse("sessions", r));
   const newest = new Map<string, { row: number; version: number }>();
   parsed.forEach((r, i) => {
     if (r.sign !== 1) return;
@@ -89,7 +90,7 @@ async function lostSessions(client: ClickHouseClient, rows: RowSlice[]): Promise
 
 /** Alias rows whose version the table does not hold (newer versions replace older ones). */
 async function lostAliases(client: ClickHouseClient, rows: RowSlice[]): Promise<RowSlice[]> {
-  const parsed = rows.map(parse);
+  const parsed = rows.map((r) => parse("session_aliases", r));
   const found = await select<{ k: string; v: number }>(
     client,
     `SELECT concat(service_id, '|', alias) AS k, max(version) AS v FROM session_aliases

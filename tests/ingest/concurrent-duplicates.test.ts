@@ -10,7 +10,7 @@ import Redis from "ioredis";
 import { ApiError } from "../../src/errors.ts";
 import { valkeyDedup } from "../../src/ingest/dedup.ts";
 import { CLAIM_RETRY_DELAYS_MS, ingestItems, type IngestorDeps, type RowWriter } from "../../src/ingest/ingestor.ts";
-import { decodeRecord } from "../../src/ingest/rows.ts";
+import { decodeRecord, rowObject } from "../../src/ingest/rows.ts";
 import { Sessionizer } from "../../src/ingest/sessions/sessionizer.ts";
 import { memoryStateStore } from "../../src/ingest/sessions/state-store.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
@@ -81,7 +81,7 @@ test("fault injected (a held write that fails): the waiting request with the sam
   const [a, b] = await Promise.all([first, second]);
   expect((a as ApiError).code).toBe("unavailable");
   expect(b.accepted).toBe(1);
-  expect(eventRows(rows).map((r) => (JSON.parse(r.json) as { event_id: string }).event_id)).toEqual([id]);
+  expect(eventRows(rows).map((r) => (rowObject("events", r.json) as { event_id: string }).event_id)).toEqual([id]);
 });
 
 test("a claim that stays pending (its request cut off with its process) is still answered 503 once the wait is over", async () => {

@@ -8,7 +8,7 @@ import Redis from "ioredis";
 import { ApiError } from "../../src/errors.ts";
 import { memoryDedup } from "../../src/ingest/dedup.ts";
 import { ingestItems, type IngestorDeps, type RowWriter } from "../../src/ingest/ingestor.ts";
-import { decodeRecord } from "../../src/ingest/rows.ts";
+import { decodeRecord, rowObject } from "../../src/ingest/rows.ts";
 import { Sessionizer } from "../../src/ingest/sessions/sessionizer.ts";
 import { memoryStateStore, valkeyStateStore, type StateStore } from "../../src/ingest/sessions/state-store.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
@@ -70,7 +70,7 @@ describe("fault injected (a writer that fails): a write that fails after the ses
 
       const retried = await ingestItems(d, ctx, batch);
       expect(retried.accepted).toBe(3);
-      const sessionRows = () => writer.rows.map((r) => decodeRecord(r)).filter((r) => r.table === "sessions").map((r) => JSON.parse(r.json) as { sign: number; version: number; events: number });
+      const sessionRows = () => writer.rows.map((r) => decodeRecord(r)).filter((r) => r.table === "sessions").map((r) => rowObject("sessions", r.json) as { sign: number; version: number; events: number });
       // One state, the first: no cancel row for the state the failed attempt computed.
       expect(sessionRows().map((r) => [r.sign, r.version, r.events])).toEqual([[1, 3, 3]]);
 

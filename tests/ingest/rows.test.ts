@@ -1,9 +1,10 @@
 import { expect, test } from "bun:test";
-import { collapseSessionRecords, decodeRecord, encodeRecord } from "../../src/ingest/rows.ts";
+import { collapseSessionRecords, decodeRecord, encodeRecord, ROW_COLUMNS, rowObject } from "../../src/ingest/rows.ts";
 
 const T = Date.parse("2026-11-27T10:00:00Z");
+// Session rows in the object form of earlier versions (their first keys as sessionRecord wrote them).
 const state = (sid: string, version: number, sign: 1 | -1, pageviews: number) =>
-  encodeRecord("sessions", "shop", T, { sign, version, session_id: sid, pageviews }); // the field order sessionRecord writes
+  encodeRecord("sessions", "shop", T, { sign, version, session_id: sid, pageviews });
 const event = encodeRecord("events", "shop", T, { name: "x" });
 
 test("a flush keeps, per session, the cancel of its earlier state and its latest state only", () => {
@@ -39,9 +40,62 @@ test("rows written by sessionRecords collapse (the fast path reads their leading
   const v3 = applyTouch(v2, touch(T + 2000));
   const lines = [...sessionRecords({ before: undefined, after: v1 }), ...sessionRecords({ before: v1, after: v2 }), ...sessionRecords({ before: v2, after: v3 })];
   expect(lines).toHaveLength(5);
-  const kept = collapseSessionRecords(lines).map((l) => JSON.parse(decodeRecord(l).json) as { version: number; sign: number; pageviews: number });
+  const kept = collapseSessionRecords(lines).map((l) => rowObject("sessions", decodeRecord(l).json) as { version: number; sign: number; pageviews: number });
   expect(kept.map((r) => [r.version, r.sign, r.pageviews])).toEqual([[3, 1, 3]]);
 });
+
+test("a session's rows collapse across the two forms (arrays now, objects left in the spool by an earlier version)", async () => {
+  const { openSession, applyTouch } = await import("../../src/ingest/sessions/session-state.ts");
+  const { sessionRecord } = await import("../../src/ingest/rows.ts");
+  const attrs = { hostname: "", referrer: "", referrer_domain: "", utm_source: "", utm_medium: "", utm_campaign: "", utm_term: "", utm_content: "", device: "desktop", browser: "Chrome", os: "Linux", country: "", screen_width: 0, screen_height: 0, language: "", timezone: "" };
+  const touch = (time: number) => ({ time, kind: "pageview" as const, path: "/", conversion: false, userId: "", attrs });
+  const v1 = openSession("shop", 'odd "id" \\ here', "visitor", touch(T));
+  const v2 = applyTouch(v1, touch(T + 1000));
+  const asObject = (line: string) => {
+    const { table, serviceId, date, json } = decodeRecord(line);
+    return `${table}|${serviceId}|${date}|${JSON.stringify(rowObject(table, json))}`;
+  };
+  // v1 +1 written as an object before an upgrade, its cancel as an array after it: they cancel.
+  const lines = [asObject(sessionRecord(v1, 1)), sessionRecord(v1, -1), sessionRecord(v2, 1)];
+  expect(lines[0]).toStartWith(`sessions|shop|2026-11-27|{"sign":1,"version":1,"session_id":`);
+  expect(collapseSessionRecords(lines)).toEqual([sessionRecord(v2, 1)]);
+  const { groupRows } = await import("../../src/ingest/rows.ts");
+  const grouped = groupRows([new TextEncoder().encode(lines.join("\n"))], { collapse: true });
+  expect(grouped.tables.get("sessions")!.map((r) => new TextDecoder().decode(r.buf.subarray(r.start, r.end)))).toEqual([decodeRecord(sessionRecord(v2, 1)).json]);
+});
+
+test("rowObject names an array row's values by its table's columns, and refuses a row of another length", () => {
+  expect(rowObject("session_aliases", '["shop","a","b",3,"2026-11-27T10:00:00.000Z"]')).toEqual({ service_id: "shop", alias: "a", canonical: "b", version: 3, started_at: "2026-11-27T10:00:00.000Z" });
+  expect(rowObject("events", '{"name":"x"}')).toEqual({ name: "x" });
+  expect(() => rowObject("session_aliases", '["shop","a"]')).toThrow(/2 values for 5 columns/);
+});
+
+test("the column lists of array rows are pinned: rows already spooled are read against them", () => {
+  // Changing a list in place would misread every array row an older process left in the spool
+  // (a restart replays them): a table that needs other columns gets a new record tag (rows.ts).
+  const item = ["service_id", "event_id", "timestamp", "received_at", "session_id", "visitor_id", "user_id", "url", "path"];
+  expect(ROW_COLUMNS as Record<string, readonly string[]>).toEqual({
+    sessions: [
+      "sign", "version", "session_id", "service_id", "visitor_id", "user_id", "started_at", "ended_at", "duration_s", "duration_ms",
+      "pageviews", "events", "items", "is_bounce", "converted", "entry_path", "exit_path", "exit_at", "hostname", "referrer",
+      "referrer_domain", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "device", "browser", "os", "country",
+      "screen_width", "screen_height", "language", "timezone", "client_kept",
+    ],
+    events: [...item, "hostname", "name", "conversion", "properties"],
+    page_views: [...item, "hostname", "title", "referrer", "referrer_domain", "utm_source", "utm_medium", "utm_campaign", "device", "browser", "os", "country"],
+    funnel_events: [...item, "funnel", "step", "step_name"],
+    errors: [...item, "fingerprint", "message", "stack", "source", "line", "column"],
+    web_vitals: [...item, "lcp", "inp", "cls", "fcp", "ttfb"],
+    session_items: item,
+    session_aliases: ["service_id", "alias", "canonical", "version", "started_at"],
+  });
+});
+
+/** A record's row in the object form of earlier versions (keys in column order). */
+function objectForm(line: string): string {
+  const { table, serviceId, date, json } = decodeRecord(line);
+  return `${table}|${serviceId}|${date}|${JSON.stringify(rowObject(table, json))}`;
+}
 
 // The sink groups spool bytes without decoding them (groupRows); the string functions above are
 // the reference. Spool records are built as spoolWriter builds them (a request's lines joined by
@@ -71,7 +125,8 @@ test("groupRows (bytes) gives the rows, order, collapse and touched dates of the
           const before = live[k]!;
           const after = applyTouch(before, touch);
           live[k] = after;
-          lines.push(...sessionRecords({ before, after }));
+          // Some rows in the object form an earlier version left in the spool: both forms group and collapse alike.
+          lines.push(...sessionRecords({ before, after }).map((l) => (rng.chance(0.2) ? objectForm(l) : l)));
         } else {
           const s = openSession(rng.pick(services), `${rng.pick(odd)}-${rng.uuid()}`, "visitor", touch);
           live.push(s);
@@ -141,14 +196,15 @@ test("groupRowsInSlices serves the event loop between slices", async () => {
   expect(ranWhileGrouping).toBe(true);
 });
 
-// The row builders write JSON field by field; these references are the object-and-JSON.stringify
-// code they replaced (same fields, same order), so any difference in text is a failure.
+// The row builders write each row's values in one array literal; these references build the row as
+// an object by column name and write its values in the pinned column order, so a value in the wrong
+// place, or any difference in text, is a failure.
 const referenceIso = (ms: number) => new Date(ms).toISOString();
 function referenceSessionRecord(s: import("../../src/ingest/sessions/session-state.ts").SessionState, sign: 1 | -1): string {
   const durationMs = s.ended_at - s.started_at;
   // Dated from the session's start through its end (one date unless it spans UTC midnight).
   const [from, to] = [referenceIso(s.started_at).slice(0, 10), referenceIso(s.ended_at).slice(0, 10)];
-  return `sessions|${s.service_id}|${from === to ? from : `${from}..${to}`}|${JSON.stringify({
+  return `sessions|${s.service_id}|${from === to ? from : `${from}..${to}`}|${inColumnOrder("sessions", {
     sign, version: s.version, session_id: s.session_id, service_id: s.service_id, visitor_id: s.visitor_id,
     user_id: s.user_id, started_at: referenceIso(s.started_at), ended_at: referenceIso(s.ended_at),
     duration_s: Math.floor(durationMs / 1000), duration_ms: durationMs, pageviews: s.pageviews, events: s.events,
@@ -157,8 +213,14 @@ function referenceSessionRecord(s: import("../../src/ingest/sessions/session-sta
     client_kept: s.client === true ? 1 : 0,
   })}`;
 }
-function encodeRecordReference(table: string, serviceId: string, time: number, row: object): string {
-  return `${table}|${serviceId}|${referenceIso(time).slice(0, 10)}|${JSON.stringify(row)}`;
+/** The object's values as a JSON array in the table's column order (every column must be there). */
+function inColumnOrder(table: keyof typeof ROW_COLUMNS, row: Record<string, unknown>): string {
+  const columns: readonly string[] = ROW_COLUMNS[table];
+  expect(Object.keys(row).sort()).toEqual([...columns].sort());
+  return JSON.stringify(columns.map((c) => row[c]));
+}
+function encodeRecordReference(table: keyof typeof ROW_COLUMNS, serviceId: string, time: number, row: Record<string, unknown>): string {
+  return `${table}|${serviceId}|${referenceIso(time).slice(0, 10)}|${inColumnOrder(table, row)}`;
 }
 function referenceItemRecord(e: import("../../src/ingest/pipeline.ts").EnrichedItem, sessionId: string): string | null {
   const table = ({ session: "session_items", pageview: "page_views", event: "events", funnel: "funnel_events", error: "errors", vitals: "web_vitals" } as const)[e.type];
@@ -168,7 +230,7 @@ function referenceItemRecord(e: import("../../src/ingest/pipeline.ts").EnrichedI
     session_id: sessionId, visitor_id: e.visitorId, user_id: e.userId, url: e.url, path: e.path,
   };
   const it = e.item;
-  const rec = (row: object) => encodeRecordReference(table, e.serviceId, e.time, row);
+  const rec = (row: Record<string, unknown>) => encodeRecordReference(table, e.serviceId, e.time, row);
   switch (it.type) {
     case "session":
       return rec(base);
@@ -235,7 +297,7 @@ function randomState(rng: import("../helpers/seed.ts").Rng) {
   };
 }
 
-test("session rows are the text of the object they replaced, for both signs, over random states", async () => {
+test("session rows hold each column's value in its place, for both signs, over random states", async () => {
   const { sessionRecord } = await import("../../src/ingest/rows.ts");
   const { prng, testSeed } = await import("../helpers/seed.ts");
   const rng = prng(testSeed("sessionRecord", 20261130));
@@ -267,7 +329,7 @@ test("a change's rows are the cancel row of the state before and the row of the 
   }
 });
 
-test("item rows are the text of the objects they replaced, for every item type", async () => {
+test("item rows hold each column's value in its place, for every item type", async () => {
   const { itemRecord } = await import("../../src/ingest/rows.ts");
   const { prng, testSeed } = await import("../helpers/seed.ts");
   const rng = prng(testSeed("itemRecord", 20261132));
