@@ -201,20 +201,26 @@ function toState(r: SessionRow): SessionState {
  */
 const EVENT_ID = /^\["[^"]*","([^"]+)"|"event_id":"([^"]+)"/;
 
-/** Marks the event ids of spool records (item rows; session rows have none) as stored. */
-async function rememberRecords(records: readonly Uint8Array[], dedup: EventDedup): Promise<number> {
+/** `service:event_id` of the item rows in spool records (session and alias rows carry no event id). */
+export function spooledEventKeys(records: readonly Uint8Array[]): string[] {
   const decoder = new TextDecoder();
   const keys: string[] = [];
   for (const bytes of records) {
     // A spool record holds one request's rows, one per line (writers.ts).
     for (const line of decoder.decode(bytes).split("\n")) {
       const { table, serviceId, json } = decodeRecord(line);
-      if (table === "sessions") continue;
+      if (!(ITEM_TABLES as readonly string[]).includes(table)) continue;
       const match = EVENT_ID.exec(json);
       const id = match?.[1] ?? match?.[2];
       if (id) keys.push(`${serviceId}:${id}`);
     }
   }
+  return keys;
+}
+
+/** Marks the event ids of spool records as stored. */
+async function rememberRecords(records: readonly Uint8Array[], dedup: EventDedup): Promise<number> {
+  const keys = spooledEventKeys(records);
   for (let i = 0; i < keys.length; i += 10_000) await dedup.remember(keys.slice(i, i + 10_000));
   return keys.length;
 }

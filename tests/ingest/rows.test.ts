@@ -6,6 +6,9 @@ const T = Date.parse("2026-11-27T10:00:00Z");
 const state = (sid: string, version: number, sign: 1 | -1, pageviews: number) =>
   encodeRecord("sessions", "shop", T, { sign, version, session_id: sid, pageviews });
 const event = encodeRecord("events", "shop", T, { name: "x" });
+const ATTRS = { hostname: "", referrer: "", referrer_domain: "", utm_source: "", utm_medium: "", utm_campaign: "", utm_term: "", utm_content: "", device: "desktop", browser: "Chrome", os: "Linux", country: "", screen_width: 0, screen_height: 0, language: "", timezone: "" };
+/** A page view at `time` on "/", as a session's touch. */
+const pageviewAt = (time: number) => ({ time, kind: "pageview" as const, path: "/", conversion: false, userId: "", attrs: ATTRS });
 
 test("a flush keeps, per session, the cancel of its earlier state and its latest state only", () => {
   const lines = [
@@ -33,11 +36,9 @@ test("a flush keeps, per session, the cancel of its earlier state and its latest
 test("rows written by sessionRecords collapse (the fast path reads their leading fields), ids with quotes too", async () => {
   const { openSession, applyTouch } = await import("../../src/ingest/sessions/session-state.ts");
   const { sessionRecords } = await import("../../src/ingest/rows.ts");
-  const attrs = { hostname: "", referrer: "", referrer_domain: "", utm_source: "", utm_medium: "", utm_campaign: "", utm_term: "", utm_content: "", device: "desktop", browser: "Chrome", os: "Linux", country: "", screen_width: 0, screen_height: 0, language: "", timezone: "" };
-  const touch = (time: number) => ({ time, kind: "pageview" as const, path: "/", conversion: false, userId: "", attrs });
-  const v1 = openSession("shop", 'odd "id" \\ here', "visitor", touch(T));
-  const v2 = applyTouch(v1, touch(T + 1000));
-  const v3 = applyTouch(v2, touch(T + 2000));
+  const v1 = openSession("shop", 'odd "id" \\ here', "visitor", pageviewAt(T));
+  const v2 = applyTouch(v1, pageviewAt(T + 1000));
+  const v3 = applyTouch(v2, pageviewAt(T + 2000));
   const lines = [...sessionRecords({ before: undefined, after: v1 }), ...sessionRecords({ before: v1, after: v2 }), ...sessionRecords({ before: v2, after: v3 })];
   expect(lines).toHaveLength(5);
   const kept = collapseSessionRecords(lines).map((l) => rowObject("sessions", decodeRecord(l).json) as { version: number; sign: number; pageviews: number });
@@ -47,16 +48,10 @@ test("rows written by sessionRecords collapse (the fast path reads their leading
 test("a session's rows collapse across the two forms (arrays now, objects left in the spool by an earlier version)", async () => {
   const { openSession, applyTouch } = await import("../../src/ingest/sessions/session-state.ts");
   const { sessionRecord } = await import("../../src/ingest/rows.ts");
-  const attrs = { hostname: "", referrer: "", referrer_domain: "", utm_source: "", utm_medium: "", utm_campaign: "", utm_term: "", utm_content: "", device: "desktop", browser: "Chrome", os: "Linux", country: "", screen_width: 0, screen_height: 0, language: "", timezone: "" };
-  const touch = (time: number) => ({ time, kind: "pageview" as const, path: "/", conversion: false, userId: "", attrs });
-  const v1 = openSession("shop", 'odd "id" \\ here', "visitor", touch(T));
-  const v2 = applyTouch(v1, touch(T + 1000));
-  const asObject = (line: string) => {
-    const { table, serviceId, date, json } = decodeRecord(line);
-    return `${table}|${serviceId}|${date}|${JSON.stringify(rowObject(table, json))}`;
-  };
+  const v1 = openSession("shop", 'odd "id" \\ here', "visitor", pageviewAt(T));
+  const v2 = applyTouch(v1, pageviewAt(T + 1000));
   // v1 +1 written as an object before an upgrade, its cancel as an array after it: they cancel.
-  const lines = [asObject(sessionRecord(v1, 1)), sessionRecord(v1, -1), sessionRecord(v2, 1)];
+  const lines = [objectForm(sessionRecord(v1, 1)), sessionRecord(v1, -1), sessionRecord(v2, 1)];
   expect(lines[0]).toStartWith(`sessions|shop|2026-11-27|{"sign":1,"version":1,"session_id":`);
   expect(collapseSessionRecords(lines)).toEqual([sessionRecord(v2, 1)]);
   const { groupRows } = await import("../../src/ingest/rows.ts");
@@ -359,4 +354,20 @@ test("item rows hold each column's value in its place, for every item type", asy
     if (got) rows++;
   }
   expect(rows).toBeGreaterThan(2000);
+});
+
+test("the event ids of a leftover spool are its item rows' ids, in either form; session and alias rows name none", async () => {
+  const { spooledEventKeys } = await import("../../src/ingest/warm-up.ts");
+  const { itemRecord, mergeRecords, sessionRecord } = await import("../../src/ingest/rows.ts");
+  const { openSession } = await import("../../src/ingest/sessions/session-state.ts");
+  const ids = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+  const item = (type: "pageview" | "event" | "session", eventId: string) =>
+    itemRecord({ type, item: { type, name: "n", title: "t" }, serviceId: "shop", eventId, time: T, receivedAt: T, userId: "", visitorId: "v", url: "", path: "/", hostname: "", referrer: "", referrerDomain: "", utm: { source: "", medium: "", campaign: "", term: "", content: "" }, device: "", browser: "", os: "", country: "", fingerprint: "" } as unknown as import("../../src/ingest/pipeline.ts").EnrichedItem, "s1")!;
+  const session = openSession("shop", crypto.randomUUID(), "v", pageviewAt(T));
+  // A merge's alias row: its second value is a session id (a UUID too), not an event id.
+  const alias = mergeRecords({ cancelled: [], aliases: [{ service_id: "shop", alias: crypto.randomUUID(), canonical: session.session_id, version: 2, started_at: T }] });
+  const request1 = [item("pageview", ids[0]!), sessionRecord(session, 1), ...alias].join("\n");
+  const request2 = [objectForm(item("event", ids[1]!)), item("session", ids[2]!)].join("\n");
+  const keys = spooledEventKeys([new TextEncoder().encode(request1), new TextEncoder().encode(request2)]);
+  expect(keys).toEqual(ids.map((id) => `shop:${id}`));
 });
