@@ -1,7 +1,8 @@
 // The sink's baseline (BENCH.md: "the same rows inserted straight into the engine in large
 // batches"): on the data directory of a stopped service run, export the rows the service wrote for
 // one service id, create a second database with the same schema (materialized views included),
-// and insert those rows straight into the embedded engine in large JSONEachRow batches — no
+// and insert those rows straight into the embedded engine in large batches, in the form the measured
+// code writes them (JSON arrays with a column list since 2026-11-30, objects before) — no
 // client-web, no HTTP handler, no spool segments. Prints rows/s per table.
 //
 // The service inserts every state change of a session (a cancel row of the old state and a row of
@@ -19,6 +20,9 @@ import { join, resolve } from "node:path";
 const root = process.env.BENCH_SRC_ROOT ?? resolve(import.meta.dir, "..", "..");
 const { createClickHouse, embeddedEngine } = (await import(join(root, "src", "storage", "clickhouse.ts"))) as typeof import("../../src/storage/clickhouse.ts");
 const { migrate } = (await import(join(root, "src", "storage", "migrate.ts"))) as typeof import("../../src/storage/migrate.ts");
+// The service writes rows as JSON arrays of these columns since 2026-11-30 (objects before): the
+// baseline inserts the form the measured code inserts.
+const rowColumns = ((await import(join(root, "src", "ingest", "rows.ts"))) as { ROW_COLUMNS?: Record<string, readonly string[]> }).ROW_COLUMNS;
 
 const [dataDir, serviceId, flushesArg, eventsArg, sessionsArg] = process.argv.slice(2);
 if (!dataDir || !serviceId) throw new Error("usage: sink-baseline.ts <dataDir> <serviceId> [flushes eventsRows sessionsRows]");
@@ -60,6 +64,15 @@ if (serviceRows.sessions! > states.length && states.length > 0) {
   }
   exported.sessions = rows;
 }
+if (rowColumns) {
+  for (const { table } of tables) {
+    const columns = rowColumns[table]!;
+    exported[table] = exported[table]!.map((line) => {
+      const row = JSON.parse(line) as Record<string, unknown>;
+      return JSON.stringify(columns.map((c) => row[c]));
+    });
+  }
+}
 // Large batches (the engine's best case), and per table the rows of one of the service's flushes
 // (so the difference between the service's flush and the engine splits into batch size and path).
 const perFlush = (table: string) => Math.max(100, Math.round((serviceRows[table] || exported[table]!.length) / flushes));
@@ -79,7 +92,9 @@ for (const [n, batchRowsOf] of SIZES.entries()) {
       const started = performance.now();
       const cpu0 = process.cpuUsage();
       await engine.run({
-        sql: `INSERT INTO ${target}.${table} FORMAT JSONEachRow`,
+        sql: rowColumns
+          ? `INSERT INTO ${target}.${table} (${rowColumns[table]!.map((c) => `\`${c}\``).join(", ")}) FORMAT JSONCompactEachRow`
+          : `INSERT INTO ${target}.${table} FORMAT JSONEachRow`,
         data, database: target, format: "TabSeparated", settings: { date_time_input_format: "best_effort" },
       });
       const cpu = process.cpuUsage(cpu0);

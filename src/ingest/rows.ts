@@ -16,9 +16,10 @@ export type Table = (typeof TABLES)[number];
 
 /**
  * The columns of each table's rows, in the order the encoders below write the values. Rows are JSON
- * arrays, not objects naming each value: the embedded engine parses an array row for 15–35% less
- * CPU, and JSON.stringify writes one in about half the time (bench/insert-format.ts; bench/RESULTS.md,
- * 2026-11-30 04:16). Columns left out get their DEFAULT, as keys left out of an object did.
+ * arrays, not objects naming each value: in an A/B over HTTP the engine's CPU (its threads and
+ * its calls) per single-item event fell from ~31 to ~16 µs, and JSON.stringify writes a row in
+ * about half the time (bench/insert-format.ts; bench/RESULTS.md, 2026-11-30 04:14). Columns left
+ * out get their DEFAULT, as keys left out of an object did.
  *
  * Spool segments outlive the process that wrote them, so a list is never changed in place: rows
  * already spooled under it would be read against the new one. A table that needs other columns

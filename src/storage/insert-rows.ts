@@ -97,7 +97,7 @@ export function jsonEachRowBody(rows: readonly RowSlice[], into?: ScratchBuffer)
   return body;
 }
 
-/** Whether a row is a JSON array (ROW_COLUMNS order), not an object as earlier versions wrote. */
+/** Whether a row is a JSON array (ROW_COLUMNS order), not an object as versions before 2026-11-30 wrote. */
 const isArrayRow = (r: RowSlice) => r.buf[r.start] === 0x5b; // "["
 
 /**
