@@ -23,7 +23,8 @@ export type Table = (typeof TABLES)[number];
  *
  * Spool segments outlive the process that wrote them, so a list is never changed in place: rows
  * already spooled under it would be read against the new one. A table that needs other columns
- * gets a new record tag with its own list (tests/ingest/rows.test.ts pins these).
+ * needs a row form the reader can tell from this one (a tag in the record's prefix, say), as the
+ * arrays are told from the objects of earlier versions (tests/ingest/rows.test.ts pins the lists).
  */
 export const ROW_COLUMNS = {
   sessions: [

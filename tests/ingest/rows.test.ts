@@ -67,7 +67,7 @@ test("rowObject names an array row's values by its table's columns, and refuses 
 
 test("the column lists of array rows are pinned: rows already spooled are read against them", () => {
   // Changing a list in place would misread every array row an older process left in the spool
-  // (a restart replays them): a table that needs other columns gets a new record tag (rows.ts).
+  // (a restart replays them): a table that needs other columns needs a form told apart (rows.ts).
   const item = ["service_id", "event_id", "timestamp", "received_at", "session_id", "visitor_id", "user_id", "url", "path"];
   expect(ROW_COLUMNS as Record<string, readonly string[]>).toEqual({
     sessions: [
