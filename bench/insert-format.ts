@@ -1,10 +1,10 @@
-// What the embedded engine's CPU per inserted row would be if the flush sent JSON arrays
-// (JSONCompactEachRow, with a column list) instead of the JSON objects it sends now (JSONEachRow).
-// Not a part of `npm run bench`: a probe for the next change to the storage path (bench/ANALYSIS.md,
-// "Cheaper rows for the engine"). In one process, on a fresh data directory with the service's
+// The embedded engine's CPU per inserted row for the JSON arrays the flush sends (JSONCompactEachRow,
+// with a column list; since 2026-11-30) against the JSON objects it sent before (JSONEachRow).
+// Not a part of `npm run bench`: the probe behind that change (bench/ANALYSIS.md, "Cheaper rows for
+// the engine"). In one process, on a fresh data directory with the service's
 // schema and materialized views: flush-sized batches of `events` rows and of `sessions` rows
 // (cancel + new pairs), made by the service's own encoders (ingest/rows.ts), each inserted once as
-// objects and once as the same values in arrays, alternating which goes first, with
+// arrays and once as the same values in objects, alternating which goes first, with
 // `date_time_input_format = 'best_effort'` as the flush inserts. CPU is the whole process's
 // (every thread: the engine's own and Bun's pool threads that run its calls) during each insert.
 //
@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { EnrichedItem } from "../src/ingest/pipeline.ts";
-import { decodeRecord, itemRecord, sessionRecord } from "../src/ingest/rows.ts";
+import { decodeRecord, itemRecord, ROW_COLUMNS, rowObject, sessionRecord, type Table } from "../src/ingest/rows.ts";
 import { openSession, type SessionAttributes } from "../src/ingest/sessions/session-state.ts";
 import { closeEmbeddedEngines, createClickHouse } from "../src/storage/clickhouse.ts";
 import { migrate } from "../src/storage/migrate.ts";
@@ -57,11 +57,13 @@ function flushRows(): { events: string[]; sessions: string[] } {
   return { events, sessions };
 }
 
-/** The same rows as JSON arrays, in the objects' key order, and that order as a column list. */
-function asArrays(rows: string[]): { rows: string[]; columns: string } {
-  const objects = rows.map((r) => JSON.parse(r) as Record<string, unknown>);
-  return { rows: objects.map((o) => JSON.stringify(Object.values(o))), columns: Object.keys(objects[0]!).join(", ") };
+/** The same rows as the objects by column name that versions before 2026-11-30 wrote. */
+function asObjects(table: Table, rows: string[]): string[] {
+  return rows.map((r) => JSON.stringify(rowObject(table, r)));
 }
+
+/** The table's column list, for the array rows' INSERT. */
+const columnsOf = (table: Table) => ROW_COLUMNS[table].map((c) => `\`${c}\``).join(", ");
 
 async function insertCpuMs(table: string, rows: string[], format: string, columns?: string): Promise<number> {
   const body = `${rows.join("\n")}\n`;
@@ -77,16 +79,16 @@ const results: Record<string, number[]> = {};
 const record = (key: string, ms: number) => (results[key] ??= []).push(ms);
 for (let round = 0; round < ROUNDS; round++) {
   const { events, sessions } = flushRows();
-  const compactEvents = asArrays(events);
-  const compactSessions = asArrays(sessions);
+  const objectEvents = asObjects("events", events);
+  const objectSessions = asObjects("sessions", sessions);
   const order = round % 2 === 0 ? ["arrays", "objects"] : ["objects", "arrays"];
   for (const form of order) {
     if (form === "objects") {
-      record("events, objects (JSONEachRow)", await insertCpuMs("events", events, "JSONEachRow"));
-      record("sessions, objects (JSONEachRow)", await insertCpuMs("sessions", sessions, "JSONEachRow"));
+      record("events, objects (JSONEachRow)", await insertCpuMs("events", objectEvents, "JSONEachRow"));
+      record("sessions, objects (JSONEachRow)", await insertCpuMs("sessions", objectSessions, "JSONEachRow"));
     } else {
-      record("events, arrays (JSONCompactEachRow)", await insertCpuMs("events", compactEvents.rows, "JSONCompactEachRow", compactEvents.columns));
-      record("sessions, arrays (JSONCompactEachRow)", await insertCpuMs("sessions", compactSessions.rows, "JSONCompactEachRow", compactSessions.columns));
+      record("events, arrays (JSONCompactEachRow)", await insertCpuMs("events", events, "JSONCompactEachRow", columnsOf("events")));
+      record("sessions, arrays (JSONCompactEachRow)", await insertCpuMs("sessions", sessions, "JSONCompactEachRow", columnsOf("sessions")));
     }
   }
 }
