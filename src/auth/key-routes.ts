@@ -7,7 +7,7 @@ import type { App } from "../http/app-env.ts";
 import type { KeyRecord, KeyStore, NewKey } from "./key-store.ts";
 import { rootAuth } from "./middleware.ts";
 import { resolver } from "hono-openapi";
-import { describe, ErrorBody, jsonResponse } from "../http/openapi.ts";
+import { describe, errorResponse, jsonResponse } from "../http/openapi.ts";
 import { readJsonBody } from "../ingest/read-body.ts";
 import { wellFormed } from "../ingest/schemas.ts";
 import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
@@ -22,16 +22,22 @@ const Origin = v.pipe(
   v.check((s) => s === ANY_ORIGIN || !s.includes("*"), "wildcards inside an origin (https://*.shop.example) are not supported: list each origin, or send * alone to allow any"),
   v.check((s) => s === ANY_ORIGIN || normalizeOrigin(s) !== null, "expected an http(s) origin such as https://shop.example (no path), or *"),
   v.transform((s) => (s === ANY_ORIGIN ? s : normalizeOrigin(s)!)),
+  // What the checks enforce, as far as JSON Schema can say it (the document's reader validates with it).
+  v.metadata({ pattern: "^(\\*|[Hh][Tt][Tt][Pp][Ss]?://[^/?#*]+/?)$", description: "An http(s) origin (scheme, host, optional port; no path), or * alone" }),
 );
+/** `"*"` only as the list's one element (a JSON Schema form of the "send it alone" checks). */
+const STAR_ALONE = { anyOf: [{ maxItems: 1 }, { not: { contains: { const: "*" } } }] };
 const Origins = v.pipe(
   v.array(Origin),
   v.check((list) => !list.includes(ANY_ORIGIN) || list.length === 1, '"*" already means every origin; send it alone'),
+  v.metadata(STAR_ALONE),
 );
 const Services = v.pipe(
   v.array(v.union([v.literal("*"), ServiceId], 'expected a service id or "*"')),
   v.minLength(1, 'expected at least one service id, or ["*"] for all'),
   v.maxLength(1000, "expected at most 1000 services"),
   v.check((list) => !list.includes("*") || list.length === 1, '"*" already means every service; send it alone'),
+  v.metadata(STAR_ALONE),
 );
 /**
  * POST /v1/keys body. Fields that do not apply to the key's type are ignored (API.md shows one
@@ -62,6 +68,7 @@ export const CreateKeyBody = v.variant(
         ),
         ["service_id"],
       ),
+      v.metadata({ anyOf: [{ required: ["services"] }, { required: ["service_id"] }] }),
     ),
   ],
   'expected an object with "type": "public", "secret" or "admin"',
@@ -105,8 +112,8 @@ export function registerKeyRoutes(app: App, deps: { store: KeyStore; rootToken: 
   const keysDoc = (summary: string, status: number, schema?: v.GenericSchema, more: Record<number, ReturnType<typeof jsonResponse>> = {}) =>
     describe({ summary, tags: ["keys"], responses: { ...more, [status]: schema ? jsonResponse(schema, summary) : { description: summary } } });
   const bodyErrors = {
-    413: jsonResponse(ErrorBody, "Body over 64 KiB (payload_too_large)"),
-    415: jsonResponse(ErrorBody, "Content-Type not accepted (unsupported_media_type)"),
+    413: errorResponse(413, "Body over 64 KiB"),
+    415: errorResponse(415, "Content-Type not accepted"),
   };
   const KeyJson = v.object({
     id: v.string(), type: v.string(), name: v.string(), service_id: v.nullable(v.string()), services: v.array(v.string()),

@@ -11,7 +11,8 @@
  *     handler);
  *
  * - `describe(spec)`: hono-openapi's describeRoute with the contract's error responses added
- *   (400/401/403/404/413/429/503 as `ErrorBody`), so every route documents the same error shape.
+ *   (400/401/403/404/405/429/500/503, each with the codes of its status, src/errors.ts), so every route
+ *   documents the same error shape.
  * - `jsonResponse(schema, description)`: a JSON response from a valibot schema.
  * - Query strings and path parameters are documented by the validators in src/http/validate.ts
  *   (`queryValidator`, `paramValidator`); bodies by hono-openapi's `validator("json", ...)`.
@@ -20,24 +21,34 @@
 import type { Hono } from "hono";
 import { describeRoute, openAPIRouteHandler, resolver } from "hono-openapi";
 import * as v from "valibot";
+import { ERROR_STATUS, type ErrorCode } from "../errors.ts";
 
-/** The contract's error body. */
-export const ErrorBody = v.object({
-  error: v.object({
-    code: v.string(),
-    message: v.string(),
-    issues: v.optional(v.array(v.object({ path: v.string(), message: v.string() }))),
-  }),
-  request_id: v.string(),
-});
+/** The contract's error body, its `code` one of `codes` (all of ERROR_STATUS when not given). */
+function errorBody(codes: readonly ErrorCode[] = Object.keys(ERROR_STATUS) as ErrorCode[]) {
+  return v.object({
+    error: v.object({
+      code: v.picklist(codes),
+      message: v.string(),
+      issues: v.optional(v.array(v.object({ path: v.string(), message: v.string() }))),
+    }),
+    request_id: v.string(),
+  });
+}
 
-type HeaderSpec = { description: string; schema: { type: "string" | "integer" } };
+/** The error answer of one HTTP status: the codes that status carries (src/errors.ts). */
+export function errorResponse(status: number, description: string, headers: Record<string, HeaderSpec> = {}) {
+  const codes = (Object.keys(ERROR_STATUS) as ErrorCode[]).filter((c) => ERROR_STATUS[c] === status);
+  if (codes.length === 0) throw new Error(`no error code has status ${status}`);
+  return jsonResponse(errorBody(codes), `${description} (${codes.join(" / ")})`, headers);
+}
+
+type HeaderSpec = { description: string; schema: { type: "string" | "integer"; enum?: string[] } };
 const header = (description: string, type: "string" | "integer" = "string"): HeaderSpec => ({ description, schema: { type } });
 /** Every answer carries it (API.md). */
 const REQUEST_ID = { "X-Request-Id": header("The request's id: the client's own, echoed as sent, else generated; error bodies carry it as request_id") };
 /** The cached routes' answers (API.md: X-Cache). */
 export const CACHE_HEADERS = {
-  "X-Cache": header("HIT when the answer came from the cache, MISS when it was computed"),
+  "X-Cache": { description: "HIT when the answer came from the cache, MISS when it was computed", schema: { type: "string", enum: ["HIT", "MISS"] } } as HeaderSpec,
   Age: header("Seconds since the cached answer was computed", "integer"),
 };
 
@@ -47,13 +58,14 @@ export function jsonResponse(schema: v.GenericSchema, description: string, heade
 }
 
 const ERRORS = {
-  400: jsonResponse(ErrorBody, "Invalid input (invalid_query / invalid_body), with issues naming each field"),
-  401: jsonResponse(ErrorBody, "Missing, unknown or revoked credential"),
-  403: jsonResponse(ErrorBody, "A valid credential without access to this route or service"),
-  404: jsonResponse(ErrorBody, "No such route or resource (not_found)"),
-  405: jsonResponse(ErrorBody, "Method not allowed on this route (method_not_allowed)", { Allow: header("The methods the route answers") }),
-  429: jsonResponse(ErrorBody, "Rate limited"),
-  503: jsonResponse(ErrorBody, "Temporarily unavailable (unavailable)", { "Retry-After": header("Seconds to wait before retrying", "integer") }),
+  400: errorResponse(400, "Invalid input, with issues naming each field"),
+  401: errorResponse(401, "Missing, unknown or revoked credential"),
+  403: errorResponse(403, "A valid credential without access to this route or service"),
+  404: errorResponse(404, "No such route or resource"),
+  405: errorResponse(405, "Method not allowed on this route", { Allow: header("The methods the route answers") }),
+  429: errorResponse(429, "Rate limited (reserved: no route limits rates today)"),
+  500: errorResponse(500, "A fault of the service itself, never of the input"),
+  503: errorResponse(503, "Temporarily unavailable", { "Retry-After": header("Seconds to wait before retrying", "integer") }),
 };
 
 type DescribeSpec = Parameters<typeof describeRoute>[0];
@@ -76,7 +88,15 @@ export function documented<H extends object>(description: ReturnType<typeof desc
 export function registerOpenApiRoute(app: Hono<any>, info: { title?: string; version?: string } = {}): void {
   app.get(
     "/v1/openapi.json",
+    describeRoute({
+      summary: "This document (OpenAPI 3.1)",
+      tags: ["operations"],
+      security: [],
+      responses: { 200: { description: "The OpenAPI document of every route", headers: REQUEST_ID, content: { "application/json": { schema: { type: "object" } } } } },
+    }),
     openAPIRouteHandler(app, {
+      // Its default leaves out paths whose last segment has a dot, this document's own among them.
+      excludeStaticFile: false,
       documentation: {
         openapi: "3.1.0",
         info: { title: info.title ?? "Analytics service", version: info.version ?? "0.1.0", description: "See API.md for the meaning of every number." },

@@ -159,6 +159,8 @@ export const intParam = (min: number, max: number, what: string) =>
       v.regex(/^\d{1,9}$/, `${what}: a whole number from ${min} to ${max}`),
       v.check((s) => Number(s) >= min && Number(s) <= max, `${what}: a whole number from ${min} to ${max}`),
       v.description(`${what} (${min}..${max})`),
+      // What the check enforces, stated for the document (the value arrives as query text).
+      v.metadata({ type: "integer", minimum: min, maximum: max }),
     ),
   );
 
@@ -169,13 +171,24 @@ export const intParam = (min: number, max: number, what: string) =>
  */
 export const cursorParam = v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,1024}$/, "not a cursor from this API"), v.description("next_cursor of the previous page")));
 
+const TIME_FORMS = "expected a date YYYY-MM-DD, an ISO 8601 time with offset, or epoch milliseconds";
+/** Why a value of the right form is still refused: a date not on the calendar, or out of range. */
+function timeValueProblem(s: string): string {
+  if (DATE.test(s) || ISO_TIME.test(s) || EPOCH_MS.test(s)) {
+    if ((DATE.test(s) || ISO_TIME.test(s)) && !calendarDateExists(s)) return `${s.slice(0, 10)} is not a date on the calendar`;
+    return "out of range: times from 1970-01-01 to 2199-12-31 are accepted";
+  }
+  return TIME_FORMS;
+}
+
 const timeParam = (what: string) =>
   v.optional(
     v.pipe(
       v.string(),
-      v.maxLength(40, "expected a date YYYY-MM-DD, an ISO 8601 time with offset, or epoch milliseconds"),
-      v.check(isTimeValue, "expected a date YYYY-MM-DD, an ISO 8601 time with offset, or epoch milliseconds"),
+      v.maxLength(40, TIME_FORMS),
+      v.check(isTimeValue, (issue) => timeValueProblem(String(issue.input))),
       v.description(what),
+      v.metadata({ anyOf: [DATE, ISO_TIME, EPOCH_MS].map((r) => ({ pattern: r.source })) }),
     ),
   );
 

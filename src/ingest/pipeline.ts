@@ -11,12 +11,12 @@ import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
 import { parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { visitorId } from "./enrich/visitor-id.ts";
-import { ITEM_SCHEMAS, keepReservedProperties, USER_AGENT_MAX, type Item, type ItemType } from "./schemas.ts";
+import { ITEM_SCHEMAS, keepReservedProperties, USER_AGENT_MAX, type DropReason, type Item, type ItemType } from "./schemas.ts";
 import { BoundedMap, memoize } from "../memo.ts";
 import { parseIsoTime } from "../iso-time.ts";
 
 /** Why an item was not accepted (API.md: at least invalid, bot, duplicate). */
-export type DropReason = "invalid" | "forbidden" | "bot" | "duplicate";
+export type { DropReason };
 
 export class Drop {
   constructor(readonly reason: DropReason, readonly message: string, readonly issues?: Issue[]) {}

@@ -16,7 +16,7 @@ const httpUrl = v.pipe(
   maxChars(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
   v.check((s) => /^https?:\/\//i.test(s) && URL.canParse(s), "must be an absolute http(s) URL"),
-  v.metadata({ format: "uri", pattern: "^[Hh][Tt][Tt][Pp][Ss]?://" }),
+  v.metadata({ format: "uri", pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]" }),
 );
 /**
  * Referrers may be any URL with an authority (android-app://…) or empty for direct traffic.
@@ -112,6 +112,8 @@ const ms = v.pipe(v.number(), v.finite("must be a finite number"), v.minValue(0,
 
 const serviceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"));
 
+const SECRET_ONLY = "Secret keys only (a public key's request carrying it is refused with 403 forbidden); else from the connection";
+
 /** Fields every item may carry (API.md "Fields every item may carry"). */
 const common = {
   event_id: v.optional(v.pipe(v.string(), v.uuid("must be a UUID"))),
@@ -124,8 +126,8 @@ const common = {
   properties: v.optional(properties),
   // valibot's v.ip takes an IPv6 zone id (fe80::1%eth0), which names an interface of the sender's
   // host, not an address; JSON Schema's ipv6 format, which the OpenAPI document states, has none.
-  ip: v.optional(v.pipe(v.string(), v.maxLength(45, "must be an IPv4 or IPv6 address"), v.ip("must be an IPv4 or IPv6 address"), v.check((s) => !s.includes("%"), "must be an IPv4 or IPv6 address, without a zone id (%eth0)"), v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }] }))),
-  user_agent: v.optional(str(USER_AGENT_MAX)),
+  ip: v.optional(v.pipe(v.string(), v.maxLength(45, "must be an IPv4 or IPv6 address"), v.ip("must be an IPv4 or IPv6 address"), v.check((s) => !s.includes("%"), "must be an IPv4 or IPv6 address, without a zone id (%eth0)"), v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }], description: SECRET_ONLY }))),
+  user_agent: v.optional(v.pipe(str(USER_AGENT_MAX), v.metadata({ description: SECRET_ONLY }))),
   service_id: v.optional(serviceId),
 };
 
@@ -164,17 +166,18 @@ const funnelNameField = v.pipe(
   v.check((s) => s !== "." && s !== "..", 'must not be "." or "..": no URL of /v1/funnels/:name can name it'),
   v.metadata({ not: { enum: [".", ".."] } }),
 );
+const FUNNEL_NAME_REQUIRED = { anyOf: [{ required: ["funnel"] }, { required: ["name"] }] };
 export const FunnelItem = v.pipe(
   v.object({
     ...common,
     type: v.optional(v.literal("funnel")),
     funnel: v.optional(funnelNameField),
-    name: v.optional(funnelNameField),
+    name: v.optional(v.pipe(funnelNameField, v.metadata({ description: "Taken as the funnel's name when `funnel` is absent" }))),
     step: v.pipe(v.number(), v.integer("must be an integer"), v.minValue(1, "must be 1–20"), v.maxValue(20, "must be 1–20")),
     step_name: v.optional(str(120)),
   }),
   v.forward(v.check((i) => i.funnel !== undefined || i.name !== undefined, "is required: the funnel's name, 1–64 characters"), ["funnel"]),
-  v.metadata({ anyOf: [{ required: ["funnel"] }, { required: ["name"] }] }),
+  v.metadata(FUNNEL_NAME_REQUIRED),
 );
 
 /** The funnel a funnel item is a step of. */
@@ -193,6 +196,7 @@ export const ErrorItem = v.object({
   column: v.optional(uint32),
 });
 
+const ONE_METRIC_REQUIRED = { anyOf: ["lcp", "inp", "cls", "fcp", "ttfb"].map((m) => ({ required: [m] })) };
 export const VitalsItem = v.pipe(
   v.object({
     ...common,
@@ -205,7 +209,7 @@ export const VitalsItem = v.pipe(
     cls: v.optional(v.pipe(v.number(), v.finite("must be a finite number"), v.minValue(0, "must be ≥ 0"), v.maxValue(100, "must be ≤ 100"))),
   }),
   v.check((i) => [i.lcp, i.inp, i.fcp, i.ttfb, i.cls].some((x) => x !== undefined), "must carry at least one of lcp, inp, cls, fcp, ttfb"),
-  v.metadata({ anyOf: ["lcp", "inp", "cls", "fcp", "ttfb"].map((m) => ({ required: [m] })) }),
+  v.metadata(ONE_METRIC_REQUIRED),
 );
 
 export const ITEM_SCHEMAS = {
@@ -240,17 +244,25 @@ export const BatchItemDoc = v.variant("type", [
   v.object({ ...SessionItem.entries, type: v.literal("session") }),
   v.object({ ...PageviewItem.entries, type: v.literal("pageview") }),
   v.object({ ...EventItem.entries, type: v.literal("event") }),
-  v.object({ ...FunnelItem.pipe[0].entries, type: v.literal("funnel") }),
+  v.pipe(v.object({ ...FunnelItem.pipe[0].entries, type: v.literal("funnel") }), v.metadata(FUNNEL_NAME_REQUIRED)),
   v.object({ ...ErrorItem.entries, type: v.literal("error") }),
-  v.object({ ...VitalsItem.pipe[0].entries, type: v.literal("vitals") }),
+  v.pipe(v.object({ ...VitalsItem.pipe[0].entries, type: v.literal("vitals") }), v.metadata(ONE_METRIC_REQUIRED)),
 ]);
+
+/**
+ * Why an item was dropped (API.md names invalid, bot and duplicate). `forbidden`: a batch item
+ * naming another service, or setting a field its key may not set (a single-item route answers
+ * 403 instead).
+ */
+export const DROP_REASONS = ["invalid", "forbidden", "bot", "duplicate"] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
 
 /** The 202 answer of every ingest route. */
 export const IngestResponse = v.object({
-  accepted: v.number(),
+  accepted: v.pipe(v.number(), v.integer()),
   dropped: v.array(v.object({
-    index: v.number(),
-    reason: v.string(),
+    index: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    reason: v.picklist(DROP_REASONS),
     message: v.string(),
     issues: v.optional(v.array(v.object({ path: v.string(), message: v.string() }))),
   })),

@@ -12,14 +12,9 @@ export type Readiness = () => Promise<string[]>;
 
 /** `/healthz` (the process is up), `/readyz` (dependencies ready), `/metrics` (Prometheus). */
 export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metrics: Metrics; logger: Logger }): void {
-  const ops = (summary: string, schema: v.GenericSchema) =>
-    describe({ summary, tags: ["operations"], security: [], responses: { 200: jsonResponse(schema, summary) } });
-  const Ready = v.object({
-    status: v.string(),
-    reasons: v.optional(v.array(v.string())),
-    error: v.optional(v.object({ code: v.string(), message: v.string() })),
-    request_id: v.optional(v.string()),
-  });
+  const ops = (summary: string, schema: v.GenericSchema, more: Record<number, ReturnType<typeof jsonResponse>> = {}) =>
+    describe({ summary, tags: ["operations"], security: [], responses: { ...more, 200: jsonResponse(schema, summary) } });
+  const Ready = v.object({ status: v.literal("ready") });
   // A probe every few seconds would repeat the same line: readiness is logged when it changes
   // (a 503's reasons at warn, as the README's Logs section says of 503s; the way back at info).
   let lastReasons = "";
@@ -32,7 +27,14 @@ export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metric
     lastReasons = now;
   };
   app.get("/healthz", ops("The process is up", v.object({ status: v.literal("ok") })), (c) => c.json({ status: "ok" }));
-  app.get("/readyz", ops("ClickHouse answers, the schema is current, the spool is below its cap (503 with reasons otherwise)", Ready), async (c) => {
+  const NotReady = v.object({
+    status: v.literal("not_ready"),
+    reasons: v.array(v.string()),
+    error: v.object({ code: v.literal("unavailable"), message: v.string() }),
+    request_id: v.string(),
+  });
+  const notReady = jsonResponse(NotReady, "Not ready: the reasons, in the error body's shape", { "Retry-After": { description: "Seconds to wait before asking again", schema: { type: "integer" } } });
+  app.get("/readyz", ops("ClickHouse answers, the schema is current, the spool is below its cap (503 with reasons otherwise)", Ready, { 503: notReady }), async (c) => {
     const reasons = await deps.readiness();
     logChange(reasons);
     if (reasons.length === 0) return c.json({ status: "ready" });

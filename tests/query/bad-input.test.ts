@@ -62,6 +62,24 @@ describe("400 invalid_query naming the parameter", () => {
   ];
   for (const [path, param] of cases) test(`${path.slice(0, 90)} → ${param}`, () => expect400(path, param));
 
+  // The input audit of session 23: a date of the right form but off the calendar, or out of range,
+  // was told "expected a date YYYY-MM-DD, an ISO 8601 time with offset, or epoch milliseconds".
+  test("a time of the right form is told what is wrong with it: not on the calendar, or out of range", async () => {
+    const messages: Record<string, string> = {};
+    for (const value of ["2026-02-30", "2026-02-30T10:00:00Z", "1969-12-31", "9999-12-31", "99999999999999", "yesterday"]) {
+      const body = (await (await get(`/v1/sessions?service_id=alpha&from=${value}`)).json()) as { error: { issues: Array<{ path: string; message: string }> } };
+      messages[value] = body.error.issues.find((i) => i.path === "from")!.message;
+    }
+    expect(messages).toEqual({
+      "2026-02-30": "2026-02-30 is not a date on the calendar",
+      "2026-02-30T10:00:00Z": "2026-02-30 is not a date on the calendar",
+      "1969-12-31": "out of range: times from 1970-01-01 to 2199-12-31 are accepted",
+      "9999-12-31": "out of range: times from 1970-01-01 to 2199-12-31 are accepted",
+      "99999999999999": "out of range: times from 1970-01-01 to 2199-12-31 are accepted",
+      yesterday: "expected a date YYYY-MM-DD, an ISO 8601 time with offset, or epoch milliseconds",
+    });
+  });
+
   // The input audit: a repeated parameter was answered "Invalid type: Expected string but received Array".
   test("a parameter sent twice is named, with a message that says to send it once", async () => {
     for (const [path, param] of [["/v1/sessions?service_id=alpha&limit=5&limit=6", "limit"], ["/v1/sessions?service_id=alpha&service_id=beta", "service_id"]] as const) {

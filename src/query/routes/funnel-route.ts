@@ -18,7 +18,7 @@ export const funnelQuery = {
 };
 export const funnelParams = { name: v.pipe(maxChars(64, "1-64 characters"), v.minLength(1, "1-64 characters"), v.description("funnel name")) };
 
-const ratio = v.nullable(v.number());
+const ratio = v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(1)));
 const FunnelResponse = v.object({
   funnel: v.string(),
   steps: v.array(

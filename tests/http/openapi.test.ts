@@ -1,0 +1,166 @@
+// GET /v1/openapi.json against the server itself: a client that trusts the document must not be
+// surprised. Bodies and query values the document refuses (where JSON Schema can say so) are the
+// ones the server refuses, and what it accepts the server accepts; real answers validate against
+// the schema of their status. Validated with Ajv (JSON Schema 2020-12, as OpenAPI 3.1 uses).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Ajv2020 from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
+import { ERROR_STATUS } from "../../src/errors.ts";
+import { ROOT_TOKEN, startTestService, type TestService } from "../helpers/service.ts";
+
+const CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+
+let svc: TestService;
+let secret: string;
+let admin: string;
+// biome-ignore lint: the document is plain JSON
+let doc: any;
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats(ajv);
+
+/** The document's JSON schema of an operation's request body, response or query parameter. */
+const bodySchema = (path: string, method = "post") => doc.paths[path][method].requestBody.content["application/json"].schema;
+const responseSchema = (path: string, method: string, status: number) => doc.paths[path][method].responses[String(status)].content["application/json"].schema;
+const paramSchema = (path: string, name: string) => doc.paths[path].get.parameters.find((p: { name: string }) => p.name === name).schema;
+const valid = (schema: object, value: unknown) => ajv.validate(schema, value);
+
+function post(path: string, body: unknown, key: string): Promise<Response> {
+  return Promise.resolve(svc.app.request(path, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  }));
+}
+
+beforeAll(async () => {
+  svc = await startTestService();
+  secret = await svc.key({ type: "secret", service_id: "doc" });
+  admin = await svc.key({ type: "admin", services: ["doc"] });
+  const res = await svc.app.request("/v1/openapi.json");
+  expect(res.status).toBe(200);
+  doc = await res.json();
+});
+afterAll(() => svc.dispose());
+
+describe("GET /v1/openapi.json", () => {
+  test("documents every route of the contract, itself included", () => {
+    const routes = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+    expect(routes).toEqual(expect.arrayContaining([
+      "POST /v1/ingest/session", "POST /v1/ingest/event", "POST /v1/ingest/pageview", "POST /v1/ingest/batch",
+      "GET /v1/sessions", "GET /v1/sessions/stats", "GET /v1/events", "GET /v1/funnels/{name}", "GET /v1/behavior/summary",
+      "POST /v1/keys", "GET /v1/keys", "DELETE /v1/keys/{id}", "GET /healthz", "GET /readyz", "GET /metrics", "GET /v1/openapi.json",
+    ]));
+  });
+
+  test("each error status names its codes, and every code of the API is named", () => {
+    const named = new Set<string>();
+    for (const ops of Object.values(doc.paths as Record<string, Record<string, { responses: Record<string, any> }>>)) {
+      for (const op of Object.values(ops)) {
+        for (const [status, response] of Object.entries(op.responses)) {
+          const codes: string[] | undefined = response.content?.["application/json"]?.schema?.properties?.error?.properties?.code?.enum;
+          if (!codes) continue;
+          for (const code of codes) {
+            expect(`${code} ${ERROR_STATUS[code as keyof typeof ERROR_STATUS]}`).toBe(`${code} ${status}`);
+            named.add(code);
+          }
+        }
+      }
+    }
+    expect([...named].sort()).toEqual(Object.keys(ERROR_STATUS).sort());
+  });
+
+  test("batch items: what the document refuses the server drops as invalid, what it accepts is accepted", async () => {
+    const itemSchema = bodySchema("/v1/ingest/batch").properties.items.items;
+    const base = { ip: "203.0.113.9", user_agent: CHROME };
+    const cases: Array<{ item: Record<string, unknown>; ok: boolean }> = [
+      { item: { type: "funnel", step: 1 }, ok: false }, // no funnel name
+      { item: { type: "funnel", funnel: "checkout", step: 1 }, ok: true },
+      { item: { type: "funnel", name: "checkout", step: 2 }, ok: true }, // `name` stands in for `funnel`
+      { item: { type: "vitals", url: "https://doc.example/" }, ok: false }, // no metric
+      { item: { type: "vitals", url: "https://doc.example/", cls: 0.05 }, ok: true },
+      { item: { type: "pageview", url: "https://" }, ok: false }, // no host
+      { item: { type: "pageview", url: "https://doc.example/a" }, ok: true },
+      { item: { type: "event", name: "" }, ok: false },
+      { item: { type: "event", name: "signup", conversion: true }, ok: true },
+    ];
+    const items = cases.map((c) => ({ ...base, ...c.item }));
+    const res = await post("/v1/ingest/batch", { items }, secret);
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { accepted: number; dropped: Array<{ index: number; reason: string }> };
+    expect(valid(responseSchema("/v1/ingest/batch", "post", 202), body)).toBe(true);
+    const dropped = new Map(body.dropped.map((d) => [d.index, d.reason]));
+    const outcome = items.map((item, i) => ({ item: cases[i]!.item, document: valid(itemSchema, item), server: !dropped.has(i) }));
+    expect(outcome).toEqual(cases.map((c) => ({ item: c.item, document: c.ok, server: c.ok })));
+    expect([...dropped.values()].every((r) => r === "invalid")).toBe(true);
+  });
+
+  test("a 202 with every drop reason validates: bot, duplicate, invalid", async () => {
+    const eventId = crypto.randomUUID();
+    const items = [
+      { type: "event", name: "a", event_id: eventId, ip: "203.0.113.10", user_agent: CHROME },
+      { type: "event", name: "a", event_id: eventId, ip: "203.0.113.10", user_agent: CHROME },
+      { type: "event", name: "b", ip: "203.0.113.11", user_agent: "Googlebot/2.1 (+http://www.google.com/bot.html)" },
+      { type: "event", ip: "203.0.113.12", user_agent: CHROME },
+    ];
+    const res = await post("/v1/ingest/batch", { items }, secret);
+    const body = (await res.json()) as { dropped: Array<{ reason: string }> };
+    expect(body.dropped.map((d) => d.reason)).toEqual(["duplicate", "bot", "invalid"]);
+    expect(valid(responseSchema("/v1/ingest/batch", "post", 202), body)).toBe(true);
+    // A reason the document does not name would fail the same schema.
+    expect(valid(responseSchema("/v1/ingest/batch", "post", 202), { ...body, dropped: [{ index: 0, reason: "other", message: "x" }] })).toBe(false);
+  });
+
+  test("POST /v1/keys: the document refuses what the server refuses", async () => {
+    const schema = bodySchema("/v1/keys");
+    const cases: Array<{ body: Record<string, unknown>; ok: boolean }> = [
+      { body: { type: "admin" }, ok: false },
+      { body: { type: "admin", services: ["*", "doc"] }, ok: false },
+      { body: { type: "public", service_id: "doc", origins: ["not a url"] }, ok: false },
+      { body: { type: "public", service_id: "doc", origins: ["*", "https://doc.example"] }, ok: false },
+      { body: { type: "admin", service_id: "doc" }, ok: true },
+      { body: { type: "admin", services: ["*"] }, ok: true },
+      { body: { type: "public", service_id: "doc", origins: ["https://doc.example", "http://localhost:8080"] }, ok: true },
+    ];
+    const outcome = [];
+    for (const c of cases) {
+      const res = await post("/v1/keys", c.body, ROOT_TOKEN);
+      outcome.push({ body: c.body, document: valid(schema, c.body), server: res.status === 201 });
+      if (res.status !== 201) expect(valid(responseSchema("/v1/keys", "post", res.status), await res.json())).toBe(true);
+    }
+    expect(outcome).toEqual(cases.map((c) => ({ body: c.body, document: c.ok, server: c.ok })));
+  });
+
+  test("query values: limits and times the document refuses the server refuses (400 invalid_query)", async () => {
+    const cases: Array<{ name: string; value: string; ok: boolean }> = [
+      { name: "limit", value: "0", ok: false },
+      { name: "limit", value: "1001", ok: false },
+      { name: "limit", value: "1000", ok: true },
+      { name: "from", value: "yesterday", ok: false },
+      { name: "from", value: "2026-11-01", ok: true },
+      { name: "from", value: "2026-11-01T00:00:00+01:00", ok: true },
+      { name: "from", value: String(Date.now() - 86_400_000), ok: true },
+    ];
+    const outcome = [];
+    for (const c of cases) {
+      const schema = paramSchema("/v1/sessions", c.name);
+      // Query values arrive as text; the document states numbers as integers.
+      const asDocumented = schema.type === "integer" ? Number(c.value) : c.value;
+      const res = await svc.app.request(`/v1/sessions?service_id=doc&${c.name}=${encodeURIComponent(c.value)}`, { headers: { Authorization: `Bearer ${admin}` } });
+      const answer = await res.json();
+      expect(valid(responseSchema("/v1/sessions", "get", res.status), answer)).toBe(true);
+      outcome.push({ ...c, document: valid(schema, asDocumented), server: res.status === 200 });
+    }
+    expect(outcome).toEqual(cases.map((c) => ({ ...c, document: c.ok, server: c.ok })));
+  });
+
+  test("error answers validate against their status's schema, and a wrong code would not", async () => {
+    const unauthorized = await svc.app.request("/v1/sessions?service_id=doc");
+    expect(unauthorized.status).toBe(401);
+    const body = await unauthorized.json();
+    const schema = responseSchema("/v1/sessions", "get", 401);
+    expect(valid(schema, body)).toBe(true);
+    expect(valid(schema, { ...body, error: { ...body.error, code: "forbidden" } })).toBe(false);
+    const ready = await svc.app.request("/readyz");
+    expect(valid(responseSchema("/readyz", "get", ready.status), await ready.json())).toBe(true);
+  });
+});
