@@ -28,15 +28,23 @@ export interface AuthOptions {
 export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareHandler<AppEnv> {
   const isRoot = rootMatcher(opts.rootToken);
   return async function ingestAuthMiddleware(c, next) {
-    const header = bearerToken(c) ?? nonEmpty(c.req.header("x-api-key"));
-    const query = header === undefined ? nonEmpty(c.req.query("key")) : undefined;
+    const bearer = bearerToken(c);
+    const apiKey = nonEmpty(c.req.header("x-api-key"));
+    const query = nonEmpty(c.req.query("key"));
     // `?key=A&key=B` used the first and ignored the other: which key was meant is the sender's to say.
     if (query !== undefined && (c.req.queries("key")?.length ?? 0) > 1) {
       const message = "given more than once; send one key";
       throw new ApiError("invalid_query", `key: ${message}`, { issues: [{ path: "key", message }] });
     }
+    // So are two different keys in two places (the hostile-input audit: the header's was taken and
+    // the other ignored, so a misconfigured client wrote into the other key's service). The same key
+    // twice is one key.
+    if (bearer !== undefined && apiKey !== undefined && bearer !== apiKey) throw twoKeys("Authorization and X-API-Key");
+    const header = bearer ?? apiKey;
+    if (header !== undefined && query !== undefined && header !== query) throw twoKeys("the key header and the key query parameter");
     if (header !== undefined || query !== undefined) {
       const key = (header ?? query)!;
+      c.set("ingestKey", key);
       const source = header !== undefined ? "header" : "query";
       if (header !== undefined && isRoot(header)) {
         throw new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
@@ -50,6 +58,10 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
   };
 }
 
+function twoKeys(where: string): ApiError {
+  return new ApiError("invalid_request", `${where} carry two different keys: send one key`);
+}
+
 /** The 401 of an ingest request without any key. */
 export const MISSING_INGEST_KEY = "Missing API key: send Authorization: Bearer <key>, X-API-Key, or (public keys) a key query parameter or body field";
 
@@ -59,8 +71,14 @@ export const MISSING_INGEST_KEY = "Missing API key: send Authorization: Bearer <
  */
 export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown): Promise<IngestPrincipal> {
   const current = c.get("principal") as Principal | undefined;
-  if (current?.kind === "ingest") return current;
   const key = typeof bodyKey === "string" ? nonEmpty(bodyKey) : undefined;
+  if (current?.kind === "ingest") {
+    if (key !== undefined && key !== c.get("ingestKey")) {
+      const message = "is another key than the request's header or query parameter: send one key";
+      throw new ApiError("invalid_body", `key: ${message}`, { issues: [{ path: "key", message }] });
+    }
+    return current;
+  }
   if (key === undefined) {
     throw new ApiError("unauthorized", MISSING_INGEST_KEY);
   }

@@ -11,6 +11,8 @@ export interface AppEnv {
   Variables: {
     requestId: string;
     principal: Principal;
+    /** The ingest key a request presented in a header or the query (a body `key` must be the same). */
+    ingestKey: string;
     /** Route pattern for logs and metrics (low cardinality). */
     route: string;
   };

@@ -92,14 +92,41 @@ describe("ingestAuth", () => {
       expect([query, res.status, body.error.code]).toEqual([query, 400, "invalid_query"]);
       expect(body.error.issues).toEqual([{ path: "key", message: "given more than once; send one key" }]);
     }
-    // A key in a header wins over the query, as before.
-    expect((await ingest({ "X-API-Key": keys.public }, {}, `?key=a&key=b`)).status).toBe(202);
+    // With a key in a header too.
+    expect((await ingest({ "X-API-Key": keys.public }, {}, `?key=a&key=b`)).status).toBe(400);
   });
 
-  test("a header key wins over a body key", async () => {
-    const res = await ingest({ Authorization: `Bearer ${keys.secret}` }, { key: generateKey("public") });
-    expect(res.status).toBe(202);
-    expect(((await res.json()) as { principal: { type: string } }).principal.type).toBe("secret");
+  // The hostile-input audit of session 23: with two different keys the header's was taken and the
+  // other ignored (202), so a misconfigured client wrote into the header key's service.
+  test("two different keys in one request are refused, wherever they are; the same key twice is one key", async () => {
+    const other = generateKey("public");
+    const refused = [
+      [{ Authorization: `Bearer ${keys.secret}`, "X-API-Key": keys.public }, {}, ""],
+      [{ Authorization: `Bearer ${keys.public}`, "X-API-Key": "garbage" }, {}, ""],
+      [{ Authorization: `Bearer ${keys.secret}` }, {}, `?key=${keys.public}`],
+      [{ "X-API-Key": keys.public }, {}, `?key=${other}`],
+      [{ Authorization: `Bearer ${keys.secret}` }, { key: keys.public }, ""],
+      [{}, { key: other }, `?key=${keys.public}`],
+    ] as const;
+    const answers = [];
+    for (const [headers, body, query] of refused) {
+      const res = await ingest({ ...headers }, { ...body }, query);
+      const error = ((await res.json()) as { error: { code: string; message: string } }).error;
+      answers.push([res.status, error.code, error.message.endsWith("send one key")]);
+    }
+    expect(answers).toEqual([
+      [400, "invalid_request", true], [400, "invalid_request", true], [400, "invalid_request", true],
+      [400, "invalid_request", true], [400, "invalid_body", true], [400, "invalid_body", true],
+    ]);
+    for (const [headers, body, query] of [
+      [{ Authorization: `Bearer ${keys.public}`, "X-API-Key": keys.public }, {}, ""],
+      [{ "X-API-Key": keys.public }, { key: keys.public }, `?key=${keys.public}`],
+      [{}, { key: keys.public }, `?key=${keys.public}`],
+    ] as const) {
+      const res = await ingest({ ...headers }, { ...body }, query);
+      expect(res.status).toBe(202);
+      expect(((await res.json()) as { principal: { type: string } }).principal.type).toBe("public");
+    }
   });
 
   test("an Origin is checked against the key's list; none at all is fine", async () => {
