@@ -30,8 +30,8 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
     throw new ApiError("unsupported_media_type", `Content-Type ${JSON.stringify(contentType)} names no media type; send application/json or text/plain holding JSON`);
   }
   if (semicolon >= 0) checkCharset(contentType.slice(semicolon + 1));
-  // x-gzip is gzip (RFC 9110, 8.4.1.3).
-  const sent = (request.headers.get("content-encoding") ?? "identity").trim().toLowerCase();
+  // x-gzip is gzip (RFC 9110, 8.4.1.3); an empty header names no coding.
+  const sent = (request.headers.get("content-encoding") ?? "").trim().toLowerCase() || "identity";
   const encoding = sent === "x-gzip" ? "gzip" : sent;
   if (encoding !== "identity" && encoding !== "gzip") {
     throw new ApiError("unsupported_media_type", `Content-Encoding ${encoding} is not accepted; send gzip or no encoding`);

@@ -127,6 +127,9 @@ describe("happy paths", () => {
     // x-gzip is gzip (RFC 9110, 8.4.1.3); it was a 415.
     const xzipped = await post("/v1/ingest/batch", gzipSync(JSON.stringify({ items: [{ type: "event", name: "xzip", user_agent: CHROME, ip: "9.9.9.9" }] })), { "Content-Encoding": "x-gzip" });
     expect([xzipped.status, ((await xzipped.json()) as { accepted: number }).accepted]).toEqual([202, 1]);
+    // An empty Content-Encoding names no coding: identity. It was a 415 "Content-Encoding  is not accepted".
+    const blank = await post("/v1/ingest/batch", JSON.stringify({ items: [{ type: "event", name: "blank-ce", user_agent: CHROME, ip: "9.9.9.9" }] }), { "Content-Encoding": " " });
+    expect([blank.status, ((await blank.json()) as { accepted: number }).accepted]).toEqual([202, 1]);
   });
 });
 
