@@ -30,21 +30,15 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
   return async function ingestAuthMiddleware(c, next) {
     const bearer = bearerToken(c);
     const apiKey = nonEmpty(c.req.header("x-api-key"));
-    const query = nonEmpty(c.req.query("key"));
+    const header = bearer ?? apiKey;
+    const query = header === undefined ? nonEmpty(c.req.query("key")) : undefined;
     // `?key=A&key=B` used the first and ignored the other: which key was meant is the sender's to say.
     if (query !== undefined && (c.req.queries("key")?.length ?? 0) > 1) {
       const message = "given more than once; send one key";
       throw new ApiError("invalid_query", `key: ${message}`, { issues: [{ path: "key", message }] });
     }
-    // So are two different keys in two places (the hostile-input audit: the header's was taken and
-    // the other ignored, so a misconfigured client wrote into the other key's service). The same key
-    // twice is one key.
-    if (bearer !== undefined && apiKey !== undefined && bearer !== apiKey) throw twoKeys("Authorization and X-API-Key");
-    const header = bearer ?? apiKey;
-    if (header !== undefined && query !== undefined && header !== query) throw twoKeys("the key header and the key query parameter");
     if (header !== undefined || query !== undefined) {
       const key = (header ?? query)!;
-      c.set("ingestKey", key);
       const source = header !== undefined ? "header" : "query";
       if (header !== undefined && isRoot(header)) {
         throw new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
@@ -53,13 +47,22 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
       const record = store.verifyKnown?.(key);
       if (record === null) throw new ApiError("unauthorized", "Unknown or revoked API key");
       c.set("principal", record !== undefined ? principalOf(c, record, source) : await ingestPrincipalFor(c, store, key, source));
+      // A key that works, beside another key (the hostile-input audit: the first was taken and the
+      // other ignored, so a misconfigured client wrote into a service it may not have meant). The
+      // same key twice is one key. The body's key is compared in resolveBodyKey.
+      if (bearer !== undefined && apiKey !== undefined && apiKey !== bearer) throw twoKeys("Authorization and X-API-Key");
+      if (header !== undefined && c.req.url.includes("key=")) {
+        const queried = c.req.queries("key")?.map((k) => k.trim()).filter((k) => k !== "") ?? [];
+        if (queried.some((k) => k !== header)) throw twoKeys("The key header and the key query parameter");
+      }
+      c.set("ingestKey", key);
     }
     await next();
   };
 }
 
 function twoKeys(where: string): ApiError {
-  return new ApiError("invalid_request", `${where} carry two different keys: send one key`);
+  return new ApiError("unauthorized", `${where} carry two different keys: send one key`);
 }
 
 /** The 401 of an ingest request without any key. */
@@ -73,10 +76,7 @@ export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown):
   const current = c.get("principal") as Principal | undefined;
   const key = typeof bodyKey === "string" ? nonEmpty(bodyKey) : undefined;
   if (current?.kind === "ingest") {
-    if (key !== undefined && key !== c.get("ingestKey")) {
-      const message = "is another key than the request's header or query parameter: send one key";
-      throw new ApiError("invalid_body", `key: ${message}`, { issues: [{ path: "key", message }] });
-    }
+    if (key !== undefined && key !== c.get("ingestKey")) throw twoKeys("The body's key and the request's header or query parameter");
     return current;
   }
   if (key === undefined) {

@@ -50,17 +50,19 @@ export interface SessionListQuery {
   after?: Keyset;
 }
 
-type Raw = { sid: string; started: number; ended: number } & Record<`a_${(typeof TEXT_COLUMNS)[number]}`, string> &
+type Raw = { sid: string; started: number; ended: number; at: number } & Record<`a_${(typeof TEXT_COLUMNS)[number]}`, string> &
   Record<`a_${(typeof NUMBER_COLUMNS)[number]}`, number>;
 
 /**
  * One page of sessions, newest first by (started_at, session_id); see newest-first.ts for the
- * windows. A first page's cursor records when the page was read (after its reads: a move that
- * page saw is not one "since"), and every later page of the walk carries that time on.
+ * windows. A first page's cursor records when the page was read, and every later page of the walk
+ * carries that time on. The time is the engine's clock as its last read began (its rows come from
+ * that read): a move stored after that was not seen by the page, and `moved_at` comes from the
+ * same clock, so another instance's clock does not matter.
  */
-export async function listSessions(ch: ClickHouseClient, q: SessionListQuery, now: () => number = Date.now): Promise<Page<SessionRow>> {
+export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): Promise<Page<SessionRow>> {
   const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => sessionsBetween(ch, q, lower, upper));
-  const snapshot = q.after?.s ?? now();
+  const snapshot = q.after?.s ?? rows[0]?.at;
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
   return {
@@ -118,7 +120,8 @@ async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower:
   // Two steps: pick the page's sessions with a narrow GROUP BY (id, sign, start only), then read
   // every column of just those; grouping all columns of every session in the window costs far more.
   const sql = `SELECT session_id AS sid, ${COLUMNS},
-      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended
+      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended,
+      toUnixTimestamp64Milli(now64(3)) AS at
     FROM sessions
     WHERE ${inWindow}
       AND session_id IN (
