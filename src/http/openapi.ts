@@ -70,9 +70,10 @@ const ERRORS = {
 
 type DescribeSpec = Parameters<typeof describeRoute>[0];
 
-/** Documents a route: describeRoute plus the shared error responses. */
-export function describe(spec: DescribeSpec) {
-  return describeRoute({ ...spec, responses: { ...ERRORS, ...spec.responses } });
+/** Documents a route: describeRoute plus the shared error responses (those of `errors` when given). */
+export function describe(spec: DescribeSpec, errors?: ReadonlyArray<keyof typeof ERRORS>) {
+  const shared = errors ? Object.fromEntries(errors.map((status) => [status, ERRORS[status]])) : ERRORS;
+  return describeRoute({ ...spec, responses: { ...shared, ...spec.responses } });
 }
 
 /**

@@ -10,10 +10,13 @@ export const SHUTTING_DOWN = "shutting down";
 /** What /readyz checks: each check answers null when fine, or the reason it is not. */
 export type Readiness = () => Promise<string[]>;
 
+/** What an operations route can answer besides its own: no credential is read, no input taken. */
+const OPS_ERRORS = [400, 405, 500] as const; // 400: a request no route can read (a Host naming no host)
+
 /** `/healthz` (the process is up), `/readyz` (dependencies ready), `/metrics` (Prometheus). */
 export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metrics: Metrics; logger: Logger }): void {
   const ops = (summary: string, schema: v.GenericSchema, more: Record<number, ReturnType<typeof jsonResponse>> = {}) =>
-    describe({ summary, tags: ["operations"], security: [], responses: { ...more, 200: jsonResponse(schema, summary) } });
+    describe({ summary, tags: ["operations"], security: [], responses: { ...more, 200: jsonResponse(schema, summary) } }, OPS_ERRORS);
   const Ready = v.object({ status: v.literal("ready") });
   // A probe every few seconds would repeat the same line: readiness is logged when it changes
   // (a 503's reasons at warn, as the README's Logs section says of 503s; the way back at info).
@@ -51,7 +54,7 @@ export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metric
     tags: ["operations"],
     security: [],
     responses: { 200: { description: "Prometheus text exposition format", content: { "text/plain": { schema: { type: "string" } } } } },
-  }), async (c) => {
+  }, OPS_ERRORS), async (c) => {
     for (const collect of deps.metrics.collectors) collect();
     const body = await deps.metrics.registry.metrics();
     return c.body(body, 200, { "Content-Type": deps.metrics.registry.contentType });

@@ -52,6 +52,14 @@ describe("GET /v1/openapi.json", () => {
     ]));
   });
 
+  test("operations routes take no credential: their answers list no 401, 403 or 429", () => {
+    for (const path of ["/healthz", "/readyz", "/metrics"]) {
+      const statuses = Object.keys(doc.paths[path].get.responses).sort();
+      expect({ path, statuses }).toEqual({ path, statuses: path === "/readyz" ? ["200", "400", "405", "500", "503"] : ["200", "400", "405", "500"] });
+    }
+    expect(Object.keys(doc.paths["/v1/sessions"].get.responses)).toEqual(expect.arrayContaining(["401", "403", "429"]));
+  });
+
   test("each error status names its codes, and every code of the API is named", () => {
     const named = new Set<string>();
     for (const ops of Object.values(doc.paths as Record<string, Record<string, { responses: Record<string, any> }>>)) {
