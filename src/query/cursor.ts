@@ -4,9 +4,7 @@
 // its list, so a cursor of one list is refused by the other (it used to page it from that time).
 // It also carries the width of the first window the next page reads (newest-first.ts), a hint
 // that changes how many reads a page takes, never which rows it holds; cursors made before the
-// hint existed (no fourth element) still page, from the default first window. A session cursor
-// also carries when its walk's first page was read (fifth element): the next pages leave out the
-// sessions that stood at or above the cursor then and have moved below it since (session-list.ts).
+// hint existed (no fourth element) still page, from the default first window.
 import * as v from "valibot";
 import { charCount, isWellFormed } from "../chars.ts";
 import { ApiError } from "../errors.ts";
@@ -32,38 +30,29 @@ export interface Keyset {
   id: string;
   /** Width (ms) of the next page's first window; absent: newest-first.ts's default. */
   w?: number;
-  /** Session lists: epoch ms when the walk's first page was read (its snapshot); absent in older cursors. */
-  s?: number;
 }
 
 /** The narrowest first window a cursor may ask for: smaller hints would only add empty reads. */
 export const MIN_WINDOW_MS = 1000;
 
 export function encodeCursor(list: CursorList, k: Keyset): string {
-  const value: unknown[] = [TAG[list], k.t, k.id];
-  if (k.w !== undefined) value.push(k.w);
-  if (k.w !== undefined && k.s !== undefined) value.push(k.s);
+  const value = k.w === undefined ? [TAG[list], k.t, k.id] : [TAG[list], k.t, k.id, k.w];
   return Buffer.from(JSON.stringify(value), "utf8").toString("base64url");
 }
-
-const isTime = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) < MAX_MS; // the query routes' bound on times
 
 /** Decodes a cursor of `list`; anything encodeCursor did not make for that list is a 400 naming `cursor`. */
 export function decodeCursor(list: CursorList, cursor: string | undefined): Keyset | undefined {
   if (cursor === undefined) return undefined;
   try {
     const value: unknown = JSON.parse(UTF8.decode(Buffer.from(cursor, "base64url")));
-    const longest = list === "sessions" ? 5 : 4;
     if (
-      Array.isArray(value) && value.length >= 3 && value.length <= longest && value[0] === TAG[list] &&
-      isTime(value[1]) && typeof value[2] === "string" && validId[list](value[2])
+      Array.isArray(value) && (value.length === 3 || value.length === 4) && value[0] === TAG[list] &&
+      Number.isSafeInteger(value[1]) && value[1] >= 0 && value[1] < MAX_MS && // the query routes' bound on times
+      typeof value[2] === "string" && validId[list](value[2])
     ) {
       if (value.length === 3) return { t: value[1], id: value[2] };
       const w: unknown = value[3];
-      if (typeof w === "number" && Number.isSafeInteger(w) && w >= MIN_WINDOW_MS && w <= MAX_MS) {
-        if (value.length === 4) return { t: value[1], id: value[2], w };
-        if (isTime(value[4])) return { t: value[1], id: value[2], w, s: value[4] };
-      }
+      if (typeof w === "number" && Number.isSafeInteger(w) && w >= MIN_WINDOW_MS && w <= MAX_MS) return { t: value[1], id: value[2], w };
     }
   } catch {
     // fall through to the 400

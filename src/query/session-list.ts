@@ -50,19 +50,12 @@ export interface SessionListQuery {
   after?: Keyset;
 }
 
-type Raw = { sid: string; started: number; ended: number; at: number } & Record<`a_${(typeof TEXT_COLUMNS)[number]}`, string> &
+type Raw = { sid: string; started: number; ended: number } & Record<`a_${(typeof TEXT_COLUMNS)[number]}`, string> &
   Record<`a_${(typeof NUMBER_COLUMNS)[number]}`, number>;
 
-/**
- * One page of sessions, newest first by (started_at, session_id); see newest-first.ts for the
- * windows. A first page's cursor records when the page was read, and every later page of the walk
- * carries that time on. The time is the engine's clock as its last read began (its rows come from
- * that read): a move stored after that was not seen by the page, and `moved_at` comes from the
- * same clock, so another instance's clock does not matter.
- */
+/** One page of sessions, newest first by (started_at, session_id); see newest-first.ts for the windows. */
 export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): Promise<Page<SessionRow>> {
   const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => sessionsBetween(ch, q, lower, upper));
-  const snapshot = q.after?.s ?? rows[0]?.at;
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
   return {
@@ -91,7 +84,7 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
     })),
     next_cursor:
       rows.length > q.limit && last
-        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit), s: snapshot })
+        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit) })
         : null,
   };
 }
@@ -105,23 +98,11 @@ async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower:
   const where = [inWindow, ...sessionConditions(q.filters, p, service, lower)];
   // The keyset goes in WHERE: exact for the same reason filters are (a cancel row repeats its
   // state's started_at).
-  if (q.after) {
-    const cursor = `(${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`;
-    where.push(`(started_at, session_id) < ${cursor}`);
-    // Listed already: a session that stood at or above the cursor when the walk's first page was
-    // read, and whose start has moved below it since (12-session_moves.sql). Its start back then
-    // is the largest start it moved from after that time.
-    if (q.after.s !== undefined) {
-      where.push(`session_id NOT IN (
-        SELECT session_id FROM session_moves WHERE service_id = ${service} AND moved_at > ${p.instant(q.after.s)}
-        GROUP BY session_id HAVING (max(from_started_at), session_id) >= ${cursor})`);
-    }
-  }
+  if (q.after) where.push(`(started_at, session_id) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
   // Two steps: pick the page's sessions with a narrow GROUP BY (id, sign, start only), then read
   // every column of just those; grouping all columns of every session in the window costs far more.
   const sql = `SELECT session_id AS sid, ${COLUMNS},
-      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended,
-      toUnixTimestamp64Milli(now64(3)) AS at
+      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended
     FROM sessions
     WHERE ${inWindow}
       AND session_id IN (

@@ -926,44 +926,6 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     return day;
   };
 
-  // The cache and paging audit of session 23: a late item moved an already listed session's start
-  // below the cursor, and the walk's next page listed it again (API.md: "paging is stable while new
-  // data arrives"). The merge forced between the pages removes the old state's rows, as a
-  // background merge does; what the next page needs then comes from session_moves.
-  test("a walk through /v1/sessions lists a session once when a late item moves its start below the cursor, also after the rows merge", async () => {
-    const key = await svc.key({ type: "secret", service_id: "paging-moves" });
-    const admin = await svc.key({ type: "admin", services: ["paging-moves"] });
-    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 12 * 60 * MIN;
-    const date = new Date(t).toISOString().slice(0, 10);
-    const visit = (who: string, at: number) => post("/v1/ingest/pageview", { ip: `10.250.0.${who}`, user_agent: CHROME, url: `https://shop.example/${who}`, timestamp: at }, {}, key);
-    // Four one-page sessions, 10 minutes apart: 1 is the newest.
-    for (const [who, at] of [["1", t + 30 * MIN], ["2", t + 20 * MIN], ["3", t + 10 * MIN], ["4", t]] as const) expect((await visit(who, at)).status).toBe(202);
-    await svc.flush();
-    const page = async (limit: number, cursor?: string) => {
-      const body = (await get(admin, `/v1/sessions?service_id=paging-moves&from=${date}&to=${date}&limit=${limit}${cursor ? `&cursor=${cursor}` : ""}`)) as { data: Array<{ entry_path: string; started_at: string }>; next_cursor: string | null };
-      return { who: body.data.map((s) => s.entry_path.slice(1)), next: body.next_cursor };
-    };
-    const first = await page(2);
-    expect(first.who).toEqual(["1", "2"]);
-    // While the walk goes on: 2 gains a first item 5 minutes before 4's start (its start moves below
-    // the cursor), 3 one 8 minutes earlier (it stays below), and a new visitor 5 starts between.
-    expect((await visit("2", t - 5 * MIN)).status).toBe(202);
-    expect((await visit("3", t + 2 * MIN)).status).toBe(202);
-    expect((await visit("5", t + 15 * MIN)).status).toBe(202);
-    await svc.flush();
-    await ch().command({ query: "OPTIMIZE TABLE sessions FINAL" });
-    expect(await rows<{ n: number }>("SELECT count() AS n FROM sessions WHERE service_id = 'paging-moves' AND sign < 0")).toEqual([{ n: 0 }]);
-    const rest = await page(10, first.next!);
-    expect(rest.who).toEqual(["5", "3", "4"]);
-    // A walk that starts after the moves lists every session once, at its new place.
-    const walk: string[] = [];
-    for (let p = await page(2); ; p = await page(2, p.next!)) {
-      walk.push(...p.who);
-      if (!p.next) break;
-    }
-    expect(walk).toEqual(["1", "5", "3", "4", "2"]);
-  });
-
   test("a late item that moves a session's start to an earlier hour moves its visitor there, also after the rows merge", async () => {
     const day = await moveStartBack("late-moved", "9.9.9.9");
     const date = new Date(day).toISOString().slice(0, 10);

@@ -87,28 +87,19 @@ describe("contract shapes", () => {
       `/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&cursor=${events.next_cursor}`,
     ];
     const forged = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-    const [, t, sid, w, snapshot] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string, number, number];
+    const [, t, sid, w] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string, number];
     // The next page's first window rides along (src/query/newest-first.ts); a cursor without it
-    // (made before it existed) pages the same rows. So does the time the walk's first page was read
-    // (src/query/session-list.ts), within this test's run, and every next page carries it on.
+    // (made before it existed) pages the same rows.
     expect(Number.isSafeInteger(w) && w >= 1000).toBe(true);
-    expect(Math.abs(snapshot - Date.now())).toBeLessThan(60_000);
     const withoutHint = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid])}`)).json();
-    expect(withoutHint.data).toEqual(second.data);
-    const withoutSnapshot = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid, w])}`)).json();
-    expect(withoutSnapshot.data).toEqual(second.data);
-    const twoPages = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=1&cursor=${first.next_cursor}`)).json();
-    expect(JSON.parse(Buffer.from(twoPages.next_cursor, "base64url").toString())[4]).toBe(snapshot);
+    expect(withoutHint).toEqual(second);
     const bad = [
       `/v1/sessions?service_id=alpha&cursor=${forged([t, sid])}`, // the old two-element form
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 999])}`, // a first window under 1 s
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 1500.5])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, String(w)])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 8640000000000001])}`,
-      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, snapshot, w])}`,
-      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, -1])}`,
-      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, String(snapshot)])}`,
-      `/v1/events?service_id=alpha&cursor=${forged(["e", t, crypto.randomUUID(), w, snapshot])}`, // events do not move
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, w])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", 8640000000000001, sid])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", -1, sid])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, "\ud800"])}`,
