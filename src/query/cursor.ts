@@ -4,7 +4,10 @@
 // its list, so a cursor of one list is refused by the other (it used to page it from that time).
 // It also carries the width of the first window the next page reads (newest-first.ts), a hint
 // that changes how many reads a page takes, never which rows it holds; cursors made before the
-// hint existed (no fourth element) still page, from the default first window.
+// hint existed (no fourth element) still page, from the default first window. A session cursor
+// also carries, for the walk's pages so far (the last MAX_PAGES of them), when each was read and
+// its last row's start and CRC-32 of its id (fifth element, times as deltas): the next page leaves
+// out the sessions one of them listed that have moved since (session-list.ts).
 import * as v from "valibot";
 import { charCount, isWellFormed } from "../chars.ts";
 import { ApiError } from "../errors.ts";
@@ -30,14 +33,49 @@ export interface Keyset {
   id: string;
   /** Width (ms) of the next page's first window; absent: newest-first.ts's default. */
   w?: number;
+  /**
+   * Session lists: for each page of the walk so far, oldest first, [when it was read (the engine's
+   * clock, epoch ms), its last row's start (epoch ms), CRC-32 of its last row's id]. Absent in
+   * older cursors.
+   */
+  pages?: ReadonlyArray<PageMark>;
 }
+
+export type PageMark = readonly [read: number, end: number, endIdCrc: number];
+
+/** How many pages a session cursor remembers (a move after an older page may list a session twice). */
+export const MAX_PAGES = 64;
 
 /** The narrowest first window a cursor may ask for: smaller hints would only add empty reads. */
 export const MIN_WINDOW_MS = 1000;
 
 export function encodeCursor(list: CursorList, k: Keyset): string {
-  const value = k.w === undefined ? [TAG[list], k.t, k.id] : [TAG[list], k.t, k.id, k.w];
+  const value: unknown[] = k.w === undefined ? [TAG[list], k.t, k.id] : [TAG[list], k.t, k.id, k.w];
+  if (k.w !== undefined && k.pages !== undefined && k.pages.length > 0) value.push(encodePages(k.pages));
   return Buffer.from(JSON.stringify(value), "utf8").toString("base64url");
+}
+
+/** [read₁, end₁, crc₁, read₂ − read₁, end₁ − end₂, crc₂, …]: reads only grow and ends only fall. */
+function encodePages(pages: ReadonlyArray<PageMark>): number[] {
+  const out = [...pages[0]!];
+  for (let i = 1; i < pages.length; i++) out.push(pages[i]![0] - pages[i - 1]![0], pages[i - 1]![1] - pages[i]![1], pages[i]![2]);
+  return out;
+}
+
+function decodePages(value: unknown): PageMark[] | undefined {
+  if (!Array.isArray(value) || value.length < 3 || value.length > 3 * MAX_PAGES || value.length % 3 !== 0) return undefined;
+  if (!value.every((x) => Number.isSafeInteger(x) && x >= 0)) return undefined;
+  const pages: PageMark[] = [[value[0], value[1], value[2]]];
+  for (let i = 3; i < value.length; i += 3) {
+    const [read, end] = pages[pages.length - 1]!;
+    pages.push([read + value[i], end - value[i + 1], value[i + 2]]);
+  }
+  return pages.every(([read, end, crc]) => isTime(read) && isTime(end) && crc <= 0xffffffff) ? pages : undefined;
+}
+
+/** Epoch ms within the query routes' bound on times. */
+function isTime(x: unknown): x is number {
+  return Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) < MAX_MS;
 }
 
 /** Decodes a cursor of `list`; anything encodeCursor did not make for that list is a 400 naming `cursor`. */
@@ -45,14 +83,18 @@ export function decodeCursor(list: CursorList, cursor: string | undefined): Keys
   if (cursor === undefined) return undefined;
   try {
     const value: unknown = JSON.parse(UTF8.decode(Buffer.from(cursor, "base64url")));
+    const longest = list === "sessions" ? 5 : 4;
     if (
-      Array.isArray(value) && (value.length === 3 || value.length === 4) && value[0] === TAG[list] &&
-      Number.isSafeInteger(value[1]) && value[1] >= 0 && value[1] < MAX_MS && // the query routes' bound on times
-      typeof value[2] === "string" && validId[list](value[2])
+      Array.isArray(value) && value.length >= 3 && value.length <= longest && value[0] === TAG[list] &&
+      isTime(value[1]) && typeof value[2] === "string" && validId[list](value[2])
     ) {
       if (value.length === 3) return { t: value[1], id: value[2] };
       const w: unknown = value[3];
-      if (typeof w === "number" && Number.isSafeInteger(w) && w >= MIN_WINDOW_MS && w <= MAX_MS) return { t: value[1], id: value[2], w };
+      if (typeof w === "number" && Number.isSafeInteger(w) && w >= MIN_WINDOW_MS && w <= MAX_MS) {
+        if (value.length === 4) return { t: value[1], id: value[2], w };
+        const pages = decodePages(value[4]);
+        if (pages) return { t: value[1], id: value[2], w, pages };
+      }
     }
   } catch {
     // fall through to the 400

@@ -2,7 +2,8 @@
 // Row-level reads of a VersionedCollapsingMergeTree: group the rows of a session, keep it when
 // sum(sign) > 0 and take each column from its highest version (argMax), which avoids FINAL.
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { encodeCursor, type Keyset } from "./cursor.ts";
+import { crc32 } from "node:zlib";
+import { encodeCursor, type Keyset, MAX_PAGES, type PageMark } from "./cursor.ts";
 import { type Filters, sessionConditions } from "./filters.ts";
 import { newestRows, nextWindow, pageUpperBound } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
@@ -50,14 +51,20 @@ export interface SessionListQuery {
   after?: Keyset;
 }
 
-type Raw = { sid: string; started: number; ended: number } & Record<`a_${(typeof TEXT_COLUMNS)[number]}`, string> &
+type Raw = { sid: string; started: number; ended: number; at: number } & Record<`a_${(typeof TEXT_COLUMNS)[number]}`, string> &
   Record<`a_${(typeof NUMBER_COLUMNS)[number]}`, number>;
 
-/** One page of sessions, newest first by (started_at, session_id); see newest-first.ts for the windows. */
+/**
+ * One page of sessions, newest first by (started_at, session_id); see newest-first.ts for the
+ * windows. Its cursor adds this page to the walk's pages: when it was read (the engine's clock as
+ * the read that found its rows began, the clock `session_moves.moved_at` comes from) and where it
+ * ended, so that later pages leave out what it listed (sessionsBetween).
+ */
 export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): Promise<Page<SessionRow>> {
   const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => sessionsBetween(ch, q, lower, upper));
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
+  const pages: PageMark[] = last ? [...(q.after?.pages ?? []), [rows[0]!.at, last.started, crc32(last.sid)] as const].slice(-MAX_PAGES) : [];
   return {
     data: page.map((r) => ({
       session_id: r.sid,
@@ -84,7 +91,7 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
     })),
     next_cursor:
       rows.length > q.limit && last
-        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit) })
+        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit), pages })
         : null,
   };
 }
@@ -99,10 +106,28 @@ async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower:
   // The keyset goes in WHERE: exact for the same reason filters are (a cancel row repeats its
   // state's started_at).
   if (q.after) where.push(`(started_at, session_id) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);
+  // Listed already, and moved below the cursor since. Page k of the walk listed every session that
+  // stood at or above its last row as it was read (the rows above are earlier pages'), and a
+  // session that has moved since stood then where its first move after that read started from
+  // (starts only move earlier). So a session is left out when one of its moves started from at
+  // or above the last row of the last page read before that move. The cursor keeps each last
+  // row's start and a CRC-32 of its id, not the id: at the same start, the row itself is told by
+  // its CRC, and another session there is not left out. Neither is a move before the oldest page
+  // the cursor remembers. Both may list a session twice; neither leaves one out.
+  if (q.after?.pages) {
+    const column = (i: number) => p.bind("Array(Int64)", q.after!.pages!.map((mark) => mark[i]));
+    where.push(`session_id NOT IN (
+      SELECT session_id FROM session_moves
+      WHERE service_id = ${service} AND moved_at > ${p.instant(q.after.pages[0]![0])}
+        AND (arrayLastIndex(r -> r < toUnixTimestamp64Milli(moved_at), ${column(0)}) AS page) > 0
+        AND (toUnixTimestamp64Milli(from_started_at) AS from_ms) >= (arrayElement(${column(1)}, page) AS end_ms)
+        AND (from_ms > end_ms OR CRC32(session_id) = arrayElement(${column(2)}, page)))`);
+  }
   // Two steps: pick the page's sessions with a narrow GROUP BY (id, sign, start only), then read
   // every column of just those; grouping all columns of every session in the window costs far more.
   const sql = `SELECT session_id AS sid, ${COLUMNS},
-      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended
+      toUnixTimestamp64Milli(argMax(started_at, version)) AS started, toUnixTimestamp64Milli(argMax(ended_at, version)) AS ended,
+      toUnixTimestamp64Milli(now64(3)) AS at
     FROM sessions
     WHERE ${inWindow}
       AND session_id IN (

@@ -8,7 +8,7 @@ export class SqlParams {
   private next = 0;
 
   /** Binds `value` and returns its placeholder, e.g. `{p3:String}`. */
-  bind(type: "String" | "Int64" | "UInt32" | "UInt64" | "Array(String)", value: unknown): string {
+  bind(type: "String" | "Int64" | "UInt32" | "UInt64" | "Array(String)" | "Array(Int64)", value: unknown): string {
     const name = `p${this.next++}`;
     this.values[name] = value;
     return `{${name}:${type}}`;

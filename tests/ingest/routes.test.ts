@@ -926,6 +926,57 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     return day;
   };
 
+  // The cache and paging audits of session 23. API.md: "paging is stable while new data arrives".
+  // A late item moved an already listed session's start below the cursor and a later page listed
+  // it again; the first fix (the walk's first page time against each later cursor) then left out a
+  // session that moved before the walk reached it. A merge forced after each move removes the old
+  // states' rows, as a background merge does: what a page needs comes from session_moves.
+  test("a walk through /v1/sessions lists every session once while late items move their starts, also after the rows merge", async () => {
+    const key = await svc.key({ type: "secret", service_id: "paging-moves" });
+    const admin = await svc.key({ type: "admin", services: ["paging-moves"] });
+    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 12 * 60 * MIN;
+    const date = new Date(t).toISOString().slice(0, 10);
+    const visit = async (who: number, at: number) => {
+      const res = await post("/v1/ingest/pageview", { ip: `10.250.0.${who}`, user_agent: CHROME, url: `https://shop.example/${who}`, timestamp: at }, {}, key);
+      expect(res.status).toBe(202);
+    };
+    const stored = async () => {
+      await svc.flush();
+      await ch().command({ query: "OPTIMIZE TABLE sessions FINAL" });
+    };
+    const page = async (limit: number, cursor?: string) => {
+      const body = (await get(admin, `/v1/sessions?service_id=paging-moves&from=${date}&to=${date}&limit=${limit}${cursor ? `&cursor=${cursor}` : ""}`)) as { data: Array<{ entry_path: string }>; next_cursor: string | null };
+      return { who: body.data.map((s) => Number(s.entry_path.slice(1))), next: body.next_cursor };
+    };
+    // Six one-page sessions, 3 minutes apart: 1 is the newest. A late item moves a start by less
+    // than 30 minutes (an earlier one would start a session of its own).
+    for (let who = 1; who <= 6; who++) await visit(who, t + (18 - 3 * who) * MIN);
+    await stored();
+    const first = await page(2);
+    expect(first.who).toEqual([1, 2]);
+    // 2, the page's last row, moves below every other; 4, not listed yet, moves down between 5 and 6.
+    await visit(2, t - 5 * MIN);
+    await visit(4, t + 1 * MIN);
+    await stored();
+    const second = await page(2, first.next!);
+    expect(second.who).toEqual([3, 5]);
+    // 1 and 3, listed by the two pages, move below all of them.
+    await visit(1, t - 10 * MIN);
+    await visit(3, t - 15 * MIN);
+    await stored();
+    expect((await rows<{ n: number }>("SELECT count() AS n FROM session_moves WHERE service_id = 'paging-moves'"))[0]!.n).toBe(4);
+    expect(await rows<{ n: number }>("SELECT count() AS n FROM sessions WHERE service_id = 'paging-moves' AND sign < 0")).toEqual([{ n: 0 }]);
+    const third = await page(10, second.next!);
+    expect(third).toEqual({ who: [4, 6], next: null });
+    // A walk that starts after the moves lists every session once, at its new place.
+    const walk: number[] = [];
+    for (let p = await page(2); ; p = await page(2, p.next!)) {
+      walk.push(...p.who);
+      if (!p.next) break;
+    }
+    expect(walk).toEqual([5, 4, 6, 2, 1, 3]);
+  });
+
   test("a late item that moves a session's start to an earlier hour moves its visitor there, also after the rows merge", async () => {
     const day = await moveStartBack("late-moved", "9.9.9.9");
     const date = new Date(day).toISOString().slice(0, 10);

@@ -1,5 +1,6 @@
 // The query routes over HTTP: contract shapes (same numbers as the query functions), the shared
 // auth matrix for every route, and the OpenAPI document.
+import { crc32 } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { memoryCache } from "../../src/cache/memory-cache.ts";
 import { funnelReport } from "../../src/query/funnel.ts";
@@ -87,19 +88,38 @@ describe("contract shapes", () => {
       `/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&cursor=${events.next_cursor}`,
     ];
     const forged = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-    const [, t, sid, w] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string, number];
+    const [, t, sid, w, marks] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string, number, number[]];
     // The next page's first window rides along (src/query/newest-first.ts); a cursor without it
-    // (made before it existed) pages the same rows.
+    // (made before it existed) pages the same rows. So do the walk's pages (src/query/session-list.ts):
+    // this one's read time (the engine's clock), last start and CRC-32 of its last id.
     expect(Number.isSafeInteger(w) && w >= 1000).toBe(true);
+    expect(marks.length).toBe(3);
+    expect(Math.abs(marks[0]! - Date.now())).toBeLessThan(60_000);
+    expect(marks.slice(1)).toEqual([t, crc32(sid)]);
     const withoutHint = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid])}`)).json();
-    expect(withoutHint).toEqual(second);
+    expect(withoutHint.data).toEqual(second.data);
+    const withoutPages = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid, w])}`)).json();
+    expect(withoutPages.data).toEqual(second.data);
+    // Each next page adds its own mark to the walk's (as deltas: a later read, an earlier end).
+    const next = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=1&cursor=${first.next_cursor}`)).json();
+    const nextMarks = JSON.parse(Buffer.from(next.next_cursor, "base64url").toString())[4] as number[];
+    expect(nextMarks.slice(0, 3)).toEqual(marks);
+    expect(nextMarks.length).toBe(6);
+    expect(nextMarks[3]! >= 0 && nextMarks[4]! >= 0 && nextMarks[5] === crc32(next.data[0].session_id)).toBe(true);
     const bad = [
       `/v1/sessions?service_id=alpha&cursor=${forged([t, sid])}`, // the old two-element form
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 999])}`, // a first window under 1 s
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 1500.5])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, String(w)])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 8640000000000001])}`,
-      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, w])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, w])}`, // marks are a list
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, [1, 2]])}`, // of threes
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, [1, 2, -3]])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, [1, 2, 2 ** 32]])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, [1, 2, 3, 0, 5, 0]])}`, // an end before 0
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, Array.from({ length: 65 }, () => [0, 0, 0]).flat()])}`, // 65 pages
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, 1])}`,
+      `/v1/events?service_id=alpha&cursor=${forged(["e", t, crypto.randomUUID(), w, marks])}`, // events do not move
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", 8640000000000001, sid])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", -1, sid])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, "\ud800"])}`,

@@ -81,7 +81,7 @@ describe("cluster mode", () => {
 
   test("materialized views read and write the local tables only", async () => {
     const views = (await Promise.all(all.map(parse))).filter((s) => s.startsWith("CREATE MATERIALIZED VIEW"));
-    expect(views.length).toBe(10);
+    expect(views.length).toBe(11);
     for (const v of views) {
       const refs = [...v.matchAll(/analytics_db\.(\w+)/g)].map((m) => m[1]!).slice(1); // [0] is the view
       expect(refs.length).toBeGreaterThanOrEqual(2);

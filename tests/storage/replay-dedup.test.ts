@@ -67,3 +67,25 @@ test("a flush replayed after a restart (same token) counts once in the raw table
     await client.close();
   }
 });
+
+test("a replayed flush that moved a session's start records the move once (session_moves)", async () => {
+  const client = testClickHouse(database);
+  const earlier = "2026-11-27T14:55:00.000Z";
+  const state = (sign: number, version: number, startedAt: string) =>
+    `sessions|s|2026-11-27|${JSON.stringify({ sign, version, session_id: "moved", service_id: "s", visitor_id: "v", user_id: "", started_at: startedAt, ended_at: t, duration_s: 0, duration_ms: 0, pageviews: 1, events: 0, items: 1, is_bounce: 1, converted: 0, entry_path: "/", exit_path: "/", exit_at: t })}`;
+  const moves = async () => (await (await client.client.query({ query: "SELECT session_id, from_started_at, to_started_at FROM session_moves WHERE service_id = 's'", format: "JSONEachRow" })).json());
+  try {
+    await insertRecords(client.client, [state(1, 1, t)], { token: "moves-1" });
+    expect(await moves()).toEqual([]); // a new session is no move
+    await insertRecords(client.client, [state(-1, 1, t), state(1, 2, earlier)], { token: "moves-2" });
+    const once = [{ session_id: "moved", from_started_at: t, to_started_at: earlier }];
+    expect(await moves()).toEqual(once);
+    await insertRecords(client.client, [state(-1, 1, t), state(1, 2, earlier)], { token: "moves-2" });
+    expect(await moves()).toEqual(once);
+    // A later state at the same start (one more page view) is no move either.
+    await insertRecords(client.client, [state(-1, 2, earlier), state(1, 3, earlier)], { token: "moves-3" });
+    expect(await moves()).toEqual(once);
+  } finally {
+    await client.close();
+  }
+});
