@@ -64,7 +64,11 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
   const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => sessionsBetween(ch, q, lower, upper));
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
-  const pages: PageMark[] = last ? [...(q.after?.pages ?? []), [rows[0]!.at, last.started, crc32(last.sid)] as const].slice(-MAX_PAGES) : [];
+  const before = q.after?.pages ?? [];
+  // A clock set back between two pages must not make reads go back in the cursor (they are kept as
+  // growing deltas): a later read time only leaves out less.
+  const read = Math.max(rows[0]?.at ?? 0, before[before.length - 1]?.[0] ?? 0);
+  const pages: PageMark[] = last ? [...before, [read, last.started, crc32(last.sid)] as const].slice(-MAX_PAGES) : [];
   return {
     data: page.map((r) => ({
       session_id: r.sid,

@@ -106,6 +106,12 @@ describe("contract shapes", () => {
     expect(nextMarks.slice(0, 3)).toEqual(marks);
     expect(nextMarks.length).toBe(6);
     expect(nextMarks[3]! >= 0 && nextMarks[4]! >= 0 && nextMarks[5] === crc32(next.data[0].session_id)).toBe(true);
+    // A page read "before" the last one (a clock set back) still gives a cursor the service takes:
+    // its read time is kept at the last one's.
+    const ahead = forged(["s", t, sid, w, [marks[0]! + 3_600_000, t, marks[2]!]]);
+    const afterAhead = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=1&cursor=${ahead}`)).json();
+    expect(JSON.parse(Buffer.from(afterAhead.next_cursor, "base64url").toString())[4].slice(3, 4)).toEqual([0]);
+    expect((await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=1&cursor=${afterAhead.next_cursor}`)).status).toBe(200);
     const bad = [
       `/v1/sessions?service_id=alpha&cursor=${forged([t, sid])}`, // the old two-element form
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, 999])}`, // a first window under 1 s
