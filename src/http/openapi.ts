@@ -43,12 +43,14 @@ export function errorResponse(status: number, description: string, headers: Reco
 }
 
 type HeaderSpec = { description: string; schema: { type: "string" | "integer"; enum?: string[] } };
-const header = (description: string, type: "string" | "integer" = "string"): HeaderSpec => ({ description, schema: { type } });
+const header = (description: string, type: "string" | "integer" = "string", values?: string[]): HeaderSpec => ({ description, schema: values ? { type, enum: values } : { type } });
+/** The 503s' header (API.md: unavailable, with Retry-After). */
+export const RETRY_AFTER = { "Retry-After": header("Seconds to wait before retrying", "integer") };
 /** Every answer carries it (API.md). */
 const REQUEST_ID = { "X-Request-Id": header("The request's id: the client's own, echoed as sent, else generated; error bodies carry it as request_id") };
 /** The cached routes' answers (API.md: X-Cache). */
 export const CACHE_HEADERS = {
-  "X-Cache": { description: "HIT when the answer came from the cache, MISS when it was computed", schema: { type: "string", enum: ["HIT", "MISS"] } } as HeaderSpec,
+  "X-Cache": header("HIT when the answer came from the cache, MISS when it was computed", "string", ["HIT", "MISS"]),
   Age: header("Seconds since the cached answer was computed", "integer"),
 };
 
@@ -65,7 +67,7 @@ const ERRORS = {
   405: errorResponse(405, "Method not allowed on this route", { Allow: header("The methods the route answers") }),
   429: errorResponse(429, "Rate limited (reserved: no route limits rates today)"),
   500: errorResponse(500, "A fault of the service itself, never of the input"),
-  503: errorResponse(503, "Temporarily unavailable", { "Retry-After": header("Seconds to wait before retrying", "integer") }),
+  503: errorResponse(503, "Temporarily unavailable", RETRY_AFTER),
 };
 
 type DescribeSpec = Parameters<typeof describeRoute>[0];

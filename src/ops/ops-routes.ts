@@ -1,6 +1,6 @@
 import * as v from "valibot";
 import type { App } from "../http/app-env.ts";
-import { describe, jsonResponse } from "../http/openapi.ts";
+import { describe, jsonResponse, RETRY_AFTER } from "../http/openapi.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "../logger.ts";
 
@@ -36,7 +36,7 @@ export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metric
     error: v.object({ code: v.literal("unavailable"), message: v.string() }),
     request_id: v.string(),
   });
-  const notReady = jsonResponse(NotReady, "Not ready: the reasons, in the error body's shape", { "Retry-After": { description: "Seconds to wait before asking again", schema: { type: "integer" } } });
+  const notReady = jsonResponse(NotReady, "Not ready: the reasons, in the error body's shape", RETRY_AFTER);
   app.get("/readyz", ops("ClickHouse answers, the schema is current, the spool is below its cap (503 with reasons otherwise)", Ready, { 503: notReady }), async (c) => {
     const reasons = await deps.readiness();
     logChange(reasons);

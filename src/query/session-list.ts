@@ -64,11 +64,6 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
   const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => sessionsBetween(ch, q, lower, upper));
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
-  const before = q.after?.pages ?? [];
-  // A clock set back between two pages must not make reads go back in the cursor (they are kept as
-  // growing deltas): a later read time only leaves out less.
-  const read = Math.max(rows[0]?.at ?? 0, before[before.length - 1]?.[0] ?? 0);
-  const pages: PageMark[] = last ? [...before, [read, last.started, crc32(last.sid)] as const].slice(-MAX_PAGES) : [];
   return {
     data: page.map((r) => ({
       session_id: r.sid,
@@ -95,9 +90,18 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
     })),
     next_cursor:
       rows.length > q.limit && last
-        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit), pages })
+        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit), pages: walkPages(q.after, rows[0]!.at, last) })
         : null,
   };
+}
+
+/** The walk's pages with this one (read at `readAt`, ending at `last`) added, the newest MAX_PAGES of them. */
+function walkPages(after: Keyset | undefined, readAt: number, last: Raw): PageMark[] {
+  const before = after?.pages ?? [];
+  // A clock set back between two pages must not make reads go back in the cursor (they are kept as
+  // growing deltas): a later read time only leaves out less.
+  const read = Math.max(readAt, before[before.length - 1]?.[0] ?? 0);
+  return [...before, [read, last.started, crc32(last.sid)] as const].slice(-MAX_PAGES);
 }
 
 /** The newest limit + 1 sessions whose current state started in [lower, upper) (and before the cursor). */
