@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { buildApp } from "./app.ts";
 import { ClickHouseKeyStore } from "./auth/key-store.ts";
 import { valkeyRevocationFeed } from "./auth/revocation-feed.ts";
-import { adminAuth, ingestAuth } from "./auth/middleware.ts";
+import { adminAuth, ingestAuth, rootMatcher } from "./auth/middleware.ts";
 import { ingestCors } from "./auth/ingest-cors.ts";
 import { registerKeyRoutes } from "./auth/key-routes.ts";
 import { resolveRootToken } from "./auth/root-token.ts";
@@ -283,6 +283,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         cors: ingestCors(keyStore),
         ingest: (ctx, raws, type) => (warmth.ready() ? ingestItems(ingestDeps, ctx, raws, type) : (countRefused(metrics, raws, type), Promise.reject(notWarm()))),
         trustProxy: config.trustProxy,
+        isRootToken: rootMatcher(rootToken.token),
         socketIp: opts.socketIp ?? (() => undefined),
       }),
       (a) => query.register(a, adminAuth(keyStore, { rootToken: rootToken.token })),

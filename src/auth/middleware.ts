@@ -40,9 +40,7 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
     if (header !== undefined || query !== undefined) {
       const key = (header ?? query)!;
       const source = header !== undefined ? "header" : "query";
-      if (header !== undefined && isRoot(header)) {
-        throw new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
-      }
+      if (isRoot(key)) throw rootOnIngest();
       // The usual request presents a key the store holds already: decided without waiting.
       const record = store.verifyKnown?.(key);
       if (record === null) throw new ApiError("unauthorized", "Unknown or revoked API key");
@@ -61,6 +59,10 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
   };
 }
 
+function rootOnIngest(): ApiError {
+  return new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
+}
+
 function twoKeys(where: string): ApiError {
   return new ApiError("unauthorized", `${where} carry two different keys: send one key`);
 }
@@ -70,9 +72,14 @@ export const MISSING_INGEST_KEY = "Missing API key: send Authorization: Bearer <
 
 /**
  * For ingest routes, after the body is parsed: the principal from the headers or query if
- * ingestAuth set one, else from the body's `key` field (public keys only). Throws 401 without any.
+ * ingestAuth set one, else from the body's `key` field (public keys only). Throws 401 without any,
+ * 400 when the body's `key` is not a string, 403 for the root token (`isRoot`: rootMatcher).
  */
-export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown): Promise<IngestPrincipal> {
+export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown, isRoot: (presented: string) => boolean = () => false): Promise<IngestPrincipal> {
+  if (bodyKey !== undefined && bodyKey !== null && typeof bodyKey !== "string") {
+    const message = "expected a string: a public key (pk_...)";
+    throw new ApiError("invalid_body", `key: ${message}`, { issues: [{ path: "key", message }] });
+  }
   const current = c.get("principal") as Principal | undefined;
   const key = typeof bodyKey === "string" ? nonEmpty(bodyKey) : undefined;
   if (current?.kind === "ingest") {
@@ -82,6 +89,7 @@ export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown):
   if (key === undefined) {
     throw new ApiError("unauthorized", MISSING_INGEST_KEY);
   }
+  if (isRoot(key)) throw rootOnIngest();
   const principal = await ingestPrincipalFor(c, store, key, "body");
   c.set("principal", principal);
   return principal;
@@ -181,7 +189,7 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /** Compares against the root token by SHA-256, so the comparison time reveals neither length nor content. */
-function rootMatcher(rootToken: string | undefined): (presented: string) => boolean {
+export function rootMatcher(rootToken: string | undefined): (presented: string) => boolean {
   if (!rootToken) return () => false;
   const expected = hashKey(rootToken);
   return (presented) => constantTimeEqual(hashKey(presented), expected);

@@ -24,6 +24,8 @@ export interface IngestRouteDeps {
   cors: MiddlewareHandler<AppEnv>;
   ingest: (ctx: RequestContext, raws: readonly unknown[], type?: ItemType) => Promise<IngestResult>;
   trustProxy: boolean;
+  /** Whether a body `key` is the root token (rootMatcher in auth/middleware.ts), answered 403. */
+  isRootToken?: (presented: string) => boolean;
   /** The peer address of the connection (runtime-specific; undefined when unknown). */
   socketIp: (c: Context<AppEnv>) => string | undefined;
   now?: () => number;
@@ -44,7 +46,7 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   });
 
   const context = async (c: Context<AppEnv>, bodyKey: unknown): Promise<RequestContext> => {
-    const principal = await resolveBodyKey(c, deps.store, bodyKey);
+    const principal = await resolveBodyKey(c, deps.store, bodyKey, deps.isRootToken);
     let socketIp: string | undefined | null = null;
     return {
       serviceId: principal.serviceId,

@@ -4,7 +4,7 @@ import { generateKey, generateRootToken } from "../../src/auth/key-format.ts";
 import { registerKeyRoutes } from "../../src/auth/key-routes.ts";
 import { ClickHouseKeyStore } from "../../src/auth/key-store.ts";
 import { ingestCors } from "../../src/auth/ingest-cors.ts";
-import { adminAuth, adminPrincipal, assertServiceAccess, ingestAuth, resolveBodyKey, rootAuth } from "../../src/auth/middleware.ts";
+import { adminAuth, adminPrincipal, assertServiceAccess, ingestAuth, resolveBodyKey, rootAuth, rootMatcher } from "../../src/auth/middleware.ts";
 import type { App } from "../../src/http/app-env.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
@@ -23,7 +23,7 @@ function testRoutes(a: App): void {
   a.use("/t/ingest", ingestCors(store), ingestAuth(store, { rootToken: ROOT }));
   a.post("/t/ingest", async (c) => {
     const body = (await c.req.json().catch(() => ({}))) as { key?: unknown; service_id?: string; fail?: boolean };
-    const principal = await resolveBodyKey(c, store, body.key);
+    const principal = await resolveBodyKey(c, store, body.key, rootMatcher(ROOT));
     if (body.service_id !== undefined) assertServiceAccess(principal, body.service_id);
     if (body.fail) return c.json({ error: { code: "invalid_body", message: "x" } }, 400);
     return c.json({ principal }, 202);

@@ -390,6 +390,21 @@ describe("drops and errors", () => {
     }
   });
 
+  // The browser audit: `{"key": 5}` was answered 401 "Missing API key", as if no key had come.
+  test("a body key that is not a string is a 400 naming `key`, with or without a header key; null is no key", async () => {
+    const send = (body: unknown, headers: Record<string, string> = {}) =>
+      Promise.resolve(svc.app.request("/v1/ingest/event", { method: "POST", headers: { "Content-Type": "text/plain", ...headers }, body: JSON.stringify(body) }));
+    for (const key of [5, true, [publicKey], { key: publicKey }]) {
+      for (const headers of [{}, { "X-API-Key": publicKey }] as Array<Record<string, string>>) {
+        const res = await send({ name: "x", key }, headers);
+        const err = (await res.json()) as { error: { code: string; issues: Array<{ path: string }> } };
+        expect([res.status, err.error.code, err.error.issues[0]?.path]).toEqual([400, "invalid_body", "key"]);
+      }
+    }
+    expect((await send({ name: "x", key: null })).status).toBe(401);
+    expect((await send({ name: "x", key: null }, { "X-API-Key": publicKey })).status).toBe(202);
+  });
+
   test("a secret key's timestamp must be within 30 days back and 5 minutes ahead", async () => {
     const old = await post("/v1/ingest/event", { name: "old", timestamp: Date.now() - 31 * 86_400_000, user_agent: CHROME, ip: "8.8.8.8" });
     expect(old.status).toBe(400);
