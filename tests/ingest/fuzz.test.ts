@@ -473,7 +473,7 @@ const CATEGORIES: readonly (readonly [number, string, () => Case])[] = [
     const route = pickRoute();
     const placement = rng.int(2) === 0 ? "query" : "body";
     const [name, key, code] = rng.pick<[string, string, Code]>([
-      ["secret key", keys.secret, "forbidden"], ["admin token", keys.admin, "forbidden"], ["root token", ROOT_TOKEN, "unauthorized"],
+      ["secret key", keys.secret, "forbidden"], ["admin token", keys.admin, "forbidden"], ["root token", ROOT_TOKEN, "forbidden"],
       ["revoked public key", keys.revokedPublic, "unauthorized"], ["unknown public key", keys.unknown[0]!, "unauthorized"],
     ]);
     const auth: Auth = { kind: "public", headers: [], query: placement === "query" ? `?key=${encodeURIComponent(key)}` : "", bodyKey: placement === "body" ? key : undefined };
