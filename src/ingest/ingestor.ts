@@ -190,7 +190,7 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
 async function dropStoredBeyondWindow(deps: IngestorDeps, ctx: RequestContext, enriched: EnrichedItem[], keys: string[], fresh: boolean[]): Promise<void> {
   if (!deps.storedEventIds) return;
   const oldest = ctx.receivedAt - DEDUP_WINDOW_MS;
-  const candidates = enriched.filter((e, i) => fresh[i] && e.item.event_id !== undefined && e.time < oldest && e.type !== "session");
+  const candidates = enriched.filter((e, i) => fresh[i] && e.item.event_id !== undefined && e.time < oldest);
   if (candidates.length === 0) return;
   let stored: Set<string>;
   try {
