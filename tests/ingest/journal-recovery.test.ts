@@ -195,6 +195,44 @@ describe("openWhenWarm with Valkey: ingest waits for journal recovery", () => {
   });
 });
 
+describe("openWhenWarm with Valkey: a reconnect checks the marker at once", () => {
+  // The durability audit restarted Valkey empty: items in the seconds before the 5-second check
+  // were placed on an empty state and split running visits.
+  test("after the client connects again, items wait for the check, and a missing marker rebuilds before the next interval", async () => {
+    const redis = new Redis(process.env.TEST_VALKEY_URL!, { db: freeDbIndex() });
+    clients.push(redis);
+    await redis.set(WARM_MARKER, "set");
+    let rebuilds = 0;
+    const warmth = await openWhenWarm({
+      redis,
+      warm: async () => {
+        rebuilds++;
+        await Bun.sleep(100);
+      },
+      onError: () => undefined,
+      retryMs: 600_000, // the timed check never runs during the test
+    });
+    try {
+      expect([warmth.ready(), rebuilds]).toEqual([true, 0]);
+      await redis.del(WARM_MARKER); // Valkey restarted without its data...
+      const readyAtReconnect = new Promise<boolean>((resolve) => redis.once("ready", () => resolve(warmth.ready())));
+      redis.disconnect(true); // ...and the client connects again
+      expect(await readyAtReconnect).toBe(false);
+      for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+      expect([warmth.ready(), rebuilds, await redis.exists(WARM_MARKER)]).toEqual([true, 1, 1]);
+      // With the marker there, a reconnect is a check only.
+      const again = new Promise<void>((resolve) => redis.once("ready", () => resolve()));
+      redis.disconnect(true);
+      await again;
+      for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+      expect([warmth.ready(), rebuilds]).toEqual([true, 1]);
+    } finally {
+      warmth.stop();
+      await redis.del(WARM_MARKER);
+    }
+  });
+});
+
 describe("event-id claims a crash left pending (Valkey; fault injected: a write or a confirm that never returns)", () => {
   test("the restarted instance confirms the claims whose rows are stored and releases the others; another instance's claims are not touched", async () => {
     const service = "claims_back";
