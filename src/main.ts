@@ -37,7 +37,7 @@ function startupError(err: unknown): never {
 if (config.clickhouse.url === undefined) {
   const waitMs = config.shutdownTimeoutMs + 5_000;
   await waitForPreviousOwner(config.dataDir, waitMs, (pid) =>
-    createLogger(config.logLevel).warn("DATA_DIR is held by a previous process still stopping: waiting for it", { pid, up_to_ms: waitMs }));
+    createLogger(config.logLevel).warn("DATA_DIR is held by another service process (a previous one still stopping, or one still running): waiting for it to stop", { pid, up_to_ms: waitMs }));
 }
 const service = await composeService(config, { socketIp: (c) => getConnInfo(c).remote.address }).catch(startupError);
 const { app, logger } = service;

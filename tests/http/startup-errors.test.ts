@@ -68,7 +68,7 @@ test("a DATA_DIR in use by another process (embedded engine): the start waits fo
     const started = Date.now();
     const { code, stdout, stderr } = await start({ PORT: freePort(), HOST: "127.0.0.1", DATA_DIR: dir, SHUTDOWN_TIMEOUT_MS: "0" });
     expect(Date.now() - started).toBeGreaterThanOrEqual(5_000);
-    expect(stdout).toContain(`"msg":"DATA_DIR is held by a previous process still stopping: waiting for it","pid":${first.pid}`);
+    expect(stdout).toContain(`"msg":"DATA_DIR is held by another service process (a previous one still stopping, or one still running): waiting for it to stop","pid":${first.pid}`);
     expect(code).toBe(2);
     expect(stderr).not.toContain("ChdbConnectionError");
     expect(stderr.trim().split("\n").at(-1)).toBe(`start-up error: the embedded ClickHouse could not open DATA_DIR ${dir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`);
