@@ -173,8 +173,11 @@ export function valkeyWarmGuard(
       return false;
     }
     await warm();
+    // Valkey went away during the rebuild: part of it may have gone to the one that is gone, so
+    // no marker; the recheck that bumped the epoch runs next and rebuilds again.
+    if (begun !== epoch) return false;
     await redis.set(WARM_MARKER, new Date().toISOString());
-    if (begun === epoch) opts.onChecked?.();
+    opts.onChecked?.();
     return true;
   })().finally(() => (running = undefined)));
   const recheck = () => {
@@ -277,11 +280,6 @@ export async function openWhenWarm(opts: {
   retryMs?: number;
 }): Promise<IngestWarmth> {
   let ready = false;
-  const warm = async () => {
-    ready = false;
-    await opts.warm();
-    ready = true;
-  };
   if (opts.redis) {
     let recovered = false;
     const before = async () => {
@@ -289,7 +287,12 @@ export async function openWhenWarm(opts: {
       await opts.recover();
       recovered = true;
     };
-    const guard = valkeyWarmGuard(opts.redis, warm, { onError: opts.onError, onChecked: () => (ready = true), before, intervalMs: opts.retryMs });
+    // Ready only when a check says so (onChecked): a rebuild a reconnect overtook is not enough.
+    const rebuild = async () => {
+      ready = false;
+      await opts.warm();
+    };
+    const guard = valkeyWarmGuard(opts.redis, rebuild, { onError: opts.onError, onChecked: () => (ready = true), before, intervalMs: opts.retryMs });
     // Connected again: Valkey may have restarted without its data. Items wait for the marker's
     // check instead of the next interval (the durability audit: with Valkey restarted empty, items
     // in the 1-3 s before the timed check split 36 of 60 running visits in two).
@@ -307,6 +310,11 @@ export async function openWhenWarm(opts: {
       },
     };
   }
+  const warm = async () => {
+    ready = false;
+    await opts.warm();
+    ready = true;
+  };
   let warming = false;
   let retry: ReturnType<typeof setInterval> | undefined;
   const attempt = async () => {

@@ -233,6 +233,35 @@ describe("openWhenWarm with Valkey: a reconnect checks the marker at once", () =
   });
 });
 
+describe("openWhenWarm with Valkey: a reconnect during a rebuild", () => {
+  test("the rebuild it overtook sets no marker and another rebuild runs; ready only after that one", async () => {
+    const redis = new Redis(process.env.TEST_VALKEY_URL!, { db: freeDbIndex() });
+    clients.push(redis);
+    await redis.del(WARM_MARKER); // Valkey holds no state: the start rebuilds
+    let rebuilds = 0;
+    let markerSeenByASecondRebuild: number | undefined;
+    const opening = openWhenWarm({
+      redis,
+      warm: async () => {
+        if (++rebuilds === 2) markerSeenByASecondRebuild = await redis.exists(WARM_MARKER);
+        await Bun.sleep(300);
+      },
+      onError: () => undefined,
+      retryMs: 600_000,
+    });
+    await Bun.sleep(100);
+    redis.disconnect(true); // Valkey went away (and came back) while the first rebuild ran
+    const warmth = await opening;
+    try {
+      for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+      expect([warmth.ready(), rebuilds, markerSeenByASecondRebuild, await redis.exists(WARM_MARKER)]).toEqual([true, 2, 0, 1]);
+    } finally {
+      warmth.stop();
+      await redis.del(WARM_MARKER);
+    }
+  });
+});
+
 describe("event-id claims a crash left pending (Valkey; fault injected: a write or a confirm that never returns)", () => {
   test("the restarted instance confirms the claims whose rows are stored and releases the others; another instance's claims are not touched", async () => {
     const service = "claims_back";
