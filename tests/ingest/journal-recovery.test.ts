@@ -243,14 +243,18 @@ describe("openWhenWarm with Valkey: a reconnect during a rebuild", () => {
     const opening = openWhenWarm({
       redis,
       warm: async () => {
-        if (++rebuilds === 2) markerSeenByASecondRebuild = await redis.exists(WARM_MARKER);
-        await Bun.sleep(300);
+        if (++rebuilds === 2) {
+          markerSeenByASecondRebuild = await redis.exists(WARM_MARKER);
+          return;
+        }
+        // Valkey goes away (and comes back) while the first rebuild runs.
+        const back = new Promise<void>((resolve) => redis.once("ready", () => resolve()));
+        redis.disconnect(true);
+        await back;
       },
       onError: () => undefined,
       retryMs: 600_000,
     });
-    await Bun.sleep(100);
-    redis.disconnect(true); // Valkey went away (and came back) while the first rebuild ran
     const warmth = await opening;
     try {
       for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
