@@ -105,6 +105,10 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         enableOfflineQueue: false,
         maxRetriesPerRequest: 1,
         commandTimeout: 1000,
+        // Reconnect at least every 500 ms (ioredis: 50 ms more per attempt, up to 2 s): ingest
+        // answers 503 until Valkey is back, and with the default it went on for ~1.8 s after a
+        // 2-6 s outage (a Valkey-loss audit).
+        retryStrategy: (times) => Math.min(50 * times, 500),
       })
     : undefined;
   redis?.on("error", (err) => logger.warn("valkey error", { error: err.message }));
@@ -219,6 +223,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error });
     },
     onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
+    onReady: () => (warmError = ""),
     // What the previous process left in the spool goes into ClickHouse first: the check reads it there.
     recover: sharedState && sharedDedup && (async () => {
       // ClickHouse must hold what the previous process left in the spool before it is asked.
@@ -230,7 +235,14 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       if (c.pending > 0) logger.info("event-id claims the previous process left pending: confirmed where stored, released otherwise", c);
     }),
   });
-  const notWarm = () => new ApiError("unavailable", "Ingest state is being rebuilt from ClickHouse, which has not answered yet; retry later", { retryAfterSeconds: 5 });
+  const notWarm = () =>
+    new ApiError(
+      "unavailable",
+      redis && redis.status !== "ready"
+        ? `Valkey, which holds the ingest state, is not reachable (${redis.status}); retry later`
+        : "Ingest state is being checked or rebuilt from ClickHouse; retry later",
+      { retryAfterSeconds: 5 },
+    );
   const ingestDeps: IngestorDeps = {
     sessionizer: new Sessionizer(stateStore),
     dedup,

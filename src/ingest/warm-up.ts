@@ -159,7 +159,7 @@ export const WARM_MARKER = "analytics:state-warm";
 export function valkeyWarmGuard(
   redis: Pick<Redis, "exists" | "set">,
   warm: () => Promise<unknown>,
-  opts: { intervalMs?: number; onError: (err: unknown) => void; onChecked?: () => void; before?: () => Promise<void> },
+  opts: { intervalMs?: number; onError: (err: unknown) => void; onChecked?: () => void; onRebuilt?: () => void; before?: () => Promise<void> },
 ): { check(): Promise<boolean>; recheck(): Promise<boolean>; stop(): void } {
   let running: Promise<boolean> | undefined;
   // Bumped by recheck: a check that began before it read a Valkey that may since have been
@@ -177,6 +177,7 @@ export function valkeyWarmGuard(
     // no marker; the recheck that bumped the epoch runs next and rebuilds again.
     if (begun !== epoch) return false;
     await redis.set(WARM_MARKER, new Date().toISOString());
+    opts.onRebuilt?.();
     opts.onChecked?.();
     return true;
   })().finally(() => (running = undefined)));
@@ -269,8 +270,10 @@ export async function openWhenWarm(opts: {
   /** With `on`/`off`, a reconnect (its "ready" event) refuses items until the marker is checked. */
   redis?: Pick<Redis, "exists" | "set"> & Partial<Pick<Redis, "on" | "off">>;
   onError: (err: unknown) => void;
-  /** Told when Valkey held no state and it was rebuilt. */
+  /** Told when Valkey held no state and it was rebuilt (at start, on a reconnect or a timed check). */
   onRebuilt?: () => void;
+  /** Told each time ingest may take items again (a check or a rebuild succeeded). */
+  onReady?: () => void;
   /**
    * With Valkey: must succeed once before ingest takes items (journal-recovery.ts: this instance's
    * commits whose rows a crash kept from being written are taken back); retried with the check.
@@ -292,16 +295,20 @@ export async function openWhenWarm(opts: {
       ready = false;
       await opts.warm();
     };
-    const guard = valkeyWarmGuard(opts.redis, rebuild, { onError: opts.onError, onChecked: () => (ready = true), before, intervalMs: opts.retryMs });
+    const onChecked = () => {
+      ready = true;
+      opts.onReady?.();
+    };
+    const guard = valkeyWarmGuard(opts.redis, rebuild, { onError: opts.onError, onChecked, onRebuilt: opts.onRebuilt, before, intervalMs: opts.retryMs });
     // Connected again: Valkey may have restarted without its data. Items wait for the marker's
     // check instead of the next interval (the durability audit: with Valkey restarted empty, items
     // in the 1-3 s before the timed check split 36 of 60 running visits in two).
     const reconnected = () => {
       ready = false;
-      void guard.recheck().then((rebuilt) => rebuilt && opts.onRebuilt?.()).catch(opts.onError);
+      void guard.recheck().catch(opts.onError);
     };
     opts.redis.on?.("ready", reconnected);
-    if (await guard.check().catch((err) => (opts.onError(err), false))) opts.onRebuilt?.();
+    await guard.check().catch(opts.onError);
     return {
       ready: () => ready,
       stop: () => {
@@ -314,6 +321,7 @@ export async function openWhenWarm(opts: {
     ready = false;
     await opts.warm();
     ready = true;
+    opts.onReady?.();
   };
   let warming = false;
   let retry: ReturnType<typeof setInterval> | undefined;
