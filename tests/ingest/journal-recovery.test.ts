@@ -162,11 +162,22 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
   });
 });
 
+/** A client on a Valkey database of its own (the marker is global to it), with or without the marker. */
+async function markerClient(marker: boolean): Promise<Redis> {
+  const redis = new Redis(process.env.TEST_VALKEY_URL!, { db: freeDbIndex() });
+  clients.push(redis);
+  if (marker) await redis.set(WARM_MARKER, "set");
+  else await redis.del(WARM_MARKER);
+  return redis;
+}
+
+async function untilReady(warmth: { ready(): boolean }): Promise<void> {
+  for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+}
+
 describe("openWhenWarm with Valkey: ingest waits for journal recovery", () => {
   test("not ready while recovery fails (ClickHouse not answering), ready once a retry succeeds", async () => {
-    const redis = new Redis(process.env.TEST_VALKEY_URL!, { db: freeDbIndex() }); // a database of its own: the marker is global
-    clients.push(redis);
-    await redis.set(WARM_MARKER, "set"); // Valkey holds state: no rebuild, only the recovery
+    const redis = await markerClient(true); // Valkey holds state: no rebuild, only the recovery
     let attempts = 0;
     const errors: unknown[] = [];
     const warmth = await openWhenWarm({
@@ -182,7 +193,7 @@ describe("openWhenWarm with Valkey: ingest waits for journal recovery", () => {
     });
     try {
       expect(warmth.ready()).toBe(false);
-      for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+      await untilReady(warmth);
       expect(warmth.ready()).toBe(true);
       expect(attempts).toBe(3);
       expect(errors.map(String)).toEqual(["Error: injected: ClickHouse not answering", "Error: injected: ClickHouse not answering"]);
@@ -199,9 +210,7 @@ describe("openWhenWarm with Valkey: a reconnect checks the marker at once", () =
   // The durability audit restarted Valkey empty: items in the seconds before the 5-second check
   // were placed on an empty state and split running visits.
   test("after the client connects again, items wait for the check, and a missing marker rebuilds before the next interval", async () => {
-    const redis = new Redis(process.env.TEST_VALKEY_URL!, { db: freeDbIndex() });
-    clients.push(redis);
-    await redis.set(WARM_MARKER, "set");
+    const redis = await markerClient(true);
     let rebuilds = 0;
     const warmth = await openWhenWarm({
       redis,
@@ -218,13 +227,13 @@ describe("openWhenWarm with Valkey: a reconnect checks the marker at once", () =
       const readyAtReconnect = new Promise<boolean>((resolve) => redis.once("ready", () => resolve(warmth.ready())));
       redis.disconnect(true); // ...and the client connects again
       expect(await readyAtReconnect).toBe(false);
-      for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+      await untilReady(warmth);
       expect([warmth.ready(), rebuilds, await redis.exists(WARM_MARKER)]).toEqual([true, 1, 1]);
       // With the marker there, a reconnect is a check only.
       const again = new Promise<void>((resolve) => redis.once("ready", () => resolve()));
       redis.disconnect(true);
       await again;
-      for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+      await untilReady(warmth);
       expect([warmth.ready(), rebuilds]).toEqual([true, 1]);
     } finally {
       warmth.stop();
@@ -235,9 +244,7 @@ describe("openWhenWarm with Valkey: a reconnect checks the marker at once", () =
 
 describe("openWhenWarm with Valkey: a reconnect during a rebuild", () => {
   test("the rebuild it overtook sets no marker and another rebuild runs; ready only after that one", async () => {
-    const redis = new Redis(process.env.TEST_VALKEY_URL!, { db: freeDbIndex() });
-    clients.push(redis);
-    await redis.del(WARM_MARKER); // Valkey holds no state: the start rebuilds
+    const redis = await markerClient(false); // Valkey holds no state: the start rebuilds
     let rebuilds = 0;
     let markerSeenByASecondRebuild: number | undefined;
     const opening = openWhenWarm({
@@ -257,7 +264,7 @@ describe("openWhenWarm with Valkey: a reconnect during a rebuild", () => {
     });
     const warmth = await opening;
     try {
-      for (let i = 0; i < 100 && !warmth.ready(); i++) await Bun.sleep(20);
+      await untilReady(warmth);
       expect([warmth.ready(), rebuilds, markerSeenByASecondRebuild, await redis.exists(WARM_MARKER)]).toEqual([true, 2, 0, 1]);
     } finally {
       warmth.stop();
