@@ -218,7 +218,9 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       logger.info("state warmed up", await warmUp(clickhouse.client, stateStore, dedup));
     },
     onError: (err) => {
-      const error = String((err as Error)?.message ?? err);
+      // An HTTP error without a body (a bare 431 from a proxy or server) has an empty message.
+      const message = String((err as Error)?.message ?? err);
+      const error = message !== "" ? message : `${(err as Error)?.name ?? "error"} without a message (an HTTP error with an empty body?)`;
       warmError = firstLine(error);
       logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error });
     },

@@ -30,6 +30,9 @@ const engine = embeddedEngine(values.data, Number(values.lanes) || 4, (reports) 
 // A request queued or running for over 10 s is logged while it lasts (its clients see only a timeout).
 engine.watchSlow(SLOW_REQUEST_MS, (slow) => console.log(JSON.stringify({ msg: "slow request", ...slow })));
 const handler = createClickHouseHttpHandler(engine);
+// package.json's `clickhouse` script starts this with --max-http-header-size=2097152: client-web
+// sends query parameters in the URL, which ClickHouse takes up to 1 MiB (http_max_uri_size), and
+// at Bun's default of 16 KiB a restart's rebuild looking up 5,000 session ids got a bare 431.
 const server = Bun.serve({
   port,
   hostname: values.host,
