@@ -75,7 +75,7 @@ export const MISSING_INGEST_KEY = "Missing API key: send Authorization: Bearer <
  * ingestAuth set one, else from the body's `key` field (public keys only). Throws 401 without any,
  * 400 when the body's `key` is not a string, 403 for the root token (`isRoot`: rootMatcher).
  */
-export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown, isRoot: (presented: string) => boolean = () => false): Promise<IngestPrincipal> {
+export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown, isRoot: (presented: string) => boolean): Promise<IngestPrincipal> {
   if (bodyKey !== undefined && bodyKey !== null && typeof bodyKey !== "string") {
     const message = "expected a string: a public key (pk_...)";
     throw new ApiError("invalid_body", `key: ${message}`, { issues: [{ path: "key", message }] });

@@ -25,7 +25,7 @@ export interface IngestRouteDeps {
   ingest: (ctx: RequestContext, raws: readonly unknown[], type?: ItemType) => Promise<IngestResult>;
   trustProxy: boolean;
   /** Whether a body `key` is the root token (rootMatcher in auth/middleware.ts), answered 403. */
-  isRootToken?: (presented: string) => boolean;
+  isRootToken: (presented: string) => boolean;
   /** The peer address of the connection (runtime-specific; undefined when unknown). */
   socketIp: (c: Context<AppEnv>) => string | undefined;
   now?: () => number;
