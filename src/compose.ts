@@ -8,7 +8,8 @@ import { valkeyRevocationFeed } from "./auth/revocation-feed.ts";
 import { adminAuth, ingestAuth, rootMatcher } from "./auth/middleware.ts";
 import { ingestCors } from "./auth/ingest-cors.ts";
 import { registerKeyRoutes } from "./auth/key-routes.ts";
-import { resolveRootToken } from "./auth/root-token.ts";
+import { resolveRootToken, rootTokenWarnings } from "./auth/root-token.ts";
+import { loadEngineTimeZones } from "./storage/time-zones.ts";
 import type { Config } from "./config.ts";
 import { ApiError, firstLine } from "./errors.ts";
 import { withTimeout } from "./with-timeout.ts";
@@ -27,7 +28,7 @@ import { memoryStateStore, valkeyStateStore } from "./ingest/sessions/state-stor
 import { storedClaims, storedEventIds } from "./ingest/stored-ids.ts";
 import { openWhenWarm, rememberSpooled, warmUp } from "./ingest/warm-up.ts";
 import { directWriter, spoolSink, spoolWriter } from "./ingest/writers.ts";
-import { createLogger, type Logger } from "./logger.ts";
+import { createLogger, type Logger, throttledWarn } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { createBatcher } from "./spool/batcher.ts";
 import { openSpool } from "./spool/spool.ts";
@@ -92,11 +93,8 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     const applied = await migrate(adminClickHouse.client, { database: ch.database });
     if (applied.length > 0) logger.info("migrations applied", { files: applied.map((a) => a.file) });
   }
-  // In the background: a start must not wait on a ClickHouse that is down (until read, Intl decides).
-  void adminClickHouse.client.query({ query: "SELECT time_zone FROM system.time_zones", format: "JSONEachRow" })
-    .then((r) => r.json<{ time_zone: string }>())
-    .then((zones) => useEngineTimeZones(zones.map((z) => z.time_zone)))
-    .catch((err) => logger.warn("time zones of ClickHouse not read; tz is checked against Intl only", { error: String(err) }));
+  // In the background, retried until read: a start must not wait on a ClickHouse that is down (until read, Intl decides).
+  const timeZones = loadEngineTimeZones(adminClickHouse.client, useEngineTimeZones, logger);
 
   const redis = config.valkey
     ? new Redis(config.valkey.url, {
@@ -111,7 +109,9 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         retryStrategy: (times) => Math.min(50 * times, 500),
       })
     : undefined;
-  redis?.on("error", (err) => logger.warn("valkey error", { error: err.message }));
+  // Once per 30 s for the same error: ioredis reports each failed reconnect (every 500 ms).
+  const valkeyWarn = throttledWarn(logger);
+  redis?.on("error", (err) => valkeyWarn("valkey error", { error: err.message }));
   // Commands fail ("Stream isn't writeable") until the connection is up, and the key store reads
   // the revocation feed at once: a moment for it to connect. One that is down is logged by the
   // client above, and the service starts all the same (ingest answers 503 until it is back).
@@ -119,6 +119,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
 
   const rootToken = resolveRootToken(config);
   if (rootToken.generatedAt) logger.info("root token generated", { file: rootToken.generatedAt });
+  for (const warning of rootTokenWarnings(config, rootToken)) logger.warn(warning);
   if (rootToken.token.length < 24) logger.warn("ANALYTICS_ROOT_TOKEN is short; use 24 or more random characters");
   const keyStore = new ClickHouseKeyStore({
     client: clickhouse.client,
@@ -316,6 +317,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     },
     close: async () => {
       warmth.stop();
+      timeZones.stop();
       stopSlowWatch?.();
       const drained = batcher ? await batcher.close() : true;
       await spool.close();

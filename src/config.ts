@@ -1,11 +1,14 @@
 // The service's configuration: one valibot schema over the environment, parsed once at start,
 // frozen, and passed in. Nothing else in the service reads process.env.
+import { isIP } from "node:net";
 import * as v from "valibot";
 
 const bool = (fallback: boolean) =>
   v.optional(
     v.pipe(
-      v.picklist(["true", "false", "1", "0", "yes", "no"], "expected true or false"),
+      v.string(),
+      v.transform((s) => s.toLowerCase()),
+      v.picklist(["true", "false", "1", "0", "yes", "no"], "expected true or false (or 1 / 0, yes / no)"),
       v.transform((s) => s === "true" || s === "1" || s === "yes"),
     ),
     fallback ? "true" : "false",
@@ -24,13 +27,32 @@ const int = (fallback: number, min: number, max: number) =>
 const text = () => v.optional(v.pipe(v.string(), v.minLength(1, "expected a non-empty value")));
 const identifier = (fallback: string) =>
   v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "expected a name of letters, digits and _")), fallback);
+/** An IP address, or a host name of letters, digits and hyphens (RFC 1123) that DNS may resolve at start. */
+const hostName = (fallback: string) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.check(
+        (s) => isIP(s.replace(/^\[(.*)\]$/, "$1")) !== 0 || (!/^[\d.]+$/.test(s) && s.length <= 253 && /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$/.test(s)),
+        "expected an IP address or a host name",
+      ),
+    ),
+    fallback,
+  );
 const httpUrl = () =>
   v.optional(v.pipe(v.string(), v.url("expected an http(s) URL"), v.regex(/^https?:\/\//, "expected an http(s) URL")));
+
+/**
+ * The smallest spool cap: room for the largest request. Ingest asks for BYTES_PER_ITEM (4096) of
+ * room per item before it writes (src/ingest/ingestor.ts), so a full batch of 500 items needs
+ * 2,048,000 bytes; a smaller cap would refuse such a batch, or every request, for ever.
+ */
+export const MIN_SPOOL_BYTES = 2 * 1024 * 1024;
 
 const EnvSchema = v.object({
   NODE_ENV: v.optional(v.picklist(["development", "production", "test"], "expected development, production or test"), "development"),
   PORT: int(3004, 1, 65535),
-  HOST: v.optional(v.string(), "0.0.0.0"),
+  HOST: hostName("0.0.0.0"),
   DATA_DIR: v.optional(v.pipe(v.string(), v.minLength(1)), "./data"),
   LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error", "silent"], "expected debug, info, warn, error or silent"), "info"),
 
@@ -44,18 +66,27 @@ const EnvSchema = v.object({
   CLICKHOUSE_WAIT_FOR_ASYNC_INSERT: bool(false),
   EMBEDDED_LANES: int(4, 1, 32),
 
-  VALKEY_URL: v.optional(v.pipe(v.string(), v.regex(/^rediss?:\/\//, "expected a redis:// or rediss:// URL"))),
+  VALKEY_URL: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^rediss?:\/\//, "expected a redis:// or rediss:// URL"),
+      v.check((s) => URL.canParse(s), "expected a redis:// or rediss:// URL"),
+      // ioredis takes the database from the URL's path before VALKEY_DB (loadConfig checks they agree).
+      v.check((s) => /^\/?$|^\/(?:\d|1[0-5])$/.test(new URL(s).pathname), "the database in the URL's path must be 0 to 15 (or leave the path out and set VALKEY_DB)"),
+    ),
+  ),
   VALKEY_HOST: text(),
   VALKEY_PORT: int(6379, 1, 65535),
   VALKEY_DB: int(4, 0, 15),
   VALKEY_PASSWORD: v.optional(v.string()),
 
   // Any operator-chosen token works (the contract sets no length); a short one is warned about at start.
-  ANALYTICS_ROOT_TOKEN: v.optional(v.pipe(v.string(), v.regex(/^\S+$/, "expected a token without spaces"))),
+  // Visible ASCII only: it travels in an HTTP header, which carries no other characters faithfully.
+  ANALYTICS_ROOT_TOKEN: v.optional(v.pipe(v.string(), v.regex(/^[\x21-\x7e]+$/, "expected a token of visible ASCII characters, without spaces"))),
   TRUST_PROXY: bool(false),
   /** `spool`: 202 after the local write-ahead spool (default); `insert`: after ClickHouse took it. */
   ACK_MODE: v.optional(v.picklist(["spool", "insert"], "expected spool or insert"), "spool"),
-  SPOOL_MAX_BYTES: int(1024 * 1024 * 1024, 1024, Number.MAX_SAFE_INTEGER),
+  SPOOL_MAX_BYTES: int(1024 * 1024 * 1024, MIN_SPOOL_BYTES, Number.MAX_SAFE_INTEGER),
   SPOOL_FSYNC: bool(true),
   FLUSH_INTERVAL_MS: int(1000, 10, 60_000),
   SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000),
@@ -107,6 +138,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   const e = parsed.output;
   const clickhouseUrl = e.CLICKHOUSE_URL ?? (e.CLICKHOUSE_HOST ? `http://${e.CLICKHOUSE_HOST}:${e.CLICKHOUSE_PORT}` : undefined);
   const valkeyUrl = e.VALKEY_URL ?? (e.VALKEY_HOST ? `redis://${e.VALKEY_HOST}:${e.VALKEY_PORT}` : undefined);
+  const valkeyDb = valkeyDatabase(e.VALKEY_URL, e.VALKEY_DB, input.VALKEY_DB !== undefined);
   return deepFreeze({
     env: e.NODE_ENV,
     port: e.PORT,
@@ -122,7 +154,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       waitForAsyncInsert: e.CLICKHOUSE_WAIT_FOR_ASYNC_INSERT,
       embeddedLanes: e.EMBEDDED_LANES,
     },
-    valkey: valkeyUrl ? { url: valkeyUrl, db: e.VALKEY_DB, password: e.VALKEY_PASSWORD } : undefined,
+    valkey: valkeyUrl ? { url: valkeyUrl, db: valkeyDb, password: e.VALKEY_PASSWORD } : undefined,
     rootToken: e.ANALYTICS_ROOT_TOKEN,
     trustProxy: e.TRUST_PROXY,
     ackMode: e.ACK_MODE,
@@ -130,6 +162,19 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     flushIntervalMs: e.FLUSH_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   });
+}
+
+/**
+ * The Valkey database: the one VALKEY_URL's path names (`redis://host:6379/2`; ioredis selects
+ * it whatever VALKEY_DB says), else VALKEY_DB. Both set and different is a mistake to refuse,
+ * not to settle silently.
+ */
+function valkeyDatabase(url: string | undefined, db: number, dbSet: boolean): number {
+  const path = url === undefined ? "" : new URL(url).pathname.replace(/^\//, "");
+  if (path === "") return db;
+  const inUrl = Number(path);
+  if (dbSet && inUrl !== db) throw new ConfigError(`VALKEY_DB: ${db}, but VALKEY_URL names database ${inUrl}: set one of them`);
+  return inUrl;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -20,3 +20,24 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
 
 /** A logger that drops everything (tests, tools). */
 export const silentLogger: Logger = createLogger("silent");
+
+/**
+ * A warning said at most once per `intervalMs` for the same message and fields, the next one
+ * counting those held back (`repeated`). For errors a client repeats on every reconnect attempt
+ * (ioredis: one "error" per attempt, every 500 ms while Valkey is down).
+ */
+export function throttledWarn(logger: Pick<Logger, "warn">, intervalMs = 30_000, now = () => Date.now()): (msg: string, fields: Record<string, unknown>) => void {
+  const last = new Map<string, { at: number; held: number }>();
+  return (msg, fields) => {
+    const key = `${msg}\0${JSON.stringify(fields)}`;
+    const seen = last.get(key);
+    const t = now();
+    if (seen && t - seen.at < intervalMs) {
+      seen.held++;
+      return;
+    }
+    logger.warn(msg, seen?.held ? { ...fields, repeated: seen.held } : fields);
+    if (last.size >= 100) last.clear(); // a few distinct errors in practice; never unbounded
+    last.set(key, { at: t, held: 0 });
+  };
+}

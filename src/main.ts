@@ -1,6 +1,8 @@
 // The entry point: parse config, compose the service, serve it with Bun, and shut down in order.
 // Bun-specific code lives here (Bun.serve, signals, the socket address) so app.ts stays portable.
 import type { Server } from "bun";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import { getConnInfo } from "hono/bun";
 import { composeService } from "./compose.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
@@ -31,6 +33,11 @@ function startupError(err: unknown): never {
   console.error(`start-up error: ${message}`);
   process.exit(2);
 }
+
+// A HOST that names no host fails here, before anything is created under DATA_DIR (Bun.serve
+// reports an unresolvable name as EINVAL, ENOTCONN or even EADDRINUSE).
+const bareHost = config.host.replace(/^\[(.*)\]$/, "$1");
+if (isIP(bareHost) === 0) await lookup(bareHost).catch(startupError);
 
 // A previous process on this data directory may still be draining (a restart right after a stop):
 // wait for it rather than fail on its lock (storage/embedded/previous-owner.ts).

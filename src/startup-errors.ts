@@ -2,6 +2,7 @@
 // main.ts prints before exiting with code 2, instead of a stack.
 import { statfsSync } from "node:fs";
 import type { Config } from "./config.ts";
+import { RootTokenFileError } from "./auth/root-token.ts";
 import { firstLine, SYSTEM_FAULT } from "./errors.ts";
 
 /** The line for `err`, or undefined when it is not one of those failures (a bug: let it throw). */
@@ -14,13 +15,18 @@ export function startupMessage(err: unknown, config: Pick<Config, "port" | "host
     if (diskFull(config.dataDir)) return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: its disk has no free space or inodes`;
     return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`;
   }
+  if (err instanceof RootTokenFileError) return `${err.message} (DATA_DIR; or set ANALYTICS_ROOT_TOKEN)`;
   const at = e.path ? `: ${String(e.path)}` : "";
   const known: Record<string, string> = {
     EADDRINUSE: `port ${config.port} is already in use (PORT)`,
     EADDRNOTAVAIL: `cannot listen on ${config.host} (HOST): no such local address`,
+    ENOTFOUND: `cannot listen on ${config.host} (HOST): no such host name`,
+    EAI_AGAIN: `cannot listen on ${config.host} (HOST): the host name did not resolve (DNS not answering)`,
     EINVAL: `cannot listen on ${config.host}:${config.port} (HOST, PORT)`,
     EACCES: `permission denied${e.path ? ` on ${String(e.path)}` : ""} (DATA_DIR, or a port below 1024)`,
     ENOENT: `no such file or directory${at} (DATA_DIR)`,
+    ENOTDIR: `not a directory${at} (DATA_DIR: a part of its path is a file)`,
+    EISDIR: `a directory where a file belongs${at} (DATA_DIR)`,
     EROFS: `read-only file system${at} (DATA_DIR)`,
     ENOSPC: `no space left on the device${at} (DATA_DIR: free space or inodes)`,
     EDQUOT: `disk quota exceeded${at} (DATA_DIR)`,

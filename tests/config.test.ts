@@ -1,5 +1,7 @@
 import { expect, test } from "bun:test";
-import { ConfigError, loadConfig } from "../src/config.ts";
+import { ConfigError, loadConfig, MIN_SPOOL_BYTES } from "../src/config.ts";
+import { BYTES_PER_ITEM } from "../src/ingest/ingestor.ts";
+import { MAX_BATCH_ITEMS } from "../src/ingest/schemas.ts";
 
 test("defaults: port 3004, embedded ClickHouse, analytics_db, Valkey off, DB 4 once configured", () => {
   const c = loadConfig({});
@@ -25,6 +27,45 @@ test("a bad value names its variable and what it expected", () => {
   for (const [name, value] of [["PORT", "abc"], ["PORT", "70000"], ["VALKEY_DB", "16"], ["ACK_MODE", "later"], ["CLICKHOUSE_URL", "ftp://x"], ["CLICKHOUSE_DATABASE", "a-b"]] as const) {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name}: `));
+  }
+});
+
+// Operator audits: values the service took and then could not work with, or read differently.
+test("SPOOL_MAX_BYTES below the room one full batch asks for is refused (a smaller cap refused every such batch, or every request, for ever)", () => {
+  expect(MIN_SPOOL_BYTES).toBeGreaterThanOrEqual(MAX_BATCH_ITEMS * BYTES_PER_ITEM);
+  expect(() => loadConfig({ SPOOL_MAX_BYTES: "1024" })).toThrow(/^SPOOL_MAX_BYTES: /);
+  expect(() => loadConfig({ SPOOL_MAX_BYTES: String(MIN_SPOOL_BYTES - 1) })).toThrow(ConfigError);
+  expect(loadConfig({ SPOOL_MAX_BYTES: String(MIN_SPOOL_BYTES) }).spool.maxBytes).toBe(MIN_SPOOL_BYTES);
+});
+
+test("booleans in any case; the message names every accepted form", () => {
+  expect(loadConfig({ TRUST_PROXY: "TRUE" }).trustProxy).toBe(true);
+  expect(loadConfig({ TRUST_PROXY: "Yes" }).trustProxy).toBe(true);
+  expect(loadConfig({ SPOOL_FSYNC: "False" }).spool.fsync).toBe(false);
+  expect(() => loadConfig({ TRUST_PROXY: "maybe" })).toThrow("TRUST_PROXY: expected true or false (or 1 / 0, yes / no)");
+});
+
+test("HOST: an IP address or a host name; anything else names HOST (it was reported as a busy PORT)", () => {
+  for (const host of ["0.0.0.0", "127.0.0.1", "::", "::1", "[::1]", "localhost", "api.internal", "my-host"]) expect(loadConfig({ HOST: host }).host).toBe(host);
+  for (const host of ["999.1.1.1", "not_a_host", "a b", "-x", "x-", "a..b", "1.2.3"]) expect(() => loadConfig({ HOST: host })).toThrow(/^HOST: expected an IP address or a host name/);
+});
+
+test("ANALYTICS_ROOT_TOKEN: visible ASCII only (a header cannot carry the rest faithfully)", () => {
+  expect(loadConfig({ ANALYTICS_ROOT_TOKEN: "rt_!#$%&'*+-.^_`|~0123456789" }).rootToken).toBe("rt_!#$%&'*+-.^_`|~0123456789");
+  for (const token of ["tökentökentökentökentöken", "with space 0123456789abcdef", "tab\t0123456789abcdef0123"]) {
+    expect(() => loadConfig({ ANALYTICS_ROOT_TOKEN: token })).toThrow(/^ANALYTICS_ROOT_TOKEN: /);
+  }
+});
+
+test("VALKEY_URL's database path: 0-15, used (ioredis selects it over VALKEY_DB); a different VALKEY_DB beside it is refused", () => {
+  expect(loadConfig({ VALKEY_URL: "redis://127.0.0.1:6379" }).valkey?.db).toBe(4);
+  expect(loadConfig({ VALKEY_URL: "redis://127.0.0.1:6379/" }).valkey?.db).toBe(4);
+  expect(loadConfig({ VALKEY_URL: "redis://127.0.0.1:6379/2" }).valkey?.db).toBe(2);
+  expect(loadConfig({ VALKEY_URL: "redis://127.0.0.1:6379/2", VALKEY_DB: "2" }).valkey?.db).toBe(2);
+  expect(loadConfig({ VALKEY_URL: "redis://127.0.0.1:6379", VALKEY_DB: "7" }).valkey?.db).toBe(7);
+  expect(() => loadConfig({ VALKEY_URL: "redis://127.0.0.1:6379/2", VALKEY_DB: "7" })).toThrow(/^VALKEY_DB: 7, but VALKEY_URL names database 2/);
+  for (const url of ["redis://127.0.0.1:6379/99", "redis://127.0.0.1:6379/16", "redis://127.0.0.1:6379/abc", "redis://127.0.0.1:6379/1/2"]) {
+    expect(() => loadConfig({ VALKEY_URL: url })).toThrow(/^VALKEY_URL: the database in the URL's path must be 0 to 15/);
   }
 });
 

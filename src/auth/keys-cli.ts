@@ -1,9 +1,10 @@
 // `npm run keys -- create|list|revoke ...`: key management from a shell, over HTTP against a
 // running service (the service owns the key store; the CLI never touches ClickHouse). Exit codes:
 // 0 done, 1 the service refused or could not be reached, 2 usage error.
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "../config.ts";
-import { readRootTokenFile } from "./root-token.ts";
+import { readRootTokenFile, ROOT_TOKEN_FILE, RootTokenFileError } from "./root-token.ts";
 
 const USAGE = `usage: npm run keys -- <command> [options]
 
@@ -32,6 +33,8 @@ export async function runKeysCli(argv: string[], io: CliIo): Promise<number> {
   let request: { method: string; path: string; body?: unknown };
   let base: string;
   let token: string;
+  /** Where the token came from when it was the data directory's file (a 401 then says so). */
+  let tokenFile: string | undefined;
   try {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -53,9 +56,10 @@ export async function runKeysCli(argv: string[], io: CliIo): Promise<number> {
     }
     request = toRequest(positionals, values);
     base = checkUrl(values.url ?? `http://127.0.0.1:${loadConfig(io.env).port}`);
-    token = values.token ?? rootTokenFromEnvironment(io.env);
+    if (values.token !== undefined) token = values.token;
+    else ({ token, file: tokenFile } = rootTokenFromEnvironment(io.env));
   } catch (err) {
-    if (!(err instanceof UsageError || err instanceof ConfigError || isParseArgsError(err))) throw err;
+    if (!(err instanceof UsageError || err instanceof ConfigError || err instanceof RootTokenFileError || isParseArgsError(err))) throw err;
     io.err(`keys: ${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
@@ -74,7 +78,11 @@ export async function runKeysCli(argv: string[], io: CliIo): Promise<number> {
   }
   const text = await response.text();
   if (!response.ok) {
-    io.err(`keys: ${response.status} ${serverMessage(text)}`);
+    // A service started with ANALYTICS_ROOT_TOKEN ignores the file a start without it generated.
+    const hint = response.status === 401 && tokenFile
+      ? `\n  (the token came from ${tokenFile}; if the service runs with ANALYTICS_ROOT_TOKEN, set it here too or pass --token)`
+      : "";
+    io.err(`keys: ${response.status} ${serverMessage(text)}${hint}`);
     return 1;
   }
   io.out(text ? JSON.stringify(JSON.parse(text), null, 2) : JSON.stringify({ revoked: request.path.split("/").pop() }, null, 2));
@@ -116,11 +124,12 @@ function checkUrl(url: string): string {
   return url;
 }
 
-function rootTokenFromEnvironment(env: Record<string, string | undefined>): string {
+function rootTokenFromEnvironment(env: Record<string, string | undefined>): { token: string; file?: string } {
   const config = loadConfig(env);
-  const token = config.rootToken ?? readRootTokenFile(config.dataDir);
-  if (!token) throw new UsageError(`no root token: pass --token, set ANALYTICS_ROOT_TOKEN, or run where ${config.dataDir}/root-token exists`);
-  return token;
+  if (config.rootToken) return { token: config.rootToken };
+  const token = readRootTokenFile(config.dataDir);
+  if (!token) throw new UsageError(`no root token: pass --token, set ANALYTICS_ROOT_TOKEN, or run where ${config.dataDir}/${ROOT_TOKEN_FILE} exists`);
+  return { token, file: join(config.dataDir, ROOT_TOKEN_FILE) };
 }
 
 /** The contract's error message (and issues), or the raw text from something else. */

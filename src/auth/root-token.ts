@@ -1,12 +1,15 @@
 // The operator's root token: ANALYTICS_ROOT_TOKEN when set, else the one kept in
 // <DATA_DIR>/root-token, else a new one written there (mode 0600) at first start. Runs in main.ts
 // only, so node:fs is fine here. Several instances must share one token: set the env variable.
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config.ts";
 import { generateRootToken } from "./key-format.ts";
 
 export const ROOT_TOKEN_FILE = "root-token";
+
+/** The root token file exists but holds no usable token: the operator fixes or deletes it. */
+export class RootTokenFileError extends Error {}
 
 /** The file operations resolveRootToken needs (node:fs by default; tests pass their own). */
 export interface RootTokenFs {
@@ -62,6 +65,31 @@ export function resolveRootToken(config: Pick<Config, "rootToken" | "dataDir">, 
   return { token, generatedAt: path, source: "generated" };
 }
 
+/**
+ * What the operator should hear about the token's file at start: a file others may read (the token
+ * manages every key), or a file whose token is not the one in use because ANALYTICS_ROOT_TOKEN
+ * is set (the keys CLI run without the variable would read the file and get 401).
+ */
+export function rootTokenWarnings(config: Pick<Config, "dataDir">, resolved: ResolvedRootToken): string[] {
+  const path = join(config.dataDir, ROOT_TOKEN_FILE);
+  if (resolved.source === "file") {
+    const mode = statSync(path).mode & 0o777;
+    return mode & 0o077 ? [`${path} can be read by other users (mode ${mode.toString(8).padStart(4, "0")}): chmod 600 it`] : [];
+  }
+  if (resolved.source === "env") {
+    let inFile: string | undefined;
+    try {
+      inFile = readRootTokenFile(config.dataDir);
+    } catch {
+      inFile = ""; // damaged: not the token in use either
+    }
+    if (inFile !== undefined && inFile !== resolved.token) {
+      return [`${path} holds another token than ANALYTICS_ROOT_TOKEN, which is the one in use: the keys CLI needs ANALYTICS_ROOT_TOKEN set too (or delete the file)`];
+    }
+  }
+  return [];
+}
+
 /** Reads the root token file for tools (the keys CLI); undefined when there is none. */
 export function readRootTokenFile(dataDir: string, fs: RootTokenFs = nodeRootTokenFs): string | undefined {
   return readToken(fs, join(dataDir, ROOT_TOKEN_FILE));
@@ -72,6 +100,6 @@ function readToken(fs: RootTokenFs, path: string): string | undefined {
   if (text === undefined) return undefined;
   const token = text.trim();
   // Never replace a damaged file silently: that would change the operator's token under them.
-  if (token.length < 24 || /\s/.test(token)) throw new Error(`${path} does not hold a root token; fix or delete it`);
+  if (token.length < 24 || !/^[\x21-\x7e]+$/.test(token)) throw new RootTokenFileError(`${path} does not hold a root token (24 or more visible ASCII characters on one line): fix or delete it`);
   return token;
 }

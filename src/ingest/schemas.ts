@@ -227,6 +227,9 @@ export const ITEM_TYPES = Object.keys(ITEM_SCHEMAS) as ItemType[];
 /** A validated item of one of the six types, tagged with its type. */
 export type Item = { [K in ItemType]: v.InferOutput<(typeof ITEM_SCHEMAS)[K]> & { type: K } }[ItemType];
 
+/** The most items one batch may hold (API.md). */
+export const MAX_BATCH_ITEMS = 500;
+
 /** `POST /v1/ingest/batch`: 1–500 items; each item is validated on its own (a bad one is dropped). */
 export const BatchBody = v.object({
   // A body service_id must be the key's (API.md); the route refuses another with 403.
@@ -234,7 +237,7 @@ export const BatchBody = v.object({
   items: v.pipe(
     v.array(v.unknown(), "must be an array of 1 to 500 items"),
     v.minLength(1, "must hold 1 to 500 items"),
-    v.maxLength(500, "must hold 1 to 500 items"),
+    v.maxLength(MAX_BATCH_ITEMS, "must hold 1 to 500 items"),
   ),
   key: v.optional(v.string()),
 });

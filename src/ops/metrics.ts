@@ -34,9 +34,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ["stat"] as const, registers,
       collect() {
         const seconds = (ns: number) => (loop.count > 0 && Number.isFinite(ns) ? ns / 1e9 : 0);
-        this.set({ stat: "p50" }, seconds(loop.percentile(50)));
-        this.set({ stat: "p99" }, seconds(loop.percentile(99)));
-        this.set({ stat: "max" }, seconds(loop.max));
+        // The histogram's percentiles are bucket bounds, which can lie a little above the largest
+        // delay seen (an audit saw p50 0.004016 s with max 0.004015 s): never past max.
+        const max = seconds(loop.max);
+        this.set({ stat: "p50" }, Math.min(seconds(loop.percentile(50)), max));
+        this.set({ stat: "p99" }, Math.min(seconds(loop.percentile(99)), max));
+        this.set({ stat: "max" }, max);
         loop.reset();
       },
     });

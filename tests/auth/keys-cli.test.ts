@@ -121,4 +121,33 @@ describe("keys CLI", () => {
     expect(admin.code).toBe(0);
     expect(JSON.parse(admin.out)).toMatchObject({ type: "admin", services: ["shop", "blog"] });
   });
+
+  // Operator audit: a start with ANALYTICS_ROOT_TOKEN leaves a file an earlier start generated, and
+  // the CLI without the variable read that stale file and printed a bare 401.
+  test("a 401 with the data directory's token says where the token came from; a damaged file is a usage error (exit 2), not a crash", async () => {
+    const staleDir = mkdtempSync(join(tmpdir(), "keys-cli-stale-"));
+    try {
+      const run = async (env: Record<string, string>) => {
+        const err: string[] = [];
+        const code = await runKeysCli(["--url", url, "list"], { env, out: () => undefined, err: (t) => err.push(t) });
+        return { code, err: err.join("\n") };
+      };
+      writeFileSync(join(staleDir, "root-token"), `${generateRootToken()}\n`, { mode: 0o600 });
+      const stale = await run({ DATA_DIR: staleDir });
+      expect(stale.code).toBe(1);
+      expect(stale.err).toContain("401 unauthorized");
+      expect(stale.err).toContain(`the token came from ${join(staleDir, "root-token")}`);
+      // The same refusal with the token given explicitly carries no such hint.
+      const explicit = await run({ ANALYTICS_ROOT_TOKEN: `${ROOT}x` });
+      expect(explicit.code).toBe(1);
+      expect(explicit.err).not.toContain("came from");
+
+      writeFileSync(join(staleDir, "root-token"), "short\n");
+      const damaged = await run({ DATA_DIR: staleDir });
+      expect(damaged.code).toBe(2);
+      expect(damaged.err).toContain("does not hold a root token");
+    } finally {
+      rmSync(staleDir, { recursive: true, force: true });
+    }
+  });
 });

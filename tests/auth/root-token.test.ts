@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nodeRootTokenFs, readRootTokenFile, resolveRootToken, type RootTokenFs } from "../../src/auth/root-token.ts";
+import { nodeRootTokenFs, readRootTokenFile, resolveRootToken, rootTokenWarnings, type RootTokenFs } from "../../src/auth/root-token.ts";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -56,5 +56,37 @@ describe("resolveRootToken", () => {
       },
     };
     expect(resolveRootToken({ rootToken: undefined, dataDir }, racing)).toEqual({ token: winner, generatedAt: null, source: "file" });
+  });
+
+  // Operator audit: a non-ASCII token cannot travel in a header; a file that holds one is damaged.
+  test("a file whose token is not visible ASCII is damaged too", () => {
+    const dataDir = tempDir();
+    writeFileSync(join(dataDir, "root-token"), "tökentökentökentökentöken\n");
+    expect(() => resolveRootToken({ rootToken: undefined, dataDir })).toThrow(/does not hold a root token/);
+  });
+});
+
+describe("rootTokenWarnings", () => {
+  test("a token file others may read is warned about; a 0600 one is not", () => {
+    const dataDir = tempDir();
+    const resolved = resolveRootToken({ rootToken: undefined, dataDir });
+    const reread = resolveRootToken({ rootToken: undefined, dataDir });
+    expect(rootTokenWarnings({ dataDir }, resolved)).toEqual([]); // generated now: nothing to say
+    expect(rootTokenWarnings({ dataDir }, reread)).toEqual([]);
+    chmodSync(join(dataDir, "root-token"), 0o644);
+    const [warning, ...rest] = rootTokenWarnings({ dataDir }, reread);
+    expect(rest).toEqual([]);
+    expect(warning).toContain("mode 0644");
+    expect(warning).toContain("chmod 600");
+  });
+
+  test("ANALYTICS_ROOT_TOKEN with a file holding another token is warned about (the keys CLI would read the file)", () => {
+    const dataDir = tempDir();
+    const fileToken = resolveRootToken({ rootToken: undefined, dataDir }).token;
+    const env = (token: string) => resolveRootToken({ rootToken: token, dataDir });
+    expect(rootTokenWarnings({ dataDir }, env(fileToken))).toEqual([]);
+    const [warning] = rootTokenWarnings({ dataDir }, env("env-root-token-0123456789abcdef"));
+    expect(warning).toContain("holds another token than ANALYTICS_ROOT_TOKEN");
+    expect(rootTokenWarnings({ dataDir: join(dataDir, "none") }, env("env-root-token-0123456789abcdef"))).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 // Start-up failures the operator can fix get one line naming the setting and exit code 2 (as
 // configuration errors do), not a stack: a port already in use, a DATA_DIR that cannot be used.
 import { expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClickHouseError } from "@clickhouse/client-web";
@@ -38,6 +38,51 @@ test("a DATA_DIR that cannot be created: one line naming DATA_DIR, exit 2", asyn
   const { code, stderr } = await start({ PORT: "3999", HOST: "127.0.0.1", DATA_DIR: "/proc/no-such-dir" });
   expect(code).toBe(2);
   expect(stderr.trim()).toMatch(/^start-up error: .*\(DATA_DIR\)$/);
+}, 40_000);
+
+// Operator audit: these printed a stack and exited 1, or named the wrong variable.
+test("a DATA_DIR below a file (ENOTDIR): one line naming DATA_DIR, exit 2", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "startup-notdir-"));
+  try {
+    writeFileSync(join(dir, "afile"), "");
+    const { code, stderr } = await start({ PORT: "3999", HOST: "127.0.0.1", DATA_DIR: join(dir, "afile", "sub") });
+    expect(code).toBe(2);
+    expect(stderr.trim()).toBe(`start-up error: not a directory: ${join(dir, "afile", "sub", "clickhouse")} (DATA_DIR: a part of its path is a file)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 40_000);
+
+test("a damaged DATA_DIR/root-token (too short, or a directory): one line, exit 2", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "startup-token-"));
+  try {
+    writeFileSync(join(dir, "root-token"), "short\n");
+    const damaged = await start({ PORT: "3999", HOST: "127.0.0.1", DATA_DIR: dir, ANALYTICS_ROOT_TOKEN: "" });
+    expect(damaged.code).toBe(2);
+    expect(damaged.stderr.trim().split("\n")).toEqual([
+      `start-up error: ${join(dir, "root-token")} does not hold a root token (24 or more visible ASCII characters on one line): fix or delete it (DATA_DIR; or set ANALYTICS_ROOT_TOKEN)`,
+    ]);
+    rmSync(join(dir, "root-token"));
+    mkdirSync(join(dir, "root-token"));
+    const directory = await start({ PORT: "3999", HOST: "127.0.0.1", DATA_DIR: dir, ANALYTICS_ROOT_TOKEN: "" });
+    expect(directory.code).toBe(2);
+    expect(directory.stderr.trim().split("\n")).toHaveLength(1);
+    expect(directory.stderr).toContain("(DATA_DIR)");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test("a HOST name that does not resolve: one line naming HOST, exit 2, nothing created under DATA_DIR", async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), "startup-host-")), "data");
+  try {
+    const { code, stderr } = await start({ PORT: "3999", HOST: "no-such-host.invalid", DATA_DIR: dir });
+    expect(code).toBe(2);
+    expect(stderr.trim()).toMatch(/^start-up error: cannot listen on no-such-host\.invalid \(HOST\): /);
+    expect(existsSync(dir)).toBe(false);
+  } finally {
+    rmSync(join(dir, ".."), { recursive: true, force: true });
+  }
 }, 40_000);
 
 // Found by the crash re-verification: a second process on a data directory in use printed chdb's
