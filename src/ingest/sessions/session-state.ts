@@ -179,17 +179,6 @@ export interface SessionSpan {
   at?: number;
 }
 
-/** The visitor's session an item at `time` belongs to: less than IDLE_MS from its span. */
-export function findSpan(spans: readonly SessionSpan[], time: number): SessionSpan | undefined {
-  let best: SessionSpan | undefined;
-  for (const span of spans) {
-    if (time - span.last < IDLE_MS && span.first - time < IDLE_MS) {
-      if (!best || span.last > best.last) best = span;
-    }
-  }
-  return best;
-}
-
 /** Every span of the visitor an item at `time` is less than IDLE_MS from, earliest first. */
 export function matchingSpans(spans: readonly SessionSpan[], time: number): SessionSpan[] {
   const out = spans.filter((span) => time - span.last < IDLE_MS && span.first - time < IDLE_MS);
