@@ -117,6 +117,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // client above, and the service starts all the same (ingest answers 503 until it is back).
   if (redis) await readyWithin(redis, VALKEY_CONNECT_WAIT_MS);
 
+  const keyStoreWarn = throttledWarn(logger);
   const rootToken = resolveRootToken(config);
   if (rootToken.generatedAt) logger.info("root token generated", { file: rootToken.generatedAt });
   for (const warning of rootTokenWarnings(config, rootToken)) logger.warn(warning);
@@ -125,7 +126,8 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     client: clickhouse.client,
     // Unknown well-formed keys cost one indexed look-up each; past this rate they get 503.
     lookupsPerSecond: 200,
-    onError: (err, during) => logger.warn("key store error", { during, error: String(err) }),
+    // Once per 30 s for the same error: the refresh fails every 5 s while ClickHouse is down.
+    onError: (err, during) => keyStoreWarn("key store error", { during, error: String(err) }),
     revocations: redis ? valkeyRevocationFeed(redis) : undefined,
   });
   await keyStore.start();
@@ -210,6 +212,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // Rebuilds session states and recent event ids from what ClickHouse holds, once the spool is in
   // ClickHouse too: in-process state died with the previous process; Valkey's only when Valkey
   // lost its data. Until then ingest answers 503 (openWhenWarm says why and when it retries).
+  const warmWarn = throttledWarn(logger); // a failed rebuild is retried every 5 s
   let warmError = ""; // why the last rebuild failed, for /readyz (a full disk is not "not answering")
   const warmth = await openWhenWarm({
     redis,
@@ -223,7 +226,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       const message = String((err as Error)?.message ?? err);
       const error = message !== "" ? message : `${(err as Error)?.name ?? "error"} without a message (an HTTP error with an empty body?)`;
       warmError = firstLine(error);
-      logger.warn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error });
+      warmWarn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error });
     },
     onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
     onReady: () => (warmError = ""),

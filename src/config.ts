@@ -33,7 +33,7 @@ const hostName = (fallback: string) =>
     v.pipe(
       v.string(),
       v.check(
-        (s) => isIP(s.replace(/^\[(.*)\]$/, "$1")) !== 0 || (!/^[\d.]+$/.test(s) && s.length <= 253 && /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$/.test(s)),
+        (s) => isIP(s) !== 0 || isIP(s.replace(/^\[(.*)\]$/, "$1")) === 6 || (!/^[\d.]+$/.test(s) && s.length <= 253 && /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$/.test(s)),
         "expected an IP address or a host name",
       ),
     ),
@@ -73,6 +73,8 @@ const EnvSchema = v.object({
       v.check((s) => URL.canParse(s), "expected a redis:// or rediss:// URL"),
       // ioredis takes the database from the URL's path before VALKEY_DB (loadConfig checks they agree).
       v.check((s) => /^\/?$|^\/(?:\d|1[0-5])$/.test(new URL(s).pathname), "the database in the URL's path must be 0 to 15 (or leave the path out and set VALKEY_DB)"),
+      // ioredis reads ?db= too, over both: one place to name the database is enough.
+      v.check((s) => !new URL(s).searchParams.has("db"), "name the database in the URL's path (/2) or in VALKEY_DB, not in ?db="),
     ),
   ),
   VALKEY_HOST: text(),
@@ -86,7 +88,8 @@ const EnvSchema = v.object({
   TRUST_PROXY: bool(false),
   /** `spool`: 202 after the local write-ahead spool (default); `insert`: after ClickHouse took it. */
   ACK_MODE: v.optional(v.picklist(["spool", "insert"], "expected spool or insert"), "spool"),
-  SPOOL_MAX_BYTES: int(1024 * 1024 * 1024, MIN_SPOOL_BYTES, Number.MAX_SAFE_INTEGER),
+  // At least MIN_SPOOL_BYTES with ACK_MODE=spool (checked in loadConfig: the other mode writes no spool).
+  SPOOL_MAX_BYTES: int(1024 * 1024 * 1024, 1024, Number.MAX_SAFE_INTEGER),
   SPOOL_FSYNC: bool(true),
   FLUSH_INTERVAL_MS: int(1000, 10, 60_000),
   SHUTDOWN_TIMEOUT_MS: int(10_000, 0, 600_000),
@@ -133,9 +136,12 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     const issue = parsed.issues[0];
     const name = issue.path?.[0]?.key ?? "environment";
-    throw new ConfigError(`${String(name)}: ${issue.message} (got ${JSON.stringify(input[String(name)] ?? "")})`);
+    throw new ConfigError(`${String(name)}: ${issue.message} (got ${shown(String(name), input[String(name)] ?? "")})`);
   }
   const e = parsed.output;
+  if (e.ACK_MODE === "spool" && e.SPOOL_MAX_BYTES < MIN_SPOOL_BYTES) {
+    throw new ConfigError(`SPOOL_MAX_BYTES: expected a whole number from ${MIN_SPOOL_BYTES} (room for one full batch) with ACK_MODE=spool (got ${e.SPOOL_MAX_BYTES})`);
+  }
   const clickhouseUrl = e.CLICKHOUSE_URL ?? (e.CLICKHOUSE_HOST ? `http://${e.CLICKHOUSE_HOST}:${e.CLICKHOUSE_PORT}` : undefined);
   const valkeyUrl = e.VALKEY_URL ?? (e.VALKEY_HOST ? `redis://${e.VALKEY_HOST}:${e.VALKEY_PORT}` : undefined);
   const valkeyDb = valkeyDatabase(e.VALKEY_URL, e.VALKEY_DB, input.VALKEY_DB !== undefined);
@@ -162,6 +168,14 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     flushIntervalMs: e.FLUSH_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   });
+}
+
+/** Secrets (tokens, passwords, URLs that may carry one) are never repeated in an error line, which ends up in logs. */
+const SECRET = new Set(["ANALYTICS_ROOT_TOKEN", "CLICKHOUSE_PASSWORD", "VALKEY_PASSWORD"]);
+function shown(name: string, value: string): string {
+  if (SECRET.has(name)) return `a value of ${value.length} characters, not shown`;
+  if (name.endsWith("_URL")) return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@]*?:)[^/@]*@/i, "$1***@"));
+  return JSON.stringify(value);
 }
 
 /**

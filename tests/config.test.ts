@@ -36,6 +36,8 @@ test("SPOOL_MAX_BYTES below the room one full batch asks for is refused (a small
   expect(() => loadConfig({ SPOOL_MAX_BYTES: "1024" })).toThrow(/^SPOOL_MAX_BYTES: /);
   expect(() => loadConfig({ SPOOL_MAX_BYTES: String(MIN_SPOOL_BYTES - 1) })).toThrow(ConfigError);
   expect(loadConfig({ SPOOL_MAX_BYTES: String(MIN_SPOOL_BYTES) }).spool.maxBytes).toBe(MIN_SPOOL_BYTES);
+  // ACK_MODE=insert writes no spool: its cap is not checked against a batch (re-audit).
+  expect(loadConfig({ SPOOL_MAX_BYTES: "1048576", ACK_MODE: "insert" }).spool.maxBytes).toBe(1048576);
 });
 
 test("booleans in any case; the message names every accepted form", () => {
@@ -47,7 +49,7 @@ test("booleans in any case; the message names every accepted form", () => {
 
 test("HOST: an IP address or a host name; anything else names HOST (it was reported as a busy PORT)", () => {
   for (const host of ["0.0.0.0", "127.0.0.1", "::", "::1", "[::1]", "localhost", "api.internal", "my-host"]) expect(loadConfig({ HOST: host }).host).toBe(host);
-  for (const host of ["999.1.1.1", "not_a_host", "a b", "-x", "x-", "a..b", "1.2.3"]) expect(() => loadConfig({ HOST: host })).toThrow(/^HOST: expected an IP address or a host name/);
+  for (const host of ["999.1.1.1", "not_a_host", "a b", "-x", "x-", "a..b", "1.2.3", "[127.0.0.1]", "[::1"]) expect(() => loadConfig({ HOST: host })).toThrow(/^HOST: expected an IP address or a host name/);
 });
 
 test("ANALYTICS_ROOT_TOKEN: visible ASCII only (a header cannot carry the rest faithfully)", () => {
@@ -67,6 +69,8 @@ test("VALKEY_URL's database path: 0-15, used (ioredis selects it over VALKEY_DB)
   for (const url of ["redis://127.0.0.1:6379/99", "redis://127.0.0.1:6379/16", "redis://127.0.0.1:6379/abc", "redis://127.0.0.1:6379/1/2"]) {
     expect(() => loadConfig({ VALKEY_URL: url })).toThrow(/^VALKEY_URL: the database in the URL's path must be 0 to 15/);
   }
+  // ioredis reads ?db= over both (re-audit: ?db=5 used DB 5 beside VALKEY_DB=3).
+  expect(() => loadConfig({ VALKEY_URL: "redis://127.0.0.1:6379?db=5" })).toThrow(/^VALKEY_URL: name the database in the URL's path/);
 });
 
 test("PORT=abc: the process exits with code 2 and one line naming PORT", () => {
@@ -75,4 +79,17 @@ test("PORT=abc: the process exits with code 2 and one line naming PORT", () => {
   const lines = run.stderr.toString().trim().split("\n");
   expect(lines).toHaveLength(1);
   expect(lines[0]).toContain("PORT");
+});
+
+// Re-audit: the error line repeated the value, so a root token with a space went to the logs.
+test("an error line never repeats a secret: tokens and passwords are not shown, a URL's password is masked", () => {
+  expect(() => loadConfig({ ANALYTICS_ROOT_TOKEN: "rt_secret value" })).toThrow("ANALYTICS_ROOT_TOKEN: expected a token of visible ASCII characters, without spaces (got a value of 15 characters, not shown)");
+  let message = "";
+  try {
+    loadConfig({ VALKEY_URL: "redis://user:hunter2@127.0.0.1:6379/99" });
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  expect(message).toContain('"redis://user:***@127.0.0.1:6379/99"');
+  expect(message).not.toContain("hunter2");
 });

@@ -1,6 +1,7 @@
 // `npm run keys -- create|list|revoke ...`: key management from a shell, over HTTP against a
 // running service (the service owns the key store; the CLI never touches ClickHouse). Exit codes:
 // 0 done, 1 the service refused or could not be reached, 2 usage error.
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "../config.ts";
@@ -16,7 +17,8 @@ commands:
   revoke <key id>
 
 options:
-  --url <url>      the service (default http://127.0.0.1:<PORT>, PORT as the service reads it: 3004)
+  --url <url>      the service (default http://<HOST>:<PORT> as the service reads them; 127.0.0.1 when
+                   HOST listens on every address, as it does by default; PORT 3004)
   --token <token>  the root token (default: ANALYTICS_ROOT_TOKEN, else <DATA_DIR>/root-token)`;
 
 export interface CliIo {
@@ -55,7 +57,7 @@ export async function runKeysCli(argv: string[], io: CliIo): Promise<number> {
       return 0;
     }
     request = toRequest(positionals, values);
-    base = checkUrl(values.url ?? `http://127.0.0.1:${loadConfig(io.env).port}`);
+    base = checkUrl(values.url ?? serviceUrl(loadConfig(io.env)));
     if (values.token !== undefined) token = values.token;
     else ({ token, file: tokenFile } = rootTokenFromEnvironment(io.env));
   } catch (err) {
@@ -117,6 +119,13 @@ function toRequest(positionals: string[], values: Values): { method: string; pat
     throw new UsageError("create needs --type public, secret or admin");
   }
   return { method: "POST", path: "/v1/keys", body };
+}
+
+/** Where the service listens, from its own configuration: a wildcard HOST is reached on loopback. */
+function serviceUrl(config: { host: string; port: number }): string {
+  const host = config.host.replace(/^\[(.*)\]$/, "$1");
+  if (host === "0.0.0.0" || host === "::") return `http://127.0.0.1:${config.port}`;
+  return `http://${isIP(host) === 6 ? `[${host}]` : host}:${config.port}`;
 }
 
 function checkUrl(url: string): string {

@@ -25,7 +25,9 @@ export const nodeRootTokenFs: RootTokenFs = {
     try {
       return readFileSync(path, "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return undefined;
+      if (code === "EISDIR") throw new RootTokenFileError(`${path} is a directory, not the root token's file: remove it`);
       throw err;
     }
   },
@@ -58,7 +60,10 @@ export function resolveRootToken(config: Pick<Config, "rootToken" | "dataDir">, 
     fs.createExclusive(path, `${token}\n`, 0o600);
   } catch (err) {
     // Two processes starting on one data dir: the first file wins, and both use it.
-    const winner = (err as NodeJS.ErrnoException).code === "EEXIST" ? readToken(fs, path) : undefined;
+    const exists = (err as NodeJS.ErrnoException).code === "EEXIST";
+    const winner = exists ? readToken(fs, path) : undefined;
+    // It exists yet reads as missing: a link to nothing.
+    if (exists && winner === undefined) throw new RootTokenFileError(`${path} exists but leads to no file (a dangling link?): fix or delete it`);
     if (winner === undefined) throw err;
     return { token: winner, generatedAt: null, source: "file" };
   }

@@ -84,6 +84,23 @@ describe("keys CLI", () => {
     expect(JSON.parse(out.join(""))).toHaveProperty("data");
   });
 
+  // Re-audit: with HOST=::1 the CLI still asked 127.0.0.1 and could not reach the service.
+  test("without --url the CLI asks the address HOST names (loopback for a wildcard HOST)", async () => {
+    const asked: string[] = [];
+    const recording = (async (url: URL | RequestInfo) => {
+      asked.push(String(url));
+      return Response.json({ data: [] });
+    }) as typeof fetch;
+    for (const host of ["::1", "[::1]", "0.0.0.0", "::", "10.1.2.3", "api.internal"]) {
+      const code = await runKeysCli(["list"], { env: { ANALYTICS_ROOT_TOKEN: ROOT, PORT: "4321", HOST: host }, out: () => undefined, err: () => undefined, fetch: recording });
+      expect(code).toBe(0);
+    }
+    expect(asked).toEqual([
+      "http://[::1]:4321/v1/keys", "http://[::1]:4321/v1/keys", "http://127.0.0.1:4321/v1/keys", "http://127.0.0.1:4321/v1/keys",
+      "http://10.1.2.3:4321/v1/keys", "http://api.internal:4321/v1/keys",
+    ]);
+  });
+
   test("usage errors exit 2, refusals exit 1 with the server's message", async () => {
     const run = async (argv: string[], env: Record<string, string | undefined> = { ANALYTICS_ROOT_TOKEN: ROOT, DATA_DIR: dataDir }) => {
       const out: string[] = [];

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nodeRootTokenFs, readRootTokenFile, resolveRootToken, rootTokenWarnings, type RootTokenFs } from "../../src/auth/root-token.ts";
+import { nodeRootTokenFs, readRootTokenFile, resolveRootToken, RootTokenFileError, rootTokenWarnings, type RootTokenFs } from "../../src/auth/root-token.ts";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -56,6 +56,17 @@ describe("resolveRootToken", () => {
       },
     };
     expect(resolveRootToken({ rootToken: undefined, dataDir }, racing)).toEqual({ token: winner, generatedAt: null, source: "file" });
+  });
+
+  // Re-audit: these crashed the start with a stack (EEXIST from the exclusive create) or named no file.
+  test("a dangling link or a directory in the file's place is an operator's error naming the file", () => {
+    const dataDir = tempDir();
+    const path = join(dataDir, "root-token");
+    symlinkSync(join(dataDir, "nowhere", "x"), path);
+    expect(() => resolveRootToken({ rootToken: undefined, dataDir })).toThrow(new RootTokenFileError(`${path} exists but leads to no file (a dangling link?): fix or delete it`));
+    rmSync(path);
+    mkdirSync(path);
+    expect(() => resolveRootToken({ rootToken: undefined, dataDir })).toThrow(new RootTokenFileError(`${path} is a directory, not the root token's file: remove it`));
   });
 
   // Operator audit: a non-ASCII token cannot travel in a header; a file that holds one is damaged.
