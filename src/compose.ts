@@ -111,7 +111,18 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     : undefined;
   // Once per 30 s for the same error: ioredis reports each failed reconnect (every 500 ms).
   const valkeyWarn = throttledWarn(logger);
-  redis?.on("error", (err) => valkeyWarn("valkey error", { error: err.message }));
+  // Back after errors: said once, with the errors held back since the last line (a next outage's
+  // first line then counts only its own).
+  let valkeyFailed = false;
+  redis?.on("error", (err) => {
+    valkeyFailed = true;
+    valkeyWarn("valkey error", { error: err.message });
+  });
+  redis?.on("ready", () => {
+    if (!valkeyFailed) return;
+    valkeyFailed = false;
+    logger.info("valkey connected again", { errors_not_logged: valkeyWarn.reset() });
+  });
   // Commands fail ("Stream isn't writeable") until the connection is up, and the key store reads
   // the revocation feed at once: a moment for it to connect. One that is down is logged by the
   // client above, and the service starts all the same (ingest answers 503 until it is back).

@@ -21,14 +21,20 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
 /** A logger that drops everything (tests, tools). */
 export const silentLogger: Logger = createLogger("silent");
 
+/** A throttled warning (see throttledWarn); `reset` forgets what it said and returns how many it held back since. */
+export interface ThrottledWarn {
+  (msg: string, fields: Record<string, unknown>): void;
+  reset(): number;
+}
+
 /**
  * A warning said at most once per `intervalMs` for the same message and fields, the next one
  * counting those held back (`repeated`). For errors a client repeats on every reconnect attempt
  * (ioredis: one "error" per attempt, every 500 ms while Valkey is down).
  */
-export function throttledWarn(logger: Pick<Logger, "warn">, intervalMs = 30_000, now = () => Date.now()): (msg: string, fields: Record<string, unknown>) => void {
+export function throttledWarn(logger: Pick<Logger, "warn">, intervalMs = 30_000, now = () => Date.now()): ThrottledWarn {
   const last = new Map<string, { at: number; held: number }>();
-  return (msg, fields) => {
+  const warn = (msg: string, fields: Record<string, unknown>) => {
     const key = `${msg}\0${JSON.stringify(fields)}`;
     const seen = last.get(key);
     const t = now();
@@ -40,4 +46,12 @@ export function throttledWarn(logger: Pick<Logger, "warn">, intervalMs = 30_000,
     if (last.size >= 100) last.clear(); // a few distinct errors in practice; never unbounded
     last.set(key, { at: t, held: 0 });
   };
+  return Object.assign(warn, {
+    reset: () => {
+      let held = 0;
+      for (const seen of last.values()) held += seen.held;
+      last.clear();
+      return held;
+    },
+  });
 }

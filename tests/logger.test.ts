@@ -17,3 +17,14 @@ test("throttledWarn says the same warning once per interval, then again with the
   warn("valkey error", { error: "connect ECONNREFUSED" });
   expect(lines).toHaveLength(3);
 });
+
+test("throttledWarn.reset returns what it held back and forgets: the next warning is said at once, without a count", () => {
+  const lines: Array<Record<string, unknown> | undefined> = [];
+  let t = 0;
+  const warn = throttledWarn({ warn: (_msg, fields) => lines.push(fields) }, 30_000, () => t);
+  for (; t < 5_000; t += 500) warn("valkey error", { error: "x" });
+  expect(warn.reset()).toBe(9);
+  expect(warn.reset()).toBe(0);
+  warn("valkey error", { error: "x" });
+  expect(lines).toEqual([{ error: "x" }, { error: "x" }]);
+});

@@ -114,7 +114,7 @@ test("ACK_MODE=insert with ClickHouse down: 503, and the retry once it is back c
 }, 120_000);
 
 test("Valkey down: ingest answers 503 unavailable and /readyz names it; once it is back, ingest is accepted", async () => {
-  const s = await sink.startService({ env: { VALKEY_URL: process.env.TEST_VALKEY_URL!, VALKEY_DB: String(freeDbIndex()) } });
+  const s = await sink.startService({ env: { VALKEY_URL: process.env.TEST_VALKEY_URL!, VALKEY_DB: String(freeDbIndex()), LOG_LEVEL: "info" } });
   const key = await s.createKey({ type: "secret", service_id: "valkey_down" });
   const post = () => s.fetch("/v1/ingest/event", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", "X-Request-Id": "down-1" }, body: JSON.stringify({ name: "x", ip: "8.8.8.8", user_agent: UA }) });
   expect((await post()).status).toBe(202);
@@ -125,11 +125,19 @@ test("Valkey down: ingest answers 503 unavailable and /readyz names it; once it 
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("unavailable");
     const ready = (await (await s.fetch("/readyz")).json()) as { reasons: string[] };
     expect(ready.reasons.some((r) => r.startsWith("valkey:"))).toBe(true);
+    await Bun.sleep(2_000); // several reconnect attempts (one at least every 500 ms), each an error
   } finally {
     await startValkey();
   }
   expect(await until(async () => (await post()).status === 202, 20_000)).toBe(true);
   expect(s.logs()).not.toContain("request failed");
+  // The outage in the log: each distinct error once per 30 s (the outage is shorter: once), then
+  // the return, once. Before, a line every reconnect attempt.
+  const lines = s.logs().split("\n");
+  const errors = lines.filter((l) => l.includes('"msg":"valkey error"')).map((l) => (JSON.parse(l) as { error: string }).error);
+  expect(errors.length).toBeGreaterThan(0);
+  expect(errors.length).toBe(new Set(errors).size);
+  expect(lines.filter((l) => l.includes('"msg":"valkey connected again"')).length).toBe(1);
 }, 120_000);
 
 test("a hung ClickHouse (a proxy that stops passing bytes): /readyz answers 503 within a few seconds", async () => {
