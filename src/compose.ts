@@ -9,7 +9,6 @@ import { adminAuth, ingestAuth, rootMatcher } from "./auth/middleware.ts";
 import { ingestCors } from "./auth/ingest-cors.ts";
 import { registerKeyRoutes } from "./auth/key-routes.ts";
 import { resolveRootToken, rootTokenWarnings } from "./auth/root-token.ts";
-import { loadEngineTimeZones } from "./storage/time-zones.ts";
 import type { Config } from "./config.ts";
 import { ApiError, firstLine } from "./errors.ts";
 import { withTimeout } from "./with-timeout.ts";
@@ -39,6 +38,7 @@ import { SLOW_REQUEST_MS } from "./storage/embedded/chdb-engine.ts";
 import { ORPHANS_REMOVED, type OrphanReport } from "./storage/embedded/orphan-dedup-entries.ts";
 import type { Touched } from "./storage/insert-rows.ts";
 import { migrate, pendingMigrations } from "./storage/migrate.ts";
+import { loadEngineTimeZones } from "./storage/time-zones.ts";
 import { createQueryParts } from "./compose-query.ts";
 import { SHUTTING_DOWN } from "./ops/ops-routes.ts";
 
