@@ -240,7 +240,10 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       warmWarn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error });
     },
     onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
-    onReady: () => (warmError = ""),
+    onReady: () => {
+      warmError = "";
+      warmWarn.reset(); // the next outage's first failure is said at once
+    },
     // What the previous process left in the spool goes into ClickHouse first: the check reads it there.
     recover: sharedState && sharedDedup && (async () => {
       // ClickHouse must hold what the previous process left in the spool before it is asked.

@@ -39,8 +39,20 @@ const hostName = (fallback: string) =>
     ),
     fallback,
   );
-const httpUrl = () =>
-  v.optional(v.pipe(v.string(), v.url("expected an http(s) URL"), v.regex(/^https?:\/\//, "expected an http(s) URL")));
+// Only scheme, host and port: the client would read a path as the database and credentials or
+// parameters over CLICKHOUSE_USER / _PASSWORD (and refuse some with a stack at start).
+const httpOrigin = () =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.check((s) => /^https?:\/\//.test(s) && URL.canParse(s), "expected an http(s) URL"),
+      v.check((s) => {
+        if (!URL.canParse(s)) return true; // said by the check above
+        const u = new URL(s);
+        return u.username === "" && u.password === "" && (u.pathname === "/" || u.pathname === "") && u.search === "" && u.hash === "";
+      }, "expected only scheme, host and port (http://host:8123): set CLICKHOUSE_USER, CLICKHOUSE_PASSWORD and CLICKHOUSE_DATABASE for the rest"),
+    ),
+  );
 
 /**
  * The smallest spool cap: room for the largest request. Ingest asks for BYTES_PER_ITEM (4096) of
@@ -56,8 +68,8 @@ const EnvSchema = v.object({
   DATA_DIR: v.optional(v.pipe(v.string(), v.minLength(1)), "./data"),
   LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error", "silent"], "expected debug, info, warn, error or silent"), "info"),
 
-  CLICKHOUSE_URL: httpUrl(),
-  CLICKHOUSE_HOST: text(),
+  CLICKHOUSE_URL: httpOrigin(),
+  CLICKHOUSE_HOST: v.optional(hostName("")),
   CLICKHOUSE_PORT: int(8123, 1, 65535),
   CLICKHOUSE_DATABASE: identifier("analytics_db"),
   CLICKHOUSE_USER: v.optional(v.string(), "default"),
@@ -72,9 +84,10 @@ const EnvSchema = v.object({
       v.regex(/^rediss?:\/\//, "expected a redis:// or rediss:// URL"),
       v.check((s) => URL.canParse(s), "expected a redis:// or rediss:// URL"),
       // ioredis takes the database from the URL's path before VALKEY_DB (loadConfig checks they agree).
-      v.check((s) => /^\/?$|^\/(?:\d|1[0-5])$/.test(new URL(s).pathname), "the database in the URL's path must be 0 to 15 (or leave the path out and set VALKEY_DB)"),
+      // (Each check runs even when an earlier one failed: an unparsable URL passes the later ones.)
+      v.check((s) => !URL.canParse(s) || /^\/?$|^\/(?:\d|1[0-5])$/.test(new URL(s).pathname), "the database in the URL's path must be 0 to 15 (or leave the path out and set VALKEY_DB)"),
       // ioredis reads ?db= too, over both: one place to name the database is enough.
-      v.check((s) => !new URL(s).searchParams.has("db"), "name the database in the URL's path (/2) or in VALKEY_DB, not in ?db="),
+      v.check((s) => !URL.canParse(s) || !new URL(s).searchParams.has("db"), "name the database in the URL's path (/2) or in VALKEY_DB, not in ?db="),
     ),
   ),
   VALKEY_HOST: text(),
@@ -173,8 +186,15 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
 /** Secrets (tokens, passwords, URLs that may carry one) are never repeated in an error line, which ends up in logs. */
 const SECRET = new Set(["ANALYTICS_ROOT_TOKEN", "CLICKHOUSE_PASSWORD", "VALKEY_PASSWORD"]);
 function shown(name: string, value: string): string {
-  if (SECRET.has(name)) return `a value of ${value.length} characters, not shown`;
-  if (name.endsWith("_URL")) return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@]*?:)[^/@]*@/i, "$1***@"));
+  // A host with an @ carries credentials someone put in the wrong variable.
+  if (SECRET.has(name) || (name.endsWith("_HOST") && value.includes("@"))) return `a value of ${value.length} characters, not shown`;
+  if (name.endsWith("_URL")) {
+    if (!URL.canParse(value)) return `a URL of ${value.length} characters that does not parse, not shown`;
+    const url = new URL(value);
+    if (url.password) url.password = "***";
+    for (const key of [...url.searchParams.keys()]) if (/pass|secret|token|key/i.test(key)) url.searchParams.set(key, "***");
+    return JSON.stringify(url.toString());
+  }
   return JSON.stringify(value);
 }
 

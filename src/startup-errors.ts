@@ -1,9 +1,11 @@
 // Start-up failures the operator can fix (a busy port, an unusable or full DATA_DIR): the one line
 // main.ts prints before exiting with code 2, instead of a stack.
-import { statfsSync } from "node:fs";
+import { accessSync, constants, statfsSync } from "node:fs";
+import { join } from "node:path";
 import type { Config } from "./config.ts";
 import { RootTokenFileError } from "./auth/root-token.ts";
 import { firstLine, SYSTEM_FAULT } from "./errors.ts";
+import { DataFileError } from "./private-files.ts";
 
 /** The line for `err`, or undefined when it is not one of those failures (a bug: let it throw). */
 export function startupMessage(err: unknown, config: Pick<Config, "port" | "host" | "dataDir">): string | undefined {
@@ -12,10 +14,13 @@ export function startupMessage(err: unknown, config: Pick<Config, "port" | "host
   // before): a full disk (no space or no inodes for its status file), or, most often, the lock
   // another process holds on it.
   if (e.code === "CHDB_CONNECTION") {
+    const readOnly = notWritable(config.dataDir);
+    if (readOnly) return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: it cannot be written (${readOnly})`;
     if (diskFull(config.dataDir)) return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: its disk has no free space or inodes`;
     return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`;
   }
   if (err instanceof RootTokenFileError) return `${err.message} (DATA_DIR; or set ANALYTICS_ROOT_TOKEN)`;
+  if (err instanceof DataFileError) return `${err.message} (DATA_DIR)`;
   const at = e.path ? `: ${String(e.path)}` : "";
   const known: Record<string, string> = {
     EADDRINUSE: `port ${config.port} is already in use (PORT)`,
@@ -38,6 +43,20 @@ export function startupMessage(err: unknown, config: Pick<Config, "port" | "host
   for (let c = err as { message?: unknown; cause?: unknown } | undefined, depth = 0; c && typeof c === "object" && depth < 5; c = c.cause as typeof c, depth++) {
     if (typeof c.message === "string" && SYSTEM_FAULT.test(c.message)) {
       return `the disk under DATA_DIR (or the ClickHouse server's) refused a write: ${firstLine(c.message)} (free space or inodes, check permissions)`;
+    }
+  }
+  return undefined;
+}
+
+/** Why `dir` (or its engine directory) cannot be written (EROFS, EACCES), or undefined when it can. */
+function notWritable(dir: string): string | undefined {
+  for (const d of [dir, join(dir, "clickhouse")]) {
+    try {
+      accessSync(d, constants.W_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EROFS") return "a read-only file system";
+      if (code === "EACCES" || code === "EPERM") return "permission denied";
     }
   }
   return undefined;

@@ -92,4 +92,33 @@ test("an error line never repeats a secret: tokens and passwords are not shown, 
   }
   expect(message).toContain('"redis://user:***@127.0.0.1:6379/99"');
   expect(message).not.toContain("hunter2");
+  // Round-2 re-audit: these leaked through a stack (an unparsable URL, a CLICKHOUSE_HOST holding
+  // credentials), a half-masked password with an @ in it, or a password parameter.
+  const lines = ["redis://:hunter2@127.0.0.1:99999/", "redis://:p@sshunter2@h:1/99", "redis://h:1/99?password=hunter2"].map((url) => {
+    try {
+      loadConfig({ VALKEY_URL: url });
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return "no error";
+  });
+  for (const line of lines) {
+    expect(line).toStartWith("VALKEY_URL: ");
+    expect(line).not.toContain("hunter2");
+  }
+  expect(() => loadConfig({ CLICKHOUSE_HOST: "u:hunter2@bad host" })).toThrow("CLICKHOUSE_HOST: expected an IP address or a host name (got a value of 18 characters, not shown)");
+});
+
+test("CLICKHOUSE_URL is scheme, host and port only (the client read a path as the database, and credentials or parameters over CLICKHOUSE_USER/_PASSWORD)", () => {
+  expect(loadConfig({ CLICKHOUSE_URL: "http://ch.internal:8123/" }).clickhouse.url).toBe("http://ch.internal:8123/");
+  for (const url of ["http://u:hunter2@ch:8123", "http://ch:8123/99", "http://ch:8123/?db=5", "http://ch:8123/#x"]) {
+    let message = "";
+    try {
+      loadConfig({ CLICKHOUSE_URL: url });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toStartWith("CLICKHOUSE_URL: expected only scheme, host and port");
+    expect(message).not.toContain("hunter2");
+  }
 });

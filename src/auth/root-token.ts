@@ -1,9 +1,10 @@
 // The operator's root token: ANALYTICS_ROOT_TOKEN when set, else the one kept in
 // <DATA_DIR>/root-token, else a new one written there (mode 0600) at first start. Runs in main.ts
 // only, so node:fs is fine here. Several instances must share one token: set the env variable.
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config.ts";
+import { DataFileError, readSmallFile } from "../private-files.ts";
 import { generateRootToken } from "./key-format.ts";
 
 export const ROOT_TOKEN_FILE = "root-token";
@@ -23,11 +24,10 @@ export interface RootTokenFs {
 export const nodeRootTokenFs: RootTokenFs = {
   read(path) {
     try {
-      return readFileSync(path, "utf8");
+      return readSmallFile(path, 4096);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") return undefined;
-      if (code === "EISDIR") throw new RootTokenFileError(`${path} is a directory, not the root token's file: remove it`);
+      // A directory, FIFO, device, link loop or dangling link in its place: never read (a FIFO would block the start).
+      if (err instanceof DataFileError) throw new RootTokenFileError(err.message);
       throw err;
     }
   },
@@ -60,10 +60,7 @@ export function resolveRootToken(config: Pick<Config, "rootToken" | "dataDir">, 
     fs.createExclusive(path, `${token}\n`, 0o600);
   } catch (err) {
     // Two processes starting on one data dir: the first file wins, and both use it.
-    const exists = (err as NodeJS.ErrnoException).code === "EEXIST";
-    const winner = exists ? readToken(fs, path) : undefined;
-    // It exists yet reads as missing: a link to nothing.
-    if (exists && winner === undefined) throw new RootTokenFileError(`${path} exists but leads to no file (a dangling link?): fix or delete it`);
+    const winner = (err as NodeJS.ErrnoException).code === "EEXIST" ? readToken(fs, path) : undefined;
     if (winner === undefined) throw err;
     return { token: winner, generatedAt: null, source: "file" };
   }

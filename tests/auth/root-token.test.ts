@@ -58,15 +58,26 @@ describe("resolveRootToken", () => {
     expect(resolveRootToken({ rootToken: undefined, dataDir }, racing)).toEqual({ token: winner, generatedAt: null, source: "file" });
   });
 
-  // Re-audit: these crashed the start with a stack (EEXIST from the exclusive create) or named no file.
-  test("a dangling link or a directory in the file's place is an operator's error naming the file", () => {
+  // Re-audits: these crashed the start with a stack (EEXIST, ELOOP), named no file, or blocked the
+  // start for good (a FIFO, /dev/zero).
+  test("a dangling link, a link loop, a directory, a FIFO or a device in the file's place is an operator's error naming the file, never read", () => {
     const dataDir = tempDir();
     const path = join(dataDir, "root-token");
+    const refused = (message: string) => expect(() => resolveRootToken({ rootToken: undefined, dataDir })).toThrow(new RootTokenFileError(message));
     symlinkSync(join(dataDir, "nowhere", "x"), path);
-    expect(() => resolveRootToken({ rootToken: undefined, dataDir })).toThrow(new RootTokenFileError(`${path} exists but leads to no file (a dangling link?): fix or delete it`));
+    refused(`${path} cannot be read (a dangling link): fix or delete it`);
+    rmSync(path);
+    symlinkSync(path, path);
+    refused(`${path} cannot be read (ELOOP): fix or delete it`);
     rmSync(path);
     mkdirSync(path);
-    expect(() => resolveRootToken({ rootToken: undefined, dataDir })).toThrow(new RootTokenFileError(`${path} is a directory, not the root token's file: remove it`));
+    refused(`${path} is not a regular file: fix or delete it`);
+    rmSync(path, { recursive: true });
+    expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
+    refused(`${path} is not a regular file: fix or delete it`);
+    rmSync(path);
+    symlinkSync("/dev/zero", path);
+    refused(`${path} is not a regular file: fix or delete it`);
   });
 
   // Operator audit: a non-ASCII token cannot travel in a header; a file that holds one is damaged.

@@ -1,8 +1,9 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createFileSaltStore } from "../../src/ingest/enrich/file-salt-store.ts";
+import { DataFileError } from "../../src/private-files.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "salts-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,4 +28,20 @@ test("salts older than the retention window are dropped from the file", async ()
   await store.saltFor("2026-11-28"); // writing a new day prunes the old one
   const reopened = createFileSaltStore(path, { now: () => now });
   expect(await reopened.saltFor("2026-09-01")).not.toEqual(old);
+});
+
+// Re-audit: a corrupt or unreadable file was ignored and, at the first ingest, overwritten with a
+// new salt (the day's visitor ids changed); a directory in its place made every ingest a 500.
+test("a salts file that is there but unusable stops the start, naming it, and is left as it was", () => {
+  const corrupt = join(dir, "corrupt.json");
+  writeFileSync(corrupt, "{not json");
+  expect(() => createFileSaltStore(corrupt)).toThrow(new DataFileError(`${corrupt} is not a salts file (a JSON object of days): restore it, or delete it (today's visitor ids then change)`));
+  expect(readFileSync(corrupt, "utf8")).toBe("{not json");
+  const array = join(dir, "array.json");
+  writeFileSync(array, "[]");
+  expect(() => createFileSaltStore(array)).toThrow(DataFileError);
+  const directory = join(dir, "directory.json");
+  mkdirSync(directory);
+  expect(() => createFileSaltStore(directory)).toThrow(new DataFileError(`${directory} is not a regular file: fix or delete it`));
+  expect(() => createFileSaltStore(join(dir, "absent.json"))).not.toThrow();
 });

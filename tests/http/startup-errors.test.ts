@@ -67,7 +67,7 @@ test("a damaged DATA_DIR/root-token (too short, or a directory): one line, exit 
     const directory = await start({ PORT: "3999", HOST: "127.0.0.1", DATA_DIR: dir, ANALYTICS_ROOT_TOKEN: "" });
     expect(directory.code).toBe(2);
     expect(directory.stderr.trim().split("\n")).toEqual([
-      `start-up error: ${join(dir, "root-token")} is a directory, not the root token's file: remove it (DATA_DIR; or set ANALYTICS_ROOT_TOKEN)`,
+      `start-up error: ${join(dir, "root-token")} is not a regular file: fix or delete it (DATA_DIR; or set ANALYTICS_ROOT_TOKEN)`,
     ]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -127,6 +127,19 @@ test("a DATA_DIR in use by another process (embedded engine): the start waits fo
 
 // Found by the disk-full audit: starting on a full disk printed a stack and exited 1. A full disk
 // cannot be made here without root, so these are the errors it produced, fed to the same mapping.
+// Round-2 re-audit: an existing DATA_DIR on a read-only mount was reported as "is another process using it?".
+test("the engine could not open a DATA_DIR it cannot write: the line says so, not that another process holds it", () => {
+  const engineError = Object.assign(new Error("chdb connection failed"), { code: "CHDB_CONNECTION" });
+  // /proc/1 cannot be written by anyone (EPERM even for root), like a read-only mount (EROFS).
+  expect(startupMessage(engineError, { port: 3004, host: "0.0.0.0", dataDir: "/proc/1" })).toBe("the embedded ClickHouse could not open DATA_DIR /proc/1: it cannot be written (permission denied)");
+  const writable = mkdtempSync(join(tmpdir(), "startup-writable-"));
+  try {
+    expect(startupMessage(engineError, { port: 3004, host: "0.0.0.0", dataDir: writable })).toContain("is another process using it?");
+  } finally {
+    rmSync(writable, { recursive: true, force: true });
+  }
+});
+
 test("a full or failing disk under DATA_DIR: one line naming DATA_DIR, whether the service or the engine hit it", () => {
   const config = { port: 3004, host: "0.0.0.0", dataDir: "/data" };
   const mkdirFull = Object.assign(new Error("ENOSPC: no space left on device, mkdir '/mnt/x/d5a'"), { code: "ENOSPC", path: "/mnt/x/d5a" });

@@ -2,7 +2,8 @@
 // a restart keeps the day's visitor ids, so sessions going on across the restart stay one
 // session and a visitor is not counted twice that day. With Valkey (shared by instances) the file
 // keeps a copy of the salts Valkey settled on, to put them back if Valkey loses them.
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
+import { DataFileError, readSmallFile } from "../../private-files.ts";
 import { SALT_RETENTION_DAYS, utcDay, type SaltStore } from "./salt-store.ts";
 
 const DAY_MS = 86_400_000;
@@ -56,12 +57,22 @@ export function createFileSaltStore(path: string, options: { now?: () => number 
   };
 }
 
+/**
+ * The file's salts; none when there is no file yet (first start). A file that is there but cannot
+ * be read, or is not a salts file, stops the start (DataFileError): replacing it would change the
+ * day's visitor ids, splitting every visit going on across the restart.
+ */
 function load(path: string): Record<string, string> {
+  const text = readSmallFile(path, 1024 * 1024);
+  if (text === undefined) return {};
+  let parsed: unknown;
   try {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as unknown;
-    if (typeof parsed !== "object" || parsed === null) return {};
-    return Object.fromEntries(Object.entries(parsed).filter(([d, h]) => /^\d{4}-\d{2}-\d{2}$/.test(d) && typeof h === "string" && /^[0-9a-f]{64}$/.test(h)));
+    parsed = JSON.parse(text);
   } catch {
-    return {}; // no file yet (first start)
+    parsed = undefined;
   }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new DataFileError(`${path} is not a salts file (a JSON object of days): restore it, or delete it (today's visitor ids then change)`);
+  }
+  return Object.fromEntries(Object.entries(parsed).filter(([d, h]) => /^\d{4}-\d{2}-\d{2}$/.test(d) && typeof h === "string" && /^[0-9a-f]{64}$/.test(h)));
 }
