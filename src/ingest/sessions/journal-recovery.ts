@@ -7,7 +7,8 @@
 // first, each only if no one changed those keys since (another instance building on it is the
 // limit the README names).
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
+import { DataFileError, readSmallFile } from "../../private-files.ts";
 import { join } from "node:path";
 import { STATE_TTL_MS } from "./sessionizer.ts";
 import type { JournalEntry, JournaledStateStore } from "./state-store.ts";
@@ -109,5 +110,11 @@ export function instanceId(dataDir: string): string {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
   }
-  return readFileSync(path, "utf8").trim();
+  // Read like the root token: a FIFO or device in its place would block the start, and an empty or
+  // edited id could name another instance's journal.
+  const id = readSmallFile(path, 4096)?.trim() ?? "";
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
+    throw new DataFileError(`${path} does not hold this instance's id (a UUID): delete it (a new id is made at the next start)`);
+  }
+  return id;
 }
