@@ -31,6 +31,8 @@ export function startupMessage(err: unknown, config: Pick<Config, "port" | "host
     EACCES: `permission denied${e.path ? ` on ${String(e.path)}` : ""} (DATA_DIR, or a port below 1024)`,
     ENOENT: `no such file or directory${at} (DATA_DIR)`,
     ENOTDIR: `not a directory${at} (DATA_DIR: a part of its path is a file)`,
+    EEXIST: `something other than a directory is in the way${at} (DATA_DIR: a file, FIFO or link where a directory belongs)`,
+    ELOOP: `a loop of symbolic links${at} (DATA_DIR)`,
     EISDIR: `a directory where a file belongs${at} (DATA_DIR)`,
     EROFS: `read-only file system${at} (DATA_DIR)`,
     ENOSPC: `no space left on the device${at} (DATA_DIR: free space or inodes)`,

@@ -4,6 +4,7 @@ import { mkdir, open, readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { decodeFrames } from "./frame.ts";
 import type { ScratchBuffer } from "../scratch-buffer.ts";
+import { readSmallFile } from "../private-files.ts";
 
 /** A segment file; `bytes` is its size on disk (it shrinks if a bad tail is set aside). */
 export interface SegmentRef {
@@ -59,7 +60,8 @@ async function writeDurable(file: string, bytes: Uint8Array): Promise<void> {
 /** Stable random id of this spool directory, so dedup tokens of two spools never collide. */
 export async function spoolId(dir: string): Promise<string> {
   const file = path.join(dir, "spool.id");
-  const existing = await readFile(file, "utf8").catch(() => "");
+  // Stat'ed first (readSmallFile): a FIFO in its place blocked the start for good.
+  const existing = readSmallFile(file, 4096) ?? "";
   if (/^[0-9a-f]{16}$/.test(existing.trim())) return existing.trim();
   const id = randomBytes(8).toString("hex");
   await writeDurable(file, Buffer.from(id));

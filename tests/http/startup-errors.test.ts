@@ -127,6 +127,14 @@ test("a DATA_DIR in use by another process (embedded engine): the start waits fo
 
 // Found by the disk-full audit: starting on a full disk printed a stack and exited 1. A full disk
 // cannot be made here without root, so these are the errors it produced, fed to the same mapping.
+// Round-3 re-audit: a file or a link loop where DATA_DIR's clickhouse/ or spool/ belongs crashed the start with a stack.
+test("a file or a link loop in the way of a DATA_DIR directory: one line naming the path", () => {
+  const cfg = { port: 3004, host: "0.0.0.0", dataDir: "/d" };
+  const fsError = (code: string, path: string) => Object.assign(new Error(`${code}: mkdir '${path}'`), { code, path });
+  expect(startupMessage(fsError("EEXIST", "/d/clickhouse"), cfg)).toBe("something other than a directory is in the way: /d/clickhouse (DATA_DIR: a file, FIFO or link where a directory belongs)");
+  expect(startupMessage(fsError("ELOOP", "/d/spool"), cfg)).toBe("a loop of symbolic links: /d/spool (DATA_DIR)");
+});
+
 // Round-2 re-audit: an existing DATA_DIR on a read-only mount was reported as "is another process using it?".
 test("the engine could not open a DATA_DIR it cannot write: the line says so, not that another process holds it", () => {
   const engineError = Object.assign(new Error("chdb connection failed"), { code: "CHDB_CONNECTION" });

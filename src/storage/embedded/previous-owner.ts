@@ -6,12 +6,15 @@
 // live process that runs bun counts (Linux /proc; elsewhere nothing is waited for).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { readSmallFile } from "../../private-files.ts";
 
 /** The pid named in DATA_DIR/clickhouse/status when that process is alive and runs bun. */
 export function previousOwner(dataDir: string): number | undefined {
   let text: string;
   try {
-    text = readFileSync(join(dataDir, "clickhouse", "status"), "utf8");
+    // Stat'ed first: a FIFO in its place blocked the start for good. Unusable: no owner to wait for
+    // (the engine then says why it cannot open the directory).
+    text = readSmallFile(join(dataDir, "clickhouse", "status"), 64 * 1024) ?? "";
   } catch {
     return undefined;
   }
