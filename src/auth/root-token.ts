@@ -9,8 +9,8 @@ import { generateRootToken } from "./key-format.ts";
 
 export const ROOT_TOKEN_FILE = "root-token";
 
-/** The root token file exists but holds no usable token: the operator fixes or deletes it. */
-export class RootTokenFileError extends Error {}
+/** The root token file exists but holds no usable token: the operator fixes or deletes it (or sets ANALYTICS_ROOT_TOKEN). */
+export class RootTokenFileError extends DataFileError {}
 
 /** The file operations resolveRootToken needs (node:fs by default; tests pass their own). */
 export interface RootTokenFs {
