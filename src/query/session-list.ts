@@ -7,6 +7,7 @@ import { encodeCursor, type Keyset, MAX_PAGES, type PageMark } from "./cursor.ts
 import { type Filters, sessionConditions } from "./filters.ts";
 import { newestRows, nextWindow, pageUpperBound } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
+import { sessionsTurns } from "../storage/sessions-turns.ts";
 import type { TimeRange } from "./time-range.ts";
 
 export interface SessionRow {
@@ -144,5 +145,7 @@ async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower:
         ORDER BY argMax(started_at, version) DESC, session_id DESC LIMIT ${p.bind("UInt32", q.limit + 1)})
     GROUP BY session_id HAVING sum(sign) > 0
     ORDER BY started DESC, sid DESC`;
-  return selectRows<Raw>(ch, sql, p);
+  // Never while this process inserts into `sessions` (storage/sessions-turns.ts): `at` must tell
+  // whether this read saw a move.
+  return sessionsTurns(ch).run("read", () => selectRows<Raw>(ch, sql, p));
 }

@@ -13,6 +13,7 @@ import { groupRows, type GroupedRows, ROW_COLUMNS, type RowSlice, type Table } f
 import { JsonEachRowBytes, release } from "./embedded/lent-bodies.ts";
 import { SYSTEM_FAULT } from "../errors.ts";
 import type { ScratchBuffer } from "../scratch-buffer.ts";
+import { sessionsTurns } from "./sessions-turns.ts";
 
 /** Which services and UTC dates got new rows (for cache invalidation). */
 export type Touched = Map<string, Set<string>>;
@@ -107,6 +108,12 @@ const isArrayRow = (r: RowSlice) => r.buf[r.start] === 0x5b; // "["
  * a segment it had half inserted is not stored twice), else under `token`-objects.
  */
 export async function insertTable(client: ClickHouseClient, table: Table, rows: RowSlice[], token: string | undefined, opts: InsertOptions): Promise<number> {
+  // Never while a session page is read: a moved session's new state and its move row show together.
+  if (table === "sessions") return sessionsTurns(client).run("insert", () => insertForms(client, table, rows, token, opts));
+  return insertForms(client, table, rows, token, opts);
+}
+
+async function insertForms(client: ClickHouseClient, table: Table, rows: RowSlice[], token: string | undefined, opts: InsertOptions): Promise<number> {
   const arrays = rows.filter(isArrayRow);
   if (arrays.length === rows.length) return insertForm(client, table, rows, ROW_COLUMNS[table], token, opts);
   if (arrays.length === 0) return insertForm(client, table, rows, undefined, token, opts);
