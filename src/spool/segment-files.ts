@@ -1,10 +1,10 @@
 // What a spool looks like on disk: segment names, listing, directory fsync, and setting bad bytes aside.
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, stat } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, stat } from "node:fs/promises";
 import path from "node:path";
 import { decodeFrames } from "./frame.ts";
 import type { ScratchBuffer } from "../scratch-buffer.ts";
-import { readSmallFile } from "../private-files.ts";
+import { DataFileError, readSmallFile } from "../private-files.ts";
 
 /** A segment file; `bytes` is its size on disk (it shrinks if a bad tail is set aside). */
 export interface SegmentRef {
@@ -57,14 +57,28 @@ async function writeDurable(file: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** Stable random id of this spool directory, so dedup tokens of two spools never collide. */
+/**
+ * Stable random id of this spool directory, so dedup tokens of two spools never collide. Segments'
+ * insert tokens are made from it: an unusable id beside segments left to replay is a DataFileError
+ * (a new id would store again the rows of a segment a crash left half inserted); with none, a new
+ * id is written (written whole or not at all: a temporary file renamed).
+ */
 export async function spoolId(dir: string): Promise<string> {
   const file = path.join(dir, "spool.id");
   // Stat'ed first (readSmallFile): a FIFO in its place blocked the start for good.
-  const existing = readSmallFile(file, 4096) ?? "";
-  if (/^[0-9a-f]{16}$/.test(existing.trim())) return existing.trim();
+  const existing = readSmallFile(file, 4096);
+  if (existing !== undefined && /^[0-9a-f]{16}$/.test(existing.trim())) return existing.trim();
+  const waiting = (await listSegments(dir)).length;
+  if (existing !== undefined && waiting > 0) {
+    throw new DataFileError(
+      `${file} holds no spool id (16 hex digits) and ${waiting} segment(s) wait to be written to ClickHouse under it: ` +
+        "restore it from a backup, or delete it to write them under a new id (rows of a segment a crash left half written may then be stored twice)",
+    );
+  }
   const id = randomBytes(8).toString("hex");
-  await writeDurable(file, Buffer.from(id));
+  const temporary = `${file}.new`;
+  await writeDurable(temporary, Buffer.from(id));
+  await rename(temporary, file);
   await syncDir(dir);
   return id;
 }
