@@ -45,3 +45,27 @@ test("a salts file that is there but unusable stops the start, naming it, and is
   expect(() => createFileSaltStore(directory)).toThrow(new DataFileError(`${directory} is not a regular file: fix or delete it`));
   expect(() => createFileSaltStore(join(dir, "absent.json"))).not.toThrow();
 });
+
+// An entry that was not a day's salt was dropped silently, and today's, dropped so, drawn again.
+test("a salts file with an entry that is not a day's salt stops the start, naming the entry but not its value", async () => {
+  const path = join(dir, "entries.json");
+  const good = "ab".repeat(32);
+  for (const [entries, named] of [
+    [{ "2026-11-27": good, "2026-11-28": "secret-but-short" }, "2026-11-28"],
+    [{ "2026-11-27": good, yesterday: good }, "yesterday"],
+    [{ "2026-11-28": 42 }, "2026-11-28"],
+  ] as const) {
+    writeFileSync(path, JSON.stringify(entries));
+    let message = "";
+    try {
+      createFileSaltStore(path);
+    } catch (err) {
+      expect(err).toBeInstanceOf(DataFileError);
+      message = (err as Error).message;
+    }
+    expect(message).toBe(`${path}: entry "${named}" is not a day (YYYY-MM-DD) with a salt (64 hex digits): restore the file, or delete the entry (that day's visitor ids then change)`);
+  }
+  expect(readFileSync(path, "utf8")).toBe(JSON.stringify({ "2026-11-28": 42 })); // left as found
+  writeFileSync(path, JSON.stringify({ "2026-11-27": good }));
+  expect(Buffer.from(await createFileSaltStore(path).saltFor("2026-11-27")).toString("hex")).toBe(good);
+});

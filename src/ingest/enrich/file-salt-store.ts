@@ -59,7 +59,7 @@ export function createFileSaltStore(path: string, options: { now?: () => number 
 
 /**
  * The file's salts; none when there is no file yet (first start). A file that is there but cannot
- * be read, or is not a salts file, stops the start (DataFileError): replacing it would change the
+ * be read, is not a salts file or holds an entry that is not a day's salt, stops the start (DataFileError): replacing it would change the
  * day's visitor ids, splitting every visit going on across the restart.
  */
 function load(path: string): Record<string, string> {
@@ -74,5 +74,12 @@ function load(path: string): Record<string, string> {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new DataFileError(`${path} is not a salts file (a JSON object of days): restore it, or delete it (today's visitor ids then change)`);
   }
-  return Object.fromEntries(Object.entries(parsed).filter(([d, h]) => /^\d{4}-\d{2}-\d{2}$/.test(d) && typeof h === "string" && /^[0-9a-f]{64}$/.test(h)));
+  // An entry that is not a day's salt is refused too, not dropped: dropped today, today's salt
+  // would be drawn again. The key is named (a day), never the value (a secret).
+  const entries = Object.entries(parsed);
+  const bad = entries.find(([d, h]) => !/^\d{4}-\d{2}-\d{2}$/.test(d) || typeof h !== "string" || !/^[0-9a-f]{64}$/.test(h));
+  if (bad) {
+    throw new DataFileError(`${path}: entry ${JSON.stringify(bad[0].slice(0, 40))} is not a day (YYYY-MM-DD) with a salt (64 hex digits): restore the file, or delete the entry (that day's visitor ids then change)`);
+  }
+  return Object.fromEntries(entries as Array<[string, string]>);
 }
