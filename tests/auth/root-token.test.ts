@@ -1,18 +1,10 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDirs } from "../helpers/temp-dirs.ts";
 import { nodeRootTokenFs, readRootTokenFile, resolveRootToken, RootTokenFileError, rootTokenWarnings, type RootTokenFs } from "../../src/auth/root-token.ts";
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "root-token-"));
-  dirs.push(dir);
-  return dir;
-}
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs("root-token-");
 
 describe("resolveRootToken", () => {
   test("the environment wins and nothing is written", () => {

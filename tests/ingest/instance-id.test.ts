@@ -1,22 +1,14 @@
 // The instance id names this process's Valkey journal: made once per DATA_DIR, kept across
 // restarts, and never read from something that is not the file it wrote (a FIFO would block the
 // start, an empty or edited id could name another instance's journal).
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { instanceId } from "../../src/ingest/sessions/journal-recovery.ts";
 import { DataFileError } from "../../src/private-files.ts";
+import { tempDirs } from "../helpers/temp-dirs.ts";
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), "instance-id-"));
-  dirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs("instance-id-");
 
 test("made once, the same after a restart, different per DATA_DIR", () => {
   const a = tempDir();
