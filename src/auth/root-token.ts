@@ -82,8 +82,9 @@ export function rootTokenWarnings(config: Pick<Config, "dataDir">, resolved: Res
     let inFile: string | undefined;
     try {
       inFile = readRootTokenFile(config.dataDir);
-    } catch {
-      inFile = ""; // damaged: not the token in use either
+    } catch (err) {
+      // Damaged, or not a file at all: not the token in use either, and the CLI would stop on it.
+      return [`${(err as Error).message} (ANALYTICS_ROOT_TOKEN is the token in use; the keys CLI reads the file when the variable is not set)`];
     }
     if (inFile !== undefined && inFile !== resolved.token) {
       return [`${path} holds another token than ANALYTICS_ROOT_TOKEN, which is the one in use: the keys CLI needs ANALYTICS_ROOT_TOKEN set too (or delete the file)`];

@@ -103,4 +103,18 @@ describe("rootTokenWarnings", () => {
     expect(warning).toContain("holds another token than ANALYTICS_ROOT_TOKEN");
     expect(rootTokenWarnings({ dataDir: join(dataDir, "none") }, env("env-root-token-0123456789abcdef"))).toEqual([]);
   });
+
+  // Third re-audit: a FIFO in the file's place was called "another token".
+  test("ANALYTICS_ROOT_TOKEN beside a damaged file or a FIFO in its place: the warning says what is wrong with it", () => {
+    const dataDir = tempDir();
+    const path = join(dataDir, "root-token");
+    const env = resolveRootToken({ rootToken: "env-root-token-0123456789abcdef", dataDir });
+    expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
+    expect(rootTokenWarnings({ dataDir }, env)).toEqual([`${path} is not a regular file: fix or delete it (ANALYTICS_ROOT_TOKEN is the token in use; the keys CLI reads the file when the variable is not set)`]);
+    rmSync(path);
+    writeFileSync(path, "short\n");
+    const [warning, ...rest] = rootTokenWarnings({ dataDir }, env);
+    expect(rest).toEqual([]);
+    expect(warning).toStartWith(`${path} does not hold a root token (24 or more visible ASCII characters on one line): fix or delete it`);
+  });
 });
