@@ -1,6 +1,6 @@
 // Start-up failures the operator can fix (a busy port, an unusable or full DATA_DIR): the one line
 // main.ts prints before exiting with code 2, instead of a stack.
-import { accessSync, constants, statfsSync } from "node:fs";
+import { accessSync, constants, lstatSync, type Stats, statfsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "./config.ts";
 import { RootTokenFileError } from "./auth/root-token.ts";
@@ -17,6 +17,10 @@ export function startupMessage(err: unknown, config: Pick<Config, "port" | "host
     const readOnly = notWritable(config.dataDir);
     if (readOnly) return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: it cannot be written (${readOnly})`;
     if (diskFull(config.dataDir)) return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: its disk has no free space or inodes`;
+    // The engine's lock file: something else in its place is no other process's lock.
+    const status = join(config.dataDir, "clickhouse", "status");
+    const odd = notAFile(status);
+    if (odd) return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: ${status} is ${odd}, not the engine's lock file: delete it`;
     return `the embedded ClickHouse could not open DATA_DIR ${config.dataDir}: is another process using it? One process per data directory; several instances need CLICKHOUSE_URL`;
   }
   if (err instanceof RootTokenFileError) return `${err.message} (DATA_DIR; or set ANALYTICS_ROOT_TOKEN)`;
@@ -48,6 +52,25 @@ export function startupMessage(err: unknown, config: Pick<Config, "port" | "host
     }
   }
   return undefined;
+}
+
+/** What is at `path` when it is there and not a regular file ("a directory", …); undefined otherwise. */
+function notAFile(path: string): string | undefined {
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch {
+    // Not there, or a link that leads nowhere (dangling, or a loop).
+    try {
+      return lstatSync(path).isSymbolicLink() ? "a symbolic link that leads to no file" : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  if (stats.isFile()) return undefined;
+  if (stats.isDirectory()) return "a directory";
+  if (stats.isFIFO()) return "a FIFO";
+  return "not a regular file";
 }
 
 /** Why `dir` (or its engine directory) cannot be written (EROFS, EACCES), or undefined when it can. */

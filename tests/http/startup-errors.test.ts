@@ -1,7 +1,7 @@
 // Start-up failures the operator can fix get one line naming the setting and exit code 2 (as
 // configuration errors do), not a stack: a port already in use, a DATA_DIR that cannot be used.
 import { expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClickHouseError } from "@clickhouse/client-web";
@@ -145,6 +145,26 @@ test("the engine could not open a DATA_DIR it cannot write: the line says so, no
     expect(startupMessage(engineError, { port: 3004, host: "0.0.0.0", dataDir: writable })).toContain("is another process using it?");
   } finally {
     rmSync(writable, { recursive: true, force: true });
+  }
+});
+
+// Third re-audit: a directory where the engine's lock file belongs was blamed on another process.
+test("the engine could not open DATA_DIR because something other than a file is its lock file's place: the line names it", () => {
+  const engineError = Object.assign(new Error("chdb connection failed"), { code: "CHDB_CONNECTION" });
+  const dataDir = mkdtempSync(join(tmpdir(), "startup-status-"));
+  const status = join(dataDir, "clickhouse", "status");
+  const config = { port: 3004, host: "0.0.0.0", dataDir };
+  try {
+    mkdirSync(status, { recursive: true });
+    expect(startupMessage(engineError, config)).toBe(`the embedded ClickHouse could not open DATA_DIR ${dataDir}: ${status} is a directory, not the engine's lock file: delete it`);
+    rmSync(status, { recursive: true });
+    symlinkSync(join(dataDir, "nowhere"), status);
+    expect(startupMessage(engineError, config)).toContain(`${status} is a symbolic link that leads to no file`);
+    rmSync(status);
+    writeFileSync(status, "PID: 1\n"); // a lock file: then it is another process
+    expect(startupMessage(engineError, config)).toContain("is another process using it?");
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });
 
