@@ -7,7 +7,7 @@ import type { App } from "../http/app-env.ts";
 import type { KeyRecord, KeyStore, NewKey } from "./key-store.ts";
 import { rootAuth } from "./middleware.ts";
 import { resolver } from "hono-openapi";
-import { describe, errorResponse, jsonResponse } from "../http/openapi.ts";
+import { describe, errorResponse, jsonResponse, REQUEST_ID } from "../http/openapi.ts";
 import { readJsonBody } from "../ingest/read-body.ts";
 import { wellFormed } from "../ingest/schemas.ts";
 import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
@@ -68,7 +68,10 @@ export const CreateKeyBody = v.variant(
         ),
         ["service_id"],
       ),
-      v.metadata({ anyOf: [{ required: ["services"] }, { required: ["service_id"] }] }),
+      v.metadata({
+        anyOf: [{ required: ["services"] }, { required: ["service_id"] }],
+        description: "services, or a one-service service_id; both only when services is exactly [service_id] (else 400 invalid_body)",
+      }),
     ),
   ],
   'expected an object with "type": "public", "secret" or "admin"',
@@ -110,13 +113,13 @@ export function registerKeyRoutes(app: App, deps: { store: KeyStore; rootToken: 
   const auth = rootAuth(deps.rootToken, { store: deps.store });
 
   const keysDoc = (summary: string, status: number, schema?: v.GenericSchema, more: Record<number, ReturnType<typeof jsonResponse>> = {}) =>
-    describe({ summary, tags: ["keys"], responses: { ...more, [status]: schema ? jsonResponse(schema, summary) : { description: summary } } });
+    describe({ summary, tags: ["keys"], responses: { ...more, [status]: schema ? jsonResponse(schema, summary) : { description: summary, headers: REQUEST_ID } } });
   const bodyErrors = {
     413: errorResponse(413, "Body over 64 KiB"),
     415: errorResponse(415, "Content-Type not accepted"),
   };
   const KeyJson = v.object({
-    id: v.string(), type: v.string(), name: v.string(), service_id: v.nullable(v.string()), services: v.array(v.string()),
+    id: v.string(), type: v.picklist(["public", "secret", "admin"]), name: v.string(), service_id: v.nullable(v.string()), services: v.array(v.string()),
     origins: v.array(v.string()), key_prefix: v.string(), created_at: v.string(), revoked_at: v.nullable(v.string()),
   });
 

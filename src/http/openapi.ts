@@ -47,7 +47,7 @@ const header = (description: string, type: "string" | "integer" = "string", valu
 /** The 503s' header (API.md: unavailable, with Retry-After). */
 export const RETRY_AFTER = { "Retry-After": header("Seconds to wait before retrying", "integer") };
 /** Every answer carries it (API.md). */
-const REQUEST_ID = { "X-Request-Id": header("The request's id: the client's own, echoed as sent, else generated; error bodies carry it as request_id") };
+export const REQUEST_ID = { "X-Request-Id": header("The request's id: the client's own, echoed as sent, else generated; error bodies carry it as request_id") };
 /** The cached routes' answers (API.md: X-Cache). */
 export const CACHE_HEADERS = {
   "X-Cache": header("HIT when the answer came from the cache, MISS when it was computed", "string", ["HIT", "MISS"]),
@@ -65,7 +65,7 @@ const ERRORS = {
   403: errorResponse(403, "A valid credential without access to this route or service"),
   404: errorResponse(404, "No such route or resource"),
   405: errorResponse(405, "Method not allowed on this route", { Allow: header("The methods the route answers") }),
-  429: errorResponse(429, "Rate limited (reserved: no route limits rates today)"),
+  429: errorResponse(429, "Rate limited (reserved: no route limits rates today)", RETRY_AFTER),
   500: errorResponse(500, "A fault of the service itself, never of the input"),
   503: errorResponse(503, "Temporarily unavailable", RETRY_AFTER),
 };
@@ -95,7 +95,11 @@ export function registerOpenApiRoute(app: Hono<any>, info: { title?: string; ver
       summary: "This document (OpenAPI 3.1)",
       tags: ["operations"],
       security: [],
-      responses: { 200: { description: "The OpenAPI document of every route", headers: REQUEST_ID, content: { "application/json": { schema: { type: "object" } } } } },
+      responses: {
+        200: { description: "The OpenAPI document of every route", headers: REQUEST_ID, content: { "application/json": { schema: { type: "object" } } } },
+        405: ERRORS[405],
+        500: ERRORS[500],
+      },
     }),
     openAPIRouteHandler(app, {
       // Its default leaves out paths whose last segment has a dot, this document's own among them.

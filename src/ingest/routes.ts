@@ -140,7 +140,10 @@ function docs(schema: v.GenericSchema, summary: string, limit: number, accepted:
     security: [{ bearer: [] }, { apiKey: [] }, { keyQuery: [] }],
     description: `JSON, or text/plain holding JSON (sendBeacon); gzip allowed. At most ${limit} bytes, also after decompression. ` +
       "Keys: Authorization: Bearer, X-API-Key, or for public keys the key query parameter or body field.",
-    parameters: [{ name: "key", in: "query", required: false, schema: { type: "string" }, description: "A public key (pk_…), for trackers that cannot set headers" }],
+    parameters: [
+      { name: "key", in: "query", required: false, schema: { type: "string" }, description: "A public key (pk_…), for trackers that cannot set headers" },
+      { name: "Content-Encoding", in: "header", required: false, schema: { type: "string", enum: ["gzip", "identity"] }, description: "gzip for a compressed body; any other encoding is 415" },
+    ],
     requestBody: { required: true, content: { "application/json": content, "text/plain": content } },
     responses: {
       202: jsonResponse(accepted, "Accepted: what was kept, and each dropped item with its index and reason"),

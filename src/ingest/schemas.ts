@@ -112,7 +112,7 @@ const ms = v.pipe(v.number(), v.finite("must be a finite number"), v.minValue(0,
 
 const serviceId = v.pipe(v.string(), v.regex(/^[a-z0-9_-]{1,64}$/, "must be 1–64 of a-z 0-9 _ -"));
 
-const SECRET_ONLY = "Secret keys only (a public key's request carrying it is refused with 403 forbidden); else from the connection";
+const SECRET_ONLY = "Secret keys only (with a public key: the single-item routes answer 403 forbidden, a batch drops the item with reason forbidden); else from the connection";
 
 /** Fields every item may carry (API.md "Fields every item may carry"). */
 const common = {

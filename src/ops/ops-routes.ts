@@ -1,6 +1,6 @@
 import * as v from "valibot";
 import type { App } from "../http/app-env.ts";
-import { describe, jsonResponse, RETRY_AFTER } from "../http/openapi.ts";
+import { describe, jsonResponse, REQUEST_ID, RETRY_AFTER } from "../http/openapi.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "../logger.ts";
 
@@ -53,7 +53,7 @@ export function registerOpsRoutes(app: App, deps: { readiness: Readiness; metric
     summary: "Prometheus metrics (text format)",
     tags: ["operations"],
     security: [],
-    responses: { 200: { description: "Prometheus text exposition format", content: { "text/plain": { schema: { type: "string" } } } } },
+    responses: { 200: { description: "Prometheus text exposition format", headers: REQUEST_ID, content: { "text/plain": { schema: { type: "string" } } } } },
   }, OPS_ERRORS), async (c) => {
     for (const collect of deps.metrics.collectors) collect();
     const body = await deps.metrics.registry.metrics();

@@ -60,6 +60,29 @@ describe("GET /v1/openapi.json", () => {
     expect(Object.keys(doc.paths["/v1/sessions"].get.responses)).toEqual(expect.arrayContaining(["401", "403", "429"]));
   });
 
+  // OpenAPI audit (session 26): a 204, /metrics and the document's own route lacked these.
+  test("every answer of every operation declares X-Request-Id, every route 405, every 503 and 429 Retry-After", () => {
+    const missing: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { headers?: Record<string, unknown> }> }>>)) {
+      for (const [method, op] of Object.entries(ops)) {
+        if (!op.responses["405"]) missing.push(`${method} ${path} 405`);
+        for (const [status, response] of Object.entries(op.responses)) {
+          if (!response.headers?.["X-Request-Id"]) missing.push(`${method} ${path} ${status} X-Request-Id`);
+          if ((status === "503" || status === "429") && !response.headers?.["Retry-After"]) missing.push(`${method} ${path} ${status} Retry-After`);
+        }
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  test("ingest routes describe Content-Encoding (gzip); key answers name the three types", () => {
+    for (const route of ["session", "event", "pageview", "batch"]) {
+      const encoding = doc.paths[`/v1/ingest/${route}`].post.parameters.find((p: { name: string }) => p.name === "Content-Encoding");
+      expect({ route, in: encoding?.in, values: encoding?.schema.enum }).toEqual({ route, in: "header", values: ["gzip", "identity"] });
+    }
+    expect(responseSchema("/v1/keys", "get", 200).properties.data.items.properties.type.enum).toEqual(["public", "secret", "admin"]);
+  });
+
   test("each error status names its codes, and every code of the API is named", () => {
     const named = new Set<string>();
     for (const ops of Object.values(doc.paths as Record<string, Record<string, { responses: Record<string, any> }>>)) {
