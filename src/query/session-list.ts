@@ -44,6 +44,9 @@ const TEXT_COLUMNS = ["visitor_id", "user_id", "entry_path", "exit_path", "refer
 const NUMBER_COLUMNS = ["pageviews", "events", "is_bounce", "converted"] as const;
 const COLUMNS = [...TEXT_COLUMNS, ...NUMBER_COLUMNS].map((c) => `argMax(${c}, version) AS a_${c}`).join(", ");
 
+/** How long a page read waits for an insert into `sessions` to end before it reads anyway. */
+const READ_TURN_WAIT_MS = 5_000;
+
 export interface SessionListQuery {
   serviceId: string;
   range: TimeRange;
@@ -146,6 +149,6 @@ async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower:
     GROUP BY session_id HAVING sum(sign) > 0
     ORDER BY started DESC, sid DESC`;
   // Never while this process inserts into `sessions` (storage/sessions-turns.ts): `at` must tell
-  // whether this read saw a move.
-  return sessionsTurns(ch).run("read", () => selectRows<Raw>(ch, sql, p));
+  // whether this read saw a move. An insert still running after READ_TURN_WAIT_MS is let be.
+  return sessionsTurns(ch).run("read", () => selectRows<Raw>(ch, sql, p), READ_TURN_WAIT_MS);
 }

@@ -21,24 +21,41 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 
 type Kind = "read" | "insert";
+type Waiter = { kind: Kind; go: () => void; admitted: boolean };
 
 export class Turns {
   #kind: Kind | null = null;
   #running = 0;
-  #waiting: Array<{ kind: Kind; go: () => void }> = [];
+  #waiting: Waiter[] = [];
 
-  /** Runs `fn` in a turn of its kind: alongside others of that kind, never beside the other. */
-  async run<T>(kind: Kind, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in a turn of its kind: alongside others of that kind, never beside the other. After
+   * `maxWaitMs` of waiting it runs anyway, outside the turns: an insert stuck in the engine (up to
+   * the client's timeout) must not hold every page read as long.
+   */
+  async run<T>(kind: Kind, fn: () => Promise<T>, maxWaitMs = Number.POSITIVE_INFINITY): Promise<T> {
+    let inTurn = true;
     if (this.#running === 0 || (this.#kind === kind && this.#waiting.length === 0)) {
       this.#kind = kind;
       this.#running++;
     } else {
-      await new Promise<void>((go) => this.#waiting.push({ kind, go }));
+      const waiter: Waiter = { kind, go: () => undefined, admitted: false };
+      const admitted = new Promise<void>((go) => (waiter.go = go));
+      this.#waiting.push(waiter);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = Number.isFinite(maxWaitMs) ? new Promise<void>((r) => (timer = setTimeout(r, maxWaitMs))) : undefined;
+      await (timedOut ? Promise.race([admitted, timedOut]) : admitted);
+      clearTimeout(timer);
+      // Admitted meanwhile (then it counts as running), or still waiting: leave the queue.
+      if (!waiter.admitted) {
+        this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
+        inTurn = false;
+      }
     }
     try {
       return await fn();
     } finally {
-      this.#leave();
+      if (inTurn) this.#leave();
     }
   }
 
@@ -48,8 +65,10 @@ export class Turns {
     this.#kind = next?.kind ?? null;
     // The next turn: the waiters at the head of the queue that are of the head's kind.
     while (next && this.#waiting[0]?.kind === next.kind) {
+      const waiter = this.#waiting.shift()!;
+      waiter.admitted = true;
       this.#running++;
-      this.#waiting.shift()!.go();
+      waiter.go();
     }
   }
 }

@@ -68,3 +68,36 @@ test("a turn that throws still ends: the next one runs and the error reaches its
   await t.run("insert", async () => void (started = true));
   expect(started).toBe(true);
 });
+
+test("a read that waited its longest runs beside the insert (a stuck insert holds no page for good); the turns stay sound after", async () => {
+  const t = new Turns();
+  const log: string[] = [];
+  const stuck = task(log, "stuck-insert");
+  const insert = t.run("insert", stuck.fn);
+  const started = performance.now();
+  expect(await t.run("read", async () => "read ran", 50)).toBe("read ran");
+  expect(performance.now() - started).toBeGreaterThanOrEqual(45);
+  expect(log).toEqual(["+stuck-insert"]); // still running
+  // The read that gave up is not counted: once the insert ends, nothing holds the turns.
+  stuck.release();
+  await insert;
+  const [w, r] = [task(log, "w"), task(log, "r")];
+  const runs = [t.run("insert", w.fn), t.run("read", r.fn, 1_000)];
+  await tick();
+  expect(log.slice(-1)).toEqual(["+w"]);
+  w.release();
+  await tick();
+  expect(log.slice(-2)).toEqual(["-w", "+r"]); // admitted in time: a turn of its own,
+  const w2 = task(log, "w2");
+  runs.push(t.run("insert", w2.fn));
+  await tick();
+  expect(log.slice(-1)).toEqual(["+r"]); // which the next insert waits for
+  r.release();
+  await tick();
+  expect(log.slice(-2)).toEqual(["-r", "+w2"]);
+  w2.release();
+  await Promise.all(runs);
+  let ran = false;
+  await t.run("insert", async () => void (ran = true));
+  expect(ran).toBe(true);
+});
