@@ -168,9 +168,10 @@ export const intParam = (min: number, max: number, what: string) =>
  * An opaque paging cursor from a previous page's `next_cursor`: base64url of the last row's time
  * and id as JSON (cursor.ts). The longest is a session cursor with a session id of 64 control
  * characters, each escaped to six bytes in JSON (~540 characters of base64url), and its walk's last
- * 64 pages (two numbers each, at most 2 × 16 digits: ~2,900 characters); 4096 leaves room.
+ * 64 pages (four numbers each: two times of at most 13 digits, a CRC and an id prefix of at most
+ * 10: ~4,300 characters of base64url); 6144 leaves room.
  */
-export const cursorParam = v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,4096}$/, "not a cursor from this API"), v.description("next_cursor of the previous page")));
+export const cursorParam = v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,6144}$/, "not a cursor from this API"), v.description("next_cursor of the previous page")));
 
 const TIME_FORMS = "expected a date YYYY-MM-DD, an ISO 8601 time with offset, or epoch milliseconds";
 /** Why a value of the right form is still refused: a date not on the calendar, or out of range. */

@@ -6,8 +6,9 @@
 // that changes how many reads a page takes, never which rows it holds; cursors made before the
 // hint existed (no fourth element) still page, from the default first window. A session cursor
 // also carries, for the walk's pages so far (the last MAX_PAGES of them), when each was read and
-// its last row's start and CRC-32 of its id (fifth element, times as deltas): the next page leaves
-// out the sessions one of them listed that have moved since (session-list.ts).
+// its last row's start and CRC-32 of its id (fifth element, times as deltas), and the first four
+// bytes of that id as a number (sixth element; they order ids as the list does): the next page
+// leaves out the sessions one of them listed that have moved since (session-list.ts).
 import * as v from "valibot";
 import { charCount, isWellFormed } from "../chars.ts";
 import { ApiError } from "../errors.ts";
@@ -35,13 +36,25 @@ export interface Keyset {
   w?: number;
   /**
    * Session lists: for each page of the walk so far, oldest first, [when it was read (the engine's
-   * clock, epoch ms), its last row's start (epoch ms), CRC-32 of its last row's id]. Absent in
-   * older cursors.
+   * clock, epoch ms), its last row's start (epoch ms), CRC-32 of its last row's id, the first four
+   * bytes of that id as a big-endian number (idPrefix)]. Absent in older cursors; the prefix is
+   * absent (-1) in cursors made before 2026-11-30.
    */
   pages?: ReadonlyArray<PageMark>;
 }
 
-export type PageMark = readonly [read: number, end: number, endIdCrc: number];
+export type PageMark = readonly [read: number, end: number, endIdCrc: number, endIdPrefix: number];
+
+/**
+ * The first four bytes of an id's UTF-8 (zeros past its end) as a big-endian number: ids whose
+ * numbers differ order as the ids do (bytewise, as ClickHouse compares strings); equal numbers
+ * leave the order open.
+ */
+export function idPrefix(id: string): number {
+  const bytes = Buffer.alloc(4);
+  Buffer.from(id, "utf8").copy(bytes, 0, 0, 4);
+  return bytes.readUInt32BE(0);
+}
 
 /** How many pages a session cursor remembers (a move after an older page may list a session twice). */
 export const MAX_PAGES = 64;
@@ -51,24 +64,31 @@ export const MIN_WINDOW_MS = 1000;
 
 export function encodeCursor(list: CursorList, k: Keyset): string {
   const value: unknown[] = k.w === undefined ? [TAG[list], k.t, k.id] : [TAG[list], k.t, k.id, k.w];
-  if (k.w !== undefined && k.pages !== undefined && k.pages.length > 0) value.push(encodePages(k.pages));
+  if (k.w !== undefined && k.pages !== undefined && k.pages.length > 0) {
+    value.push(encodePages(k.pages));
+    if (k.pages.every((mark) => mark[3] >= 0)) value.push(k.pages.map((mark) => mark[3]));
+  }
   return Buffer.from(JSON.stringify(value), "utf8").toString("base64url");
 }
 
 /** [read₁, end₁, crc₁, read₂ − read₁, end₁ − end₂, crc₂, …]: reads only grow and ends only fall. */
 function encodePages(pages: ReadonlyArray<PageMark>): number[] {
-  const out = [...pages[0]!];
+  const [read, end, crc] = pages[0]!;
+  const out = [read, end, crc];
   for (let i = 1; i < pages.length; i++) out.push(pages[i]![0] - pages[i - 1]![0], pages[i - 1]![1] - pages[i]![1], pages[i]![2]);
   return out;
 }
 
-function decodePages(value: unknown): PageMark[] | undefined {
+function decodePages(value: unknown, prefixes: unknown): PageMark[] | undefined {
   if (!Array.isArray(value) || value.length < 3 || value.length > 3 * MAX_PAGES || value.length % 3 !== 0) return undefined;
   if (!value.every((x) => Number.isSafeInteger(x) && x >= 0)) return undefined;
-  const pages: PageMark[] = [[value[0], value[1], value[2]]];
+  // One id prefix per page, or none (a cursor from before they were kept: -1, the order left open).
+  if (prefixes !== undefined && !(Array.isArray(prefixes) && prefixes.length === value.length / 3 && prefixes.every((x) => Number.isSafeInteger(x) && x >= 0 && x <= 0xffffffff))) return undefined;
+  const prefix = (i: number): number => (prefixes === undefined ? -1 : (prefixes as number[])[i]!);
+  const pages: PageMark[] = [[value[0], value[1], value[2], prefix(0)]];
   for (let i = 3; i < value.length; i += 3) {
     const [read, end] = pages[pages.length - 1]!;
-    pages.push([read + value[i], end - value[i + 1], value[i + 2]]);
+    pages.push([read + value[i], end - value[i + 1], value[i + 2], prefix(i / 3)]);
   }
   return pages.every(([read, end, crc]) => isTime(read) && isTime(end) && crc <= 0xffffffff) ? pages : undefined;
 }
@@ -83,7 +103,7 @@ export function decodeCursor(list: CursorList, cursor: string | undefined): Keys
   if (cursor === undefined) return undefined;
   try {
     const value: unknown = JSON.parse(UTF8.decode(Buffer.from(cursor, "base64url")));
-    const longest = list === "sessions" ? 5 : 4;
+    const longest = list === "sessions" ? 6 : 4;
     if (
       Array.isArray(value) && value.length >= 3 && value.length <= longest && value[0] === TAG[list] &&
       isTime(value[1]) && typeof value[2] === "string" && validId[list](value[2])
@@ -92,7 +112,7 @@ export function decodeCursor(list: CursorList, cursor: string | undefined): Keys
       const w: unknown = value[3];
       if (typeof w === "number" && Number.isSafeInteger(w) && w >= MIN_WINDOW_MS && w <= MAX_MS) {
         if (value.length === 4) return { t: value[1], id: value[2], w };
-        const pages = decodePages(value[4]);
+        const pages = decodePages(value[4], value[5]);
         if (pages) return { t: value[1], id: value[2], w, pages };
       }
     }

@@ -3,7 +3,7 @@
 // sum(sign) > 0 and take each column from its highest version (argMax), which avoids FINAL.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { crc32 } from "node:zlib";
-import { encodeCursor, type Keyset, MAX_PAGES, type PageMark } from "./cursor.ts";
+import { encodeCursor, idPrefix, type Keyset, MAX_PAGES, type PageMark } from "./cursor.ts";
 import { type Filters, sessionConditions } from "./filters.ts";
 import { newestRows, nextWindow, pageUpperBound } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
@@ -105,7 +105,7 @@ function walkPages(after: Keyset | undefined, readAt: number, last: Raw): PageMa
   // A clock set back between two pages must not make reads go back in the cursor (they are kept as
   // growing deltas): a later read time only leaves out less.
   const read = Math.max(readAt, before[before.length - 1]?.[0] ?? 0);
-  return [...before, [read, last.started, crc32(last.sid)] as const].slice(-MAX_PAGES);
+  return [...before, [read, last.started, crc32(last.sid), idPrefix(last.sid)] as const].slice(-MAX_PAGES);
 }
 
 /** The newest limit + 1 sessions whose current state started in [lower, upper) (and before the cursor). */
@@ -123,9 +123,10 @@ async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower:
   // session that has moved since stood then where its first move after that read started from
   // (starts only move earlier). So a session is left out when one of its moves started from at
   // or above the last row of the last page read before that move. The cursor keeps each last
-  // row's start and a CRC-32 of its id, not the id: at the same start, the row itself is told by
-  // its CRC, and another session there is not left out. Neither is a move before the oldest page
-  // the cursor remembers. Both may list a session twice; neither leaves one out.
+  // row's start, a CRC-32 of its id and the id's first four bytes, not the id: at the same start,
+  // the row itself is told by its CRC, and another session by its first four bytes (bytewise
+  // greater: above the row, listed; equal: not told, not left out). Nor is a move before the
+  // oldest page the cursor remembers. Both may list a session twice; neither leaves one out.
   if (q.after?.pages) {
     const column = (i: number) => p.bind("Array(Int64)", q.after!.pages!.map((mark) => mark[i]));
     where.push(`session_id NOT IN (
@@ -133,7 +134,9 @@ async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower:
       WHERE service_id = ${service} AND moved_at > ${p.instant(q.after.pages[0]![0])}
         AND (arrayLastIndex(r -> r < toUnixTimestamp64Milli(moved_at), ${column(0)}) AS page) > 0
         AND (toUnixTimestamp64Milli(from_started_at) AS from_ms) >= (arrayElement(${column(1)}, page) AS end_ms)
-        AND (from_ms > end_ms OR CRC32(session_id) = arrayElement(${column(2)}, page)))`);
+        AND (from_ms > end_ms OR CRC32(session_id) = arrayElement(${column(2)}, page)
+          OR ((arrayElement(${column(3)}, page) AS end_prefix) >= 0
+            AND reinterpretAsUInt32(reverse(substring(concat(session_id, char(0, 0, 0, 0)), 1, 4))) > end_prefix)))`);
   }
   // Two steps: pick the page's sessions with a narrow GROUP BY (id, sign, start only), then read
   // every column of just those; grouping all columns of every session in the window costs far more.

@@ -992,6 +992,41 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     expect(walk).toEqual([5, 4, 6, 2, 1, 3]);
   });
 
+  // The paging audit of session 26: sessions sharing one start millisecond, and one listed above
+  // a page's last row (at that millisecond) moved below the cursor: the next pages listed it again,
+  // since the cursor told the last row by a CRC of its id and nothing else at that millisecond.
+  test("a walk through /v1/sessions lists each session once when sessions sharing a start millisecond move", async () => {
+    const key = await svc.key({ type: "secret", service_id: "paging-ties" });
+    const admin = await svc.key({ type: "admin", services: ["paging-ties"] });
+    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 12 * 60 * MIN;
+    const date = new Date(t).toISOString().slice(0, 10);
+    const visit = async (id: string, at: number) => {
+      const n = id.charCodeAt(0);
+      const res = await post("/v1/ingest/pageview", { session_id: id, ip: `10.251.0.${n}`, user_agent: CHROME, url: `https://shop.example/${id}`, timestamp: at }, {}, key);
+      expect(res.status).toBe(202);
+    };
+    const page = async (limit: number, cursor?: string) => {
+      const body = (await get(admin, `/v1/sessions?service_id=paging-ties&from=${date}&to=${date}&limit=${limit}${cursor ? `&cursor=${cursor}` : ""}`)) as { data: Array<{ session_id: string }>; next: string | null; next_cursor: string | null };
+      return { ids: body.data.map((x) => x.session_id), next: body.next_cursor };
+    };
+    // Five sessions starting at one millisecond: the list orders them by id, newest first.
+    for (const id of ["a1", "b1", "c1", "d1", "e1"]) await visit(id, t);
+    await svc.flush();
+    const first = await page(2);
+    expect(first.ids).toEqual(["e1", "d1"]);
+    // e1, listed above the page's last row d1 at the same millisecond, moves below everything;
+    // b1, not listed yet, moves too (it must still come, once, at its new place).
+    await visit("e1", t - 5 * MIN);
+    await visit("b1", t - 3 * MIN);
+    await svc.flush();
+    const walk = [...first.ids];
+    for (let p = await page(2, first.next!); ; p = await page(2, p.next!)) {
+      walk.push(...p.ids);
+      if (!p.next) break;
+    }
+    expect(walk).toEqual(["e1", "d1", "c1", "a1", "b1"]);
+  });
+
   test("a late item that moves a session's start to an earlier hour moves its visitor there, also after the rows merge", async () => {
     const day = await moveStartBack("late-moved", "9.9.9.9");
     const date = new Date(day).toISOString().slice(0, 10);

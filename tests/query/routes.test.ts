@@ -88,7 +88,7 @@ describe("contract shapes", () => {
       `/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&cursor=${events.next_cursor}`,
     ];
     const forged = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-    const [, t, sid, w, marks] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string, number, number[]];
+    const [, t, sid, w, marks, prefixes] = JSON.parse(Buffer.from(first.next_cursor, "base64url").toString()) as [string, number, string, number, number[], number[]];
     // The next page's first window rides along (src/query/newest-first.ts); a cursor without it
     // (made before it existed) pages the same rows. So do the walk's pages (src/query/session-list.ts):
     // this one's read time (the engine's clock), last start and CRC-32 of its last id.
@@ -96,6 +96,10 @@ describe("contract shapes", () => {
     expect(marks.length).toBe(3);
     expect(Math.abs(marks[0]! - Date.now())).toBeLessThan(60_000);
     expect(marks.slice(1)).toEqual([t, crc32(sid)]);
+    // And its last id's first four bytes as a number (ties at one start are told apart by them).
+    expect(prefixes).toEqual([Buffer.concat([Buffer.from(sid), Buffer.alloc(4)]).readUInt32BE(0)]);
+    const withoutPrefixes = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid, w, marks])}`)).json();
+    expect(withoutPrefixes.data).toEqual(second.data); // a cursor made before they were kept
     const withoutHint = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid])}`)).json();
     expect(withoutHint.data).toEqual(second.data);
     const withoutPages = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid, w])}`)).json();
@@ -124,7 +128,11 @@ describe("contract shapes", () => {
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, [1, 2, 2 ** 32]])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, [1, 2, 3, 0, 5, 0]])}`, // an end before 0
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, Array.from({ length: 65 }, () => [0, 0, 0]).flat()])}`, // 65 pages
-      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, 1])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, 1])}`, // prefixes are a list
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, [1, 2]])}`, // one per page
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, [-1]])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, [2 ** 32]])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, prefixes, 0])}`,
       `/v1/events?service_id=alpha&cursor=${forged(["e", t, crypto.randomUUID(), w, marks])}`, // events do not move
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", 8640000000000001, sid])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", -1, sid])}`,
