@@ -8,7 +8,9 @@
 // also carries, for the walk's pages so far (the last MAX_PAGES of them), when each was read and
 // its last row's start and CRC-32 of its id (fifth element, times as deltas), and the first four
 // bytes of that id as a number (sixth element; they order ids as the list does): the next page
-// leaves out the sessions one of them listed that have moved since (session-list.ts).
+// leaves out the sessions one of them listed that have moved since (session-list.ts). Past 64
+// pages, the older ones are kept in ClickHouse under a random id of the walk: the seventh element
+// is [that id, how many pages are kept there].
 import * as v from "valibot";
 import { charCount, isWellFormed } from "../chars.ts";
 import { ApiError } from "../errors.ts";
@@ -41,6 +43,13 @@ export interface Keyset {
    * absent (-1) in cursors made before 2026-11-30.
    */
   pages?: ReadonlyArray<PageMark>;
+  /** Session lists past MAX_PAGES pages: the walk's id and how many of its first pages are stored under it. */
+  walk?: WalkRef;
+}
+
+export interface WalkRef {
+  id: string;
+  stored: number;
 }
 
 export type PageMark = readonly [read: number, end: number, endIdCrc: number, endIdPrefix: number];
@@ -56,7 +65,7 @@ export function idPrefix(id: string): number {
   return bytes.readUInt32BE(0);
 }
 
-/** How many pages a session cursor remembers (a move after an older page may list a session twice). */
+/** How many pages a session cursor carries; older ones are stored in ClickHouse (session-list.ts). */
 export const MAX_PAGES = 64;
 
 /** The narrowest first window a cursor may ask for: smaller hints would only add empty reads. */
@@ -66,7 +75,10 @@ export function encodeCursor(list: CursorList, k: Keyset): string {
   const value: unknown[] = k.w === undefined ? [TAG[list], k.t, k.id] : [TAG[list], k.t, k.id, k.w];
   if (k.w !== undefined && k.pages !== undefined && k.pages.length > 0) {
     value.push(encodePages(k.pages));
-    if (k.pages.every((mark) => mark[3] >= 0)) value.push(k.pages.map((mark) => mark[3]));
+    if (k.pages.every((mark) => mark[3] >= 0)) {
+      value.push(k.pages.map((mark) => mark[3]));
+      if (k.walk) value.push([k.walk.id, k.walk.stored]);
+    }
   }
   return Buffer.from(JSON.stringify(value), "utf8").toString("base64url");
 }
@@ -93,6 +105,14 @@ function decodePages(value: unknown, prefixes: unknown): PageMark[] | undefined 
   return pages.every(([read, end, crc]) => isTime(read) && isTime(end) && crc <= 0xffffffff) ? pages : undefined;
 }
 
+/** [walk id (a UUID), pages stored under it (1 or more)]. */
+function decodeWalk(value: unknown): WalkRef | undefined {
+  if (!Array.isArray(value) || value.length !== 2) return undefined;
+  const [id, stored] = value as unknown[];
+  if (typeof id !== "string" || !v.is(Uuid, id) || !Number.isSafeInteger(stored) || (stored as number) < 1 || (stored as number) > 0xffffffff) return undefined;
+  return { id, stored: stored as number };
+}
+
 /** Epoch ms within the query routes' bound on times. */
 function isTime(x: unknown): x is number {
   return Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) < MAX_MS;
@@ -103,7 +123,7 @@ export function decodeCursor(list: CursorList, cursor: string | undefined): Keys
   if (cursor === undefined) return undefined;
   try {
     const value: unknown = JSON.parse(UTF8.decode(Buffer.from(cursor, "base64url")));
-    const longest = list === "sessions" ? 6 : 4;
+    const longest = list === "sessions" ? 7 : 4;
     if (
       Array.isArray(value) && value.length >= 3 && value.length <= longest && value[0] === TAG[list] &&
       isTime(value[1]) && typeof value[2] === "string" && validId[list](value[2])
@@ -113,7 +133,10 @@ export function decodeCursor(list: CursorList, cursor: string | undefined): Keys
       if (typeof w === "number" && Number.isSafeInteger(w) && w >= MIN_WINDOW_MS && w <= MAX_MS) {
         if (value.length === 4) return { t: value[1], id: value[2], w };
         const pages = decodePages(value[4], value[5]);
-        if (pages) return { t: value[1], id: value[2], w, pages };
+        if (pages && value.length === 7) {
+          const walk = decodeWalk(value[6]);
+          if (walk) return { t: value[1], id: value[2], w, pages, walk };
+        } else if (pages) return { t: value[1], id: value[2], w, pages };
       }
     }
   } catch {

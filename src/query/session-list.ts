@@ -3,7 +3,7 @@
 // sum(sign) > 0 and take each column from its highest version (argMax), which avoids FINAL.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { crc32 } from "node:zlib";
-import { encodeCursor, idPrefix, type Keyset, MAX_PAGES, type PageMark } from "./cursor.ts";
+import { encodeCursor, idPrefix, type Keyset, MAX_PAGES, type PageMark, type WalkRef } from "./cursor.ts";
 import { type Filters, sessionConditions } from "./filters.ts";
 import { newestRows, nextWindow, pageUpperBound } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
@@ -65,9 +65,11 @@ type Raw = { sid: string; started: number; ended: number; at: number } & Record<
  * ended, so that later pages leave out what it listed (sessionsBetween).
  */
 export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): Promise<Page<SessionRow>> {
-  const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => sessionsBetween(ch, q, lower, upper));
+  const marks = q.after?.pages && [...(q.after.walk ? await storedPages(ch, q.serviceId, q.after.walk) : []), ...q.after.pages];
+  const rows = await newestRows(q.range, q.after, q.limit, (lower, upper) => sessionsBetween(ch, q, marks, lower, upper));
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
+  const walk = rows.length > q.limit && last ? await nextWalk(ch, q, rows[0]!.at, last) : undefined;
   return {
     data: page.map((r) => ({
       session_id: r.sid,
@@ -93,23 +95,55 @@ export async function listSessions(ch: ClickHouseClient, q: SessionListQuery): P
       country: r.a_country,
     })),
     next_cursor:
-      rows.length > q.limit && last
-        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit), pages: walkPages(q.after, rows[0]!.at, last) })
+      walk && last
+        ? encodeCursor("sessions", { t: last.started, id: last.sid, w: nextWindow(pageUpperBound(q.range.end, q.after), last.started, page.length, q.limit), ...walk })
         : null,
   };
 }
 
-/** The walk's pages with this one (read at `readAt`, ending at `last`) added, the newest MAX_PAGES of them. */
-function walkPages(after: Keyset | undefined, readAt: number, last: Raw): PageMark[] {
-  const before = after?.pages ?? [];
+/**
+ * The walk's pages with this one (read at `readAt`, ending at `last`) added: the newest MAX_PAGES
+ * of them for the cursor, the ones it lets go of stored under the walk's id (made at the first).
+ */
+async function nextWalk(ch: ClickHouseClient, q: SessionListQuery, readAt: number, last: Raw): Promise<{ pages: PageMark[]; walk?: WalkRef }> {
+  const before = q.after?.pages ?? [];
   // A clock set back between two pages must not make reads go back in the cursor (they are kept as
   // growing deltas): a later read time only leaves out less.
   const read = Math.max(readAt, before[before.length - 1]?.[0] ?? 0);
-  return [...before, [read, last.started, crc32(last.sid), idPrefix(last.sid)] as const].slice(-MAX_PAGES);
+  const pages: PageMark[] = [...before, [read, last.started, crc32(last.sid), idPrefix(last.sid)]];
+  const over = pages.length - MAX_PAGES;
+  if (over <= 0) return { pages, walk: q.after?.walk };
+  const walk = q.after?.walk ?? { id: crypto.randomUUID(), stored: 0 };
+  await ch.insert({
+    table: "session_walk_pages",
+    format: "JSONEachRow",
+    values: pages.slice(0, over).map(([readMs, end, crc, prefix], i) => ({
+      service_id: q.serviceId, walk: walk.id, page: walk.stored + i + 1, read_ms: readMs, end_ms: end, end_crc: crc, end_prefix: prefix,
+    })),
+  });
+  return { pages: pages.slice(over), walk: { id: walk.id, stored: walk.stored + over } };
 }
 
-/** The newest limit + 1 sessions whose current state started in [lower, upper) (and before the cursor). */
-async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower: number, upper: number): Promise<Raw[]> {
+/**
+ * The walk's pages older than its cursor's, in order. A page written twice (read again from an
+ * older cursor) counts with its latest read and highest end: each only leaves out less. A page
+ * missing (its day passed) leaves out nothing on its own.
+ */
+async function storedPages(ch: ClickHouseClient, serviceId: string, walk: WalkRef): Promise<PageMark[]> {
+  const p = new SqlParams();
+  const rows = await selectRows<{ r: number; e: number; c: number; x: number }>(ch, `
+    SELECT max(read_ms) AS r, max(end_ms) AS e, argMax(end_crc, end_ms) AS c, argMax(end_prefix, end_ms) AS x
+    FROM session_walk_pages
+    WHERE service_id = ${p.bind("String", serviceId)} AND walk = toUUID(${p.bind("String", walk.id)}) AND page <= ${p.bind("UInt32", walk.stored)}
+    GROUP BY page ORDER BY page`, p);
+  return rows.map((m) => [Number(m.r), Number(m.e), Number(m.c), Number(m.x)] as const);
+}
+
+/**
+ * The newest limit + 1 sessions whose current state started in [lower, upper) (and before the
+ * cursor), leaving out those the walk's pages (`marks`, oldest first) listed and that moved since.
+ */
+async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, marks: readonly PageMark[] | undefined, lower: number, upper: number): Promise<Raw[]> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
   const inWindow = `service_id = ${service} AND started_at >= ${p.instant(lower)} AND started_at < ${p.instant(upper)}`;
@@ -125,13 +159,17 @@ async function sessionsBetween(ch: ClickHouseClient, q: SessionListQuery, lower:
   // or above the last row of the last page read before that move. The cursor keeps each last
   // row's start, a CRC-32 of its id and the id's first four bytes, not the id: at the same start,
   // the row itself is told by its CRC, and another session by its first four bytes (bytewise
-  // greater: above the row, listed; equal: not told, not left out). Nor is a move before the
-  // oldest page the cursor remembers. Both may list a session twice; neither leaves one out.
-  if (q.after?.pages) {
-    const column = (i: number) => p.bind("Array(Int64)", q.after!.pages!.map((mark) => mark[i]));
+  // greater: above the row, listed; equal: not told, not left out: a session may be listed twice,
+  // never left out). The walk's pages older than the cursor's 64 come from session_walk_pages.
+  if (marks && marks.length > 0) {
+    // Reads in order, as arrayLastIndex needs (a stored page read again later could break it):
+    // a read moved later only leaves out less.
+    let latest = 0;
+    const reads = marks.map((mark) => (latest = Math.max(latest, mark[0])));
+    const column = (i: number) => p.bind("Array(Int64)", i === 0 ? reads : marks.map((mark) => mark[i]));
     where.push(`session_id NOT IN (
       SELECT session_id FROM session_moves
-      WHERE service_id = ${service} AND moved_at > ${p.instant(q.after.pages[0]![0])}
+      WHERE service_id = ${service} AND moved_at > ${p.instant(reads[0]!)}
         AND (arrayLastIndex(r -> r < toUnixTimestamp64Milli(moved_at), ${column(0)}) AS page) > 0
         AND (toUnixTimestamp64Milli(from_started_at) AS from_ms) >= (arrayElement(${column(1)}, page) AS end_ms)
         AND (from_ms > end_ms OR CRC32(session_id) = arrayElement(${column(2)}, page)

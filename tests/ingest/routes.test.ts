@@ -1027,6 +1027,44 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     expect(walk).toEqual(["e1", "d1", "c1", "a1", "b1"]);
   });
 
+  // The paging audits of session 26: a cursor remembered a walk's last 64 pages only, so a session
+  // listed on page 1 and moved to the range's end came again on page 70 (1,087 and 1,572 repeats in
+  // walks of 1 to 8 rows a page). The older pages are now kept in session_walk_pages (schemas/13).
+  test("a walk of more than 64 pages lists a session once when it moved right after its page, far below", async () => {
+    const key = await svc.key({ type: "secret", service_id: "paging-long" });
+    const admin = await svc.key({ type: "admin", services: ["paging-long"] });
+    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 12 * 60 * MIN;
+    const date = new Date(t).toISOString().slice(0, 10);
+    const visit = async (n: number, at: number) => {
+      const res = await post("/v1/ingest/pageview", { ip: `10.252.0.${n}`, user_agent: CHROME, url: `https://shop.example/${n}`, timestamp: at }, {}, key);
+      expect(res.status).toBe(202);
+    };
+    const page = async (cursor?: string) => {
+      const body = (await get(admin, `/v1/sessions?service_id=paging-long&from=${date}&to=${date}&limit=1${cursor ? `&cursor=${cursor}` : ""}`)) as { data: Array<{ entry_path: string }>; next_cursor: string | null };
+      return { who: body.data.map((x) => Number(x.entry_path.slice(1))), next: body.next_cursor };
+    };
+    // 80 sessions 20 s apart (1 is the newest); 1 moves below 80 once page 1 listed it.
+    const SESSIONS = 80;
+    for (let n = 1; n <= SESSIONS; n++) await visit(n, t + (SESSIONS - n) * 20_000);
+    await svc.flush();
+    const first = await page();
+    expect(first.who).toEqual([1]);
+    await visit(1, t - 20_000);
+    await svc.flush();
+    const walk = [...first.who];
+    let longest = 0;
+    let p = await page(first.next!);
+    for (;; p = await page(p.next!)) {
+      walk.push(...p.who);
+      if (!p.next) break;
+      longest = Math.max(longest, p.next.length);
+    }
+    expect(walk).toEqual(Array.from({ length: SESSIONS }, (_, i) => i + 1)); // 1 once, on page 1
+    // Pages beyond the cursor's 64 went to ClickHouse, under the walk's id.
+    expect(await rows<{ n: number }>("SELECT count() AS n FROM session_walk_pages WHERE service_id = 'paging-long'")).toEqual([{ n: SESSIONS - 1 - 64 }]);
+    expect(longest).toBeLessThan(3_000);
+  });
+
   test("a late item that moves a session's start to an earlier hour moves its visitor there, also after the rows merge", async () => {
     const day = await moveStartBack("late-moved", "9.9.9.9");
     const date = new Date(day).toISOString().slice(0, 10);

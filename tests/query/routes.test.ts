@@ -100,6 +100,10 @@ describe("contract shapes", () => {
     expect(prefixes).toEqual([Buffer.concat([Buffer.from(sid), Buffer.alloc(4)]).readUInt32BE(0)]);
     const withoutPrefixes = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid, w, marks])}`)).json();
     expect(withoutPrefixes.data).toEqual(second.data); // a cursor made before they were kept
+    // Past 64 pages, older ones are stored under a walk id (seventh element); one whose pages are
+    // not stored (an edited cursor, or a day later) pages the same rows.
+    const withWalk = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid, w, marks, prefixes, [crypto.randomUUID(), 3]])}`)).json();
+    expect(withWalk.data).toEqual(second.data);
     const withoutHint = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid])}`)).json();
     expect(withoutHint.data).toEqual(second.data);
     const withoutPages = await (await get(`/v1/sessions?service_id=alpha&from=2026-03-05&to=2026-04-01&limit=3&cursor=${forged(["s", t, sid, w])}`)).json();
@@ -132,7 +136,11 @@ describe("contract shapes", () => {
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, [1, 2]])}`, // one per page
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, [-1]])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, [2 ** 32]])}`,
-      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, prefixes, 0])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, prefixes, 0])}`, // a walk is [id, pages stored]
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, prefixes, ["not-a-uuid", 3]])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, prefixes, [crypto.randomUUID(), 0]])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, prefixes, [crypto.randomUUID(), 1.5]])}`,
+      `/v1/sessions?service_id=alpha&cursor=${forged(["s", t, sid, w, marks, prefixes, [crypto.randomUUID(), 3], 0])}`,
       `/v1/events?service_id=alpha&cursor=${forged(["e", t, crypto.randomUUID(), w, marks])}`, // events do not move
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", 8640000000000001, sid])}`,
       `/v1/sessions?service_id=alpha&cursor=${forged(["s", -1, sid])}`,
