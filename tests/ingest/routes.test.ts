@@ -941,27 +941,41 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     return day;
   };
 
+  /**
+   * A service for a paging test: noon two days ago (`t`) and its `date`; `visit` sends a page view
+   * (secret key, path /<who>) at a time, from address `net`.<who>; `page` reads /v1/sessions over
+   * that date and gives each session's id and the <who> of its entry path.
+   */
+  const pagingService = async (service: string, net: string) => {
+    const key = await svc.key({ type: "secret", service_id: service });
+    const admin = await svc.key({ type: "admin", services: [service] });
+    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 12 * 60 * MIN;
+    const date = new Date(t).toISOString().slice(0, 10);
+    const visit = async (who: number, at: number, more: Record<string, unknown> = {}) => {
+      const res = await post("/v1/ingest/pageview", { ip: `${net}.${who}`, user_agent: CHROME, url: `https://shop.example/${who}`, timestamp: at, ...more }, {}, key);
+      expect(res.status).toBe(202);
+    };
+    const page = async (limit: number, cursor?: string) => {
+      const body = (await get(admin, `/v1/sessions?service_id=${service}&from=${date}&to=${date}&limit=${limit}${cursor ? `&cursor=${cursor}` : ""}`)) as { data: Array<{ session_id: string; entry_path: string }>; next_cursor: string | null };
+      return { ids: body.data.map((x) => x.session_id), who: body.data.map((x) => Number(x.entry_path.slice(1))), next: body.next_cursor };
+    };
+    return { t, visit, page };
+  };
+
   // The cache and paging audits of session 23. API.md: "paging is stable while new data arrives".
   // A late item moved an already listed session's start below the cursor and a later page listed
   // it again; the first fix (the walk's first page time against each later cursor) then left out a
   // session that moved before the walk reached it. A merge forced after each move removes the old
   // states' rows, as a background merge does: what a page needs comes from session_moves.
   test("a walk through /v1/sessions lists every session once while late items move their starts, also after the rows merge", async () => {
-    const key = await svc.key({ type: "secret", service_id: "paging-moves" });
-    const admin = await svc.key({ type: "admin", services: ["paging-moves"] });
-    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 12 * 60 * MIN;
-    const date = new Date(t).toISOString().slice(0, 10);
-    const visit = async (who: number, at: number) => {
-      const res = await post("/v1/ingest/pageview", { ip: `10.250.0.${who}`, user_agent: CHROME, url: `https://shop.example/${who}`, timestamp: at }, {}, key);
-      expect(res.status).toBe(202);
-    };
+    const { t, visit, page: list } = await pagingService("paging-moves", "10.250.0");
     const stored = async () => {
       await svc.flush();
       await ch().command({ query: "OPTIMIZE TABLE sessions FINAL" });
     };
     const page = async (limit: number, cursor?: string) => {
-      const body = (await get(admin, `/v1/sessions?service_id=paging-moves&from=${date}&to=${date}&limit=${limit}${cursor ? `&cursor=${cursor}` : ""}`)) as { data: Array<{ entry_path: string }>; next_cursor: string | null };
-      return { who: body.data.map((s) => Number(s.entry_path.slice(1))), next: body.next_cursor };
+      const { who, next } = await list(limit, cursor);
+      return { who, next };
     };
     // Six one-page sessions, 3 minutes apart: 1 is the newest. A late item moves a start by less
     // than 30 minutes (an earlier one would start a session of its own).
@@ -996,19 +1010,8 @@ describe("items that arrive late (separate requests, out of time order)", () => 
   // a page's last row (at that millisecond) moved below the cursor: the next pages listed it again,
   // since the cursor told the last row by a CRC of its id and nothing else at that millisecond.
   test("a walk through /v1/sessions lists each session once when sessions sharing a start millisecond move", async () => {
-    const key = await svc.key({ type: "secret", service_id: "paging-ties" });
-    const admin = await svc.key({ type: "admin", services: ["paging-ties"] });
-    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 12 * 60 * MIN;
-    const date = new Date(t).toISOString().slice(0, 10);
-    const visit = async (id: string, at: number) => {
-      const n = id.charCodeAt(0);
-      const res = await post("/v1/ingest/pageview", { session_id: id, ip: `10.251.0.${n}`, user_agent: CHROME, url: `https://shop.example/${id}`, timestamp: at }, {}, key);
-      expect(res.status).toBe(202);
-    };
-    const page = async (limit: number, cursor?: string) => {
-      const body = (await get(admin, `/v1/sessions?service_id=paging-ties&from=${date}&to=${date}&limit=${limit}${cursor ? `&cursor=${cursor}` : ""}`)) as { data: Array<{ session_id: string }>; next: string | null; next_cursor: string | null };
-      return { ids: body.data.map((x) => x.session_id), next: body.next_cursor };
-    };
+    const { t, visit: send, page } = await pagingService("paging-ties", "10.251.0");
+    const visit = (id: string, at: number) => send(id.charCodeAt(0), at, { session_id: id });
     // Five sessions starting at one millisecond: the list orders them by id, newest first.
     for (const id of ["a1", "b1", "c1", "d1", "e1"]) await visit(id, t);
     await svc.flush();
@@ -1031,18 +1034,8 @@ describe("items that arrive late (separate requests, out of time order)", () => 
   // listed on page 1 and moved to the range's end came again on page 70 (1,087 and 1,572 repeats in
   // walks of 1 to 8 rows a page). The older pages are now kept in session_walk_pages (schemas/13).
   test("a walk of more than 64 pages lists a session once when it moved right after its page, far below", async () => {
-    const key = await svc.key({ type: "secret", service_id: "paging-long" });
-    const admin = await svc.key({ type: "admin", services: ["paging-long"] });
-    const t = Math.floor(Date.now() / DAY) * DAY - 2 * DAY + 12 * 60 * MIN;
-    const date = new Date(t).toISOString().slice(0, 10);
-    const visit = async (n: number, at: number) => {
-      const res = await post("/v1/ingest/pageview", { ip: `10.252.0.${n}`, user_agent: CHROME, url: `https://shop.example/${n}`, timestamp: at }, {}, key);
-      expect(res.status).toBe(202);
-    };
-    const page = async (cursor?: string) => {
-      const body = (await get(admin, `/v1/sessions?service_id=paging-long&from=${date}&to=${date}&limit=1${cursor ? `&cursor=${cursor}` : ""}`)) as { data: Array<{ entry_path: string }>; next_cursor: string | null };
-      return { who: body.data.map((x) => Number(x.entry_path.slice(1))), next: body.next_cursor };
-    };
+    const { t, visit, page: list } = await pagingService("paging-long", "10.252.0");
+    const page = (cursor?: string) => list(1, cursor);
     // 80 sessions 20 s apart (1 is the newest); 1 moves below 80 once page 1 listed it.
     const SESSIONS = 80;
     for (let n = 1; n <= SESSIONS; n++) await visit(n, t + (SESSIONS - n) * 20_000);
@@ -1063,7 +1056,7 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     // Pages beyond the cursor's 64 went to ClickHouse, under the walk's id.
     expect(await rows<{ n: number }>("SELECT count() AS n FROM session_walk_pages WHERE service_id = 'paging-long'")).toEqual([{ n: SESSIONS - 1 - 64 }]);
     expect(longest).toBeLessThan(3_000);
-  });
+  }, 30_000); // 80 page views and 80 pages: ~3 s on an idle machine
 
   test("a late item that moves a session's start to an earlier hour moves its visitor there, also after the rows merge", async () => {
     const day = await moveStartBack("late-moved", "9.9.9.9");
