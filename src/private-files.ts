@@ -34,7 +34,8 @@ export function readSmallFile(path: string, maxBytes: number): string | undefine
   }
 }
 
-function linkExists(path: string): boolean {
+/** Whether there is anything at `path`, a link that leads nowhere included (lstat, not stat). */
+export function linkExists(path: string): boolean {
   try {
     lstatSync(path);
     return true;

@@ -1,11 +1,11 @@
 // Start-up failures the operator can fix (a busy port, an unusable or full DATA_DIR): the one line
 // main.ts prints before exiting with code 2, instead of a stack.
-import { accessSync, constants, lstatSync, type Stats, statfsSync, statSync } from "node:fs";
+import { accessSync, constants, type Stats, statfsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "./config.ts";
 import { RootTokenFileError } from "./auth/root-token.ts";
 import { firstLine, SYSTEM_FAULT } from "./errors.ts";
-import { DataFileError } from "./private-files.ts";
+import { DataFileError, linkExists } from "./private-files.ts";
 
 /** The line for `err`, or undefined when it is not one of those failures (a bug: let it throw). */
 export function startupMessage(err: unknown, config: Pick<Config, "port" | "host" | "dataDir">): string | undefined {
@@ -61,11 +61,7 @@ function notAFile(path: string): string | undefined {
     stats = statSync(path);
   } catch {
     // Not there, or a link that leads nowhere (dangling, or a loop).
-    try {
-      return lstatSync(path).isSymbolicLink() ? "a symbolic link that leads to no file" : undefined;
-    } catch {
-      return undefined;
-    }
+    return linkExists(path) ? "a symbolic link that leads to no file" : undefined;
   }
   if (stats.isFile()) return undefined;
   if (stats.isDirectory()) return "a directory";

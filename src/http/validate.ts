@@ -169,7 +169,7 @@ export const intParam = (min: number, max: number, what: string) =>
  * and id as JSON (cursor.ts). The longest is a session cursor with a session id of 64 control
  * characters, each escaped to six bytes in JSON (~540 characters of base64url), and its walk's last
  * 64 pages (four numbers each: two times of at most 13 digits, a CRC and an id prefix of at most
- * 10: ~4,300 characters of base64url); 6144 leaves room.
+ * 10) and its walk's id: ~4,600 characters of base64url; 6144 leaves room.
  */
 export const cursorParam = v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,6144}$/, "not a cursor from this API"), v.description("next_cursor of the previous page")));
 

@@ -59,8 +59,9 @@ export function createFileSaltStore(path: string, options: { now?: () => number 
 
 /**
  * The file's salts; none when there is no file yet (first start). A file that is there but cannot
- * be read, is not a salts file or holds an entry that is not a day's salt, stops the start (DataFileError): replacing it would change the
- * day's visitor ids, splitting every visit going on across the restart.
+ * be read, is not a salts file or holds an entry that is not a day's salt, stops the start
+ * (DataFileError): replacing it would change the day's visitor ids, splitting every visit going
+ * on across the restart.
  */
 function load(path: string): Record<string, string> {
   const text = readSmallFile(path, 1024 * 1024);
