@@ -32,14 +32,6 @@ export function charCount(s: string): number {
   return n;
 }
 
-/** The first `max` characters of `s`: never half of a surrogate pair, which no UTF-8 encoder keeps. */
-export function cutChars(s: string, max: number): string {
-  if (s.length <= max) return s;
-  let i = 0;
-  for (let n = 0; n < max && i < s.length; n++) i += unitsAt(s, i);
-  return s.slice(0, i);
-}
-
 /**
  * A string of at most `max` characters, stated as `maxLength` in the OpenAPI document. Only a
  * string of more than `max` UTF-16 units is counted: it has at least as many units as characters.

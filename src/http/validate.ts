@@ -200,11 +200,12 @@ export const filterEntries = {
   device: v.optional(text(256)),
   browser: v.optional(text(256)),
   os: v.optional(text(256)),
-  utm_source: v.optional(text(256)),
-  utm_medium: v.optional(text(256)),
-  utm_campaign: v.optional(text(256)),
-  // A page URL may be 2,048 characters, and ingest keeps its path up to 1,024 (encoded): a path
-  // that was stored can be asked for (it was limited to 256, which stored paths exceeded).
+  // A page URL may be 2,048 characters, and ingest keeps its path and UTM parameters whole: any
+  // stored value can be asked for as the URL carried it (the path filter was limited to 256, which
+  // stored paths exceeded; UTM filters to 256, which values taken from URLs exceeded).
+  utm_source: v.optional(text(2048)),
+  utm_medium: v.optional(text(2048)),
+  utm_campaign: v.optional(text(2048)),
   path: v.optional(v.pipe(text(2048), v.description("sessions with a page view of this path; item lists: items on this path"))),
   referrer_domain: v.optional(text(256)),
 };

@@ -5,6 +5,7 @@ import * as v from "valibot";
 import { toIssues, type Issue } from "../errors.ts";
 import { detectBot, serverRequestAgent } from "./enrich/bot.ts";
 import { clientIp } from "./enrich/client-ip.ts";
+import { normaliseIp } from "./enrich/ip-address.ts";
 import { countryFromHeaders, type CountryLookup } from "./enrich/country.ts";
 import { errorFingerprint } from "./enrich/error-fingerprint.ts";
 import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
@@ -92,11 +93,18 @@ export function visitorHasher(salts: SaltStore, max = 100_000): PipelineDeps["ha
 
 // Page URLs and referrers repeat across visitors (one site has a bounded set of pages; most
 // referrers are a few search engines): their parts are remembered. Frozen: they are shared.
-const pageParts = memoize((url: string) => {
+// Only URLs up to MEMO_URL_MAX characters: a long one is rarely sent twice, and its parts keep
+// its path and UTM values whole (a 2,048-character URL of non-ASCII text has a path of ~12,000
+// once percent-encoded), which would let 20,000 remembered ones hold hundreds of megabytes.
+const MEMO_URL_MAX = 512;
+const frozenParts = (url: string) => {
   const parts = parsePageUrl(url);
   return parts && Object.freeze({ ...parts, utm: Object.freeze(parts.utm) });
-}, 20_000);
-const referrerDomainOf = memoize(referrerDomain, 10_000);
+};
+const rememberedParts = memoize(frozenParts, 20_000);
+const pageParts = (url: string) => (url.length <= MEMO_URL_MAX ? rememberedParts(url) : frozenParts(url));
+const rememberedDomain = memoize(referrerDomain, 10_000);
+const referrerDomainOf = (url: string) => (url.length <= MEMO_URL_MAX ? rememberedDomain(url) : referrerDomain(url));
 
 /** utcDay of the last two days asked for (a request's items may straddle a UTC midnight). */
 const days: Array<{ day: number; text: string }> = [{ day: NaN, text: "" }, { day: NaN, text: "" }];
@@ -193,7 +201,9 @@ export function enrichItem(raw: unknown, index: number, type: ItemType | undefin
   const header = ctx.headers.get("user-agent")?.slice(0, USER_AGENT_MAX) ?? null;
   const ua = fromServer ? item.user_agent ?? serverRequestAgent(header) : header ?? "";
   if ((!fromServer || ua !== "") && detectBot(ua)) return new Drop("bot", "the user agent is a bot or a script");
-  const ip = fromServer && item.ip ? item.ip : clientIp(ctx.headers, ctx.socketIp, ctx.trustProxy);
+  // An item's own address is read in its canonical text, as the connection's is (clientIp): one
+  // host is one visitor however it is written (2001:DB8::1, ::ffff:8.8.8.8 and 8.8.8.8's forms).
+  const ip = fromServer && item.ip ? normaliseIp(item.ip) ?? item.ip : clientIp(ctx.headers, ctx.socketIp, ctx.trustProxy);
   const headerCountry = fromServer && item.ip ? null : countryFromHeaders(ctx.headers, ctx.trustProxy);
   const agent = parseUserAgent(ua);
 

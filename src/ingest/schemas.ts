@@ -3,6 +3,7 @@
 import * as v from "valibot";
 import { isWellFormed, maxChars } from "../chars.ts";
 import { calendarDateExists, ISO_TIME, parseIsoTime } from "../iso-time.ts";
+import { isIpAddress } from "./enrich/ip-address.ts";
 
 const MAX_URL = 2048;
 /** The longest user agent an item may carry; the `User-Agent` header is cut to it too (pipeline.ts). */
@@ -124,9 +125,18 @@ const common = {
   url: v.optional(httpUrl),
   referrer: v.optional(referrer),
   properties: v.optional(properties),
-  // valibot's v.ip takes an IPv6 zone id (fe80::1%eth0), which names an interface of the sender's
-  // host, not an address; JSON Schema's ipv6 format, which the OpenAPI document states, has none.
-  ip: v.optional(v.pipe(v.string(), v.maxLength(45, "must be an IPv4 or IPv6 address"), v.ip("must be an IPv4 or IPv6 address"), v.check((s) => !s.includes("%"), "must be an IPv4 or IPv6 address, without a zone id (%eth0)"), v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }], description: SECRET_ONLY }))),
+  // The address syntax the service reads addresses with (ip-address.ts): valibot's v.ip refused
+  // the full IPv6 form with an IPv4 tail (0:0:0:0:0:ffff:8.8.8.8, 45 characters at most, as the
+  // length limit allows) and took an IPv6 zone id (fe80::1%eth0), which names an interface of the
+  // sender's host, not an address; JSON Schema's ipv6 format, which the OpenAPI document states,
+  // has none.
+  ip: v.optional(v.pipe(
+    v.string(),
+    v.maxLength(45, "must be an IPv4 or IPv6 address"),
+    v.check((s) => !s.includes("%"), "must be an IPv4 or IPv6 address, without a zone id (%eth0)"),
+    v.check((s) => s.includes("%") || isIpAddress(s), "must be an IPv4 or IPv6 address"),
+    v.metadata({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }], description: SECRET_ONLY }),
+  )),
   user_agent: v.optional(v.pipe(str(USER_AGENT_MAX), v.metadata({ description: SECRET_ONLY }))),
   service_id: v.optional(serviceId),
 };

@@ -37,17 +37,20 @@ describe("parsePageUrl", () => {
     expect(parsePageUrl("https://wwwexample.com/")?.hostname).toBe("wwwexample.com");
   });
 
-  test("paths are capped at 1024 characters without cutting a percent escape", () => {
-    const long = parsePageUrl(`https://shop.example/${"a".repeat(2000)}`)!.path;
-    expect(long).toHaveLength(1024);
-    // "/" + 1021 × "a" puts an escape's "%E" at 1023–1024: it must go, not stay half.
-    const cut = parsePageUrl(`https://shop.example/${"a".repeat(1021)}%E2%82%AC`)!.path;
-    expect(cut).toBe(`/${"a".repeat(1021)}`);
+  test("paths are kept whole: two pages that differ only after 1,024 characters stay two", () => {
+    const a = parsePageUrl(`https://shop.example/${"a".repeat(2000)}`)!.path;
+    expect(a).toBe(`/${"a".repeat(2000)}`);
+    const b = parsePageUrl(`https://shop.example/${"a".repeat(1100)}${"b".repeat(400)}`)!.path;
+    expect(b).toHaveLength(1501);
+    expect(b.slice(0, 1024)).toBe(a.slice(0, 1024));
+    expect(b).not.toBe(a.slice(0, 1501));
+    // Non-ASCII text is kept as URL percent-encodes it, escapes whole.
+    expect(parsePageUrl(`https://shop.example/${"ü".repeat(1500)}`)!.path).toBe(`/${"%C3%BC".repeat(1500)}`);
   });
 
-  test("UTM values are trimmed and capped at 256 characters", () => {
+  test("UTM values are trimmed and kept whole", () => {
     const utm = parsePageUrl(`https://shop.example/?utm_source=${"s".repeat(300)}&utm_medium=%20%20cpc%20`)!.utm;
-    expect(utm.source).toBe("s".repeat(256));
+    expect(utm.source).toBe("s".repeat(300));
     expect(utm.medium).toBe("cpc");
   });
 

@@ -42,6 +42,11 @@ export function ipv6Hextets(text: string): number[] | null {
   return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
 }
 
+/** Whether `text` is an IPv4 address (dotted, no leading zeros) or an IPv6 address (no zone id). */
+export function isIpAddress(text: string): boolean {
+  return ipv4Octets(text) !== null || (text.includes(":") && ipv6Hextets(text) !== null);
+}
+
 function formatIpv6(hextets: number[]): string {
   // RFC 5952: the longest run (≥ 2) of zero groups becomes "::", the first one on a tie.
   let bestStart = -1;

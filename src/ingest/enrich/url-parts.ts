@@ -1,5 +1,3 @@
-import { cutChars } from "../../chars.ts";
-
 export interface Utm {
   source: string;
   medium: string;
@@ -13,9 +11,6 @@ export interface PageUrlParts {
   path: string;
   utm: Utm;
 }
-
-export const MAX_PATH_LENGTH = 1024;
-export const MAX_UTM_LENGTH = 256;
 
 function parseUrl(text: string): URL | null {
   // URL.parse would do, but it is newer than some runtimes this code targets.
@@ -31,14 +26,14 @@ function siteHost(url: URL): string {
   return url.hostname.replace(/\.$/, "").replace(/^www\./, "");
 }
 
+/**
+ * Repeated slashes and a trailing slash go; nothing else. Paths are kept whole (a page URL is at
+ * most 2,048 characters): they were cut to 1,024, which stored two pages that differ after that as
+ * one, and a `path` filter then listed both.
+ */
 function normalisePath(pathname: string): string {
-  let path = pathname.replace(/\/{2,}/g, "/");
-  if (path.length > 1 && path.endsWith("/")) path = path.slice(0, -1);
-  if (path.length > MAX_PATH_LENGTH) {
-    // Cutting inside a percent escape ("%E2%8") would leave text that no decoder accepts.
-    path = path.slice(0, MAX_PATH_LENGTH).replace(/%[0-9A-Fa-f]?$/, "");
-  }
-  return path;
+  const path = pathname.replace(/\/{2,}/g, "/");
+  return path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
 }
 
 /**
@@ -52,9 +47,12 @@ export function normaliseFilterPath(value: string): string {
   return parsed === null ? value : normalisePath(parsed.pathname);
 }
 
-/** A UTM parameter, decoded, cut to MAX_UTM_LENGTH characters (as the session route's fields count them). */
+/**
+ * A UTM parameter, decoded and trimmed, kept whole (it was cut to 256 characters: a campaign could
+ * then not be asked for by the value its links carry).
+ */
 function utmValue(params: URLSearchParams, name: string): string {
-  return cutChars((params.get(name) ?? "").trim(), MAX_UTM_LENGTH).trim();
+  return (params.get(name) ?? "").trim();
 }
 
 /**
