@@ -94,8 +94,8 @@ export function visitorHasher(salts: SaltStore, max = 100_000): PipelineDeps["ha
 // Page URLs and referrers repeat across visitors (one site has a bounded set of pages; most
 // referrers are a few search engines): their parts are remembered. Frozen: they are shared.
 // Only URLs up to MEMO_URL_MAX characters: a long one is rarely sent twice, and its parts keep
-// its path and UTM values whole (a 2,048-character URL of non-ASCII text has a path of ~12,000
-// once percent-encoded), which would let 20,000 remembered ones hold hundreds of megabytes.
+// its path and UTM values whole (a 2,048-character URL of CJK text has a path of up to ~18,000
+// characters once percent-encoded: 9 per character), which would let 20,000 remembered ones hold hundreds of megabytes.
 const MEMO_URL_MAX = 512;
 const frozenParts = (url: string) => {
   const parts = parsePageUrl(url);
