@@ -69,6 +69,31 @@ test("fault injected (a stored-id lookup that throws): an old back-filled item g
   expect(recent.accepted).toBe(1);
 });
 
+// The durability audit: dozens of clients on a few visitors with the state in Valkey answered 500
+// "session state kept changing under this request" once the compare-and-set had lost 16 times.
+test("fault injected (a state store whose compare-and-set always loses): 503 unavailable with Retry-After, nothing written, the claim released", async () => {
+  const dedup = memoryDedup();
+  const written: string[][] = [];
+  const store = memoryStateStore();
+  let commits = 0;
+  const deps = {
+    sessionizer: new Sessionizer({ ...store, commit: async () => (commits++, false) }),
+    dedup,
+    writer: { assertRoom() {}, write: async (r: string[]) => void written.push(r) },
+    metrics: createMetrics(),
+    hashVisitor: () => "visitor",
+    lookupCountry: () => null,
+  };
+  const ctx = { serviceId: "shop", keyType: "secret" as const, headers: new Headers(), socketIp: "8.8.8.8", receivedAt: Date.now(), trustProxy: false };
+  const id = crypto.randomUUID();
+  const err = await ingestItems(deps, ctx, [{ type: "event", name: "x", event_id: id }]).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(ApiError);
+  expect([(err as ApiError).status, (err as ApiError).code, (err as ApiError).extra.retryAfterSeconds]).toEqual([503, "unavailable", 1]);
+  expect(commits).toBe(16);
+  expect(written).toEqual([]);
+  expect(await dedup.claim([`shop:${id}`])).toEqual([true]); // released: the retry is not a duplicate
+});
+
 test("a session item's event_id stays a duplicate after a restart: its row in session_items is what the warm-up reads", async () => {
   const { startTestService } = await import("../helpers/service.ts");
   const first = await startTestService();

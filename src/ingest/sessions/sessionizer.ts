@@ -8,6 +8,7 @@ import {
   applyTouch, matchingSpans, mergeSessions, openSession, updateSpans,
   type SessionSpan, type SessionState, type Touch,
 } from "./session-state.ts";
+import { ApiError } from "../../errors.ts";
 import type { StateStore, StateWrite, Stored } from "./state-store.ts";
 
 /** One item to place: whose it is, and what it does to its session. */
@@ -79,7 +80,12 @@ export class Sessionizer {
     for (let attempt = 1; ; attempt++) {
       const result = await this.#attempt(placements);
       if (result) return result;
-      if (attempt >= MAX_ATTEMPTS) throw new Error("session state kept changing under this request");
+      // Contention, not a fault: nothing was written, and the same request a moment later goes
+      // through (a 503 the client retries; it was a 500, seen with dozens of clients on a few
+      // visitors at the shared state's limit).
+      if (attempt >= MAX_ATTEMPTS) {
+        throw new ApiError("unavailable", "The session state of this request's visitors kept changing under it (many requests on the same visitors at once); retry later", { retryAfterSeconds: 1 });
+      }
       // Many writers on one visitor: spread the retries out (full jitter, capped at 64 ms).
       await new Promise((r) => setTimeout(r, Math.random() * 2 ** Math.min(attempt, 6)));
     }
