@@ -101,3 +101,42 @@ test("a claim that stays pending (its request cut off with its process) is still
   // The claim it met is untouched: still the other instance's.
   expect(await redis.get(`${prefix}shop:${id}`)).toBe("p:an-instance-that-died");
 });
+
+// A durability audit killed Valkey between the spool write and the confirm: the confirm failed
+// silently, the pending claim expired after 60 s, and a retry of that acknowledged item was stored
+// a second time. A failed confirm is now tried again until it lands.
+test("fault injected (confirms fail twice): the acknowledged item's claim is confirmed once Valkey answers again, so a retry is a duplicate", async () => {
+  const rows: string[] = [];
+  const { deps, redis, prefix } = setUp({ assertRoom() {}, write: async (r) => void rows.push(...r) });
+  // The first pipeline is the request's claim; the next two (its confirm, and the first try
+  // again) fail; every later one goes through.
+  let pipelines = 0;
+  let failing = 0;
+  const flaky = new Proxy(redis, {
+    get(target, name, receiver) {
+      if (name !== "pipeline") return Reflect.get(target, name, receiver);
+      return () => {
+        const pipeline = target.pipeline();
+        if (++pipelines === 1 || pipelines > 3) return pipeline;
+        return Object.assign(pipeline, {
+          exec: async () => {
+            failing++;
+            throw new Error("injected: Valkey gone");
+          },
+        });
+      };
+    },
+  });
+  deps.dedup = valkeyDedup(flaky, { prefix, confirmRetryMs: 50 });
+  const id = crypto.randomUUID();
+  const first = await ingestItems(deps, ctx, [item(id)]);
+  expect(first.accepted).toBe(1); // acknowledged: the rows are written, the confirm failed
+  expect(await redis.get(`${prefix}shop:${id}`)).toStartWith("p"); // still pending
+  const deadline = Date.now() + 3_000;
+  while ((await redis.get(`${prefix}shop:${id}`)) !== "1" && Date.now() < deadline) await Bun.sleep(20);
+  expect([failing, await redis.get(`${prefix}shop:${id}`)]).toEqual([2, "1"]);
+  expect((await redis.pttl(`${prefix}shop:${id}`)) > 60_000).toBe(true); // the dedup window, not the pending claim's
+  const retry = await ingestItems(deps, ctx, [item(id)]);
+  expect(retry.dropped.map((d) => d.reason)).toEqual(["duplicate"]);
+  expect(eventRows(rows)).toHaveLength(1);
+});
