@@ -166,6 +166,8 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   const retryConfirms = () => {
     retryTimer = undefined;
+    // A client closed for good (shutdown) never answers again; the next start recovers the claims.
+    if (redis.status === "end") return unconfirmed.clear();
     const keys = [...unconfirmed];
     unconfirmed.clear();
     void confirmNow(keys).catch(() => later(keys));
