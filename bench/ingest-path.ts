@@ -11,6 +11,7 @@
 // it (`git archive <commit> src | tar -x -C <dir>` and a `node_modules` link) and alternate the
 // two several times: on the shared 2-core machine, runs of the same code differ by up to ±15%.
 import { resolve } from "node:path";
+import { BodyFactory } from "./lib/bodies.ts";
 
 const mode = process.argv[2] === "batch" ? "batch" : "event";
 const root = resolve(process.argv[3] ?? `${import.meta.dir}/..`);
@@ -33,26 +34,8 @@ const deps = {
   lookupCountry: memoize(createCountryLookup(), 100_000),
 };
 
-// The same bodies as bench/wrk/ingest.lua.
-const UAS = [
-  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
-  "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
-  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-  "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36",
-  "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
-];
-const VISITORS = 5000;
-const prefix = Math.floor(Math.random() * 0x7fffffff).toString(16).padStart(8, "0");
-let counter = 0;
-function body(): string {
-  counter++;
-  const v = 1 + Math.floor(Math.random() * VISITORS);
-  const sku = 1 + Math.floor(Math.random() * 9999);
-  const id = `${prefix}-0001-4000-8000-${counter.toString(16).padStart(12, "0")}`;
-  const ip = `${20 + (v % 180)}.${(v * 7) % 256}.${(v * 13) % 256}.${1 + (v % 250)}`;
-  return `{"type":"event","event_id":"${id}","name":"add_to_cart","url":"https://shop.example/products/p-${sku}?utm_source=newsletter",`
-    + `"referrer":"https://www.google.com/","ip":"${ip}","user_agent":"${UAS[v % UAS.length]}","properties":{"sku":"p-${sku}","price":19.99,"qty":${1 + (v % 3)}}}`;
-}
+// The same bodies as bench/wrk/ingest.lua (and the open-loop generator).
+const bodies = new BodyFactory();
 
 const headers = new Headers({ "user-agent": "bench-client/1" });
 const perRequest = mode === "batch" ? 100 : 1;
@@ -60,7 +43,7 @@ const perRequest = mode === "batch" ? 100 : 1;
 /** CPU ms to ingest `n` events. */
 async function run(n: number): Promise<number> {
   const requests: unknown[][] = [];
-  for (let i = 0; i < n; i += perRequest) requests.push((JSON.parse(`[${Array.from({ length: perRequest }, body).join(",")}]`) as unknown[]));
+  for (let i = 0; i < n; i += perRequest) requests.push(JSON.parse(`[${Array.from({ length: perRequest }, () => bodies.item(true)).join(",")}]`) as unknown[]);
   const start = process.cpuUsage();
   for (const raws of requests) {
     const ctx = { serviceId: "bench", keyType: "secret" as const, headers, socketIp: "127.0.0.1", receivedAt: Date.now(), trustProxy: false };
