@@ -12,10 +12,15 @@ export const SESSION_ATTRIBUTES = ["country", "device", "browser", "os", "utm_so
 export type SessionAttribute = (typeof SESSION_ATTRIBUTES)[number];
 export type Filters = Partial<Record<SessionAttribute | "path", string>>;
 
-/** The filters present in validated query input; `path` written as ingest stores paths. */
+/**
+ * The filters present in validated query input; `path` written as ingest stores paths, and
+ * `country` in capitals as ingest stores codes (ISO 3166-1 alpha-2): `country=us` finds `US`
+ * (it matched nothing, silently: an audit).
+ */
 export function pickFilters(q: Filters): Filters {
   const out: Filters = {};
   for (const key of SESSION_ATTRIBUTES) if (q[key] !== undefined) out[key] = q[key];
+  if (out.country !== undefined) out.country = out.country.toUpperCase();
   if (q.path !== undefined) out.path = normaliseFilterPath(q.path);
   return out;
 }

@@ -647,6 +647,20 @@ describe("drops and errors", () => {
     expect(listed.data.map((s) => [s.entry_path, s.utm_source])).toEqual([[longer, campaign]]);
   });
 
+  // An audit: `country=us` answered 200 with nothing, silently (codes are stored in capitals).
+  test("the country filter is read in capitals: country=us finds the sessions of US", async () => {
+    const key = await svc.key({ type: "secret", service_id: "country-case" });
+    const admin = await svc.key({ type: "admin", services: ["country-case"] });
+    const res = await post("/v1/ingest/pageview", { url: "https://shop.example/", user_agent: CHROME, ip: "8.8.8.8" }, {}, key);
+    expect(res.status).toBe(202);
+    await svc.flush();
+    const sessionsOf = async (country: string) => {
+      const answer = await svc.app.request(`/v1/sessions/stats?service_id=country-case&country=${country}`, { headers: { Authorization: `Bearer ${admin}` } });
+      return ((await answer.json()) as { totals: { sessions: number } }).totals.sessions;
+    };
+    expect([await sessionsOf("US"), await sessionsOf("us"), await sessionsOf("Us"), await sessionsOf("DE")]).toEqual([1, 1, 1, 0]);
+  });
+
   // The ingest guard (CORS and key check) skips paths that are no ingest route (they get their
   // 404); a percent-encoded spelling of a route is that route and must not slip past it.
   test("a percent-encoded ingest path gets the same origin and key checks as the plain one", async () => {
