@@ -343,3 +343,35 @@ test("the in-process store: past its cap the least recently written state goes f
   expect((await store.load(["b"])).get("b")).toBeNull();
   expect(store.size()).toBe(1); // the expired b was dropped on read; d is still there until read
 });
+
+// A durability audit paused Valkey past the client's 1 s command timeout: the request was refused
+// with 503, yet its commit ran once Valkey caught up, and the session counted the refused items.
+test("fault injected (a state commit that runs in Valkey but answers as timed out): the writes are taken back, the next item builds on the state before", async () => {
+  let timeOut = false;
+  const flaky = new Proxy(redis, {
+    get(target, name, receiver) {
+      if (name !== "eval") return Reflect.get(target, name, receiver);
+      return async (...args: Parameters<Redis["eval"]>) => {
+        const result = await target.eval(...args);
+        if (!timeOut) return result;
+        timeOut = false; // only the commit itself: the reverse that follows goes through
+        throw new Error("Command timed out"); // ioredis's commandTimeout, after the script ran
+      };
+    },
+  });
+  const prefix = `${freeDbPrefix()}:`;
+  const journal = `${freeDbPrefix()}:journal`;
+  const store = valkeyStateStore(flaky, prefix, { journal });
+  const s = new Sessionizer(store, ids);
+  const first = await s.assign([place("paused", touch(T0, "pageview", "/a"))]);
+  await s.settle(first); // its rows "written"
+  timeOut = true;
+  await expect(s.assign([place("paused", touch(T0 + MIN, "pageview", "/b"))])).rejects.toThrow("Command timed out");
+  expect(timeOut).toBe(false); // the commit did run
+  // Its journal entry goes with it (once the reverse has answered).
+  for (let i = 0; i < 50 && (await redis.hlen(journal)) > 0; i++) await Bun.sleep(10);
+  expect(await redis.hlen(journal)).toBe(0);
+  const third = await s.assign([place("paused", touch(T0 + 2 * MIN, "event"))]);
+  expect(third.sessionIds[0]).toBe(first.sessionIds[0]!);
+  expect(third.changes[0]!.after).toMatchObject({ pageviews: 1, events: 1, items: 2, exit_path: "/a" });
+});
