@@ -100,7 +100,7 @@ export function memoryDedup(opts: { maxEntries?: number; windowMs?: number; now?
 }
 
 const CONFIRMED = "1";
-/** A pending claim's value: "p", then the owner's instance id when it has one. */
+/** A pending claim's value: "p", then the owner's instance id when it has one, then the claiming call's token. */
 const isPending = (value: unknown) => typeof value === "string" && value.startsWith("p");
 
 // Deletes the claim iff it is still the pending claim of this owner (ARGV[1]).
@@ -141,7 +141,10 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
   const pendingMs = opts.pendingMs ?? PENDING_CLAIM_MS;
   const prefix = opts.prefix ?? "analytics:eid:";
   const owner = opts.owner;
-  const pendingValue = owner ? `p:${owner.id}` : "p";
+  // A pending claim's value: "p", the owner's instance id, and a token of the claiming call, so
+  // a call whose claims got no answer can take back exactly its own (see claim).
+  const ownerValue = owner ? `p:${owner.id}` : "p";
+  const isOwn = (value: unknown) => value === ownerValue || (typeof value === "string" && value.startsWith(`${ownerValue}:`));
   /** Forgets journal fields (not waited for: a leftover field only costs recoverClaims a look). */
   const unjournal = (keys: readonly string[]) => {
     if (owner && keys.length > 0) void redis.hdel(owner.journal, ...keys).catch(() => undefined);
@@ -196,16 +199,29 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
     async claim(keys, itemTimes) {
       if (keys.length === 0) return [];
       const pipeline = redis.pipeline();
+      const pendingValue = `${ownerValue}:${crypto.randomUUID().slice(0, 13)}`;
       // Journaled before claimed (one pipeline, run in order): every claim of this instance has
       // its journal field.
       if (owner) pipeline.hset(owner.journal, ...keys.flatMap((k, i) => [k, String(itemTimes?.[i] ?? Date.now())]));
       // SET NX GET: sets only when absent and returns what was there (null: this call claimed it).
       for (const key of keys) pipeline.set(prefix + key, pendingValue, "PX", pendingMs, "NX", "GET");
-      const results = ((await pipeline.exec()) ?? []).slice(owner ? 1 : 0);
+      let results: Array<[Error | null, unknown]>;
+      try {
+        results = ((await pipeline.exec()) ?? []).slice(owner ? 1 : 0);
+        for (const [err] of results) if (err) throw err;
+      } catch (err) {
+        // No answer (Valkey paused past the command timeout): the claims may still be made once
+        // it catches up, and the request is refused, so its client's retry would meet them,
+        // pending, for pendingMs (an audit: 503 for ~60 s). Their release goes right behind them
+        // on this connection and deletes only the claims this call made (its token).
+        const undo = redis.pipeline();
+        for (const key of keys) undo.eval(RELEASE_OWN_SCRIPT, 1, prefix + key, pendingValue);
+        void undo.exec().then(() => unjournal(keys)).catch(() => undefined);
+        throw err;
+      }
       const mine = new Set<string>();
       const pending: string[] = [];
-      const fresh = results.map(([err, value], i) => {
-        if (err) throw err;
+      const fresh = results.map(([, value], i) => {
         const key = keys[i]!;
         if (value === null) {
           mine.add(key);
@@ -236,7 +252,8 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
         const part = keys.slice(i, i + 1000);
         const values = await redis.mget(...part.map((k) => prefix + k));
         // Claims since confirmed, released, expired or taken by another request are not this one's.
-        const own = part.filter((_, j) => values[j] === pendingValue);
+        const valueOf = new Map(part.map((k, j) => [k, values[j]]));
+        const own = part.filter((k) => isOwn(valueOf.get(k)));
         result.pending += own.length;
         if (own.length > 0) {
           const found = await stored(own.map((key) => ({ key, time: Number(journaled[key]) })));
@@ -244,7 +261,7 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
           await confirm(written);
           result.confirmed += written.length;
           for (const k of own) {
-            if (!found.has(k)) result.released += Number(await redis.eval(RELEASE_OWN_SCRIPT, 1, prefix + k, pendingValue));
+            if (!found.has(k)) result.released += Number(await redis.eval(RELEASE_OWN_SCRIPT, 1, prefix + k, valueOf.get(k)!));
           }
         }
         await redis.hdel(owner.journal, ...part);

@@ -140,3 +140,39 @@ test("fault injected (confirms fail twice): the acknowledged item's claim is con
   expect(retry.dropped.map((d) => d.reason)).toEqual(["duplicate"]);
   expect(eventRows(rows)).toHaveLength(1);
 });
+
+// The same audit: a claim that Valkey ran after the client had given up on it (paused past the
+// command timeout) stayed pending, so the client's retry got 503 for ~60 s.
+test("fault injected (a claim that runs in Valkey but answers as timed out): the request is refused, its claim is taken back, and the retry is stored at once", async () => {
+  const rows: string[] = [];
+  const { deps, redis, prefix } = setUp({ assertRoom() {}, write: async (r) => void rows.push(...r) });
+  let timeOut = true;
+  const flaky = new Proxy(redis, {
+    get(target, name, receiver) {
+      if (name !== "pipeline") return Reflect.get(target, name, receiver);
+      return () => {
+        const pipeline = target.pipeline();
+        const exec = pipeline.exec.bind(pipeline);
+        return Object.assign(pipeline, {
+          exec: async () => {
+            const result = await exec();
+            if (!timeOut) return result;
+            timeOut = false; // only the first claim: what follows goes through
+            throw new Error("Command timed out"); // ioredis's commandTimeout, after the commands ran
+          },
+        });
+      };
+    },
+  });
+  deps.dedup = valkeyDedup(flaky, { prefix, owner: { id: "inst-1", journal: `${prefix}journal` } });
+  const id = crypto.randomUUID();
+  const first = await ingestItems(deps, ctx, [item(id)]).catch((e: unknown) => e);
+  expect(first).toBeInstanceOf(Error);
+  expect(timeOut).toBe(false); // the claim did run
+  for (let i = 0; i < 50 && (await redis.get(`${prefix}shop:${id}`)) !== null; i++) await Bun.sleep(10);
+  expect(await redis.get(`${prefix}shop:${id}`)).toBeNull();
+  expect(await redis.hlen(`${prefix}journal`)).toBe(0);
+  const retry = await ingestItems(deps, ctx, [item(id)]);
+  expect([retry.accepted, retry.dropped]).toEqual([1, []]);
+  expect(eventRows(rows)).toHaveLength(1);
+});
