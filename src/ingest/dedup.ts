@@ -153,36 +153,61 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
     if (keys.length > 0) await redis.del(...keys.map((k) => prefix + k));
     unjournal(keys);
   };
+  /** Runs `pipeline`; throws when it or any of its commands failed (exec reports those per command). */
+  const execAll = async (pipeline: ReturnType<Redis["pipeline"]>) => {
+    const results = (await pipeline.exec()) ?? [];
+    for (const [err] of results) if (err) throw err;
+    return results;
+  };
   const confirmNow = async (keys: readonly string[]) => {
     const pipeline = redis.pipeline();
     for (const key of keys) pipeline.set(prefix + key, CONFIRMED, "PX", windowMs);
-    await pipeline.exec();
+    await execAll(pipeline);
     unjournal(keys);
   };
-  // A confirm that fails comes after the rows are durable and the 202 is sent: were it dropped, the
-  // pending claim would expire after pendingMs and a retry of that acknowledged item would be
-  // stored again (a durability audit: 8 of 26,509 after Valkey was killed under load). Such keys
-  // are confirmed again every CONFIRM_RETRY_MS until it lands (a confirm is a plain SET: it holds
-  // whether the claim is still pending or has expired). Bounded: past the cap the oldest are given
-  // up, as all were before.
+  /** Deletes each key's claim iff it is still the pending value given (a claiming call's own). */
+  const releaseOwnNow = async (claims: ReadonlyMap<string, string>) => {
+    const pipeline = redis.pipeline();
+    for (const [key, value] of claims) pipeline.eval(RELEASE_OWN_SCRIPT, 1, prefix + key, value);
+    await execAll(pipeline);
+    unjournal([...claims.keys()]);
+  };
+  // Two writes must not be dropped when Valkey does not answer them (killed, restarting, paused):
+  // - a confirm comes after the rows are durable and the 202 is sent: were it dropped, the pending
+  //   claim would expire after pendingMs and a retry of that acknowledged item would be stored
+  //   again (a durability audit: 8 of 26,509 after Valkey was killed under load). A confirm is a
+  //   plain SET: it holds whether the claim is still pending or has expired;
+  // - the release of a refused call's claims: were it dropped, the client's retry would meet them
+  //   pending for pendingMs (503 for ~60 s). It deletes only that call's claims (their token).
+  // Both are tried again every CONFIRM_RETRY_MS until they land. Bounded: past the cap the oldest
+  // are given up, as all were before.
   const unconfirmed = new Set<string>();
+  const unreleased = new Map<string, string>();
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  const retryConfirms = () => {
+  const retry = () => {
     retryTimer = undefined;
     // A client closed for good (shutdown) never answers again; the next start recovers the claims.
-    if (redis.status === "end") return unconfirmed.clear();
+    if (redis.status === "end") return void (unconfirmed.clear(), unreleased.clear());
     const keys = [...unconfirmed];
+    const claims = new Map(unreleased);
     unconfirmed.clear();
-    void confirmNow(keys).catch(() => later(keys));
+    unreleased.clear();
+    if (keys.length > 0) void confirmNow(keys).catch(() => later(keys));
+    if (claims.size > 0) void releaseOwnNow(claims).catch(() => later([], claims));
   };
-  const later = (keys: readonly string[]) => {
+  const later = (keys: readonly string[], claims?: ReadonlyMap<string, string>) => {
     for (const key of keys) unconfirmed.add(key);
+    for (const [key, value] of claims ?? []) unreleased.set(key, value);
     for (const key of unconfirmed) {
       if (unconfirmed.size <= MAX_UNCONFIRMED) break;
       unconfirmed.delete(key);
     }
-    if (retryTimer === undefined && unconfirmed.size > 0) {
-      retryTimer = setTimeout(retryConfirms, opts.confirmRetryMs ?? CONFIRM_RETRY_MS);
+    for (const key of unreleased.keys()) {
+      if (unreleased.size <= MAX_UNCONFIRMED) break;
+      unreleased.delete(key);
+    }
+    if (retryTimer === undefined && unconfirmed.size + unreleased.size > 0) {
+      retryTimer = setTimeout(retry, opts.confirmRetryMs ?? CONFIRM_RETRY_MS);
       retryTimer.unref?.();
     }
   };
@@ -207,16 +232,15 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
       for (const key of keys) pipeline.set(prefix + key, pendingValue, "PX", pendingMs, "NX", "GET");
       let results: Array<[Error | null, unknown]>;
       try {
-        results = ((await pipeline.exec()) ?? []).slice(owner ? 1 : 0);
-        for (const [err] of results) if (err) throw err;
+        results = (await execAll(pipeline)).slice(owner ? 1 : 0);
       } catch (err) {
-        // No answer (Valkey paused past the command timeout): the claims may still be made once
-        // it catches up, and the request is refused, so its client's retry would meet them,
-        // pending, for pendingMs (an audit: 503 for ~60 s). Their release goes right behind them
-        // on this connection and deletes only the claims this call made (its token).
-        const undo = redis.pipeline();
-        for (const key of keys) undo.eval(RELEASE_OWN_SCRIPT, 1, prefix + key, pendingValue);
-        void undo.exec().then(() => unjournal(keys)).catch(() => undefined);
+        // No answer (Valkey paused past the command timeout, or gone): the claims may still be
+        // made once it catches up, and the request is refused, so its client's retry would meet
+        // them, pending, for pendingMs (an audit: 503 for ~60 s). Their release goes right behind
+        // them on this connection (tried again until it lands, see `later`) and deletes only the
+        // claims this call made (its token).
+        const claims = new Map(keys.map((k) => [k, pendingValue]));
+        void releaseOwnNow(claims).catch(() => later([], claims));
         throw err;
       }
       const mine = new Set<string>();

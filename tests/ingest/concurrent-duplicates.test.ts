@@ -176,3 +176,59 @@ test("fault injected (a claim that runs in Valkey but answers as timed out): the
   expect([retry.accepted, retry.dropped]).toEqual([1, []]);
   expect(eventRows(rows)).toHaveLength(1);
 });
+
+/**
+ * `redis` whose n-th pipeline (from 1) does what `plan(n)` says (fault injection): "ok"; "lost",
+ * it runs and then answers as timed out; "errors", it is not run and answers each command with an
+ * error, as ioredis's exec does when the connection goes (exec resolves: it does not throw).
+ */
+function plannedPipelines(redis: Redis, plan: (n: number) => "ok" | "lost" | "errors"): Redis {
+  let n = 0;
+  return new Proxy(redis, {
+    get(target, name, receiver) {
+      if (name !== "pipeline") return Reflect.get(target, name, receiver);
+      return () => {
+        const pipeline = target.pipeline();
+        const exec = pipeline.exec.bind(pipeline);
+        const what = plan(++n);
+        if (what === "ok") return pipeline;
+        return Object.assign(pipeline, {
+          exec: async () => {
+            if (what === "errors") return Array.from({ length: pipeline.length }, () => [new Error("injected: Connection is closed."), null]);
+            await exec();
+            throw new Error("Command timed out");
+          },
+        });
+      };
+    },
+  });
+}
+
+// The re-audit: with Valkey killed, a confirm's exec resolved with an error per command instead of
+// throwing, so it was not tried again: 9–16 acknowledged items a run were stored twice on re-send.
+test("fault injected (a confirm answered with an error per command): it is tried again until it lands", async () => {
+  const rows: string[] = [];
+  const { deps, redis, prefix } = setUp({ assertRoom() {}, write: async (r) => void rows.push(...r) });
+  deps.dedup = valkeyDedup(plannedPipelines(redis, (n) => (n === 2 || n === 3 ? "errors" : "ok")), { prefix, confirmRetryMs: 50 });
+  const id = crypto.randomUUID();
+  expect((await ingestItems(deps, ctx, [item(id)])).accepted).toBe(1);
+  for (let i = 0; i < 100 && (await redis.get(`${prefix}shop:${id}`)) !== "1"; i++) await Bun.sleep(20);
+  expect(await redis.get(`${prefix}shop:${id}`)).toBe("1");
+  expect((await ingestItems(deps, ctx, [item(id)])).dropped.map((d) => d.reason)).toEqual(["duplicate"]);
+  expect(eventRows(rows)).toHaveLength(1);
+});
+
+// The re-audit: requests cut off by a kill of Valkey kept their claims pending (their release did
+// not reach Valkey either), so retries got 503 for ~60 s.
+test("fault injected (a claim that ran but got no answer, and a release that fails once): the release is tried again, and the retry is stored", async () => {
+  const rows: string[] = [];
+  const { deps, redis, prefix } = setUp({ assertRoom() {}, write: async (r) => void rows.push(...r) });
+  deps.dedup = valkeyDedup(plannedPipelines(redis, (n) => (n === 1 ? "lost" : n === 2 ? "errors" : "ok")), { prefix, confirmRetryMs: 50 });
+  const id = crypto.randomUUID();
+  expect(await ingestItems(deps, ctx, [item(id)]).catch((e: unknown) => e)).toBeInstanceOf(Error);
+  expect(await redis.get(`${prefix}shop:${id}`)).toStartWith("p"); // the claim ran; its first release failed
+  for (let i = 0; i < 100 && (await redis.get(`${prefix}shop:${id}`)) !== null; i++) await Bun.sleep(20);
+  expect(await redis.get(`${prefix}shop:${id}`)).toBeNull();
+  const retry = await ingestItems(deps, ctx, [item(id)]);
+  expect([retry.accepted, eventRows(rows).length]).toEqual([1, 1]);
+});
