@@ -179,6 +179,9 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
   const known = new BoundedMap<string, ValkeyStored>(opts.remembered ?? 50_000);
   const journalKey = opts.journal;
   const text = (t: string | null) => t ?? NIL;
+  /** The compare-and-set over prefixed `keys`: each holds its `expected` text → write its `next` text (NIL: absent / delete). */
+  const cas = async (keys: readonly string[], expected: readonly string[], next: readonly string[], ttlMs: number) =>
+    (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...expected, ...next, String(ttlMs))) === 1;
   return {
     async load(keys) {
       const out = new Map<string, Stored | null>();
@@ -213,7 +216,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
           });
           ok = (await redis.eval(CAS_JOURNAL_SCRIPT, keys.length + 1, ...keys, journalKey, ...args, journal, record)) === 1;
         } else {
-          ok = (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...args)) === 1;
+          ok = await cas(keys, expected, texts, ttlMs);
         }
       } catch (err) {
         // No answer (the client's command timeout, Valkey paused or busy): the script may still
@@ -224,8 +227,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
         // 503 need not wait for a Valkey that is not answering (a durability audit: a session
         // counted the refused request's items, 10 in 5,000 after ten 1–1.5 s pauses).
         for (const e of entries) known.delete(e.key);
-        void redis
-          .eval(CAS_SCRIPT, keys.length, ...keys, ...texts, ...expected, String(ttlMs))
+        void cas(keys, texts, expected, ttlMs)
           .then(() => (journaled ? redis.hdel(journalKey, journal) : 0))
           .catch(() => undefined);
         throw err;
@@ -273,8 +275,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
     async rollBack(entry, ttlMs) {
       if (entry.keys.length === 0) return true;
       for (const k of entry.keys) known.delete(k);
-      const args = [...entry.after.map(text), ...entry.before.map(text), String(ttlMs)];
-      return (await redis.eval(CAS_SCRIPT, entry.keys.length, ...entry.keys.map((k) => prefix + k), ...args)) === 1;
+      return cas(entry.keys.map((k) => prefix + k), entry.after.map(text), entry.before.map(text), ttlMs);
     },
   };
 }
