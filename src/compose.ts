@@ -19,6 +19,7 @@ import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
 import { createFileSaltStore, saltFile } from "./ingest/enrich/file-salt-store.ts";
 import { BYTES_PER_ITEM, countRefused, ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
 import { visitorHasher } from "./ingest/pipeline.ts";
+import { ingestValkeyClient } from "./ingest/valkey-client.ts";
 import { memoize } from "./memo.ts";
 import { registerIngestRoutes } from "./ingest/routes.ts";
 import { Sessionizer } from "./ingest/sessions/sessionizer.ts";
@@ -96,19 +97,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   // In the background, retried until read: a start must not wait on a ClickHouse that is down (until read, Intl decides).
   const timeZones = loadEngineTimeZones(adminClickHouse.client, useEngineTimeZones, logger);
 
-  const redis = config.valkey
-    ? new Redis(config.valkey.url, {
-        db: config.valkey.db,
-        password: config.valkey.password,
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
-        commandTimeout: 1000,
-        // Reconnect at least every 500 ms (ioredis: 50 ms more per attempt, up to 2 s): ingest
-        // answers 503 until Valkey is back, and with the default it went on for ~1.8 s after a
-        // 2-6 s outage (a Valkey-loss audit).
-        retryStrategy: (times) => Math.min(50 * times, 500),
-      })
-    : undefined;
+  const redis = config.valkey ? ingestValkeyClient(config.valkey) : undefined;
   // Once per 30 s for the same error: ioredis reports each failed reconnect (every 500 ms).
   const valkeyWarn = throttledWarn(logger);
   // Back after errors: said once, with the errors held back since the last line (a next outage's

@@ -247,7 +247,11 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
       const pending: string[] = [];
       const fresh = results.map(([, value], i) => {
         const key = keys[i]!;
-        if (value === null) {
+        // null: claimed now. This call's own pending value: claimed by its first run, whose answer
+        // the connection lost; ioredis re-sent the pipeline after reconnecting (valkey-client.ts),
+        // and that run met the claim (read as another request's, the request got 503 and the
+        // claim blocked its retries for pendingMs).
+        if (value === null || (value === pendingValue && !mine.has(key))) {
           mine.add(key);
           return true;
         }

@@ -7,6 +7,8 @@
 //   const s = await sink.startService({ clickhouseUrl: proxy.url });
 //   proxy.hang();     // bytes stop flowing both ways; new connections are accepted and held
 //   proxy.resume();   // held bytes and connections go through again
+//   proxy.cutReplyTo("NX"); // the next request whose bytes contain "NX" reaches the server, and its
+//                           // connection is cut before the answer comes back (once)
 //   await proxy.close();
 import { createConnection, createServer, type Socket } from "node:net";
 
@@ -15,12 +17,19 @@ export interface TcpFaultProxy {
   readonly url: string;
   hang(): void;
   resume(): void;
+  /**
+   * Once: the next request (bytes from the client) containing `marker` is passed to the server,
+   * then both sides of its connection are closed as soon as the server starts answering, so the
+   * request ran and its answer is lost. Resolves when that happened.
+   */
+  cutReplyTo(marker: string): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function startTcpFaultProxy(upstreamPort: number): Promise<TcpFaultProxy> {
   let hung = false;
   const sockets = new Set<Socket>();
+  let cut: { marker: string; done: () => void } | undefined;
   /** Connections accepted while hung: joined to the upstream on resume. */
   const held: Array<() => void> = [];
 
@@ -28,8 +37,22 @@ export async function startTcpFaultProxy(upstreamPort: number): Promise<TcpFault
     const upstream = createConnection({ host: "127.0.0.1", port: upstreamPort });
     sockets.add(upstream);
     upstream.on("close", () => sockets.delete(upstream));
+    /** Set when this connection carried the request whose answer is to be lost. */
+    let cutting: (() => void) | undefined;
+    client.on("data", (chunk: Buffer) => {
+      if (cut && chunk.includes(cut.marker)) {
+        cutting = cut.done;
+        cut = undefined;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (cutting === undefined) return void client.write(chunk);
+      client.destroy();
+      upstream.destroy();
+      cutting();
+    });
     for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
-      from.on("data", (chunk) => to.write(chunk));
       from.on("end", () => to.end());
       from.on("error", () => to.destroy());
     }
@@ -60,6 +83,9 @@ export async function startTcpFaultProxy(upstreamPort: number): Promise<TcpFault
       // Join held connections first (listeners on a paused socket see nothing yet), then let go.
       for (const join of held.splice(0)) join();
       for (const s of sockets) s.resume();
+    },
+    cutReplyTo(marker) {
+      return new Promise<void>((resolve) => (cut = { marker, done: resolve }));
     },
     async close() {
       for (const s of sockets) s.destroy();

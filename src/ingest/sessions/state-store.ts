@@ -123,11 +123,14 @@ const NIL = "\u0000nil";
 /**
  * Compare-and-set over KEYS[1..n]: ARGV[1..n] the texts expected, ARGV[n+1..2n] the texts to write,
  * ARGV[2n+1] the TTL. Journaled, the last key is the journal hash and ARGV[2n+2], ARGV[2n+3] the
- * field and the record written there in the same step.
+ * field and the record written there in the same step; a journaled commit whose record is already
+ * there ran before (ioredis re-sent it after a reconnect, valkey-client.ts) and answers 1 again
+ * without writing (its compare would fail against its own writes, and the sessionizer would then
+ * apply its items a second time: a test saw 3 page views for 2).
  */
 function casScript(journaled: boolean): string {
   return `
-local n = #KEYS${journaled ? " - 1" : ""}
+local n = #KEYS${journaled ? " - 1" : ""}${journaled ? "\nif redis.call('HGET', KEYS[n + 1], ARGV[2 * n + 2]) == ARGV[2 * n + 3] then return 1 end" : ""}
 for i = 1, n do
   local cur = redis.call('GET', KEYS[i])
   if cur == false then cur = '${NIL}' end
@@ -141,6 +144,43 @@ return 1`;
 }
 const CAS_SCRIPT = casScript(false);
 const CAS_JOURNAL_SCRIPT = casScript(true);
+
+/**
+ * The reverse of a journaled commit that got no answer, in the commit's own terms (KEYS: its keys
+ * and the journal hash; ARGV: its texts written, its texts expected, TTL, journal field, record).
+ * Only while the commit's record is in the journal (it ran and was not taken back yet): so it can
+ * be tried again until it lands, and a try that comes late never undoes a later commit that wrote
+ * the same texts (a client's retry of the same items does). Puts the texts back iff every key still
+ * holds what the commit wrote; drops the record either way (built on since: it stays).
+ */
+const REVERSE_JOURNAL_SCRIPT = `
+local n = #KEYS - 1
+if redis.call('HGET', KEYS[n + 1], ARGV[2 * n + 2]) ~= ARGV[2 * n + 3] then return 0 end
+redis.call('HDEL', KEYS[n + 1], ARGV[2 * n + 2])
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[i])
+  if cur == false then cur = '${NIL}' end
+  if cur ~= ARGV[i] then return 0 end
+end
+for i = 1, n do
+  if ARGV[n + i] == '${NIL}' then redis.call('DEL', KEYS[i])
+  else redis.call('SET', KEYS[i], ARGV[n + i], 'PX', ARGV[2 * n + 1]) end
+end
+return 1`;
+
+/** A journaled commit to take back: its prefixed keys, texts written and expected, TTL, journal field and record. */
+interface Reverse {
+  keys: readonly string[];
+  texts: readonly string[];
+  expected: readonly string[];
+  ttlMs: number;
+  journal: string;
+  record: string;
+}
+
+/** How often reverses that got no answer are tried again, and at most how many are kept. */
+const REVERSE_RETRY_MS = 500;
+const MAX_REVERSES = 10_000;
 
 /**
  * One journaled compare-and-set: the keys it wrote (without the store's prefix) and each key's
@@ -182,6 +222,37 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
   /** The compare-and-set over prefixed `keys`: each holds its `expected` text → write its `next` text (NIL: absent / delete). */
   const cas = async (keys: readonly string[], expected: readonly string[], next: readonly string[], ttlMs: number) =>
     (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...expected, ...next, String(ttlMs))) === 1;
+  // Reverses that got no answer (Valkey gone or restarting): tried again every REVERSE_RETRY_MS and
+  // as soon as the connection is back (ioredis first re-sends what was unanswered, the commit
+  // among it, then emits "ready": a reverse sent then runs after its commit, before the next
+  // request's reads). Were one dropped, a commit that ran, or was re-sent and ran late, would keep
+  // the refused request's items in the session, and its client's retry would add them again.
+  const unreversed = new Map<string, Reverse>();
+  let reverseTimer: ReturnType<typeof setTimeout> | undefined;
+  const reverseNow = (r: Reverse) =>
+    redis.eval(REVERSE_JOURNAL_SCRIPT, r.keys.length + 1, ...r.keys, journalKey!, ...r.texts, ...r.expected, String(r.ttlMs), r.journal, r.record);
+  const takeBack = (r: Reverse) => void reverseNow(r).catch(() => reverseLater(r));
+  const retryReverses = () => {
+    if (reverseTimer !== undefined) clearTimeout(reverseTimer);
+    reverseTimer = undefined;
+    // A client closed for good (shutdown) never answers again; the next start's journal recovery takes them back.
+    if (redis.status === "end") return void unreversed.clear();
+    const due = [...unreversed.values()];
+    unreversed.clear();
+    for (const r of due) takeBack(r);
+  };
+  const reverseLater = (r: Reverse) => {
+    unreversed.set(r.journal, r);
+    for (const id of unreversed.keys()) {
+      if (unreversed.size <= MAX_REVERSES) break;
+      unreversed.delete(id);
+    }
+    if (reverseTimer === undefined) {
+      reverseTimer = setTimeout(retryReverses, REVERSE_RETRY_MS);
+      reverseTimer.unref?.();
+    }
+  };
+  if (journalKey !== undefined) redis.on("ready", () => unreversed.size > 0 && retryReverses());
   return {
     async load(keys) {
       const out = new Map<string, Stored | null>();
@@ -206,30 +277,30 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
       const expected = entries.map((e) => (e.expected as ValkeyStored | null)?.text ?? NIL);
       const args = [...expected, ...texts, String(ttlMs)];
       const journaled = journal !== undefined && journalKey !== undefined;
-      let ok: boolean;
-      try {
-        if (journaled) {
-          const record = JSON.stringify({
+      const record = journaled
+        ? JSON.stringify({
             keys: entries.map((e) => e.key),
             before: expected.map((t) => (t === NIL ? null : t)),
             after: texts.map((t) => (t === NIL ? null : t)),
-          });
-          ok = (await redis.eval(CAS_JOURNAL_SCRIPT, keys.length + 1, ...keys, journalKey, ...args, journal, record)) === 1;
-        } else {
-          ok = await cas(keys, expected, texts, ttlMs);
-        }
+          })
+        : "";
+      let ok: boolean;
+      try {
+        ok = journaled
+          ? (await redis.eval(CAS_JOURNAL_SCRIPT, keys.length + 1, ...keys, journalKey, ...args, journal, record)) === 1
+          : await cas(keys, expected, texts, ttlMs);
       } catch (err) {
-        // No answer (the client's command timeout, Valkey paused or busy): the script may still
-        // run once Valkey catches up, and the request is refused, so its writes must not stay. The
-        // reverse compare-and-set goes right behind it on this connection (Valkey runs one
-        // client's commands in order): it takes the writes back if they landed, and changes
-        // nothing if they did not, or if another writer built on them since. Not waited for: the
-        // 503 need not wait for a Valkey that is not answering (a durability audit: a session
-        // counted the refused request's items, 10 in 5,000 after ten 1–1.5 s pauses).
+        // No answer (the client's command timeout, Valkey paused or busy, or the connection
+        // dropped): the script may still run once Valkey catches up, or when ioredis re-sends it
+        // after reconnecting, and the request is refused, so its writes must not stay. The reverse
+        // goes right behind it on this connection (Valkey runs one client's commands in order): it
+        // takes the writes back if they landed, and changes nothing if they did not, or if another
+        // writer built on them since. Not waited for: the 503 need not wait for a Valkey that is
+        // not answering (a durability audit: a session counted the refused request's items, 10 in
+        // 5,000 after ten 1–1.5 s pauses). Journaled, it is tried again until it lands.
         for (const e of entries) known.delete(e.key);
-        void cas(keys, texts, expected, ttlMs)
-          .then(() => (journaled ? redis.hdel(journalKey, journal) : 0))
-          .catch(() => undefined);
+        if (journaled) takeBack({ keys, texts, expected, ttlMs, journal, record });
+        else void cas(keys, texts, expected, ttlMs).catch(() => undefined);
         throw err;
       }
       if (ok) {
