@@ -108,6 +108,15 @@ const RELEASE_OWN_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+// Deletes the claim iff it is pending and this instance's (ARGV[1]: its pending value's prefix,
+// without the call's token). Not a plain DEL: ioredis may re-send a release whose answer was lost
+// (valkey-client.ts), and by then another instance may have claimed the id for the client's retry,
+// or stored and confirmed it; a DEL would take that claim away and let a third copy in.
+const RELEASE_OWNER_SCRIPT = `
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or (v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ':') then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
 /** How often confirms that failed are tried again, and how many are kept for that at most. */
 const CONFIRM_RETRY_MS = 500;
 const MAX_UNCONFIRMED = 100_000;
@@ -150,7 +159,10 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
     if (owner && keys.length > 0) void redis.hdel(owner.journal, ...keys).catch(() => undefined);
   };
   const release = async (keys: readonly string[]) => {
-    if (keys.length > 0) await redis.del(...keys.map((k) => prefix + k));
+    if (keys.length === 0) return;
+    const pipeline = redis.pipeline();
+    for (const key of keys) pipeline.eval(RELEASE_OWNER_SCRIPT, 1, prefix + key, ownerValue);
+    await execAll(pipeline);
     unjournal(keys);
   };
   /** Runs `pipeline`; throws when it or any of its commands failed (exec reports those per command). */

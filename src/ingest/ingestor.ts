@@ -171,11 +171,9 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
     dropped.sort((a, b) => a.index - b.index);
     return { accepted: kept.length, dropped, event_ids: kept.map((e) => e.eventId), session_ids: assignment?.sessionIds ?? [] };
   } catch (err) {
-    // Rows not written: the session state goes back to what the stored rows say (see undo).
-    if (committed) {
-      await deps.sessionizer.undo(committed).catch(() => false);
-      await deps.sessionizer.settle(committed).catch(() => undefined);
-    }
+    // Rows not written: the session state goes back to what the stored rows say (see undo; it
+    // settles the journal entry too, and with no answer keeps trying, so it must not be settled here).
+    if (committed) await deps.sessionizer.undo(committed).catch(() => false);
     await deps.dedup.release(claimed).catch(() => undefined);
     throw err;
   }

@@ -375,3 +375,35 @@ test("fault injected (a state commit that runs in Valkey but answers as timed ou
   expect(third.sessionIds[0]).toBe(first.sessionIds[0]!);
   expect(third.changes[0]!.after).toMatchObject({ pageviews: 1, events: 1, items: 2, exit_path: "/a" });
 });
+
+// A request whose rows could not be written takes its commit back (undo). Were that undo to get no
+// answer while Valkey is paused, it still runs when Valkey catches up; it used to be followed by
+// the commit path's reverse, which then put the refused writes back (the session kept the items of
+// a refused request, and its client's retry added them again).
+test("fault injected (an undo that runs in Valkey but answers as timed out): the refused writes stay taken back, the journal entry goes", async () => {
+  let timeOutNext = false;
+  const flaky = new Proxy(redis, {
+    get(target, name, receiver) {
+      if (name !== "eval") return Reflect.get(target, name, receiver);
+      return async (...args: Parameters<Redis["eval"]>) => {
+        const result = await target.eval(...args);
+        if (!timeOutNext) return result;
+        timeOutNext = false; // only the undo itself
+        throw new Error("Command timed out"); // ioredis's commandTimeout, after the script ran
+      };
+    },
+  });
+  const journal = `${freeDbPrefix()}:journal`;
+  const s = new Sessionizer(valkeyStateStore(flaky, `${freeDbPrefix()}:`, { journal }), ids);
+  const first = await s.assign([place("undone", touch(T0, "pageview", "/a"))]);
+  await s.settle(first);
+  const refused = await s.assign([place("undone", touch(T0 + MIN, "pageview", "/b"))]); // its rows "fail"
+  timeOutNext = true;
+  await expect(s.undo(refused)).rejects.toThrow("Command timed out");
+  expect(timeOutNext).toBe(false); // the undo did run
+  await Bun.sleep(700); // past a retry of the take-back, which must find nothing left to do
+  expect(await redis.hlen(journal)).toBe(0);
+  const next = await s.assign([place("undone", touch(T0 + 2 * MIN, "event"))]);
+  expect(next.sessionIds[0]).toBe(first.sessionIds[0]!);
+  expect(next.changes[0]!.after).toMatchObject({ pageviews: 1, events: 1, items: 2, exit_path: "/a" });
+});

@@ -125,3 +125,22 @@ test("fault injected (a session commit that ran, its connection cut and Valkey u
   expect(next.sessionIds[0]).toBe(first.sessionIds[0]!);
   expect(next.changes[0]!.after).toMatchObject({ pageviews: 2, items: 2, exit_path: "/c" });
 });
+
+// A release that ioredis re-sends after a reconnect runs after whatever happened to the id in
+// between: another instance may have claimed it for the client's retry, stored and confirmed it.
+test("a release takes away only this instance's pending claims, never another instance's claim nor a confirmed id", async () => {
+  const redis = ingestValkeyClient({ url: valkeyUrl(), db: 0, password: undefined });
+  closers.push(() => redis.disconnect());
+  await untilReady(redis);
+  const prefix = `${freeDbPrefix()}:eid:`;
+  const a = valkeyDedup(redis, { prefix, owner: { id: "inst-a", journal: `${prefix}journal-a` } });
+  const b = valkeyDedup(redis, { prefix, owner: { id: "inst-b", journal: `${prefix}journal-b` } });
+  expect(await a.claim(["shop:1", "shop:2", "shop:3"])).toEqual([true, true, true]);
+  await a.release(["shop:1", "shop:2", "shop:3"]);
+  expect(await b.claim(["shop:1", "shop:2"])).toEqual([true, true]); // the retry, through instance b
+  await b.confirm(["shop:2"]);
+  await a.release(["shop:1", "shop:2", "shop:3"]); // the same release again, late
+  expect(await redis.get(`${prefix}shop:1`)).toStartWith("p:inst-b:");
+  expect(await redis.get(`${prefix}shop:2`)).toBe("1");
+  expect(await redis.get(`${prefix}shop:3`)).toBeNull();
+});

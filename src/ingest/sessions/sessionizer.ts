@@ -264,19 +264,11 @@ export class Sessionizer {
    * Takes back what `assignment` committed, when its rows could not be written (a full spool, or
    * ClickHouse down with ACK_MODE=insert): the state must describe stored rows only, or the retry
    * would write a cancel row for a state never stored. One compare-and-set, and only if every key
-   * still holds what the assignment wrote (nobody built on it meanwhile); false otherwise.
+   * still holds what the assignment wrote (nobody built on it meanwhile); false otherwise. Its
+   * journal entry is settled with it (StateStore.takeBack: with no answer, once it lands).
    */
   async undo(assignment: Assignment): Promise<boolean> {
-    const { writes } = assignment;
-    if (writes.length === 0) return true;
-    const current = await this.store.load(writes.map((w) => w.key));
-    const reverse: StateWrite[] = [];
-    for (const w of writes) {
-      const now = current.get(w.key) ?? null;
-      if (now === null || now.value !== w.next) return false;
-      reverse.push({ key: w.key, expected: now, next: w.expected?.value ?? null });
-    }
-    return this.store.commit(reverse, STATE_TTL_MS);
+    return this.store.takeBack(assignment.writes, STATE_TTL_MS, assignment.journal);
   }
 }
 

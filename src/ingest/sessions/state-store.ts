@@ -21,6 +21,14 @@ export interface StateStore {
   /** Forgets journal entry `journal`: its rows are written, or its writes were taken back. */
   settle(journal: string): Promise<void>;
   /**
+   * Undoes a commit of `entries` that returned true (its rows were not written): each key goes back
+   * to its `expected` value iff every key still holds the commit's `next` (otherwise another writer
+   * built on it and it stays); false when it stays. Settles `journal` either way. A shared store
+   * that gets no answer tries again until it lands, and only while the commit's journal entry is
+   * there (so a late try never undoes a later commit that wrote the same values), then throws.
+   */
+  takeBack(entries: readonly StateWrite[], ttlMs: number, journal?: string): Promise<boolean>;
+  /**
    * Writes each entry whose key is absent and leaves the others as they are (no group atomicity):
    * how a warm-up puts back state that live writers may already have replaced. Returns how many
    * it wrote.
@@ -93,6 +101,16 @@ export function memoryStateStore(
     },
     // State in process dies with the process: nothing to take back after a crash.
     async settle() {},
+    async takeBack(entries, ttlMs) {
+      const at = now();
+      for (const e of entries) if ((read(e.key, at)?.value ?? null) !== e.next) return false;
+      const expiresAt = at + ttlMs;
+      for (const e of entries) {
+        if (e.expected === null) map.delete(e.key);
+        else map.set(e.key, { value: e.expected.value, expiresAt });
+      }
+      return true;
+    },
     async seed(entries, ttlMs) {
       const at = now();
       const expiresAt = at + ttlMs;
@@ -220,6 +238,16 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
   const journalKey = opts.journal;
   const text = (t: string | null) => t ?? NIL;
   /** The compare-and-set over prefixed `keys`: each holds its `expected` text → write its `next` text (NIL: absent / delete). */
+  /** A commit's prefixed keys, its texts to write and expected (NIL: absent), and its journal record ("" without a journal). */
+  const asTexts = (entries: readonly StateWrite[], journal: string | undefined) => {
+    const texts = entries.map((e) => (e.next === null ? NIL : JSON.stringify(e.next)));
+    const expected = entries.map((e) => (e.expected as ValkeyStored | null)?.text ?? NIL);
+    const record =
+      journal !== undefined && journalKey !== undefined
+        ? JSON.stringify({ keys: entries.map((e) => e.key), before: expected.map((t) => (t === NIL ? null : t)), after: texts.map((t) => (t === NIL ? null : t)) })
+        : "";
+    return { keys: entries.map((e) => prefix + e.key), texts, expected, record };
+  };
   const cas = async (keys: readonly string[], expected: readonly string[], next: readonly string[], ttlMs: number) =>
     (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...expected, ...next, String(ttlMs))) === 1;
   // Reverses that got no answer (Valkey gone or restarting): tried again every REVERSE_RETRY_MS and
@@ -229,9 +257,15 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
   // the refused request's items in the session, and its client's retry would add them again.
   const unreversed = new Map<string, Reverse>();
   let reverseTimer: ReturnType<typeof setTimeout> | undefined;
-  const reverseNow = (r: Reverse) =>
-    redis.eval(REVERSE_JOURNAL_SCRIPT, r.keys.length + 1, ...r.keys, journalKey!, ...r.texts, ...r.expected, String(r.ttlMs), r.journal, r.record);
-  const takeBack = (r: Reverse) => void reverseNow(r).catch(() => reverseLater(r));
+  /** Runs the reverse of a journaled commit; true when it put the keys back. Kept for a retry when it gets no answer. */
+  const reverse = async (r: Reverse) => {
+    try {
+      return (await redis.eval(REVERSE_JOURNAL_SCRIPT, r.keys.length + 1, ...r.keys, journalKey!, ...r.texts, ...r.expected, String(r.ttlMs), r.journal, r.record)) === 1;
+    } catch (err) {
+      reverseLater(r);
+      throw err;
+    }
+  };
   const retryReverses = () => {
     if (reverseTimer !== undefined) clearTimeout(reverseTimer);
     reverseTimer = undefined;
@@ -239,7 +273,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
     if (redis.status === "end") return void unreversed.clear();
     const due = [...unreversed.values()];
     unreversed.clear();
-    for (const r of due) takeBack(r);
+    for (const r of due) void reverse(r).catch(() => undefined);
   };
   const reverseLater = (r: Reverse) => {
     unreversed.set(r.journal, r);
@@ -272,18 +306,9 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
     },
     async commit(entries, ttlMs, journal) {
       if (entries.length === 0) return true;
-      const keys = entries.map((e) => prefix + e.key);
-      const texts = entries.map((e) => (e.next === null ? NIL : JSON.stringify(e.next)));
-      const expected = entries.map((e) => (e.expected as ValkeyStored | null)?.text ?? NIL);
+      const { keys, texts, expected, record } = asTexts(entries, journal);
       const args = [...expected, ...texts, String(ttlMs)];
       const journaled = journal !== undefined && journalKey !== undefined;
-      const record = journaled
-        ? JSON.stringify({
-            keys: entries.map((e) => e.key),
-            before: expected.map((t) => (t === NIL ? null : t)),
-            after: texts.map((t) => (t === NIL ? null : t)),
-          })
-        : "";
       let ok: boolean;
       try {
         ok = journaled
@@ -299,7 +324,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
         // not answering (a durability audit: a session counted the refused request's items, 10 in
         // 5,000 after ten 1–1.5 s pauses). Journaled, it is tried again until it lands.
         for (const e of entries) known.delete(e.key);
-        if (journaled) takeBack({ keys, texts, expected, ttlMs, journal, record });
+        if (journaled) void reverse({ keys, texts, expected, ttlMs, journal, record }).catch(() => undefined);
         else void cas(keys, texts, expected, ttlMs).catch(() => undefined);
         throw err;
       }
@@ -313,6 +338,13 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
     },
     async settle(journal) {
       if (journalKey !== undefined) await redis.hdel(journalKey, journal);
+    },
+    async takeBack(entries, ttlMs, journal) {
+      if (entries.length === 0) return true;
+      for (const e of entries) known.delete(e.key);
+      const { keys, texts, expected, record } = asTexts(entries, journal);
+      if (journal === undefined || journalKey === undefined) return cas(keys, texts, expected, ttlMs);
+      return reverse({ keys, texts, expected, ttlMs, journal, record });
     },
     async seed(entries, ttlMs) {
       let written = 0;
