@@ -106,6 +106,37 @@ describe.each(stores)("sessionizer on the %s store", (_name, makeStore) => {
     expect(client.ended_at - client.started_at).toBe(3 * IDLE_MS);
   });
 
+  // A black-box audit: a tracker keeps the id the session route answered; after a late item merged
+  // that session into an earlier one, an item sent with the kept id opened a new session under it
+  // (its rows and /v1/events, which reads the id as an alias, then disagreed).
+  test("an item sent with a session id that a merge made an alias goes on the session it went into", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const [y] = (await s.assign([place("v-alias", touch(T0, "pageview", "/y"))])).sessionIds;
+    const [w] = (await s.assign([place("v-alias", touch(T0 + 50 * MIN, "session"))])).sessionIds;
+    expect(w).not.toBe(y!);
+    const bridge = await s.assign([place("v-alias", touch(T0 + 25 * MIN, "event"))]);
+    expect(bridge.aliases.map((a) => [a.alias, a.canonical])).toEqual([[w!, y!]]);
+    const kept = await s.assign([place("v-alias", touch(T0 + 52 * MIN, "pageview", "/w"), w)]);
+    expect(kept.sessionIds).toEqual([y!]);
+    expect(kept.changes.map((c) => c.after.session_id)).toEqual([y!]);
+    expect(kept.changes[0]!.after).toMatchObject({ pageviews: 2, events: 1, items: 4, exit_path: "/w" });
+    expect(kept.changes[0]!.after.client).toBeUndefined();
+  });
+
+  // The same audit: the session route's answer sent back as `session_id` joined that session, but
+  // the visitor's next item without an id, 5 minutes later, opened a new one.
+  test("a server-made session id sent back by the client keeps the session its visitor's for the 30-minute rule", async () => {
+    const s = new Sessionizer(makeStore(), ids);
+    const [x] = (await s.assign([place("v-back", touch(T0, "session"))])).sessionIds;
+    expect((await s.assign([place("v-back", touch(T0 + 40 * MIN, "pageview", "/a"), x)])).sessionIds).toEqual([x!]);
+    const next = await s.assign([place("v-back", touch(T0 + 45 * MIN, "event"))]);
+    expect(next.sessionIds).toEqual([x!]);
+    expect(next.changes[0]!.after).toMatchObject({ pageviews: 1, events: 1, items: 3 });
+    // Another visitor's items sent with that id join it too, but move nobody's 30-minute window.
+    expect((await s.assign([place("v-other", touch(T0 + 50 * MIN, "pageview", "/b"), x)])).sessionIds).toEqual([x!]);
+    expect((await s.assign([place("v-other", touch(T0 + 55 * MIN, "event"))])).sessionIds[0]).not.toBe(x!);
+  });
+
   test("a batch is placed in time order, not arrival order", async () => {
     const s = new Sessionizer(makeStore(), ids);
     const r = await s.assign([

@@ -99,6 +99,8 @@ export class Sessionizer {
     placements.forEach((p, i) => {
       if (p.sessionId) {
         sessionKeys.add(sessionKey(p.serviceId, p.sessionId));
+        // The visitor's spans too, in case the id is a server-made one sent back (below).
+        visitorKeys.add(visitorKey(p.serviceId, p.visitorId));
         return;
       }
       visitorKeys.add((vKeys[i] = visitorKey(p.serviceId, p.visitorId)));
@@ -205,7 +207,11 @@ export class Sessionizer {
           if (found.length > 1) foundKey = undefined;
         }
       }
-      const sKey = foundKey ?? sessionKey(svc, id);
+      // A given id names a session, or one a merge turned into an alias (a tracker keeps the id
+      // the session route answered): the item goes on the session it went into, as that alias's
+      // stored items are read (an audit: such an item opened a new session under the old id).
+      const sKey = foundKey ?? (p.sessionId ? resolveKey(svc, id) : sessionKey(svc, id));
+      if (p.sessionId) id = sKey.slice(sessionKey(svc, "").length);
       const current = stateOf(sKey);
       let next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
       if (!current && p.sessionId) next = { ...next, client: true };
@@ -214,15 +220,16 @@ export class Sessionizer {
       if (current && p.touch.time < current.started_at && next.visitor_id !== p.visitorId) next = { ...next, visitor_id: p.visitorId };
       setState(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
-      if (vKey) spans.set(vKey, updateSpans(spansOf(vKey), next, now, STATE_TTL_MS));
+      // A server-made session named by the client (the session route's answer sent back) is still
+      // its visitor's: its span follows the item, so that visitor's next item without an id joins
+      // it within 30 minutes (an audit: one 5 minutes later opened a new session).
+      const spanKey = vKey ?? (current && !current.client && current.visitor_id === p.visitorId ? visitorKey(svc, p.visitorId) : undefined);
+      if (spanKey) spans.set(spanKey, updateSpans(spansOf(spanKey), next, now, STATE_TTL_MS));
       sessionIds[i] = id;
     }
-    // Items placed in a session that a later item of this request merged into another.
-    if (redirects.size > 0) {
-      placements.forEach((p, i) => {
-        if (!p.sessionId) sessionIds[i] = resolve(p.serviceId, sessionIds[i]!);
-      });
-    }
+    // Items placed in a session that a later item of this request merged into another (a
+    // client-kept session is never merged: its id stays).
+    if (redirects.size > 0) placements.forEach((p, i) => (sessionIds[i] = resolve(p.serviceId, sessionIds[i]!)));
 
     const writes: StateWrite[] = [];
     const changes: SessionChange[] = [];
