@@ -10,7 +10,7 @@ import { utcDay } from "./enrich/salt-store.ts";
 import { decodeRecord } from "./rows.ts";
 import { ITEM_TABLES } from "./stored-ids.ts";
 import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
-import { STATE_TTL_MS } from "./sessions/sessionizer.ts";
+import { type MergedMarker, STATE_TTL_MS } from "./sessions/sessionizer.ts";
 import type { SeedEntry, StateStore } from "./sessions/state-store.ts";
 
 const MAX_IDS = 2_000_000;
@@ -87,6 +87,10 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     const key = `${state.service_id}:${state.session_id}`;
     const aliases = merged.get(key);
     if (aliases) state.merged = aliases;
+    // Each id merged into it names it, as the live service left it: an item sent with such an id
+    // (a tracker keeps the id the session route answered) goes on this session after a restart
+    // too (an audit: it opened a new session under the old id).
+    for (const alias of aliases ?? []) writes.push({ key: `s:${state.service_id}:${alias}`, value: { merged_into: state.session_id } satisfies MergedMarker });
     const userAt = userTimes.get(key);
     if (userAt !== undefined) state.user_at = userAt;
     writes.push({ key: `s:${key}`, value: state });

@@ -2,7 +2,7 @@
 // properties parsed back into objects.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { encodeCursor, type Keyset } from "./cursor.ts";
-import { type Filters, itemConditions, itemSession } from "./filters.ts";
+import { canonicalSession, type Filters, itemConditions, itemSession } from "./filters.ts";
 import type { Page } from "./session-list.ts";
 import { newestRows, nextWindow, pageUpperBound } from "./newest-first.ts";
 import { selectRows, SqlParams } from "./sql-params.ts";
@@ -69,9 +69,10 @@ async function eventsBetween(ch: ClickHouseClient, q: EventListQuery, lower: num
   const service = p.bind("String", q.serviceId);
   const where = [`service_id = ${service}`, `timestamp >= ${p.instant(lower)}`, `timestamp < ${p.instant(upper)}`];
   if (q.name !== undefined) where.push(`name = ${p.bind("String", q.name)}`);
-  // Events of a merged session are listed (and found) under the session they went into.
+  // Events of a merged session are listed (and found) under the session they went into, and so
+  // is a merged session's own id asked for (a tracker keeps the id the session route answered).
   const session = itemSession(service);
-  if (q.sessionId !== undefined) where.push(`${session} = ${p.bind("String", q.sessionId)}`);
+  if (q.sessionId !== undefined) where.push(`${session} = ${canonicalSession(p.bind("String", q.sessionId), service)}`);
   if (q.userId !== undefined) where.push(`user_id = ${p.bind("String", q.userId)}`);
   where.push(...itemConditions(q.filters, p, service, { start: lower, end: upper }));
   if (q.after) where.push(`(timestamp, toString(event_id)) < (${p.instant(q.after.t)}, ${p.bind("String", q.after.id)})`);

@@ -51,6 +51,11 @@ export function itemSession(serviceParam: string): string {
   return mapThroughAliases("session_id", serviceParam, (id) => id);
 }
 
+/** The session the id `idSql` (SQL: a bound parameter) stands for now: itself, or the session a merge put it into. */
+export function canonicalSession(idSql: string, serviceParam: string): string {
+  return mapThroughAliases(idSql, serviceParam, (id) => id);
+}
+
 /** `column` mapped from each alias (as `key` of it) to its canonical session (as `key` of that). */
 function mapThroughAliases(column: string, serviceParam: string, key: (id: string) => string): string {
   const aliases = `(SELECT (groupArray(${key("alias")}), groupArray(${key("canonical")})) FROM (SELECT alias, argMax(canonical, version) AS canonical FROM session_aliases WHERE service_id = ${serviceParam} GROUP BY alias))`;

@@ -6,6 +6,7 @@ import type { EventDedup } from "../../src/ingest/dedup.ts";
 import { EventItem } from "../../src/ingest/schemas.ts";
 import { chooseSource, sessionSeries, sessionTotals } from "../../src/query/session-metrics.ts";
 import { resolveRange } from "../../src/query/time-range.ts";
+import { Sessionizer } from "../../src/ingest/sessions/sessionizer.ts";
 import { memoryStateStore } from "../../src/ingest/sessions/state-store.ts";
 import { warmUp } from "../../src/ingest/warm-up.ts";
 import { testClickHouse } from "../helpers/clickhouse.ts";
@@ -827,6 +828,11 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     const events = (await get(admin, `/v1/events?service_id=late-bridge&from=${date}&to=${date}`)).data;
     expect(events.map((e) => e.session_id)).toEqual([id]);
     expect((await get(admin, `/v1/events?service_id=late-bridge&from=${date}&to=${date}&session_id=${id}`)).data).toHaveLength(1);
+    // Asked for by the merged session's own id (a tracker keeps what the session route answered):
+    // the session it went into (a black-box audit: nothing came back).
+    const alias = (await rows<{ alias: string }>("SELECT alias FROM session_aliases WHERE service_id = 'late-bridge'"))[0]!.alias;
+    expect(alias).not.toBe(id);
+    expect((await get(admin, `/v1/events?service_id=late-bridge&from=${date}&to=${date}&session_id=${alias}`)).data.map((e) => e.session_id)).toEqual([id]);
     const stats = (await (await svc.app.request(`/v1/sessions/stats?service_id=late-bridge&from=${date}&to=${date}`, { headers: { Authorization: `Bearer ${admin}` } })).json()) as { totals: Record<string, number> };
     expect(stats.totals).toMatchObject({ sessions: 1, pageviews: 2, bounces: 0, avg_duration_s: 2400 });
 
@@ -837,10 +843,18 @@ describe("items that arrive late (separate requests, out of time order)", () => 
     const store = memoryStateStore();
     await warmUp(ch(), store, { remember: async () => undefined } as unknown as EventDedup);
     const loaded = await store.load([`s:late-bridge:${id}`, `s:late-bridge:${aliases[0]!.alias}`, `v:late-bridge:${sessions[0]!.visitor_id}`]);
-    const [state, gone, spans] = [...loaded.values()].map((v) => v?.value as any);
+    const [state, marker, spans] = [...loaded.values()].map((v) => v?.value as any);
     expect(state).toMatchObject({ session_id: id, items: 3, merged: [aliases[0]!.alias] });
-    expect(gone).toBeUndefined();
+    // The merged id names the session it went into, as the live service left it: an item a
+    // tracker sends with it after the restart goes on that session (a black-box audit: it opened a
+    // new session under the old id).
+    expect(marker).toEqual({ merged_into: id });
     expect(spans.map((x: { id: string }) => x.id)).toEqual([id]);
+    const kept = await new Sessionizer(store).assign([
+      { serviceId: "late-bridge", visitorId: sessions[0]!.visitor_id as string, sessionId: aliases[0]!.alias, touch: { time: t + 45 * MIN, kind: "pageview", path: "/c", conversion: false, userId: "", attrs: state.attrs } },
+    ]);
+    expect(kept.sessionIds).toEqual([id]);
+    expect(kept.changes.map((c) => [c.after.session_id, c.after.pageviews, c.after.items])).toEqual([[id, 3, 4]]);
   });
 
   test("the warm-up rebuilds a session's whole state from its stored row, every column in its place", async () => {

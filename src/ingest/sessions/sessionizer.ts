@@ -130,6 +130,19 @@ export class Sessionizer {
       }
       missing = [...more];
     }
+    // A server-made session named by its id is filed under its own visitor's spans (below), which
+    // the item's visitor id may not be: load those too.
+    const ownersMissing = new Set<string>();
+    for (const p of placements) {
+      if (!p.sessionId) continue;
+      let stored = loaded.get(sessionKey(p.serviceId, p.sessionId));
+      for (let hops = 0, into = markerOf(stored); into !== undefined && hops < MAX_HOPS; hops++, into = markerOf(stored)) stored = loaded.get(sessionKey(p.serviceId, into));
+      const state = stored?.value as SessionState | undefined;
+      if (!state || markerOf(stored) !== undefined || state.client) continue;
+      const owner = visitorKey(p.serviceId, state.visitor_id);
+      if (!loaded.has(owner)) ownersMissing.add(owner);
+    }
+    if (ownersMissing.size > 0) for (const [k, v] of await this.store.load([...ownersMissing])) loaded.set(k, v);
 
     const spans = new Map<string, SessionSpan[]>();
     const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? (loaded.get(key)?.value as SessionSpan[] | undefined) ?? [];
@@ -221,9 +234,10 @@ export class Sessionizer {
       setState(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
       // A server-made session named by the client (the session route's answer sent back) is still
-      // its visitor's: its span follows the item, so that visitor's next item without an id joins
-      // it within 30 minutes (an audit: one 5 minutes later opened a new session).
-      const spanKey = vKey ?? (current && !current.client && current.visitor_id === p.visitorId ? visitorKey(svc, p.visitorId) : undefined);
+      // its visitor's: its span, first to last item whoever sent them, follows the item, so that
+      // visitor's next item without an id joins it within 30 minutes (an audit: one 5 minutes
+      // later opened a new session). Filed under the session's visitor, as a restart files it.
+      const spanKey = vKey ?? (current && !current.client ? visitorKey(svc, next.visitor_id) : undefined);
       if (spanKey) spans.set(spanKey, updateSpans(spansOf(spanKey), next, now, STATE_TTL_MS));
       sessionIds[i] = id;
     }
@@ -285,7 +299,7 @@ function serviceOfKey(key: string): string {
 }
 
 /** What a merged session's key holds instead of a state: the session it went into. */
-interface MergedMarker {
+export interface MergedMarker {
   merged_into: string;
 }
 
