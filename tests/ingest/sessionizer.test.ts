@@ -377,30 +377,39 @@ test("the in-process store: past its cap the least recently written state goes f
   expect(store.size()).toBe(1); // the expired b was dropped on read; d is still there until read
 });
 
-// A durability audit paused Valkey past the client's 1 s command timeout: the request was refused
-// with 503, yet its commit ran once Valkey caught up, and the session counted the refused items.
-test("fault injected (a state commit that runs in Valkey but answers as timed out): the writes are taken back, the next item builds on the state before", async () => {
-  let timeOut = false;
-  const flaky = new Proxy(redis, {
+/**
+ * `redis` whose next `eval` after `timeOutNext()` runs in Valkey and then answers as ioredis's
+ * command timeout does (fault injection); every other call goes through.
+ */
+function evalTimingOut(client: Redis) {
+  let armed = false;
+  const flaky = new Proxy(client, {
     get(target, name, receiver) {
       if (name !== "eval") return Reflect.get(target, name, receiver);
       return async (...args: Parameters<Redis["eval"]>) => {
         const result = await target.eval(...args);
-        if (!timeOut) return result;
-        timeOut = false; // only the commit itself: the reverse that follows goes through
+        if (!armed) return result;
+        armed = false;
         throw new Error("Command timed out"); // ioredis's commandTimeout, after the script ran
       };
     },
   });
+  return { flaky, timeOutNext: () => void (armed = true), fired: () => !armed };
+}
+
+// A durability audit paused Valkey past the client's 1 s command timeout: the request was refused
+// with 503, yet its commit ran once Valkey caught up, and the session counted the refused items.
+test("fault injected (a state commit that runs in Valkey but answers as timed out): the writes are taken back, the next item builds on the state before", async () => {
+  const { flaky, timeOutNext, fired } = evalTimingOut(redis);
   const prefix = `${freeDbPrefix()}:`;
   const journal = `${freeDbPrefix()}:journal`;
   const store = valkeyStateStore(flaky, prefix, { journal });
   const s = new Sessionizer(store, ids);
   const first = await s.assign([place("paused", touch(T0, "pageview", "/a"))]);
   await s.settle(first); // its rows "written"
-  timeOut = true;
+  timeOutNext(); // the commit itself: the reverse that follows goes through
   await expect(s.assign([place("paused", touch(T0 + MIN, "pageview", "/b"))])).rejects.toThrow("Command timed out");
-  expect(timeOut).toBe(false); // the commit did run
+  expect(fired()).toBe(true); // the commit did run
   // Its journal entry goes with it (once the reverse has answered).
   for (let i = 0; i < 50 && (await redis.hlen(journal)) > 0; i++) await Bun.sleep(10);
   expect(await redis.hlen(journal)).toBe(0);
@@ -414,26 +423,15 @@ test("fault injected (a state commit that runs in Valkey but answers as timed ou
 // the commit path's reverse, which then put the refused writes back (the session kept the items of
 // a refused request, and its client's retry added them again).
 test("fault injected (an undo that runs in Valkey but answers as timed out): the refused writes stay taken back, the journal entry goes", async () => {
-  let timeOutNext = false;
-  const flaky = new Proxy(redis, {
-    get(target, name, receiver) {
-      if (name !== "eval") return Reflect.get(target, name, receiver);
-      return async (...args: Parameters<Redis["eval"]>) => {
-        const result = await target.eval(...args);
-        if (!timeOutNext) return result;
-        timeOutNext = false; // only the undo itself
-        throw new Error("Command timed out"); // ioredis's commandTimeout, after the script ran
-      };
-    },
-  });
+  const { flaky, timeOutNext, fired } = evalTimingOut(redis);
   const journal = `${freeDbPrefix()}:journal`;
   const s = new Sessionizer(valkeyStateStore(flaky, `${freeDbPrefix()}:`, { journal }), ids);
   const first = await s.assign([place("undone", touch(T0, "pageview", "/a"))]);
   await s.settle(first);
   const refused = await s.assign([place("undone", touch(T0 + MIN, "pageview", "/b"))]); // its rows "fail"
-  timeOutNext = true;
+  timeOutNext(); // the undo itself
   await expect(s.undo(refused)).rejects.toThrow("Command timed out");
-  expect(timeOutNext).toBe(false); // the undo did run
+  expect(fired()).toBe(true); // the undo did run
   await Bun.sleep(700); // past a retry of the take-back, which must find nothing left to do
   expect(await redis.hlen(journal)).toBe(0);
   const next = await s.assign([place("undone", touch(T0 + 2 * MIN, "event"))]);

@@ -139,16 +139,10 @@ function frozen<T>(value: T): T {
 
 const NIL = "\u0000nil";
 /**
- * Compare-and-set over KEYS[1..n]: ARGV[1..n] the texts expected, ARGV[n+1..2n] the texts to write,
- * ARGV[2n+1] the TTL. Journaled, the last key is the journal hash and ARGV[2n+2], ARGV[2n+3] the
- * field and the record written there in the same step; a journaled commit whose record is already
- * there ran before (ioredis re-sent it after a reconnect, valkey-client.ts) and answers 1 again
- * without writing (its compare would fail against its own writes, and the sessionizer would then
- * apply its items a second time: a test saw 3 page views for 2).
+ * Lua, with `n` set: returns 0 unless each of KEYS[1..n] holds ARGV[1..n] (NIL: absent); then
+ * writes ARGV[n+1..2n] (NIL deletes) with the TTL ARGV[2n+1] in ms.
  */
-function casScript(journaled: boolean): string {
-  return `
-local n = #KEYS${journaled ? " - 1" : ""}${journaled ? "\nif redis.call('HGET', KEYS[n + 1], ARGV[2 * n + 2]) == ARGV[2 * n + 3] then return 1 end" : ""}
+const COMPARE_AND_WRITE = `
 for i = 1, n do
   local cur = redis.call('GET', KEYS[i])
   if cur == false then cur = '${NIL}' end
@@ -157,7 +151,22 @@ end
 for i = 1, n do
   if ARGV[n + i] == '${NIL}' then redis.call('DEL', KEYS[i])
   else redis.call('SET', KEYS[i], ARGV[n + i], 'PX', ARGV[2 * n + 1]) end
-end${journaled ? "\nredis.call('HSET', KEYS[n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3])" : ""}
+end`;
+
+/**
+ * Compare-and-set over KEYS[1..n]: ARGV[1..n] the texts expected, ARGV[n+1..2n] the texts to write,
+ * ARGV[2n+1] the TTL. Journaled, the last key is the journal hash and ARGV[2n+2], ARGV[2n+3] the
+ * field and the record written there in the same step; a journaled commit whose record is already
+ * there ran before (ioredis re-sent it after a reconnect, valkey-client.ts) and answers 1 again
+ * without writing (its compare would fail against its own writes, and the sessionizer would then
+ * apply its items a second time: a test saw 3 page views for 2).
+ */
+function casScript(journaled: boolean): string {
+  if (!journaled) return `local n = #KEYS${COMPARE_AND_WRITE}\nreturn 1`;
+  return `
+local n = #KEYS - 1
+if redis.call('HGET', KEYS[n + 1], ARGV[2 * n + 2]) == ARGV[2 * n + 3] then return 1 end${COMPARE_AND_WRITE}
+redis.call('HSET', KEYS[n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3])
 return 1`;
 }
 const CAS_SCRIPT = casScript(false);
@@ -174,16 +183,7 @@ const CAS_JOURNAL_SCRIPT = casScript(true);
 const REVERSE_JOURNAL_SCRIPT = `
 local n = #KEYS - 1
 if redis.call('HGET', KEYS[n + 1], ARGV[2 * n + 2]) ~= ARGV[2 * n + 3] then return 0 end
-redis.call('HDEL', KEYS[n + 1], ARGV[2 * n + 2])
-for i = 1, n do
-  local cur = redis.call('GET', KEYS[i])
-  if cur == false then cur = '${NIL}' end
-  if cur ~= ARGV[i] then return 0 end
-end
-for i = 1, n do
-  if ARGV[n + i] == '${NIL}' then redis.call('DEL', KEYS[i])
-  else redis.call('SET', KEYS[i], ARGV[n + i], 'PX', ARGV[2 * n + 1]) end
-end
+redis.call('HDEL', KEYS[n + 1], ARGV[2 * n + 2])${COMPARE_AND_WRITE}
 return 1`;
 
 /** A journaled commit to take back: its prefixed keys, texts written and expected, TTL, journal field and record. */
