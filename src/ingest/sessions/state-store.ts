@@ -237,7 +237,6 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
   const known = new BoundedMap<string, ValkeyStored>(opts.remembered ?? 50_000);
   const journalKey = opts.journal;
   const text = (t: string | null) => t ?? NIL;
-  /** The compare-and-set over prefixed `keys`: each holds its `expected` text → write its `next` text (NIL: absent / delete). */
   /** A commit's prefixed keys, its texts to write and expected (NIL: absent), and its journal record ("" without a journal). */
   const asTexts = (entries: readonly StateWrite[], journal: string | undefined) => {
     const texts = entries.map((e) => (e.next === null ? NIL : JSON.stringify(e.next)));
@@ -248,6 +247,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
         : "";
     return { keys: entries.map((e) => prefix + e.key), texts, expected, record };
   };
+  /** The compare-and-set over prefixed `keys`: each holds its `expected` text → write its `next` text (NIL: absent / delete). */
   const cas = async (keys: readonly string[], expected: readonly string[], next: readonly string[], ttlMs: number) =>
     (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...expected, ...next, String(ttlMs))) === 1;
   // Reverses that got no answer (Valkey gone or restarting): tried again every REVERSE_RETRY_MS and
