@@ -47,17 +47,21 @@ async function check(service: string, range: TimeRange, interval: (typeof INTERV
   expect(viaViews).toEqual(viaRaw);
 }
 
+// Each test runs a few dozen report queries one after another: ~1-2 s alone, over 5 s (bun's
+// default) on a machine loaded by other work (a CI run timed out there once).
+const SLOW = 30_000;
+
 describe("session stats equal brute force, by views and by raw rows", () => {
   for (const tz of ZONES) {
     for (const interval of INTERVALS) {
       test(`spring dates ${tz} by ${interval}`, async () => {
         const range = resolveRange({ from: "2026-03-05", to: "2026-04-01", tz }, SPRING_NOW);
         for (const service of SERVICES) await check(service, range, interval, {}, SPRING_NOW);
-      });
+      }, SLOW);
       test(`fall dates ${tz} by ${interval}`, async () => {
         const range = resolveRange({ from: "2026-10-20", to: "2026-11-03", tz }, FALL_NOW);
         await check("alpha", range, interval, {}, FALL_NOW);
-      });
+      }, SLOW);
     }
   }
 
@@ -67,7 +71,7 @@ describe("session stats equal brute force, by views and by raw rows", () => {
       const report = await sessionStatsReport(data.db.client, { serviceId: "alpha", range, filters: {} }, "hour", { now });
       expect(report.series).toHaveLength(date.startsWith("2026-03") ? 23 : 25);
       for (const service of SERVICES) await check(service, range, "hour", {}, now);
-    });
+    }, SLOW);
   }
 
   for (const f of FILTERS) {
@@ -76,7 +80,7 @@ describe("session stats equal brute force, by views and by raw rows", () => {
         const range = resolveRange({ from: "2026-03-05", to: "2026-04-01", tz }, SPRING_NOW);
         for (const service of ["alpha", "beta"]) await check(service, range, "day", f, SPRING_NOW);
       }
-    });
+    }, SLOW);
   }
 
   test("a range of times (not whole hours) reads raw rows and still matches", async () => {
