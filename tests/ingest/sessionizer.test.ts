@@ -137,6 +137,13 @@ describe.each(stores)("sessionizer on the %s store", (_name, makeStore) => {
     expect((await s.assign([place("v-other", touch(T0 + 70 * MIN, "pageview", "/b"), x)])).sessionIds).toEqual([x!]);
     expect((await s.assign([place("v-other", touch(T0 + 75 * MIN, "event"))])).sessionIds[0]).not.toBe(x!);
     expect((await s.assign([place("v-back", touch(T0 + 99 * MIN, "event"))])).sessionIds).toEqual([x!]);
+    // An item of another visitor sent with the id, earlier than the session's start, does not take
+    // the session (nor its window) from the visitor it was made for (a re-audit: it did).
+    const earlier = await s.assign([place("v-early", touch(T0 - 20 * MIN, "pageview", "/e"), x)]);
+    expect(earlier.sessionIds).toEqual([x!]);
+    expect(earlier.changes[0]!.after).toMatchObject({ visitor_id: "v-back", started_at: T0 - 20 * MIN, entry_path: "/e" });
+    expect((await s.assign([place("v-early", touch(T0 - 15 * MIN, "event"))])).sessionIds[0]).not.toBe(x!);
+    expect((await s.assign([place("v-back", touch(T0 - 45 * MIN, "event"))])).sessionIds).toEqual([x!]);
   });
 
   test("a batch is placed in time order, not arrival order", async () => {

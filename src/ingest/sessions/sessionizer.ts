@@ -228,9 +228,11 @@ export class Sessionizer {
       const current = stateOf(sKey);
       let next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
       if (!current && p.sessionId) next = { ...next, client: true };
-      // A session's visitor is that of its first item (only a client-kept session can hold items
-      // of several visitor ids: the 30-minute rule places an item among its own id's sessions).
-      if (current && p.touch.time < current.started_at && next.visitor_id !== p.visitorId) next = { ...next, visitor_id: p.visitorId };
+      // A client-kept session's visitor is that of its first item (such a session can hold items
+      // of several visitor ids). A session the service made stays the visitor's it was made for,
+      // whoever sends items with its id, earlier ones too: its span is that visitor's window (a
+      // re-audit: another visitor's earlier item took the session, and with it the window).
+      if (current?.client && p.touch.time < current.started_at && next.visitor_id !== p.visitorId) next = { ...next, visitor_id: p.visitorId };
       setState(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
       // A server-made session named by the client (the session route's answer sent back) is still
