@@ -108,15 +108,6 @@ const RELEASE_OWN_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
-// Deletes the claim iff it is pending and this instance's (ARGV[1]: its pending value's prefix,
-// without the call's token). Not a plain DEL: ioredis may re-send a release whose answer was lost
-// (valkey-client.ts), and by then another instance may have claimed the id for the client's retry,
-// or stored and confirmed it; a DEL would take that claim away and let a third copy in.
-const RELEASE_OWNER_SCRIPT = `
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] or (v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ':') then return redis.call('DEL', KEYS[1]) end
-return 0`;
-
 /** How often confirms that failed are tried again, and how many are kept for that at most. */
 const CONFIRM_RETRY_MS = 500;
 const MAX_UNCONFIRMED = 100_000;
@@ -158,13 +149,11 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
   const unjournal = (keys: readonly string[]) => {
     if (owner && keys.length > 0) void redis.hdel(owner.journal, ...keys).catch(() => undefined);
   };
-  const release = async (keys: readonly string[]) => {
-    if (keys.length === 0) return;
-    const pipeline = redis.pipeline();
-    for (const key of keys) pipeline.eval(RELEASE_OWNER_SCRIPT, 1, prefix + key, ownerValue);
-    await execAll(pipeline);
-    unjournal(keys);
-  };
+  /**
+   * The pending value of each id this instance's calls claimed and have not confirmed or released
+   * yet (what releases delete: exactly those claims, never another's). In-flight ids only.
+   */
+  const claimedAs = new Map<string, string>();
   /** Runs `pipeline`; throws when it or any of its commands failed (exec reports those per command). */
   const execAll = async (pipeline: ReturnType<Redis["pipeline"]>) => {
     const results = (await pipeline.exec()) ?? [];
@@ -223,8 +212,31 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
       retryTimer.unref?.();
     }
   };
+  // A claim given back (its request refused): deleted iff it is still that call's pending claim,
+  // and tried again until it lands like the releases above. Not a plain DEL: one tried again, or
+  // re-sent by ioredis after a reconnect (valkey-client.ts), runs after whatever happened to the id
+  // in between (the client's retry claimed it, stored and confirmed it). Before, a release that
+  // failed was dropped: a request refused while Valkey was unreachable left its claims pending, and
+  // the client's retries got 503 for 60 s (a durability audit: 14 requests after reconnects held 2.5-3 s).
+  const release = async (keys: readonly string[]) => {
+    if (keys.length === 0) return;
+    const claims = new Map<string, string>();
+    for (const key of keys) {
+      const value = claimedAs.get(key);
+      claimedAs.delete(key);
+      if (value !== undefined) claims.set(key, value);
+    }
+    if (claims.size === 0) return;
+    try {
+      await releaseOwnNow(claims);
+    } catch (err) {
+      later([], claims);
+      throw err;
+    }
+  };
   const confirm = async (keys: readonly string[]) => {
     if (keys.length === 0) return;
+    for (const key of keys) claimedAs.delete(key);
     try {
       await confirmNow(keys);
     } catch (err) {
@@ -265,6 +277,9 @@ export function valkeyDedup(redis: Redis, opts: ValkeyDedupOptions = {}): Valkey
         // claim blocked its retries for pendingMs).
         if (value === null || (value === pendingValue && !mine.has(key))) {
           mine.add(key);
+          claimedAs.set(key, pendingValue);
+          // Bounded: ids whose request never settled them (none expected) go first, their claims then expire.
+          if (claimedAs.size > MAX_UNCONFIRMED) claimedAs.delete(claimedAs.keys().next().value!);
           return true;
         }
         // The same id twice in one request: the later one is a duplicate of the earlier.

@@ -128,7 +128,7 @@ test("fault injected (a session commit that ran, its connection cut and Valkey u
 
 // A release that ioredis re-sends after a reconnect runs after whatever happened to the id in
 // between: another instance may have claimed it for the client's retry, stored and confirmed it.
-test("a release takes away only this instance's pending claims, never another instance's claim nor a confirmed id", async () => {
+test("a release takes away only the claims this instance's calls made and hold, never another instance's claim nor a confirmed id", async () => {
   const redis = ingestValkeyClient({ url: valkeyUrl(), db: 0, password: undefined });
   closers.push(() => redis.disconnect());
   await untilReady(redis);
@@ -143,4 +143,37 @@ test("a release takes away only this instance's pending claims, never another in
   expect(await redis.get(`${prefix}shop:1`)).toStartWith("p:inst-b:");
   expect(await redis.get(`${prefix}shop:2`)).toBe("1");
   expect(await redis.get(`${prefix}shop:3`)).toBeNull();
+});
+
+// A durability audit: with the connection cut and the reconnect held 2.5-3 s, a request refused
+// meanwhile (its commit got no answer within the 1 s command timeout) could not give its claims
+// back, and that release was dropped: the client's retries got 503 for 60 s.
+test("fault injected (a request refused while Valkey is unreachable for longer than the command timeout): its claims are given back once Valkey is reachable, and the retry is stored", async () => {
+  const { redis, proxy } = await clientThroughProxy();
+  const prefix = `${freeDbPrefix()}:`;
+  const rows: string[] = [];
+  const deps: IngestorDeps = {
+    sessionizer: new Sessionizer(valkeyStateStore(redis, `${prefix}sess:`, { journal: `${prefix}journal` })),
+    dedup: valkeyDedup(redis, { prefix: `${prefix}eid:`, owner: { id: "inst-1", journal: `${prefix}claims` } }),
+    writer: { assertRoom() {}, write: async (r) => void rows.push(...r) },
+    metrics: createMetrics(),
+    hashVisitor: () => "visitor",
+    lookupCountry: () => null,
+  };
+  const id = crypto.randomUUID();
+  const cut = proxy.cutReplyTo(COMMIT);
+  const refused = ingestItems(deps, ctx, [item(id)]).catch((e: unknown) => e);
+  await cut;
+  proxy.hang();
+  expect(await refused).toBeInstanceOf(Error);
+  expect(rows).toHaveLength(0);
+  await Bun.sleep(700);
+  proxy.resume();
+  await untilReady(redis);
+  for (let i = 0; i < 100 && (await redis.get(`${prefix}eid:shop:${id}`)) !== null; i++) await Bun.sleep(20);
+  expect(await redis.get(`${prefix}eid:shop:${id}`)).toBeNull();
+  const retry = await ingestItems(deps, ctx, [item(id)]);
+  expect([retry.accepted, retry.dropped]).toEqual([1, []]);
+  const stored = rows.map((r) => decodeRecord(r));
+  expect(stored.filter((r) => r.table === "events")).toHaveLength(1);
 });
