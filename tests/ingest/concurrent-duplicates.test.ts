@@ -232,3 +232,26 @@ test("fault injected (a claim that ran but got no answer, and a release that fai
   const retry = await ingestItems(deps, ctx, [item(id)]);
   expect([retry.accepted, eventRows(rows).length]).toEqual([1, 1]);
 });
+
+// A durability audit: after Valkey restarted empty, the rebuild remembered 968k ids in one
+// pipeline, which held Valkey for seconds; commands behind it timed out and the rebuild started
+// over for 13 minutes. And a command answered with an error left an id unremembered, silently.
+test("remembering many ids (a rebuild) goes in pipelines of at most 5,000, and one answered with errors fails it", async () => {
+  const { redis, prefix } = setUp({ assertRoom() {}, write: async () => undefined });
+  const sizes: number[] = [];
+  const counting = new Proxy(redis, {
+    get(target, name, receiver) {
+      if (name !== "pipeline") return Reflect.get(target, name, receiver);
+      return () => {
+        const pipeline = target.pipeline();
+        const exec = pipeline.exec.bind(pipeline);
+        return Object.assign(pipeline, { exec: () => (sizes.push(pipeline.length), exec()) });
+      };
+    },
+  });
+  const keys = Array.from({ length: 12_000 }, (_, i) => `shop:${i}`);
+  await valkeyDedup(counting, { prefix }).remember(keys);
+  expect(sizes).toEqual([5_000, 5_000, 2_000]);
+  expect(new Set(await redis.mget(...keys.map((k) => prefix + k)))).toEqual(new Set(["1"]));
+  await expect(valkeyDedup(plannedPipelines(redis, (n) => (n === 2 ? "errors" : "ok")), { prefix: `${prefix}x:` }).remember(keys)).rejects.toThrow("injected");
+});
