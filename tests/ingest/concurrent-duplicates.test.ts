@@ -146,29 +146,13 @@ test("fault injected (confirms fail twice): the acknowledged item's claim is con
 test("fault injected (a claim that runs in Valkey but answers as timed out): the request is refused, its claim is taken back, and the retry is stored at once", async () => {
   const rows: string[] = [];
   const { deps, redis, prefix } = setUp({ assertRoom() {}, write: async (r) => void rows.push(...r) });
-  let timeOut = true;
-  const flaky = new Proxy(redis, {
-    get(target, name, receiver) {
-      if (name !== "pipeline") return Reflect.get(target, name, receiver);
-      return () => {
-        const pipeline = target.pipeline();
-        const exec = pipeline.exec.bind(pipeline);
-        return Object.assign(pipeline, {
-          exec: async () => {
-            const result = await exec();
-            if (!timeOut) return result;
-            timeOut = false; // only the first claim: what follows goes through
-            throw new Error("Command timed out"); // ioredis's commandTimeout, after the commands ran
-          },
-        });
-      };
-    },
-  });
+  let lost = 0;
+  const flaky = plannedPipelines(redis, (n) => (n === 1 ? (lost++, "lost") : "ok")); // only the first claim: what follows goes through
   deps.dedup = valkeyDedup(flaky, { prefix, owner: { id: "inst-1", journal: `${prefix}journal` } });
   const id = crypto.randomUUID();
   const first = await ingestItems(deps, ctx, [item(id)]).catch((e: unknown) => e);
   expect(first).toBeInstanceOf(Error);
-  expect(timeOut).toBe(false); // the claim did run
+  expect(lost).toBe(1); // the claim did run
   for (let i = 0; i < 50 && (await redis.get(`${prefix}shop:${id}`)) !== null; i++) await Bun.sleep(10);
   expect(await redis.get(`${prefix}shop:${id}`)).toBeNull();
   expect(await redis.hlen(`${prefix}journal`)).toBe(0);
@@ -181,8 +165,9 @@ test("fault injected (a claim that runs in Valkey but answers as timed out): the
  * `redis` whose n-th pipeline (from 1) does what `plan(n)` says (fault injection): "ok"; "lost",
  * it runs and then answers as timed out; "errors", it is not run and answers each command with an
  * error, as ioredis's exec does when the connection goes (exec resolves: it does not throw).
+ * `onExec` hears each pipeline's number of commands.
  */
-function plannedPipelines(redis: Redis, plan: (n: number) => "ok" | "lost" | "errors"): Redis {
+function plannedPipelines(redis: Redis, plan: (n: number) => "ok" | "lost" | "errors", onExec?: (commands: number) => void): Redis {
   let n = 0;
   return new Proxy(redis, {
     get(target, name, receiver) {
@@ -191,12 +176,13 @@ function plannedPipelines(redis: Redis, plan: (n: number) => "ok" | "lost" | "er
         const pipeline = target.pipeline();
         const exec = pipeline.exec.bind(pipeline);
         const what = plan(++n);
-        if (what === "ok") return pipeline;
         return Object.assign(pipeline, {
           exec: async () => {
+            onExec?.(pipeline.length);
+            if (what === "ok") return exec();
             if (what === "errors") return Array.from({ length: pipeline.length }, () => [new Error("injected: Connection is closed."), null]);
             await exec();
-            throw new Error("Command timed out");
+            throw new Error("Command timed out"); // ioredis's commandTimeout, after the commands ran
           },
         });
       };
@@ -239,16 +225,7 @@ test("fault injected (a claim that ran but got no answer, and a release that fai
 test("remembering many ids (a rebuild) goes in pipelines of at most 5,000, and one answered with errors fails it", async () => {
   const { redis, prefix } = setUp({ assertRoom() {}, write: async () => undefined });
   const sizes: number[] = [];
-  const counting = new Proxy(redis, {
-    get(target, name, receiver) {
-      if (name !== "pipeline") return Reflect.get(target, name, receiver);
-      return () => {
-        const pipeline = target.pipeline();
-        const exec = pipeline.exec.bind(pipeline);
-        return Object.assign(pipeline, { exec: () => (sizes.push(pipeline.length), exec()) });
-      };
-    },
-  });
+  const counting = plannedPipelines(redis, () => "ok", (commands) => sizes.push(commands));
   const keys = Array.from({ length: 12_000 }, (_, i) => `shop:${i}`);
   await valkeyDedup(counting, { prefix }).remember(keys);
   expect(sizes).toEqual([5_000, 5_000, 2_000]);
