@@ -99,7 +99,9 @@ export class Sessionizer {
     placements.forEach((p, i) => {
       if (p.sessionId) {
         sessionKeys.add(sessionKey(p.serviceId, p.sessionId));
-        // The visitor's spans too, in case the id is a server-made one sent back (below).
+        // The item's visitor's spans too: when the id is a server-made one sent back (a tracker
+        // keeps the session route's answer), that is usually the session's own visitor, whose
+        // spans the item moves (below); read now, it needs no second read.
         visitorKeys.add(visitorKey(p.serviceId, p.visitorId));
         return;
       }
@@ -130,24 +132,6 @@ export class Sessionizer {
       }
       missing = [...more];
     }
-    // A server-made session named by its id is filed under its own visitor's spans (below), which
-    // the item's visitor id may not be: load those too.
-    const ownersMissing = new Set<string>();
-    for (const p of placements) {
-      if (!p.sessionId) continue;
-      let stored = loaded.get(sessionKey(p.serviceId, p.sessionId));
-      for (let hops = 0, into = markerOf(stored); into !== undefined && hops < MAX_HOPS; hops++, into = markerOf(stored)) stored = loaded.get(sessionKey(p.serviceId, into));
-      const state = stored?.value as SessionState | undefined;
-      if (!state || markerOf(stored) !== undefined || state.client) continue;
-      const owner = visitorKey(p.serviceId, state.visitor_id);
-      if (!loaded.has(owner)) ownersMissing.add(owner);
-    }
-    if (ownersMissing.size > 0) for (const [k, v] of await this.store.load([...ownersMissing])) loaded.set(k, v);
-
-    const spans = new Map<string, SessionSpan[]>();
-    const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? (loaded.get(key)?.value as SessionSpan[] | undefined) ?? [];
-    /** Each session this request touches: its state as loaded, and as it is now (null: merged into another). */
-    const sessions = new Map<string, { before: SessionState | undefined; after: SessionState | null }>();
     /** Sessions this request merged into another: session key → the id it went into. */
     const redirects = new Map<string, string>();
     /** The session key of what `id` stands for now: itself, or (after merges) the one it went into. */
@@ -166,6 +150,21 @@ export class Sessionizer {
       const stored = loaded.get(key);
       return stored && markerOf(stored) === undefined ? (stored.value as SessionState) : undefined;
     };
+    // A server-made session named by its id is filed under its own visitor's spans (below), which
+    // the item's visitor id may not be: load those too.
+    const ownersMissing = new Set<string>();
+    for (const p of placements) {
+      const state = p.sessionId ? storedState(resolveKey(p.serviceId, p.sessionId)) : undefined;
+      if (!state || state.client) continue;
+      const owner = visitorKey(p.serviceId, state.visitor_id);
+      if (!loaded.has(owner)) ownersMissing.add(owner);
+    }
+    if (ownersMissing.size > 0) for (const [k, v] of await this.store.load([...ownersMissing])) loaded.set(k, v);
+
+    const spans = new Map<string, SessionSpan[]>();
+    const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? (loaded.get(key)?.value as SessionSpan[] | undefined) ?? [];
+    /** Each session this request touches: its state as loaded, and as it is now (null: merged into another). */
+    const sessions = new Map<string, { before: SessionState | undefined; after: SessionState | null }>();
     const stateOf = (key: string): SessionState | undefined => {
       const known = sessions.get(key);
       return known ? known.after ?? undefined : storedState(key);
