@@ -7,6 +7,7 @@ import type { Config } from "./config.ts";
 import type { App, AppEnv } from "./http/app-env.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./ops/metrics.ts";
+import { dropStaleMatchingSessions } from "./query/matching-sessions.ts";
 import { registerQueryRoutes } from "./query/routes/register-query-routes.ts";
 
 export interface QueryParts {
@@ -16,7 +17,16 @@ export interface QueryParts {
 }
 
 /** The query routes and their cache, built once. */
-export function createQueryParts(deps: { client: ClickHouseClient; valkey: Config["valkey"]; metrics: Metrics; logger: Logger }): QueryParts {
+export function createQueryParts(deps: { client: ClickHouseClient; clickhouse: Config["clickhouse"]; valkey: Config["valkey"]; metrics: Metrics; logger: Logger }): QueryParts {
+  // One ClickHouse (not a cluster): a filtered summary builds its set of matching sessions once,
+  // as a table (src/query/matching-sessions.ts); tables a stopped process left are dropped.
+  const sharedSets = deps.clickhouse.cluster === undefined;
+  if (sharedSets) {
+    void dropStaleMatchingSessions(deps.client).then(
+      (dropped) => dropped > 0 && deps.logger.info("dropped report tables left by a stopped process", { tables: dropped }),
+      (err: Error) => deps.logger.warn("could not drop report tables left by a stopped process", { error: err.message }),
+    );
+  }
   let warned = false;
   const cache = createCache(deps.valkey, {
     onError: (err) => {
@@ -31,6 +41,7 @@ export function createQueryParts(deps: { client: ClickHouseClient; valkey: Confi
       registerQueryRoutes(app, {
         clickhouse: deps.client,
         cache,
+        sharedSets,
         auth,
         onCacheResult: (route, result) => {
           if (result !== "error") warned = false;

@@ -132,7 +132,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   });
   await keyStore.start();
 
-  const query = createQueryParts({ client: clickhouse.client, valkey: config.valkey, metrics, logger });
+  const query = createQueryParts({ client: clickhouse.client, clickhouse: config.clickhouse, valkey: config.valkey, metrics, logger });
   const invalidate = (touched: Touched) => {
     for (const [service, dates] of touched) void query.cache.invalidate(service, [...dates]).catch(() => undefined);
   };

@@ -12,6 +12,11 @@ export interface ListQuery {
   range: TimeRange;
   filters: Filters;
   limit: number;
+  /**
+   * A Set table holding the hashes of the sessions that match `filters`, built once for a whole
+   * report (src/query/matching-sessions.ts); without it each item list builds that set itself.
+   */
+  matchingSessions?: string;
 }
 
 export interface PageRow {
@@ -34,7 +39,7 @@ export interface ReferrerRow {
 export async function topPages(ch: ClickHouseClient, q: ListQuery, exec: ExecOptions = {}): Promise<PageRow[]> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
-  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
+  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range, q.matchingSessions)];
   return selectRows<PageRow>(
     ch,
     `SELECT path, count() AS views, uniqExact(${VISITOR_KEY}) AS visitors FROM page_views WHERE ${where.join(" AND ")}

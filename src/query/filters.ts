@@ -105,17 +105,25 @@ export function sessionConditions(f: Filters, p: SqlParams, serviceParam: string
  * so a hash's sum is positive exactly when one of its sessions matches: the same set of hashes
  * that grouping by session_id gives.
  */
-export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, range: { start: number; end: number }): string[] {
+export function itemConditions(f: Filters, p: SqlParams, serviceParam: string, range: { start: number; end: number }, matchingSessions?: string): string[] {
   const out: string[] = [];
   if (f.path !== undefined) out.push(`path = ${p.bind("String", f.path)}`);
-  const attrs = attributeConditions(f, p);
-  if (attrs.length > 0) {
-    out.push(
-      // Only sessions that can own an item of the range: started before its end, and (ended_at is
-      // the last item's time) ended after its start. A state's cancel row repeats its ended_at, so
-      // the ended_at bound keeps or drops both rows of a pair and sum(sign) stays exact.
-      `${itemSessionHash(serviceParam)} IN (SELECT session_hash AS h FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY h HAVING sum(sign) > 0)`,
-    );
-  }
+  const sessions = matchingSessionsSql(f, p, serviceParam, range);
+  if (sessions !== undefined) out.push(`${itemSessionHash(serviceParam)} IN ${matchingSessions ?? `(${sessions})`}`);
   return out;
+}
+
+/**
+ * The hashes of the sessions whose current state matches the attribute filters and that can own
+ * an item of `range`, as a SELECT of one UInt64 column; undefined without attribute filters.
+ * itemConditions tests items against it; a report with several item lists builds it once
+ * (src/query/matching-sessions.ts).
+ */
+export function matchingSessionsSql(f: Filters, p: SqlParams, serviceParam: string, range: { start: number; end: number }): string | undefined {
+  const attrs = attributeConditions(f, p);
+  if (attrs.length === 0) return undefined;
+  // Only sessions that can own an item of the range: started before its end, and (ended_at is
+  // the last item's time) ended after its start. A state's cancel row repeats its ended_at, so
+  // the ended_at bound keeps or drops both rows of a pair and sum(sign) stays exact.
+  return `SELECT session_hash AS h FROM sessions WHERE service_id = ${serviceParam} AND started_at < ${p.instant(range.end)} AND ended_at >= ${p.instant(range.start)} AND ${attrs.join(" AND ")} GROUP BY h HAVING sum(sign) > 0`;
 }

@@ -2,6 +2,7 @@
 // function (one query); these run them side by side and assemble the contract's shape.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { entryPages, exitPages, type ListQuery, topPages, topReferrers } from "./behavior-lists.ts";
+import { withMatchingSessions } from "./matching-sessions.ts";
 import { DIMENSIONS, type DistributionRow, sessionDistribution, utmStats } from "./session-breakdowns.ts";
 import { type SessionQuery, sessionSeries, sessionTotals } from "./session-metrics.ts";
 import { previousRange, type Interval } from "./time-range.ts";
@@ -38,14 +39,14 @@ export async function sessionStatsReport(ch: ClickHouseClient, q: SessionQuery, 
 export async function behaviorSummary(ch: ClickHouseClient, q: ListQuery, read: ReadOptions) {
   // Longest first (measured on 10M events: pages, events, totals, vitals, errors; the session
   // lists are ~50 ms): the engine runs a few queries at a time, and a long one started last
-  // would finish alone on an otherwise idle engine.
+  // would finish alone on an otherwise idle engine. The session lists filter `sessions` rows
+  // directly and start at once; with attribute filters the item lists wait for the set of
+  // matching sessions, built once for the four of them (src/query/matching-sessions.ts).
   const r = sideBySide(read);
-  const [top_pages, top_events, sessions, web_vitals, top_errors, entry_pages, exit_pages, top_referrers] = await Promise.all([
-    topPages(ch, q, r),
-    topEvents(ch, q, r),
+  const items = withMatchingSessions(ch, q, r, (iq) => Promise.all([topPages(ch, iq, r), topEvents(ch, iq, r), webVitals(ch, iq, r), topErrors(ch, iq, r)]));
+  const [[top_pages, top_events, web_vitals, top_errors], sessions, entry_pages, exit_pages, top_referrers] = await Promise.all([
+    items,
     sessionTotals(ch, q, r),
-    webVitals(ch, q, r),
-    topErrors(ch, q, r),
     entryPages(ch, q, r),
     exitPages(ch, q, r),
     topReferrers(ch, q, r),

@@ -72,9 +72,14 @@ const ONE_THREAD = "max_threads = 1, group_by_two_level_threshold_bytes = 0";
 
 /** Runs a SELECT and returns its rows as objects (JSONEachRow). */
 export async function selectRows<T>(ch: ClickHouseClient, query: string, params: SqlParams, exec: ExecOptions = {}): Promise<T[]> {
+  const result = await ch.query({ query: `${query}\n${readSettings(exec)}`, query_params: params.values, format: "JSONEachRow" });
+  return result.json<T>();
+}
+
+/** The SETTINGS clause every read of the query routes ends with. */
+export function readSettings(exec: ExecOptions): string {
   // `threads` is a number from code (never request input); checked so it cannot carry text.
   const valid = exec.threads !== undefined && Number.isInteger(exec.threads) && exec.threads > 0;
   const threads = !valid ? "" : exec.threads === 1 ? `, ${ONE_THREAD}` : `, max_threads = ${exec.threads}`;
-  const result = await ch.query({ query: `${query}\n${READ_SETTINGS}${threads}`, query_params: params.values, format: "JSONEachRow" });
-  return result.json<T>();
+  return `${READ_SETTINGS}${threads}`;
 }

@@ -17,7 +17,7 @@ export interface ErrorRow {
 export async function topErrors(ch: ClickHouseClient, q: ListQuery, exec: ExecOptions = {}): Promise<ErrorRow[]> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
-  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
+  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range, q.matchingSessions)];
   const rows = await selectRows<{ fingerprint: string; msg: string; n: number; s: number; last: number }>(
     ch,
     `SELECT fingerprint, argMax(message, (timestamp, message)) AS msg, count() AS n, uniqExact(${itemSession(service)}) AS s,

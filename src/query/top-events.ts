@@ -38,7 +38,7 @@ export async function topEvents(ch: ClickHouseClient, q: ListQuery, read: ReadOp
     ? `SELECT name, sum(count) AS n, uniqExactMerge(visitors64) AS v FROM hourly_event_counts
        WHERE service_id = ${service} AND hour >= ${p.second(q.range.start)} AND hour < ${p.second(q.range.end)} GROUP BY name`
     : `SELECT name, count() AS n, uniqExact(${VISITOR_KEY}) AS v FROM events
-       WHERE ${[`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)].join(" AND ")}
+       WHERE ${[`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range, q.matchingSessions)].join(" AND ")}
        GROUP BY name`;
   const rows = await selectRows<{ name: string; n: number; v: number }>(
     ch,

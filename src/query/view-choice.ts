@@ -15,6 +15,11 @@ export interface ReadOptions extends ExecOptions {
   /** Epoch ms of "now": the TTL check is relative to it. */
   now: number;
   forceRaw?: boolean;
+  /**
+   * A report may build the set of sessions matching its filters once, as a table, for all its item
+   * lists (src/query/matching-sessions.ts); off with CLICKHOUSE_CLUSTER.
+   */
+  sharedSets?: boolean;
 }
 
 export interface ViewFit {

@@ -25,7 +25,7 @@ export interface VitalSummary {
 export async function webVitals(ch: ClickHouseClient, q: Omit<ListQuery, "limit">, exec: ExecOptions = {}): Promise<Record<Vital, VitalSummary>> {
   const p = new SqlParams();
   const service = p.bind("String", q.serviceId);
-  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range)];
+  const where = [`service_id = ${service}`, `timestamp >= ${p.instant(q.range.start)}`, `timestamp < ${p.instant(q.range.end)}`, ...itemConditions(q.filters, p, service, q.range, q.matchingSessions)];
   // Metric names and thresholds come from the VITALS constant, never from input.
   const columns = Object.entries(VITALS).map(([m, [good, poor]]) =>
     [

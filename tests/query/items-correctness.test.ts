@@ -48,7 +48,12 @@ describe("behaviour summary equals brute force", () => {
       test(`${label} ${JSON.stringify(f)}`, async () => {
         for (const [service, limit] of [["alpha", 10], ["beta", 3]] as const) {
           const q = { serviceId: service, range, filters: f, limit };
-          const [views, raw] = await Promise.all([behaviorSummary(data.db.client, q, { now: NOW }), behaviorSummary(data.db.client, q, { now: NOW, forceRaw: true })]);
+          const [views, raw, shared] = await Promise.all([
+            behaviorSummary(data.db.client, q, { now: NOW }),
+            behaviorSummary(data.db.client, q, { now: NOW, forceRaw: true }),
+            // The service's setting: one set of matching sessions for the item lists (a table).
+            behaviorSummary(data.db.client, q, { now: NOW, sharedSets: true }),
+          ]);
           const want = expectedSummary(service, range, f, limit);
           // p75 is interpolated in floating point: equal to 1e-9, every count exact.
           for (const m of Object.keys(want.web_vitals)) {
@@ -60,6 +65,7 @@ describe("behaviour summary equals brute force", () => {
           }
           expect(raw).toEqual(want as typeof raw);
           expect(views).toEqual(raw);
+          expect(shared).toEqual(views);
         }
       });
     }

@@ -21,6 +21,8 @@ export interface QueryDeps {
   now?: () => number;
   /** Read raw tables only, never the materialized views (benchmarks compare the two). */
   forceRaw?: boolean;
+  /** Reports may build a filter's set of matching sessions once, as a table (off with CLICKHOUSE_CLUSTER). */
+  sharedSets?: boolean;
   /** Cache metrics: one call per cached request. */
   onCacheResult?: (route: string, result: CacheResult) => void;
 }
@@ -46,7 +48,7 @@ export function resolveCommon(q: CommonQuery, now: number): ResolvedQuery {
 }
 
 export function readOptions(deps: QueryDeps): ReadOptions {
-  return { now: (deps.now ?? Date.now)(), forceRaw: deps.forceRaw };
+  return { now: (deps.now ?? Date.now)(), forceRaw: deps.forceRaw, sharedSets: deps.sharedSets };
 }
 
 /** Middleware: 403 unless the caller may read the requested service (runs before the cache). */

@@ -1,0 +1,120 @@
+// A filtered behaviour summary builds the set of matching sessions once, as a Set table, for its
+// four item lists (src/query/matching-sessions.ts). The answers themselves are checked against
+// brute force in items-correctness.test.ts; here: that the table is really built and read, that
+// it never outlives its report (also when a list fails), and what happens when it cannot be made.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { ClickHouseClient } from "@clickhouse/client-web";
+import { dropStaleMatchingSessions, MATCHING_SESSIONS_PREFIX } from "../../src/query/matching-sessions.ts";
+import { behaviorSummary } from "../../src/query/reports.ts";
+import { resolveRange } from "../../src/query/time-range.ts";
+import { type Dataset, loadDataset } from "./fixtures/dataset.ts";
+
+let data: Dataset;
+beforeAll(async () => {
+  data = await loadDataset(60);
+}, 60_000);
+afterAll(async () => {
+  await data.db.close();
+});
+
+const NOW = Date.UTC(2026, 3, 3, 12);
+const range = resolveRange({ from: "2026-03-05", to: "2026-04-01", tz: "Europe/Berlin" }, NOW);
+const query = (filters: Record<string, string>) => ({ serviceId: "alpha", range, filters, limit: 10 });
+const TABLE = new RegExp(`${MATCHING_SESSIONS_PREFIX}[0-9a-f]{24}`);
+const TABLES = new RegExp(TABLE.source, "g");
+
+/**
+ * The test database's client, passing every statement through and writing it down; `fail` makes
+ * the statements it picks fail instead (an injected fault, never a stand-in for the engine).
+ */
+function recording(fail: (sql: string) => boolean = () => false): { client: ClickHouseClient; sql: string[] } {
+  const sql: string[] = [];
+  const real = data.db.client;
+  const client = new Proxy(real, {
+    get(target, prop) {
+      if (prop === "query" || prop === "command") {
+        return (params: { query: string }) => {
+          sql.push(params.query);
+          if (fail(params.query)) return Promise.reject(new Error("injected fault"));
+          return (target[prop] as (p: unknown) => Promise<unknown>).call(target, params);
+        };
+      }
+      const value = Reflect.get(target, prop);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { client, sql };
+}
+
+async function reportTables(): Promise<string[]> {
+  const result = await data.db.client.query({
+    query: "SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, {prefix:String}) ORDER BY name",
+    query_params: { prefix: MATCHING_SESSIONS_PREFIX },
+    format: "JSONEachRow",
+  });
+  return (await result.json<{ name: string }>()).map((r) => r.name);
+}
+
+describe("a filtered summary's set of matching sessions", () => {
+  test("is built once into one table, read by the four item lists, and dropped when the report is done", async () => {
+    const q = query({ device: "mobile" });
+    const { client, sql } = recording();
+    const shared = await behaviorSummary(client, q, { now: NOW, sharedSets: true });
+    expect(shared).toEqual(await behaviorSummary(data.db.client, q, { now: NOW }));
+    // Some mobile sessions have items, so the lists are not empty by accident.
+    expect(shared.top_pages.length).toBeGreaterThan(0);
+
+    const named = new Set(sql.flatMap((s) => s.match(TABLES) ?? []));
+    expect(named.size).toBe(1);
+    const table = [...named][0]!;
+    expect(sql.filter((s) => s.startsWith(`CREATE TABLE ${table} `) && s.includes("ENGINE = Set"))).toHaveLength(1);
+    expect(sql.filter((s) => s.startsWith(`INSERT INTO ${table} `))).toHaveLength(1);
+    // page_views, events, web_vitals, errors: each reads the table instead of its own subquery.
+    const readers = sql.filter((s) => s.includes(`IN ${table}`));
+    expect(readers.map((s) => /FROM (page_views|events|web_vitals|errors)\s/.exec(s)?.[1]).sort()).toEqual(["errors", "events", "page_views", "web_vitals"]);
+    expect(sql.filter((s) => s.includes("FROM sessions WHERE") && s.includes("HAVING sum(sign) > 0") && !s.startsWith("INSERT"))).toHaveLength(0);
+    expect(await reportTables()).toEqual([]);
+  });
+
+  test("is not built without attribute filters (none, or a path only), nor when sharedSets is off", async () => {
+    for (const [filters, sharedSets] of [[{}, true], [{ path: "/pricing" }, true], [{ country: "DE" }, false]] as const) {
+      const { client, sql } = recording();
+      const got = await behaviorSummary(client, query(filters), { now: NOW, sharedSets });
+      expect(got).toEqual(await behaviorSummary(data.db.client, query(filters), { now: NOW }));
+      expect(sql.filter((s) => TABLE.test(s))).toEqual([]);
+    }
+  });
+
+  test("is dropped when an item list fails (injected fault on the web vitals query), and the error reaches the caller", async () => {
+    const { client, sql } = recording((s) => s.includes("FROM web_vitals"));
+    await expect(behaviorSummary(client, query({ country: "DE" }), { now: NOW, sharedSets: true })).rejects.toThrow("injected fault");
+    // The report settles its other questions and the drop after the failure: wait for the drop.
+    for (let i = 0; i < 100 && !sql.some((s) => s.startsWith("DROP TABLE")); i++) await Bun.sleep(20);
+    await Bun.sleep(50);
+    expect(sql.some((s) => s.startsWith("DROP TABLE IF EXISTS matching_sessions_"))).toBe(true);
+    expect(await reportTables()).toEqual([]);
+  });
+
+  test("that cannot be created (injected: CREATE TABLE refused, as for a read-only user) leaves each list its own set, same answer", async () => {
+    const q = query({ utm_source: "newsletter" });
+    const { client, sql } = recording((s) => s.startsWith("CREATE TABLE"));
+    const got = await behaviorSummary(client, q, { now: NOW, sharedSets: true });
+    expect(got).toEqual(await behaviorSummary(data.db.client, q, { now: NOW }));
+    expect(sql.filter((s) => s.startsWith("CREATE TABLE"))).toHaveLength(1);
+    expect(sql.filter((s) => s.includes("HAVING sum(sign) > 0"))).toHaveLength(4);
+    expect(await reportTables()).toEqual([]);
+  });
+});
+
+test("tables a stopped process left are dropped once older than the given age; younger ones and other names stay", async () => {
+  const old = [`${MATCHING_SESSIONS_PREFIX}${"a".repeat(24)}`, `${MATCHING_SESSIONS_PREFIX}${"0123456789ab".repeat(2)}`];
+  const other = `${MATCHING_SESSIONS_PREFIX}kept`;
+  for (const name of [...old, other]) await data.db.client.command({ query: `CREATE TABLE ${name} (h UInt64) ENGINE = Set SETTINGS persistent = 0` });
+  // Creation times are whole seconds: a second later they are older than 0 s.
+  await Bun.sleep(1_100);
+  expect(await dropStaleMatchingSessions(data.db.client, 600)).toBe(0);
+  expect(await reportTables()).toEqual([...old, other].sort());
+  expect(await dropStaleMatchingSessions(data.db.client, 0)).toBe(2);
+  expect(await reportTables()).toEqual([other]);
+  await data.db.client.command({ query: `DROP TABLE ${other} SYNC` });
+});
