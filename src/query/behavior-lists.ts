@@ -17,6 +17,8 @@ export interface ListQuery {
    * report (src/query/matching-sessions.ts); without it each item list builds that set itself.
    */
   matchingSessions?: string;
+  /** As SessionQuery's: the sessions on `filters.path`, for the session lists. */
+  pathSessions?: string;
 }
 
 export interface PageRow {
@@ -61,7 +63,7 @@ async function sessionsBy(ch: ClickHouseClient, q: ListQuery, key: keyof typeof 
     `started_at >= ${p.instant(q.range.start)}`,
     `started_at < ${p.instant(q.range.end)}`,
     `${column} != ''`,
-    ...sessionConditions(q.filters, p, service, q.range.start),
+    ...sessionConditions(q.filters, p, service, q.range.start, q.pathSessions),
   ];
   return selectRows(
     ch,

@@ -1,44 +1,69 @@
-// The sessions that match a report's attribute filters (device, country, ...), built once for the
-// report's item lists instead of once per list. Each filtered item list (top pages, top events,
-// web vitals, top errors) tests its rows against the set of matching sessions' hashes, and
-// ClickHouse builds an `IN (subquery)` set anew in every query: on 10M events over 30 days
-// (device=mobile, 684k sessions) that set cost ~70 ms of CPU per list, four times per summary.
-// Here it is built once into a table of the Set engine (kept in memory, the structure `IN` probes
-// directly), the lists read `IN <table>`, and the table is dropped when the report is done.
+// Sets of sessions that a report's filters select, built once for all of the report's questions
+// instead of once per question. ClickHouse builds an `IN (subquery)` set anew in every query
+// (also in every branch of one `UNION ALL` query), and the composite reports ask many questions:
+// - attribute filters (device, country, ...): the four item lists of /v1/behavior/summary (top
+//   pages, top events, web vitals, top errors) test their rows against the hashes of the matching
+//   sessions (filters.ts, itemConditions); 10M events, 30 days, device=mobile: 684k sessions,
+//   ~70 ms of CPU per list;
+// - a path filter: every session-level question of /v1/sessions/stats (8) and of the summary (4)
+//   keeps the sessions with a page view of the path (filters.ts, sessionConditions); path `/`
+//   over 30 days: 841k sessions, ~160 ms per question.
+// Here such a set is built once into a table of the Set engine (kept in memory, the structure
+// `IN` probes directly), the questions read `IN <table>`, and the table is dropped when the report
+// is done.
 //
-// Only on one ClickHouse (the embedded engine or one server): with CLICKHOUSE_CLUSTER the item
-// tables are Distributed and the shards would not see this node's table, so the lists build their
-// own sets as before (`sharedSets` is off).
+// Only on one ClickHouse (the embedded engine or one server): with CLICKHOUSE_CLUSTER the tables
+// are Distributed and the shards would not see this node's table, so each question builds its own
+// set as before (`sharedSets` is off); likewise when the user may not create tables.
 import { randomBytes } from "node:crypto";
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import type { ListQuery } from "./behavior-lists.ts";
-import { matchingSessionsSql } from "./filters.ts";
+import { type Filters, matchingSessionsSql, sessionsOnPathSql } from "./filters.ts";
 import { readSettings, SqlParams } from "./sql-params.ts";
 import type { ReadOptions } from "./view-choice.ts";
 
-/** Name prefix of the report tables; a table left by a crash is dropped at the next start. */
+/** Name prefix of the report tables; a table left by a crash is dropped at a later start. */
 export const MATCHING_SESSIONS_PREFIX = "matching_sessions_";
 
+interface Scope {
+  serviceId: string;
+  range: { start: number; end: number };
+  filters: Filters;
+}
+
 /**
- * Runs `use` with `q.matchingSessions` set to a table of the sessions matching `q.filters`, when
- * there are attribute filters and `read.sharedSets` allows it; else with `q` as it is.
+ * Runs `use` with the name of a table holding the hashes of the sessions that match `q.filters`'
+ * attributes and can own an item of `q.range` (what itemConditions tests items against), or with
+ * undefined when there are no attribute filters or `read.sharedSets` is off.
  */
-export async function withMatchingSessions<T>(ch: ClickHouseClient, q: ListQuery, read: ReadOptions, use: (q: ListQuery) => Promise<T>): Promise<T> {
+export function withMatchingSessions<T>(ch: ClickHouseClient, q: Scope, read: ReadOptions, use: (table: string | undefined) => Promise<T>): Promise<T> {
   const p = new SqlParams();
-  const select = matchingSessionsSql(q.filters, p, p.bind("String", q.serviceId), q.range);
-  if (!read.sharedSets || select === undefined) return use(q);
+  return withSetTable(ch, read, matchingSessionsSql(q.filters, p, p.bind("String", q.serviceId), q.range), p, use);
+}
+
+/**
+ * Runs `use` with the name of a table holding the hashes of the sessions with a page view of
+ * `q.filters.path` at or after `since` (what sessionConditions keeps; `since` at or before every
+ * range the table serves), or with undefined when there is no path filter or `read.sharedSets` is off.
+ */
+export function withPathSessions<T>(ch: ClickHouseClient, q: Scope, since: number, read: ReadOptions, use: (table: string | undefined) => Promise<T>): Promise<T> {
+  const p = new SqlParams();
+  return withSetTable(ch, read, sessionsOnPathSql(q.filters, p, p.bind("String", q.serviceId), since), p, use);
+}
+
+async function withSetTable<T>(ch: ClickHouseClient, read: ReadOptions, select: string | undefined, p: SqlParams, use: (table: string | undefined) => Promise<T>): Promise<T> {
+  if (!read.sharedSets || select === undefined) return use(undefined);
   // A name from random bytes only: no request text reaches the identifier.
   const table = `${MATCHING_SESSIONS_PREFIX}${randomBytes(12).toString("hex")}`;
   // persistent = 0: the set is never written to disk (it lives for one report). A user that may
-  // not create tables (a read-only user on a server) gets the lists' own sets, as before.
+  // not create tables (a read-only user on a server) gets the questions' own sets, as before.
   try {
     await ch.command({ query: `CREATE TABLE ${table} (h UInt64) ENGINE = Set SETTINGS persistent = 0` });
   } catch {
-    return use(q);
+    return use(undefined);
   }
   try {
     await ch.command({ query: `INSERT INTO ${table} ${select}\n${readSettings(read)}`, query_params: p.values });
-    return await use({ ...q, matchingSessions: table });
+    return await use(table);
   } finally {
     await ch.command({ query: `DROP TABLE IF EXISTS ${table} SYNC` }).catch(() => undefined);
   }
@@ -61,5 +86,5 @@ export async function dropStaleMatchingSessions(ch: ClickHouseClient, olderThanS
   return names.length;
 }
 
-// What withMatchingSessions names its tables; a name is dropped only when it has this exact shape.
+// What withSetTable names its tables; a name is dropped only when it has this exact shape.
 const LEFTOVER = new RegExp(`^${MATCHING_SESSIONS_PREFIX}[0-9a-f]{24}$`);

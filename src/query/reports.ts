@@ -2,7 +2,7 @@
 // function (one query); these run them side by side and assemble the contract's shape.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { entryPages, exitPages, type ListQuery, topPages, topReferrers } from "./behavior-lists.ts";
-import { withMatchingSessions } from "./matching-sessions.ts";
+import { withMatchingSessions, withPathSessions } from "./matching-sessions.ts";
 import { DIMENSIONS, type DistributionRow, sessionDistribution, utmStats } from "./session-breakdowns.ts";
 import { type SessionQuery, sessionSeries, sessionTotals } from "./session-metrics.ts";
 import { previousRange, type Interval } from "./time-range.ts";
@@ -24,32 +24,39 @@ function sideBySide(read: ReadOptions): ReadOptions {
 /** GET /v1/sessions/stats. */
 export async function sessionStatsReport(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions) {
   const r = sideBySide(read);
-  const [totals, previous, series, utm, ...dists] = await Promise.all([
-    sessionTotals(ch, q, r),
-    sessionTotals(ch, { ...q, range: previousRange(q.range) }, r),
-    sessionSeries(ch, q, interval, r),
-    utmStats(ch, q, r),
-    ...DIMENSIONS.map((d) => sessionDistribution(ch, q, d, r)),
-  ]);
-  const distributions = Object.fromEntries(DIMENSIONS.map((d, i) => [d, dists[i]!])) as Record<(typeof DIMENSIONS)[number], DistributionRow[]>;
-  return { totals, previous, series, distributions, utm };
+  const previous = previousRange(q.range);
+  // With a path filter, the sessions on that path are found once for all eight questions, from
+  // the earlier of the two ranges' starts (src/query/matching-sessions.ts).
+  return withPathSessions(ch, q, Math.min(q.range.start, previous.start), r, async (pathSessions) => {
+    const sq = { ...q, pathSessions };
+    const [totals, previousTotals, series, utm, ...dists] = await Promise.all([
+      sessionTotals(ch, sq, r),
+      sessionTotals(ch, { ...sq, range: previous }, r),
+      sessionSeries(ch, sq, interval, r),
+      utmStats(ch, sq, r),
+      ...DIMENSIONS.map((d) => sessionDistribution(ch, sq, d, r)),
+    ]);
+    const distributions = Object.fromEntries(DIMENSIONS.map((d, i) => [d, dists[i]!])) as Record<(typeof DIMENSIONS)[number], DistributionRow[]>;
+    return { totals, previous: previousTotals, series, distributions, utm };
+  });
 }
 
 /** GET /v1/behavior/summary. */
 export async function behaviorSummary(ch: ClickHouseClient, q: ListQuery, read: ReadOptions) {
   // Longest first (measured on 10M events: pages, events, totals, vitals, errors; the session
   // lists are ~50 ms): the engine runs a few queries at a time, and a long one started last
-  // would finish alone on an otherwise idle engine. The session lists filter `sessions` rows
-  // directly and start at once; with attribute filters the item lists wait for the set of
-  // matching sessions, built once for the four of them (src/query/matching-sessions.ts).
+  // would finish alone on an otherwise idle engine. With attribute filters the item lists share
+  // one set of the matching sessions, with a path filter the session questions share one set of
+  // the sessions on that path (src/query/matching-sessions.ts); each side waits only for its own.
   const r = sideBySide(read);
-  const items = withMatchingSessions(ch, q, r, (iq) => Promise.all([topPages(ch, iq, r), topEvents(ch, iq, r), webVitals(ch, iq, r), topErrors(ch, iq, r)]));
-  const [[top_pages, top_events, web_vitals, top_errors], sessions, entry_pages, exit_pages, top_referrers] = await Promise.all([
-    items,
-    sessionTotals(ch, q, r),
-    entryPages(ch, q, r),
-    exitPages(ch, q, r),
-    topReferrers(ch, q, r),
-  ]);
+  const items = withMatchingSessions(ch, q, r, (matchingSessions) => {
+    const iq = { ...q, matchingSessions };
+    return Promise.all([topPages(ch, iq, r), topEvents(ch, iq, r), webVitals(ch, iq, r), topErrors(ch, iq, r)]);
+  });
+  const sessionSide = withPathSessions(ch, q, q.range.start, r, (pathSessions) => {
+    const sq = { ...q, pathSessions };
+    return Promise.all([sessionTotals(ch, sq, r), entryPages(ch, sq, r), exitPages(ch, sq, r), topReferrers(ch, sq, r)]);
+  });
+  const [[top_pages, top_events, web_vitals, top_errors], [sessions, entry_pages, exit_pages, top_referrers]] = await Promise.all([items, sessionSide]);
   return { sessions, top_pages, entry_pages, exit_pages, top_events, top_referrers, web_vitals, top_errors };
 }

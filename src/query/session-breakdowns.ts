@@ -35,7 +35,7 @@ function rawWhere(q: SessionQuery, p: SqlParams): string {
     `service_id = ${service}`,
     `started_at >= ${p.instant(q.range.start)}`,
     `started_at < ${p.instant(q.range.end)}`,
-    ...sessionConditions(q.filters, p, service, q.range.start),
+    ...sessionConditions(q.filters, p, service, q.range.start, q.pathSessions),
   ].join(" AND ");
 }
 

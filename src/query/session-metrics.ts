@@ -55,6 +55,11 @@ export interface SessionQuery {
   serviceId: string;
   range: TimeRange;
   filters: Filters;
+  /**
+   * A Set table of the ids of the sessions on `filters.path`, built once for a whole report
+   * (src/query/matching-sessions.ts); without it each question builds that set itself.
+   */
+  pathSessions?: string;
 }
 
 export type SessionSource = "raw" | "hourly" | "daily";
@@ -132,7 +137,7 @@ function bucketSql(interval: Interval, col: string, range: TimeRange, p: SqlPara
 // one by one; everyone else in one group per bucket.
 function rawMetricsQuery(q: SessionQuery, interval?: Interval): { sql: string; params: SqlParams } {
   const { p, service, range, candidate, bucket } = candidateParts(q, interval);
-  const where = [range, ...sessionConditions(q.filters, p, service, q.range.start)];
+  const where = [range, ...sessionConditions(q.filters, p, service, q.range.start, q.pathSessions)];
   const sql = `SELECT ${interval ? "b, min(g_at) AS b_at, " : ""}sum(g_sessions) AS m_sessions,
       sum(g_visitors) + countIf(g_candidate AND g_sessions > 0) AS m_visitors, sum(g_pageviews) AS m_pageviews,
       sum(g_bounces) AS m_bounces, sum(g_duration) AS m_duration_ms, sum(g_conversions) AS m_conversions

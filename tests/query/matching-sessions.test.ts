@@ -1,11 +1,12 @@
-// A filtered behaviour summary builds the set of matching sessions once, as a Set table, for its
-// four item lists (src/query/matching-sessions.ts). The answers themselves are checked against
-// brute force in items-correctness.test.ts; here: that the table is really built and read, that
-// it never outlives its report (also when a list fails), and what happens when it cannot be made.
+// A filtered report builds the set of sessions its filters select once, as a Set table, for all
+// its questions (src/query/matching-sessions.ts). The answers themselves are checked against brute
+// force in items-correctness.test.ts and session-stats-correctness.test.ts; here: that the table
+// is really built and read, that it never outlives its report (also when a question fails), and
+// what happens when it cannot be made.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { dropStaleMatchingSessions, MATCHING_SESSIONS_PREFIX } from "../../src/query/matching-sessions.ts";
-import { behaviorSummary } from "../../src/query/reports.ts";
+import { behaviorSummary, sessionStatsReport } from "../../src/query/reports.ts";
 import { resolveRange } from "../../src/query/time-range.ts";
 import { type Dataset, loadDataset } from "./fixtures/dataset.ts";
 
@@ -76,8 +77,8 @@ describe("a filtered summary's set of matching sessions", () => {
     expect(await reportTables()).toEqual([]);
   });
 
-  test("is not built without attribute filters (none, or a path only), nor when sharedSets is off", async () => {
-    for (const [filters, sharedSets] of [[{}, true], [{ path: "/pricing" }, true], [{ country: "DE" }, false]] as const) {
+  test("is not built without attribute filters, nor when sharedSets is off", async () => {
+    for (const [filters, sharedSets] of [[{}, true], [{ country: "DE" }, false], [{ path: "/pricing" }, false]] as const) {
       const { client, sql } = recording();
       const got = await behaviorSummary(client, query(filters), { now: NOW, sharedSets });
       expect(got).toEqual(await behaviorSummary(data.db.client, query(filters), { now: NOW }));
@@ -102,6 +103,46 @@ describe("a filtered summary's set of matching sessions", () => {
     expect(got).toEqual(await behaviorSummary(data.db.client, q, { now: NOW }));
     expect(sql.filter((s) => s.startsWith("CREATE TABLE"))).toHaveLength(1);
     expect(sql.filter((s) => s.includes("HAVING sum(sign) > 0"))).toHaveLength(4);
+    expect(await reportTables()).toEqual([]);
+  });
+});
+
+describe("a path filter's set of sessions on that path", () => {
+  test("is built once for the eight questions of /v1/sessions/stats, from the previous range's start, and dropped", async () => {
+    // Two weeks, so that the previous two weeks hold data too.
+    const q = { serviceId: "alpha", range: resolveRange({ from: "2026-03-19", to: "2026-04-01", tz: "Europe/Berlin" }, NOW), filters: { path: "/pricing" } };
+    const { client, sql } = recording();
+    const shared = await sessionStatsReport(client, q, "day", { now: NOW, sharedSets: true });
+    expect(shared).toEqual(await sessionStatsReport(data.db.client, q, "day", { now: NOW }));
+    expect(shared.totals.sessions).toBeGreaterThan(0);
+    expect(shared.previous.sessions).toBeGreaterThan(0);
+
+    const named = new Set(sql.flatMap((s) => s.match(TABLES) ?? []));
+    expect(named.size).toBe(1);
+    const table = [...named][0]!;
+    expect(sql.filter((s) => s.startsWith(`CREATE TABLE ${table} (h UInt64) ENGINE = Set`))).toHaveLength(1);
+    const fill = sql.filter((s) => s.startsWith(`INSERT INTO ${table} `));
+    expect(fill).toHaveLength(1);
+    expect(fill[0]).toContain("FROM page_views");
+    // totals, previous totals, series, utm and four distributions
+    expect(sql.filter((s) => s.includes(`session_hash IN ${table}`))).toHaveLength(8);
+    expect(sql.filter((s) => s.includes("FROM page_views") && !s.startsWith("INSERT"))).toHaveLength(0);
+    expect(await reportTables()).toEqual([]);
+  });
+
+  test("with attribute filters too, the summary builds both sets side by side: the session questions read one, the item lists the other", async () => {
+    const q = query({ device: "mobile", path: "/docs" });
+    const { client, sql } = recording();
+    const shared = await behaviorSummary(client, q, { now: NOW, sharedSets: true });
+    expect(shared).toEqual(await behaviorSummary(data.db.client, q, { now: NOW }));
+    expect(shared.sessions.sessions).toBeGreaterThan(0);
+    expect(sql.filter((s) => s.startsWith("CREATE TABLE"))).toHaveLength(2);
+    const filledFrom = (table: string) => sql.find((s) => s.startsWith("INSERT INTO") && s.includes(`FROM ${table} `))!.match(TABLE)![0];
+    const [onPath, matching] = [filledFrom("page_views"), filledFrom("sessions")];
+    expect(onPath).not.toBe(matching);
+    // totals, entry, exit, referrers; and pages, events, vitals, errors
+    expect(sql.filter((s) => s.includes(`IN ${onPath}`) && /FROM sessions\s/.test(s))).toHaveLength(4);
+    expect(sql.filter((s) => s.includes(`IN ${matching}`) && /FROM (page_views|events|web_vitals|errors)\s/.test(s))).toHaveLength(4);
     expect(await reportTables()).toEqual([]);
   });
 });

@@ -39,12 +39,15 @@ function expected(service: string, range: TimeRange, interval: (typeof INTERVALS
 
 async function check(service: string, range: TimeRange, interval: (typeof INTERVALS)[number], f: Filters, now: number) {
   const q = { serviceId: service, range, filters: f };
-  const [viaViews, viaRaw] = await Promise.all([
+  const [viaViews, viaRaw, shared] = await Promise.all([
     sessionStatsReport(data.db.client, q, interval, { now }),
     sessionStatsReport(data.db.client, q, interval, { now, forceRaw: true }),
+    // The service's setting: a path filter's sessions found once for all eight questions (a table).
+    sessionStatsReport(data.db.client, q, interval, { now, sharedSets: true }),
   ]);
   expect(viaRaw).toEqual(expected(service, range, interval, f));
   expect(viaViews).toEqual(viaRaw);
+  expect(shared).toEqual(viaRaw);
 }
 
 // Each test runs a few dozen report queries one after another: ~1-2 s alone, over 5 s (bun's
