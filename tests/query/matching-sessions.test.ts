@@ -147,6 +147,25 @@ describe("a path filter's set of sessions on that path", () => {
   });
 });
 
+test("many filtered reports at once each get their own tables and the answers of their own sets; none is left", async () => {
+  const filters: Array<Record<string, string>> = [{ device: "mobile" }, { country: "DE" }, { path: "/pricing" }, { device: "desktop", path: "/docs" }, { utm_source: "newsletter" }, { browser: "Firefox" }];
+  const reports = (sharedSets: boolean) =>
+    filters.flatMap((f) => [
+      behaviorSummary(data.db.client, query(f), { now: NOW, sharedSets }),
+      sessionStatsReport(data.db.client, query(f), "week", { now: NOW, sharedSets }),
+    ]);
+  const { client, sql } = recording();
+  const concurrent = await Promise.all(filters.flatMap((f) => [
+    behaviorSummary(client, query(f), { now: NOW, sharedSets: true }),
+    sessionStatsReport(client, query(f), "week", { now: NOW, sharedSets: true }),
+  ]));
+  expect(concurrent).toEqual(await Promise.all(reports(false)));
+  // Summaries: one table per kind of filter present (attributes, path), 5 + 2; stats: one per path filter, 2.
+  const tables = new Set(sql.flatMap((s) => s.match(TABLES) ?? []));
+  expect(tables.size).toBe(7 + 2);
+  expect(await reportTables()).toEqual([]);
+});
+
 test("tables a stopped process left are dropped once older than the given age; younger ones and other names stay", async () => {
   const old = [`${MATCHING_SESSIONS_PREFIX}${"a".repeat(24)}`, `${MATCHING_SESSIONS_PREFIX}${"0123456789ab".repeat(2)}`];
   const other = `${MATCHING_SESSIONS_PREFIX}kept`;
