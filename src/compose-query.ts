@@ -18,8 +18,8 @@ export interface QueryParts {
 
 /** The query routes and their cache, built once. */
 export function createQueryParts(deps: { client: ClickHouseClient; clickhouse: Config["clickhouse"]; valkey: Config["valkey"]; metrics: Metrics; logger: Logger }): QueryParts {
-  // One ClickHouse (not a cluster): a filtered summary builds its set of matching sessions once,
-  // as a table (src/query/matching-sessions.ts); tables a stopped process left are dropped.
+  // One ClickHouse (not a cluster): a filtered report builds each set of the sessions its filters
+  // select once, as a table (src/query/matching-sessions.ts); tables a stopped process left are dropped.
   const sharedSets = deps.clickhouse.cluster === undefined;
   if (sharedSets) {
     void dropStaleMatchingSessions(deps.client).then(

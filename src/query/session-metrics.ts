@@ -56,7 +56,7 @@ export interface SessionQuery {
   range: TimeRange;
   filters: Filters;
   /**
-   * A Set table of the ids of the sessions on `filters.path`, built once for a whole report
+   * A Set table of the hashes of the sessions on `filters.path`, built once for a whole report
    * (src/query/matching-sessions.ts); without it each question builds that set itself.
    */
   pathSessions?: string;
