@@ -19,10 +19,12 @@ export interface QueryParts {
 /** The query routes and their cache, built once. */
 export function createQueryParts(deps: { client: ClickHouseClient; clickhouse: Config["clickhouse"]; valkey: Config["valkey"]; metrics: Metrics; logger: Logger }): QueryParts {
   // One ClickHouse (not a cluster): a filtered report builds each set of the sessions its filters
-  // select once, as a table (src/query/matching-sessions.ts); tables a stopped process left are dropped.
+  // select once, as a table (src/query/matching-sessions.ts); tables a stopped process left are
+  // dropped. The embedded engine's data belongs to this process alone, so every table left there
+  // is stale; on a server one younger than 10 minutes may be another instance's report.
   const sharedSets = deps.clickhouse.cluster === undefined;
   if (sharedSets) {
-    void dropStaleMatchingSessions(deps.client).then(
+    void dropStaleMatchingSessions(deps.client, deps.clickhouse.url === undefined ? 0 : 600).then(
       (dropped) => dropped > 0 && deps.logger.info("dropped report tables left by a stopped process", { tables: dropped }),
       (err: Error) => deps.logger.warn("could not drop report tables left by a stopped process", { error: err.message }),
     );

@@ -71,10 +71,10 @@ async function withSetTable<T>(ch: ClickHouseClient, read: ReadOptions, select: 
 
 /**
  * Drops report tables older than `olderThanS` seconds: left by a process that stopped mid-report
- * (the tables hold no data after a restart: not persistent). Younger ones may be another
- * instance's report in progress. Returns how many were dropped.
+ * (the tables hold no data after a restart: not persistent). On a server shared by instances,
+ * younger ones may be another instance's report in progress. Returns how many were dropped.
  */
-export async function dropStaleMatchingSessions(ch: ClickHouseClient, olderThanS = 600): Promise<number> {
+export async function dropStaleMatchingSessions(ch: ClickHouseClient, olderThanS: number): Promise<number> {
   const result = await ch.query({
     query: `SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'Set' AND startsWith(name, {prefix:String})
             AND metadata_modification_time < now() - {age:UInt32}`,

@@ -8,6 +8,9 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import { dropStaleMatchingSessions, MATCHING_SESSIONS_PREFIX } from "../../src/query/matching-sessions.ts";
 import { behaviorSummary, sessionStatsReport } from "../../src/query/reports.ts";
 import { resolveRange } from "../../src/query/time-range.ts";
+import { migrate } from "../../src/storage/migrate.ts";
+import { testClickHouse, uniqueDatabase } from "../helpers/clickhouse.ts";
+import { startTestService } from "../helpers/service.ts";
 import { type Dataset, loadDataset } from "./fixtures/dataset.ts";
 
 let data: Dataset;
@@ -178,3 +181,32 @@ test("tables a stopped process left are dropped once older than the given age; y
   expect(await reportTables()).toEqual([other]);
   await data.db.client.command({ query: `DROP TABLE ${other} SYNC` });
 });
+
+test("a service starting on the embedded engine drops the report tables a killed process left in its database", async () => {
+  const database = uniqueDatabase("leftover");
+  const bootstrap = testClickHouse("default");
+  await migrate(bootstrap.client, { database });
+  await bootstrap.close();
+  const ch = testClickHouse(database);
+  const left = [`${MATCHING_SESSIONS_PREFIX}${"b".repeat(24)}`, `${MATCHING_SESSIONS_PREFIX}${"c".repeat(24)}`];
+  const other = `${MATCHING_SESSIONS_PREFIX}not_ours`;
+  for (const name of [...left, other]) await ch.client.command({ query: `CREATE TABLE ${name} (h UInt64) ENGINE = Set SETTINGS persistent = 0` });
+  const names = async () =>
+    (await (await ch.client.query({ query: "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'Set' ORDER BY name", format: "JSONEachRow" })).json<{ name: string }>()).map((r) => r.name);
+  expect(await names()).toEqual([...left, other].sort());
+  // Creation times are whole seconds: the start must come in a later second than the tables.
+  await Bun.sleep(1_100);
+  const svc = await startTestService({}, { database });
+  try {
+    let now = await names();
+    for (let i = 0; i < 100 && now.length > 1; i++) {
+      await Bun.sleep(50);
+      now = await names();
+    }
+    expect(now).toEqual([other]);
+  } finally {
+    await svc.dispose();
+    await ch.close();
+  }
+});
+
