@@ -7,7 +7,6 @@ import type { Config } from "./config.ts";
 import type { App, AppEnv } from "./http/app-env.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./ops/metrics.ts";
-import { dropStaleMatchingSessions } from "./query/matching-sessions.ts";
 import { registerQueryRoutes } from "./query/routes/register-query-routes.ts";
 
 export interface QueryParts {
@@ -17,18 +16,7 @@ export interface QueryParts {
 }
 
 /** The query routes and their cache, built once. */
-export function createQueryParts(deps: { client: ClickHouseClient; clickhouse: Config["clickhouse"]; valkey: Config["valkey"]; metrics: Metrics; logger: Logger }): QueryParts {
-  // One ClickHouse (not a cluster): a filtered report builds each set of the sessions its filters
-  // select once, as a table (src/query/matching-sessions.ts); tables a stopped process left are
-  // dropped. The embedded engine's data belongs to this process alone, so every table left there
-  // is stale; on a server one younger than 10 minutes may be another instance's report.
-  const sharedSets = deps.clickhouse.cluster === undefined;
-  if (sharedSets) {
-    void dropStaleMatchingSessions(deps.client, deps.clickhouse.url === undefined ? 0 : 600).then(
-      (dropped) => dropped > 0 && deps.logger.info("dropped report tables left by a stopped process", { tables: dropped }),
-      (err: Error) => deps.logger.warn("could not drop report tables left by a stopped process", { error: err.message }),
-    );
-  }
+export function createQueryParts(deps: { client: ClickHouseClient; sharedSets: boolean; valkey: Config["valkey"]; metrics: Metrics; logger: Logger }): QueryParts {
   let warned = false;
   const cache = createCache(deps.valkey, {
     onError: (err) => {
@@ -43,7 +31,9 @@ export function createQueryParts(deps: { client: ClickHouseClient; clickhouse: C
       registerQueryRoutes(app, {
         clickhouse: deps.client,
         cache,
-        sharedSets,
+        // A filtered report builds each set of the sessions its filters select once, as a table
+        // (src/query/matching-sessions.ts): with the embedded engine only.
+        sharedSets: deps.sharedSets,
         auth,
         onCacheResult: (route, result) => {
           if (result !== "error") warned = false;

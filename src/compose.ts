@@ -41,6 +41,7 @@ import type { Touched } from "./storage/insert-rows.ts";
 import { migrate, pendingMigrations } from "./storage/migrate.ts";
 import { loadEngineTimeZones } from "./storage/time-zones.ts";
 import { createQueryParts } from "./compose-query.ts";
+import { dropLeftoverSetTables, sharedSetsFor } from "./query/matching-sessions.ts";
 import { SHUTTING_DOWN } from "./ops/ops-routes.ts";
 
 import type { App, AppEnv } from "./http/app-env.ts";
@@ -94,6 +95,17 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     const applied = await migrate(adminClickHouse.client, { database: ch.database });
     if (applied.length > 0) logger.info("migrations applied", { files: applied.map((a) => a.file) });
   }
+  // Reports' set tables (src/query/matching-sessions.ts) a process killed mid-report left behind:
+  // dropped before any report can make new ones.
+  const sharedSets = sharedSetsFor(ch);
+  if (sharedSets) {
+    try {
+      const dropped = await dropLeftoverSetTables(clickhouse.client);
+      if (dropped > 0) logger.info("dropped report tables left by a stopped process", { tables: dropped });
+    } catch (err) {
+      logger.warn("could not drop report tables left by a stopped process", { error: (err as Error).message });
+    }
+  }
   // In the background, retried until read: a start must not wait on a ClickHouse that is down (until read, Intl decides).
   const timeZones = loadEngineTimeZones(adminClickHouse.client, useEngineTimeZones, logger);
 
@@ -132,7 +144,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   });
   await keyStore.start();
 
-  const query = createQueryParts({ client: clickhouse.client, clickhouse: config.clickhouse, valkey: config.valkey, metrics, logger });
+  const query = createQueryParts({ client: clickhouse.client, sharedSets, valkey: config.valkey, metrics, logger });
   const invalidate = (touched: Touched) => {
     for (const [service, dates] of touched) void query.cache.invalidate(service, [...dates]).catch(() => undefined);
   };

@@ -12,17 +12,25 @@
 // `IN` probes directly), the questions read `IN <table>`, and the table is dropped when the report
 // is done.
 //
-// Only on one ClickHouse (the embedded engine or one server): with CLICKHOUSE_CLUSTER the tables
-// are Distributed and the shards would not see this node's table, so each question builds its own
-// set as before (`sharedSets` is off); likewise when the user may not create tables.
+// Only with the embedded engine (sharedSetsFor): a Set table lives in the memory of the server that
+// created it, and behind a server URL may stand a cluster (Distributed tables whose shards would
+// not see it) or replicas behind one address (a replicated CREATE, but the INSERT fills one of
+// them); the service cannot tell those from a single server, and the migrate step's cluster name
+// is not the service's to know. There each question builds its own set as before; likewise when
+// the table cannot be created.
 import { randomBytes } from "node:crypto";
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, matchingSessionsSql, sessionsOnPathSql } from "./filters.ts";
 import { readSettings, SqlParams } from "./sql-params.ts";
 import type { ReadOptions } from "./view-choice.ts";
 
-/** Name prefix of the report tables; a table left by a crash is dropped at a later start. */
+/** Name prefix of the report tables; a table left by a crash is dropped at the next start. */
 export const MATCHING_SESSIONS_PREFIX = "matching_sessions_";
+
+/** Whether reports build their sets once, as tables: only on the embedded engine (see the top). */
+export function sharedSetsFor(clickhouse: { url: string | undefined }): boolean {
+  return clickhouse.url === undefined;
+}
 
 interface Scope {
   serviceId: string;
@@ -70,15 +78,14 @@ async function withSetTable<T>(ch: ClickHouseClient, read: ReadOptions, select: 
 }
 
 /**
- * Drops report tables older than `olderThanS` seconds: left by a process that stopped mid-report
- * (the tables hold no data after a restart: not persistent). On a server shared by instances,
- * younger ones may be another instance's report in progress. Returns how many were dropped.
+ * Drops the report tables of the client's database: at start, before any report, they can only
+ * be left by a process killed mid-report (they hold no data after a restart: not persistent), and
+ * the embedded engine's data is this process's alone. Returns how many were dropped.
  */
-export async function dropStaleMatchingSessions(ch: ClickHouseClient, olderThanS: number): Promise<number> {
+export async function dropLeftoverSetTables(ch: ClickHouseClient): Promise<number> {
   const result = await ch.query({
-    query: `SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'Set' AND startsWith(name, {prefix:String})
-            AND metadata_modification_time < now() - {age:UInt32}`,
-    query_params: { prefix: MATCHING_SESSIONS_PREFIX, age: olderThanS },
+    query: "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'Set' AND startsWith(name, {prefix:String})",
+    query_params: { prefix: MATCHING_SESSIONS_PREFIX },
     format: "JSONEachRow",
   });
   const names = (await result.json<{ name: string }>()).map((r) => r.name).filter((n) => LEFTOVER.test(n));
