@@ -16,8 +16,8 @@ export interface ReadOptions extends ExecOptions {
   now: number;
   forceRaw?: boolean;
   /**
-   * A report may build the set of sessions matching its filters once, as a table, for all its item
-   * lists (src/query/matching-sessions.ts); off with CLICKHOUSE_CLUSTER.
+   * A report may build each set of the sessions its filters select once, as a table, for all its
+   * questions (src/query/matching-sessions.ts); only with the embedded engine.
    */
   sharedSets?: boolean;
 }

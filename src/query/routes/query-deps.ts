@@ -21,7 +21,7 @@ export interface QueryDeps {
   now?: () => number;
   /** Read raw tables only, never the materialized views (benchmarks compare the two). */
   forceRaw?: boolean;
-  /** Reports may build each set of the sessions their filters select once, as a table (off with CLICKHOUSE_CLUSTER). */
+  /** Reports may build each set of the sessions their filters select once, as a table (only with the embedded engine). */
   sharedSets?: boolean;
   /** Cache metrics: one call per cached request. */
   onCacheResult?: (route: string, result: CacheResult) => void;
