@@ -293,7 +293,8 @@ function portInUse(port: number): Promise<boolean> {
   });
 }
 
-async function queryOk(url: string): Promise<boolean> {
+/** True when the endpoint answers a query that touches every table (within 10 s). */
+export async function queryOk(url: string): Promise<boolean> {
   try {
     // Touches every table (total_rows needs each one loaded): the hang was on tables, not on SELECT 1.
     const query = "SELECT sum(ifNull(total_rows, 0)) FROM system.tables WHERE database NOT IN ('system', 'INFORMATION_SCHEMA', 'information_schema')";
