@@ -73,8 +73,21 @@ async function withSetTable<T>(ch: ClickHouseClient, read: ReadOptions, select: 
     await ch.command({ query: `INSERT INTO ${table} ${select}\n${readSettings(read)}`, query_params: p.values });
     return await use(table);
   } finally {
-    await ch.command({ query: `DROP TABLE IF EXISTS ${table} SYNC` }).catch(() => undefined);
+    await dropSetTable(ch, table);
   }
+}
+
+/** How long (ms) before a failed DROP of a report's table is tried again, once (tests shorten it). */
+export const DROP_RETRY = { ms: 5_000 };
+
+// The report's answer does not wait for a second try: a table whose DROP failed (the engine busy
+// past the client's timeout) is dropped a few seconds later, else at the next start. Each holds
+// its set in memory until then.
+async function dropSetTable(ch: ClickHouseClient, table: string): Promise<void> {
+  const drop = () => ch.command({ query: `DROP TABLE IF EXISTS ${table} SYNC` });
+  await drop().catch(() => {
+    setTimeout(() => void drop().catch(() => undefined), DROP_RETRY.ms).unref();
+  });
 }
 
 /**

@@ -5,7 +5,7 @@
 // what happens when it cannot be made.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { dropLeftoverSetTables, MATCHING_SESSIONS_PREFIX, sharedSetsFor } from "../../src/query/matching-sessions.ts";
+import { DROP_RETRY, dropLeftoverSetTables, MATCHING_SESSIONS_PREFIX, sharedSetsFor } from "../../src/query/matching-sessions.ts";
 import { behaviorSummary, sessionStatsReport } from "../../src/query/reports.ts";
 import { resolveRange } from "../../src/query/time-range.ts";
 import { migrate } from "../../src/storage/migrate.ts";
@@ -148,6 +148,24 @@ describe("a path filter's set of sessions on that path", () => {
     expect(sql.filter((s) => s.includes(`IN ${matching}`) && /FROM (page_views|events|web_vitals|errors)\s/.test(s))).toHaveLength(4);
     expect(await reportTables()).toEqual([]);
   });
+});
+
+test("a DROP that fails (injected fault on the first DROP) is tried again a moment later, and the report is answered meanwhile", async () => {
+  let drops = 0;
+  const { client, sql } = recording((s) => s.startsWith("DROP TABLE") && drops++ === 0);
+  const before = DROP_RETRY.ms;
+  DROP_RETRY.ms = 200;
+  try {
+    const q = query({ device: "mobile" });
+    expect(await behaviorSummary(client, q, { now: NOW, sharedSets: true })).toEqual(await behaviorSummary(data.db.client, q, { now: NOW }));
+    const table = sql.find((s) => s.startsWith("CREATE TABLE"))!.match(TABLE)![0];
+    expect(await reportTables()).toEqual([table]);
+    for (let i = 0; i < 50 && (await reportTables()).length > 0; i++) await Bun.sleep(50);
+    expect(await reportTables()).toEqual([]);
+    expect(sql.filter((s) => s.startsWith(`DROP TABLE IF EXISTS ${table}`))).toHaveLength(2);
+  } finally {
+    DROP_RETRY.ms = before;
+  }
 });
 
 test("many filtered reports at once each get their own tables and the answers of their own sets; none is left", async () => {
