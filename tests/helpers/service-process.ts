@@ -295,7 +295,7 @@ export function useSinkFixture(): SinkFixture {
     // The engine's process has answered every query with "The server is shutting down due to a
     // fatal error" for good, some time after a SIGTERM restart (CI, 2026-11-30: the service under
     // test then waited for ClickHouse, and every later test of the file timed out on its service's
-    // /readyz; not reproduced in 10 runs of the file alone or under load). That is the test
+    // /readyz; locally the file failed once more in 15 runs, output not kept). That is the test
     // endpoint failing, not the service: each service start checks the endpoint first.
     async heal() {
       if (!fixture.ch.running || (await queryOk(fixture.ch.url))) return false;
