@@ -3,22 +3,18 @@
 // whose exit page changed moves with it). Empty paths and direct traffic ('' referrer) are left
 // out of the lists. Ties sort by the key so pages are stable.
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { type Filters, itemConditions, sessionConditions } from "./filters.ts";
+import { itemConditions, sessionConditions } from "./filters.ts";
+import type { SessionQuery } from "./session-metrics.ts";
 import { type ExecOptions, selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
-import type { TimeRange } from "./time-range.ts";
 
-export interface ListQuery {
-  serviceId: string;
-  range: TimeRange;
-  filters: Filters;
+/** A SessionQuery (its `pathSessions` serves the session lists here) with a list length. */
+export interface ListQuery extends SessionQuery {
   limit: number;
   /**
    * A Set table holding the hashes of the sessions that match `filters`, built once for a whole
    * report (src/query/matching-sessions.ts); without it each item list builds that set itself.
    */
   matchingSessions?: string;
-  /** As SessionQuery's: the sessions on `filters.path`, for the session lists. */
-  pathSessions?: string;
 }
 
 export interface PageRow {

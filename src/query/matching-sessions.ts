@@ -21,7 +21,7 @@
 import { randomBytes } from "node:crypto";
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, matchingSessionsSql, sessionsOnPathSql } from "./filters.ts";
-import { readSettings, SqlParams } from "./sql-params.ts";
+import { readSettings, selectRows, SqlParams } from "./sql-params.ts";
 import type { ReadOptions } from "./view-choice.ts";
 
 /** Name prefix of the report tables; a table left by a crash is dropped at the next start. */
@@ -62,8 +62,8 @@ async function withSetTable<T>(ch: ClickHouseClient, read: ReadOptions, select: 
   if (!read.sharedSets || select === undefined) return use(undefined);
   // A name from random bytes only: no request text reaches the identifier.
   const table = `${MATCHING_SESSIONS_PREFIX}${randomBytes(12).toString("hex")}`;
-  // persistent = 0: the set is never written to disk (it lives for one report). A user that may
-  // not create tables (a read-only user on a server) gets the questions' own sets, as before.
+  // persistent = 0: the set is never written to disk (it lives for one report). When the table
+  // cannot be made (the engine's disk full, say), the questions build their own sets, as before.
   try {
     await ch.command({ query: `CREATE TABLE ${table} (h UInt64) ENGINE = Set SETTINGS persistent = 0` });
   } catch {
@@ -96,12 +96,13 @@ async function dropSetTable(ch: ClickHouseClient, table: string): Promise<void> 
  * the embedded engine's data is this process's alone. Returns how many were dropped.
  */
 export async function dropLeftoverSetTables(ch: ClickHouseClient): Promise<number> {
-  const result = await ch.query({
-    query: "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'Set' AND startsWith(name, {prefix:String})",
-    query_params: { prefix: MATCHING_SESSIONS_PREFIX },
-    format: "JSONEachRow",
-  });
-  const names = (await result.json<{ name: string }>()).map((r) => r.name).filter((n) => LEFTOVER.test(n));
+  const p = new SqlParams();
+  const tables = await selectRows<{ name: string }>(
+    ch,
+    `SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'Set' AND startsWith(name, ${p.bind("String", MATCHING_SESSIONS_PREFIX)})`,
+    p,
+  );
+  const names = tables.map((r) => r.name).filter((n) => LEFTOVER.test(n));
   for (const name of names) await ch.command({ query: `DROP TABLE IF EXISTS ${name} SYNC` });
   return names.length;
 }
