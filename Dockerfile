@@ -39,4 +39,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["bun", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || '3004') + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # SIGTERM: stop accepting, flush the spool, exit (give it the time in `docker stop -t`).
 STOPSIGNAL SIGTERM
+# Exit code 70: the embedded engine failed for good (README, "When the embedded engine fails"); run
+# the container with a restart policy (`--restart on-failure`): the next start replays the spool.
 CMD ["bun", "--max-http-header-size=65536", "src/main.ts"]

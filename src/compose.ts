@@ -70,7 +70,18 @@ export interface ComposeOptions {
   engineDataDir?: string;
   /** Opens spool segment files (default node's `open`); tests inject disk faults with it. */
   spoolOpenFile?: OpenFile;
+  /**
+   * The embedded engine has failed for good (a fatal signal in one of its threads: every request
+   * is refused from then on; storage/embedded/chdb-engine.ts). main.ts stops the process so that
+   * it can be started again; by default it is only logged.
+   */
+  onEngineFailure?: (message: string) => void;
 }
+
+/** Logged once when the embedded engine has failed for good (see ComposeOptions.onEngineFailure). */
+export const ENGINE_FAILED = "embedded ClickHouse failed: it answers no request until the process restarts";
+/** The exit code of a service process that stopped because its embedded engine failed (main.ts). */
+export const ENGINE_FAILED_EXIT_CODE = 70;
 
 /** Builds the service from `config`. */
 export async function composeService(config: Config, opts: ComposeOptions = {}): Promise<Service> {
@@ -84,6 +95,10 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   };
   const clickhouse = createClickHouse({
     url: ch.url, database: ch.database, user: ch.user, password: ch.password, dataDir: opts.engineDataDir ?? config.dataDir, embeddedLanes: ch.embeddedLanes, onOrphanDedupEntries,
+  });
+  clickhouse.engine?.onFailure((message) => {
+    logger.error(ENGINE_FAILED, { error: message });
+    opts.onEngineFailure?.(message);
   });
   // Embedded: a request queued or running in the engine for over 10 s is logged while it lasts.
   const stopSlowWatch = clickhouse.engine?.watchSlow(SLOW_REQUEST_MS, (slow) => logger.warn("slow engine request", { ...slow }));

@@ -4,8 +4,9 @@ import type { Server } from "bun";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { getConnInfo } from "hono/bun";
-import { composeService } from "./compose.ts";
+import { composeService, ENGINE_FAILED_EXIT_CODE } from "./compose.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { hardExit } from "./hard-exit.ts";
 import { createLogger } from "./logger.ts";
 import { closeEmbeddedEngines } from "./storage/clickhouse.ts";
 import { waitForPreviousOwner } from "./storage/embedded/previous-owner.ts";
@@ -46,11 +47,35 @@ if (config.clickhouse.url === undefined) {
   await waitForPreviousOwner(config.dataDir, waitMs, (pid) =>
     createLogger(config.logLevel).warn("DATA_DIR is held by another service process (a previous one still stopping, or one still running): waiting for it to stop", { pid, up_to_ms: waitMs }));
 }
-const service = await composeService(config, { socketIp: (c) => getConnInfo(c).remote.address }).catch(startupError);
-const { app, logger } = service;
+// The embedded engine failed for good (a fatal signal in one of its threads; compose.ts has logged
+// it): every request to it is refused until the process restarts, so the service could take items
+// into its spool but never store them. It stops instead, with exit code 70, for a supervisor to
+// start it again (the restart replays the spool, as after a kill): requests in flight get
+// 2 s to be answered (an accepted item is in the spool before its 202), then the process
+// ends without the drain (the engine takes nothing) and without exit handlers (hard-exit.ts). Also
+// during a start (migrations, warm-up) and during a SIGTERM's drain.
+let engineFailing = false;
 let server: ReturnType<typeof Bun.serve>;
+let serving = false;
+// While stopping (see shutdown), every answer closes its connection (lastCall).
+let draining = false;
+async function engineFailed(): Promise<void> {
+  if (engineFailing) return;
+  engineFailing = true;
+  createLogger(config.logLevel).error("stopping: start the service again to go on (the spool keeps what was accepted)", { exit_code: ENGINE_FAILED_EXIT_CODE });
+  draining = true;
+  if (serving) await withTimeout(server.stop().then(() => true), 2_000);
+  hardExit(ENGINE_FAILED_EXIT_CODE);
+}
+
+const service = await composeService(config, {
+  socketIp: (c) => getConnInfo(c).remote.address,
+  onEngineFailure: () => void engineFailed(),
+}).catch(startupError);
+const { app, logger } = service;
 try {
   server = serve();
+  serving = true;
 } catch (err) {
   await service.close().catch(() => undefined);
   startupError(err);
@@ -75,7 +100,6 @@ function serve() {
 // While stopping (see shutdown), every answer closes its connection, so a client's next request
 // goes out on a new connection (to another instance, or refused once this one stops listening)
 // instead of one this process may close unread.
-let draining = false;
 let lastArrival = 0;
 async function lastCall(req: Request, srv: Server<undefined>): Promise<Response> {
   lastArrival = performance.now();
@@ -131,6 +155,7 @@ async function shutdown(signal: string): Promise<void> {
   process.exit(0);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
 process.on("SIGINT", () => void shutdown("SIGINT"));
 
 // Started by `npm start` (npm sets npm_lifecycle_event), the service is npm's child: npm forwards

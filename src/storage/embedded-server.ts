@@ -6,6 +6,7 @@ import { closeEmbeddedEngines, embeddedEngine } from "./clickhouse.ts";
 import { SLOW_REQUEST_MS } from "./embedded/chdb-engine.ts";
 import { createClickHouseHttpHandler } from "./embedded/http-handler.ts";
 import { ORPHANS_REMOVED } from "./embedded/orphan-dedup-entries.ts";
+import { hardExit } from "../hard-exit.ts";
 import { keepFilesPrivate } from "../private-files.ts";
 import { withUsableUrl } from "../http/request-url.ts";
 
@@ -26,6 +27,12 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const engine = embeddedEngine(values.data, Number(values.lanes) || 4, (reports) => {
   for (const { table, parts } of reports) console.log(JSON.stringify({ msg: ORPHANS_REMOVED, table, parts }));
+});
+// Failed for good (a fatal signal in one of the engine's threads): exit 70 so that whoever started
+// it starts it again, rather than answer every request with the failure (chdb-engine.ts).
+engine.onFailure((error) => {
+  console.log(JSON.stringify({ msg: "engine failed: exiting", error, exit_code: 70 }));
+  hardExit(70);
 });
 // A request queued or running for over 10 s is logged while it lasts (its clients see only a timeout).
 engine.watchSlow(SLOW_REQUEST_MS, (slow) => console.log(JSON.stringify({ msg: "slow request", ...slow })));

@@ -63,6 +63,8 @@ export interface EmbeddedServer {
   readonly pid: number | undefined;
   /** How the previous run ended (undefined until a run has ended). */
   readonly lastExit: EmbeddedServerExit | undefined;
+  /** The previous run ended by itself (not by `stop`): its engine failed (exit 70), or it crashed. */
+  readonly exitedByItself: boolean;
   /** Recent stdout and stderr of the child (all runs), for failure messages. */
   logs(): string;
   /** Resident memory (bytes) of the server's processes together (Linux /proc; 0 elsewhere or when stopped). */
@@ -116,6 +118,7 @@ class ChildEmbeddedServer implements EmbeddedServer {
   #child: ChildProcess | undefined;
   #exited: Promise<EmbeddedServerExit> | undefined;
   #running = false;
+  #exitedByItself = false;
   #lastExit: EmbeddedServerExit | undefined;
   #log = "";
   #disposed = false;
@@ -127,6 +130,10 @@ class ChildEmbeddedServer implements EmbeddedServer {
     private readonly opts: EmbeddedServerOptions,
   ) {
     this.url = `http://127.0.0.1:${port}`;
+  }
+
+  get exitedByItself(): boolean {
+    return this.#exitedByItself;
   }
 
   get running(): boolean {
@@ -214,6 +221,8 @@ class ChildEmbeddedServer implements EmbeddedServer {
         await waitGroupGone(child.pid, 10_000);
         liveGroups.delete(child.pid);
       }
+      // `stop` clears #running before it signals: still set, nobody asked for this exit.
+      this.#exitedByItself = this.#running;
       this.#running = false;
       this.#lastExit = exit;
       if (this.#child === child) this.#child = undefined;

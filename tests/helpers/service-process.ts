@@ -282,8 +282,9 @@ export interface SinkFixture {
    */
   startService(opts?: Omit<ServiceProcessOptions, "clickhouseUrl" | "database"> & { clickhouseUrl?: string }): Promise<ServiceProcess>;
   /**
-   * When the endpoint runs but answers no query of its tables (its engine failed by itself, not
-   * by the test's doing), prints its log, starts it again and resolves true; else false.
+   * When the endpoint exited by itself (its engine failed: it exits 70) or runs but answers no
+   * query of its tables, prints its log, starts it again and resolves true; else false (also when
+   * a test stopped it on purpose).
    */
   heal(): Promise<boolean>;
 }
@@ -292,15 +293,17 @@ export interface SinkFixture {
 export function useSinkFixture(): SinkFixture {
   const services: ServiceProcess[] = [];
   const fixture = {
-    // The engine's process has answered every query with "The server is shutting down due to a
-    // fatal error" for good, some time after a SIGTERM restart (CI, 2026-11-30: the service under
-    // test then waited for ClickHouse, and every later test of the file timed out on its service's
-    // /readyz; locally the file failed once more in 15 runs, output not kept). That is the test
-    // endpoint failing, not the service: each service start checks the endpoint first.
+    // The engine's process answered every query with "The server is shutting down due to a fatal
+    // error" for good, some time after a SIGTERM restart (CI, 2026-11-30: the service under test
+    // then waited for ClickHouse, and every later test of the file timed out on its service's
+    // /readyz). That is what a fatal signal in one of the engine's threads leaves; the endpoint now
+    // exits (70) then. The test endpoint failing, not the service: each service start checks it first.
     async heal() {
-      if (!fixture.ch.running || (await queryOk(fixture.ch.url))) return false;
-      console.error(`[sink fixture] the engine runs but answers no query; starting it again. Its log:\n${fixture.ch.logs().slice(-4000)}`);
-      await fixture.ch.restart("SIGTERM");
+      const exited = fixture.ch.exitedByItself && !fixture.ch.running;
+      if (!exited && (!fixture.ch.running || (await queryOk(fixture.ch.url)))) return false;
+      console.error(`[sink fixture] the engine ${exited ? `exited by itself (${JSON.stringify(fixture.ch.lastExit)})` : "runs but answers no query"}; starting it again. Its log:\n${fixture.ch.logs().slice(-4000)}`);
+      if (exited) await fixture.ch.start();
+      else await fixture.ch.restart("SIGTERM");
       return true;
     },
     async startService(opts = {}) {

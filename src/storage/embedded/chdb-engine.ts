@@ -110,6 +110,17 @@ const HAS_SETTINGS_CLAUSE = /\bSETTINGS\b/i;
 export const SLOW_REQUEST_MS = 10_000;
 /** A stream nobody reads for this long is cancelled, so its lane cannot stay blocked. */
 const STREAM_IDLE_MS = 60_000;
+/**
+ * What libchdb answers to every request, for good, once a fatal signal (SIGSEGV, SIGBUS, …) hit
+ * one of its own threads: its signal handler keeps the process alive and marks the engine as
+ * shutting down (code 236, ABORTED). Nothing in the process brings it back; only a new process does.
+ */
+const FAILED_ENGINE = /Code: 236\b[\s\S]*shutting down due to a fatal error/;
+
+/** True for the error a failed engine answers every request with (see FAILED_ENGINE). */
+export function isEngineFailure(err: unknown): boolean {
+  return FAILED_ENGINE.test(err instanceof Error ? err.message : String(err));
+}
 
 export class ChdbEngine {
   readonly #lanes: Lane[];
@@ -118,6 +129,9 @@ export class ChdbEngine {
   /** Requests running on a lane (streams included, until they end), each with its run. */
   readonly #running = new Map<Job, Promise<void>>();
   #closed = false;
+  /** The error every request got since the engine failed (isEngineFailure), and who is told. */
+  #failure: Error | undefined;
+  readonly #failureListeners: ((message: string) => void)[] = [];
 
   private constructor(readonly dataDir: string, laneCount: number) {
     this.#lanes = Array.from({ length: Math.max(1, laneCount) }, () => ({
@@ -145,6 +159,7 @@ export class ChdbEngine {
    */
   run(req: EngineRequest, opts: { stream?: boolean } = {}): Promise<EngineOutput> {
     if (this.#closed) return Promise.reject(new Error("Code: 999. DB::Exception: embedded engine is closed. (ENGINE_CLOSED)"));
+    if (this.#failure) return Promise.reject(this.#failure);
     return new Promise<EngineOutput>((resolve, reject) => {
       this.#queue.push({ req, stream: opts.stream ?? false, resolve, reject, queuedAt: performance.now() });
       this.#dispatch();
@@ -174,6 +189,22 @@ export class ChdbEngine {
     const timer = setInterval(check, Math.max(10, Math.min(1000, Math.floor(thresholdMs / 4))));
     timer.unref?.();
     return () => clearInterval(timer);
+  }
+
+  /**
+   * Tells `listener`, once, when the engine has failed for good (isEngineFailure: a request got
+   * that answer); at once if it already has. Every later request is refused with the same error.
+   */
+  onFailure(listener: (message: string) => void): void {
+    if (this.#failure) queueMicrotask(() => listener(this.#failure!.message));
+    else this.#failureListeners.push(listener);
+  }
+
+  /** Notes `err` when it says the engine has failed, and tells the listeners the first time. */
+  #noteFailure(err: unknown): void {
+    if (this.#failure || !isEngineFailure(err)) return;
+    this.#failure = err instanceof Error ? err : new Error(String(err));
+    for (const listener of this.#failureListeners.splice(0)) listener(this.#failure.message);
   }
 
   /** Closes every lane after the requests already queued or running. */
@@ -213,6 +244,7 @@ export class ChdbEngine {
       job.resolve(out);
       if (out.kind === "stream") await ended;
     } catch (err) {
+      this.#noteFailure(err);
       job.reject(err);
     } finally {
       if (SESSION_STATEMENT.test(job.req.sql)) this.#renewSession(lane);
@@ -304,6 +336,7 @@ export class ChdbEngine {
     }
     let finished = false;
     let idle: ReturnType<typeof setTimeout> | undefined;
+    const noteFailure = (err: unknown) => this.#noteFailure(err);
     const finish = () => {
       if (finished) return;
       finished = true;
@@ -330,6 +363,7 @@ export class ChdbEngine {
           }
         } catch (err) {
           finish();
+          noteFailure(err);
           controller.error(err);
         }
       },
