@@ -320,7 +320,15 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
       if (writeFailure !== null) reasons.push(`spool: cannot write to its disk (${writeFailure})`);
       if (!warmth.ready()) reasons.push(`ingest: session and event-id state not rebuilt from ClickHouse yet${warmError ? ` (last attempt: ${warmError})` : ""}`);
       // With Valkey, ingest needs it (event-id claims, session state): down means refusing items.
+      // So does a Valkey that keeps the connection but does not answer (paused, swapping, stuck):
+      // ingest's commands time out after 1 s, and a PING would too (an audit saw /readyz 200 while
+      // every ingest request got 503 for 12 s of a SIGSTOPped Valkey).
       if (redis && redis.status !== "ready") reasons.push(`valkey: ${redis.status}`);
+      else if (redis) {
+        const pong = await withTimeout(redis.ping().then(() => "", (e: Error) => e.message), READY_TIMEOUT_MS);
+        if (pong === undefined) reasons.push(`valkey: no answer within ${READY_TIMEOUT_MS} ms`);
+        else if (pong !== "") reasons.push(`valkey: ${pong}`);
+      }
       return reasons;
     },
     routes: [

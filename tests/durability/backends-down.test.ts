@@ -143,6 +143,28 @@ test("Valkey down: ingest answers 503 unavailable and /readyz names it; once it 
   expect(lines.filter((l) => l.includes('"msg":"valkey connected again"')).length).toBe(1);
 }, 120_000);
 
+test("a hung Valkey (a proxy that stops passing bytes; the connection stays up): /readyz answers 503 naming it, and 200 once it answers again", async () => {
+  const proxy = await startTcpFaultProxy(Number(new URL(process.env.TEST_VALKEY_URL!).port));
+  const s = await sink.startService({ env: { VALKEY_URL: proxy.url.replace("http:", "redis:"), VALKEY_DB: String(freeDbIndex()) } });
+  try {
+    expect((await s.fetch("/readyz")).status).toBe(200);
+    proxy.hang();
+    try {
+      const started = Date.now();
+      const res = await s.fetch("/readyz", { signal: AbortSignal.timeout(10_000) });
+      expect(res.status).toBe(503);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(((await res.json()) as { reasons: string[] }).reasons.filter((r) => r.startsWith("valkey:"))).toHaveLength(1);
+    } finally {
+      proxy.resume();
+    }
+    expect(await until(async () => (await s.fetch("/readyz")).status === 200, 10_000)).toBe(true);
+  } finally {
+    await s.dispose();
+    await proxy.close();
+  }
+}, 60_000);
+
 test("a hung ClickHouse (a proxy that stops passing bytes): /readyz answers 503 within a few seconds", async () => {
   const proxy = await startTcpFaultProxy(sink.ch.port);
   const s = await sink.startService({ clickhouseUrl: proxy.url });
