@@ -170,7 +170,11 @@ export function itemTime(item: Item, ctx: RequestContext): number | Drop {
   if (item.timestamp === undefined) return ctx.receivedAt;
   const time = typeof item.timestamp === "number" ? item.timestamp : parseIsoTime(item.timestamp);
   if (time < ctx.receivedAt - BACKFILL_MS || time > ctx.receivedAt + AHEAD_MS) {
-    const message = "must be within the last 30 days and at most 5 minutes ahead";
+    let message = "must be within the last 30 days and at most 5 minutes ahead";
+    // A number is epoch milliseconds; one that is now in epoch seconds was most likely meant.
+    if (typeof item.timestamp === "number" && Math.abs(item.timestamp * 1000 - ctx.receivedAt) <= BACKFILL_MS) {
+      message += ` (a number is epoch milliseconds: ${item.timestamp} reads as ${new Date(time).toISOString()}; multiply seconds by 1000)`;
+    }
     return new Drop("invalid", `timestamp: ${message}`, [{ path: "timestamp", message }]);
   }
   return time;

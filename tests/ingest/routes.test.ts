@@ -545,6 +545,18 @@ describe("drops and errors", () => {
     }
   });
 
+  test("a timestamp in epoch seconds is refused with a hint to send milliseconds; one far off gets no hint", async () => {
+    const seconds = Math.floor(Date.now() / 1000) - 60;
+    const res = await post("/v1/ingest/event", { name: "x", timestamp: seconds, user_agent: CHROME, ip: "8.8.8.8" });
+    expect(res.status).toBe(400);
+    const issue = ((await res.json()) as { error: { issues: Array<{ path: string; message: string }> } }).error.issues[0]!;
+    expect(issue.path).toBe("timestamp");
+    expect(issue.message).toContain("multiply seconds by 1000");
+    expect(issue.message).toContain(`${seconds} reads as 1970-01-`);
+    const far = await post("/v1/ingest/event", { name: "x", timestamp: 86_400_000, user_agent: CHROME, ip: "8.8.8.8" });
+    expect(((await far.json()) as { error: { issues: Array<{ message: string }> } }).error.issues[0]!.message).toBe("must be within the last 30 days and at most 5 minutes ahead");
+  });
+
   // API.md: error items carry "optional `stack` ≤ 16 KiB". The limit was 16384 characters, so a
   // stack of 10000 "é" (20000 bytes of UTF-8) was accepted; it is now counted in bytes.
   test("an error's stack is at most 16 KiB of UTF-8, not 16384 characters", async () => {
