@@ -573,6 +573,8 @@ describe("drops and errors", () => {
     expect(body.accepted).toBe(2);
     expect(body.dropped.map((d) => [d.index, d.reason])).toEqual([[2, "invalid"], [3, "invalid"], [4, "invalid"]]);
     expect(body.dropped[0]!.message).toContain("16 KiB");
+    // One issue, the byte limit's: 16,385 ASCII characters broke the character limit too, and said so twice.
+    expect(body.dropped[1]!.message).toBe("stack: must be at most 16 KiB (16384 bytes of UTF-8)");
   });
 
   // API.md's limits count characters. They were UTF-16 units (JavaScript's length), so 120 emoji,
