@@ -83,8 +83,10 @@ const NETWORK_CODES = new Set([
 ]);
 const NETWORK_MESSAGE = /ECONNREFUSED|ECONNRESET|socket hang up|Unable to connect|fetch failed|Connection is closed|Stream isn't writeable|Command timed out|Timeout error|timed out/i;
 // ClickHouse errors that say "not now" rather than "wrong query": timeouts, overload, memory,
-// network; and a database or table not there yet (the schema is not migrated: /readyz says so).
-const CLICKHOUSE_UNAVAILABLE = new Set(["60", "81", "159", "202", "209", "210", "241", "243"]);
+// network; a database or table not there yet (the schema is not migrated: /readyz says so); and a
+// server shutting down (236 ABORTED, also what a failed embedded engine answers until main.ts
+// has stopped the process: README, "When the embedded engine fails").
+const CLICKHOUSE_UNAVAILABLE = new Set(["60", "81", "159", "202", "209", "210", "236", "241", "243"]);
 /** The first line of an error message, trimmed and cut to `max` characters (for one-line reports). */
 export function firstLine(message: string, max = 300): string {
   return message.split("\n")[0]!.trim().slice(0, max);

@@ -155,7 +155,6 @@ async function shutdown(signal: string): Promise<void> {
   process.exit(0);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
-
 process.on("SIGINT", () => void shutdown("SIGINT"));
 
 // Started by `npm start` (npm sets npm_lifecycle_event), the service is npm's child: npm forwards

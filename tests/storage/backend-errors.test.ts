@@ -7,13 +7,14 @@ import { isDataError } from "../../src/storage/insert-rows.ts";
 
 const ch = (code: string, message: string) => new ClickHouseError({ message, code, type: "T" });
 
-test("overload, timeouts, memory, a database not migrated and a full or failing disk are 'not now'; a bad query is not", () => {
+test("overload, timeouts, memory, a database not migrated, a server shutting down and a full or failing disk are 'not now'; a bad query is not", () => {
   const notNow = [
     ch("243", "Cannot reserve 1.00 MiB, not enough space"),
     ch("159", "Timeout exceeded: elapsed 61 seconds"),
     ch("241", "Memory limit (total) exceeded"),
     ch("81", "Database analytics_db does not exist"),
     ch("202", "Too many simultaneous queries"),
+    ch("236", "The server is shutting down due to a fatal error"),
     ch("1001", 'std::__1::filesystem::filesystem_error: filesystem error: in create_directories: No space left on device ["/d/tmp_insert_1"]'),
     ch("1001", "filesystem error: in create_directories: Read-only file system"),
   ];
