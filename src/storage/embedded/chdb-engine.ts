@@ -8,7 +8,10 @@
 //
 // Query parameters are handed to the engine exactly as the HTTP interface receives them (the
 // `param_*` text), through chdb's native binding: chdb's JS wrapper re-escapes string values,
-// which would change what `Array`/`Map` parameters mean.
+// which would change what `Array`/`Map` parameters mean. That wrapper also runs parameterized
+// queries one at a time across all connections, for fear that parallel ones clobber each other's
+// parameters; with the bundled libchdb, 25,500 parameterized queries on 4–8 lanes at once all got
+// their own answers (2026-11-30), and tests/storage/conformance.test.ts checks 200 in parallel.
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { Session } from "chdb";
