@@ -50,23 +50,32 @@ if (config.clickhouse.url === undefined) {
 // The embedded engine failed for good (a fatal signal in one of its threads; compose.ts has logged
 // it): every request to it is refused until the process restarts, so the service could take items
 // into its spool but never store them. It stops instead, with exit code 70, for a supervisor to
-// start it again (the restart replays the spool, as after a kill): requests in flight get
-// 2 s to be answered (an accepted item is in the spool before its 202), then the process
-// ends without the drain (the engine takes nothing) and without exit handlers (hard-exit.ts). Also
-// during a start (migrations, warm-up) and during a SIGTERM's drain.
+// start it again (the restart replays the spool, as after a kill): it answers last calls and lets
+// requests in flight finish as on SIGTERM (stopServing: an accepted item is in the spool before
+// its 202; reads get 503), then ends without the drain (the engine takes nothing) and without exit
+// handlers (hard-exit.ts). Also during a start (migrations, warm-up) and during a SIGTERM's drain.
 let engineFailing = false;
-let server: ReturnType<typeof Bun.serve>;
-let serving = false;
-// While stopping (see shutdown), every answer closes its connection (lastCall).
-let draining = false;
 async function engineFailed(): Promise<void> {
   if (engineFailing) return;
   engineFailing = true;
   createLogger(config.logLevel).error("stopping: start the service again to go on (the spool keeps what was accepted)", { exit_code: ENGINE_FAILED_EXIT_CODE });
-  draining = true;
-  if (serving) await withTimeout(server.stop().then(() => true), 2_000);
+  if (serving) {
+    service.beginShutdown();
+    await stopServing();
+  }
   hardExit(ENGINE_FAILED_EXIT_CODE);
 }
+
+let server: ReturnType<typeof Bun.serve>;
+let serving = false;
+// While stopping (see stopServing), every answer closes its connection, so a client's next request
+// goes out on a new connection (to another instance, or refused once this one stops listening)
+// instead of one this process may close unread.
+let draining = false;
+let lastArrival = 0;
+const QUIET_MS = 100;
+const LAST_CALL_MS = 1_000;
+const IN_FLIGHT_MS = 2_000;
 
 const service = await composeService(config, {
   socketIp: (c) => getConnInfo(c).remote.address,
@@ -97,10 +106,6 @@ function serve() {
   });
 }
 
-// While stopping (see shutdown), every answer closes its connection, so a client's next request
-// goes out on a new connection (to another instance, or refused once this one stops listening)
-// instead of one this process may close unread.
-let lastArrival = 0;
 async function lastCall(req: Request, srv: Server<undefined>): Promise<Response> {
   lastArrival = performance.now();
   const res = await app.fetch(req, { server: srv });
@@ -118,21 +123,9 @@ async function lastCall(req: Request, srv: Server<undefined>): Promise<Response>
 // (Bun's allocator returns freed memory after 100 ms, the engine's after 5 s).
 logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode, mimalloc_purge_delay: process.env.MIMALLOC_PURGE_DELAY ?? "unset", uv_threadpool_size: process.env.UV_THREADPOOL_SIZE ?? "unset", je_malloc_conf: process.env.JE_MALLOC_CONF ?? "unset" });
 
-// Shutdown order: answer last calls (/readyz 503 "shutting down", every answer with
-// `Connection: close`) until no request arrived for QUIET_MS, at most LAST_CALL_MS; then stop
-// accepting (in-flight requests get IN_FLIGHT_MS to finish; one still waiting on a hung
-// ClickHouse is cut off then), drain the spool into ClickHouse (SHUTDOWN_TIMEOUT_MS), close the
-// spool, stop the key refresher, then close Valkey and ClickHouse (the engine last; 2 s at most,
-// see compose.ts). An ingest request cut off still finishes its spool write: the handler runs on,
-// only its connection is closed.
-//
-// The last calls exist because Bun's server.stop() closes at once every connection it is not
-// answering a request on, and a request its client already wrote but the busy event loop had not
-// read yet counts as none: a kill audit saw requests written 6–71 ms before SIGTERM reset unread
-// (tests/durability/sigterm-queued.test.ts). Serving on for a while reads them.
-const QUIET_MS = 100;
-const LAST_CALL_MS = 1_000;
-const IN_FLIGHT_MS = 2_000;
+// Shutdown order: answer last calls and stop listening (stopServing), drain the spool into
+// ClickHouse (SHUTDOWN_TIMEOUT_MS), close the spool, stop the key refresher, then close Valkey and
+// ClickHouse (the engine last; 2 s at most, see compose.ts).
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
@@ -140,6 +133,24 @@ async function shutdown(signal: string): Promise<void> {
   logger.info("shutting down", { signal });
   const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs + LAST_CALL_MS + IN_FLIGHT_MS + 5000);
   service.beginShutdown();
+  await stopServing();
+  await service.close();
+  await closeEmbeddedEngines();
+  clearTimeout(force);
+  process.exit(0);
+}
+
+// Answers last calls (/readyz 503 "shutting down", every answer with `Connection: close`) until no
+// request arrived for QUIET_MS, at most LAST_CALL_MS; then stops listening, and gives requests in
+// flight IN_FLIGHT_MS to finish (one still waiting on a hung ClickHouse is cut off then; an ingest
+// request cut off still finishes its spool write: the handler runs on, only its connection closes).
+//
+// The last calls exist because Bun's server.stop() closes at once every connection it is not
+// answering a request on, and a request its client already wrote but the busy event loop had not
+// read yet counts as none: a kill audit saw requests written 6–71 ms before SIGTERM reset unread
+// (tests/durability/sigterm-queued.test.ts), and another the same when the engine failed
+// (tests/durability/engine-failure.test.ts). Serving on for a while reads them.
+async function stopServing(): Promise<void> {
   draining = true;
   const lastCalls = performance.now();
   lastArrival = lastCalls;
@@ -149,10 +160,6 @@ async function shutdown(signal: string): Promise<void> {
     logger.warn("requests still in flight after 2 s (ClickHouse not answering?): closing their connections");
     void server.stop(true);
   }
-  await service.close();
-  await closeEmbeddedEngines();
-  clearTimeout(force);
-  process.exit(0);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));

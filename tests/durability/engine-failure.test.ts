@@ -96,26 +96,37 @@ test("a fatal signal in an engine thread (SIGSEGV injected with tgkill) stops th
   };
   for (let i = 0; i < 20; i++) expect(await send()).toBe(202);
 
-  // Four clients keep sending while the engine fails; a load balancer probes /readyz (which asks
-  // the engine: that is where the failure shows).
+  // Four clients keep sending while the engine fails, two dashboards read (the first request the
+  // failed engine gets is most likely theirs), and a load balancer probes /readyz.
   let sending = true;
   const clients = Array.from({ length: 4 }, async () => {
     while (sending) await send().catch(() => undefined);
   });
+  const readStatuses: number[] = [];
+  const readers = Array.from({ length: 2 }, async () => {
+    while (sending) {
+      const res = await fetch(`${base}/v1/sessions?service_id=shop&limit=5`, { headers: { authorization: `Bearer ${admin}` } }).catch(() => undefined);
+      if (res) readStatuses.push(res.status), await res.arrayBuffer();
+    }
+  });
+  await Bun.sleep(100);
   const injectedAt = Date.now();
   crashEngineThread(first.proc.pid);
   let exited = false;
   void first.proc.exited.then(() => (exited = true));
+  const probes: Array<{ status: number; connection: string | null; reasons?: string[] }> = [];
   const probing = (async () => {
+    await Bun.sleep(100);
     while (!exited) {
-      await fetch(`${base}/readyz`).catch(() => undefined);
-      await Bun.sleep(200);
+      const res = await fetch(`${base}/readyz`).catch(() => undefined);
+      if (res) probes.push({ status: res.status, connection: res.headers.get("connection"), reasons: ((await res.json()) as { reasons?: string[] }).reasons });
+      await Bun.sleep(50);
     }
   })();
   const code = await Promise.race([first.proc.exited, Bun.sleep(15_000).then(() => "still running")]);
   if (code === "still running") first.proc.kill("SIGKILL");
   sending = false;
-  await Promise.all([...clients, probing]);
+  await Promise.all([...clients, ...readers, probing]);
   const log = await first.output();
   expect({ code, log: code === ENGINE_FAILED_EXIT_CODE ? "" : log.slice(-3000) }).toEqual({ code: ENGINE_FAILED_EXIT_CODE, log: "" });
   expect(Date.now() - injectedAt).toBeLessThan(10_000);
@@ -124,6 +135,12 @@ test("a fatal signal in an engine thread (SIGSEGV injected with tgkill) stops th
   expect(JSON.parse(failed[0]!)).toMatchObject({ level: "error", error: expect.stringContaining("Code: 236") });
   expect(log).toContain(`"exit_code":${ENGINE_FAILED_EXIT_CODE}`);
   expect(accepted.length).toBeGreaterThan(20);
+  // Reads meeting the failed engine are "not now" (503), never a 500.
+  expect(readStatuses.filter((st) => st >= 500 && st !== 503)).toEqual([]);
+  expect(readStatuses).toContain(503);
+  // Before it stopped listening it answered last calls, as on SIGTERM: requests its clients had
+  // written were read and answered, not reset (an audit saw 7 reset in 2 of 53 failures).
+  expect(probes).toContainEqual({ status: 503, connection: "close", reasons: ["shutting down"] });
 
   // The restart replays the spool: each accepted event is stored, once.
   const second = await startService(dataDir, port, {});
