@@ -5,7 +5,7 @@
 // in the session a retry then writes.
 import { expect, test } from "bun:test";
 import { PROCESS_ROOT_TOKEN, useSinkFixture, type ServiceProcess } from "../helpers/service-process.ts";
-import { startTcpFaultProxy } from "../helpers/tcp-fault-proxy.ts";
+import { startTcpFaultProxy, type TcpFaultProxy } from "../helpers/tcp-fault-proxy.ts";
 import { freeDbIndex, startValkey, stopValkey } from "../setup/valkey.ts";
 
 const sink = useSinkFixture();
@@ -143,22 +143,30 @@ test("Valkey down: ingest answers 503 unavailable and /readyz names it; once it 
   expect(lines.filter((l) => l.includes('"msg":"valkey connected again"')).length).toBe(1);
 }, 120_000);
 
+/**
+ * `/readyz` through a backend hang: 200, then 503 within 5 s once `proxy` stops passing bytes
+ * (its reasons handed to `check`), then 200 again within 10 s once bytes flow.
+ */
+async function readyzThroughHang(s: ServiceProcess, proxy: TcpFaultProxy, check: (reasons: string[]) => void): Promise<void> {
+  expect((await s.fetch("/readyz")).status).toBe(200);
+  proxy.hang();
+  try {
+    const started = Date.now();
+    const res = await s.fetch("/readyz", { signal: AbortSignal.timeout(10_000) });
+    expect(res.status).toBe(503);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    check(((await res.json()) as { reasons: string[] }).reasons);
+  } finally {
+    proxy.resume();
+  }
+  expect(await until(async () => (await s.fetch("/readyz")).status === 200, 10_000)).toBe(true);
+}
+
 test("a hung Valkey (a proxy that stops passing bytes; the connection stays up): /readyz answers 503 naming it, and 200 once it answers again", async () => {
   const proxy = await startTcpFaultProxy(Number(new URL(process.env.TEST_VALKEY_URL!).port));
   const s = await sink.startService({ env: { VALKEY_URL: proxy.url.replace("http:", "redis:"), VALKEY_DB: String(freeDbIndex()) } });
   try {
-    expect((await s.fetch("/readyz")).status).toBe(200);
-    proxy.hang();
-    try {
-      const started = Date.now();
-      const res = await s.fetch("/readyz", { signal: AbortSignal.timeout(10_000) });
-      expect(res.status).toBe(503);
-      expect(Date.now() - started).toBeLessThan(5_000);
-      expect(((await res.json()) as { reasons: string[] }).reasons.filter((r) => r.startsWith("valkey:"))).toHaveLength(1);
-    } finally {
-      proxy.resume();
-    }
-    expect(await until(async () => (await s.fetch("/readyz")).status === 200, 10_000)).toBe(true);
+    await readyzThroughHang(s, proxy, (reasons) => expect(reasons.filter((r) => r.startsWith("valkey:"))).toHaveLength(1));
   } finally {
     await s.dispose();
     await proxy.close();
@@ -168,18 +176,7 @@ test("a hung Valkey (a proxy that stops passing bytes; the connection stays up):
 test("a hung ClickHouse (a proxy that stops passing bytes): /readyz answers 503 within a few seconds", async () => {
   const proxy = await startTcpFaultProxy(sink.ch.port);
   const s = await sink.startService({ clickhouseUrl: proxy.url });
-  expect((await s.fetch("/readyz")).status).toBe(200);
-  proxy.hang();
-  try {
-    const started = Date.now();
-    const res = await s.fetch("/readyz", { signal: AbortSignal.timeout(10_000) });
-    expect(res.status).toBe(503);
-    expect(Date.now() - started).toBeLessThan(5_000);
-    expect(((await res.json()) as { reasons: string[] }).reasons.join(" ")).toContain("no answer within");
-  } finally {
-    proxy.resume();
-  }
-  expect(await until(async () => (await s.fetch("/readyz")).status === 200, 10_000)).toBe(true);
+  await readyzThroughHang(s, proxy, (reasons) => expect(reasons.join(" ")).toContain("no answer within"));
   await s.dispose();
   await proxy.close();
 }, 60_000);
