@@ -158,7 +158,9 @@ function principalOf(c: Ctx, record: KeyRecord, source: KeySource): IngestPrinci
   const origin = c.req.header("origin");
   // No Origin: a server or a tool, not a browser page; the allow-list guards browsers only.
   if (record.type === "public" && origin !== undefined && !originAllowed(record.origins, origin)) {
-    throw new ApiError("forbidden", `Origin ${origin.slice(0, 200)} is not allowed for this key`);
+    // A key made without `origins` allows none: say so, since the fix is the key's, not the page's.
+    const none = record.origins.length === 0 ? ": it has no allowed origins (create a public key with `origins`, or [\"*\"] for any)" : "";
+    throw new ApiError("forbidden", `Origin ${origin.slice(0, 200)} is not allowed for this key${none}`);
   }
   return { kind: "ingest", keyId: record.id, type: record.type, serviceId: record.serviceId ?? "", origins: record.origins };
 }

@@ -685,6 +685,15 @@ describe("drops and errors", () => {
     }
   });
 
+  test("a public key made without origins refuses a page's request, and the 403 says the key has none", async () => {
+    const bare = await svc.key({ type: "public", service_id: "shop" });
+    const res = await post("/v1/ingest/event", { name: "x" }, { Origin: "https://shop.example", "User-Agent": CHROME }, bare);
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe('Origin https://shop.example is not allowed for this key: it has no allowed origins (create a public key with `origins`, or ["*"] for any)');
+    // Without an Origin (a server, a tool) it is accepted, as API.md says.
+    expect((await post("/v1/ingest/event", { name: "x" }, { "User-Agent": CHROME }, bare)).status).toBe(202);
+  });
+
   test("a body service_id other than the key's is refused with 403", async () => {
     const res = await post("/v1/ingest/event", { name: "x", service_id: "blog", user_agent: CHROME, ip: "8.8.8.8" });
     expect(res.status).toBe(403);
