@@ -87,7 +87,11 @@ export async function runKeysCli(argv: string[], io: CliIo): Promise<number> {
     io.err(`keys: ${response.status} ${serverMessage(text)}${hint}`);
     return 1;
   }
-  io.out(text ? JSON.stringify(JSON.parse(text), null, 2) : JSON.stringify({ revoked: request.path.split("/").pop() }, null, 2));
+  const answer = text ? (JSON.parse(text) as { type?: string; origins?: unknown[] }) : undefined;
+  io.out(answer ? JSON.stringify(answer, null, 2) : JSON.stringify({ revoked: request.path.split("/").pop() }, null, 2));
+  if (request.method === "POST" && answer?.type === "public" && answer.origins?.length === 0) {
+    io.err("keys: note: made without --origin, this key allows no page (requests with an Origin get 403); servers and tools without one are accepted");
+  }
   return 0;
 }
 

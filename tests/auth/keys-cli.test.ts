@@ -136,6 +136,13 @@ describe("keys CLI", () => {
     expect(missing.err).toContain("404 not_found");
     const admin = await run(["create", "--type", "admin", "--services", "shop,blog"]);
     expect(admin.code).toBe(0);
+    expect(admin.err).toBe("");
+    // A public key without --origin is made, and the CLI says what it will refuse.
+    const bare = await run(["create", "--type", "public", "--service", "shop"]);
+    expect(bare.code).toBe(0);
+    expect(JSON.parse(bare.out)).toMatchObject({ type: "public", origins: [] });
+    expect(bare.err).toContain("allows no page");
+    expect((await run(["create", "--type", "public", "--service", "shop", "--origin", "https://shop.example"])).err).toBe("");
     expect(JSON.parse(admin.out)).toMatchObject({ type: "admin", services: ["shop", "blog"] });
   });
 
