@@ -12,7 +12,7 @@ import { hasRefusedHost, withUsableUrl } from "./http/request-url.ts";
 import { registerOpsRoutes, type Readiness } from "./ops/ops-routes.ts";
 import { registerOpenApiRoute } from "./http/openapi.ts";
 
-/** Everything the routes need, built once by the composition root (main.ts or a test). */
+/** Everything the routes need, built once by the composition root (compose.ts, or a test). */
 export interface AppDeps {
   logger: Logger;
   metrics: Metrics;

@@ -225,7 +225,6 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
         // Shutdown drains for as long as SHUTDOWN_TIMEOUT_MS allows (the batcher's own default is 5 s).
         drainTimeoutMs: config.shutdownTimeoutMs,
         logger,
-        metrics: { sinkError: () => undefined },
       })
     : undefined;
   const writer = config.ackMode === "spool" ? spoolWriter(spool, config.spool.maxBytes) : directWriter(clickhouse.client, ch.waitForAsyncInsert, invalidate);

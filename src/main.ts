@@ -123,9 +123,10 @@ async function lastCall(req: Request, srv: Server<undefined>): Promise<Response>
 // (Bun's allocator returns freed memory after 100 ms, the engine's after 5 s).
 logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode, mimalloc_purge_delay: process.env.MIMALLOC_PURGE_DELAY ?? "unset", uv_threadpool_size: process.env.UV_THREADPOOL_SIZE ?? "unset", je_malloc_conf: process.env.JE_MALLOC_CONF ?? "unset" });
 
-// Shutdown order: answer last calls and stop listening (stopServing), drain the spool into
-// ClickHouse (SHUTDOWN_TIMEOUT_MS), close the spool, stop the key refresher, then close Valkey and
-// ClickHouse (the engine last; 2 s at most, see compose.ts).
+// Shutdown order: answer last calls and stop listening (stopServing), then Service.close (drain the
+// spool into ClickHouse for SHUTDOWN_TIMEOUT_MS, close the spool, stop the key refresher, let go of
+// the Valkey and ClickHouse clients within 2 s), then the embedded engine itself
+// (closeEmbeddedEngines: it waits for the engine's running requests).
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;

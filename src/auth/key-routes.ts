@@ -7,7 +7,7 @@ import type { App } from "../http/app-env.ts";
 import type { KeyRecord, KeyStore, NewKey } from "./key-store.ts";
 import { rootAuth } from "./middleware.ts";
 import { resolver } from "hono-openapi";
-import { describe, errorResponse, jsonResponse, REQUEST_ID } from "../http/openapi.ts";
+import { describe, errorResponseDoc, jsonResponse, REQUEST_ID } from "../http/openapi.ts";
 import { readJsonBody } from "../ingest/read-body.ts";
 import { wellFormed } from "../ingest/schemas.ts";
 import { ANY_ORIGIN, normalizeOrigin } from "./origin.ts";
@@ -115,8 +115,8 @@ export function registerKeyRoutes(app: App, deps: { store: KeyStore; rootToken: 
   const keysDoc = (summary: string, status: number, schema?: v.GenericSchema, more: Record<number, ReturnType<typeof jsonResponse>> = {}) =>
     describe({ summary, tags: ["keys"], responses: { ...more, [status]: schema ? jsonResponse(schema, summary) : { description: summary, headers: REQUEST_ID } } });
   const bodyErrors = {
-    413: errorResponse(413, "Body over 64 KiB"),
-    415: errorResponse(415, "Content-Type not accepted"),
+    413: errorResponseDoc(413, "Body over 64 KiB"),
+    415: errorResponseDoc(415, "Content-Type not accepted"),
   };
   const KeyJson = v.object({
     id: v.string(), type: v.picklist(["public", "secret", "admin"]), name: v.string(), service_id: v.nullable(v.string()), services: v.array(v.string()),

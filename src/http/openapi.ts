@@ -35,8 +35,8 @@ function errorBody(codes: readonly ErrorCode[] = Object.keys(ERROR_STATUS) as Er
   });
 }
 
-/** The error answer of one HTTP status: the codes that status carries (src/errors.ts). */
-export function errorResponse(status: number, description: string, headers: Record<string, HeaderSpec> = {}) {
+/** The OpenAPI description of one HTTP status's error answer: the codes that status carries (src/errors.ts). */
+export function errorResponseDoc(status: number, description: string, headers: Record<string, HeaderSpec> = {}) {
   const codes = (Object.keys(ERROR_STATUS) as ErrorCode[]).filter((c) => ERROR_STATUS[c] === status);
   if (codes.length === 0) throw new Error(`no error code has status ${status}`);
   return jsonResponse(errorBody(codes), `${description} (${codes.join(" / ")})`, headers);
@@ -60,14 +60,14 @@ export function jsonResponse(schema: v.GenericSchema, description: string, heade
 }
 
 const ERRORS = {
-  400: errorResponse(400, "Invalid input, with issues naming each field"),
-  401: errorResponse(401, "Missing, unknown or revoked credential"),
-  403: errorResponse(403, "A valid credential without access to this route or service"),
-  404: errorResponse(404, "No such route or resource"),
-  405: errorResponse(405, "Method not allowed on this route", { Allow: header("The methods the route answers") }),
-  429: errorResponse(429, "Rate limited (reserved: no route limits rates today)", RETRY_AFTER),
-  500: errorResponse(500, "A fault of the service itself, never of the input"),
-  503: errorResponse(503, "Temporarily unavailable", RETRY_AFTER),
+  400: errorResponseDoc(400, "Invalid input, with issues naming each field"),
+  401: errorResponseDoc(401, "Missing, unknown or revoked credential"),
+  403: errorResponseDoc(403, "A valid credential without access to this route or service"),
+  404: errorResponseDoc(404, "No such route or resource"),
+  405: errorResponseDoc(405, "Method not allowed on this route", { Allow: header("The methods the route answers") }),
+  429: errorResponseDoc(429, "Rate limited (reserved: no route limits rates today)", RETRY_AFTER),
+  500: errorResponseDoc(500, "A fault of the service itself, never of the input"),
+  503: errorResponseDoc(503, "Temporarily unavailable", RETRY_AFTER),
 };
 
 type DescribeSpec = Parameters<typeof describeRoute>[0];

@@ -11,7 +11,7 @@ import type { IngestResult } from "./ingestor.ts";
 import type { RequestContext } from "./pipeline.ts";
 import { isEmptyBodyError, readJsonBody } from "./read-body.ts";
 import { resolver } from "hono-openapi";
-import { describe, documented, errorResponse, jsonResponse } from "../http/openapi.ts";
+import { describe, documented, errorResponseDoc, jsonResponse } from "../http/openapi.ts";
 import { BatchBody, BatchItemDoc, IngestResponse, ITEM_SCHEMAS, type ItemType } from "./schemas.ts";
 
 /** Body limits (API.md): checked before parsing, on the wire and after decompression. */
@@ -147,8 +147,8 @@ function docs(schema: v.GenericSchema, summary: string, limit: number, accepted:
     requestBody: { required: true, content: { "application/json": content, "text/plain": content } },
     responses: {
       202: jsonResponse(accepted, "Accepted: what was kept, and each dropped item with its index and reason"),
-      413: errorResponse(413, "Body over the limit"),
-      415: errorResponse(415, "Content-Type or Content-Encoding not accepted"),
+      413: errorResponseDoc(413, "Body over the limit"),
+      415: errorResponseDoc(415, "Content-Type or Content-Encoding not accepted"),
     },
   });
 }

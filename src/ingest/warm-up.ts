@@ -1,7 +1,7 @@
 // Rebuilds ingest state from ClickHouse: after a restart when it is in process, and when Valkey
-// lost it (valkeyWarmGuard). The event ids
-// seen recently, so client retries stay duplicates, and the state of recently active sessions,
-// so a session that was going on when the process stopped goes on instead of starting anew.
+// lost it (valkeyWarmGuard). Two things: the event ids seen recently, so client retries stay
+// duplicates, and the state of recently active sessions, so a session that was going on when the
+// process stopped goes on instead of starting anew.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import type Redis from "ioredis";
 import type { Spool } from "../spool/spool.ts";

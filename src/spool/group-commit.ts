@@ -1,6 +1,6 @@
 // Group commit: callers that arrive in the same tick, or while a commit is in flight, share the
-// next commit. Under load one write + one fdatasync covers hundreds of appends; at idle the first
-// append goes out after a single microtask.
+// next commit. Under load one durable write (the spool's segments are opened O_DSYNC) covers
+// hundreds of appends; at idle the first append goes out after a single microtask.
 
 /** A queue that turns many concurrent submissions into few commits. */
 export interface GroupCommit<T> {

@@ -1,15 +1,11 @@
 // Durable write-ahead spool: an append-only, checksummed, segmented log on local disk. A 202 waits
-// on `append`, so appends are group-committed (see group-commit.ts).
-// Measured (Bun 1.4.5, this 2-core VM, ext4, fdatasync ≈ 0.1 ms; 3 s runs, 3 rounds; a quick script,
-// not committed): 100-byte records, fsync on: 64 concurrent callers 250k–290k appends/s (64 appends
-// per fdatasync, p50 0.2 ms, p99 0.8–1.5 ms); 256 callers 290k–470k/s; 1 caller 4k–8k/s (one
-// fdatasync each). Async FileHandle write+datasync was chosen over writeSync+fdatasyncSync in a
-// microtask: the sync pair wins a closed loop (~430k vs ~320k/s raw) but blocks the event loop, so
-// in an open-loop server model (20 µs CPU per request) async acks ~43k/s vs ~28k/s, and with a
-// 2 ms fsync (a real disk) ~43k/s vs ~3k/s. Since 2026-11-29 the segment is opened O_DSYNC and a
-// commit is one async write (segment-writer.ts): one round trip through Bun's work pool instead of
-// two, which took the half-load 202 p99 from 102–109 to 58–71 ms in two of three pairs
-// (bench/RESULTS.md, 2026-11-29 19:57).
+// on `append`, so appends are group-committed (see group-commit.ts): a commit is one asynchronous
+// write to a segment opened O_DSYNC (segment-writer.ts), off the event loop in Bun's work pool.
+// Why asynchronous, and why O_DSYNC rather than write + fdatasync: measurements in
+// bench/RESULTS.md (2026-11-29 19:57) and bench/ANALYSIS.md ("The 202 tail"). Earlier figures
+// (Bun 1.4.5, this 2-core VM, ext4, 100-byte records): 64 concurrent callers 250k–290k appends/s,
+// p99 0.8–1.5 ms; the synchronous pair blocked the event loop (async acked ~43k/s against ~28k/s
+// with 20 µs of CPU per request, ~3k/s against ~43k/s with a 2 ms fsync).
 import { mkdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import { measureRecords, writeFrames, type MeasuredRecord } from "./frame.ts";
@@ -77,7 +73,6 @@ export interface Spool {
   remove(ref: SegmentRef): Promise<void>; // only once the sink confirmed the segment
   bytes(): number; // segment bytes on disk, sealed + active: what the cap is checked against
   segments(): number; // sealed segments, plus the active one if it has records
-  activeBytes(): number;
   onCommit(listener: (activeBytes: number) => void): () => void; // after each group commit
   writeFailure(): string | null; // why the last append failed, until one succeeds (readiness)
   close(): Promise<void>; // commits what is queued, then closes the file
@@ -237,7 +232,6 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     },
     bytes: () => sealedBytes + (active?.ref.bytes ?? 0),
     segments: () => sealed.length + (active && active.ref.bytes > 0 ? 1 : 0),
-    activeBytes: () => active?.ref.bytes ?? 0,
     writeFailure: () => writes.reason(),
     onCommit(listener) {
       listeners.add(listener);

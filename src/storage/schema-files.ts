@@ -35,9 +35,11 @@ export function readSchemaFiles(dir: string, database: string): SchemaFile[] {
   });
 }
 
+const SCHEMA_DATABASE_WORD = new RegExp(`\\b${SCHEMA_DATABASE}\\b`, "g");
+
 /** Replaces the word `analytics_db` (not `analytics_db_x`, not `my_analytics_db`) by `database`. */
 export function substituteDatabase(text: string, database: string): string {
-  return text.replace(/\banalytics_db\b/g, database);
+  return text.replace(SCHEMA_DATABASE_WORD, database);
 }
 
 /**

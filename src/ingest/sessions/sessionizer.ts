@@ -62,6 +62,11 @@ export const STATE_TTL_MS = 2 * 60 * 60 * 1000;
 const MAX_ATTEMPTS = 16;
 /** Merge markers followed when loading (a chain of merges longer than this is not expected). */
 const MAX_HOPS = 8;
+/**
+ * Merge markers and this request's own merges followed when resolving an id in memory: a guard
+ * against a cycle, far above any real chain (each hop here costs a map look-up, not a load).
+ */
+const MAX_REDIRECTS = 64;
 
 const visitorKey = (svc: string, visitor: string) => `v:${svc}:${visitor}`;
 const sessionKey = (svc: string, session: string) => `s:${svc}:${session}`;
@@ -137,7 +142,7 @@ export class Sessionizer {
     /** The session key of what `id` stands for now: itself, or (after merges) the one it went into. */
     const resolveKey = (svc: string, id: string): string => {
       let k = sessionKey(svc, id);
-      for (let hops = 0; hops < 64; hops++) {
+      for (let hops = 0; hops < MAX_REDIRECTS; hops++) {
         const into = redirects.get(k) ?? markerOf(loaded.get(k));
         if (into === undefined) return k;
         k = sessionKey(svc, into);

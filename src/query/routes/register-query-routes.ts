@@ -1,5 +1,5 @@
-// Registers every query route (admin tokens) on the app. Usage in the composition root:
-//   buildApp({ ..., routes: [(app) => registerQueryRoutes(app, { clickhouse, cache, auth: adminAuth(store, { rootToken }) })] })
+// Registers every query route (admin tokens) on the app; compose-query.ts builds what they need
+// (the cache, the report functions) and calls this from the composition root's route list.
 import type { App } from "../../http/app-env.ts";
 import { registerBehaviorRoute } from "./behavior-route.ts";
 import { registerEventsRoute } from "./events-route.ts";

@@ -289,7 +289,9 @@ export class ChdbEngine {
       changes.push(`${name} = ${sqlLiteral(value)}`);
     }
     if (changes.length === 0) return;
-    // Forget the lane's settings first: if the SET fails half-way, the next request resets all.
+    // Forget the lane's settings first: if the SET fails half-way, the next request puts each of
+    // them right (each is marked with a value no request sends, so the next request SETs it again,
+    // or back to its DEFAULT when it does not want it).
     const previous = new Map(lane.settings);
     lane.settings = new Map([...previous, ...Object.keys(wanted).map((k) => [k, "\u0000unknown"] as [string, string])]);
     await native.QueryAsyncConnection(conn, `SET ${changes.join(", ")}`, "TSV");
@@ -298,6 +300,8 @@ export class ChdbEngine {
 
   async #buffered(lane: Lane, req: EngineRequest): Promise<EngineOutput> {
     const conn = lane.session.connection;
+    // Insert data goes to the engine as bytes (InsertRaw); that call takes no query parameters, so
+    // an insert that has some (an `INSERT … SELECT … {p:T}` with a body, rare) is sent as text.
     if (req.data && !nonEmpty(req.params)) {
       const r = await native.InsertRawAsyncConnection(conn, req.sql, req.data, false);
       return { kind: "buffer", bytes: new Uint8Array(0), summary: writeSummary(r, req.data.byteLength) };
