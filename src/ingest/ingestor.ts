@@ -7,7 +7,7 @@ import type { Metrics } from "../ops/metrics.ts";
 import { ClaimPendingError, DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
 import { Drop, enrichItem, type EnrichedItem, type PipelineDeps, type RequestContext } from "./pipeline.ts";
 import { itemRecord, mergeRecords, sessionRecords } from "./rows.ts";
-import type { ItemType } from "./schemas.ts";
+import { ITEM_TYPES, type ItemType } from "./schemas.ts";
 import type { Assignment, Placement, Sessionizer } from "./sessions/sessionizer.ts";
 import type { StoredEventIds } from "./stored-ids.ts";
 
@@ -114,7 +114,7 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
 
   const keys = enriched.map((e) => `${e.serviceId}:${e.eventId}`);
   const fresh = await claimAfterOthers(deps.dedup, keys, enriched.map((e) => e.time));
-  await dropStoredBeyondWindow(deps, ctx, enriched, keys, fresh);
+  await markStoredBeyondWindow(deps, ctx, enriched, keys, fresh);
   const kept: EnrichedItem[] = [];
   const claimed: string[] = [];
   enriched.forEach((e, i) => {
@@ -185,7 +185,7 @@ async function ingest(deps: IngestorDeps, ctx: RequestContext, raws: readonly un
  * claims stay, confirmed: the rows are stored. If ClickHouse cannot answer, nothing is claimed and
  * the request is refused with 503, as storing a possible duplicate is not an option.
  */
-async function dropStoredBeyondWindow(deps: IngestorDeps, ctx: RequestContext, enriched: EnrichedItem[], keys: string[], fresh: boolean[]): Promise<void> {
+async function markStoredBeyondWindow(deps: IngestorDeps, ctx: RequestContext, enriched: EnrichedItem[], keys: string[], fresh: boolean[]): Promise<void> {
   if (!deps.storedEventIds) return;
   const oldest = ctx.receivedAt - DEDUP_WINDOW_MS;
   const candidates = enriched.filter((e, i) => fresh[i] && e.item.event_id !== undefined && e.time < oldest);
@@ -210,5 +210,5 @@ async function dropStoredBeyondWindow(deps: IngestorDeps, ctx: RequestContext, e
 function typeOf(raw: unknown, type: ItemType | undefined): string {
   if (type) return type;
   const t = (raw as { type?: unknown } | null)?.type;
-  return typeof t === "string" && ["session", "pageview", "event", "funnel", "error", "vitals"].includes(t) ? t : "unknown";
+  return typeof t === "string" && (ITEM_TYPES as readonly string[]).includes(t) ? t : "unknown";
 }
