@@ -220,7 +220,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
   const batcher = config.ackMode === "spool"
     ? createBatcher({
         spool,
-        sink: spoolSink(clickhouse.client, metrics, invalidate, { dir: join(config.dataDir, "spool", "quarantine"), logger }, leftoverRepair, durable),
+        sink: spoolSink({ client: clickhouse.client, metrics, onTouched: invalidate, quarantineDir: join(config.dataDir, "spool", "quarantine"), logger, repair: leftoverRepair, durable }),
         flushIntervalMs: config.flushIntervalMs,
         // Shutdown drains for as long as SHUTDOWN_TIMEOUT_MS allows (the batcher's own default is 5 s).
         drainTimeoutMs: config.shutdownTimeoutMs,

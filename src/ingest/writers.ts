@@ -67,20 +67,26 @@ export interface LeftoverRepair {
   database: string;
 }
 
+export interface SpoolSinkOptions {
+  client: ClickHouseClient;
+  metrics: Metrics;
+  /** Told what each table's insert touched (service, days): cached answers to invalidate. */
+  onTouched: (t: Touched) => void;
+  /** Where rows ClickHouse refuses as data are set aside. */
+  quarantineDir: string;
+  /** Logs the set-aside rows and the leftover segment's repair. */
+  logger: Logger;
+  repair?: LeftoverRepair;
+  /** Makes what the inserts wrote durable before the segment may go (embedded engine: storage/embedded/sync-fs.ts). */
+  durable?: () => Promise<void>;
+}
+
 /**
  * The batcher's sink: one spool segment into ClickHouse, deduplicated by the segment's token.
  * Rows ClickHouse refuses as data (validation should make this impossible) are written to
  * `quarantineDir` with the error, logged and counted, so one bad row cannot stall every flush.
  */
-export function spoolSink(
-  client: ClickHouseClient,
-  metrics: Metrics,
-  onTouched: (t: Touched) => void,
-  quarantine: { dir: string; logger: Logger },
-  repair?: LeftoverRepair,
-  /** Makes what the inserts wrote durable before the segment may go (embedded engine: storage/embedded/sync-fs.ts). */
-  durable?: () => Promise<void>,
-): Sink {
+export function spoolSink({ client, metrics, onTouched, quarantineDir, logger, repair, durable }: SpoolSinkOptions): Sink {
   let detachedViews: ViewsLeftDetached | undefined;
   // Every table's count exists from the start at 0, so an alert on it needs no absent().
   for (const table of TABLES) metrics.quarantinedRows.inc({ table }, 0);
@@ -94,12 +100,12 @@ export function spoolSink(
     }
     const started = performance.now();
     const onRejected = async (table: string, json: string, error: unknown, columns: readonly string[] | undefined) => {
-      await mkdir(quarantine.dir, { recursive: true });
+      await mkdir(quarantineDir, { recursive: true });
       // An array row's values are those of `columns`, in order (ingest/rows.ts ROW_COLUMNS).
       const line = JSON.stringify({ table, row: json, ...(columns ? { columns } : {}), error: String((error as Error)?.message ?? error).slice(0, 2000) });
-      await appendFile(join(quarantine.dir, `${token}.jsonl`), `${line}\n`);
+      await appendFile(join(quarantineDir, `${token}.jsonl`), `${line}\n`);
       metrics.quarantinedRows.inc({ table });
-      quarantine.logger.error("row refused by ClickHouse set aside", { table, token, file: join(quarantine.dir, `${token}.jsonl`) });
+      logger.error("row refused by ClickHouse set aside", { table, token, file: join(quarantineDir, `${token}.jsonl`) });
     };
     try {
       // The segment's bytes are grouped per table as they are (no decoding), in slices so that
@@ -121,9 +127,9 @@ export function spoolSink(
         });
         if (report.repaired.size > 0) {
           onTouched(grouped.touched);
-          quarantine.logger.warn("rows a kill kept from their table written again (their dedup token had survived)", { token, ...Object.fromEntries(report.repaired) });
+          logger.warn("rows a kill kept from their table written again (their dedup token had survived)", { token, ...Object.fromEntries(report.repaired) });
         }
-        if (report.unknownSessionRows > 0) quarantine.logger.info("leftover segment: cancel rows whose landing cannot be checked", { token, rows: report.unknownSessionRows });
+        if (report.unknownSessionRows > 0) logger.info("leftover segment: cancel rows whose landing cannot be checked", { token, rows: report.unknownSessionRows });
       }
       // Resolving tells the batcher it may delete the segment: the engine's parts must be on disk first.
       await durable?.();

@@ -35,7 +35,7 @@ test("fault injected (a second table's insert held open): the cache is invalidat
     },
   });
   const touched: string[] = [];
-  const sink = spoolSink(held, createMetrics(), (t) => touched.push(...[...t].map(([s, d]) => `${s} ${[...d].join(",")}`)), { dir, logger: silentLogger });
+  const sink = spoolSink({ client: held, metrics: createMetrics(), onTouched: (t) => touched.push(...[...t].map(([s, d]) => `${s} ${[...d].join(",")}`)), quarantineDir: dir, logger: silentLogger });
   const flushed = sink({ segment: { seq: 1, name: "seg-1", path: "", bytes: 0 }, records: [new TextEncoder().encode(lines.join("\n"))], token: "tok-inv-1" });
   // The first table is in: its rows are readable and the cache has heard of it, the flush goes on.
   for (let i = 0; i < 200 && inserts < 2; i++) await Bun.sleep(10);

@@ -21,7 +21,7 @@ test("a row ClickHouse refuses as data is set aside; the rest of the flush lands
   const lines = [event("a", good), event("b", good), event("bad", "not a time at all"), event("c", good), event("d", good)];
   const metrics = createMetrics();
   const touched: string[] = [];
-  const sink = spoolSink(ch.client, metrics, (t) => touched.push(...t.keys()), { dir, logger: silentLogger });
+  const sink = spoolSink({ client: ch.client, metrics, onTouched: (t) => touched.push(...t.keys()), quarantineDir: dir, logger: silentLogger });
   expect(await metrics.registry.getSingleMetricAsString("spool_quarantined_rows_total")).toMatch(/^spool_quarantined_rows_total\{table="events"\} 0$/m);
   const batch = { segment: { seq: 1, name: "seg-1", path: "", bytes: 0 }, records: [new TextEncoder().encode(lines.join("\n"))], token: "tok-q-1" };
   await sink(batch);
@@ -50,7 +50,7 @@ test("rows of both forms in one flush (arrays, and objects an earlier version sp
   const lines = [event("m-obj-1", good), eventArray("m-arr-1", good), eventArray("m-arr-bad", "not a time at all"), event("m-obj-2", good), eventArray("m-arr-2", good)];
   const mixedDir = mkdtempSync(join(tmpdir(), "quarantine-mixed-"));
   try {
-    const sink = spoolSink(ch.client, createMetrics(), () => {}, { dir: mixedDir, logger: silentLogger });
+    const sink = spoolSink({ client: ch.client, metrics: createMetrics(), onTouched: () => {}, quarantineDir: mixedDir, logger: silentLogger });
     const batch = { segment: { seq: 3, name: "seg-3", path: "", bytes: 0 }, records: [new TextEncoder().encode(lines.join("\n"))], token: "tok-q-mixed" };
     await sink(batch);
     await sink(batch); // replayed: both INSERTs are dropped as duplicates
@@ -79,7 +79,7 @@ test("a disk fault the engine reports as a C++ exception (code 1001) is not bad 
     get: (target, prop) => (prop === "insert" && failing ? () => Promise.reject(diskFull) : Reflect.get(target, prop)),
   });
   try {
-    const sink = spoolSink(client, createMetrics(), () => {}, { dir: faultDir, logger: silentLogger });
+    const sink = spoolSink({ client, metrics: createMetrics(), onTouched: () => {}, quarantineDir: faultDir, logger: silentLogger });
     const batch = { segment: { seq: 2, name: "seg-2", path: "", bytes: 0 }, records: [new TextEncoder().encode(lines.join("\n"))], token: "tok-q-disk" };
     await expect(sink(batch)).rejects.toThrow("No space left on device");
     expect(readdirSync(faultDir)).toEqual([]);

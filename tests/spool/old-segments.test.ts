@@ -25,7 +25,7 @@ async function replay(copy: string): Promise<void> {
   const dir = join(work, copy);
   cpSync(join(import.meta.dir, "fixtures", "spool-v1"), dir, { recursive: true });
   const spool = await openSpool({ dir, capBytes: 1 << 30, fsync: false, logger: silentLogger });
-  const sink = spoolSink(ch.client, createMetrics(), () => {}, { dir: join(dir, "quarantine"), logger: silentLogger });
+  const sink = spoolSink({ client: ch.client, metrics: createMetrics(), onTouched: () => {}, quarantineDir: join(dir, "quarantine"), logger: silentLogger });
   const batcher = createBatcher({ spool, sink, flushIntervalMs: 60_000, logger: silentLogger });
   await batcher.flush();
   expect(await batcher.close()).toBe(true);

@@ -61,7 +61,7 @@ test("fault injected (the first insert 'lands' without rows, as a surviving toke
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  const sink = spoolSink(faulty, createMetrics({ defaultMetrics: false }), () => {}, { dir, logger: silentLogger }, { segmentSeq: 1, database });
+  const sink = spoolSink({ client: faulty, metrics: createMetrics({ defaultMetrics: false }), onTouched: () => {}, quarantineDir: dir, logger: silentLogger, repair: { segmentSeq: 1, database } });
   const ref = (seq: number) => ({ seq, name: `seg-${seq}`, path: join(dir, `seg-${seq}`), bytes: 1 });
   const lost = crypto.randomUUID();
   const later = crypto.randomUUID();

@@ -35,7 +35,7 @@ test("the sink resolves only after the durability step, which runs after every i
     steps.push(`durable after ${r!.n} row(s) inserted`);
     if (fail) throw new Error("sync -f failed: Input/output error");
   };
-  const sink = spoolSink(ch.client, createMetrics(), () => {}, { dir: join(dir, "quarantine"), logger: silentLogger }, undefined, durable);
+  const sink = spoolSink({ client: ch.client, metrics: createMetrics(), onTouched: () => {}, quarantineDir: join(dir, "quarantine"), logger: silentLogger, durable });
   const batch = { segment: { seq: 1, name: "seg-1", path: "", bytes: 0 }, records: [new TextEncoder().encode(row)], token: "tok-syncfs" };
   await expect(sink(batch)).rejects.toThrow("Input/output error");
   fail = false;
