@@ -15,7 +15,8 @@ import type { StoredEventIds } from "./stored-ids.ts";
 export interface RowWriter {
   /** Throws ApiError('unavailable') when the writer cannot take `bytes` more right now. */
   assertRoom(bytes: number): void;
-  write(records: string[]): Promise<void>;
+  /** Writes one request's row lines (rows.ts) together: all of them, or none. */
+  write(lines: string[]): Promise<void>;
 }
 
 export interface IngestorDeps extends PipelineDeps {

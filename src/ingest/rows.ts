@@ -1,11 +1,11 @@
-// Turns accepted items and session changes into ClickHouse rows, encoded as spool records.
-// A record is `<table>|<service_id>|<UTC dates>|<row>`: the sink groups records by table and
-// concatenates the rows without parsing them, and the service and dates tell the cache which
-// answers the new rows change. A row is a JSON array of the table's ROW_COLUMNS (inserted as
+// Turns accepted items and session changes into ClickHouse rows, encoded as row lines.
+// A row line (the functions here call it a record) is `<table>|<service_id>|<UTC dates>|<row>`:
+// the sink groups the lines by table and concatenates the rows without parsing them, and the
+// service and dates tell the cache which answers the new rows change. A row is a JSON array of the table's ROW_COLUMNS (inserted as
 // JSONCompactEachRow); rows that earlier versions left in the spool are JSON objects (JSONEachRow),
 // and still go in as such. The dates are one `YYYY-MM-DD`, or `from..to` for a
-// session row whose session spans UTC midnight (see sessionDates). One spool record holds the lines of one request,
-// joined by "\n" (JSON text never holds a raw newline).
+// session row whose session spans UTC midnight (see sessionDates). One spool record (spool.ts)
+// holds the row lines of one request, joined by "\n" (JSON text never holds a raw newline).
 import type { EnrichedItem } from "./pipeline.ts";
 import { funnelName } from "./schemas.ts";
 import { isBounce, type SessionState } from "./sessions/session-state.ts";

@@ -28,11 +28,11 @@ export function spoolWriter(spool: Spool, capBytes: number): RowWriter {
     assertRoom(bytes) {
       if (spool.bytes() + bytes > capBytes) throw unavailable("The ingest buffer is full while ClickHouse catches up; retry later");
     },
-    async write(records) {
+    async write(lines) {
       try {
         // One spool record per request: a crash can never keep half of it (say, a session's
         // cancel row without its new state). JSON lines hold no raw newline, so "\n" splits them.
-        await spool.append([records.join("\n")]);
+        await spool.append([lines.join("\n")]);
       } catch (err) {
         if (err instanceof SpoolFullError) throw unavailable("The ingest buffer is full while ClickHouse catches up; retry later");
         // The disk refused the bytes (full, read-only, failing): nothing was acknowledged.
@@ -47,9 +47,9 @@ export function spoolWriter(spool: Spool, capBytes: number): RowWriter {
 export function directWriter(client: ClickHouseClient, wait: boolean, onTouched: (t: Touched) => void): RowWriter {
   return {
     assertRoom() {},
-    async write(records) {
+    async write(lines) {
       try {
-        await insertRecords(client, records, { async: { wait }, afterTable: (_table, touched) => onTouched(touched) });
+        await insertRecords(client, lines, { async: { wait }, afterTable: (_table, touched) => onTouched(touched) });
       } catch {
         throw unavailable("ClickHouse did not take the rows; retry later");
       }
