@@ -17,7 +17,7 @@ import { memoryDedup, valkeyDedup } from "./ingest/dedup.ts";
 import { createCountryLookup } from "./ingest/enrich/country.ts";
 import { createValkeySaltStore } from "./ingest/enrich/salt-store.ts";
 import { createFileSaltStore, saltFile } from "./ingest/enrich/file-salt-store.ts";
-import { BYTES_PER_ITEM, countRefused, ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
+import { countRefused, ingestItems, type IngestorDeps } from "./ingest/ingestor.ts";
 import { visitorHasher } from "./ingest/pipeline.ts";
 import { ingestValkeyClient } from "./ingest/valkey-client.ts";
 import { memoize } from "./memo.ts";
@@ -30,6 +30,7 @@ import { openWhenWarm, rememberSpooled, warmUp } from "./ingest/warm-up.ts";
 import { directWriter, spoolSink, spoolWriter } from "./ingest/writers.ts";
 import { createLogger, type Logger, throttledWarn } from "./logger.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
+import { createReadiness } from "./ops/readiness.ts";
 import { createBatcher } from "./spool/batcher.ts";
 import { openSpool } from "./spool/spool.ts";
 import { fileSystemBarrier } from "./storage/embedded/sync-fs.ts";
@@ -38,11 +39,10 @@ import { createClickHouse, embeddedEngineDir } from "./storage/clickhouse.ts";
 import { SLOW_REQUEST_MS } from "./storage/embedded/chdb-engine.ts";
 import { ORPHANS_REMOVED, type OrphanReport } from "./storage/embedded/orphan-dedup-entries.ts";
 import type { Touched } from "./storage/insert-rows.ts";
-import { migrate, pendingMigrations } from "./storage/migrate.ts";
+import { migrate } from "./storage/migrate.ts";
 import { loadEngineTimeZones } from "./storage/time-zones.ts";
 import { createQueryParts } from "./compose-query.ts";
 import { dropLeftoverSetTables, sharedSetsFor } from "./query/matching-sessions.ts";
-import { SHUTTING_DOWN } from "./ops/ops-routes.ts";
 
 import type { App, AppEnv } from "./http/app-env.ts";
 import type { Context } from "hono";
@@ -195,13 +195,7 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     // Ids in what the previous process left in the spool are stored (or will be): their claims
     // may still be pending in Valkey, so confirm them before the first request (see dedup.ts).
     // No offline queue: wait (bounded) for the connection first.
-    if (redis.status !== "ready") {
-      await new Promise<void>((resolve) => {
-        const done = () => (clearTimeout(timer), redis.off("ready", done), resolve());
-        const timer = setTimeout(done, 5_000);
-        redis.once("ready", done);
-      });
-    }
+    await readyWithin(redis, 5_000);
     const remembered = await rememberSpooled(spool, dedup).catch((err) => {
       logger.warn("could not confirm the event ids of the spool left by the previous process", { error: String(err) });
       return 0;
@@ -288,48 +282,22 @@ export async function composeService(config: Config, opts: ComposeOptions = {}):
     lookupCountry,
   };
 
-  const READY_TIMEOUT_MS = 2_000;
-  // The schema files ship with the code, so once every one is applied the schema stays current
-  // for this process's life: later probes skip reading the files and schema_migrations.
-  let schemaCurrent = false;
   let shuttingDown = false;
+  const readiness = createReadiness({
+    clickhouse: clickhouse.client,
+    admin: adminClickHouse.client,
+    database: ch.database,
+    writer,
+    spool,
+    ingestReady: () => warmth.ready(),
+    ingestError: () => warmError,
+    redis,
+    stopping: () => shuttingDown,
+  });
   const app = buildApp({
     logger,
     metrics,
-    readiness: async () => {
-      if (shuttingDown) return [SHUTTING_DOWN];
-      const reasons: string[] = [];
-      // A hung ClickHouse must not hang the probe: no answer within READY_TIMEOUT_MS is a reason.
-      const ping = await withTimeout(clickhouse.client.ping(), READY_TIMEOUT_MS);
-      if (ping === undefined) reasons.push(`clickhouse: no answer within ${READY_TIMEOUT_MS} ms`);
-      else if (!ping.success) reasons.push(`clickhouse: ${ping.error.message}`);
-      else if (!schemaCurrent) {
-        const pending = await withTimeout(pendingMigrations(adminClickHouse.client, { database: ch.database }).catch((e) => [`? (${e})`]), READY_TIMEOUT_MS);
-        if (pending === undefined) reasons.push(`clickhouse: no answer within ${READY_TIMEOUT_MS} ms`);
-        else if (pending.length > 0) reasons.push(`schema: pending migrations ${pending.join(", ")}`);
-        else schemaCurrent = true;
-      }
-      // The same check ingest makes (room for one more item), so ready means ingest is taking items.
-      try {
-        writer.assertRoom(BYTES_PER_ITEM);
-      } catch {
-        reasons.push("spool: at its cap while ClickHouse catches up");
-      }
-      const writeFailure = spool.writeFailure();
-      if (writeFailure !== null) reasons.push(`spool: cannot write to its disk (${writeFailure})`);
-      if (!warmth.ready()) reasons.push(`ingest: session and event-id state not rebuilt from ClickHouse yet${warmError ? ` (last attempt: ${warmError})` : ""}`);
-      // With Valkey, ingest needs it (event-id claims, session state): down means refusing items.
-      // So does a Valkey that keeps the connection but does not answer (paused, swapping, stuck):
-      // ingest's commands time out after 1 s, and a PING would too (an audit saw /readyz 200 while
-      // every ingest request got 503 for 12 s of a SIGSTOPped Valkey).
-      if (redis && redis.status !== "ready") reasons.push(`valkey: ${redis.status}`);
-      else if (redis) {
-        const pong = await withTimeout(redis.ping().then(() => "", (e: Error) => e.message), READY_TIMEOUT_MS);
-        if (pong === undefined) reasons.push(`valkey: no answer within ${READY_TIMEOUT_MS} ms`);
-        else if (pong !== "") reasons.push(`valkey: ${pong}`);
-      }
-      return reasons;
-    },
+    readiness,
     routes: [
       (a) => registerKeyRoutes(a, { store: keyStore, rootToken: rootToken.token }),
       (a) => registerIngestRoutes(a, {
