@@ -54,10 +54,8 @@ if (config.clickhouse.url === undefined) {
 // requests in flight finish as on SIGTERM (stopServing: an accepted item is in the spool before
 // its 202; reads get 503), then ends without the drain (the engine takes nothing) and without exit
 // handlers (hard-exit.ts). Also during a start (migrations, warm-up) and during a SIGTERM's drain.
-let engineFailing = false;
+// Called once: the engine tells each listener once (ChdbEngine.onFailure).
 async function engineFailed(): Promise<void> {
-  if (engineFailing) return;
-  engineFailing = true;
   createLogger(config.logLevel).error("stopping: start the service again to go on (the spool keeps what was accepted)", { exit_code: ENGINE_FAILED_EXIT_CODE });
   if (serving) {
     service.beginShutdown();
