@@ -24,7 +24,6 @@ const int = (fallback: number, min: number, max: number) =>
     ),
     String(fallback),
   );
-const text = () => v.optional(v.pipe(v.string(), v.minLength(1, "expected a non-empty value")));
 const identifier = (fallback: string) =>
   v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "expected a name of letters, digits and _")), fallback);
 /** An IP address, or a host name of letters, digits and hyphens (RFC 1123) that DNS may resolve at start. */

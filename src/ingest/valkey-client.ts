@@ -7,6 +7,7 @@
 // must read its own first run as success: a claim meets its own pending value (dedup.ts), a
 // session commit finds its own journal record (state-store.ts).
 import Redis from "ioredis";
+import { type Logger, throttledWarn } from "../logger.ts";
 
 export interface ValkeyTarget {
   readonly url: string;
@@ -25,5 +26,48 @@ export function ingestValkeyClient(target: ValkeyTarget): Redis {
     // answers 503 until Valkey is back, and with the default it went on for ~1.8 s after a
     // 2-6 s outage (a Valkey-loss audit).
     retryStrategy: (times) => Math.min(50 * times, 500),
+  });
+}
+
+/** How long a start waits for Valkey's connection before going on without it. */
+const VALKEY_CONNECT_WAIT_MS = 1000;
+
+/**
+ * The service's connection (ingestValkeyClient), with its errors logged (once per 30 s for the
+ * same error, and "connected again" once it is back), after a moment to connect: commands fail
+ * ("Stream isn't writeable") until the connection is up, and the key store reads the revocation
+ * feed at once. A Valkey that is down does not stop the start: ingest answers 503 until it is back.
+ */
+export async function connectValkey(target: ValkeyTarget, logger: Logger): Promise<Redis> {
+  const redis = ingestValkeyClient(target);
+  // ioredis reports each failed reconnect (every 500 ms).
+  const valkeyWarn = throttledWarn(logger);
+  // Back after errors: said once, with the errors held back since the last line (a next outage's
+  // first line then counts only its own).
+  let failed = false;
+  redis.on("error", (err) => {
+    failed = true;
+    valkeyWarn("valkey error", { error: err.message });
+  });
+  redis.on("ready", () => {
+    if (!failed) return;
+    failed = false;
+    logger.info("valkey connected again", { errors_not_logged: valkeyWarn.reset() });
+  });
+  await readyWithin(redis, VALKEY_CONNECT_WAIT_MS);
+  return redis;
+}
+
+/** Resolves once `redis` is ready, or after `ms` (whichever comes first). */
+export function readyWithin(redis: Redis, ms: number): Promise<void> {
+  if (redis.status === "ready") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off("ready", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    redis.once("ready", done);
   });
 }

@@ -5,7 +5,6 @@
 // /v1/events showed N).
 import { expect, test } from "bun:test";
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { join } from "node:path";
 import { encodeRecord } from "../../src/ingest/rows.ts";
 import { spoolSink } from "../../src/ingest/writers.ts";
 import { silentLogger } from "../../src/logger.ts";
