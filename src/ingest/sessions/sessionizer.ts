@@ -96,7 +96,28 @@ export class Sessionizer {
     }
   }
 
+  /**
+   * One try: read what the request's items need (#load), place every item (#place), and commit
+   * every changed state with one compare-and-set. Undefined when another writer changed one of
+   * the keys read meanwhile (nothing is written then).
+   */
   async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
+    const { vKeys, draft } = await this.#load(placements);
+    const sessionIds = this.#place(placements, vKeys, draft);
+    const { writes, changes, cancelled, aliases } = draft.writes();
+    // Sortable: time, then a counter (journal-recovery.ts takes entries back newest first).
+    const journal = `${String(this.now()).padStart(15, "0")}-${String(++this.#journalSeq).padStart(12, "0")}`;
+    if (!(await this.store.commit(writes, STATE_TTL_MS, journal))) return undefined;
+    return { sessionIds, changes, cancelled, aliases, writes, journal };
+  }
+
+  /**
+   * Reads the request's visitors' span lists, the sessions their items can go on, the sessions
+   * merge markers point to, and the span lists of the visitors who own sessions named by id.
+   * `vKeys[i]` is the visitor key of placement i when it has no session id (the 30-minute rule
+   * applies to it), else undefined.
+   */
+  async #load(placements: readonly Placement[]): Promise<{ vKeys: Array<string | undefined>; draft: Draft }> {
     // Every key is built once and the same string used for every look-up (a string hashes once).
     const vKeys: Array<string | undefined> = new Array(placements.length);
     const visitorKeys = new Set<string>();
@@ -106,7 +127,7 @@ export class Sessionizer {
         sessionKeys.add(sessionKey(p.serviceId, p.sessionId));
         // The item's visitor's spans too: when the id is a server-made one sent back (a tracker
         // keeps the session route's answer), that is usually the session's own visitor, whose
-        // spans the item moves (below); read now, it needs no second read.
+        // spans the item moves (#place); read now, it needs no second read.
         visitorKeys.add(visitorKey(p.serviceId, p.visitorId));
         return;
       }
@@ -137,49 +158,22 @@ export class Sessionizer {
       }
       missing = [...more];
     }
-    /** Sessions this request merged into another: session key → the id it went into. */
-    const redirects = new Map<string, string>();
-    /** The session key of what `id` stands for now: itself, or (after merges) the one it went into. */
-    const resolveKey = (svc: string, id: string): string => {
-      let k = sessionKey(svc, id);
-      for (let hops = 0; hops < MAX_REDIRECTS; hops++) {
-        const into = redirects.get(k) ?? markerOf(loaded.get(k));
-        if (into === undefined) return k;
-        k = sessionKey(svc, into);
-      }
-      return k;
-    };
-    /** The session id `id` stands for now (resolveKey without the `s:<service>:` prefix). */
-    const resolve = (svc: string, id: string): string => resolveKey(svc, id).slice(sessionKey(svc, "").length);
-    const storedState = (key: string): SessionState | undefined => {
-      const stored = loaded.get(key);
-      return stored && markerOf(stored) === undefined ? (stored.value as SessionState) : undefined;
-    };
-    // A server-made session named by its id is filed under its own visitor's spans (below), which
+    const draft = new Draft(loaded);
+    // A server-made session named by its id is filed under its own visitor's spans (#place), which
     // the item's visitor id may not be: load those too.
     const ownersMissing = new Set<string>();
     for (const p of placements) {
-      const state = p.sessionId ? storedState(resolveKey(p.serviceId, p.sessionId)) : undefined;
+      const state = p.sessionId ? draft.storedState(draft.resolveKey(p.serviceId, p.sessionId)) : undefined;
       if (!state || state.client) continue;
       const owner = visitorKey(p.serviceId, state.visitor_id);
       if (!loaded.has(owner)) ownersMissing.add(owner);
     }
     if (ownersMissing.size > 0) for (const [k, v] of await this.store.load([...ownersMissing])) loaded.set(k, v);
+    return { vKeys, draft };
+  }
 
-    const spans = new Map<string, SessionSpan[]>();
-    const spansOf = (key: string): SessionSpan[] => spans.get(key) ?? (loaded.get(key)?.value as SessionSpan[] | undefined) ?? [];
-    /** Each session this request touches: its state as loaded, and as it is now (null: merged into another). */
-    const sessions = new Map<string, { before: SessionState | undefined; after: SessionState | null }>();
-    const stateOf = (key: string): SessionState | undefined => {
-      const known = sessions.get(key);
-      return known ? known.after ?? undefined : storedState(key);
-    };
-    const setState = (key: string, next: SessionState | null) => {
-      const known = sessions.get(key);
-      if (known) known.after = next;
-      else sessions.set(key, { before: storedState(key), after: next });
-    };
-
+  /** Places each item in time order, changing `draft`; answers each placement's session id, in input order. */
+  #place(placements: readonly Placement[], vKeys: ReadonlyArray<string | undefined>, draft: Draft): string[] {
     // Time order, so the 30-minute rule sees items as they happened (stable for equal times).
     const order = placements.length === 1 ? [0] : placements.map((_, i) => i).sort((a, b) => placements[a]!.touch.time - placements[b]!.touch.time || a - b);
     const sessionIds: string[] = new Array(placements.length);
@@ -195,9 +189,9 @@ export class Sessionizer {
         // The sessions the visitor's spans within 30 minutes name now (a merged one stands for
         // the one it went into).
         const found: SessionState[] = [];
-        for (const span of matchingSpans(spansOf(vKey!), p.touch.time)) {
-          const key = resolveKey(svc, span.id);
-          const state = stateOf(key);
+        for (const span of matchingSpans(draft.spansOf(vKey!), p.touch.time)) {
+          const key = draft.resolveKey(svc, span.id);
+          const state = draft.stateOf(key);
           if (state && !found.some((f) => f.session_id === state.session_id)) {
             found.push(state);
             foundKey = key;
@@ -215,10 +209,8 @@ export class Sessionizer {
           let into = found[0]!;
           for (const other of found.slice(1)) {
             into = mergeSessions(into, other);
-            setState(sessionKey(svc, into.session_id), into);
-            const otherKey = sessionKey(svc, other.session_id);
-            setState(otherKey, null);
-            redirects.set(otherKey, into.session_id);
+            draft.setState(sessionKey(svc, into.session_id), into);
+            draft.mergeInto(sessionKey(svc, other.session_id), into.session_id);
           }
           id = into.session_id;
           if (found.length > 1) foundKey = undefined;
@@ -227,9 +219,9 @@ export class Sessionizer {
       // A given id names a session, or one a merge turned into an alias (a tracker keeps the id
       // the session route answered): the item goes on the session it went into, as that alias's
       // stored items are read (an audit: such an item opened a new session under the old id).
-      const sKey = foundKey ?? (p.sessionId ? resolveKey(svc, id) : sessionKey(svc, id));
+      const sKey = foundKey ?? (p.sessionId ? draft.resolveKey(svc, id) : sessionKey(svc, id));
       if (p.sessionId) id = sKey.slice(sessionKey(svc, "").length);
-      const current = stateOf(sKey);
+      const current = draft.stateOf(sKey);
       let next = current ? applyTouch(current, p.touch) : openSession(svc, id, p.visitorId, p.touch);
       if (!current && p.sessionId) next = { ...next, client: true };
       // A client-kept session's visitor is that of its first item (such a session can hold items
@@ -237,49 +229,20 @@ export class Sessionizer {
       // whoever sends items with its id, earlier ones too: its span is that visitor's window (a
       // re-audit: another visitor's earlier item took the session, and with it the window).
       if (current?.client && p.touch.time < current.started_at && next.visitor_id !== p.visitorId) next = { ...next, visitor_id: p.visitorId };
-      setState(sKey, next);
+      draft.setState(sKey, next);
       // Client-kept sessions stay out of the visitor's spans: the 30-minute rule never joins them.
       // A server-made session named by the client (the session route's answer sent back) is still
       // its visitor's: its span, first to last item whoever sent them, follows the item, so that
       // visitor's next item without an id joins it within 30 minutes (an audit: one 5 minutes
       // later opened a new session). Filed under the session's visitor, as a restart files it.
       const spanKey = vKey ?? (current && !current.client ? visitorKey(svc, next.visitor_id) : undefined);
-      if (spanKey) spans.set(spanKey, updateSpans(spansOf(spanKey), next, now, STATE_TTL_MS));
+      if (spanKey) draft.setSpans(spanKey, updateSpans(draft.spansOf(spanKey), next, now, STATE_TTL_MS));
       sessionIds[i] = id;
     }
     // Items placed in a session that a later item of this request merged into another (a
     // client-kept session is never merged: its id stays).
-    if (redirects.size > 0) placements.forEach((p, i) => (sessionIds[i] = resolve(p.serviceId, sessionIds[i]!)));
-
-    const writes: StateWrite[] = [];
-    const changes: SessionChange[] = [];
-    const cancelled: SessionState[] = [];
-    const aliases: SessionAlias[] = [];
-    for (const [key, change] of sessions) {
-      const expected = loaded.get(key) ?? null;
-      if (change.after === null) {
-        writes.push({ key, expected, next: { merged_into: resolve(serviceOfKey(key), redirects.get(key)!) } satisfies MergedMarker });
-        if (change.before) cancelled.push(change.before);
-        continue;
-      }
-      const after = change.after;
-      writes.push({ key, expected, next: after });
-      changes.push({ before: change.before, after });
-      if (after.merged && after.merged !== change.before?.merged) {
-        const had = new Set(change.before?.merged ?? []);
-        for (const alias of after.merged) {
-          if (!had.has(alias)) aliases.push({ service_id: after.service_id, alias, canonical: after.session_id, version: after.version, started_at: after.started_at });
-        }
-      }
-    }
-    for (const [key, list] of spans) {
-      const stored = loaded.get(key) ?? null;
-      if (!sameSpans(list, (stored?.value as SessionSpan[] | undefined) ?? [])) writes.push({ key, expected: stored, next: list });
-    }
-    // Sortable: time, then a counter (journal-recovery.ts takes entries back newest first).
-    const journal = `${String(this.now()).padStart(15, "0")}-${String(++this.#journalSeq).padStart(12, "0")}`;
-    if (!(await this.store.commit(writes, STATE_TTL_MS, journal))) return undefined;
-    return { sessionIds, changes, cancelled, aliases, writes, journal };
+    if (draft.merged()) placements.forEach((p, i) => (sessionIds[i] = draft.resolve(p.serviceId, sessionIds[i]!)));
+    return sessionIds;
   }
 
   /** The assignment's rows are written (or its writes taken back): its journal entry can go. */
@@ -302,6 +265,109 @@ export class Sessionizer {
 /** The service of a `v:` or `s:` key (service ids hold no ":"). */
 function serviceOfKey(key: string): string {
   return key.slice(2, key.indexOf(":", 2));
+}
+
+/**
+ * One attempt's view of the state: what was loaded, and what this request changed on top of it
+ * (session states, span lists, sessions merged into another), until `writes` turns the changes
+ * into the compare-and-set's writes.
+ */
+class Draft {
+  /** Sessions this request merged into another: session key → the id it went into. */
+  private readonly redirects = new Map<string, string>();
+  /** Span lists this request changed, by visitor key. */
+  private readonly spans = new Map<string, SessionSpan[]>();
+  /** Each session this request touches: its state as loaded, and as it is now (null: merged into another). */
+  private readonly sessions = new Map<string, { before: SessionState | undefined; after: SessionState | null }>();
+
+  constructor(private readonly loaded: Map<string, Stored | null>) {}
+
+  /** The session key of what `id` stands for now: itself, or (after merges) the one it went into. */
+  resolveKey(svc: string, id: string): string {
+    let k = sessionKey(svc, id);
+    for (let hops = 0; hops < MAX_REDIRECTS; hops++) {
+      const into = this.redirects.get(k) ?? markerOf(this.loaded.get(k));
+      if (into === undefined) return k;
+      k = sessionKey(svc, into);
+    }
+    return k;
+  }
+
+  /** The session id `id` stands for now (resolveKey without the `s:<service>:` prefix). */
+  resolve(svc: string, id: string): string {
+    return this.resolveKey(svc, id).slice(sessionKey(svc, "").length);
+  }
+
+  /** The state loaded for a session key (undefined for none, or a merge marker). */
+  storedState(key: string): SessionState | undefined {
+    const stored = this.loaded.get(key);
+    return stored && markerOf(stored) === undefined ? (stored.value as SessionState) : undefined;
+  }
+
+  /** A session's state as this request left it so far. */
+  stateOf(key: string): SessionState | undefined {
+    const known = this.sessions.get(key);
+    return known ? known.after ?? undefined : this.storedState(key);
+  }
+
+  setState(key: string, next: SessionState | null): void {
+    const known = this.sessions.get(key);
+    if (known) known.after = next;
+    else this.sessions.set(key, { before: this.storedState(key), after: next });
+  }
+
+  /** The session at `key` went into session `into`: its key will hold a merge marker. */
+  mergeInto(key: string, into: string): void {
+    this.setState(key, null);
+    this.redirects.set(key, into);
+  }
+
+  /** Whether this request merged any session into another. */
+  merged(): boolean {
+    return this.redirects.size > 0;
+  }
+
+  spansOf(key: string): SessionSpan[] {
+    return this.spans.get(key) ?? (this.loaded.get(key)?.value as SessionSpan[] | undefined) ?? [];
+  }
+
+  setSpans(key: string, list: SessionSpan[]): void {
+    this.spans.set(key, list);
+  }
+
+  /**
+   * The writes of every change, each expecting the value loaded for its key; with the sessions
+   * changed (before and after), the stored states merged away (they get a cancel row), and the
+   * aliases the merges made.
+   */
+  writes(): Pick<Assignment, "writes" | "changes" | "cancelled" | "aliases"> {
+    const writes: StateWrite[] = [];
+    const changes: SessionChange[] = [];
+    const cancelled: SessionState[] = [];
+    const aliases: SessionAlias[] = [];
+    for (const [key, change] of this.sessions) {
+      const expected = this.loaded.get(key) ?? null;
+      if (change.after === null) {
+        writes.push({ key, expected, next: { merged_into: this.resolve(serviceOfKey(key), this.redirects.get(key)!) } satisfies MergedMarker });
+        if (change.before) cancelled.push(change.before);
+        continue;
+      }
+      const after = change.after;
+      writes.push({ key, expected, next: after });
+      changes.push({ before: change.before, after });
+      if (after.merged && after.merged !== change.before?.merged) {
+        const had = new Set(change.before?.merged ?? []);
+        for (const alias of after.merged) {
+          if (!had.has(alias)) aliases.push({ service_id: after.service_id, alias, canonical: after.session_id, version: after.version, started_at: after.started_at });
+        }
+      }
+    }
+    for (const [key, list] of this.spans) {
+      const stored = this.loaded.get(key) ?? null;
+      if (!sameSpans(list, (stored?.value as SessionSpan[] | undefined) ?? [])) writes.push({ key, expected: stored, next: list });
+    }
+    return { writes, changes, cancelled, aliases };
+  }
 }
 
 /** What a merged session's key holds instead of a state: the session it went into. */
