@@ -1,6 +1,14 @@
 // ISO 8601 times with an offset (API.md "Times"). ISO 8601 writes an offset as ±HH:MM, ±HHMM or
 // ±HH; Date.parse knows the first two only, so ±HH is read as ±HH:00.
 
+/** Milliseconds in a UTC day (UTC has no DST; local days are in query/zoned-time.ts). */
+export const DAY_MS = 86_400_000;
+
+/** The `YYYY-MM-DD` of a time's UTC day. */
+export function utcDay(time: Date | number): string {
+  return new Date(time).toISOString().slice(0, 10);
+}
+
 /**
  * The forms read, at ingest and in query ranges alike: date, `T`, hours and minutes, optional
  * seconds and fraction, an offset. RFC 3339 (5.6) lets `T` and `Z` be lower case; the classes are

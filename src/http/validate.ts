@@ -9,7 +9,7 @@ import * as v from "valibot";
 import { maxChars } from "../chars.ts";
 import { ApiError, distinctIssues } from "../errors.ts";
 import type { AppEnv } from "./app-env.ts";
-import { calendarDateExists, ISO_TIME, parseIsoTime } from "../iso-time.ts";
+import { calendarDateExists, ISO_TIME, parseIsoTime, utcDay } from "../iso-time.ts";
 
 const MAX_ISSUES = 20;
 
@@ -108,7 +108,7 @@ export const MAX_MS = Date.UTC(2200, 0, 1);
 export function isDateValue(s: string): boolean {
   if (!DATE.test(s)) return false;
   const ms = Date.parse(`${s}T00:00:00Z`);
-  return Number.isFinite(ms) && new Date(ms).toISOString().slice(0, 10) === s && ms >= MIN_MS && ms < MAX_MS;
+  return Number.isFinite(ms) && utcDay(ms) === s && ms >= MIN_MS && ms < MAX_MS;
 }
 
 function isTimeValue(s: string): boolean {

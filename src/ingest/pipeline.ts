@@ -8,13 +8,13 @@ import { clientIp } from "./enrich/client-ip.ts";
 import { normaliseIp } from "./enrich/ip-address.ts";
 import { countryFromHeaders, type CountryLookup } from "./enrich/country.ts";
 import { errorFingerprint } from "./enrich/error-fingerprint.ts";
-import { utcDay, type SaltStore } from "./enrich/salt-store.ts";
+import type { SaltStore } from "./enrich/salt-store.ts";
 import { parsePageUrl, referrerDomain, type Utm } from "./enrich/url-parts.ts";
 import { parseUserAgent } from "./enrich/user-agent.ts";
 import { visitorId } from "./enrich/visitor-id.ts";
 import { ITEM_SCHEMAS, keepReservedProperties, USER_AGENT_MAX, type DropReason, type Item, type ItemType } from "./schemas.ts";
 import { BoundedMap, memoize } from "../memo.ts";
-import { parseIsoTime } from "../iso-time.ts";
+import { DAY_MS, parseIsoTime, utcDay } from "../iso-time.ts";
 
 /** Why an item was not accepted (API.md: at least invalid, bot, duplicate). */
 export type { DropReason };
@@ -117,8 +117,7 @@ function utcDayOf(time: number): string {
   return entry.text;
 }
 
-const BACKFILL_MS = 30 * 24 * 60 * 60 * 1000;
-const DAY_MS = 24 * 60 * 60 * 1000;
+const BACKFILL_MS = 30 * DAY_MS;
 const AHEAD_MS = 5 * 60 * 1000;
 const NO_UTM: Utm = { source: "", medium: "", campaign: "", term: "", content: "" };
 

@@ -6,6 +6,7 @@
 // and still go in as such. The dates are one `YYYY-MM-DD`, or `from..to` for a
 // session row whose session spans UTC midnight (see sessionDates). One spool record (spool.ts)
 // holds the row lines of one request, joined by "\n" (JSON text never holds a raw newline).
+import { DAY_MS, utcDay } from "../iso-time.ts";
 import type { EnrichedItem } from "./pipeline.ts";
 import { funnelName } from "./schemas.ts";
 import { isBounce, type SessionState } from "./sessions/session-state.ts";
@@ -68,7 +69,6 @@ const TABLE_OF_TYPE: Record<EnrichedItem["type"], Table | null> = {
   vitals: "web_vitals",
 };
 
-const DAY_MS = 86_400_000;
 /** 10000-01-01T00:00:00Z: from there on toISOString writes a six-digit year. */
 const YEAR_10000_MS = 253_402_300_800_000;
 const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, "0"));
@@ -99,7 +99,7 @@ const isoTexts: string[] = new Array<string>(ISO_SLOTS).fill("");
 function formatIso(ms: number): string {
   if (!(ms >= 0 && ms < YEAR_10000_MS) || !Number.isInteger(ms)) return new Date(ms).toISOString();
   let rest = ms % DAY_MS;
-  const day = utcDay(ms - rest);
+  const day = dayText(ms - rest);
   const h = (rest / 3_600_000) | 0;
   rest -= h * 3_600_000;
   const m = (rest / 60_000) | 0;
@@ -108,11 +108,12 @@ function formatIso(ms: number): string {
   return `${day}T${PAD2[h]}:${PAD2[m]}:${PAD2[sec]}.${PAD3[rest - sec * 1000]}Z`;
 }
 
-function utcDay(dayStart: number): string {
+/** utcDay, kept per day start. */
+function dayText(dayStart: number): string {
   let text = dayTexts.get(dayStart);
   if (text === undefined) {
     if (dayTexts.size >= 4096) dayTexts.clear();
-    text = new Date(dayStart).toISOString().slice(0, 10);
+    text = utcDay(dayStart);
     dayTexts.set(dayStart, text);
   }
   return text;

@@ -5,7 +5,7 @@
 // a client-supplied event_id, are looked up here, by id within their UTC days (the item tables'
 // ORDER BY starts with service and day, so this reads a few index granules per table).
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { utcDay } from "./enrich/salt-store.ts";
+import { utcDay } from "../iso-time.ts";
 
 /** Every table that stores items with an event_id (the sessions table has none: session items are in session_items). */
 export const ITEM_TABLES = ["events", "page_views", "funnel_events", "errors", "web_vitals", "session_items"] as const;

@@ -6,7 +6,7 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import type Redis from "ioredis";
 import type { Spool } from "../spool/spool.ts";
 import { DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
-import { utcDay } from "./enrich/salt-store.ts";
+import { DAY_MS, utcDay } from "../iso-time.ts";
 import { decodeRecord } from "./rows.ts";
 import { ITEM_TABLES } from "./stored-ids.ts";
 import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
@@ -14,7 +14,6 @@ import { type MergedMarker, STATE_TTL_MS } from "./sessions/sessionizer.ts";
 import type { SeedEntry, StateStore } from "./sessions/state-store.ts";
 
 const MAX_IDS = 2_000_000;
-const DAY_MS = 86_400_000;
 
 /**
  * The columns of a stored session state the warm-up reads, in order: rows come as JSON arrays

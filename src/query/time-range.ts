@@ -4,13 +4,12 @@
 // that SQL compares against, so the zone logic lives in TypeScript only.
 import { ApiError } from "../errors.ts";
 import { dateOfDay, dayNumber, localDate, localHourStart, localMidnight, nextLocalHour } from "./zoned-time.ts";
-import { parseIsoTime } from "../iso-time.ts";
+import { DAY_MS, parseIsoTime } from "../iso-time.ts";
 
 export const INTERVALS = ["hour", "day", "week", "month"] as const;
 export type Interval = (typeof INTERVALS)[number];
 
 export const MAX_RANGE_DAYS = 400;
-const DAY_MS = 86_400_000;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
 /** A resolved range: [start, end) in epoch ms, with the local dates when given as dates. */

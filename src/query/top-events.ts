@@ -6,6 +6,7 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import type { ListQuery } from "./behavior-lists.ts";
 import { hasAnyFilter, itemConditions } from "./filters.ts";
 import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
+import { DAY_MS } from "../iso-time.ts";
 import { type ReadOptions, viewFits } from "./view-choice.ts";
 
 export interface EventCount {
@@ -21,7 +22,7 @@ export interface EventCount {
 // 10M-event set (hour view vs raw over visitor_hash, one thread / two): 1 d 70-108 vs 24 ms,
 // 3 d 84-87 vs 40-51, 7 d 101-106 vs 75-108, 14 d 151-178 vs 156-175, 30 d 260-267 vs 328-393.
 // Both give the same answer (tests compare them); this only picks the cheaper read.
-const VIEW_MIN_RANGE_MS = 14 * 86_400_000;
+const VIEW_MIN_RANGE_MS = 14 * DAY_MS;
 
 /** Which table answers top events: the hourly view when it fits and pays off, else raw events. */
 export function topEventsSource(q: ListQuery, read: ReadOptions): "view" | "raw" {

@@ -6,9 +6,9 @@
 import type { ExecOptions } from "./sql-params.ts";
 import type { TimeRange } from "./time-range.ts";
 import { offsetMs } from "./zoned-time.ts";
+import { DAY_MS } from "../iso-time.ts";
 
 const HOUR = 3_600_000;
-const DAY = 86_400_000;
 
 /** How to read: `raw` forces raw rows (benchmarks and tests compare both paths). */
 export interface ReadOptions extends ExecOptions {
@@ -33,9 +33,9 @@ export interface ViewFit {
 /** True when the view described by `fit` gives exactly the raw answer for `ranges`. */
 export function viewFits(ranges: readonly TimeRange[], fit: ViewFit, read: ReadOptions): boolean {
   if (read.forceRaw) return false;
-  const unit = fit.unit === "hour" ? HOUR : DAY;
+  const unit = fit.unit === "hour" ? HOUR : DAY_MS;
   // TTL deletes whole old buckets during merges; one unit of margin keeps partly deleted ones out.
-  const oldest = read.now - fit.ttlDays * DAY + unit;
+  const oldest = read.now - fit.ttlDays * DAY_MS + unit;
   for (const r of ranges) {
     if (r.start % unit !== 0 || r.end % unit !== 0 || r.start < oldest) return false;
     if (fit.zoned && !zoneFits(r, unit)) return false;
@@ -47,7 +47,7 @@ export function viewFits(ranges: readonly TimeRange[], fit: ViewFit, read: ReadO
 // months, so no period with a fractional (or, for days, non-zero) offset slips between samples.
 function zoneFits(r: TimeRange, unit: number): boolean {
   if (r.tz === "UTC") return true;
-  for (let t = r.start; t <= r.end; t += DAY) {
+  for (let t = r.start; t <= r.end; t += DAY_MS) {
     if (offsetMs(Math.min(t, r.end), r.tz) % unit !== 0) return false;
   }
   return true;

@@ -1,6 +1,7 @@
 // Wall-clock arithmetic in IANA time zones with Intl only, so day and hour boundaries are computed
 // in one place (TypeScript) and handed to SQL as UTC instants. DST-aware: a local day may last 23
 // or 25 hours, and a zone may even skip its midnight.
+import { DAY_MS, utcDay } from "../iso-time.ts";
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
@@ -52,18 +53,18 @@ export function offsetMs(ms: number, tz: string): number {
 /** A calendar date `YYYY-MM-DD` as days since 1970-01-01 (pure calendar, no zone). */
 export function dayNumber(date: string): number {
   const [y, m, d] = date.split("-").map(Number) as [number, number, number];
-  return Date.UTC(y, m - 1, d) / 86_400_000;
+  return Date.UTC(y, m - 1, d) / DAY_MS;
 }
 
 /** The inverse of dayNumber. */
 export function dateOfDay(day: number): string {
-  return new Date(day * 86_400_000).toISOString().slice(0, 10);
+  return utcDay(day * DAY_MS);
 }
 
 /** The local calendar date (`YYYY-MM-DD`) of instant `ms` in `tz`. */
 export function localDate(ms: number, tz: string): string {
   const p = localParts(ms, tz);
-  return dateOfDay(Date.UTC(p.year, p.month - 1, p.day) / 86_400_000);
+  return dateOfDay(Date.UTC(p.year, p.month - 1, p.day) / DAY_MS);
 }
 
 /**
@@ -72,9 +73,9 @@ export function localDate(ms: number, tz: string): string {
  * it skips the whole date, the start of the next one (an empty day).
  */
 export function localMidnight(date: string, tz: string, skippedDepth = 0): number {
-  const wall = dayNumber(date) * 86_400_000;
+  const wall = dayNumber(date) * DAY_MS;
   // The offsets in force around that day; the answer is wall - one of them.
-  const offsets = new Set([offsetMs(wall - 86_400_000, tz), offsetMs(wall, tz), offsetMs(wall + 86_400_000, tz)]);
+  const offsets = new Set([offsetMs(wall - DAY_MS, tz), offsetMs(wall, tz), offsetMs(wall + DAY_MS, tz)]);
   const candidates = [...offsets].map((o) => wall - o).sort((a, b) => a - b);
   const exact = candidates.find((t) => offsetMs(t, tz) === wall - t);
   if (exact !== undefined) return exact;
@@ -130,10 +131,9 @@ function firstWithOffset(lo: number, hi: number, tz: string, offset: number): nu
  */
 export function hasOffsetChangeOffTheHour(r: { start: number; end: number; tz: string }): boolean {
   if (r.tz === "UTC") return false;
-  const DAY = 86_400_000;
-  let t0 = r.start - DAY;
+  let t0 = r.start - DAY_MS;
   let previous = offsetMs(t0, r.tz);
-  for (let t = r.start; t <= r.end + DAY; t += DAY) {
+  for (let t = r.start; t <= r.end + DAY_MS; t += DAY_MS) {
     const offset = offsetMs(t, r.tz);
     if (offset !== previous) {
       const change = firstWithOffset(t0, t, r.tz, offset);

@@ -9,10 +9,8 @@ import {
   createMemorySaltStore,
   createValkeySaltStore,
   SALT_RETENTION_DAYS,
-  utcDay,
 } from "../../src/ingest/enrich/salt-store.ts";
-
-const DAY_MS = 86_400_000;
+import { DAY_MS, utcDay } from "../../src/iso-time.ts";
 
 describe("utcDay", () => {
   test("is the UTC date, whatever the offset of the instant", () => {

@@ -4,9 +4,9 @@
 // keeps a copy of the salts Valkey settled on, to put them back if Valkey loses them.
 import { renameSync, writeFileSync } from "node:fs";
 import { DataFileError, readSmallFile } from "../../private-files.ts";
-import { SALT_RETENTION_DAYS, utcDay, type SaltStore } from "./salt-store.ts";
+import { SALT_RETENTION_DAYS, type SaltStore } from "./salt-store.ts";
+import { DAY_MS, utcDay } from "../../iso-time.ts";
 
-const DAY_MS = 86_400_000;
 
 /** The salts file itself: the hex salt of each day, kept for the retention window. */
 export interface SaltFile {

@@ -1,4 +1,5 @@
 import type Redis from "ioredis";
+import { DAY_MS, utcDay } from "../../iso-time.ts";
 
 /** Where the daily visitor-id salt comes from: one random secret per UTC day, the same on every instance that shares it. */
 export interface SaltStore {
@@ -6,15 +7,9 @@ export interface SaltStore {
 }
 
 const SALT_BYTES = 32;
-const DAY_MS = 86_400_000;
 /** Secret keys may back-fill items 30 days old; their day's salt must still be the one first used. */
 export const SALT_RETENTION_DAYS = 31;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
-
-/** The UTC day (YYYY-MM-DD) of an instant: the key of the salt used for items at that time. */
-export function utcDay(time: Date | number): string {
-  return new Date(time).toISOString().slice(0, 10);
-}
 
 function checkDay(day: string): void {
   if (!DAY.test(day) || utcDay(Date.parse(`${day}T00:00:00Z`) || 0) !== day) {
