@@ -66,6 +66,17 @@ async function sessionsByPath(s: TestService, service: string): Promise<Record<s
   }
 }
 
+/**
+ * 20 minutes ago, or just before a UTC midnight between 30 minutes before that and 5 after: the
+ * user-id cases below send items in that span, and a hashed visitor's id changes at UTC midnight,
+ * so items on both sides would be two visitors' (a run at 00:22 UTC failed them).
+ */
+function recentOneDay(): number {
+  const t = Date.now() - 20 * 60_000;
+  const midnight = Math.floor((t + 5 * 60_000) / DAY) * DAY;
+  return t - 30 * 60_000 < midnight ? midnight - 5 * 60_000 - 1 : t;
+}
+
 const pageview = (time: number, path: string, extra: object = {}) => ({ type: "pageview", url: `https://warm.example${path}`, timestamp: new Date(time).toISOString(), ip: "81.2.69.160", user_agent: UA, ...extra });
 
 /** Before: a hashed visitor's page views /a (23:35) and /b, /c (00:20, 00:45: the next day's id). */
@@ -121,7 +132,7 @@ async function userIds(s: TestService, service: string): Promise<string[]> {
 }
 
 test("a late item with an earlier time does not replace the session's user id after a restart either", async () => {
-  const t = Date.now() - 20 * 60_000;
+  const t = recentOneDay();
   const service = "warm_user";
   await acrossRestart(service, async (s, key) => {
     await send(s, key, [pageview(t - 10 * 60_000, "/a"), pageview(t, "/b", { user_id: "u-latest" })]);
@@ -152,8 +163,9 @@ test("control: without a restart the cases above give those answers", async () =
     expect(by["/a"]).toBe("client-kept-2");
     expect(by["/b"]).not.toBe("client-kept-2");
     const key3 = await s.key({ type: "secret", service_id: "warm_control3" });
-    await send(s, key3, [pageview(t - 10 * 60_000, "/a"), pageview(t, "/b", { user_id: "u-latest" })]);
-    await send(s, key3, [pageview(t - 5 * 60_000, "/c", { user_id: "u-earlier" })]);
+    const t3 = recentOneDay();
+    await send(s, key3, [pageview(t3 - 10 * 60_000, "/a"), pageview(t3, "/b", { user_id: "u-latest" })]);
+    await send(s, key3, [pageview(t3 - 5 * 60_000, "/c", { user_id: "u-earlier" })]);
     expect(await userIds(s, "warm_control3")).toEqual(["u-latest"]);
   } finally {
     await s.dispose();
