@@ -259,16 +259,7 @@ export interface IngestWarmth {
   stop(): void;
 }
 
-/**
- * Runs `warm` (which rebuilds the state with warmUp) until it has succeeded, and says meanwhile
- * that ingest must refuse items: placed on an empty state they would split sessions and let
- * retries of stored events in twice.
- * - Without Valkey (state in process): at start, and every `retryMs` until it succeeds (ClickHouse
- *   may be down as the service starts: the service starts anyway).
- * - With Valkey: whenever its marker is missing (valkeyWarmGuard), at start and every few seconds;
- *   ready again once the marker is there or the rebuild is done, and `recover` has succeeded.
- */
-export async function openWhenWarm(opts: {
+interface WarmOptions {
   warm: () => Promise<void>;
   /** With `on`/`off`, a reconnect (its "ready" event) refuses items until the marker is checked. */
   redis?: Pick<Redis, "exists" | "set"> & Partial<Pick<Redis, "on" | "off">>;
@@ -284,54 +275,38 @@ export async function openWhenWarm(opts: {
   recover?: () => Promise<void>;
   /** How often to retry (and, with Valkey, to check its marker); default 5 s. */
   retryMs?: number;
-}): Promise<IngestWarmth> {
+}
+
+/**
+ * Runs `warm` (which rebuilds the state with warmUp) until it has succeeded, and says meanwhile
+ * that ingest must refuse items: placed on an empty state they would split sessions and let
+ * retries of stored events in twice.
+ * - Without Valkey (state in process): at start, and every `retryMs` until it succeeds (ClickHouse
+ *   may be down as the service starts: the service starts anyway).
+ * - With Valkey: whenever its marker is missing (valkeyWarmGuard), at start and every few seconds;
+ *   ready again once the marker is there or the rebuild is done, and `recover` has succeeded.
+ */
+export function openWhenWarm(opts: WarmOptions): Promise<IngestWarmth> {
+  return opts.redis ? warmWithValkey(opts, opts.redis) : warmInProcess(opts);
+}
+
+/** In-process state: rebuilt once, retried every `retryMs` until it succeeds. */
+async function warmInProcess(opts: WarmOptions): Promise<IngestWarmth> {
   let ready = false;
-  if (opts.redis) {
-    let recovered = false;
-    const before = async () => {
-      if (recovered || !opts.recover) return;
-      await opts.recover();
-      recovered = true;
-    };
-    // Ready only when a check says so (onChecked): a rebuild a reconnect overtook is not enough.
-    const rebuild = async () => {
-      ready = false;
-      await opts.warm();
-    };
-    const onChecked = () => {
-      ready = true;
-      opts.onReady?.();
-    };
-    const guard = valkeyWarmGuard(opts.redis, rebuild, { onError: opts.onError, onChecked, onRebuilt: opts.onRebuilt, before, intervalMs: opts.retryMs });
-    // Connected again: Valkey may have restarted without its data. Items wait for the marker's
-    // check instead of the next interval (the durability audit: with Valkey restarted empty, items
-    // in the 1-3 s before the timed check split 36 of 60 running visits in two).
-    const reconnected = () => {
-      ready = false;
-      void guard.recheck().catch(opts.onError);
-    };
-    opts.redis.on?.("ready", reconnected);
-    await guard.check().catch(opts.onError);
-    return {
-      ready: () => ready,
-      stop: () => {
-        guard.stop();
-        opts.redis?.off?.("ready", reconnected);
-      },
-    };
-  }
-  const warm = async () => {
-    ready = false;
-    await opts.warm();
-    ready = true;
-    opts.onReady?.();
-  };
   let warming = false;
   let retry: ReturnType<typeof setInterval> | undefined;
   const attempt = async () => {
     if (ready || warming) return;
     warming = true;
-    await warm().catch(opts.onError).finally(() => (warming = false));
+    try {
+      await opts.warm();
+      ready = true;
+      opts.onReady?.();
+    } catch (err) {
+      opts.onError(err);
+    } finally {
+      warming = false;
+    }
     if (ready && retry) clearInterval(retry);
   };
   await attempt();
@@ -340,4 +315,41 @@ export async function openWhenWarm(opts: {
     (retry as { unref?: () => void }).unref?.();
   }
   return { ready: () => ready, stop: () => clearInterval(retry) };
+}
+
+/** State in Valkey: checked (and rebuilt when its marker is missing) at start, on every reconnect and every `retryMs`. */
+async function warmWithValkey(opts: WarmOptions, redis: NonNullable<WarmOptions["redis"]>): Promise<IngestWarmth> {
+  let ready = false;
+  let recovered = false;
+  const before = async () => {
+    if (recovered || !opts.recover) return;
+    await opts.recover();
+    recovered = true;
+  };
+  // Ready only when a check says so (onChecked): a rebuild a reconnect overtook is not enough.
+  const rebuild = async () => {
+    ready = false;
+    await opts.warm();
+  };
+  const onChecked = () => {
+    ready = true;
+    opts.onReady?.();
+  };
+  const guard = valkeyWarmGuard(redis, rebuild, { onError: opts.onError, onChecked, onRebuilt: opts.onRebuilt, before, intervalMs: opts.retryMs });
+  // Connected again: Valkey may have restarted without its data. Items wait for the marker's
+  // check instead of the next interval (the durability audit: with Valkey restarted empty, items
+  // in the 1-3 s before the timed check split 36 of 60 running visits in two).
+  const reconnected = () => {
+    ready = false;
+    void guard.recheck().catch(opts.onError);
+  };
+  redis.on?.("ready", reconnected);
+  await guard.check().catch(opts.onError);
+  return {
+    ready: () => ready,
+    stop: () => {
+      guard.stop();
+      redis.off?.("ready", reconnected);
+    },
+  };
 }
