@@ -120,7 +120,7 @@ function dayText(dayStart: number): string {
 }
 
 /** The UTC date (`YYYY-MM-DD`) of a time, as `isoTime(ms).slice(0, 10)`. */
-const utcDate = (ms: number) => (ms >= 0 && ms < YEAR_10000_MS && Number.isInteger(ms) ? utcDay(ms - (ms % DAY_MS)) : isoTime(ms).slice(0, 10));
+const utcDate = (ms: number) => (ms >= 0 && ms < YEAR_10000_MS && Number.isInteger(ms) ? dayText(ms - (ms % DAY_MS)) : isoTime(ms).slice(0, 10));
 const iso = isoTime;
 
 /**
@@ -145,7 +145,7 @@ export function recordDates(field: string): string[] {
   // A session lasts as long as items keep coming; cap the list at a year (the rows' TTL).
   if (!(from <= to)) return [field.slice(0, sep)];
   const out: string[] = [];
-  for (let d = from; d <= to && out.length < 366; d += DAY_MS) out.push(utcDay(d));
+  for (let d = from; d <= to && out.length < 366; d += DAY_MS) out.push(dayText(d));
   return out;
 }
 

@@ -7,7 +7,6 @@ import { DataFileError, readSmallFile } from "../../private-files.ts";
 import { SALT_RETENTION_DAYS, type SaltStore } from "./salt-store.ts";
 import { DAY_MS, utcDay } from "../../iso-time.ts";
 
-
 /** The salts file itself: the hex salt of each day, kept for the retention window. */
 export interface SaltFile {
   get(day: string): string | undefined;

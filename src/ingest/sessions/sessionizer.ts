@@ -104,7 +104,7 @@ export class Sessionizer {
   async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
     const { vKeys, draft } = await this.#load(placements);
     const sessionIds = this.#place(placements, vKeys, draft);
-    const { writes, changes, cancelled, aliases } = draft.writes();
+    const { writes, changes, cancelled, aliases } = draft.outcome();
     // Sortable: time, then a counter (journal-recovery.ts takes entries back newest first).
     const journal = `${String(this.now()).padStart(15, "0")}-${String(++this.#journalSeq).padStart(12, "0")}`;
     if (!(await this.store.commit(writes, STATE_TTL_MS, journal))) return undefined;
@@ -158,6 +158,7 @@ export class Sessionizer {
       }
       missing = [...more];
     }
+    // The draft reads `loaded` itself, so what is loaded into it below is the draft's too.
     const draft = new Draft(loaded);
     // A server-made session named by its id is filed under its own visitor's spans (#place), which
     // the item's visitor id may not be: load those too.
@@ -269,7 +270,7 @@ function serviceOfKey(key: string): string {
 
 /**
  * One attempt's view of the state: what was loaded, and what this request changed on top of it
- * (session states, span lists, sessions merged into another), until `writes` turns the changes
+ * (session states, span lists, sessions merged into another), until `outcome` turns the changes
  * into the compare-and-set's writes.
  */
 class Draft {
@@ -310,16 +311,20 @@ class Draft {
     return known ? known.after ?? undefined : this.storedState(key);
   }
 
-  setState(key: string, next: SessionState | null): void {
-    const known = this.sessions.get(key);
-    if (known) known.after = next;
-    else this.sessions.set(key, { before: this.storedState(key), after: next });
+  setState(key: string, next: SessionState): void {
+    this.put(key, next);
   }
 
   /** The session at `key` went into session `into`: its key will hold a merge marker. */
   mergeInto(key: string, into: string): void {
-    this.setState(key, null);
+    this.put(key, null);
     this.redirects.set(key, into);
+  }
+
+  private put(key: string, next: SessionState | null): void {
+    const known = this.sessions.get(key);
+    if (known) known.after = next;
+    else this.sessions.set(key, { before: this.storedState(key), after: next });
   }
 
   /** Whether this request merged any session into another. */
@@ -340,7 +345,7 @@ class Draft {
    * changed (before and after), the stored states merged away (they get a cancel row), and the
    * aliases the merges made.
    */
-  writes(): Pick<Assignment, "writes" | "changes" | "cancelled" | "aliases"> {
+  outcome(): Pick<Assignment, "writes" | "changes" | "cancelled" | "aliases"> {
     const writes: StateWrite[] = [];
     const changes: SessionChange[] = [];
     const cancelled: SessionState[] = [];
