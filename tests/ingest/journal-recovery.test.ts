@@ -44,8 +44,16 @@ function writer(crashed = false): RowWriter {
   };
 }
 
+/**
+ * One Sessionizer per store, as the service has one per process: a journal entry is named by the
+ * time and its Sessionizer's counter, so two Sessionizers on one journal could name two commits
+ * alike within a millisecond (a CI run lost one of three entries so).
+ */
+const sessionizers = new WeakMap<JournaledStateStore, Sessionizer>();
 function deps(store: JournaledStateStore, w: RowWriter, dedup: EventDedup = memoryDedup()): IngestorDeps {
-  return { sessionizer: new Sessionizer(store), dedup, writer: w, metrics: createMetrics(), hashVisitor: () => "visitor", lookupCountry: () => null };
+  let sessionizer = sessionizers.get(store);
+  if (!sessionizer) sessionizers.set(store, (sessionizer = new Sessionizer(store)));
+  return { sessionizer, dedup, writer: w, metrics: createMetrics(), hashVisitor: () => "visitor", lookupCountry: () => null };
 }
 
 const now = Date.now();
