@@ -105,7 +105,9 @@ export class Sessionizer {
     const { vKeys, draft } = await this.#load(placements);
     const sessionIds = this.#place(placements, vKeys, draft);
     const { writes, changes, cancelled, aliases } = draft.outcome();
-    // Sortable: time, then a counter (journal-recovery.ts takes entries back newest first).
+    // Sortable: time, then a counter (journal-recovery.ts takes entries back newest first). Unique
+    // because each journal has one Sessionizer (one per process, compose-ingest.ts; the journal is
+    // the instance's): two on one journal could name two commits alike within a millisecond.
     const journal = `${String(this.now()).padStart(15, "0")}-${String(++this.#journalSeq).padStart(12, "0")}`;
     if (!(await this.store.commit(writes, STATE_TTL_MS, journal))) return undefined;
     return { sessionIds, changes, cancelled, aliases, writes, journal };
