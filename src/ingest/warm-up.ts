@@ -9,7 +9,7 @@ import { DEDUP_WINDOW_MS, type EventDedup } from "./dedup.ts";
 import { DAY_MS, utcDay } from "../iso-time.ts";
 import { decodeRecord } from "./rows.ts";
 import { ITEM_TABLES } from "./stored-ids.ts";
-import { updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
+import { mergeSpans, updateSpans, type SessionSpan, type SessionState } from "./sessions/session-state.ts";
 import { type MergedMarker, STATE_TTL_MS } from "./sessions/sessionizer.ts";
 import type { SeedEntry, StateStore } from "./sessions/state-store.ts";
 
@@ -100,9 +100,10 @@ export async function warmUp(client: ClickHouseClient, store: StateStore, dedup:
     const vKey = `v:${state.service_id}:${state.visitor_id}`;
     spans.set(vKey, updateSpans(spans.get(vKey) ?? [], state, now, STATE_TTL_MS));
   }
-  for (const [key, value] of spans) writes.push({ key, value });
-  // Each only where absent: a shared store (Valkey) that lost its data may already hold new state
-  // written by live traffic since, which wins.
+  // A span list that live traffic wrote since Valkey lost its data gets these spans added.
+  for (const [key, value] of spans) writes.push({ key, value, merge: (live) => mergeSpans(live as SessionSpan[], value) });
+  // Each state only where absent: a shared store (Valkey) that lost its data may already hold new
+  // state written by live traffic since, which wins.
   await store.seed(writes, STATE_TTL_MS);
   return { eventIds: ids.length, sessions: states.length };
 }

@@ -3,6 +3,7 @@
 // `seed`, which a warm-up writes through.
 import { afterAll, expect, test } from "bun:test";
 import Redis from "ioredis";
+import { mergeSpans } from "../../src/ingest/sessions/session-state.ts";
 import { memoryStateStore, type StateStore, valkeyStateStore } from "../../src/ingest/sessions/state-store.ts";
 import { freeDbPrefix, valkeyUrl } from "../setup/valkey.ts";
 
@@ -53,6 +54,29 @@ test.each(stores)("seed writes the absent keys only, leaves the present ones as 
   // A seeded value takes part in compare-and-set like a committed one.
   expect(await store.commit([{ key: "a", expected: loaded.get("a")!, next: { v: "a2" } }], 60_000)).toBe(true);
   expect((await store.load(["a"])).get("a")?.value).toEqual({ v: "a2" });
+});
+
+test.each(stores)("seed with merge: a present key gets what merge makes of it, an absent one the value, undefined leaves it (%s store)", async (_name, makeStore) => {
+  const store = makeStore();
+  for (const [key, next] of [["live", [1, 2]], ["kept", [7]]] as const) expect(await store.commit([{ key, expected: null, next }], 60_000)).toBe(true);
+  const union = (seeded: number[]) => (present: unknown) => [...new Set([...(present as number[]), ...seeded])];
+  const written = await store.seed([
+    { key: "live", value: [2, 3], merge: union([2, 3]) },
+    { key: "absent", value: [4], merge: union([4]) },
+    { key: "kept", value: [8], merge: () => undefined },
+  ], 60_000);
+  expect(written).toBe(2);
+  const loaded = await store.load(["live", "absent", "kept"]);
+  expect([...loaded.values()].map((v) => v?.value)).toEqual([[1, 2, 3], [4], [7]]);
+  // The merged value is the stored one: a compare-and-set against it goes through.
+  expect(await store.commit([{ key: "live", expected: loaded.get("live")!, next: [9] }], 60_000)).toBe(true);
+});
+
+test("mergeSpans: the live spans win over rebuilt ones of the same session, newest first", () => {
+  const live = [{ id: "g", first: 100, last: 200, at: 5 }, { id: "s1", first: 10, last: 60, at: 5 }];
+  const rebuilt = [{ id: "s1", first: 10, last: 50, at: 1 }, { id: "s0", first: 0, last: 5, at: 1 }, { id: "s2", first: 70, last: 90, at: 1 }];
+  expect(mergeSpans(live, rebuilt)).toEqual([live[0]!, rebuilt[2]!, live[1]!, rebuilt[1]!]);
+  expect(mergeSpans([], rebuilt).map((s) => s.id)).toEqual(["s2", "s1", "s0"]);
 });
 
 test("seed in process: values are frozen and expire after the TTL like committed ones", async () => {

@@ -214,3 +214,17 @@ export function updateSpans(spans: readonly SessionSpan[], session: SessionState
   updated.splice(at, 0, span);
   return updated.length > MAX_SPANS ? updated.slice(0, MAX_SPANS) : updated;
 }
+
+/**
+ * A visitor's spans as live traffic wrote them while the state was lost, with the spans a rebuild
+ * found in ClickHouse added (a live span wins over a rebuilt one of the same session), newest
+ * first: so the visitor's next items find the sessions from before the loss too, instead of
+ * starting new ones beside them (a Valkey-loss audit: a FLUSHALL's 1-3 s split 23-86 visitors'
+ * sessions, some long after).
+ */
+export function mergeSpans(live: readonly SessionSpan[], rebuilt: readonly SessionSpan[]): SessionSpan[] {
+  const ids = new Set(live.map((s) => s.id));
+  const out = [...live, ...rebuilt.filter((s) => !ids.has(s.id))];
+  out.sort((a, b) => b.last - a.last); // stable: a live span stays ahead of an equal rebuilt one
+  return out.length > MAX_SPANS ? out.slice(0, MAX_SPANS) : out;
+}

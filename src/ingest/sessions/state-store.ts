@@ -29,9 +29,10 @@ export interface StateStore {
    */
   takeBack(entries: readonly StateWrite[], ttlMs: number, journal?: string): Promise<boolean>;
   /**
-   * Writes each entry whose key is absent and leaves the others as they are (no group atomicity):
-   * how a warm-up puts back state that live writers may already have replaced. Returns how many
-   * it wrote.
+   * Writes each entry whose key is absent and leaves the others as they are, or, for an entry with
+   * `merge`, writes what it makes of the present value (a compare-and-set per key; no group
+   * atomicity): how a warm-up puts back state that live writers may already have replaced.
+   * Returns how many it wrote.
    */
   seed(entries: readonly SeedEntry[], ttlMs: number): Promise<number>;
 }
@@ -40,6 +41,11 @@ export interface SeedEntry {
   key: string;
   /** JSON-serializable, never null. */
   value: unknown;
+  /**
+   * When the key is present (live traffic wrote it since the state was lost): the value to write
+   * instead, from the present one (undefined: leave it). Without it the present value stays.
+   */
+  merge?: (present: unknown) => unknown;
 }
 
 /** A value as one load saw it; a compare-and-set expects exactly this read (not an equal value). */
@@ -116,8 +122,10 @@ export function memoryStateStore(
       const expiresAt = at + ttlMs;
       let written = 0;
       for (const e of entries) {
-        if (read(e.key, at) !== null) continue;
-        map.set(e.key, { value: frozen(e.value), expiresAt });
+        const present = read(e.key, at);
+        const value = present === null ? e.value : e.merge?.(present.value);
+        if (value === undefined) continue;
+        map.set(e.key, { value: frozen(value), expiresAt });
         written++;
       }
       return written;
@@ -138,6 +146,8 @@ function frozen<T>(value: T): T {
 }
 
 const NIL = "\u0000nil";
+/** Compare-and-set tries of one seeded merge before it leaves the key to the live writers. */
+const MERGE_ATTEMPTS = 5;
 /**
  * Lua, with `n` set: returns 0 unless each of KEYS[1..n] holds ARGV[1..n] (NIL: absent); then
  * writes ARGV[n+1..2n] (NIL deletes) with the TTL ARGV[2n+1] in ms.
@@ -250,6 +260,21 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
   /** The compare-and-set over prefixed `keys`: each holds its `expected` text → write its `next` text (NIL: absent / delete). */
   const cas = async (keys: readonly string[], expected: readonly string[], next: readonly string[], ttlMs: number) =>
     (await redis.eval(CAS_SCRIPT, keys.length, ...keys, ...expected, ...next, String(ttlMs))) === 1;
+  /** seed's merge of a present key: read, merge, compare-and-set; again (a few times) when a live writer came between. */
+  const mergeInto = async (e: SeedEntry, ttlMs: number): Promise<boolean> => {
+    for (let attempt = 0; attempt < MERGE_ATTEMPTS; attempt++) {
+      const current = await redis.get(prefix + e.key);
+      const value = current === null ? e.value : e.merge!(JSON.parse(current));
+      if (value === undefined) return false;
+      const next = JSON.stringify(value);
+      if (next === current) return false;
+      if (await cas([prefix + e.key], [current ?? NIL], [next], ttlMs)) {
+        known.delete(e.key);
+        return true;
+      }
+    }
+    return false;
+  };
   // Reverses that got no answer (Valkey gone or restarting): tried again every REVERSE_RETRY_MS and
   // as soon as the connection is back (ioredis first re-sends what was unanswered, the commit
   // among it, then emits "ready": a reverse sent then runs after its commit, before the next
@@ -354,12 +379,17 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
         const pipeline = redis.pipeline();
         part.forEach((e, k) => pipeline.set(prefix + e.key, texts[k]!, "PX", ttlMs, "NX"));
         const replies = (await pipeline.exec()) ?? [];
+        const present: SeedEntry[] = [];
         replies.forEach(([err, reply], k) => {
           if (err) throw err;
-          if (reply !== "OK") return;
+          if (reply !== "OK") {
+            if (part[k]!.merge) present.push(part[k]!);
+            return;
+          }
           written++;
           known.set(part[k]!.key, { value: part[k]!.value, text: texts[k]! });
         });
+        for (const e of present) if (await mergeInto(e, ttlMs)) written++;
       }
       return written;
     },
