@@ -17,25 +17,61 @@ export interface ChainResult {
   times: number[];
 }
 
-/** Replays windowFunnel over one unit's (time ms, step) events. */
+/**
+ * One event as a single number, time × 32 + step (steps are 1..20): ordering the numbers orders
+ * the events by (time, step), as windowFunnel does. The route's query sends each unit's events so
+ * (one number each instead of a pair: ~0.8x the engine's time and half the JSON parsing for a
+ * 30-day funnel); exact as a double while the time is below 2^48 ms (the year 10889).
+ */
+export const STEP_SLOTS = 32;
+export const packEvent = (timeMs: number, step: number): number => timeMs * STEP_SLOTS + step;
+
+// A chain is its last event and a link to the event before it (`parent`), so extending one
+// copies nothing: a 30-day funnel replays ~100,000 units per request. Scratch arrays reused
+// across calls (the replay is synchronous), grown when a unit has more events.
+let parent = new Int32Array(64);
+let first = new Float64Array(64);
+const latest = new Int32Array(MAX_STEPS);
+
+/** Replays windowFunnel over one unit's (time ms, step) events, in any order. */
 export function funnelChain(events: ReadonlyArray<readonly [number, number]>, windowMs: number): ChainResult {
-  const sorted = [...events].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  // latest[k]: the step-1 time and the event times of the latest chain that reached step k+1.
-  const latest: Array<{ first: number; times: number[] } | undefined> = new Array(MAX_STEPS);
-  let best: ChainResult = { level: 0, times: [] };
-  for (const [t, step] of sorted) {
-    const k = step - 1;
-    if (k < 0 || k >= MAX_STEPS) continue;
-    if (k === 0) latest[0] = { first: t, times: [t] };
-    else {
-      const prev = latest[k - 1];
-      if (!prev || t > prev.first + windowMs) continue;
-      latest[k] = { first: prev.first, times: [...prev.times, t] };
-    }
-    if (k + 1 > best.level) best = { level: k + 1, times: latest[k]!.times };
-    if (best.level === MAX_STEPS) break;
+  const packed = events.filter(([, step]) => step >= 1 && step <= MAX_STEPS).map(([t, step]) => packEvent(t, step));
+  return packedChain(packed.sort((a, b) => a - b), windowMs);
+}
+
+/** funnelChain over packed events (packEvent) already in ascending order. */
+export function packedChain(sorted: ReadonlyArray<number>, windowMs: number): ChainResult {
+  if (sorted.length > parent.length) {
+    parent = new Int32Array(sorted.length * 2);
+    first = new Float64Array(sorted.length * 2);
   }
-  return best;
+  // latest[k]: the event that ends the latest chain that reached step k+1 (-1: none yet).
+  latest.fill(-1);
+  let level = 0;
+  let end = -1;
+  for (let i = 0; i < sorted.length; i++) {
+    const t = Math.floor(sorted[i]! / STEP_SLOTS);
+    const k = sorted[i]! - t * STEP_SLOTS - 1;
+    if (k < 0 || k >= MAX_STEPS) continue;
+    if (k === 0) {
+      parent[i] = -1;
+      first[i] = t;
+    } else {
+      const prev = latest[k - 1]!;
+      if (prev < 0 || t > first[prev]! + windowMs) continue;
+      parent[i] = prev;
+      first[i] = first[prev]!;
+    }
+    latest[k] = i;
+    if (k + 1 > level) {
+      level = k + 1;
+      end = i;
+      if (level === MAX_STEPS) break;
+    }
+  }
+  const times = new Array<number>(level);
+  for (let k = level - 1, i = end; k >= 0; k--, i = parent[i]!) times[k] = Math.floor(sorted[i]! / STEP_SLOTS);
+  return { level, times };
 }
 
 /**

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { DROP_RETRY, dropLeftoverSetTables, MATCHING_SESSIONS_PREFIX, sharedSetsFor } from "../../src/query/matching-sessions.ts";
+import { funnelReport } from "../../src/query/funnel.ts";
 import { behaviorSummary, sessionStatsReport } from "../../src/query/reports.ts";
 import { resolveRange } from "../../src/query/time-range.ts";
 import { migrate } from "../../src/storage/migrate.ts";
@@ -106,6 +107,25 @@ describe("a filtered summary's set of matching sessions", () => {
     expect(got).toEqual(await behaviorSummary(data.db.client, q, { now: NOW }));
     expect(sql.filter((s) => s.startsWith("CREATE TABLE"))).toHaveLength(1);
     expect(sql.filter((s) => s.includes("HAVING sum(sign) > 0"))).toHaveLength(4);
+    expect(await reportTables()).toEqual([]);
+  });
+});
+
+describe("a filtered funnel's set of matching sessions", () => {
+  test("is built once into one table, read by the levels and the step names, and dropped", async () => {
+    const q = { serviceId: "alpha", funnel: "signup", range, filters: { device: "mobile" }, windowSeconds: 86_400, by: "session" as const };
+    const { client, sql } = recording();
+    const shared = await funnelReport(client, q, { now: NOW, sharedSets: true });
+    expect(shared).toEqual(await funnelReport(data.db.client, q, { now: NOW }));
+    expect(shared.steps.length).toBeGreaterThan(0);
+
+    const named = new Set(sql.flatMap((s) => s.match(TABLES) ?? []));
+    expect(named.size).toBe(1);
+    const table = [...named][0]!;
+    expect(sql.filter((s) => s.startsWith(`INSERT INTO ${table} `))).toHaveLength(1);
+    // The levels read it once, the step names twice (the latest named time, then its names).
+    expect(sql.map((s) => s.split(`IN ${table}`).length - 1).reduce((a, b) => a + b)).toBe(3);
+    expect(sql.filter((s) => s.includes("HAVING sum(sign) > 0") && !s.startsWith("INSERT"))).toHaveLength(0);
     expect(await reportTables()).toEqual([]);
   });
 });

@@ -64,7 +64,7 @@ describe("contract shapes", () => {
   test("GET /v1/funnels/:name passes window and by", async () => {
     const res = await get("/v1/funnels/signup?service_id=alpha&from=2026-03-05&to=2026-04-01&window=600&by=visitor");
     expect(res.status).toBe(200);
-    const want = await funnelReport(data.db.client, { serviceId: "alpha", funnel: "signup", range: resolveRange({ from: "2026-03-05", to: "2026-04-01", tz: "UTC" }, NOW), filters: {}, windowSeconds: 600, by: "visitor" });
+    const want = await funnelReport(data.db.client, { serviceId: "alpha", funnel: "signup", range: resolveRange({ from: "2026-03-05", to: "2026-04-01", tz: "UTC" }, NOW), filters: {}, windowSeconds: 600, by: "visitor" }, { now: NOW });
     expect(await res.json()).toEqual(JSON.parse(JSON.stringify(want)));
   });
 

@@ -7,7 +7,7 @@ import type { App } from "../../http/app-env.ts";
 import { commonEntries, intParam, paramValidator, queryValidator } from "../../http/validate.ts";
 import { funnelReport } from "../funnel.ts";
 import { rangeLabel, utcDatesOf } from "../time-range.ts";
-import { type CommonQuery, type QueryDeps, resolveCommon, scopeOf, serviceScope, validQuery } from "./query-deps.ts";
+import { type CommonQuery, type QueryDeps, readOptions, resolveCommon, scopeOf, serviceScope, validQuery } from "./query-deps.ts";
 
 const MAX_WINDOW_S = 90 * 86_400;
 
@@ -72,7 +72,7 @@ export function registerFunnelRoute(app: App, deps: QueryDeps): void {
         funnel: funnelName(c),
         windowSeconds: Number(q.window ?? 86_400),
         by: q.by ?? "session",
-      });
+      }, readOptions(deps));
       return c.json(report);
     },
   );
