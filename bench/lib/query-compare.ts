@@ -10,7 +10,9 @@ const root = process.env.BENCH_SRC_ROOT ?? resolve(import.meta.dir, "..", "..");
 const imp = async <T>(...p: string[]) => (await import(join(root, "src", ...p))) as T;
 const { createClickHouse } = await imp<typeof import("../../src/storage/clickhouse.ts")>("storage", "clickhouse.ts");
 const { sessionTotals, sessionSeries, chooseSource } = await imp<typeof import("../../src/query/session-metrics.ts")>("query", "session-metrics.ts");
-const { sessionDistribution, utmStats } = await imp<typeof import("../../src/query/session-breakdowns.ts")>("query", "session-breakdowns.ts");
+// sessionDistributions (all four in one read) since 2026-12-01; older snapshots read one dimension per query.
+const breakdowns = await imp<typeof import("../../src/query/session-breakdowns.ts") & { sessionDistribution?: (...a: unknown[]) => Promise<unknown> }>("query", "session-breakdowns.ts");
+const { sessionDistributions, sessionDistribution, utmStats } = breakdowns;
 const { topEvents, topEventsSource } = await imp<typeof import("../../src/query/top-events.ts")>("query", "top-events.ts");
 const { sessionStatsReport, behaviorSummary } = await imp<typeof import("../../src/query/reports.ts")>("query", "reports.ts");
 const { resolveRange } = await imp<typeof import("../../src/query/time-range.ts")>("query", "time-range.ts");
@@ -36,8 +38,11 @@ for (const [label, q] of [["7 d UTC", query(7, "UTC")], ["30 d UTC", query(30, "
   questions.push({ name: `session totals, ${label}`, run: (r) => sessionTotals(ch, q, r), source: src(undefined) });
   questions.push({ name: `daily series, ${label}`, run: (r) => sessionSeries(ch, q, "day", r), source: src("day") });
   questions.push({ name: `hourly series, ${label}`, run: (r) => sessionSeries(ch, q, "hour", r), source: src("hour") });
-  questions.push({ name: `device distribution, ${label}`, run: (r) => sessionDistribution(ch, q, "device", r) });
-  questions.push({ name: `country distribution, ${label}`, run: (r) => sessionDistribution(ch, q, "country", r) });
+  if (sessionDistributions) questions.push({ name: `device, browser, OS and country distributions, ${label}`, run: (r) => sessionDistributions(ch, q, r) });
+  else {
+    questions.push({ name: `device distribution, ${label}`, run: (r) => sessionDistribution!(ch, q, "device", r) });
+    questions.push({ name: `country distribution, ${label}`, run: (r) => sessionDistribution!(ch, q, "country", r) });
+  }
   questions.push({ name: `UTM campaigns, ${label}`, run: (r) => utmStats(ch, q, r) });
   // topEventsSource: raw below 14 days (older snapshots have no such function: always the view).
   questions.push({ name: `top events, ${label}`, run: (r) => topEvents(ch, q, r), source: topEventsSource ? (r) => topEventsSource(q, r) : undefined });

@@ -5,7 +5,7 @@
 //   pages, top events, web vitals, top errors) test their rows against the hashes of the matching
 //   sessions (filters.ts, itemConditions); 10M events, 30 days, device=mobile: 684k sessions,
 //   ~70 ms of CPU per list;
-// - a path filter: every session-level question of /v1/sessions/stats (8) and of the summary (4)
+// - a path filter: every session-level question of /v1/sessions/stats (5) and of the summary (4)
 //   keeps the sessions with a page view of the path (filters.ts, sessionConditions); path `/`
 //   over 30 days: 841k sessions, ~160 ms per question.
 // Here such a set is built once into a table of the Set engine (kept in memory, the structure

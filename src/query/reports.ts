@@ -3,7 +3,7 @@
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { entryPages, exitPages, type ListQuery, topPages, topReferrers } from "./behavior-lists.ts";
 import { withMatchingSessions, withPathSessions } from "./matching-sessions.ts";
-import { DIMENSIONS, type DistributionRow, sessionDistribution, utmStats } from "./session-breakdowns.ts";
+import { sessionDistributions, utmStats } from "./session-breakdowns.ts";
 import { type SessionQuery, sessionSeries, sessionTotals } from "./session-metrics.ts";
 import { previousRange, type Interval } from "./time-range.ts";
 import { topErrors } from "./top-errors.ts";
@@ -25,18 +25,17 @@ function sideBySide(read: ReadOptions): ReadOptions {
 export async function sessionStatsReport(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions) {
   const r = sideBySide(read);
   const previous = previousRange(q.range);
-  // With a path filter, the sessions on that path are found once for all eight questions, from
+  // With a path filter, the sessions on that path are found once for all five questions, from
   // the earlier of the two ranges' starts (src/query/matching-sessions.ts).
   return withPathSessions(ch, q, Math.min(q.range.start, previous.start), r, async (pathSessions) => {
     const sq = { ...q, pathSessions };
-    const [totals, previousTotals, series, utm, ...dists] = await Promise.all([
+    const [totals, previousTotals, series, utm, distributions] = await Promise.all([
       sessionTotals(ch, sq, r),
       sessionTotals(ch, { ...sq, range: previous }, r),
       sessionSeries(ch, sq, interval, r),
       utmStats(ch, sq, r),
-      ...DIMENSIONS.map((d) => sessionDistribution(ch, sq, d, r)),
+      sessionDistributions(ch, sq, r),
     ]);
-    const distributions = Object.fromEntries(DIMENSIONS.map((d, i) => [d, dists[i]!])) as Record<(typeof DIMENSIONS)[number], DistributionRow[]>;
     return { totals, previous: previousTotals, series, distributions, utm };
   });
 }
