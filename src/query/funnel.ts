@@ -1,7 +1,9 @@
 // GET /v1/funnels/:name over raw funnel_events (funnel_stats only counts step hits; conversion
-// needs the order and window of each unit's events). Levels come from ClickHouse's windowFunnel;
-// the per-unit chains for medians are replayed in TypeScript (funnel-chain.ts), and both must
-// agree: a disagreement is a bug worth a 500 rather than a quietly wrong number.
+// needs the order and window of each unit's events). A unit's level and its chain of step times
+// (for the medians) come from replaying windowFunnel's default mode in TypeScript
+// (funnel-chain.ts), over the events the engine groups per unit; the engine's windowFunnel itself
+// is not asked: its levels took ~40% of a 30-day funnel's time (bench/RESULTS.md, 2026-12-01),
+// and tests/query/funnel-chain-engine.test.ts holds the replay to it on random units.
 import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, itemConditions, itemSessionHash } from "./filters.ts";
 import { MAX_STEPS, medianSeconds, packedChain, STEP_SLOTS } from "./funnel-chain.ts";
@@ -50,8 +52,6 @@ function unitRows(q: FunnelQuery, service: string, where: string): string {
   return `SELECT ${unit} AS unit, toUInt64(toUnixTimestamp64Milli(timestamp)) AS ts, step FROM funnel_events WHERE ${where}`;
 }
 
-const CONDITIONS = Array.from({ length: MAX_STEPS }, (_, i) => `step = ${i + 1}`).join(", ");
-
 function baseWhere(q: FunnelQuery, p: SqlParams, service: string, matchingSessions: string | undefined): string {
   return [
     `service_id = ${service}`,
@@ -63,12 +63,16 @@ function baseWhere(q: FunnelQuery, p: SqlParams, service: string, matchingSessio
   ].join(" AND ");
 }
 
-interface LevelRow {
-  level: number;
+/**
+ * Units by what they can reach: 0, no step-1 event (level 0); 1, step-1 events and no later step
+ * (level 1); 2, a step-1 event and a step ≥ 2, whose level the replay decides.
+ */
+interface KindRow {
+  kind: 0 | 1 | 2;
   units: number;
-  /** The highest step of any unit at this level. */
+  /** The highest step of any unit of this kind. */
   top: number;
-  /** Each unit's events at this level, packed (packEvent) and in ascending order; only for levels ≥ 2 (medians). */
+  /** Each kind-2 unit's events, packed (packEvent) and in ascending order. */
   chains: number[][];
 }
 
@@ -89,14 +93,14 @@ async function report(ch: ClickHouseClient, q: FunnelQuery, matchingSessions: st
   const p2 = new SqlParams();
   const where2 = baseWhere(q, p2, p2.bind("String", q.serviceId), matchingSessions);
   // The two questions run side by side (the step names read only the named steps' rows).
-  const [levels, names] = await Promise.all([
-    selectRows<LevelRow>(
+  const [kinds, names] = await Promise.all([
+    selectRows<KindRow>(
       ch,
-      `SELECT level, count() AS units, max(top) AS top, groupArrayIf(evs, level >= 2) AS chains FROM (
-         SELECT windowFunnel(${p.bind("UInt64", windowMs)})(ts, ${CONDITIONS}) AS level, max(step) AS top, arraySort(groupArray(ts * ${STEP_SLOTS} + step)) AS evs
+      `SELECT has1 + (has1 AND hi >= 2) AS kind, count() AS units, max(hi) AS top, groupArrayIf(arraySort(evs), kind = 2) AS chains FROM (
+         SELECT max(step) AS hi, countIf(step = 1) > 0 AS has1, groupArray(ts * ${STEP_SLOTS} + step) AS evs
          FROM (${unitRows(q, service, where)})
          GROUP BY unit)
-       GROUP BY level`,
+       GROUP BY kind`,
       p,
     ),
     // A step's most recent name, the greater one on a tie (README): the greatest name among the
@@ -111,15 +115,16 @@ async function report(ch: ClickHouseClient, q: FunnelQuery, matchingSessions: st
       p2,
     ),
   ]);
-  const top = Math.max(0, ...levels.map((l) => l.top));
+  const top = Math.max(0, ...kinds.map((row) => row.top));
   const reached = new Array<number>(top + 1).fill(0);
   /** Gaps in ms between step k−1 and step k of each unit's chain (exact integers). */
   const deltas: number[][] = Array.from({ length: top + 1 }, () => []);
-  for (const row of levels) {
-    for (let k = 1; k <= row.level; k++) reached[k]! += row.units;
+  for (const row of kinds) {
+    if (row.kind === 1) reached[1]! += Number(row.units);
+    if (row.kind !== 2) continue;
     for (const events of row.chains) {
       const chain = packedChain(events, windowMs);
-      if (chain.level !== row.level) throw new Error(`funnel chain replay disagrees with windowFunnel (${chain.level} vs ${row.level})`);
+      for (let k = 1; k <= chain.level; k++) reached[k]!++;
       for (let k = 2; k <= chain.level; k++) deltas[k]!.push(chain.times[k - 1]! - chain.times[k - 2]!);
     }
   }
