@@ -137,12 +137,14 @@ export async function createIngestParts(d: IngestPartsDeps): Promise<IngestParts
   // lost its data. Until then ingest answers 503 (openWhenWarm says why and when it retries).
   const warmWarn = throttledWarn(logger); // a failed rebuild is retried every 5 s
   let warmError = ""; // why the last rebuild failed, for /readyz (a full disk is not "not answering")
+  let warmed = { eventIds: 0, sessions: 0 }; // what the last rebuild found in ClickHouse
   const warmth = await openWhenWarm({
     redis,
     warm: async () => {
       await valkeySalts?.republish().catch((err) => logger.warn("could not put the day's salts back into Valkey", { error: String(err) }));
       await batcher?.flush();
-      logger.info("state warmed up", await warmUp(client, stateStore, dedup));
+      warmed = await warmUp(client, stateStore, dedup);
+      logger.info("state warmed up", warmed);
     },
     onError: (err) => {
       // An HTTP error without a body (a bare 431 from a proxy or server) has an empty message.
@@ -151,7 +153,12 @@ export async function createIngestParts(d: IngestPartsDeps): Promise<IngestParts
       warmError = firstLine(error);
       warmWarn("ingest state not rebuilt yet (ClickHouse or Valkey failed, see error); ingest answers 503 until it is", { error });
     },
-    onRebuilt: () => logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse"),
+    // A warning when there was something to lose; a first start (ClickHouse holds no recent
+    // session or event id either) is said at info level.
+    onRebuilt: () =>
+      warmed.sessions + warmed.eventIds > 0
+        ? logger.warn("valkey held no ingest state (first start, or its data was lost): rebuilt from ClickHouse", warmed)
+        : logger.info("valkey held no ingest state and ClickHouse no recent one (a first start): nothing to rebuild"),
     onReady: () => {
       warmError = "";
       warmWarn.reset(); // the next outage's first failure is said at once
