@@ -1,7 +1,12 @@
 // CORS for ingest routes. A browser may read an ingest response only from an origin that the key
-// in use allows; credentials (cookies) are never involved, so Access-Control-Allow-Credentials is
-// never sent. Mount before ingestAuth: it answers preflights itself and decorates the response
-// after the route (by then resolveBodyKey has found a body key, if that is where it was).
+// in use allows. Such an origin also gets Access-Control-Allow-Credentials: true, because
+// `navigator.sendBeacon` with a JSON Blob (a common tracker call) is a request in credentials
+// mode "include": its preflight fails without it, and the beacon, which has already answered
+// `true` to the page, is never sent (a browser audit lost such beacons silently). The service
+// reads no cookie and sets none: the key in the request is the only credential, so allowing
+// credentials grants a page nothing its key does not. The origin is always echoed, never `*`.
+// Mount before ingestAuth: it answers preflights itself and decorates the response after the
+// route (by then resolveBodyKey has found a body key, if that is where it was).
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv, Principal } from "../http/app-env.ts";
 import type { KeyStore } from "./key-store.ts";
@@ -32,6 +37,7 @@ export function ingestCors(store: KeyStore): MiddlewareHandler<AppEnv> {
       c.header("Vary", "Origin");
       if (origin !== undefined && (await preflightAllows(origin, c.req.query("key")))) {
         c.header("Access-Control-Allow-Origin", origin);
+        c.header("Access-Control-Allow-Credentials", "true");
         c.header("Access-Control-Allow-Methods", "POST");
         c.header("Access-Control-Allow-Headers", ALLOW_HEADERS);
         c.header("Access-Control-Max-Age", MAX_AGE_SECONDS);
@@ -50,6 +56,7 @@ export function ingestCors(store: KeyStore): MiddlewareHandler<AppEnv> {
       originAllowed(principal.origins, origin)
     ) {
       c.header("Access-Control-Allow-Origin", origin);
+      c.header("Access-Control-Allow-Credentials", "true");
       c.header("Access-Control-Expose-Headers", EXPOSE_HEADERS);
     }
   };

@@ -206,14 +206,16 @@ describe("ingestCors", () => {
     expect(ok.headers.get("access-control-allow-headers")).toBe("Content-Type, Authorization, X-API-Key, Content-Encoding, X-Request-Id");
     expect(ok.headers.get("access-control-max-age")).toBe("600");
     expect(ok.headers.get("vary")).toContain("Origin");
-    expect(ok.headers.get("access-control-allow-credentials")).toBeNull();
+    expect(ok.headers.get("access-control-allow-credentials")).toBe("true");
 
     const { key: other } = await store.create({ type: "public", serviceId: "blog", origins: ["https://blog.example"] });
     // blog.example is listed by some key, but not by the key this preflight names.
     expect((await preflight("https://blog.example", `?key=${keys.public}`)).headers.get("access-control-allow-origin")).toBeNull();
     expect((await preflight("https://blog.example", `?key=${other}`)).headers.get("access-control-allow-origin")).toBe("https://blog.example");
     for (const key of [keys.secret, keys.revoked.public, generateKey("public"), "junk"]) {
-      expect((await preflight("https://shop.example", `?key=${key}`)).headers.get("access-control-allow-origin")).toBeNull();
+      const refused = await preflight("https://shop.example", `?key=${key}`);
+      expect(refused.headers.get("access-control-allow-origin")).toBeNull();
+      expect(refused.headers.get("access-control-allow-credentials")).toBeNull();
     }
   });
 
@@ -229,6 +231,7 @@ describe("ingestCors", () => {
   test("actual responses: Vary: Origin always, allow-origin for the key's origins, errors included", async () => {
     const good = await ingest({ "X-API-Key": keys.public, Origin: "https://shop.example" });
     expect(good.headers.get("access-control-allow-origin")).toBe("https://shop.example");
+    expect(good.headers.get("access-control-allow-credentials")).toBe("true");
     expect(good.headers.get("access-control-expose-headers")).toContain("X-Request-Id");
     expect(good.headers.get("vary")).toContain("Origin");
     // The route failed after auth: the page may still read why.

@@ -1,5 +1,6 @@
 // A real browser (Debian's chromium through playwright-core) on a page of an allowed origin sends
-// what a tracker sends: sendBeacon with the public key in the query (text/plain, no preflight),
+// what a tracker sends: sendBeacon with the public key in the query (text/plain, no preflight; a
+// JSON Blob, preflighted in credentials mode "include"),
 // fetch with keepalive and JSON (a CORS preflight: X-API-Key and Content-Type), and a gzip body
 // made with CompressionStream. The service runs as `npm start` runs it. The same calls from an
 // origin the key does not allow are refused and stored nowhere; headless Chrome's own user agent
@@ -42,6 +43,9 @@ async function track(origin: string, runId: string, userAgent = CHROME_UA) {
     await page.goto(`${origin}/`);
     return await page.evaluate(async ({ service, key, runId }) => {
       const beacon = navigator.sendBeacon(`${service}/v1/ingest/event?key=${key}`, JSON.stringify({ name: `beacon-${runId}` }));
+      // A JSON Blob makes the beacon a CORS request in credentials mode "include": preflighted, and
+      // sent only when the preflight allows credentials (the beacon answers true either way).
+      const blobBeacon = navigator.sendBeacon(`${service}/v1/ingest/event?key=${key}`, new Blob([JSON.stringify({ name: `blob-${runId}` })], { type: "application/json" }));
       const read = async (res: Promise<Response>) => {
         try {
           const r = await res;
@@ -63,7 +67,7 @@ async function track(origin: string, runId: string, userAgent = CHROME_UA) {
         headers: { "Content-Type": "text/plain", "Content-Encoding": "gzip", Authorization: `Bearer ${key}` },
         body: gzipped,
       }));
-      return { beacon, fetched, compressed };
+      return { beacon, blobBeacon, fetched, compressed };
     }, { service: svc.url, key: publicKey, runId });
   } finally {
     await context.close();
@@ -91,16 +95,17 @@ async function waitStored(runId: string, want: number): Promise<string[]> {
   return names;
 }
 
-test("a page of an allowed origin: sendBeacon, a preflighted keepalive fetch and a gzip body are all stored", async () => {
+test("a page of an allowed origin: sendBeacon (text and a JSON Blob), a preflighted keepalive fetch and a gzip body are all stored", async () => {
   const shop = site();
   publicKey = await svc.createKey({ type: "public", service_id: SERVICE_ID, origins: [shop] });
   admin = await svc.createKey({ type: "admin", services: [SERVICE_ID] });
   const result = await track(shop, "ok");
   expect(result.beacon).toBe(true);
+  expect(result.blobBeacon).toBe(true);
   // The page can read the answers: CORS allowed its origin, after a preflight for the fetch.
   expect(result.fetched).toMatchObject({ status: 202, body: { accepted: 1, dropped: [] }, requestId: "req-ok" });
   expect(result.compressed).toMatchObject({ status: 202, body: { accepted: 2 } });
-  expect(await waitStored("ok", 4)).toEqual(["beacon-ok", "gzip-ok", "gzip-ok", "page /products/ok ×1"]);
+  expect(await waitStored("ok", 5)).toEqual(["beacon-ok", "blob-ok", "gzip-ok", "gzip-ok", "page /products/ok ×1"]);
 }, 60_000);
 
 test("a page of another origin: the fetches fail in the browser and nothing is stored", async () => {

@@ -172,7 +172,8 @@ export function runAuthMatrix(opts: AuthMatrixOptions): void {
       test(`${c.name} → ${c.expect}`, async () => {
         const keys = get(opts.keys);
         const res = await get(opts.app).request(await opts.request(c.headers?.(keys) ?? {}, { query: c.query?.(keys) ?? {}, bodyKey: c.bodyKey?.(keys) }));
-        expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+        // Credentials are allowed exactly where the origin is (src/auth/ingest-cors.ts).
+        expect(res.headers.get("access-control-allow-credentials")).toBe(res.headers.get("access-control-allow-origin") === null ? null : "true");
         if (c.expect === "accepted") {
           if (!accepted(res)) throw new Error(`expected the request to be accepted, got ${res.status}: ${await res.text()}`);
         } else {
@@ -185,7 +186,7 @@ export function runAuthMatrix(opts: AuthMatrixOptions): void {
     }
 
     if (opts.kind === "ingest") {
-      test("CORS preflight: allowed origin only, never credentials", async () => {
+      test("CORS preflight: allowed origin only, with credentials (a JSON-Blob sendBeacon needs them)", async () => {
         const keys = get(opts.keys);
         const url = (await opts.request({}, { query: { key: keys.public } })).url;
         const preflight = (origin: string) =>
@@ -193,7 +194,7 @@ export function runAuthMatrix(opts: AuthMatrixOptions): void {
         const good = await preflight(keys.allowedOrigin);
         expect(good.status).toBe(204);
         expect(good.headers.get("access-control-allow-origin")).toBe(keys.allowedOrigin);
-        expect(good.headers.get("access-control-allow-credentials")).toBeNull();
+        expect(good.headers.get("access-control-allow-credentials")).toBe("true");
         const bad = await preflight("https://evil.example");
         expect(bad.headers.get("access-control-allow-origin")).toBeNull();
         expect(bad.headers.get("access-control-allow-credentials")).toBeNull();

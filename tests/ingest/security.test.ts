@@ -72,7 +72,7 @@ async function expectError(res: Response, status: number, code: string): Promise
   expect({ status: res.status, code: body.error?.code }).toEqual({ status, code });
   expect(typeof body.error.message).toBe("string");
   expect(body.request_id).toBe(res.headers.get("x-request-id")!);
-  expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+  expectCredentialsWithOriginOnly(res);
   return body;
 }
 async function expectAccepted(res: Response, accepted = 1): Promise<Accepted> {
@@ -80,8 +80,12 @@ async function expectAccepted(res: Response, accepted = 1): Promise<Accepted> {
   if (res.status !== 202) throw new Error(`expected 202, got ${res.status}: ${text}`);
   const body = JSON.parse(text) as Accepted;
   expect(body.accepted).toBe(accepted);
-  expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+  expectCredentialsWithOriginOnly(res);
   return body;
+}
+/** Access-Control-Allow-Credentials: "true" exactly when the origin is allowed (src/auth/ingest-cors.ts). */
+function expectCredentialsWithOriginOnly(res: Response): void {
+  expect(res.headers.get("access-control-allow-credentials")).toBe(res.headers.get("access-control-allow-origin") === null ? null : "true");
 }
 
 beforeAll(async () => {
@@ -327,7 +331,7 @@ describe("origins", () => {
       const res = await ingest("pageview", { headers: { Authorization: `Bearer ${any.key}`, Origin: "https://anywhere.example" } });
       await expectAccepted(res);
       expect(res.headers.get("access-control-allow-origin")).toBe("https://anywhere.example");
-      expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+      expect(res.headers.get("access-control-allow-credentials")).toBe("true");
       const preflight = await svc.app.request("/v1/ingest/event", { method: "OPTIONS", headers: { Origin: "https://anywhere.example", "Access-Control-Request-Method": "POST" } });
       expect(preflight.headers.get("access-control-allow-origin")).toBe("https://anywhere.example");
     } finally {
@@ -339,7 +343,7 @@ describe("origins", () => {
 });
 
 describe("CORS", () => {
-  test("an allowed origin gets Access-Control-Allow-Origin echoed (and Vary: Origin), never Allow-Credentials", async () => {
+  test("an allowed origin gets Access-Control-Allow-Origin echoed (and Vary: Origin) with Allow-Credentials", async () => {
     for (const route of ROUTES) {
       for (const opts of <IngestOptions[]>[
         { headers: { Authorization: `Bearer ${k.shopPublic}`, Origin: SHOP_ORIGIN } },
@@ -349,7 +353,7 @@ describe("CORS", () => {
         const res = await ingest(route, opts);
         await expectAccepted(res);
         expect(res.headers.get("access-control-allow-origin")).toBe(SHOP_ORIGIN);
-        expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+        expect(res.headers.get("access-control-allow-credentials")).toBe("true");
         expect(res.headers.get("vary") ?? "").toContain("Origin");
         expect(res.headers.get("access-control-expose-headers") ?? "").toContain("X-Request-Id");
       }
@@ -389,7 +393,7 @@ describe("CORS", () => {
       expect(ok.status).toBe(204);
       expect(ok.headers.get("access-control-allow-origin")).toBe(SHOP_ORIGIN);
       expect(ok.headers.get("access-control-allow-methods")).toBe("POST");
-      expect(ok.headers.get("access-control-allow-credentials")).toBeNull();
+      expect(ok.headers.get("access-control-allow-credentials")).toBe("true");
       const keyed = await preflight(route, SHOP_ORIGIN, `?key=${k.shopPublic}`);
       expect(keyed.headers.get("access-control-allow-origin")).toBe(SHOP_ORIGIN);
       for (const [origin, query] of [
