@@ -71,7 +71,11 @@ test("ClickHouse down: query and key routes answer 503 unavailable, /readyz says
     await sink.ch.start();
   }
   // Back: the state is rebuilt from ClickHouse (after the spool's rows arrived), and the visit goes on in its session.
-  expect(await until(async () => (await s.fetch("/readyz")).status === 200, 20_000)).toBe(true);
+  // The engine's process restarted on its data directory has failed by itself there (exit 70,
+  // "shutting down due to a fatal error", CI 2026-12-01): that is ClickHouse coming back once
+  // more, healed as below, and the running service must get ready all the same.
+  const ready = () => until(async () => (await s.fetch("/readyz")).status === 200, 20_000);
+  expect((await ready()) || ((await sink.heal()) && (await ready()))).toBe(true);
   const after = await post({ ...who, name: "after-restart", timestamp: t + 120_000 });
   expect(after.status).toBe(202);
   const stored = () => until(async () => (((await (await s.fetch("/v1/events?service_id=down", { headers: auth })).json()) as { data: unknown[] }).data.length === 3), 10_000);
