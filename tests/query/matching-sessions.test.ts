@@ -60,6 +60,16 @@ async function reportTables(): Promise<string[]> {
   return (await result.json<{ name: string }>()).map((r) => r.name);
 }
 
+/** The one report table the recorded statements name, made once as a Set and filled once. */
+function theOneSetTable(sql: string[]): string {
+  const named = new Set(sql.flatMap((s) => s.match(TABLES) ?? []));
+  expect(named.size).toBe(1);
+  const table = [...named][0]!;
+  expect(sql.filter((s) => s.startsWith(`CREATE TABLE ${table} `) && s.includes("ENGINE = Set"))).toHaveLength(1);
+  expect(sql.filter((s) => s.startsWith(`INSERT INTO ${table} `))).toHaveLength(1);
+  return table;
+}
+
 describe("a filtered summary's set of matching sessions", () => {
   test("is built once into one table, read by the four item lists, and dropped when the report is done", async () => {
     const q = query({ device: "mobile" });
@@ -69,11 +79,7 @@ describe("a filtered summary's set of matching sessions", () => {
     // Some mobile sessions have items, so the lists are not empty by accident.
     expect(shared.top_pages.length).toBeGreaterThan(0);
 
-    const named = new Set(sql.flatMap((s) => s.match(TABLES) ?? []));
-    expect(named.size).toBe(1);
-    const table = [...named][0]!;
-    expect(sql.filter((s) => s.startsWith(`CREATE TABLE ${table} `) && s.includes("ENGINE = Set"))).toHaveLength(1);
-    expect(sql.filter((s) => s.startsWith(`INSERT INTO ${table} `))).toHaveLength(1);
+    const table = theOneSetTable(sql);
     // page_views, events, web_vitals, errors: each reads the table instead of its own subquery.
     const readers = sql.filter((s) => s.includes(`IN ${table}`));
     expect(readers.map((s) => /FROM (page_views|events|web_vitals|errors)\s/.exec(s)?.[1]).sort()).toEqual(["errors", "events", "page_views", "web_vitals"]);
@@ -119,10 +125,7 @@ describe("a filtered funnel's set of matching sessions", () => {
     expect(shared).toEqual(await funnelReport(data.db.client, q, { now: NOW }));
     expect(shared.steps.length).toBeGreaterThan(0);
 
-    const named = new Set(sql.flatMap((s) => s.match(TABLES) ?? []));
-    expect(named.size).toBe(1);
-    const table = [...named][0]!;
-    expect(sql.filter((s) => s.startsWith(`INSERT INTO ${table} `))).toHaveLength(1);
+    const table = theOneSetTable(sql);
     // The levels read it once, the step names twice (the latest named time, then its names).
     expect(sql.map((s) => s.split(`IN ${table}`).length - 1).reduce((a, b) => a + b)).toBe(3);
     expect(sql.filter((s) => s.includes("HAVING sum(sign) > 0") && !s.startsWith("INSERT"))).toHaveLength(0);
