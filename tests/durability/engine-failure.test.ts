@@ -190,3 +190,25 @@ test("the engine over HTTP (`npm run clickhouse`) exits by itself when a fatal s
     await ch.dispose();
   }
 }, 60_000);
+
+test("the durability files' endpoint (restartOnFailure) starts again by itself after its engine failed, as a supervisor would restart it", async () => {
+  const ch = await startEmbeddedServer({ restartOnFailure: true });
+  try {
+    const npmPid = ch.pid!;
+    const bunPid = Number(readFileSync(`/proc/${npmPid}/task/${npmPid}/children`, "utf8").trim().split(/\s+/)[0]);
+    crashEngineThread(bunPid);
+    // Exits 70 (the test above: a query lets it notice), then answers again without anyone calling start().
+    await waitFor("the endpoint exited", 10_000, async () => {
+      await fetch(`${ch.url}/?query=SELECT%201`).catch(() => undefined);
+      return ch.pid !== npmPid ? true : undefined;
+    });
+    // Running again (its start has seen it answer), and answering.
+    await waitFor("the endpoint started again", 30_000, () => (ch.running ? true : undefined));
+    expect(await (await fetch(`${ch.url}/?query=SELECT%201`)).text()).toBe("1\n");
+    expect(ch.lastExit?.code).toBe(70);
+    expect(ch.pid).not.toBe(npmPid);
+  } finally {
+    await ch.dispose();
+  }
+  expect(ch.running).toBe(false); // a stop asked for is not restarted
+}, 60_000);

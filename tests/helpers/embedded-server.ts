@@ -44,6 +44,12 @@ export interface EmbeddedServerOptions {
   stopTimeoutMs?: number;
   /** Extra environment for the child. */
   env?: Record<string, string>;
+  /**
+   * Start the endpoint again when its engine fails by itself (exit 70, "engine failed: exiting"),
+   * as the supervisor README asks for in production would (`Restart=on-failure`). An exit asked
+   * for by `stop` is never restarted. Off by default: a test of that exit wants to see it.
+   */
+  restartOnFailure?: boolean;
 }
 
 /** How the last run of the server ended. */
@@ -97,6 +103,9 @@ export async function freePort(): Promise<number> {
 }
 
 /** Spawns `npm run clickhouse` and waits until it answers `GET /ping`. */
+/** The exit code of `npm run clickhouse` when its engine failed for good (src/hard-exit.ts). */
+const ENGINE_FAILED = 70;
+
 export async function startEmbeddedServer(opts: EmbeddedServerOptions = {}): Promise<EmbeddedServer> {
   const server = new ChildEmbeddedServer(
     opts.port ?? (await freePort()),
@@ -120,6 +129,7 @@ class ChildEmbeddedServer implements EmbeddedServer {
   #running = false;
   #exitedByItself = false;
   #lastExit: EmbeddedServerExit | undefined;
+  #restarting: Promise<void> | undefined;
   #log = "";
   #disposed = false;
 
@@ -178,12 +188,18 @@ class ChildEmbeddedServer implements EmbeddedServer {
    * failure, 2026-11-28, answered SELECT 1 and hung on the tables).
    */
   async start(): Promise<void> {
+    await this.#restarting; // a supervisor's restart in progress (restartOnFailure) may have done it
+    if (this.#running) return;
+    return this.#startChecked();
+  }
+
+  async #startChecked(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       await this.#startOnce();
       if (await queryOk(this.url)) return;
       if (attempt === 3) throw new Error(`embedded server answered /ping but not a query of its tables within 10 s, ${attempt} starts:\n${this.#log}`);
       console.error(`[embedded server] ${this.url} answered /ping but not a query of its tables within 10 s; starting it again (attempt ${attempt + 1})`);
-      await this.stop("SIGTERM");
+      await this.#stopNow("SIGTERM");
     }
   }
 
@@ -226,6 +242,7 @@ class ChildEmbeddedServer implements EmbeddedServer {
       this.#running = false;
       this.#lastExit = exit;
       if (this.#child === child) this.#child = undefined;
+      if (this.#exitedByItself && exit.code === ENGINE_FAILED && this.opts.restartOnFailure && !this.#disposed) this.#restartAfterFailure();
       return exit;
     });
 
@@ -242,11 +259,31 @@ class ChildEmbeddedServer implements EmbeddedServer {
       }
       await Bun.sleep(50);
     }
-    await this.stop("SIGKILL");
+    await this.#stopNow("SIGKILL");
     throw new Error(`embedded server did not answer ${this.url}/ping within ${this.opts.readyTimeoutMs ?? 30_000} ms:\n${this.#log}`);
   }
 
+  /** restartOnFailure: started again on its data, and said on stderr with the engine's log. */
+  #restartAfterFailure(): void {
+    console.error(`[embedded server] ${this.url}: the engine failed by itself (exit ${ENGINE_FAILED}); starting it again, as a supervisor would. Its log:\n${this.#log.slice(-4000)}`);
+    this.#restarting = (async () => {
+      try {
+        // A `stop` or `start` of the test's own, or a dispose, since the exit decides instead.
+        if (!this.#disposed && !this.#child) await this.#startChecked();
+      } catch (err) {
+        console.error(`[embedded server] ${this.url}: the restart after the engine's failure failed: ${String(err)}`);
+      } finally {
+        this.#restarting = undefined;
+      }
+    })();
+  }
+
   async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<EmbeddedServerExit> {
+    await this.#restarting; // a supervisor's restart in progress ends first, then is stopped
+    return this.#stopNow(signal);
+  }
+
+  async #stopNow(signal: "SIGTERM" | "SIGKILL"): Promise<EmbeddedServerExit> {
     const child = this.#child;
     const exited = this.#exited;
     if (!child || !exited) return this.#lastExit ?? { code: null, signal: null };

@@ -321,7 +321,7 @@ export function useSinkFixture(): SinkFixture {
     // second engine once, and says so (the engine's log is printed either way).
     for (let attempt = 1; ; attempt++) {
       const t0 = performance.now();
-      fixture.ch = await startEmbeddedServer();
+      fixture.ch = await startEmbeddedServer({ restartOnFailure: true });
       const t1 = performance.now();
       try {
         fixture.database = await migrateEndpoint(fixture.ch.url, undefined, 30_000);
