@@ -7,7 +7,7 @@
 // credentials grants a page nothing its key does not. The origin is always echoed, never `*`.
 // Mount before ingestAuth: it answers preflights itself and decorates the response after the
 // route (by then resolveBodyKey has found a body key, if that is where it was).
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv, Principal } from "../http/app-env.ts";
 import type { KeyStore } from "./key-store.ts";
 import { originAllowed } from "./origin.ts";
@@ -15,6 +15,12 @@ import { originAllowed } from "./origin.ts";
 const ALLOW_HEADERS = "Content-Type, Authorization, X-API-Key, Content-Encoding, X-Request-Id";
 const EXPOSE_HEADERS = "X-Request-Id, Retry-After";
 const MAX_AGE_SECONDS = "600";
+
+/** Lets `origin` read the answer, with credentials (see the file comment): preflights and answers alike. */
+function allowOrigin(c: Context, origin: string): void {
+  c.header("Access-Control-Allow-Origin", origin);
+  c.header("Access-Control-Allow-Credentials", "true");
+}
 
 /** Preflights and CORS response headers for ingest routes (see the file comment). */
 export function ingestCors(store: KeyStore): MiddlewareHandler<AppEnv> {
@@ -36,8 +42,7 @@ export function ingestCors(store: KeyStore): MiddlewareHandler<AppEnv> {
       // Answers differ by Origin, so shared caches must keep them apart.
       c.header("Vary", "Origin");
       if (origin !== undefined && (await preflightAllows(origin, c.req.query("key")))) {
-        c.header("Access-Control-Allow-Origin", origin);
-        c.header("Access-Control-Allow-Credentials", "true");
+        allowOrigin(c, origin);
         c.header("Access-Control-Allow-Methods", "POST");
         c.header("Access-Control-Allow-Headers", ALLOW_HEADERS);
         c.header("Access-Control-Max-Age", MAX_AGE_SECONDS);
@@ -55,8 +60,7 @@ export function ingestCors(store: KeyStore): MiddlewareHandler<AppEnv> {
       principal.type === "public" &&
       originAllowed(principal.origins, origin)
     ) {
-      c.header("Access-Control-Allow-Origin", origin);
-      c.header("Access-Control-Allow-Credentials", "true");
+      allowOrigin(c, origin);
       c.header("Access-Control-Expose-Headers", EXPOSE_HEADERS);
     }
   };

@@ -120,7 +120,7 @@ async function report(ch: ClickHouseClient, q: FunnelQuery, matchingSessions: st
   /** Gaps in ms between step k−1 and step k of each unit's chain (exact integers). */
   const deltas: number[][] = Array.from({ length: top + 1 }, () => []);
   for (const row of kinds) {
-    if (row.kind === 1) reached[1]! += Number(row.units);
+    if (row.kind === 1) reached[1]! += row.units;
     if (row.kind !== 2) continue;
     for (const events of row.chains) {
       const chain = packedChain(events, windowMs);

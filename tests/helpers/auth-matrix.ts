@@ -162,6 +162,11 @@ const BY_KIND: Record<AuthMatrixOptions["kind"], Case[]> = {
   ],
 };
 
+/** Access-Control-Allow-Credentials: "true" exactly when the origin is allowed (src/auth/ingest-cors.ts). */
+export function expectCredentialsWithOriginOnly(res: Response): void {
+  expect(res.headers.get("access-control-allow-credentials")).toBe(res.headers.get("access-control-allow-origin") === null ? null : "true");
+}
+
 /** Registers the standard auth tests for one route (see the usage at the top of this file). */
 export function runAuthMatrix(opts: AuthMatrixOptions): void {
   const get = <T>(lazy: Lazy<T>): T => (typeof lazy === "function" ? (lazy as () => T)() : lazy);
@@ -172,8 +177,7 @@ export function runAuthMatrix(opts: AuthMatrixOptions): void {
       test(`${c.name} → ${c.expect}`, async () => {
         const keys = get(opts.keys);
         const res = await get(opts.app).request(await opts.request(c.headers?.(keys) ?? {}, { query: c.query?.(keys) ?? {}, bodyKey: c.bodyKey?.(keys) }));
-        // Credentials are allowed exactly where the origin is (src/auth/ingest-cors.ts).
-        expect(res.headers.get("access-control-allow-credentials")).toBe(res.headers.get("access-control-allow-origin") === null ? null : "true");
+        expectCredentialsWithOriginOnly(res);
         if (c.expect === "accepted") {
           if (!accepted(res)) throw new Error(`expected the request to be accepted, got ${res.status}: ${await res.text()}`);
         } else {

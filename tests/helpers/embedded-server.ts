@@ -102,10 +102,10 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Spawns `npm run clickhouse` and waits until it answers `GET /ping`. */
 /** The exit code of `npm run clickhouse` when its engine failed for good (src/hard-exit.ts). */
 const ENGINE_FAILED = 70;
 
+/** Spawns `npm run clickhouse` and waits until it answers `GET /ping`. */
 export async function startEmbeddedServer(opts: EmbeddedServerOptions = {}): Promise<EmbeddedServer> {
   const server = new ChildEmbeddedServer(
     opts.port ?? (await freePort()),
@@ -268,7 +268,7 @@ class ChildEmbeddedServer implements EmbeddedServer {
     console.error(`[embedded server] ${this.url}: the engine failed by itself (exit ${ENGINE_FAILED}); starting it again, as a supervisor would. Its log:\n${this.#log.slice(-4000)}`);
     this.#restarting = (async () => {
       try {
-        // A `stop` or `start` of the test's own, or a dispose, since the exit decides instead.
+        // Unless a dispose, or a start of the test's own, came first.
         if (!this.#disposed && !this.#child) await this.#startChecked();
       } catch (err) {
         console.error(`[embedded server] ${this.url}: the restart after the engine's failure failed: ${String(err)}`);

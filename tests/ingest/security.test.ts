@@ -3,7 +3,7 @@
 // fields a public key may not set, keys of one service writing another, origins and CORS.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { generateKey } from "../../src/auth/key-format.ts";
-import { createMatrixKeys, runAuthMatrix, type MatrixKeys } from "../helpers/auth-matrix.ts";
+import { createMatrixKeys, expectCredentialsWithOriginOnly, runAuthMatrix, type MatrixKeys } from "../helpers/auth-matrix.ts";
 import { testClickHouse } from "../helpers/clickhouse.ts";
 import { ROOT_TOKEN, startTestService, type TestService } from "../helpers/service.ts";
 
@@ -82,10 +82,6 @@ async function expectAccepted(res: Response, accepted = 1): Promise<Accepted> {
   expect(body.accepted).toBe(accepted);
   expectCredentialsWithOriginOnly(res);
   return body;
-}
-/** Access-Control-Allow-Credentials: "true" exactly when the origin is allowed (src/auth/ingest-cors.ts). */
-function expectCredentialsWithOriginOnly(res: Response): void {
-  expect(res.headers.get("access-control-allow-credentials")).toBe(res.headers.get("access-control-allow-origin") === null ? null : "true");
 }
 
 beforeAll(async () => {
