@@ -4,7 +4,7 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import { entryPages, exitPages, type ListQuery, topPages, topReferrers } from "./behavior-lists.ts";
 import { withMatchingSessions, withPathSessions } from "./matching-sessions.ts";
 import { sessionDistributions, utmStats } from "./session-breakdowns.ts";
-import { type SessionQuery, sessionSeries, sessionTotals } from "./session-metrics.ts";
+import { type SessionQuery, sessionTotals, sessionTotalsAndSeries } from "./session-metrics.ts";
 import { previousRange, type Interval } from "./time-range.ts";
 import { topErrors } from "./top-errors.ts";
 import { topEvents } from "./top-events.ts";
@@ -29,10 +29,9 @@ export async function sessionStatsReport(ch: ClickHouseClient, q: SessionQuery, 
   // the earlier of the two ranges' starts (src/query/matching-sessions.ts).
   return withPathSessions(ch, q, Math.min(q.range.start, previous.start), r, async (pathSessions) => {
     const sq = { ...q, pathSessions };
-    const [totals, previousTotals, series, utm, distributions] = await Promise.all([
-      sessionTotals(ch, sq, r),
+    const [{ totals, series }, previousTotals, utm, distributions] = await Promise.all([
+      sessionTotalsAndSeries(ch, sq, interval, r),
       sessionTotals(ch, { ...sq, range: previous }, r),
-      sessionSeries(ch, sq, interval, r),
       utmStats(ch, sq, r),
       sessionDistributions(ch, sq, r),
     ]);

@@ -150,8 +150,8 @@ describe("a path filter's set of sessions on that path", () => {
     const fill = sql.filter((s) => s.startsWith(`INSERT INTO ${table} `));
     expect(fill).toHaveLength(1);
     expect(fill[0]).toContain("FROM page_views");
-    // totals, previous totals, series, utm and the four distributions (one read)
-    expect(sql.filter((s) => s.includes(`session_hash IN ${table}`))).toHaveLength(5);
+    // totals with the series (one read), previous totals, utm, the four distributions (one read)
+    expect(sql.filter((s) => s.includes(`session_hash IN ${table}`))).toHaveLength(4);
     expect(sql.filter((s) => s.includes("FROM page_views") && !s.startsWith("INSERT"))).toHaveLength(0);
     expect(await reportTables()).toEqual([]);
   });
