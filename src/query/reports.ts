@@ -1,7 +1,7 @@
 // The two composite answers: /v1/sessions/stats and /v1/behavior/summary. Each question is its own
 // function (one query); these run them side by side and assemble the contract's shape.
 import type { ClickHouseClient } from "@clickhouse/client-web";
-import { entryPages, exitPages, type ListQuery, topPages, topReferrers } from "./behavior-lists.ts";
+import { type ListQuery, sessionLists, topPages } from "./behavior-lists.ts";
 import { withMatchingSessions, withPathSessions } from "./matching-sessions.ts";
 import { sessionDistributions, utmStats } from "./session-breakdowns.ts";
 import { type SessionQuery, sessionTotals, sessionTotalsAndSeries } from "./session-metrics.ts";
@@ -42,7 +42,7 @@ export async function sessionStatsReport(ch: ClickHouseClient, q: SessionQuery, 
 /** GET /v1/behavior/summary. */
 export async function behaviorSummary(ch: ClickHouseClient, q: ListQuery, read: ReadOptions) {
   // Longest first (measured on 10M events: pages, events, totals, vitals, errors; the session
-  // lists are ~50 ms): the engine runs a few queries at a time, and a long one started last
+  // lists are one ~50 ms query): the engine runs a few queries at a time, and a long one started last
   // would finish alone on an otherwise idle engine. With attribute filters the item lists share
   // one set of the matching sessions, with a path filter the session questions share one set of
   // the sessions on that path (src/query/matching-sessions.ts); each side waits only for its own.
@@ -53,8 +53,8 @@ export async function behaviorSummary(ch: ClickHouseClient, q: ListQuery, read: 
   });
   const sessionSide = withPathSessions(ch, q, q.range.start, r, (pathSessions) => {
     const sq = { ...q, pathSessions };
-    return Promise.all([sessionTotals(ch, sq, r), entryPages(ch, sq, r), exitPages(ch, sq, r), topReferrers(ch, sq, r)]);
+    return Promise.all([sessionTotals(ch, sq, r), sessionLists(ch, sq, r)]);
   });
-  const [[top_pages, top_events, web_vitals, top_errors], [sessions, entry_pages, exit_pages, top_referrers]] = await Promise.all([items, sessionSide]);
+  const [[top_pages, top_events, web_vitals, top_errors], [sessions, { entry_pages, exit_pages, top_referrers }]] = await Promise.all([items, sessionSide]);
   return { sessions, top_pages, entry_pages, exit_pages, top_events, top_referrers, web_vitals, top_errors };
 }
