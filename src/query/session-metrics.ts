@@ -143,6 +143,8 @@ function rawMetricsQuery(q: SessionQuery, interval?: Interval, totalsToo = false
   const where = [range, ...sessionConditions(q.filters, p, service, q.range.start, q.pathSessions)];
   const both = interval !== undefined && totalsToo;
   const keys = interval ? "b, g_candidate, g_key" : "g_candidate, g_key";
+  const innerGroup = both ? `GROUPING SETS ((${keys}), (g_candidate, g_key))` : keys;
+  const outerGroup = both ? " GROUP BY m_total, b" : interval ? " GROUP BY b" : "";
   const sql = `SELECT ${both ? "m_total, " : ""}${interval ? "b, min(g_at) AS b_at, " : ""}sum(g_sessions) AS m_sessions,
       sum(g_visitors) + countIf(g_candidate AND g_sessions > 0) AS m_visitors, sum(g_pageviews) AS m_pageviews,
       sum(g_bounces) AS m_bounces, sum(g_duration) AS m_duration_ms, sum(g_conversions) AS m_conversions
@@ -151,7 +153,7 @@ function rawMetricsQuery(q: SessionQuery, interval?: Interval, totalsToo = false
         uniqExactIf(${VISITOR_KEY}, sign > 0 AND NOT g_candidate) AS g_visitors, sum(sign * pageviews) AS g_pageviews,
         sum(sign * is_bounce) AS g_bounces, sum(sign * duration_ms) AS g_duration, sum(sign * converted) AS g_conversions
       FROM sessions WHERE ${where.join(" AND ")}
-      GROUP BY ${both ? `GROUPING SETS ((${keys}), (g_candidate, g_key))` : keys})${both ? " GROUP BY m_total, b" : interval ? " GROUP BY b" : ""}`;
+      GROUP BY ${innerGroup})${outerGroup}`;
   return { sql, params: p };
 }
 
