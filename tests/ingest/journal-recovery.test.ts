@@ -11,6 +11,7 @@ import { ClaimPendingError, memoryDedup, valkeyDedup, type EventDedup } from "..
 import { ingestItems, type IngestorDeps, type RowWriter } from "../../src/ingest/ingestor.ts";
 import { recoverJournal, storedStates } from "../../src/ingest/sessions/journal-recovery.ts";
 import { Sessionizer } from "../../src/ingest/sessions/sessionizer.ts";
+import { ApiError } from "../../src/errors.ts";
 import { valkeyStateStore, type JournaledStateStore } from "../../src/ingest/sessions/state-store.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
 import { insertRecords } from "../../src/storage/insert-rows.ts";
@@ -77,6 +78,16 @@ async function liveVersions(service: string): Promise<Array<[number, number]>> {
 async function versionIn(store: JournaledStateStore, service: string, sessionId: string): Promise<number | undefined> {
   const got = await store.load([`s:${service}:${sessionId}`]);
   return (got.get(`s:${service}:${sessionId}`)?.value as { version?: number } | undefined)?.version;
+}
+
+/** A service's sign-weighted (events, items) over its session rows. */
+async function sums(service: string): Promise<[number, number]> {
+  const [row] = await (await db.client.query({
+    query: "SELECT toInt64(sum(sign * events)) AS events, toInt64(sum(sign * items)) AS items FROM sessions WHERE service_id = {s:String}",
+    query_params: { s: service },
+    format: "JSONEachRow",
+  })).json<{ events: number; items: number }>();
+  return [Number(row!.events), Number(row!.items)];
 }
 
 const recover = (store: JournaledStateStore) => recoverJournal(store, (refs) => storedStates(db.client, refs));
@@ -149,8 +160,8 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
     expect(await versionIn(after, service, sessionId)).toBe(1);
   });
 
-  test("an unwritten commit that another instance has built on since is left alone and counted", async () => {
-    const service = "journal_changed";
+  test("another instance does not build on an unwritten commit: refused with 503 until the restarted instance took it back, then it builds on the stored state", async () => {
+    const service = "journal_other";
     const prefix = `${freeDbPrefix()}:`;
     const journal = `${prefix}journal:a`;
     const before = instance(prefix, journal);
@@ -159,6 +170,51 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
     void ingestItems(deps(before, writer(true)), ctx(service), [item(service, "v4", "b")]);
     await Bun.sleep(100);
     const other = instance(prefix, `${prefix}journal:b`);
+    const otherDeps = { ...deps(other, writer()), sessionizer: new Sessionizer(other, undefined, undefined, 200) };
+    const refused = await ingestItems(otherDeps, ctx(service), [item(service, "v4", "c")]).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(ApiError);
+    expect((refused as ApiError).code).toBe("unavailable");
+    const sessionId = first.session_ids[0]!;
+    expect(await versionIn(other, service, sessionId)).toBe(2); // nothing built on it
+
+    const after = instance(prefix, journal);
+    expect(await recover(after)).toEqual({ entries: 1, rolledBack: 1, builtOn: 0 });
+    const retried = await ingestItems(otherDeps, ctx(service), [item(service, "v4", "c")]);
+    expect(retried.session_ids).toEqual([sessionId]);
+    // Version 1 (stored) cancelled by version 2 holding a and c: one live state, two events.
+    expect(await liveVersions(service)).toEqual([[2, 1]]);
+    expect(await sums(service)).toEqual([2, 2]);
+  });
+
+  test("while the instance that wrote it lives, another instance waits for its commit to settle and builds on it", async () => {
+    const service = "journal_wait";
+    const prefix = `${freeDbPrefix()}:`;
+    const a = instance(prefix, `${prefix}journal:a`);
+    const b = instance(prefix, `${prefix}journal:b`);
+    const first = await ingestItems(deps(a, writer()), ctx(service), [item(service, "v7", "a")]);
+    await settled();
+    const slow: RowWriter = { assertRoom() {}, write: async (records) => (await Bun.sleep(300), await insertRecords(db.client, records), undefined) };
+    const pending = ingestItems(deps(a, slow), ctx(service), [item(service, "v7", "b")]);
+    await Bun.sleep(50);
+    const startedAt = performance.now();
+    const next = await ingestItems(deps(b, writer()), ctx(service), [item(service, "v7", "c")]);
+    expect(performance.now() - startedAt).toBeGreaterThan(150); // it waited for a's write
+    await pending;
+    expect(next.session_ids).toEqual(first.session_ids);
+    expect(await liveVersions(service)).toEqual([[3, 1]]);
+    expect(await sums(service)).toEqual([3, 3]);
+  });
+
+  test("past the pending age (its instance taken for gone), another instance builds on it; the restart leaves it and counts it: the README's limit", async () => {
+    const service = "journal_changed";
+    const prefix = `${freeDbPrefix()}:`;
+    const journal = `${prefix}journal:a`;
+    const before = instance(prefix, journal);
+    const first = await ingestItems(deps(before, writer()), ctx(service), [item(service, "v4", "a")]);
+    await settled();
+    void ingestItems(deps(before, writer(true)), ctx(service), [item(service, "v4", "b")]);
+    await Bun.sleep(100);
+    const other = valkeyStateStore(clients[clients.push(new Redis(process.env.TEST_VALKEY_URL!)) - 1]!, prefix, { journal: `${prefix}journal:b`, pendingMaxAgeMs: 50 });
     await ingestItems(deps(other, writer()), ctx(service), [item(service, "v4", "c")]);
     const sessionId = first.session_ids[0]!;
     expect(await versionIn(other, service, sessionId)).toBe(3);

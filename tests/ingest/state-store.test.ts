@@ -1,7 +1,7 @@
 // The in-process session state store shares stored values with every later reader (its
 // compare-and-set compares identities), so what it stores can no longer change. Both stores'
 // `seed`, which a warm-up writes through.
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { mergeSpans } from "../../src/ingest/sessions/session-state.ts";
 import { memoryStateStore, type StateStore, valkeyStateStore } from "../../src/ingest/sessions/state-store.ts";
@@ -101,4 +101,77 @@ test("seed in Valkey sets the TTL it is given", async () => {
   const ttl = await redis.pttl(`${prefix}t`);
   expect(ttl).toBeGreaterThan(55_000);
   expect(ttl).toBeLessThanOrEqual(60_000);
+});
+
+// Several instances share Valkey. A journaled commit names itself in the values it writes, so
+// another instance does not build on a state whose rows may not be written yet (the instance that
+// wrote it could stop before its spool write): see PENDING_CHECK in state-store.ts.
+describe("an unsettled commit of another instance (Valkey, journaled)", () => {
+  const journalName = (ms: number, n: number) => `${String(ms).padStart(15, "0")}-${String(n).padStart(12, "0")}`;
+  const pair = (maxAgeMs?: number) => {
+    const prefix = `${freeDbPrefix()}:`;
+    const a = valkeyStateStore(redis, prefix, { journal: `${prefix}journal:a`, pendingMaxAgeMs: maxAgeMs });
+    const b = valkeyStateStore(redis, prefix, { journal: `${prefix}journal:b`, pendingMaxAgeMs: maxAgeMs });
+    return { prefix, a, b };
+  };
+
+  test("is 'pending' to the other instance until settled, then built on; loads see the value without its tag", async () => {
+    const { a, b } = pair();
+    const first = journalName(Date.now(), 1);
+    expect(await a.commit([{ key: "s", expected: null, next: { version: 1 } }], 60_000, first)).toBe(true);
+    const seen = (await b.load(["s"])).get("s")!;
+    expect(seen.value).toEqual({ version: 1 });
+    const next = [{ key: "s", expected: seen, next: { version: 2 } }];
+    expect(await b.commit(next, 60_000, journalName(Date.now(), 1))).toBe("pending");
+    expect((await b.load(["s"])).get("s")!.value).toEqual({ version: 1 }); // nothing written
+    await a.settle(first);
+    expect(await b.commit(next, 60_000, journalName(Date.now(), 2))).toBe(true);
+    expect((await a.load(["s"])).get("s")!.value).toEqual({ version: 2 });
+  });
+
+  test("its own instance builds on it at once (a restart takes a chain back newest first)", async () => {
+    const { prefix, a } = pair();
+    expect(await a.commit([{ key: "s", expected: null, next: { version: 1 } }], 60_000, journalName(Date.now(), 1))).toBe(true);
+    const again = valkeyStateStore(redis, prefix, { journal: `${prefix}journal:a` }); // the same instance, another connection's view
+    const seen = (await again.load(["s"])).get("s")!;
+    expect(await again.commit([{ key: "s", expected: seen, next: { version: 2 } }], 60_000, journalName(Date.now(), 2))).toBe(true);
+  });
+
+  test("older than the pending age, it is built on (its instance taken for gone)", async () => {
+    const { a, b } = pair(1_000);
+    const old = journalName(Date.now() - 5_000, 1);
+    expect(await a.commit([{ key: "s", expected: null, next: { version: 1 } }], 60_000, old)).toBe(true);
+    const seen = (await b.load(["s"])).get("s")!;
+    expect(await b.commit([{ key: "s", expected: seen, next: { version: 2 } }], 60_000, journalName(Date.now(), 1))).toBe(true);
+  });
+
+  test("fault injected (a settle that gets no answer): it is tried again, and the other instance builds on the state then", async () => {
+    const prefix = `${freeDbPrefix()}:`;
+    let failNext = true;
+    const flaky = new Proxy(redis, {
+      get(target, name, receiver) {
+        if (name !== "hdel" || !failNext) return Reflect.get(target, name, receiver);
+        failNext = false;
+        return async () => {
+          throw new Error("Connection is closed."); // as ioredis answers while Valkey is away
+        };
+      },
+    });
+    const a = valkeyStateStore(flaky, prefix, { journal: `${prefix}journal:a` });
+    const b = valkeyStateStore(redis, prefix, { journal: `${prefix}journal:b` });
+    const first = journalName(Date.now(), 1);
+    expect(await a.commit([{ key: "s", expected: null, next: { version: 1 } }], 60_000, first)).toBe(true);
+    await expect(a.settle(first)).rejects.toThrow("Connection is closed.");
+    const next = [{ key: "s", expected: (await b.load(["s"])).get("s")!, next: { version: 2 } }];
+    expect(await b.commit(next, 60_000, journalName(Date.now(), 1))).toBe("pending");
+    await Bun.sleep(700); // past the retry (every 0.5 s)
+    expect(await redis.hexists(`${prefix}journal:a`, first)).toBe(0);
+    expect(await b.commit(next, 60_000, journalName(Date.now(), 2))).toBe(true);
+  });
+
+  test("a key that changed since the load is 'changed' (false), not 'pending'", async () => {
+    const { a, b } = pair();
+    expect(await a.commit([{ key: "s", expected: null, next: { version: 1 } }], 60_000, journalName(Date.now(), 1))).toBe(true);
+    expect(await b.commit([{ key: "s", expected: null, next: { version: 1 } }], 60_000, journalName(Date.now(), 1))).toBe(false);
+  });
 });

@@ -11,7 +11,7 @@ import { writeFileSync } from "node:fs";
 import { DataFileError, readSmallFile } from "../../private-files.ts";
 import { join } from "node:path";
 import { STATE_TTL_MS } from "./sessionizer.ts";
-import type { JournalEntry, JournaledStateStore } from "./state-store.ts";
+import { stateJson, type JournalEntry, type JournaledStateStore } from "./state-store.ts";
 
 /** A session state a commit wrote: its row with sign +1 is what shows the commit's rows were written. */
 export interface StateRef {
@@ -38,7 +38,7 @@ export function writtenStates(entry: JournalEntry): StateRef[] {
   const out: StateRef[] = [];
   for (const text of entry.after) {
     if (text === null) continue;
-    const v = JSON.parse(text) as Partial<StateRef>;
+    const v = JSON.parse(stateJson(text)) as Partial<StateRef>;
     if (typeof v.session_id === "string" && typeof v.service_id === "string" && typeof v.version === "number") {
       out.push({ service_id: v.service_id, session_id: v.session_id, version: v.version });
     }

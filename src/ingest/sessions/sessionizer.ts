@@ -60,6 +60,14 @@ export interface Assignment {
 /** Keep session state this long after its last change (late and back-filled items find it). */
 export const STATE_TTL_MS = 2 * 60 * 60 * 1000;
 const MAX_ATTEMPTS = 16;
+/**
+ * How long a request waits, at most, for another instance to settle a commit it builds on (the
+ * store's "pending"): milliseconds while that instance lives; an instance that stopped between its
+ * commit and its spool write settles it only when it is back (journal-recovery.ts), so the request
+ * is refused with 503 instead (its client retries).
+ */
+const PENDING_WAIT_MS = 2_000;
+const PENDING_POLL_MS = 20;
 /** Merge markers followed when loading (a chain of merges longer than this is not expected). */
 const MAX_HOPS = 8;
 /**
@@ -78,12 +86,25 @@ export class Sessionizer {
     private readonly store: StateStore,
     private readonly newId: () => string = () => crypto.randomUUID(),
     private readonly now: () => number = Date.now,
+    private readonly pendingWaitMs = PENDING_WAIT_MS,
   ) {}
 
-  /** Places every item; retries when another instance changed the same visitors meanwhile. */
+  /**
+   * Places every item; retries when another instance changed the same visitors meanwhile, and
+   * waits while another instance's commit it would build on is not settled.
+   */
   async assign(placements: readonly Placement[]): Promise<Assignment> {
+    const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       const result = await this.#attempt(placements);
+      if (result === "pending") {
+        if (performance.now() - started >= this.pendingWaitMs) {
+          throw new ApiError("unavailable", "Another instance of the service wrote this request's visitors' session state and stopped before storing it; retry once it is back (at most a minute)", { retryAfterSeconds: 5 });
+        }
+        attempt--; // waiting, not contention
+        await new Promise((r) => setTimeout(r, PENDING_POLL_MS));
+        continue;
+      }
       if (result) return result;
       // Contention, not a fault: nothing was written, and the same request a moment later goes
       // through (a 503 the client retries; it was a 500, seen with dozens of clients on a few
@@ -99,17 +120,20 @@ export class Sessionizer {
   /**
    * One try: read what the request's items need (#load), place every item (#place), and commit
    * every changed state with one compare-and-set. Undefined when another writer changed one of
-   * the keys read meanwhile (nothing is written then).
+   * the keys read meanwhile, "pending" when another instance's unsettled commit wrote one (nothing
+   * is written then).
    */
-  async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined> {
+  async #attempt(placements: readonly Placement[]): Promise<Assignment | undefined | "pending"> {
     const { vKeys, draft } = await this.#load(placements);
     const sessionIds = this.#place(placements, vKeys, draft);
     const { writes, changes, cancelled, aliases } = draft.outcome();
-    // Sortable: time, then a counter (journal-recovery.ts takes entries back newest first). Unique
+    // Sortable: time, then a counter (journal-recovery.ts takes entries back newest first; the
+    // store reads the time as the commit's age, state-store.ts PENDING_CHECK). Unique
     // because each journal has one Sessionizer (one per process, compose-ingest.ts; the journal is
     // the instance's): two on one journal could name two commits alike within a millisecond.
     const journal = `${String(this.now()).padStart(15, "0")}-${String(++this.#journalSeq).padStart(12, "0")}`;
-    if (!(await this.store.commit(writes, STATE_TTL_MS, journal))) return undefined;
+    const written = await this.store.commit(writes, STATE_TTL_MS, journal);
+    if (written !== true) return written === "pending" ? "pending" : undefined;
     return { sessionIds, changes, cancelled, aliases, writes, journal };
   }
 

@@ -15,9 +15,11 @@ export interface StateStore {
    * Writes every entry iff each key still holds `expected`; false when another writer won. With
    * `journal`, a store shared across processes also records the writes under that name, in the
    * same atomic step, until `settle(journal)`: what a restart takes back if its rows never got
-   * written (see journal-recovery.ts).
+   * written (see journal-recovery.ts). "pending" (nothing written): a key holds a value that
+   * another instance's commit wrote and has not settled yet (its rows may not be written; see
+   * PENDING_MAX_AGE_MS).
    */
-  commit(entries: readonly StateWrite[], ttlMs: number, journal?: string): Promise<boolean>;
+  commit(entries: readonly StateWrite[], ttlMs: number, journal?: string): Promise<boolean | "pending">;
   /** Forgets journal entry `journal`: its rows are written, or its writes were taken back. */
   settle(journal: string): Promise<void>;
   /**
@@ -146,6 +148,24 @@ function frozen<T>(value: T): T {
 }
 
 const NIL = "\u0000nil";
+/**
+ * A journaled commit writes each value as its JSON, then TAG, the journal hash, TAG and the journal
+ * field: the tag names the commit, so another instance can tell a state whose rows may not be
+ * written yet (its record still in that journal). JSON.stringify never writes a raw U+0001.
+ */
+const TAG = "\u0001";
+/** The JSON of a stored text (without the tag of the commit that wrote it). */
+export function stateJson(text: string): string {
+  const at = text.indexOf(TAG);
+  return at < 0 ? text : text.slice(0, at);
+}
+/**
+ * How long another instance's unsettled commit holds up the keys it wrote. Past it, the instance
+ * that wrote it is taken for gone for good (its data directory lost): its state is built on as it
+ * is, and its rows may be missing (the README's multi-instance limit). The same time as a pending
+ * event-id claim's (dedup.ts).
+ */
+export const PENDING_MAX_AGE_MS = 60_000;
 /** Compare-and-set tries of one seeded merge before it leaves the key to the live writers. */
 const MERGE_ATTEMPTS = 5;
 /**
@@ -164,9 +184,37 @@ for i = 1, n do
 end`;
 
 /**
+ * Lua, in the journaled compare-and-set: returns 2 when a key holds its expected text and that text
+ * was written by another instance's commit (another journal hash, KEYS[n+1] being this one's) whose
+ * record is still in that instance's journal and is younger than ARGV[2n+4] ms (the field begins
+ * with the commit's time in ms, 15 digits: Sessionizer; measured by Valkey's clock).
+ * Such a commit's rows may never have been written (that instance stopped between its commit and
+ * its spool write): building on it would write a cancel row for a state never stored and count its
+ * items again. Its own instance settles it within milliseconds, or takes it back at restart.
+ * (The journal hash it reads is not among KEYS: one Valkey, not a cluster.)
+ */
+const PENDING_CHECK = `
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[i])
+  local a = cur and string.find(cur, '\\1', 1, true)
+  if a and cur == ARGV[i] then
+    local b = string.find(cur, '\\1', a + 1, true)
+    local hash = b and string.sub(cur, a + 1, b - 1)
+    if hash and hash ~= KEYS[n + 1] then
+      local field = string.sub(cur, b + 1)
+      local t = redis.call('TIME')
+      local age = (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) - (tonumber(string.sub(field, 1, 15)) or 0)
+      if age < tonumber(ARGV[2 * n + 4]) and redis.call('HEXISTS', hash, field) == 1 then return 2 end
+    end
+  end
+end`;
+
+/**
  * Compare-and-set over KEYS[1..n]: ARGV[1..n] the texts expected, ARGV[n+1..2n] the texts to write,
  * ARGV[2n+1] the TTL. Journaled, the last key is the journal hash and ARGV[2n+2], ARGV[2n+3] the
- * field and the record written there in the same step; a journaled commit whose record is already
+ * field and the record written there in the same step, ARGV[2n+4] the pending check's age (above); a
+ * journaled commit writes its values tagged (TAG) and answers 2 for a key another instance's
+ * unsettled commit wrote; a journaled commit whose record is already
  * there ran before (ioredis re-sent it after a reconnect, valkey-client.ts) and answers 1 again
  * without writing (its compare would fail against its own writes, and the sessionizer would then
  * apply its items a second time: a test saw 3 page views for 2).
@@ -175,7 +223,7 @@ function casScript(journaled: boolean): string {
   if (!journaled) return `local n = #KEYS${COMPARE_AND_WRITE}\nreturn 1`;
   return `
 local n = #KEYS - 1
-if redis.call('HGET', KEYS[n + 1], ARGV[2 * n + 2]) == ARGV[2 * n + 3] then return 1 end${COMPARE_AND_WRITE}
+if redis.call('HGET', KEYS[n + 1], ARGV[2 * n + 2]) == ARGV[2 * n + 3] then return 1 end${PENDING_CHECK}${COMPARE_AND_WRITE}
 redis.call('HSET', KEYS[n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3])
 return 1`;
 }
@@ -243,13 +291,20 @@ interface ValkeyStored extends Stored {
  * `journal` names this instance's journal hash (one per instance: see journal-recovery.ts); without
  * it, commits are not journaled.
  */
-export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts: { remembered?: number; journal?: string } = {}): JournaledStateStore {
+export function valkeyStateStore(
+  redis: Redis,
+  prefix = "analytics:sess:",
+  opts: { remembered?: number; journal?: string; /** PENDING_MAX_AGE_MS unless set (tests). */ pendingMaxAgeMs?: number } = {},
+): JournaledStateStore {
   const known = new BoundedMap<string, ValkeyStored>(opts.remembered ?? 50_000);
   const journalKey = opts.journal;
+  const pendingMaxAgeMs = String(opts.pendingMaxAgeMs ?? PENDING_MAX_AGE_MS);
   const text = (t: string | null) => t ?? NIL;
   /** A commit's prefixed keys, its texts to write and expected (NIL: absent), and its journal record ("" without a journal). */
   const asTexts = (entries: readonly StateWrite[], journal: string | undefined) => {
-    const texts = entries.map((e) => (e.next === null ? NIL : JSON.stringify(e.next)));
+    // Journaled, each value carries the commit's tag (TAG, PENDING_CHECK).
+    const tag = journal !== undefined && journalKey !== undefined ? `${TAG}${journalKey}${TAG}${journal}` : "";
+    const texts = entries.map((e) => (e.next === null ? NIL : JSON.stringify(e.next) + tag));
     const expected = entries.map((e) => (e.expected as ValkeyStored | null)?.text ?? NIL);
     const record =
       journal !== undefined && journalKey !== undefined
@@ -264,7 +319,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
   const mergeInto = async (e: SeedEntry, ttlMs: number): Promise<boolean> => {
     for (let attempt = 0; attempt < MERGE_ATTEMPTS; attempt++) {
       const current = await redis.get(prefix + e.key);
-      const value = current === null ? e.value : e.merge!(JSON.parse(current));
+      const value = current === null ? e.value : e.merge!(JSON.parse(stateJson(current)));
       if (value === undefined) return false;
       const next = JSON.stringify(value);
       if (next === current) return false;
@@ -281,6 +336,9 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
   // request's reads). Were one dropped, a commit that ran, or was re-sent and ran late, would keep
   // the refused request's items in the session, and its client's retry would add them again.
   const unreversed = new Map<string, Reverse>();
+  // Settles that got no answer, tried again with the reverses: an entry left in the journal holds
+  // up other instances' commits on its keys (PENDING_CHECK) until it is PENDING_MAX_AGE_MS old.
+  const unsettled = new Set<string>();
   let reverseTimer: ReturnType<typeof setTimeout> | undefined;
   /** Runs the reverse of a journaled commit; true when it put the keys back. Kept for a retry when it gets no answer. */
   const reverse = async (r: Reverse) => {
@@ -295,10 +353,19 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
     if (reverseTimer !== undefined) clearTimeout(reverseTimer);
     reverseTimer = undefined;
     // A client closed for good (shutdown) never answers again; the next start's journal recovery takes them back.
-    if (redis.status === "end") return void unreversed.clear();
+    if (redis.status === "end") return void (unreversed.clear(), unsettled.clear());
     const due = [...unreversed.values()];
     unreversed.clear();
     for (const r of due) void reverse(r).catch(() => undefined);
+    const settles = [...unsettled];
+    unsettled.clear();
+    for (const id of settles) void settle(id).catch(() => undefined);
+  };
+  const retryLater = () => {
+    if (reverseTimer === undefined) {
+      reverseTimer = setTimeout(retryReverses, REVERSE_RETRY_MS);
+      reverseTimer.unref?.();
+    }
   };
   const reverseLater = (r: Reverse) => {
     unreversed.set(r.journal, r);
@@ -306,12 +373,19 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
       if (unreversed.size <= MAX_REVERSES) break;
       unreversed.delete(id);
     }
-    if (reverseTimer === undefined) {
-      reverseTimer = setTimeout(retryReverses, REVERSE_RETRY_MS);
-      reverseTimer.unref?.();
+    retryLater();
+  };
+  const settle = async (journal: string) => {
+    if (journalKey === undefined) return;
+    try {
+      await redis.hdel(journalKey, journal);
+    } catch (err) {
+      if (unsettled.size < MAX_REVERSES) unsettled.add(journal);
+      retryLater();
+      throw err;
     }
   };
-  if (journalKey !== undefined) redis.on("ready", () => unreversed.size > 0 && retryReverses());
+  if (journalKey !== undefined) redis.on("ready", () => (unreversed.size > 0 || unsettled.size > 0) && retryReverses());
   return {
     async load(keys) {
       const out = new Map<string, Stored | null>();
@@ -322,7 +396,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
         if (text === null) return void out.set(k, null);
         let stored = known.get(k);
         if (stored === undefined || stored.text !== text) {
-          stored = { value: JSON.parse(text), text };
+          stored = { value: JSON.parse(stateJson(text)), text };
           known.set(k, stored);
         }
         out.set(k, stored);
@@ -336,9 +410,13 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
       const journaled = journal !== undefined && journalKey !== undefined;
       let ok: boolean;
       try {
-        ok = journaled
-          ? (await redis.eval(CAS_JOURNAL_SCRIPT, keys.length + 1, ...keys, journalKey, ...args, journal, record)) === 1
-          : await cas(keys, expected, texts, ttlMs);
+        if (journaled) {
+          const answer = await redis.eval(CAS_JOURNAL_SCRIPT, keys.length + 1, ...keys, journalKey, ...args, journal, record, pendingMaxAgeMs);
+          if (answer === 2) return "pending";
+          ok = answer === 1;
+        } else {
+          ok = await cas(keys, expected, texts, ttlMs);
+        }
       } catch (err) {
         // No answer (the client's command timeout, Valkey paused or busy, or the connection
         // dropped): the script may still run once Valkey catches up, or when ioredis re-sends it
@@ -361,9 +439,7 @@ export function valkeyStateStore(redis: Redis, prefix = "analytics:sess:", opts:
       }
       return ok;
     },
-    async settle(journal) {
-      if (journalKey !== undefined) await redis.hdel(journalKey, journal);
-    },
+    settle,
     async takeBack(entries, ttlMs, journal) {
       if (entries.length === 0) return true;
       for (const e of entries) known.delete(e.key);
