@@ -169,6 +169,14 @@ describe("an unsettled commit of another instance (Valkey, journaled)", () => {
     expect(await b.commit(next, 60_000, journalName(Date.now(), 2))).toBe(true);
   });
 
+  test("a warm-up's seed merges with a tagged value as with its JSON", async () => {
+    const { a } = pair();
+    expect(await a.commit([{ key: "s", expected: null, next: { spans: [1] } }], 60_000, journalName(Date.now(), 1))).toBe(true);
+    expect(await a.seed([{ key: "s", value: { spans: [0] }, merge: (present) => present }], 60_000)).toBe(0); // unchanged: not written
+    expect(await a.seed([{ key: "s", value: { spans: [0] }, merge: (present) => ({ spans: [...(present as { spans: number[] }).spans, 2] }) }], 60_000)).toBe(1);
+    expect((await a.load(["s"])).get("s")!.value).toEqual({ spans: [1, 2] });
+  });
+
   test("a key that changed since the load is 'changed' (false), not 'pending'", async () => {
     const { a, b } = pair();
     expect(await a.commit([{ key: "s", expected: null, next: { version: 1 } }], 60_000, journalName(Date.now(), 1))).toBe(true);

@@ -322,7 +322,7 @@ export function valkeyStateStore(
       const value = current === null ? e.value : e.merge!(JSON.parse(stateJson(current)));
       if (value === undefined) return false;
       const next = JSON.stringify(value);
-      if (next === current) return false;
+      if (current !== null && next === stateJson(current)) return false;
       if (await cas([prefix + e.key], [current ?? NIL], [next], ttlMs)) {
         known.delete(e.key);
         return true;
