@@ -22,7 +22,11 @@ export function queryValidator<const E extends v.ObjectEntries>(entries: E) {
     const nameless = namelessParams(c.req.url).map((segment) => ({ message: `unknown parameter with no name (${JSON.stringify(segment.length > 40 ? `${segment.slice(0, 40)}…` : segment)})` }));
     // Hono keeps a value it cannot decode as sent (`os=%ff` filtered for the text "%ff").
     const undecodable = undecodableParams(c.req.url).map((name) => ({ path: [name], message: NOT_UTF8 }));
-    const issues = [...nameless, ...undecodable, ...(result.success ? [] : (result.error as readonly StandardIssue[]))];
+    // A parameter sent twice reaches the schema as an array; a picklist's own message ("expected
+    // session or visitor") would hide that, so the repetition is named whatever the schema said.
+    const repeated = new Set(Object.keys(entries).filter((name) => (c.req.queries(name)?.length ?? 0) > 1));
+    const failed = result.success ? [] : (result.error as readonly StandardIssue[]).map((issue) => (repeated.has(firstKey(issue)) ? { ...issue, message: REPEATED } : issue));
+    const issues = [...nameless, ...undecodable, ...failed];
     if (issues.length > 0) throw invalidQuery(issues);
   }) as MiddlewareHandler<AppEnv, string, { in: { query: v.InferInput<typeof schema> }; out: { query: v.InferOutput<typeof schema> } }>;
 }
@@ -81,6 +85,13 @@ export function paramValidator<const E extends v.ObjectEntries>(entries: E) {
   }) as MiddlewareHandler<AppEnv, string, { in: { param: v.InferInput<typeof schema> }; out: { param: v.InferOutput<typeof schema> } }>;
 }
 
+const REPEATED = "given more than once; send it once";
+
+function firstKey(issue: StandardIssue): string {
+  const p = issue.path?.[0];
+  return String(typeof p === "object" && p !== null ? p.key : p);
+}
+
 interface StandardIssue {
   message: string;
   path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>;
@@ -91,7 +102,7 @@ export function invalidQuery(issues: readonly StandardIssue[]): ApiError {
   const list = distinctIssues(issues.map((issue) => ({
     path: (issue.path ?? []).map((p) => String(typeof p === "object" && p !== null ? p.key : p)).join("."),
     // A parameter sent twice reaches the schema as an array ("…but received Array").
-    message: / received Array$/.test(issue.message) ? "given more than once; send it once" : issue.message,
+    message: / received Array$/.test(issue.message) ? REPEATED : issue.message,
   })), MAX_ISSUES);
   const names = [...new Set(list.map((i) => i.path.split(".")[0] || "(a parameter with no name)"))];
   return new ApiError("invalid_query", `Invalid query parameter${names.length > 1 ? "s" : ""}: ${names.join(", ")}`, { issues: list });

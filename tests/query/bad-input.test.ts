@@ -82,7 +82,14 @@ describe("400 invalid_query naming the parameter", () => {
 
   // The input audit: a repeated parameter was answered "Invalid type: Expected string but received Array".
   test("a parameter sent twice is named, with a message that says to send it once", async () => {
-    for (const [path, param] of [["/v1/sessions?service_id=alpha&limit=5&limit=6", "limit"], ["/v1/sessions?service_id=alpha&service_id=beta", "service_id"]] as const) {
+    // A picklist (`by`, `interval`) said "expected session or visitor" to `by=session&by=visitor`
+    // (the bad-input audit of session 35): the repetition is named whatever the schema's message.
+    for (const [path, param] of [
+      ["/v1/sessions?service_id=alpha&limit=5&limit=6", "limit"],
+      ["/v1/sessions?service_id=alpha&service_id=beta", "service_id"],
+      ["/v1/funnels/signup?service_id=alpha&by=session&by=visitor", "by"],
+      ["/v1/sessions/stats?service_id=alpha&interval=day&interval=day", "interval"],
+    ] as const) {
       const body = (await (await get(path)).json()) as { error: { issues: Array<{ path: string; message: string }> } };
       expect(body.error.issues).toContainEqual({ path: param, message: "given more than once; send it once" });
     }
