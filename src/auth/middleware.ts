@@ -52,6 +52,9 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
       if (header !== undefined && c.req.url.includes("key=")) {
         const queried = c.req.queries("key")?.map((k) => k.trim()).filter((k) => k !== "") ?? [];
         if (queried.some((k) => k !== header)) throw twoKeys("The key header and the key query parameter");
+        // The same secret key in the URL as well: the URL is what leaks (the bad-input audit of
+        // session 35 found it accepted because the header carried it too).
+        if (queried.length > 0 && (c.get("principal") as IngestPrincipal).type === "secret") throw secretElsewhere();
       }
       c.set("ingestKey", key);
     }
@@ -61,6 +64,11 @@ export function ingestAuth(store: KeyStore, opts: AuthOptions = {}): MiddlewareH
 
 function rootOnIngest(): ApiError {
   return new ApiError("forbidden", "The root token manages keys only; ingest with a public or secret key");
+}
+
+/** URLs and bodies end up in proxy and browser logs; a secret key sent there must be considered leaked. */
+function secretElsewhere(): ApiError {
+  return new ApiError("forbidden", "Secret keys are accepted only in the Authorization or X-API-Key header; revoke a key that was sent elsewhere");
 }
 
 function twoKeys(where: string): ApiError {
@@ -84,6 +92,8 @@ export async function resolveBodyKey(c: Ctx, store: KeyStore, bodyKey: unknown, 
   const key = typeof bodyKey === "string" ? nonEmpty(bodyKey) : undefined;
   if (current?.kind === "ingest") {
     if (key !== undefined && key !== c.get("ingestKey")) throw twoKeys("The body's key and the request's header or query parameter");
+    // A secret key copied into the body is as exposed as one sent there alone.
+    if (key !== undefined && current.type === "secret") throw secretElsewhere();
     return current;
   }
   if (key === undefined) {
@@ -152,8 +162,7 @@ async function ingestPrincipalFor(c: Ctx, store: KeyStore, key: string, source: 
 function principalOf(c: Ctx, record: KeyRecord, source: KeySource): IngestPrincipal {
   if (record.type === "admin") throw new ApiError("forbidden", "Admin tokens read query routes; they cannot ingest");
   if (record.type === "secret" && source !== "header") {
-    // URLs end up in proxy and browser logs; a secret key sent there must be considered leaked.
-    throw new ApiError("forbidden", "Secret keys are accepted only in the Authorization or X-API-Key header; revoke a key that was sent elsewhere");
+    throw secretElsewhere();
   }
   const origin = c.req.header("origin");
   // No Origin: a server or a tool, not a browser page; the allow-list guards browsers only.

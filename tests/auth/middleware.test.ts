@@ -129,6 +129,25 @@ describe("ingestAuth", () => {
     }
   });
 
+  // The bad-input audit of session 35: a secret key in the URL or the body was accepted when the
+  // same key came in a header too, though alone there it is refused as leaked.
+  test("a secret key copied into the query or the body beside its header is refused as sent elsewhere (403)", async () => {
+    for (const [headers, body, query] of [
+      [{ "X-API-Key": keys.secret }, {}, `?key=${keys.secret}`],
+      [{ Authorization: `Bearer ${keys.secret}` }, {}, `?key=${keys.secret}`],
+      [{ "X-API-Key": keys.secret }, { key: keys.secret }, ""],
+      [{ Authorization: `Bearer ${keys.secret}`, "X-API-Key": keys.secret }, { key: keys.secret }, ""],
+    ] as const) {
+      const res = await ingest({ ...headers }, { ...body }, query);
+      const error = ((await res.json()) as { error: { code: string; message: string } }).error;
+      expect([res.status, error.code, error.message.startsWith("Secret keys are accepted only in the Authorization or X-API-Key header")]).toEqual([403, "forbidden", true]);
+    }
+    // In the headers only (both of them, or one with an empty body key) it is fine.
+    for (const [headers, body] of [[{ Authorization: `Bearer ${keys.secret}`, "X-API-Key": keys.secret }, {}], [{ "X-API-Key": keys.secret }, { key: null }]] as const) {
+      expect((await ingest({ ...headers }, { ...body })).status).toBe(202);
+    }
+  });
+
   test("an Origin is checked against the key's list; none at all is fine", async () => {
     expect((await ingest({ "X-API-Key": keys.public, Origin: "https://SHOP.example" })).status).toBe(202);
     expect((await ingest({ "X-API-Key": keys.public, Origin: "null" })).status).toBe(403);
