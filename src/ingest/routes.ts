@@ -82,7 +82,7 @@ export function registerIngestRoutes(app: App, deps: IngestRouteDeps): void {
   };
 
   for (const type of ["session", "pageview", "event"] as const) {
-    const bodyDoc = v.object({ ...ITEM_SCHEMAS[type].entries, key: v.optional(v.string()) });
+    const bodyDoc = v.object({ ...ITEM_SCHEMAS[type].entries, key: v.nullish(v.string()) });
     // The session route answers its session_id always (null when the item was dropped).
     const accepted = type === "session" ? v.object({ ...IngestResponse.entries, session_id: v.nullable(v.string()) }) : IngestResponse;
     app.post(`/v1/ingest/${type}`, documented(docs(bodyDoc, `Track one ${type}`, SINGLE_LIMIT_BYTES, accepted), async (c: Context<AppEnv>) => {

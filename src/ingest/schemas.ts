@@ -251,7 +251,8 @@ export const BatchBody = v.object({
     v.minLength(1, "must hold 1 to 500 items"),
     v.maxLength(MAX_BATCH_ITEMS, "must hold 1 to 500 items"),
   ),
-  key: v.optional(v.string()),
+  // `"key": null` is no key, as on the single-item routes (resolveBodyKey reads it).
+  key: v.nullish(v.string()),
 });
 
 /** The batch item shape for the OpenAPI document (validation itself goes item by item). */
