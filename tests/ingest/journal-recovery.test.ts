@@ -162,19 +162,12 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
 
   test("another instance does not build on an unwritten commit: refused with 503 until the restarted instance took it back, then it builds on the stored state", async () => {
     const service = "journal_other";
-    const prefix = `${freeDbPrefix()}:`;
-    const journal = `${prefix}journal:a`;
-    const before = instance(prefix, journal);
-    const first = await ingestItems(deps(before, writer()), ctx(service), [item(service, "v4", "a")]);
-    await settled();
-    void ingestItems(deps(before, writer(true)), ctx(service), [item(service, "v4", "b")]);
-    await Bun.sleep(100);
+    const { prefix, journal, sessionId } = await crashedMidCommit(service);
     const other = instance(prefix, `${prefix}journal:b`);
     const otherDeps = { ...deps(other, writer()), sessionizer: new Sessionizer(other, undefined, undefined, 200) };
     const refused = await ingestItems(otherDeps, ctx(service), [item(service, "v4", "c")]).catch((err: unknown) => err);
     expect(refused).toBeInstanceOf(ApiError);
     expect((refused as ApiError).code).toBe("unavailable");
-    const sessionId = first.session_ids[0]!;
     expect(await versionIn(other, service, sessionId)).toBe(2); // nothing built on it
 
     const after = instance(prefix, journal);
@@ -207,16 +200,9 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
 
   test("past the pending age (its instance taken for gone), another instance builds on it; the restart leaves it and counts it: the README's limit", async () => {
     const service = "journal_changed";
-    const prefix = `${freeDbPrefix()}:`;
-    const journal = `${prefix}journal:a`;
-    const before = instance(prefix, journal);
-    const first = await ingestItems(deps(before, writer()), ctx(service), [item(service, "v4", "a")]);
-    await settled();
-    void ingestItems(deps(before, writer(true)), ctx(service), [item(service, "v4", "b")]);
-    await Bun.sleep(100);
+    const { prefix, journal, sessionId } = await crashedMidCommit(service);
     const other = valkeyStateStore(clients[clients.push(new Redis(process.env.TEST_VALKEY_URL!)) - 1]!, prefix, { journal: `${prefix}journal:b`, pendingMaxAgeMs: 50 });
     await ingestItems(deps(other, writer()), ctx(service), [item(service, "v4", "c")]);
-    const sessionId = first.session_ids[0]!;
     expect(await versionIn(other, service, sessionId)).toBe(3);
 
     const after = instance(prefix, journal);
@@ -225,6 +211,22 @@ describe("journal recovery (Valkey; fault injected: a writer that never returns 
     expect(await after.journaled()).toEqual([]);
   });
 });
+
+/**
+ * An instance (journal `a`) that stored visitor v4's first item, then committed its second item's
+ * state and "crashed" before the rows were written (a writer that fails): the commit stays in
+ * its journal, unsettled.
+ */
+async function crashedMidCommit(service: string): Promise<{ prefix: string; journal: string; sessionId: string }> {
+  const prefix = `${freeDbPrefix()}:`;
+  const journal = `${prefix}journal:a`;
+  const before = instance(prefix, journal);
+  const first = await ingestItems(deps(before, writer()), ctx(service), [item(service, "v4", "a")]);
+  await settled();
+  void ingestItems(deps(before, writer(true)), ctx(service), [item(service, "v4", "b")]);
+  await Bun.sleep(100);
+  return { prefix, journal, sessionId: first.session_ids[0]! };
+}
 
 /** A client on a Valkey database of its own (the marker is global to it), with or without the marker. */
 async function markerClient(marker: boolean): Promise<Redis> {
