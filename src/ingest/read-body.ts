@@ -5,6 +5,8 @@
 import { ApiError } from "../errors.ts";
 
 const ACCEPTED_TYPES = ["application/json", "text/plain", "application/csp-report"];
+/** The Content-Encoding values a body may name (case aside); an absent or empty header is identity. */
+export const ACCEPTED_ENCODINGS = ["gzip", "x-gzip", "identity"] as const;
 /** One decoder for every request: without `stream`, decode() keeps no state between calls. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -32,10 +34,10 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
   if (semicolon >= 0) checkCharset(contentType.slice(semicolon + 1));
   // x-gzip is gzip (RFC 9110, 8.4.1.3); an empty header names no coding.
   const sent = (request.headers.get("content-encoding") ?? "").trim().toLowerCase() || "identity";
-  const encoding = sent === "x-gzip" ? "gzip" : sent;
-  if (encoding !== "identity" && encoding !== "gzip") {
-    throw new ApiError("unsupported_media_type", `Content-Encoding ${encoding} is not accepted; send gzip or no encoding`);
+  if (!(ACCEPTED_ENCODINGS as readonly string[]).includes(sent)) {
+    throw new ApiError("unsupported_media_type", `Content-Encoding ${sent} is not accepted; send gzip or no encoding`);
   }
+  const encoding = sent === "x-gzip" ? "gzip" : sent;
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > limitBytes) throw tooLarge(limitBytes);
   if (!request.body) throw new ApiError("invalid_body", NO_BODY);

@@ -3,6 +3,7 @@
 // ones the server refuses, and what it accepts the server accepts; real answers validate against
 // the schema of their status. Validated with Ajv (JSON Schema 2020-12, as OpenAPI 3.1 uses).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { gzipSync } from "node:zlib";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { ERROR_STATUS } from "../../src/errors.ts";
@@ -75,12 +76,27 @@ describe("GET /v1/openapi.json", () => {
     expect(missing).toEqual([]);
   });
 
-  test("ingest routes describe Content-Encoding (gzip); key answers name the three types", () => {
+  test("ingest routes describe Content-Encoding (gzip and its alias x-gzip); key answers name the three types", () => {
     for (const route of ["session", "event", "pageview", "batch"]) {
       const encoding = doc.paths[`/v1/ingest/${route}`].post.parameters.find((p: { name: string }) => p.name === "Content-Encoding");
-      expect({ route, in: encoding?.in, values: encoding?.schema.enum }).toEqual({ route, in: "header", values: ["gzip", "identity"] });
+      expect({ route, in: encoding?.in, values: encoding?.schema.enum }).toEqual({ route, in: "header", values: ["gzip", "x-gzip", "identity"] });
     }
     expect(responseSchema("/v1/keys", "get", 200).properties.data.items.properties.type.enum).toEqual(["public", "secret", "admin"]);
+  });
+
+  test("every Content-Encoding the document names is accepted, and one it does not name is 415", async () => {
+    const encodings: string[] = doc.paths["/v1/ingest/event"].post.parameters.find((p: { name: string }) => p.name === "Content-Encoding").schema.enum;
+    const statuses: Record<string, number> = {};
+    for (const encoding of [...encodings, "br"]) {
+      const json = JSON.stringify({ name: `enc-${encoding}`, user_agent: CHROME, ip: "9.9.9.9" });
+      const res = await svc.app.request("/v1/ingest/event", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${secret}`, "Content-Type": "application/json", "Content-Encoding": encoding },
+        body: encoding === "identity" ? json : gzipSync(json),
+      });
+      statuses[encoding] = res.status;
+    }
+    expect(statuses).toEqual({ ...Object.fromEntries(encodings.map((e) => [e, 202])), br: 415 });
   });
 
   test("each error status names its codes, and every code of the API is named", () => {
