@@ -8,6 +8,7 @@ import { validator } from "hono-openapi";
 import * as v from "valibot";
 import { maxChars } from "../chars.ts";
 import { ApiError, distinctIssues } from "../errors.ts";
+import { DEVICES } from "../ingest/enrich/user-agent.ts";
 import type { AppEnv } from "./app-env.ts";
 import { calendarDateExists, ISO_TIME, parseIsoTime, utcDay } from "../iso-time.ts";
 
@@ -161,6 +162,7 @@ function intlTimeZone(tz: string): string | undefined {
 }
 
 const text = (max: number) => maxChars(max, `at most ${max} characters`);
+const COUNTRY_CODE = "expected a two-letter ISO 3166-1 country code such as DE, or empty for sessions of unknown country";
 
 /** A whole number from min to max, as a query string. */
 export const intParam = (min: number, max: number, what: string) =>
@@ -207,8 +209,10 @@ const timeParam = (what: string) =>
 
 /** Session-attribute and page filters every query route takes. */
 export const filterEntries = {
-  country: v.optional(text(256)),
-  device: v.optional(text(256)),
+  // Closed sets: a value ingest never stores is a mistake to report (API.md: bad values are 400),
+  // not a question whose answer is "nothing". Countries are read in any case (filters.ts).
+  country: v.optional(v.pipe(v.string(), v.regex(/^(?:[A-Za-z]{2})?$/, COUNTRY_CODE), v.description("ISO 3166-1 alpha-2 code, any case; empty: sessions of unknown country"))),
+  device: v.optional(v.picklist(DEVICES, `expected one of ${DEVICES.join(", ")}`)),
   browser: v.optional(text(256)),
   os: v.optional(text(256)),
   // A page URL may be 2,048 characters, and ingest keeps its path and UTM parameters whole: any

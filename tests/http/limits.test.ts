@@ -12,11 +12,11 @@ const sink = useSinkFixture();
 test("a 20 KB query value is the app's 400 invalid_query, with X-Request-Id; past 64 KiB it is Bun's 431", async () => {
   const s = await sink.startService();
   const admin = await s.createKey({ type: "admin", services: ["*"] });
-  const long = await s.fetch(`/v1/sessions?service_id=shop&country=${"x".repeat(20_000)}`, { headers: { Authorization: `Bearer ${admin}` } });
+  const long = await s.fetch(`/v1/sessions?service_id=shop&browser=${"x".repeat(20_000)}`, { headers: { Authorization: `Bearer ${admin}` } });
   expect(long.status).toBe(400);
   const body = (await long.json()) as { error: { code: string; issues: Array<{ path: string }> }; request_id: string };
   expect(body.error.code).toBe("invalid_query");
-  expect(body.error.issues.map((i) => i.path)).toEqual(["country"]);
+  expect(body.error.issues.map((i) => i.path)).toEqual(["browser"]);
   expect(long.headers.get("x-request-id")).toBe(body.request_id);
   const huge = await s.fetch(`/v1/sessions?service_id=shop&country=${"x".repeat(70_000)}`, { headers: { Authorization: `Bearer ${admin}` } });
   expect(huge.status).toBe(431);

@@ -57,6 +57,13 @@ describe("400 invalid_query naming the parameter", () => {
     ["/v1/funnels/signup?service_id=alpha&window=0", "window"],
     ["/v1/funnels/signup?service_id=alpha&window=7776001", "window"],
     ["/v1/funnels/signup?service_id=alpha&by=user", "by"],
+    // Device classes and country codes are closed sets: a value ingest never stores is a mistake.
+    ["/v1/sessions/stats?service_id=alpha&device=toaster", "device"],
+    ["/v1/sessions?service_id=alpha&device=Mobile", "device"],
+    ["/v1/behavior/summary?service_id=alpha&device=", "device"],
+    ["/v1/sessions/stats?service_id=alpha&country=Germany", "country"],
+    ["/v1/events?service_id=alpha&country=D", "country"],
+    ["/v1/funnels/signup?service_id=alpha&country=D%C3%8B", "country"],
     [`/v1/funnels/${"f".repeat(65)}?service_id=alpha`, "name"],
     [`/v1/sessions?service_id=alpha&country=${"x".repeat(257)}`, "country"],
   ];
@@ -150,6 +157,14 @@ describe("400 invalid_query naming the parameter", () => {
     const lower = await get("/v1/sessions/stats?service_id=alpha&from=2026-03-05t10:00:00z&to=2026-03-20t00:00:00%2B01:00");
     expect([upper.status, lower.status]).toEqual([200, 200]);
     expect(await lower.json()).toEqual(await upper.json());
+  });
+
+  test("every device class and a country code in any case, or empty, are accepted", async () => {
+    const statuses: Record<string, number> = {};
+    for (const value of ["device=desktop", "device=mobile", "device=tablet", "device=other", "country=DE", "country=de", "country="]) {
+      statuses[value] = (await get(`/v1/sessions/stats?service_id=alpha&from=2026-03-01&to=2026-03-31&${value}`)).status;
+    }
+    expect(new Set(Object.values(statuses))).toEqual(new Set([200]));
   });
 
   test("a value that fails two checks with the same message lists that issue once", async () => {

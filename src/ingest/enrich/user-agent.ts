@@ -1,7 +1,9 @@
 import Bowser from "bowser";
 import { BoundedMap } from "../../memo.ts";
 
-export type Device = "desktop" | "mobile" | "tablet" | "other";
+/** The device classes ingest stores; the query routes' `device` filter takes exactly these. */
+export const DEVICES = ["desktop", "mobile", "tablet", "other"] as const;
+export type Device = (typeof DEVICES)[number];
 
 export interface UserAgentInfo {
   readonly device: Device;
