@@ -8,7 +8,7 @@ describe("parsePageUrl", () => {
     );
     expect(parts).toEqual({
       hostname: "shop.example",
-      path: "/pricing",
+      path: "/pricing/",
       utm: { source: "newsletter", medium: "email", campaign: "spring sale", term: "shoes", content: "hero" },
     });
   });
@@ -20,8 +20,9 @@ describe("parsePageUrl", () => {
   test.each([
     ["https://shop.example", "/"],
     ["https://shop.example/", "/"],
-    ["https://shop.example//", "/"],
-    ["https://shop.example/a//b///c/", "/a/b/c"],
+    ["https://shop.example//", "//"], // location.pathname: nothing is trimmed or collapsed
+    ["https://shop.example/pricing/", "/pricing/"],
+    ["https://shop.example/a//b///c/", "/a//b///c/"],
     ["https://shop.example/a/b?x=1#y", "/a/b"],
     ["https://shop.example/caf%C3%A9", "/caf%C3%A9"],
     ["https://shop.example/café", "/caf%C3%A9"], // URL encodes it, as the browser would have sent it
@@ -29,6 +30,7 @@ describe("parsePageUrl", () => {
     ["https://shop.example/a/./b/../c", "/a/c"],
   ])("%s → path %s", (url, path) => {
     expect(parsePageUrl(url)?.path).toBe(path);
+    expect(path).toBe(new URL(url).pathname); // what a browser's location.pathname says
   });
 
   test("hostname: lowercase, no leading www., no trailing dot, port dropped", () => {

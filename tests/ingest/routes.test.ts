@@ -672,6 +672,41 @@ describe("drops and errors", () => {
     expect(listed.data.map((s) => [s.entry_path, s.utm_source])).toEqual([[longer, campaign]]);
   });
 
+  // Paths were trimmed of a trailing slash and repeated slashes collapsed, so `/docs/` and `/docs`
+  // were one page: not what the URL (or a browser's location.pathname) says, nor what Plausible or
+  // Umami store by default. The path is now the URL's pathname, query and fragment dropped.
+  test("a page's path is its URL's pathname: /docs and /docs/ are two pages, in top pages, entry pages and the path filter", async () => {
+    const key = await svc.key({ type: "secret", service_id: "slash" });
+    const admin = await svc.key({ type: "admin", services: ["slash"] });
+    const read = async <T>(path: string): Promise<T> => {
+      const res = await svc.app.request(path, { headers: { Authorization: `Bearer ${admin}` } });
+      expect(res.status).toBe(200);
+      return (await res.json()) as T;
+    };
+    const urls = ["https://shop.example/docs/", "https://shop.example/docs/?ref=nav#top", "https://shop.example/docs", "https://shop.example/a//b"];
+    const items = urls.map((url, i) => ({ type: "pageview", url, user_agent: CHROME, ip: `8.8.4.${i + 1}` }));
+    expect(((await (await post("/v1/ingest/batch", { items }, {}, key)).json()) as { accepted: number }).accepted).toBe(4);
+    await svc.flush();
+    type Summary = { top_pages: Array<{ path: string; views: number; visitors: number }>; entry_pages: Array<{ path: string; sessions: number }> };
+    const all = await read<Summary>("/v1/behavior/summary?service_id=slash");
+    expect(all.top_pages).toEqual([
+      { path: "/docs/", views: 2, visitors: 2 },
+      { path: "/a//b", views: 1, visitors: 1 },
+      { path: "/docs", views: 1, visitors: 1 },
+    ]);
+    expect(all.entry_pages).toEqual([
+      { path: "/docs/", sessions: 2 },
+      { path: "/a//b", sessions: 1 },
+      { path: "/docs", sessions: 1 },
+    ]);
+    for (const [asked, path, views] of [["/docs/", "/docs/", 2], ["/docs", "/docs", 1], ["/a//b", "/a//b", 1]] as const) {
+      const filtered = await read<Summary>(`/v1/behavior/summary?service_id=slash&path=${encodeURIComponent(asked)}`);
+      expect(filtered.top_pages).toEqual([{ path, views, visitors: views }]);
+    }
+    const sessions = await read<{ data: Array<{ entry_path: string }> }>("/v1/sessions?service_id=slash&path=%2Fdocs%2F");
+    expect(sessions.data.map((s) => s.entry_path)).toEqual(["/docs/", "/docs/"]);
+  });
+
   // An audit: `country=us` answered 200 with nothing, silently (codes are stored in capitals).
   test("the country filter is read in capitals: country=us finds the sessions of US", async () => {
     const key = await svc.key({ type: "secret", service_id: "country-case" });

@@ -170,14 +170,16 @@ describe("contract shapes", () => {
     }
   });
 
-  test("a path filter is read as ingest stores paths (no trailing slash, percent-encoded)", async () => {
+  test("a path filter is read as ingest stores paths (percent-encoded; a trailing slash is another page)", async () => {
     const summary = (filters: { path: string }) => behaviorSummary(data.db.client, { serviceId: "alpha", range: range(), filters, limit: 5 }, { now: NOW, forceRaw: true });
-    const res = await get("/v1/behavior/summary?service_id=alpha&date=2026-03-29&tz=Europe/Berlin&limit=5&path=%2Fpricing%2F");
+    const res = await get("/v1/behavior/summary?service_id=alpha&date=2026-03-29&tz=Europe/Berlin&limit=5&path=%2Fpricing");
     expect(res.status).toBe(200);
     const body = await res.json();
     expect(body).toEqual(JSON.parse(JSON.stringify(await summary({ path: "/pricing" }))));
     expect(body.top_pages.map((p: { path: string }) => p.path)).toEqual(["/pricing"]);
-    const unicode = await get(`/v1/behavior/summary?service_id=alpha&date=2026-03-29&tz=Europe/Berlin&limit=5&path=${encodeURIComponent("/ünï/")}`);
+    const slash = await (await get("/v1/behavior/summary?service_id=alpha&date=2026-03-29&tz=Europe/Berlin&limit=5&path=%2Fpricing%2F")).json();
+    expect(slash.top_pages).toEqual([]);
+    const unicode = await get(`/v1/behavior/summary?service_id=alpha&date=2026-03-29&tz=Europe/Berlin&limit=5&path=${encodeURIComponent("/ünï")}`);
     expect(await unicode.json()).toEqual(JSON.parse(JSON.stringify(await summary({ path: "/%C3%BCn%C3%AF" }))));
   });
 

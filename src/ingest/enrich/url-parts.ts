@@ -27,24 +27,13 @@ function siteHost(url: URL): string {
 }
 
 /**
- * Repeated slashes and a trailing slash go; nothing else. Paths are kept whole (a page URL is at
- * most 2,048 characters): they were cut to 1,024, which stored two pages that differ after that as
- * one, and a `path` filter then listed both.
- */
-function normalisePath(pathname: string): string {
-  const path = pathname.replace(/\/{2,}/g, "/");
-  return path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
-}
-
-/**
  * A `path` filter written the way ingest stores paths: a page URL's path as WHATWG URL encodes it
- * (so "/ünï" is "/%C3%BCn%C3%AF"), without a trailing slash or repeated slashes. Without this,
- * `path=/pricing/` or `path=/ünï` silently match nothing.
+ * (so "/ünï" is "/%C3%BCn%C3%AF"). Without this, `path=/ünï` silently matches nothing.
  */
 export function normaliseFilterPath(value: string): string {
   // Appended to an origin rather than resolved against one: "//a" is then a path, not a host.
   const parsed = parseUrl(`http://filter.invalid${value.startsWith("/") ? "" : "/"}${value}`);
-  return parsed === null ? value : normalisePath(parsed.pathname);
+  return parsed === null ? value : parsed.pathname;
 }
 
 /**
@@ -56,9 +45,12 @@ function utmValue(params: URLSearchParams, name: string): string {
 }
 
 /**
- * Host, normalised path and UTM parameters of a page URL; null unless it is an absolute http(s)
- * URL. The path keeps URL's percent-encoding (decoding could merge distinct paths or produce
- * invalid text) and drops query and fragment, so one page is one row in top pages.
+ * Host, path and UTM parameters of a page URL; null unless it is an absolute http(s) URL. The path
+ * is the URL's `pathname` as the WHATWG parser gives it, as a browser's `location.pathname` does:
+ * percent-encoded (decoding could merge distinct paths or produce invalid text), dot segments
+ * resolved, query and fragment dropped, so one page is one row in top pages. Nothing else is
+ * changed: `/pricing` and `/pricing/` are two pages, as the server may answer them differently
+ * (README, "Paths").
  */
 export function parsePageUrl(url: string): PageUrlParts | null {
   const parsed = parseUrl(url);
@@ -66,7 +58,7 @@ export function parsePageUrl(url: string): PageUrlParts | null {
   const params = parsed.searchParams;
   return {
     hostname: siteHost(parsed),
-    path: normalisePath(parsed.pathname),
+    path: parsed.pathname,
     utm: {
       source: utmValue(params, "utm_source"),
       medium: utmValue(params, "utm_medium"),
