@@ -9,7 +9,7 @@ describe("parsePageUrl", () => {
     expect(parts).toEqual({
       hostname: "shop.example",
       path: "/pricing/",
-      utm: { source: "newsletter", medium: "email", campaign: "spring sale", term: "shoes", content: "hero" },
+      utm: { source: "newsletter", medium: "email", campaign: "spring sale", term: " shoes ", content: "hero" },
     });
   });
 
@@ -50,10 +50,14 @@ describe("parsePageUrl", () => {
     expect(parsePageUrl(`https://shop.example/${"ü".repeat(1500)}`)!.path).toBe(`/${"%C3%BC".repeat(1500)}`);
   });
 
-  test("UTM values are trimmed and kept whole", () => {
-    const utm = parsePageUrl(`https://shop.example/?utm_source=${"s".repeat(300)}&utm_medium=%20%20cpc%20`)!.utm;
+  test("UTM values are kept whole and as URLSearchParams decodes them (not trimmed)", () => {
+    const url = `https://shop.example/?utm_source=${"s".repeat(300)}&utm_medium=%20%20cpc%20&utm_campaign=a+b%2Bc`;
+    const utm = parsePageUrl(url)!.utm;
     expect(utm.source).toBe("s".repeat(300));
-    expect(utm.medium).toBe("cpc");
+    expect(utm.medium).toBe("  cpc ");
+    expect(utm.campaign).toBe("a b+c");
+    const params = new URL(url).searchParams;
+    expect([utm.source, utm.medium, utm.campaign]).toEqual(["utm_source", "utm_medium", "utm_campaign"].map((n) => params.get(n) ?? ""));
   });
 
   test.each(["", "not a url", "/relative/path", "ftp://files.example/x", "javascript:alert(1)", "mailto:a@b.example"])(

@@ -707,6 +707,23 @@ describe("drops and errors", () => {
     expect(sessions.data.map((s) => s.entry_path)).toEqual(["/docs/", "/docs/"]);
   });
 
+  test("a URL's UTM values are stored as URLSearchParams decodes them, spaces kept, and found by the filter as such", async () => {
+    const key = await svc.key({ type: "secret", service_id: "utm-spaces" });
+    const admin = await svc.key({ type: "admin", services: ["utm-spaces"] });
+    const res = await post("/v1/ingest/pageview", { url: "https://shop.example/?utm_source=%20news%20&utm_medium=e+mail", user_agent: CHROME, ip: "8.8.4.9" }, {}, key);
+    expect(res.status).toBe(202);
+    await svc.flush();
+    const read = async (query: string) => {
+      const r = await svc.app.request(`/v1/sessions/stats?service_id=utm-spaces${query}`, { headers: { Authorization: `Bearer ${admin}` } });
+      expect(r.status).toBe(200);
+      return (await r.json()) as { totals: { sessions: number }; utm: Array<Record<string, unknown>> };
+    };
+    const all = await read("");
+    expect(all.utm).toEqual([{ utm_source: " news ", utm_medium: "e mail", utm_campaign: "", sessions: 1, conversions: 0 }]);
+    expect((await read("&utm_source=%20news%20")).totals.sessions).toBe(1);
+    expect((await read("&utm_source=news")).totals.sessions).toBe(0);
+  });
+
   // An audit: `country=us` answered 200 with nothing, silently (codes are stored in capitals).
   test("the country filter is read in capitals: country=us finds the sessions of US", async () => {
     const key = await svc.key({ type: "secret", service_id: "country-case" });

@@ -37,11 +37,12 @@ export function normaliseFilterPath(value: string): string {
 }
 
 /**
- * A UTM parameter, decoded and trimmed, kept whole (it was cut to 256 characters: a campaign could
- * then not be asked for by the value its links carry).
+ * A UTM parameter as `URLSearchParams` decodes it ("+" and %20 are spaces), kept whole and as
+ * sent, like the session route's own `utm_*` fields: it was cut to 256 characters (a campaign could
+ * then not be asked for by the value its links carry) and trimmed (" cpc " and "cpc" were one).
  */
 function utmValue(params: URLSearchParams, name: string): string {
-  return (params.get(name) ?? "").trim();
+  return params.get(name) ?? "";
 }
 
 /**
