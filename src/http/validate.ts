@@ -9,6 +9,7 @@ import * as v from "valibot";
 import { maxChars } from "../chars.ts";
 import { ApiError, distinctIssues } from "../errors.ts";
 import { DEVICES } from "../ingest/enrich/user-agent.ts";
+import { MAX_URL, MAX_URL_PART } from "../ingest/schemas.ts";
 import type { AppEnv } from "./app-env.ts";
 import { calendarDateExists, ISO_TIME, parseIsoTime, utcDay } from "../iso-time.ts";
 
@@ -215,14 +216,15 @@ export const filterEntries = {
   device: v.optional(v.picklist(DEVICES, `expected one of ${DEVICES.join(", ")}`)),
   browser: v.optional(text(256)),
   os: v.optional(text(256)),
-  // A page URL may be 2,048 characters, and ingest keeps its path and UTM parameters whole: any
-  // stored value can be asked for as the URL carried it (the path filter was limited to 256, which
-  // stored paths exceeded; UTM filters to 256, which values taken from URLs exceeded).
-  utm_source: v.optional(text(2048)),
-  utm_medium: v.optional(text(2048)),
-  utm_campaign: v.optional(text(2048)),
-  path: v.optional(v.pipe(text(2048), v.description("sessions with a page view of this path; item lists: items on this path"))),
-  referrer_domain: v.optional(text(256)),
+  // A page URL may be 2,048 characters, and ingest keeps its path, host and UTM parameters whole:
+  // any stored value can be asked for, as the URL carried it or as an answer gave it back (the path
+  // filter was limited to 256, then 2,048, which percent-encoded paths exceed; UTM filters to 256,
+  // which values taken from URLs exceeded; referrer_domain to 256, which a URL's host may exceed).
+  utm_source: v.optional(text(MAX_URL)),
+  utm_medium: v.optional(text(MAX_URL)),
+  utm_campaign: v.optional(text(MAX_URL)),
+  path: v.optional(v.pipe(text(MAX_URL_PART), v.description("sessions with a page view of this path; item lists: items on this path"))),
+  referrer_domain: v.optional(text(MAX_URL_PART)),
 };
 
 /** The parameters every query route shares: service, range, zone and filters. */

@@ -5,7 +5,13 @@ import { isWellFormed, maxChars } from "../chars.ts";
 import { calendarDateExists, ISO_TIME, parseIsoTime } from "../iso-time.ts";
 import { isIpAddress } from "./enrich/ip-address.ts";
 
-const MAX_URL = 2048;
+export const MAX_URL = 2048;
+/**
+ * The longest value ingest can store from a URL's parts: a path is percent-encoded (a character of
+ * three UTF-8 bytes becomes nine), so a 2,048-character URL can hold a path of up to 9 × 2,048;
+ * a host is not limited by the URL parser. Query filters take values this long (validate.ts).
+ */
+export const MAX_URL_PART = 9 * MAX_URL;
 /** The longest user agent an item may carry; the `User-Agent` header is cut to it too (pipeline.ts). */
 export const USER_AGENT_MAX = 1024;
 

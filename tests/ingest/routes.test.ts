@@ -672,6 +672,33 @@ describe("drops and errors", () => {
     expect(listed.data.map((s) => [s.entry_path, s.utm_source])).toEqual([[longer, campaign]]);
   });
 
+  // An audit: a path of 600 "é" is stored percent-encoded, 3,601 characters, and the path filter
+  // took at most 2,048: the value an answer gave back could not be asked for (400). Likewise a
+  // referrer whose host is longer than the referrer_domain filter's 256.
+  test("a long percent-encoded path and a long referrer host, read back from an answer, can be asked for as given", async () => {
+    const key = await svc.key({ type: "secret", service_id: "long-encoded" });
+    const admin = await svc.key({ type: "admin", services: ["long-encoded"] });
+    const host = Array.from({ length: 8 }, (_, i) => `${String(i)}${"h".repeat(62)}`).join("."); // 519 characters
+    const url = `https://shop.example/${"é".repeat(600)}`;
+    const res = await post("/v1/ingest/pageview", { url, referrer: `https://${host}/`, user_agent: CHROME, ip: "8.8.4.20" }, {}, key);
+    expect(res.status).toBe(202);
+    await svc.flush();
+    const read = async <T>(query: string): Promise<T> => {
+      const r = await svc.app.request(`/v1/behavior/summary?service_id=long-encoded${query}`, { headers: { Authorization: `Bearer ${admin}` } });
+      expect(r.status).toBe(200);
+      return (await r.json()) as T;
+    };
+    type Summary = { top_pages: Array<{ path: string; views: number; visitors: number }>; top_referrers: Array<{ referrer_domain: string; sessions: number }> };
+    const all = await read<Summary>("");
+    const path = all.top_pages[0]!.path;
+    expect([path.length, path]).toEqual([3601, new URL(url).pathname]);
+    expect(all.top_referrers).toEqual([{ referrer_domain: host, sessions: 1 }]);
+    const byPath = await read<Summary>(`&path=${encodeURIComponent(path)}`);
+    expect(byPath.top_pages).toEqual([{ path, views: 1, visitors: 1 }]);
+    const byHost = await read<Summary>(`&referrer_domain=${host}`);
+    expect(byHost.top_referrers).toEqual([{ referrer_domain: host, sessions: 1 }]);
+  });
+
   // Paths were trimmed of a trailing slash and repeated slashes collapsed, so `/docs/` and `/docs`
   // were one page: not what the URL (or a browser's location.pathname) says, nor what Plausible or
   // Umami store by default. The path is now the URL's pathname, query and fragment dropped.
