@@ -32,6 +32,21 @@ function post(path: string, body: unknown, headers: Record<string, string> = {},
   }));
 }
 
+/**
+ * A secret key and an admin key for a service of its own, and `read`: a GET with the admin key
+ * that must answer 200, its JSON body.
+ */
+async function ownService(serviceId: string): Promise<{ key: string; read: <T>(path: string) => Promise<T> }> {
+  const key = await svc.key({ type: "secret", service_id: serviceId });
+  const admin = await svc.key({ type: "admin", services: [serviceId] });
+  const read = async <T>(path: string): Promise<T> => {
+    const res = await svc.app.request(path, { headers: { Authorization: `Bearer ${admin}` } });
+    expect([path, res.status]).toEqual([path, 200]);
+    return (await res.json()) as T;
+  };
+  return { key, read };
+}
+
 beforeAll(async () => {
   svc = await startTestService();
   secret = await svc.key({ type: "secret", service_id: "shop" });
@@ -648,13 +663,7 @@ describe("drops and errors", () => {
   // later audit: two pages that differ only past 1,024 characters were stored as one path, and the
   // filter for one listed both. Paths and UTM values are now kept whole, and asked for as sent.
   test("long paths and UTM values are kept whole: each page keeps its own path, and both can be asked for as the URL carried them", async () => {
-    const key = await svc.key({ type: "secret", service_id: "long-path" });
-    const admin = await svc.key({ type: "admin", services: ["long-path"] });
-    const read = async <T>(path: string): Promise<T> => {
-      const res = await svc.app.request(path, { headers: { Authorization: `Bearer ${admin}` } });
-      expect(res.status).toBe(200);
-      return (await res.json()) as T;
-    };
+    const { key, read } = await ownService("long-path");
     const mid = `/${"m".repeat(599)}`;
     const long = `/${"l".repeat(1499)}`;
     const longer = `/${"l".repeat(1100)}${"b".repeat(400)}`; // its first 1,024 characters are long's
@@ -676,26 +685,21 @@ describe("drops and errors", () => {
   // took at most 2,048: the value an answer gave back could not be asked for (400). Likewise a
   // referrer whose host is longer than the referrer_domain filter's 256.
   test("a long percent-encoded path and a long referrer host, read back from an answer, can be asked for as given", async () => {
-    const key = await svc.key({ type: "secret", service_id: "long-encoded" });
-    const admin = await svc.key({ type: "admin", services: ["long-encoded"] });
+    const { key, read } = await ownService("long-encoded");
     const host = Array.from({ length: 8 }, (_, i) => `${String(i)}${"h".repeat(62)}`).join("."); // 519 characters
     const url = `https://shop.example/${"é".repeat(600)}`;
     const res = await post("/v1/ingest/pageview", { url, referrer: `https://${host}/`, user_agent: CHROME, ip: "8.8.4.20" }, {}, key);
     expect(res.status).toBe(202);
     await svc.flush();
-    const read = async <T>(query: string): Promise<T> => {
-      const r = await svc.app.request(`/v1/behavior/summary?service_id=long-encoded${query}`, { headers: { Authorization: `Bearer ${admin}` } });
-      expect(r.status).toBe(200);
-      return (await r.json()) as T;
-    };
+    const summary = <T>(query: string) => read<T>(`/v1/behavior/summary?service_id=long-encoded${query}`);
     type Summary = { top_pages: Array<{ path: string; views: number; visitors: number }>; top_referrers: Array<{ referrer_domain: string; sessions: number }> };
-    const all = await read<Summary>("");
+    const all = await summary<Summary>("");
     const path = all.top_pages[0]!.path;
     expect([path.length, path]).toEqual([3601, new URL(url).pathname]);
     expect(all.top_referrers).toEqual([{ referrer_domain: host, sessions: 1 }]);
-    const byPath = await read<Summary>(`&path=${encodeURIComponent(path)}`);
+    const byPath = await summary<Summary>(`&path=${encodeURIComponent(path)}`);
     expect(byPath.top_pages).toEqual([{ path, views: 1, visitors: 1 }]);
-    const byHost = await read<Summary>(`&referrer_domain=${host}`);
+    const byHost = await summary<Summary>(`&referrer_domain=${host}`);
     expect(byHost.top_referrers).toEqual([{ referrer_domain: host, sessions: 1 }]);
   });
 
@@ -703,13 +707,7 @@ describe("drops and errors", () => {
   // were one page: not what the URL (or a browser's location.pathname) says, nor what Plausible or
   // Umami store by default. The path is now the URL's pathname, query and fragment dropped.
   test("a page's path is its URL's pathname: /docs and /docs/ are two pages, in top pages, entry pages and the path filter", async () => {
-    const key = await svc.key({ type: "secret", service_id: "slash" });
-    const admin = await svc.key({ type: "admin", services: ["slash"] });
-    const read = async <T>(path: string): Promise<T> => {
-      const res = await svc.app.request(path, { headers: { Authorization: `Bearer ${admin}` } });
-      expect(res.status).toBe(200);
-      return (await res.json()) as T;
-    };
+    const { key, read } = await ownService("slash");
     const urls = ["https://shop.example/docs/", "https://shop.example/docs/?ref=nav#top", "https://shop.example/docs", "https://shop.example/a//b"];
     const items = urls.map((url, i) => ({ type: "pageview", url, user_agent: CHROME, ip: `8.8.4.${i + 1}` }));
     expect(((await (await post("/v1/ingest/batch", { items }, {}, key)).json()) as { accepted: number }).accepted).toBe(4);
@@ -735,16 +733,11 @@ describe("drops and errors", () => {
   });
 
   test("a URL's UTM values are stored as URLSearchParams decodes them, spaces kept, and found by the filter as such", async () => {
-    const key = await svc.key({ type: "secret", service_id: "utm-spaces" });
-    const admin = await svc.key({ type: "admin", services: ["utm-spaces"] });
+    const { key, read: get } = await ownService("utm-spaces");
     const res = await post("/v1/ingest/pageview", { url: "https://shop.example/?utm_source=%20news%20&utm_medium=e+mail", user_agent: CHROME, ip: "8.8.4.9" }, {}, key);
     expect(res.status).toBe(202);
     await svc.flush();
-    const read = async (query: string) => {
-      const r = await svc.app.request(`/v1/sessions/stats?service_id=utm-spaces${query}`, { headers: { Authorization: `Bearer ${admin}` } });
-      expect(r.status).toBe(200);
-      return (await r.json()) as { totals: { sessions: number }; utm: Array<Record<string, unknown>> };
-    };
+    const read = (query: string) => get<{ totals: { sessions: number }; utm: Array<Record<string, unknown>> }>(`/v1/sessions/stats?service_id=utm-spaces${query}`);
     const all = await read("");
     expect(all.utm).toEqual([{ utm_source: " news ", utm_medium: "e mail", utm_campaign: "", sessions: 1, conversions: 0 }]);
     expect((await read("&utm_source=%20news%20")).totals.sessions).toBe(1);
