@@ -7,11 +7,12 @@ import { isIpAddress } from "./enrich/ip-address.ts";
 
 export const MAX_URL = 2048;
 /**
- * The longest value ingest can store from a URL's parts: a path is percent-encoded (a character of
- * three UTF-8 bytes becomes nine), so a 2,048-character URL can hold a path of up to 9 × 2,048;
- * a host is not limited by the URL parser. Query filters take values this long (validate.ts).
+ * The longest value ingest can store from a URL's parts: a path or an opaque host is
+ * percent-encoded (a character outside the BMP, 4 UTF-8 bytes, becomes twelve), so a
+ * 2,048-character URL can hold one of up to 12 × 2,048. Query filters take values this long
+ * (validate.ts).
  */
-export const MAX_URL_PART = 9 * MAX_URL;
+export const MAX_URL_PART = 12 * MAX_URL;
 /** The longest user agent an item may carry; the `User-Agent` header is cut to it too (pipeline.ts). */
 export const USER_AGENT_MAX = 1024;
 

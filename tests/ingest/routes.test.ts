@@ -701,6 +701,15 @@ describe("drops and errors", () => {
     expect(byPath.top_pages).toEqual([{ path, views: 1, visitors: 1 }]);
     const byHost = await summary<Summary>(`&referrer_domain=${host}`);
     expect(byHost.top_referrers).toEqual([{ referrer_domain: host, sessions: 1 }]);
+    // A second audit: a character outside the BMP is 12 characters encoded, so a URL of 2,028
+    // emoji stores a path of 24,337 (the filter took 18,432).
+    const emojiUrl = `https://e.example/${"😀".repeat(2028)}`;
+    expect((await post("/v1/ingest/pageview", { url: emojiUrl, user_agent: CHROME, ip: "8.8.4.21" }, {}, key)).status).toBe(202);
+    await svc.flush();
+    const emojiPath = new URL(emojiUrl).pathname;
+    expect(emojiPath.length).toBe(24_337);
+    const byEmojiPath = await summary<Summary>(`&path=${encodeURIComponent(emojiPath)}`);
+    expect(byEmojiPath.top_pages).toEqual([{ path: emojiPath, views: 1, visitors: 1 }]);
   });
 
   // Paths were trimmed of a trailing slash and repeated slashes collapsed, so `/docs/` and `/docs`
