@@ -56,4 +56,14 @@ describe("detectBot", () => {
     expect(detectBot(`${browser} Bun/1.1.0`)).toBe(false);
     expect(detectBot("Bun/1.1.0")).toBe(true);
   });
+
+  test("a crawler token anywhere in the first 1,024 characters (an item's user_agent limit) makes a bot", () => {
+    const browser = BROWSERS[0]!;
+    const token = " Googlebot/2.1";
+    const within = `${browser} ${"x".repeat(1024 - browser.length - 1 - token.length)}${token}`;
+    expect(within.length).toBe(1024);
+    expect(detectBot(within)).toBe(true);
+    expect(detectBot(`${browser} ${"x".repeat(1100)}${token}`)).toBe(false);
+    expect(detectBot(`${browser} ${"x".repeat(600)}`)).toBe(false);
+  });
 });

@@ -86,10 +86,15 @@ describe("parseUserAgent", () => {
     expect(parseUserAgent("curl/8.5.0")).toEqual({ device: "other", browser: "Unknown", os: "Unknown" });
   });
 
-  test("only the first 512 characters are parsed", () => {
-    const padded = `${CHROME_WINDOWS} ${"x".repeat(600)} Edg/124.0.2478.80`;
-    expect(parseUserAgent(padded).browser).toBe("Chrome");
-    expect(parseUserAgent(`${CHROME_WINDOWS} Edg/124.0.2478.80`).browser).toBe("Edge");
+  test("the whole user agent an item may carry (1,024 characters) is parsed, nothing past it", () => {
+    const edge = " Edg/124.0.2478.80";
+    const within = `${CHROME_WINDOWS} ${"x".repeat(1024 - CHROME_WINDOWS.length - 1 - edge.length)}${edge}`;
+    expect(within.length).toBe(1024);
+    expect(within.indexOf("Edg/")).toBeGreaterThan(900);
+    expect(parseUserAgent(within).browser).toBe("Edge");
+    const past = `${CHROME_WINDOWS} ${"x".repeat(1100)}${edge}`;
+    expect(parseUserAgent(past).browser).toBe("Chrome");
+    expect(parseUserAgent(`${CHROME_WINDOWS}${edge}`).browser).toBe("Edge");
   });
 
   test("results are frozen, since cached results are shared between callers", () => {
@@ -121,7 +126,7 @@ describe("createUserAgentParser (LRU memo)", () => {
 
   test("truncated user agents share one cache entry", () => {
     const parse = createUserAgentParser(10);
-    const base = `${A} ${"y".repeat(600)}`;
+    const base = `${A} ${"y".repeat(1100)}`;
     expect(parse(`${base}one`)).toBe(parse(`${base}two`));
   });
 
