@@ -60,15 +60,17 @@ async function writeDurable(file: string, bytes: Uint8Array): Promise<void> {
 /**
  * Stable random id of this spool directory, so dedup tokens of two spools never collide. Segments'
  * insert tokens are made from it: an unusable id beside segments left to replay is a DataFileError
- * (a new id would store again the rows of a segment a crash left half inserted); with none, a new
- * id is written (written whole or not at all: a temporary file renamed).
+ * (a new id would store again the rows of a segment a crash left half inserted); with none (empty
+ * segments hold no rows), a new id is written (written whole or not at all: a temporary file renamed).
  */
 export async function spoolId(dir: string): Promise<string> {
   const file = path.join(dir, "spool.id");
   // Stat'ed first (readSmallFile): a FIFO in its place blocked the start for good.
   const existing = readSmallFile(file, 4096);
   if (existing !== undefined && /^[0-9a-f]{16}$/.test(existing.trim())) return existing.trim();
-  const waiting = (await listSegments(dir)).length;
+  // Only segments holding bytes wait: a clean stop (and ACK_MODE=insert) leaves an empty one,
+  // whose replay stores nothing under any id.
+  const waiting = (await listSegments(dir)).filter((ref) => ref.bytes > 0).length;
   if (existing !== undefined && waiting > 0) {
     throw new DataFileError(
       `${file} holds no spool id (16 hex digits) and ${waiting} segment(s) wait to be written to ClickHouse under it: ` +

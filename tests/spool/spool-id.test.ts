@@ -45,3 +45,18 @@ test("a damaged id beside segments waiting to be replayed is refused, naming the
   expect(replaced).not.toBe(fresh);
   expect(readdirSync(own).sort()).toEqual(["spool.id"]); // no temporary file left
 });
+
+test("a damaged id beside only empty segments (what a clean stop leaves) is replaced: they hold no rows to store twice", async () => {
+  const own = mkdtempSync(join(dir, "clean-stop-"));
+  const path = join(own, "spool.id");
+  writeFileSync(path, "garbage\n");
+  writeFileSync(join(own, segmentName(3)), "");
+  const replaced = await spoolId(own);
+  expect(replaced).toMatch(/^[0-9a-f]{16}$/);
+  expect(readFileSync(path, "utf8")).toBe(replaced);
+  expect(readdirSync(own).sort()).toEqual([segmentName(3), "spool.id"]);
+  // One byte in a segment is a segment waiting: refused as before.
+  writeFileSync(path, "garbage\n");
+  writeFileSync(join(own, segmentName(4)), "x");
+  await expect(spoolId(own)).rejects.toThrow("and 1 segment(s) wait to be written");
+});
