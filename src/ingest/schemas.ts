@@ -94,18 +94,21 @@ const properties = v.pipe(
 );
 
 /**
- * The validated item with the reserved property keys (see RESERVED_KEYS) put back as sent. The raw
- * item passed its schema, so those values are valid. Own data properties (defineProperty): an
- * assignment to `__proto__` would set the prototype instead.
+ * The validated item with the reserved property keys (see RESERVED_KEYS) put back as sent, every
+ * key in the order it was sent. The raw item passed its schema, so those values are valid. Own
+ * data properties (defineProperty): an assignment to `__proto__` would set the prototype instead.
  */
 export function keepReservedProperties<T extends { properties?: Record<string, unknown> }>(raw: unknown, item: T): T {
   const sent = (raw as { properties?: Record<string, unknown> }).properties;
-  if (item.properties === undefined || sent === undefined) return item;
-  for (const key of RESERVED_KEYS) {
-    if (Object.hasOwn(sent, key)) {
-      Object.defineProperty(item.properties, key, { value: sent[key], enumerable: true, writable: true, configurable: true });
-    }
+  const validated = item.properties;
+  if (validated === undefined || sent === undefined || !RESERVED_KEYS.some((key) => Object.hasOwn(sent, key))) return item;
+  // Rebuilt in the sent object's key order, so the stored text lists the keys as they came.
+  const ordered: Record<string, unknown> = {};
+  for (const key of Object.keys(sent)) {
+    const value = (RESERVED_KEYS as readonly string[]).includes(key) ? sent[key] : validated[key];
+    Object.defineProperty(ordered, key, { value, enumerable: true, writable: true, configurable: true });
   }
+  item.properties = ordered;
   return item;
 }
 
