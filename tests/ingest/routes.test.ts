@@ -683,6 +683,27 @@ describe("drops and errors", () => {
     expect(listed.data.map((s) => [s.entry_path, s.utm_source])).toEqual([[longer, campaign]]);
   });
 
+  // README, "Sessions": what a numbers audit found undocumented, now written down and held here.
+  test("a session item's utm_* fields win over its URL's one by one; sessions without an entry or exit page are left out of those lists; a vitals item needs a metric", async () => {
+    const { key, read } = await ownService("one-by-one");
+    const t = Date.now() - 3_600_000;
+    const items = [
+      { type: "session", url: "https://shop.example/in?utm_source=fromurl&utm_medium=urlmed", utm_source: "fromfield", user_agent: CHROME, ip: "8.8.7.1", timestamp: t },
+      { type: "event", name: "backend", user_agent: CHROME, ip: "8.8.7.2", timestamp: t }, // no URL, no page view
+      { type: "vitals", url: "https://shop.example/in", user_agent: CHROME, ip: "8.8.7.3", timestamp: t },
+    ];
+    const answer = (await (await post("/v1/ingest/batch", { items }, {}, key)).json()) as { accepted: number; dropped: Array<{ index: number; reason: string; message: string }> };
+    expect(answer.accepted).toBe(2);
+    expect(answer.dropped).toEqual([expect.objectContaining({ index: 2, reason: "invalid", message: "must carry at least one of lcp, inp, cls, fcp, ttfb" })]);
+    await svc.flush();
+    const listed = await read<{ data: Array<{ utm_source: string; utm_medium: string; entry_path: string }> }>("/v1/sessions?service_id=one-by-one");
+    expect(listed.data.map((r) => [r.entry_path, r.utm_source, r.utm_medium]).sort()).toEqual([["", "", ""], ["/in", "fromfield", "urlmed"]]);
+    const summary = await read<{ sessions: { sessions: number }; entry_pages: unknown[]; exit_pages: unknown[] }>("/v1/behavior/summary?service_id=one-by-one");
+    expect(summary.sessions.sessions).toBe(2);
+    expect(summary.entry_pages).toEqual([{ path: "/in", sessions: 1 }]);
+    expect(summary.exit_pages).toEqual([]); // a session item is not a page view
+  });
+
   // An audit: a path of 600 "é" is stored percent-encoded, 3,601 characters, and the path filter
   // took at most 2,048: the value an answer gave back could not be asked for (400). Likewise a
   // referrer whose host is longer than the referrer_domain filter's 256.
