@@ -42,12 +42,28 @@ export function errorResponseDoc(status: number, description: string, headers: R
   return jsonResponse(errorBody(codes), `${description} (${codes.join(" / ")})`, headers);
 }
 
-type HeaderSpec = { description: string; schema: { type: "string" | "integer"; enum?: string[] } };
+type HeaderSpec = { description: string; required?: boolean; schema: { type: "string" | "integer"; enum?: string[] } };
 const header = (description: string, type: "string" | "integer" = "string", values?: string[]): HeaderSpec => ({ description, schema: values ? { type, enum: values } : { type } });
 /** The 503s' header (API.md: unavailable, with Retry-After). */
 export const RETRY_AFTER = { "Retry-After": header("Seconds to wait before retrying", "integer") };
 /** Every answer carries it (API.md). */
-export const REQUEST_ID = { "X-Request-Id": header("The request's id: the client's own, echoed as sent, else generated; error bodies carry it as request_id") };
+export const REQUEST_ID = {
+  "X-Request-Id": { ...header("The request's id: the client's own, echoed as sent, else generated; error bodies carry it as request_id"), required: true },
+};
+/** The request header every operation reads (echoed in the answer's X-Request-Id). */
+const REQUEST_ID_PARAM = {
+  name: "X-Request-Id", in: "header", required: false, schema: { type: "string" },
+  description: "Your own id for this request, echoed byte for byte in the answer's X-Request-Id and error body; one is generated when absent",
+} as const;
+/**
+ * Bun's own answer, before the service runs, to a request line and headers over the service's
+ * --max-http-header-size (64 KiB, src/runtime-flags.ts) or with more than about 200 header lines:
+ * no body and no X-Request-Id. Any route can get it; a query string of several filters at their
+ * longest can be that long (an audit: `path` and `referrer_domain` near 24,576 characters each).
+ */
+const HEADERS_TOO_LARGE = {
+  description: "Request line and headers over 64 KiB (or more than about 200 header lines): the HTTP server's own answer before the service runs, with no body and no X-Request-Id",
+};
 /** The cached routes' answers (API.md: X-Cache). */
 export const CACHE_HEADERS = {
   "X-Cache": header("HIT when the answer came from the cache, MISS when it was computed", "string", ["HIT", "MISS"]),
@@ -75,7 +91,11 @@ type DescribeSpec = Parameters<typeof describeRoute>[0];
 /** Documents a route: describeRoute plus the shared error responses (those of `errors` when given). */
 export function describe(spec: DescribeSpec, errors?: ReadonlyArray<keyof typeof ERRORS>) {
   const shared = errors ? Object.fromEntries(errors.map((status) => [status, ERRORS[status]])) : ERRORS;
-  return describeRoute({ ...spec, responses: { ...shared, ...spec.responses } });
+  return describeRoute({
+    ...spec,
+    parameters: [...(spec.parameters ?? []), REQUEST_ID_PARAM],
+    responses: { ...shared, 431: HEADERS_TOO_LARGE, ...spec.responses },
+  });
 }
 
 /**
@@ -98,8 +118,10 @@ export function registerOpenApiRoute(app: Hono<any>, info: { title?: string; ver
       responses: {
         200: { description: "The OpenAPI document of every route", headers: REQUEST_ID, content: { "application/json": { schema: { type: "object" } } } },
         405: ERRORS[405],
+        431: HEADERS_TOO_LARGE,
         500: ERRORS[500],
       },
+      parameters: [REQUEST_ID_PARAM],
     }),
     openAPIRouteHandler(app, {
       // Its default leaves out paths whose last segment has a dot, this document's own among them.

@@ -24,7 +24,12 @@ const httpUrl = v.pipe(
   maxChars(MAX_URL, `must be at most ${MAX_URL} characters`),
   wellFormed,
   v.check((s) => /^https?:\/\//i.test(s) && URL.canParse(s), "must be an absolute http(s) URL"),
-  v.metadata({ format: "uri", pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]" }),
+  // No `format: uri`: the check is the WHATWG URL parser's, as in browsers, which takes what RFC 3986
+  // does not (`/ü`, a space, `münchen.example`); a port over 65535 is its refusal the pattern cannot say.
+  v.metadata({
+    pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]",
+    description: "An absolute http(s) URL as a browser's URL parser reads it (WHATWG URL: non-ASCII and spaces are percent-encoded, a port above 65535 is refused)",
+  }),
 );
 /**
  * Referrers may be any URL with an authority (android-app://…) or empty for direct traffic.

@@ -885,7 +885,7 @@ describe("operations", () => {
     expect(Object.keys(summary).sort()).toEqual(["Age", "X-Cache", "X-Request-Id"]);
     // Checks that JSON Schema can state are stated (the audit validated refused bodies against the document).
     const pageview = (doc as any).paths["/v1/ingest/pageview"].post.requestBody.content["application/json"].schema.properties;
-    expect([pageview.url.format, pageview.url.pattern]).toEqual(["uri", "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]"]);
+    expect([pageview.url.format, pageview.url.pattern]).toEqual([undefined, "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]"]);
     expect(pageview.ip.anyOf).toEqual([{ format: "ipv4" }, { format: "ipv6" }]);
     expect(pageview.referrer.pattern).toBe("^([A-Za-z][A-Za-z0-9+.-]*://.*)?$");
     // The time pattern is the one the routes test, lower-case t and z included (an `i` flag would be lost here).
