@@ -111,7 +111,10 @@ export function invalidQuery(issues: readonly StandardIssue[]): ApiError {
 }
 
 const SERVICE_ID = /^[a-z0-9_-]{1,64}$/;
-const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const DATE = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])$/;
+/** The document's forms of a range bound: DATE and ISO_TIME with the years 1970–2199 that are accepted. */
+const IN_YEARS = (r: RegExp) => r.source.replace("^\\d{4}-", "^(?:19[7-9]\\d|2[01]\\d\\d)-");
+export const DOC_DATE = IN_YEARS(DATE);
 const EPOCH_MS = /^\d{1,15}$/;
 // 1970..2200: far enough for any real data, and Date arithmetic stays exact.
 const MIN_MS = 0;
@@ -204,7 +207,7 @@ const timeParam = (what: string) =>
       v.maxLength(40, TIME_FORMS),
       v.check(isTimeValue, (issue) => timeValueProblem(String(issue.input))),
       v.description(what),
-      v.metadata({ anyOf: [DATE, ISO_TIME, EPOCH_MS].map((r) => ({ pattern: r.source })) }),
+      v.metadata({ anyOf: [DOC_DATE, IN_YEARS(ISO_TIME), EPOCH_MS.source].map((pattern) => ({ pattern })) }),
     ),
   );
 

@@ -138,6 +138,8 @@ describe("GET /v1/openapi.json", () => {
       { item: { type: "pageview", url: "https://münchen.example/" }, ok: true },
       { item: { type: "event", name: "" }, ok: false },
       { item: { type: "event", name: "signup", conversion: true }, ok: true },
+      { item: { type: "event", name: "timed", timestamp: new Date(Date.now() - 3_600_000).toISOString() }, ok: true },
+      { item: { type: "event", name: "timed", timestamp: `${new Date(Date.now() - 86_400_000).toISOString().slice(0, 10)}T25:00:00Z` }, ok: false },
     ];
     const items = cases.map((c) => ({ ...base, ...c.item }));
     const res = await post("/v1/ingest/batch", { items }, secret);
@@ -195,6 +197,17 @@ describe("GET /v1/openapi.json", () => {
       { name: "from", value: "2026-11-01", ok: true },
       { name: "from", value: "2026-11-01T00:00:00+01:00", ok: true },
       { name: "from", value: String(Date.now() - 86_400_000), ok: true },
+      // An audit: the document's patterns took clock and calendar fields out of range.
+      { name: "from", value: "2026-13-01", ok: false },
+      { name: "from", value: "2026-11-01T25:00:00Z", ok: false },
+      { name: "from", value: "2026-11-01T10:00:00+99:00", ok: false },
+      { name: "from", value: "2026-11-01T10:00:00+23:59", ok: true },
+      { name: "from", value: "2026-11-01T23:59:60Z", ok: false },
+      { name: "from", value: "2026-11-01T24:00Z", ok: true }, // the day's end, as Date.parse reads it
+      { name: "from", value: "2026-11-01T24:00:01Z", ok: false },
+      { name: "from", value: "1900-01-01", ok: false },
+      { name: "from", value: "2200-01-01T00:00:00Z", ok: false },
+      { name: "to", value: "2026-11-30", ok: true },
     ];
     const outcome = [];
     for (const c of cases) {
@@ -207,6 +220,14 @@ describe("GET /v1/openapi.json", () => {
       outcome.push({ ...c, document: valid(schema, asDocumented), server: res.status === 200 });
     }
     expect(outcome).toEqual(cases.map((c) => ({ ...c, document: c.ok, server: c.ok })));
+    // The summary's one-day `date` likewise: only 1970–2199 and months 01–12.
+    const dateSchema = doc.paths["/v1/behavior/summary"].get.parameters.find((p: { name: string }) => p.name === "date").schema;
+    const dates = ["2026-11-01", "1900-01-01", "2026-13-01", "9999-12-31"].map((date) => ({ date, document: valid(dateSchema, date) }));
+    for (const d of dates) {
+      const res = await svc.app.request(`/v1/behavior/summary?service_id=doc&date=${d.date}`, { headers: { Authorization: `Bearer ${admin}` } });
+      expect({ ...d, server: res.status === 200 }).toEqual({ ...d, server: d.document });
+    }
+    expect(dates.map((d) => d.document)).toEqual([true, false, false, false]);
   });
 
   test("error answers validate against their status's schema, and a wrong code would not", async () => {

@@ -5,7 +5,7 @@ import { cacheResponse } from "../../cache/cache-middleware.ts";
 import { ApiError } from "../../errors.ts";
 import { CACHE_HEADERS, describe, jsonResponse } from "../../http/openapi.ts";
 import type { App } from "../../http/app-env.ts";
-import { commonEntries, intParam, isDateValue, queryValidator } from "../../http/validate.ts";
+import { commonEntries, DOC_DATE, intParam, isDateValue, queryValidator } from "../../http/validate.ts";
 import { behaviorSummary } from "../reports.ts";
 import { rangeLabel, utcDatesOf } from "../time-range.ts";
 import { type CommonQuery, type QueryDeps, readOptions, resolveCommon, scopeOf, serviceScope, validQuery } from "./query-deps.ts";
@@ -13,7 +13,7 @@ import { TotalsSchema } from "./schemas.ts";
 
 export const behaviorQuery = {
   ...commonEntries,
-  date: v.optional(v.pipe(v.string(), v.isoDate("expected a date YYYY-MM-DD"), v.check(isDateValue, "expected a date YYYY-MM-DD that exists on the calendar"), v.description("one local day; instead of from/to"))),
+  date: v.optional(v.pipe(v.string(), v.isoDate("expected a date YYYY-MM-DD"), v.check(isDateValue, "expected a date YYYY-MM-DD that exists on the calendar"), v.metadata({ pattern: DOC_DATE }), v.description("one local day (1970–2199); instead of from/to"))),
   limit: intParam(1, 100, "rows per list, default 10"),
 };
 
