@@ -22,8 +22,12 @@ const Origin = v.pipe(
   v.check((s) => s === ANY_ORIGIN || !s.includes("*"), "wildcards inside an origin (https://*.shop.example) are not supported: list each origin, or send * alone to allow any"),
   v.check((s) => s === ANY_ORIGIN || normalizeOrigin(s) !== null, "expected an http(s) origin such as https://shop.example (no path), or *"),
   v.transform((s) => (s === ANY_ORIGIN ? s : normalizeOrigin(s)!)),
-  // What the checks enforce, as far as JSON Schema can say it (the document's reader validates with it).
-  v.metadata({ pattern: "^(\\*|[Hh][Tt][Tt][Pp][Ss]?://[^/?#*]+/?)$", description: "An http(s) origin (scheme, host, optional port; no path), or * alone" }),
+  // What the checks enforce, as far as JSON Schema can say it (the document's reader validates with
+  // it): no user, no spaces, a port up to 65535 (an audit found those allowed by a looser pattern).
+  v.metadata({
+    pattern: String.raw`^(\*|[Hh][Tt][Tt][Pp][Ss]?://(?:[^/?#*@\s:\[\]]+|\[[0-9A-Fa-f:.]+\])(?::0*(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4})?)?/?)$`,
+    description: "An http(s) origin (scheme, host, optional port up to 65535; no user, no path), or * alone",
+  }),
 );
 /** `"*"` only as the list's one element (a JSON Schema form of the "send it alone" checks). */
 const STAR_ALONE = { anyOf: [{ maxItems: 1 }, { not: { contains: { const: "*" } } }] };

@@ -178,6 +178,10 @@ describe("GET /v1/openapi.json", () => {
       { body: { type: "admin", service_id: "doc" }, ok: true },
       { body: { type: "admin", services: ["*"] }, ok: true },
       { body: { type: "public", service_id: "doc", origins: ["https://doc.example", "http://localhost:8080"] }, ok: true },
+      { body: { type: "public", service_id: "doc", origins: ["http://[::1]:3000", "https://münchen.example", "https://doc.example:65535/"] }, ok: true },
+      { body: { type: "public", service_id: "doc", origins: ["https://doc.example:99999"] }, ok: false },
+      { body: { type: "public", service_id: "doc", origins: ["https://a b.example"] }, ok: false },
+      { body: { type: "public", service_id: "doc", origins: ["https://user@doc.example"] }, ok: false },
     ];
     const outcome = [];
     for (const c of cases) {
