@@ -19,7 +19,7 @@
  * - `registerOpenApiRoute(app)` last, after every route is registered.
  */
 import type { Hono } from "hono";
-import { describeRoute, openAPIRouteHandler, resolver } from "hono-openapi";
+import { describeRoute, generateSpecs, resolver } from "hono-openapi";
 import * as v from "valibot";
 import { ERROR_STATUS, type ErrorCode } from "../errors.ts";
 
@@ -107,8 +107,73 @@ export function documented<H extends object>(description: ReturnType<typeof desc
   return Object.assign(handler, description);
 }
 
+type Operation = { parameters?: unknown[]; responses: Record<string, { description: string; headers?: unknown; content?: unknown }>; [k: string]: unknown };
+type Paths = Record<string, Record<string, Operation>>;
+
+const PREFLIGHT_HEADER = (description: string) => ({ description, schema: { type: "string" } });
+/** The CORS preflight every ingest route answers (src/auth/ingest-cors.ts). */
+const PREFLIGHT: Operation = {
+  summary: "CORS preflight",
+  tags: ["ingest"],
+  security: [],
+  description: "Answered 204 always; the Access-Control-Allow-* headers only for an Origin that the `key` query parameter's public key (else any public key) allows.",
+  parameters: [
+    { name: "Origin", in: "header", required: false, schema: { type: "string" } },
+    { name: "key", in: "query", required: false, schema: { type: "string" }, description: "A public key (pk_…) whose origins decide" },
+    REQUEST_ID_PARAM,
+  ],
+  responses: {
+    204: {
+      description: "Preflight answered",
+      headers: {
+        ...REQUEST_ID,
+        "Access-Control-Allow-Origin": PREFLIGHT_HEADER("The request's Origin, echoed when allowed (never *)"),
+        "Access-Control-Allow-Credentials": PREFLIGHT_HEADER("true when the origin is allowed"),
+        "Access-Control-Allow-Methods": PREFLIGHT_HEADER("POST"),
+        "Access-Control-Allow-Headers": PREFLIGHT_HEADER("The request headers a page may send"),
+        "Access-Control-Max-Age": PREFLIGHT_HEADER("Seconds a browser may keep the answer"),
+        Vary: PREFLIGHT_HEADER("Origin"),
+      },
+    },
+    431: HEADERS_TOO_LARGE,
+  },
+};
+
+/**
+ * The generated paths plus what the generator leaves out: `head` beside every `get` (Hono answers
+ * HEAD with the GET's status and headers, no body) and the ingest routes' `options` preflight.
+ */
+function withImplicitOperations(paths: Paths): Paths {
+  for (const [path, ops] of Object.entries(paths)) {
+    const get = ops.get;
+    if (get && !ops.head) {
+      const responses = Object.fromEntries(Object.entries(get.responses).map(([status, { description, headers }]) => [status, headers ? { description, headers } : { description }]));
+      ops.head = { ...get, summary: `${String(get.summary ?? path)} (headers only)`, operationId: undefined, responses };
+    }
+    if (path.startsWith("/v1/ingest/") && ops.post && !ops.options) ops.options = PREFLIGHT;
+  }
+  return paths;
+}
+
 /** Serves the generated document at GET /v1/openapi.json (register after every route). */
 export function registerOpenApiRoute(app: Hono<any>, info: { title?: string; version?: string } = {}): void {
+  const options: Parameters<typeof generateSpecs>[1] = {
+    // Its default leaves out paths whose last segment has a dot, this document's own among them.
+    excludeStaticFile: false,
+    documentation: {
+      openapi: "3.1.0",
+      info: { title: info.title ?? "Analytics service", version: info.version ?? "0.1.0", description: "See API.md for the meaning of every number." },
+      components: {
+        securitySchemes: {
+          bearer: { type: "http", scheme: "bearer", description: "Admin token (ak_), ingest key (pk_/sk_) or the root token, per route" },
+          apiKey: { type: "apiKey", in: "header", name: "X-API-Key", description: "Ingest keys only" },
+          keyQuery: { type: "apiKey", in: "query", name: "key", description: "Public keys (pk_) only, for trackers that cannot set headers; a body field `key` works too" },
+        },
+      },
+      security: [{ bearer: [] }],
+    },
+  };
+  let specs: Awaited<ReturnType<typeof generateSpecs>> | undefined;
   app.get(
     "/v1/openapi.json",
     describeRoute({
@@ -123,21 +188,9 @@ export function registerOpenApiRoute(app: Hono<any>, info: { title?: string; ver
       },
       parameters: [REQUEST_ID_PARAM],
     }),
-    openAPIRouteHandler(app, {
-      // Its default leaves out paths whose last segment has a dot, this document's own among them.
-      excludeStaticFile: false,
-      documentation: {
-        openapi: "3.1.0",
-        info: { title: info.title ?? "Analytics service", version: info.version ?? "0.1.0", description: "See API.md for the meaning of every number." },
-        components: {
-          securitySchemes: {
-            bearer: { type: "http", scheme: "bearer", description: "Admin token (ak_), ingest key (pk_/sk_) or the root token, per route" },
-            apiKey: { type: "apiKey", in: "header", name: "X-API-Key", description: "Ingest keys only" },
-            keyQuery: { type: "apiKey", in: "query", name: "key", description: "Public keys (pk_) only, for trackers that cannot set headers; a body field `key` works too" },
-          },
-        },
-        security: [{ bearer: [] }],
-      },
-    }),
+    async (c) => {
+      specs ??= await generateSpecs(app, options, c).then((doc) => ({ ...doc, paths: withImplicitOperations(doc.paths as Paths) }));
+      return c.json(specs);
+    },
   );
 }

@@ -53,6 +53,23 @@ describe("GET /v1/openapi.json", () => {
     ]));
   });
 
+  // An OpenAPI audit: HEAD and the ingest routes' preflight were answered but not documented.
+  test("HEAD beside every GET and OPTIONS on every ingest route are listed, and answer as listed", async () => {
+    const paths = doc.paths as Record<string, Record<string, { responses: Record<string, { content?: unknown }> }>>;
+    const gets = Object.keys(paths).filter((p) => paths[p]!.get);
+    expect(gets.filter((p) => !paths[p]!.head)).toEqual([]);
+    expect(gets.flatMap((p) => Object.entries(paths[p]!.head!.responses).filter(([, r]) => r.content).map(([status]) => `${p} ${status}`))).toEqual([]);
+    const ingest = Object.keys(paths).filter((p) => p.startsWith("/v1/ingest/"));
+    expect(ingest.sort()).toEqual(["/v1/ingest/batch", "/v1/ingest/event", "/v1/ingest/pageview", "/v1/ingest/session"]);
+    expect(ingest.filter((p) => !paths[p]!.options?.responses["204"])).toEqual([]);
+    const head = await svc.app.request("/v1/sessions?service_id=doc", { method: "HEAD", headers: { Authorization: `Bearer ${admin}` } });
+    expect([head.status, await head.text()]).toEqual([200, ""]);
+    expect(head.headers.get("x-request-id")).toBeTruthy();
+    const preflight = await svc.app.request("/v1/ingest/event", { method: "OPTIONS", headers: { Origin: "https://nowhere.example" } });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBeNull(); // no public key allows it
+  });
+
   test("operations routes take no credential: their answers list no 401, 403 or 429", () => {
     for (const path of ["/healthz", "/readyz", "/metrics"]) {
       const statuses = Object.keys(doc.paths[path].get.responses).sort();
@@ -69,7 +86,7 @@ describe("GET /v1/openapi.json", () => {
     type Op = { parameters?: Array<{ name: string; in: string }>; responses: Record<string, { headers?: Record<string, { required?: boolean }>; content?: unknown }> };
     for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, Op>>)) {
       for (const [method, op] of Object.entries(ops)) {
-        if (!op.responses["405"]) missing.push(`${method} ${path} 405`);
+        if (!op.responses["405"] && method !== "options") missing.push(`${method} ${path} 405`); // a preflight is never a wrong method
         if (!op.responses["431"] || op.responses["431"].headers || op.responses["431"].content) missing.push(`${method} ${path} bare 431`);
         if (!op.parameters?.some((p) => p.in === "header" && p.name === "X-Request-Id")) missing.push(`${method} ${path} X-Request-Id parameter`);
         for (const [status, response] of Object.entries(op.responses)) {
