@@ -173,10 +173,9 @@ export const intParam = (min: number, max: number, what: string) =>
   v.optional(
     v.pipe(
       v.string(),
-      // A check, not v.regex: a regex becomes a `pattern`, which means nothing on the integer the
+      // One check, not v.regex: a regex becomes a `pattern`, which means nothing on the integer the
       // document states (ajv's strict mode refuses it).
-      v.check((s) => /^\d{1,9}$/.test(s), `${what}: a whole number from ${min} to ${max}`),
-      v.check((s) => Number(s) >= min && Number(s) <= max, `${what}: a whole number from ${min} to ${max}`),
+      v.check((s) => /^\d{1,9}$/.test(s) && Number(s) >= min && Number(s) <= max, `${what}: a whole number from ${min} to ${max}`),
       v.description(`${what} (${min}..${max})`),
       // What the check enforces, stated for the document (the value arrives as query text).
       v.metadata({ type: "integer", minimum: min, maximum: max }),
