@@ -7,6 +7,16 @@ import { ApiError } from "../errors.ts";
 const ACCEPTED_TYPES = ["application/json", "text/plain", "application/csp-report"];
 /** The Content-Encoding values a body may name (case aside); an absent or empty header is identity. */
 export const ACCEPTED_ENCODINGS = ["gzip", "x-gzip", "identity"] as const;
+
+/**
+ * The header values read as one of ACCEPTED_ENCODINGS, as a JSON Schema pattern (which has no
+ * case-insensitive flag): any case, surrounding blanks, or nothing at all (identity). The names
+ * hold only letters and "-", which needs no escape.
+ */
+export const ACCEPTED_ENCODING_PATTERN = `^[ \\t]*(?:${ACCEPTED_ENCODINGS.map((name) =>
+  [...name].map((c) => (c === "-" ? c : `[${c}${c.toUpperCase()}]`)).join(""),
+).join("|")})?[ \\t]*$`;
+
 /** One decoder for every request: without `stream`, decode() keeps no state between calls. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 

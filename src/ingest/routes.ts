@@ -9,7 +9,7 @@ import { ApiError, toIssues } from "../errors.ts";
 import type { App, AppEnv } from "../http/app-env.ts";
 import type { IngestResult } from "./ingestor.ts";
 import type { RequestContext } from "./pipeline.ts";
-import { ACCEPTED_ENCODINGS, isEmptyBodyError, readJsonBody } from "./read-body.ts";
+import { ACCEPTED_ENCODING_PATTERN, ACCEPTED_ENCODINGS, isEmptyBodyError, readJsonBody } from "./read-body.ts";
 import { resolver } from "hono-openapi";
 import { describe, documented, errorResponseDoc, jsonResponse } from "../http/openapi.ts";
 import { BatchBody, BatchItemDoc, IngestResponse, ITEM_SCHEMAS, type ItemType } from "./schemas.ts";
@@ -142,7 +142,14 @@ function docs(schema: v.GenericSchema, summary: string, limit: number, accepted:
       "Keys: Authorization: Bearer, X-API-Key, or for public keys the key query parameter or body field.",
     parameters: [
       { name: "key", in: "query", required: false, schema: { type: "string" }, description: "A public key (pk_…), for trackers that cannot set headers" },
-      { name: "Content-Encoding", in: "header", required: false, schema: { type: "string", enum: [...ACCEPTED_ENCODINGS] }, description: "gzip (or x-gzip, its alias) for a compressed body; any other encoding is 415" },
+      {
+        name: "Content-Encoding",
+        in: "header",
+        required: false,
+        schema: { type: "string", pattern: ACCEPTED_ENCODING_PATTERN },
+        example: "gzip",
+        description: `One of ${ACCEPTED_ENCODINGS.join(", ")}, in any case: gzip (or x-gzip, its alias) for a compressed body; identity, empty or absent for none. Any other encoding is 415`,
+      },
     ],
     requestBody: { required: true, content: { "application/json": content, "text/plain": content } },
     responses: {
