@@ -9,7 +9,8 @@ import { join, resolve } from "node:path";
 const root = process.env.BENCH_SRC_ROOT ?? resolve(import.meta.dir, "..", "..");
 const imp = async <T>(...p: string[]) => (await import(join(root, "src", ...p))) as T;
 const { createClickHouse } = await imp<typeof import("../../src/storage/clickhouse.ts")>("storage", "clickhouse.ts");
-const { sessionTotals, sessionSeries, chooseSource } = await imp<typeof import("../../src/query/session-metrics.ts")>("query", "session-metrics.ts");
+// seriesCut since 2026-12-02 (a series reaching before its view's TTL reads the view after the cut); older snapshots have none.
+const { sessionTotals, sessionSeries, chooseSource, seriesCut } = await imp<typeof import("../../src/query/session-metrics.ts")>("query", "session-metrics.ts");
 // sessionDistributions (all four in one read) since 2026-12-01; older snapshots read one dimension per query.
 const breakdowns = await imp<typeof import("../../src/query/session-breakdowns.ts") & { sessionDistribution?: (...a: unknown[]) => Promise<unknown> }>("query", "session-breakdowns.ts");
 const { sessionDistributions, sessionDistribution, utmStats } = breakdowns;
@@ -34,7 +35,11 @@ const query = (days: number, tz: string): Q => ({ serviceId, range: resolveRange
 type Read = { now: number; forceRaw?: boolean; threads: number };
 const questions: { name: string; run: (read: Read) => Promise<unknown>; source?: (read: Read) => string }[] = [];
 for (const [label, q] of [["7 d UTC", query(7, "UTC")], ["30 d UTC", query(30, "UTC")], ["7 d Europe/Berlin", query(7, "Europe/Berlin")]] as const) {
-  const src = (interval?: string) => (read: Read) => chooseSource(q, read, interval as never);
+  const src = (interval?: string) => (read: Read) => {
+    const source = chooseSource(q, read, interval as never);
+    const cut = interval && seriesCut ? seriesCut(q, interval as never, read) : undefined;
+    return cut === undefined ? source : `${interval === "hour" ? "hourly" : "daily"} from ${new Date(cut).toISOString().slice(0, 16)}Z, raw before`;
+  };
   questions.push({ name: `session totals, ${label}`, run: (r) => sessionTotals(ch, q, r), source: src(undefined) });
   questions.push({ name: `daily series, ${label}`, run: (r) => sessionSeries(ch, q, "day", r), source: src("day") });
   questions.push({ name: `hourly series, ${label}`, run: (r) => sessionSeries(ch, q, "hour", r), source: src("hour") });

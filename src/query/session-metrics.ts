@@ -29,7 +29,7 @@ import type { ClickHouseClient } from "@clickhouse/client-web";
 import { type Filters, hasAnyFilter, sessionConditions } from "./filters.ts";
 import { selectRows, SqlParams, VISITOR_KEY } from "./sql-params.ts";
 import { bucketStarts, type Interval, type TimeRange } from "./time-range.ts";
-import { type ReadOptions, viewFits } from "./view-choice.ts";
+import { oldestWhole, type ReadOptions, type ViewFit, viewFits } from "./view-choice.ts";
 import { hasOffsetChangeOffTheHour } from "./zoned-time.ts";
 import { DAY_MS } from "../iso-time.ts";
 
@@ -114,9 +114,34 @@ const TOTALS_VIEW_MIN_RANGE_MS = 14 * DAY_MS;
 export function chooseSource(q: SessionQuery, read: ReadOptions, interval?: Interval): SessionSource {
   if (hasAnyFilter(q.filters)) return "raw";
   if (interval === undefined && q.range.end - q.range.start < TOTALS_VIEW_MIN_RANGE_MS) return "raw";
+  return viewFits([q.range], viewFit(interval), read) ? (interval === "hour" ? "hourly" : "daily") : "raw";
+}
+
+/** The view a question would read: the hourly one (30-day TTL) for hourly series, else the daily one (1 year). */
+function viewFit(interval?: Interval): ViewFit {
   const zoned = interval !== undefined;
-  if (interval === "hour") return viewFits([q.range], { unit: "hour", ttlDays: 30, zoned }, read) ? "hourly" : "raw";
-  return viewFits([q.range], { unit: "day", ttlDays: 365, zoned }, read) ? "daily" : "raw";
+  return interval === "hour" ? { unit: "hour", ttlDays: 30, zoned } : { unit: "day", ttlDays: 365, zoned };
+}
+
+/**
+ * A series that starts before its view's TTL (a 30-day hourly chart, the view keeping 30 days;
+ * a range of over a year of days) reads raw rows for its older buckets and the view for the
+ * rest: where the two meet is a bucket start (`cut`), so no bucket takes rows from both, and
+ * each part's visitor counts are exact as for any range. Undefined when the series does not
+ * split so: a filter, a zone or bounds the view does not fit, or a range wholly inside the TTL
+ * (the view answers it whole) or wholly before it.
+ */
+export function seriesCut(q: SessionQuery, interval: Interval, read: ReadOptions): number | undefined {
+  if (read.forceRaw || chooseSource(q, read, interval) !== "raw") return undefined;
+  const oldest = oldestWhole(viewFit(interval), read);
+  const cut = bucketStarts(q.range, interval).find((t) => t > q.range.start && t >= oldest);
+  if (cut === undefined) return undefined;
+  return chooseSource(within(q, cut, q.range.end), read, interval) === "raw" ? undefined : cut;
+}
+
+/** `q` over [start, end) of its range. */
+function within(q: SessionQuery, start: number, end: number): SessionQuery {
+  return { ...q, range: { ...q.range, start, end } };
 }
 
 // Hours across an offset change the clock does not make on the hour (Australia/Lord_Howe's
@@ -246,7 +271,13 @@ export async function sessionTotals(ch: ClickHouseClient, q: SessionQuery, read:
 
 /** One point per local bucket overlapping the range, zero-filled; `t` is the bucket start. */
 export async function sessionSeries(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions): Promise<SeriesPoint[]> {
-  return seriesPoints(q, interval, await metricRows(ch, q, read, interval));
+  const cut = seriesCut(q, interval, read);
+  if (cut === undefined) return seriesPoints(q, interval, await metricRows(ch, q, read, interval));
+  const [older, newer] = await Promise.all([
+    metricRows(ch, within(q, q.range.start, cut), read, interval),
+    metricRows(ch, within(q, cut, q.range.end), read, interval),
+  ]);
+  return seriesPoints(q, interval, [...older, ...newer]);
 }
 
 /**
@@ -256,7 +287,7 @@ export async function sessionSeries(ch: ClickHouseClient, q: SessionQuery, inter
  * 173 + 171 ms; bench/RESULTS.md, 2026-12-01 07:25).
  */
 export async function sessionTotalsAndSeries(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions): Promise<{ totals: SessionTotals; series: SeriesPoint[] }> {
-  if (chooseSource(q, read) !== "raw" || chooseSource(q, read, interval) !== "raw") {
+  if (chooseSource(q, read) !== "raw" || chooseSource(q, read, interval) !== "raw" || seriesCut(q, interval, read) !== undefined) {
     const [totals, series] = await Promise.all([sessionTotals(ch, q, read), sessionSeries(ch, q, interval, read)]);
     return { totals, series };
   }

@@ -30,12 +30,19 @@ export interface ViewFit {
   zoned: boolean;
 }
 
+/**
+ * The oldest instant the view described by `fit` still holds whole. TTL deletes whole old buckets
+ * during merges; one unit of margin keeps partly deleted ones out.
+ */
+export function oldestWhole(fit: ViewFit, read: ReadOptions): number {
+  return read.now - fit.ttlDays * DAY_MS + (fit.unit === "hour" ? HOUR : DAY_MS);
+}
+
 /** True when the view described by `fit` gives exactly the raw answer for `ranges`. */
 export function viewFits(ranges: readonly TimeRange[], fit: ViewFit, read: ReadOptions): boolean {
   if (read.forceRaw) return false;
   const unit = fit.unit === "hour" ? HOUR : DAY_MS;
-  // TTL deletes whole old buckets during merges; one unit of margin keeps partly deleted ones out.
-  const oldest = read.now - fit.ttlDays * DAY_MS + unit;
+  const oldest = oldestWhole(fit, read);
   for (const r of ranges) {
     if (r.start % unit !== 0 || r.end % unit !== 0 || r.start < oldest) return false;
     if (fit.zoned && !zoneFits(r, unit)) return false;

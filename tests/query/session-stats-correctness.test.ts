@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Filters } from "../../src/query/filters.ts";
 import { sessionStatsReport } from "../../src/query/reports.ts";
-import { chooseSource } from "../../src/query/session-metrics.ts";
+import { chooseSource, seriesCut } from "../../src/query/session-metrics.ts";
 import { INTERVALS, previousRange, resolveRange, type TimeRange } from "../../src/query/time-range.ts";
 import { type Dataset, loadDataset } from "./fixtures/dataset.ts";
 import { SERVICES } from "./fixtures/generate.ts";
@@ -89,6 +89,48 @@ describe("session stats equal brute force, by views and by raw rows", () => {
   test("a range of times (not whole hours) reads raw rows and still matches", async () => {
     const range = resolveRange({ from: "2026-03-28T10:30:00+01:00", to: "2026-03-30T05:15:00Z", tz: "Europe/Berlin" }, SPRING_NOW);
     for (const interval of INTERVALS) await check("gamma", range, interval, {}, SPRING_NOW);
+  });
+
+  // The hourly view keeps 30 days, the daily one a year: a series reaching further back reads
+  // raw rows before the first bucket its view still holds whole, and the view from there on.
+  test("an hourly series starting before the hourly view's 30 days: raw rows before the cut, the view after; matches", async () => {
+    // Cut where the hour before and the hour after both have sessions of every service, so a
+    // cut that repeated or dropped a bucket would show.
+    const utc = resolveRange({ from: "2026-03-05", to: "2026-04-01", tz: "UTC" }, SPRING_NOW);
+    const hours = SERVICES.map((service) => data.sessions.series(service, utc, "hour", {}).map((p) => p.sessions));
+    const busy = (i: number) => Math.min(...hours.flatMap((h) => [h[i - 1]!, h[i]!]));
+    let best = 1;
+    for (let i = 2; i < hours[0]!.length; i++) if (busy(i) > busy(best)) best = i;
+    expect(busy(best)).toBeGreaterThan(0);
+    const cutAt = utc.start + best * 3_600_000;
+    const now = cutAt + 30 * 86_400_000 - 3_600_000; // the view holds whole hours from cutAt on
+    for (const tz of ["UTC", "Europe/Berlin", "America/New_York"]) {
+      const range = resolveRange({ from: "2026-03-05", to: "2026-04-01", tz }, now);
+      const q = { serviceId: "alpha", range, filters: {} };
+      expect({ tz, cut: seriesCut(q, "hour", { now }) }).toEqual({ tz, cut: cutAt });
+      for (const service of SERVICES) await check(service, range, "hour", {}, now);
+    }
+  }, SLOW);
+
+  test("a daily, weekly or monthly series starting before the daily view's year splits at a bucket start; matches", async () => {
+    const now = Date.UTC(2027, 2, 20, 12); // whole UTC days from 2026-03-21T12:00Z on
+    const range = resolveRange({ from: "2026-03-05", to: "2026-04-01", tz: "UTC" }, now);
+    const q = { serviceId: "beta", range, filters: {} };
+    const cuts = Object.fromEntries((["day", "week", "month"] as const).map((i) => [i, new Date(seriesCut(q, i, { now }) ?? 0).toISOString()]));
+    // Days at the first whole day; weeks at the next Monday; months at the next first of a month.
+    expect(cuts).toEqual({ day: "2026-03-22T00:00:00.000Z", week: "2026-03-23T00:00:00.000Z", month: "2026-04-01T00:00:00.000Z" });
+    for (const interval of ["day", "week", "month"] as const) for (const service of SERVICES) await check(service, range, interval, {}, now);
+  }, SLOW);
+
+  test("no split: a range the view holds whole, one wholly before its TTL, a filter, a half-hour zone, or forced raw", () => {
+    const at = (from: string, to: string, tz: string, filters: Filters = {}) => ({ serviceId: "alpha", range: resolveRange({ from, to, tz }, SPRING_NOW), filters });
+    const now = Date.UTC(2026, 3, 17, 12, 20);
+    expect(seriesCut(at("2026-03-20", "2026-04-01", "UTC"), "hour", { now })).toBeUndefined(); // the view answers it whole
+    expect(seriesCut(at("2026-03-05", "2026-03-10", "UTC"), "hour", { now })).toBeUndefined(); // wholly before
+    expect(seriesCut(at("2026-03-05", "2026-04-01", "UTC", { country: "DE" }), "hour", { now })).toBeUndefined();
+    expect(seriesCut(at("2026-03-05", "2026-04-01", "Asia/Kolkata"), "hour", { now })).toBeUndefined();
+    expect(seriesCut(at("2026-03-05", "2026-04-01", "UTC"), "hour", { now, forceRaw: true })).toBeUndefined();
+    expect(seriesCut(at("2026-03-05", "2026-04-01", "UTC"), "hour", { now })).toBe(Date.UTC(2026, 2, 18, 14));
   });
 
   test("an old range (beyond the hourly view's 30 days) in UTC uses the daily view and matches", async () => {
