@@ -120,6 +120,12 @@ async function lastCall(req: Request, srv: Server<undefined>): Promise<Response>
 // The runtime settings the process started with (src/runtime-flags.ts): "unset" is the library's own default
 // (Bun's allocator returns freed memory after 100 ms, the engine's after 5 s).
 logger.info("listening", { port: server.port, clickhouse: config.clickhouse.url ?? "embedded", valkey: config.valkey ? "on" : "off", ack: config.ackMode, mimalloc_purge_delay: process.env.MIMALLOC_PURGE_DELAY ?? "unset", uv_threadpool_size: process.env.UV_THREADPOOL_SIZE ?? "unset", je_malloc_conf: process.env.JE_MALLOC_CONF ?? "unset" });
+// A ClickHouse server may be shared; without Valkey this process's sessions, event ids and cached
+// answers are its own, so a second instance on the same database would see none of them (its
+// cache would answer stale for its full lifetime after this one's flushes: README, "Cache").
+if (config.clickhouse.url && !config.valkey) {
+  logger.info("one instance per database: without VALKEY_URL, sessions, event-id dedup and cached answers live in this process; several instances on one ClickHouse database need a shared Valkey");
+}
 
 // Shutdown order: answer last calls and stop listening (stopServing), then Service.close (drain the
 // spool into ClickHouse for SHUTDOWN_TIMEOUT_MS, close the spool, stop the key refresher, let go of

@@ -121,11 +121,12 @@ async function itemSessions(serviceId: string): Promise<number> {
 
 test("a visitor's items alternating between two instances form the sessions one instance forms", async () => {
   const started = Date.now();
-  const valkey = { VALKEY_URL: process.env.TEST_VALKEY_URL!, VALKEY_DB: String(freeDbIndex()) };
+  // LOG_LEVEL info: the start's advice on a shared ClickHouse is an info line (checked below).
+  const valkey = { VALKEY_URL: process.env.TEST_VALKEY_URL!, VALKEY_DB: String(freeDbIndex()), LOG_LEVEL: "info" };
   const [a, b, single] = await Promise.all([
     sink.startService({ env: valkey }),
     sink.startService({ env: valkey }),
-    sink.startService(), // one instance, in-process state
+    sink.startService({ env: { LOG_LEVEL: "info" } }), // one instance, in-process state
   ]);
   const sharedKey = await a!.createKey({ type: "secret", service_id: "two_instances" }); // B finds it by lookup
   const concurrentKey = await b!.createKey({ type: "secret", service_id: "two_concurrent" });
@@ -141,6 +142,10 @@ test("a visitor's items alternating between two instances form the sessions one 
   // A start with Valkey logged "key store error … Stream isn't writeable": the revocation feed was
   // read before the connection was up (re-audit).
   for (const s of [a!, b!]) expect(s.logs()).not.toContain("key store error");
+  // On a ClickHouse server without Valkey, the start says that the instance must be alone on its
+  // database (an audit found a second one's cache answering stale for minutes); with Valkey not.
+  const alone = "several instances on one ClickHouse database need a shared Valkey";
+  expect([a!, b!, single!].map((s) => s.logs().includes(alone))).toEqual([false, false, true]);
 
   const two = await shapes("two_instances");
   const concurrent = await shapes("two_concurrent");
