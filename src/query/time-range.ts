@@ -3,7 +3,7 @@
 // epoch ms) from is inclusive and to exclusive. Everything here yields UTC instants (epoch ms)
 // that SQL compares against, so the zone logic lives in TypeScript only.
 import { ApiError } from "../errors.ts";
-import { dateOfDay, dayNumber, localDate, localHourStart, localMidnight, nextLocalHour } from "./zoned-time.ts";
+import { dateOfDay, dayNumber, localDate, localHourStarts, localMidnight } from "./zoned-time.ts";
 import { DAY_MS, parseIsoTime } from "../iso-time.ts";
 
 export const INTERVALS = ["hour", "day", "week", "month"] as const;
@@ -94,10 +94,7 @@ export function previousRange(r: TimeRange): TimeRange {
  */
 export function bucketStarts(r: TimeRange, interval: Interval): number[] {
   const out: number[] = [];
-  if (interval === "hour") {
-    for (let t = localHourStart(r.start, r.tz); t < r.end; t = nextLocalHour(t, r.tz)) out.push(t);
-    return out;
-  }
+  if (interval === "hour") return localHourStarts(r.start, r.end, r.tz);
   let day = dayNumber(localDate(r.start, r.tz));
   if (interval === "week") day -= (new Date(day * DAY_MS).getUTCDay() + 6) % 7;
   if (interval === "month") day = dayNumber(`${dateOfDay(day).slice(0, 8)}01`);

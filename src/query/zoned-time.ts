@@ -3,6 +3,7 @@
 // or 25 hours, and a zone may even skip its midnight.
 import { DAY_MS, utcDay } from "../iso-time.ts";
 
+const HOUR_MS = 3_600_000;
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
 function formatter(tz: string): Intl.DateTimeFormat {
@@ -110,6 +111,30 @@ export function nextLocalHour(hourStart: number, tz: string): number {
   const clockEnd = hourStart - (p.minute * 60 + p.second) * 1000 + 3_600_000;
   const before = offsetMs(clockEnd - 1000, tz);
   return before === offsetMs(hourStart, tz) ? clockEnd : firstWithOffset(hourStart, clockEnd - 1000, tz, before);
+}
+
+/**
+ * The local hour starts from the hour containing `start` up to `end` (exclusive): localHourStart,
+ * then nextLocalHour after each. Stretches where the zone's offset holds are stepped an hour at a
+ * time without asking Intl (three formatToParts calls an hour made a 400-day hourly series cost
+ * ~100 ms of the JS thread); the offset is sampled daily, as in hasOffsetChangeOffTheHour (zones
+ * change offset at most a few times a year), and the hours from the last sample with the old
+ * offset on are stepped exactly.
+ */
+export function localHourStarts(start: number, end: number, tz: string): number[] {
+  const out: number[] = [];
+  let t = localHourStart(start, tz);
+  while (t < end) {
+    out.push(t);
+    const offset = offsetMs(t, tz);
+    let holds = t; // the offset is `offset` at every instant of [t, holds]
+    while (holds < end && offsetMs(holds + DAY_MS, tz) === offset) holds += DAY_MS;
+    // The next hh:00 of the local clock, and each one after it while the offset holds.
+    let next = t - ((((t + offset) % HOUR_MS) + HOUR_MS) % HOUR_MS) + HOUR_MS;
+    for (; next <= holds && next < end; next += HOUR_MS) out.push(next);
+    t = nextLocalHour(out.at(-1)!, tz);
+  }
+  return out;
 }
 
 /** The first whole second in (lo, hi] with `offset`, given lo has another offset and hi has it. */

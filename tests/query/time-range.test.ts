@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { ApiError } from "../../src/errors.ts";
 import { bucketStarts, previousRange, rangeLabel, resolveRange, utcDatesOf } from "../../src/query/time-range.ts";
-import { localMidnight, offsetMs } from "../../src/query/zoned-time.ts";
+import { localHourStart, localHourStarts, localMidnight, nextLocalHour, offsetMs } from "../../src/query/zoned-time.ts";
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const NOW = Date.UTC(2026, 2, 29, 10); // Sunday 2026-03-29, Berlin's spring-forward day
@@ -97,6 +97,38 @@ describe("buckets", () => {
     expect(fall).toHaveLength(25);
     expect(fall.slice(2, 4).map(iso)).toEqual(["2026-10-25T00:00:00.000Z", "2026-10-25T01:00:00.000Z"]); // 02:00 twice
   });
+  // localHourStarts steps an hour at a time while the offset holds (sampled daily) instead of
+  // asking Intl for each hour: it must give what the hour-by-hour walk gives, in zones with
+  // 30- and 45-minute offsets and changes, negative DST, a skipped date, two-hour changes.
+  test("hour starts stepped through stretches of one offset equal the hour-by-hour walk", () => {
+    const walk = (start: number, end: number, tz: string) => {
+      const out: number[] = [];
+      for (let t = localHourStart(start, tz); t < end; t = nextLocalHour(t, tz)) out.push(t);
+      return out;
+    };
+    const zones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Chatham", "Pacific/Apia",
+      "America/Santiago", "Africa/Casablanca", "Antarctica/Troll", "Europe/Dublin", "America/St_Johns", "Asia/Gaza", "Pacific/Kiritimati", "Australia/Eucla"];
+    const ranges = [
+      [Date.UTC(2011, 5, 1), Date.UTC(2012, 6, 5)], // Pacific/Apia skipped 2011-12-30
+      [Date.UTC(2025, 10, 1, 10, 30), Date.UTC(2026, 11, 5, 7, 15)], // bounds off the hour
+    ] as const;
+    const mismatches: string[] = [];
+    let hours = 0;
+    for (const tz of zones) {
+      for (const [start, end] of ranges) {
+        const fast = localHourStarts(start, end, tz);
+        const slow = walk(start, end, tz);
+        hours += slow.length;
+        if (JSON.stringify(fast) !== JSON.stringify(slow)) {
+          const i = fast.findIndex((t, k) => t !== slow[k]);
+          mismatches.push(`${tz} ${iso(start)}: first difference at #${i} ${iso(fast[i] ?? 0)} vs ${iso(slow[i] ?? 0)}`);
+        }
+      }
+    }
+    expect(mismatches).toEqual([]);
+    expect(hours).toBeGreaterThan(zones.length * 2 * 9_000);
+  }, 60_000);
+
   test("weeks start on Monday, months on the 1st, in local time", () => {
     const r = resolveRange({ from: "2026-03-25", to: "2026-04-02", tz: "Europe/Berlin" }, NOW);
     expect(bucketStarts(r, "week").map(iso)).toEqual(["2026-03-22T23:00:00.000Z", "2026-03-29T22:00:00.000Z"]);
