@@ -3,7 +3,7 @@
 // epoch ms) from is inclusive and to exclusive. Everything here yields UTC instants (epoch ms)
 // that SQL compares against, so the zone logic lives in TypeScript only.
 import { ApiError } from "../errors.ts";
-import { dateOfDay, dayNumber, localDate, localHourStarts, localMidnight } from "./zoned-time.ts";
+import { dateOfDay, dayNumber, localDate, localHourStarts, localMidnight, localMidnights } from "./zoned-time.ts";
 import { DAY_MS, parseIsoTime } from "../iso-time.ts";
 
 export const INTERVALS = ["hour", "day", "week", "month"] as const;
@@ -98,7 +98,10 @@ export function bucketStarts(r: TimeRange, interval: Interval): number[] {
   let day = dayNumber(localDate(r.start, r.tz));
   if (interval === "week") day -= (new Date(day * DAY_MS).getUTCDay() + 6) % 7;
   if (interval === "month") day = dayNumber(`${dateOfDay(day).slice(0, 8)}01`);
-  for (let t = localMidnight(dateOfDay(day), r.tz); t < r.end; t = localMidnight(dateOfDay(day), r.tz)) {
+  // Days step through stretches of one offset; weeks and months ask for fewer midnights than the
+  // stretches' daily samples would cost.
+  const midnight = interval === "day" ? localMidnights(r.tz, r.end) : (d: number) => localMidnight(dateOfDay(d), r.tz);
+  for (let t = midnight(day); t < r.end; t = midnight(day)) {
     if (out.at(-1) !== t) out.push(t); // a date the zone skipped starts where the next one does: one bucket
     day = interval === "day" ? day + 1 : interval === "week" ? day + 7 : nextMonth(day);
   }

@@ -1,8 +1,8 @@
 // Range and bucket arithmetic in zones with DST (hand-checked instants), and its 400s.
 import { describe, expect, test } from "bun:test";
 import { ApiError } from "../../src/errors.ts";
-import { bucketStarts, previousRange, rangeLabel, resolveRange, utcDatesOf } from "../../src/query/time-range.ts";
-import { localHourStart, localHourStarts, localMidnight, nextLocalHour, offsetMs } from "../../src/query/zoned-time.ts";
+import { bucketStarts, previousRange, rangeLabel, resolveRange, type TimeRange, utcDatesOf } from "../../src/query/time-range.ts";
+import { dateOfDay, dayNumber, localDate, localHourStart, localHourStarts, localMidnight, nextLocalHour, offsetMs } from "../../src/query/zoned-time.ts";
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const NOW = Date.UTC(2026, 2, 29, 10); // Sunday 2026-03-29, Berlin's spring-forward day
@@ -100,7 +100,7 @@ describe("buckets", () => {
   // localHourStarts steps an hour at a time while the offset holds (sampled daily) instead of
   // asking Intl for each hour: it must give what the hour-by-hour walk gives, in zones with
   // 30- and 45-minute offsets and changes, negative DST, a skipped date, two-hour changes.
-  test("hour starts stepped through stretches of one offset equal the hour-by-hour walk", () => {
+  test("bucket starts stepped through stretches of one offset equal the walk that asks Intl for each", () => {
     const walk = (start: number, end: number, tz: string) => {
       const out: number[] = [];
       for (let t = localHourStart(start, tz); t < end; t = nextLocalHour(t, tz)) out.push(t);
@@ -127,6 +127,34 @@ describe("buckets", () => {
     }
     expect(mismatches).toEqual([]);
     expect(hours).toBeGreaterThan(zones.length * 2 * 9_000);
+
+    // Days, weeks and months likewise: each bucket start against localMidnight of its date.
+    const starts = (r: TimeRange, interval: "day" | "week" | "month") => {
+      const out: number[] = [];
+      let day = dayNumber(localDate(r.start, r.tz));
+      if (interval === "week") day -= (new Date(day * 86_400_000).getUTCDay() + 6) % 7;
+      if (interval === "month") day = dayNumber(`${dateOfDay(day).slice(0, 8)}01`);
+      for (let t = localMidnight(dateOfDay(day), r.tz); t < r.end; t = localMidnight(dateOfDay(day), r.tz)) {
+        if (out.at(-1) !== t) out.push(t);
+        const d = new Date(day * 86_400_000);
+        day = interval === "day" ? day + 1 : interval === "week" ? day + 7 : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) / 86_400_000;
+      }
+      return out;
+    };
+    let buckets = 0;
+    for (const tz of [...zones, "America/Havana", "America/Sao_Paulo"]) { // Havana and (in 2018) São Paulo skip midnight
+      for (const [start, end] of [...ranges, [Date.UTC(2018, 0, 1), Date.UTC(2019, 1, 4)]]) {
+        for (const interval of ["day", "week", "month"] as const) {
+          const r: TimeRange = { start, end, tz };
+          const fast = bucketStarts(r, interval);
+          const slow = starts(r, interval);
+          buckets += slow.length;
+          if (JSON.stringify(fast) !== JSON.stringify(slow)) mismatches.push(`${tz} ${interval} ${iso(start)}: ${fast.length} vs ${slow.length} buckets`);
+        }
+      }
+    }
+    expect(mismatches).toEqual([]);
+    expect(buckets).toBeGreaterThan(18 * 3 * 450);
   }, 60_000);
 
   test("weeks start on Monday, months on the 1st, in local time", () => {
