@@ -270,8 +270,12 @@ export async function sessionTotals(ch: ClickHouseClient, q: SessionQuery, read:
 }
 
 /** One point per local bucket overlapping the range, zero-filled; `t` is the bucket start. */
-export async function sessionSeries(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions): Promise<SeriesPoint[]> {
-  const cut = seriesCut(q, interval, read);
+export function sessionSeries(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions): Promise<SeriesPoint[]> {
+  return seriesSplitAt(ch, q, interval, read, seriesCut(q, interval, read));
+}
+
+/** sessionSeries with its seriesCut already known (undefined: one read). */
+async function seriesSplitAt(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions, cut: number | undefined): Promise<SeriesPoint[]> {
   if (cut === undefined) return seriesPoints(q, interval, await metricRows(ch, q, read, interval));
   const [older, newer] = await Promise.all([
     metricRows(ch, within(q, q.range.start, cut), read, interval),
@@ -287,8 +291,9 @@ export async function sessionSeries(ch: ClickHouseClient, q: SessionQuery, inter
  * 173 + 171 ms; bench/RESULTS.md, 2026-12-01 07:25).
  */
 export async function sessionTotalsAndSeries(ch: ClickHouseClient, q: SessionQuery, interval: Interval, read: ReadOptions): Promise<{ totals: SessionTotals; series: SeriesPoint[] }> {
-  if (chooseSource(q, read) !== "raw" || chooseSource(q, read, interval) !== "raw" || seriesCut(q, interval, read) !== undefined) {
-    const [totals, series] = await Promise.all([sessionTotals(ch, q, read), sessionSeries(ch, q, interval, read)]);
+  const cut = seriesCut(q, interval, read);
+  if (chooseSource(q, read) !== "raw" || chooseSource(q, read, interval) !== "raw" || cut !== undefined) {
+    const [totals, series] = await Promise.all([sessionTotals(ch, q, read), seriesSplitAt(ch, q, interval, read, cut)]);
     return { totals, series };
   }
   const raw = rawMetricsQuery(q, interval, true);

@@ -93,8 +93,8 @@ export function previousRange(r: TimeRange): TimeRange {
  * start before the range (a time `from` inside a day); weeks start on Monday.
  */
 export function bucketStarts(r: TimeRange, interval: Interval): number[] {
-  const out: number[] = [];
   if (interval === "hour") return localHourStarts(r.start, r.end, r.tz);
+  const out: number[] = [];
   let day = dayNumber(localDate(r.start, r.tz));
   if (interval === "week") day -= (new Date(day * DAY_MS).getUTCDay() + 6) % 7;
   if (interval === "month") day = dayNumber(`${dateOfDay(day).slice(0, 8)}01`);

@@ -106,8 +106,8 @@ export function localMidnights(tz: string, end: number): (day: number) => number
     if (t > from && t <= holds) return t;
     const exact = localMidnight(dateOfDay(day), tz);
     offset = offsetMs(exact, tz);
-    from = holds = exact;
-    while (holds < end && offsetMs(holds + DAY_MS, tz) === offset) holds += DAY_MS;
+    from = exact;
+    holds = offsetHolds(exact, offset, end, tz);
     return exact;
   };
 }
@@ -149,14 +149,24 @@ export function localHourStarts(start: number, end: number, tz: string): number[
   while (t < end) {
     out.push(t);
     const offset = offsetMs(t, tz);
-    let holds = t; // the offset is `offset` at every instant of [t, holds]
-    while (holds < end && offsetMs(holds + DAY_MS, tz) === offset) holds += DAY_MS;
+    const holds = offsetHolds(t, offset, end, tz);
     // The next hh:00 of the local clock, and each one after it while the offset holds.
     let next = t - ((((t + offset) % HOUR_MS) + HOUR_MS) % HOUR_MS) + HOUR_MS;
     for (; next <= holds && next < end; next += HOUR_MS) out.push(next);
     t = nextLocalHour(out.at(-1)!, tz);
   }
   return out;
+}
+
+/**
+ * The last of the daily samples t, t + 1 day, … (stopping at `end` or after it) up to which the
+ * zone's offset is `offset` (the offset at t): the offset is `offset` at every instant of
+ * [t, that sample], zones changing offset at most a few times a year, never twice in a day.
+ */
+function offsetHolds(t: number, offset: number, end: number, tz: string): number {
+  let holds = t;
+  while (holds < end && offsetMs(holds + DAY_MS, tz) === offset) holds += DAY_MS;
+  return holds;
 }
 
 /** The first whole second in (lo, hi] with `offset`, given lo has another offset and hi has it. */
